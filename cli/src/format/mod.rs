@@ -1,0 +1,1 @@
+//! Docker-style output: tables, Go-template `--format`, inspect shapes (being built).

@@ -1,0 +1,1 @@
+//! The cluster root CA: creation and signing of node certificates (being built).

@@ -1,0 +1,2 @@
+//! The manager (being built).
+pub mod ca;

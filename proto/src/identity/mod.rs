@@ -1,0 +1,1 @@
+//! Node identity shared by both ends of a connection (being built).

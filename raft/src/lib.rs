@@ -1,0 +1,1 @@
+//! The replicated cluster store (being built).

@@ -1,0 +1,1 @@
+//! The netns cluster test harness (being built).
