@@ -1,3 +1,122 @@
-#[allow(dead_code)]
+//! `rswarm`: the node daemon (`rswarm daemon`) and the command-line client
+//! for everything else. The binary is thin: commands parse flags, call a
+//! daemon's gRPC API and print Docker-style output; the daemon wires the
+//! manager and agent crates together.
+
+mod client;
+mod commands;
+mod daemon;
+mod duration;
 mod format;
-fn main() {}
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "rswarm", version = rswarm_proto::VERSION, about = "A multi-host container orchestrator in the Docker Swarm mould")]
+struct Cli {
+    /// Daemon to talk to: unix:///path/to.sock or tcp://host:2377
+    #[arg(
+        short = 'H',
+        long = "host",
+        env = "RSWARM_HOST",
+        global = true,
+        value_name = "HOST"
+    )]
+    host: Option<String>,
+    /// CA certificate for tcp:// hosts
+    #[arg(
+        long,
+        global = true,
+        default_value = "/var/lib/rswarm/certificates/ca.crt",
+        value_name = "FILE"
+    )]
+    tlscacert: PathBuf,
+    /// Client certificate for tcp:// hosts
+    #[arg(
+        long,
+        global = true,
+        default_value = "/var/lib/rswarm/certificates/node.crt",
+        value_name = "FILE"
+    )]
+    tlscert: PathBuf,
+    /// Client key for tcp:// hosts
+    #[arg(
+        long,
+        global = true,
+        default_value = "/var/lib/rswarm/certificates/node.key",
+        value_name = "FILE"
+    )]
+    tlskey: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the node process (agent, and manager on manager nodes)
+    Daemon(daemon::DaemonArgs),
+    /// Initialize a swarm (same as `swarm init`)
+    Init(commands::swarm::InitArgs),
+    /// Join a swarm as a node and/or manager (same as `swarm join`)
+    Join(commands::swarm::JoinArgs),
+    /// Manage the swarm
+    #[command(subcommand)]
+    Swarm(commands::swarm::SwarmCommand),
+    /// Manage swarm nodes
+    #[command(subcommand)]
+    Node(commands::node::NodeCommand),
+    /// Display system-wide information
+    Info(commands::system::InfoArgs),
+    /// Show the rswarm version information
+    Version(commands::system::VersionArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let opts = client::ClientOpts {
+        host: cli.host,
+        tlscacert: cli.tlscacert,
+        tlscert: cli.tlscert,
+        tlskey: cli.tlskey,
+    };
+    let result = match cli.command {
+        Command::Daemon(args) => daemon::run(args),
+        other => run_client(opts, other),
+    };
+    if let Err(e) = result {
+        eprintln!("{}", one_line(&e));
+        std::process::exit(1);
+    }
+}
+
+/// Errors print as one line: the outermost context and its causes.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = vec![];
+    for cause in e.chain() {
+        let s = cause.to_string();
+        if !parts.iter().any(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+    }
+    parts.join(": ").replace('\n', " ")
+}
+
+fn run_client(opts: client::ClientOpts, command: Command) -> anyhow::Result<()> {
+    rswarm_proto::identity::tls::install_crypto_provider();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        match command {
+            Command::Init(a) => commands::swarm::init(&opts, a).await,
+            Command::Join(a) => commands::swarm::join(&opts, a).await,
+            Command::Swarm(c) => commands::swarm::run(&opts, c).await,
+            Command::Node(c) => commands::node::run(&opts, c).await,
+            Command::Info(a) => commands::system::info(&opts, a).await,
+            Command::Version(a) => commands::system::version(&opts, a).await,
+            Command::Daemon(_) => unreachable!("handled before the client runtime"),
+        }
+    })
+}

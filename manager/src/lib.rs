@@ -1,2 +1,215 @@
-//! The manager (being built).
+//! The manager: everything a manager node runs on top of the replicated
+//! store — the Control API (`controlapi`), the CA service that admits and
+//! renews nodes (`certificates`, signing in `ca`), the dispatcher that keeps
+//! node liveness (`dispatcher`), Raft membership following node roles
+//! (`roles`), the creation of a new swarm (`bootstrap`) and who may call
+//! what over TCP (`auth`).
+//!
+//! Not here: the node process itself (the `rswarm` binary's `daemon`), the
+//! agent, and the store's consensus (`rswarm-raft`).
+
+pub mod auth;
+pub mod bootstrap;
 pub mod ca;
+pub mod certificates;
+pub mod controlapi;
+pub mod dispatcher;
+pub mod error;
+pub mod objects;
+pub mod roles;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rswarm_proto::ca::ca_server::CaServer;
+use rswarm_proto::control::control_server::ControlServer;
+use rswarm_proto::dispatcher::dispatcher_server::DispatcherServer;
+use rswarm_proto::identity::tls::{self, NodeTls};
+use rswarm_raft::{Connector, Store};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::service::interceptor::InterceptedService;
+
+pub use controlapi::ControlApi;
+pub use error::ManagerError;
+
+/// Dials other managers with this node's certificate (mTLS), for Raft.
+pub struct TlsConnector {
+    tls: NodeTls,
+}
+
+impl TlsConnector {
+    pub fn new(tls: NodeTls) -> Self {
+        Self { tls }
+    }
+}
+
+impl Connector for TlsConnector {
+    fn channel(&self, addr: &str) -> Result<tonic::transport::Channel, String> {
+        tls::connect_lazy(
+            addr,
+            &self.tls.ca_pem,
+            Some((self.tls.cert_pem.as_str(), self.tls.key_pem.as_str())),
+        )
+        .map_err(|e| e.to_string())
+    }
+}
+
+/// A running manager: its loops, and its TCP listener once served.
+pub struct Manager {
+    store: Store,
+    cluster_id: String,
+    dispatcher: dispatcher::DispatcherService,
+    loops: JoinHandle<()>,
+    tcp: Mutex<Option<(oneshot::Sender<()>, JoinHandle<()>)>>,
+}
+
+impl Manager {
+    /// Start the manager's loops on an opened store.
+    pub fn start(store: Store, cluster_id: String) -> Arc<Manager> {
+        let dispatcher = dispatcher::DispatcherService::new(store.clone());
+        let loops = {
+            let store = store.clone();
+            let dispatcher = dispatcher.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_millis(500));
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    if let Err(e) = dispatcher.check_heartbeats().await {
+                        tracing::debug!(error = %e, "heartbeat check");
+                    }
+                    if let Err(e) = roles::reconcile(&store).await {
+                        tracing::debug!(error = %e, "role reconciliation");
+                    }
+                }
+            })
+        };
+        Arc::new(Manager {
+            store,
+            cluster_id,
+            dispatcher,
+            loops,
+            tcp: Mutex::new(None),
+        })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn control(&self) -> ControlApi {
+        ControlApi::new(self.store.clone())
+    }
+
+    /// Serve the manager's gRPC services (Control, Ca, Dispatcher, Raft) on
+    /// `listen_addr` with mutual TLS. Replaces a previous listener's server
+    /// (certificate renewal restarts it with the new certificate).
+    pub async fn serve_tcp(
+        &self,
+        listen_addr: &str,
+        node_tls: &NodeTls,
+    ) -> Result<(), ManagerError> {
+        self.stop_tcp();
+        let listener = bind_with_retry(listen_addr).await?;
+        let auth = auth::Auth::new(self.store.clone(), self.cluster_id.clone());
+        let control = ControlServer::with_interceptor(
+            self.control(),
+            auth.interceptor(auth::Access::Manager),
+        );
+        let ca = CaServer::with_interceptor(
+            certificates::CaService::new(self.store.clone()),
+            ca_interceptor(auth.clone()),
+        );
+        let dispatcher = DispatcherServer::with_interceptor(
+            self.dispatcher.clone(),
+            auth.interceptor(auth::Access::Node),
+        );
+        let raft = InterceptedService::new(
+            self.store.service(),
+            auth.interceptor(auth::Access::Manager),
+        );
+        let router = tonic::transport::Server::builder()
+            .tls_config(tls::server_tls_config(node_tls))
+            .map_err(|e| ManagerError::Internal(format!("TLS configuration: {e}")))?
+            .add_service(control)
+            .add_service(ca)
+            .add_service(dispatcher)
+            .add_service(raft);
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let handle = tokio::spawn(async move {
+            if let Err(e) = router
+                .serve_with_incoming_shutdown(incoming, async {
+                    let _ = stop_rx.await;
+                })
+                .await
+            {
+                tracing::error!(error = %e, "manager gRPC server stopped");
+            }
+        });
+        if let Ok(mut tcp) = self.tcp.lock() {
+            *tcp = Some((stop_tx, handle));
+        }
+        Ok(())
+    }
+
+    fn stop_tcp(&self) {
+        if let Ok(mut tcp) = self.tcp.lock() {
+            if let Some((stop, handle)) = tcp.take() {
+                let _ = stop.send(());
+                handle.abort();
+            }
+        }
+    }
+
+    /// Stop loops, the TCP server and the store.
+    pub async fn stop(&self) {
+        self.loops.abort();
+        self.stop_tcp();
+        if let Err(e) = self.store.shutdown().await {
+            tracing::warn!(error = %e, "store shutdown");
+        }
+    }
+}
+
+/// Bind the manager listener; a restarting server may hold the port for a
+/// moment, so retry briefly.
+async fn bind_with_retry(addr: &str) -> Result<tokio::net::TcpListener, ManagerError> {
+    let mut last = None;
+    for _ in 0..50 {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => return Ok(l),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                last = Some(e);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => return Err(ManagerError::Internal(format!("binding {addr}: {e}"))),
+        }
+    }
+    Err(ManagerError::Internal(format!(
+        "binding {addr}: {}",
+        last.map(|e| e.to_string()).unwrap_or_default()
+    )))
+}
+
+/// The Ca service is open to nodes without certificates (the join token
+/// authorises them), except renewal, which needs the node's certificate.
+fn ca_interceptor(
+    auth: auth::Auth,
+) -> impl FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status>
+       + Clone
+       + Send
+       + Sync
+       + 'static {
+    let mut open = auth.interceptor(auth::Access::Open);
+    let mut node = auth.interceptor(auth::Access::Node);
+    move |req: tonic::Request<()>| {
+        // Renewal is the only Ca call that needs a certificate; the others
+        // pass with whatever identity the caller has (if any).
+        match req.peer_certs() {
+            Some(_) => node(req),
+            None => open(req),
+        }
+    }
+}

@@ -1,1 +1,71 @@
-//! The netns cluster test harness (being built).
+//! The netns cluster test harness: real multi-host rswarm clusters on one machine.
+//!
+//! A [`Cluster`] is N hosts. Each host is a network namespace with its own address
+//! on a shared bridge, and runs its own `rswarm daemon` with its own data dir,
+//! control socket and `--node-name hostN`. A test reads like the user's story:
+//!
+//! ```no_run
+//! use rswarm_tests::Cluster;
+//!
+//! let cluster = Cluster::start(3).unwrap();      // three hosts, daemons running
+//! cluster.init_swarm(1, 2).unwrap();             // host1 inits, host2/host3 join as workers
+//! let nodes = cluster.host(1).ok(&["node", "ls"]);
+//! assert!(nodes.contains("host3"));
+//! cluster.host(3).disconnect();                  // pull host3's cable
+//! // ... host3 goes Down on host1 ...
+//! cluster.host(3).heal();
+//! ```
+//!
+//! # The network
+//!
+//! Cluster number `c` of test process `pid` is named `rsw<pid>c<c>`. Its bridge `br0`
+//! lives in a namespace of its own, `rsw<pid>c<c>sw` (the "switch"), so no firewall
+//! of the machine's root namespace sees the hosts' traffic. Host `i` (1-based) is the
+//! namespace `rsw<pid>c<c>h<i>` with `eth0` at `10.77.0.(10+i)/24` (host1 is
+//! `10.77.0.11`), wired to port `vh<i>` of the bridge. The cluster is an isolated
+//! segment: no route leads from it to the machine or beyond, and every cluster has
+//! its own, so clusters in parallel tests may reuse the same addresses.
+//!
+//! # Files
+//!
+//! Everything a cluster writes is under `/tmp/rsw<pid>c<c>/` (short, because unix
+//! socket paths must stay under 108 bytes): `hN/data/` is host N's `--data-dir`,
+//! `hN/s.sock` its control socket, `hN/daemon.log` its daemon's stdout and stderr
+//! (with `RUST_LOG=info`, or `$RSWARM_TEST_LOG`). The pid in every name lets
+//! `tests/cleanup-leftovers.sh` tell leftovers of dead test processes from the
+//! clusters of live ones.
+//!
+//! # Teardown
+//!
+//! Dropping a [`Cluster`] (also while a test panics) kills every daemon with SIGKILL
+//! and reaps it, kills whatever else still runs in its namespaces, deletes the
+//! namespaces (the hosts' nftables rulesets go with them), lazily unmounts whatever
+//! the daemons mounted under `/tmp/rsw<pid>c<c>/` and then removes that directory.
+//! When the test is panicking, it first prints the tail of every host's daemon log.
+//! `RSWARM_TEST_KEEP_DIRS=1` keeps the directory for a look afterwards.
+//!
+//! If the test process itself dies (SIGKILL, abort), the daemons still die: they are
+//! started with `PR_SET_PDEATHSIG` from one long-lived thread (see [`spawn`]). The
+//! namespaces and directories that such a death leaves behind are removed by
+//! `tests/cleanup-leftovers.sh`, which `tests/run-all.sh` and `.ci/run` run on exit.
+//!
+//! # Preconditions
+//!
+//! The harness must run as root with `ip` (iproute2) and `nsenter` (util-linux)
+//! installed, and the `rswarm` binary built ([`rswarm_bin`]). It panics and says what
+//! is missing; it never skips a test silently.
+
+pub mod cluster;
+pub mod command;
+pub mod host;
+mod mounts;
+pub mod network;
+pub mod preflight;
+pub mod spawn;
+pub mod wait;
+
+pub use cluster::{Cluster, ClusterBuilder};
+pub use command::{CmdOutput, COMMAND_TIMEOUT};
+pub use host::{Background, Host};
+pub use preflight::rswarm_bin;
+pub use wait::{try_wait_for, wait_for};

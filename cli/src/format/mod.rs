@@ -1,1 +1,41 @@
-//! Docker-style output: tables, Go-template `--format`, inspect shapes (being built).
+//! Docker-style output for the command-line client: what `rswarm node ls`,
+//! `node inspect` and later `service ls` etc. print, byte for byte the way
+//! `docker` prints it, so that users' `--format` strings and scripts carry over.
+//!
+//! - `table`: Docker's tab-writer table printer (one place for column layout).
+//! - `template`: Go `text/template`, the part `--format` strings use, over JSON values.
+//! - `output`: the `--format` / `--quiet` rules every `ls` and `inspect` shares.
+//! - `humanize`: how Docker shows times, sizes and enum words to people.
+//! - `nodes`: Node objects in Docker's shapes (`node ls` rows, `node inspect` JSON, `--pretty`).
+//!
+//! This module only renders: it never talks to a daemon or a manager.
+
+#![allow(dead_code)]
+
+pub mod humanize;
+pub mod nodes;
+pub mod output;
+pub mod table;
+pub mod template;
+
+/// Why a `--format` string could not be rendered. The message is the line the
+/// user sees, worded like Docker's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FormatError {
+    /// The format string is not a valid template.
+    #[error("template parsing error: template: :{line}: {message}")]
+    Parse { line: usize, message: String },
+    /// The template is valid but failed on this object.
+    #[error(
+        "template parsing error: template: :{line}:{col}: executing \"\" at <{node}>: {message}"
+    )]
+    Exec {
+        line: usize,
+        col: usize,
+        node: String,
+        message: String,
+    },
+    /// The options asked for contradict each other.
+    #[error("{0}")]
+    Usage(String),
+}

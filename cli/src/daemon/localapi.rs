@@ -1,0 +1,75 @@
+//! The daemon's local socket API: the `Daemon` service (`init`, `join`,
+//! `leave`, `info`) and the `Control` service, which answers only while this
+//! node is a manager and otherwise says so (as dockerd does on a worker).
+
+use std::sync::Arc;
+
+use rswarm_proto::control::control_server::Control;
+use rswarm_proto::control::*;
+use rswarm_proto::daemon::daemon_server::Daemon;
+use rswarm_proto::daemon::*;
+use rswarm_proto::types::{Cluster, Node};
+use tonic::{Request, Response, Status};
+
+use super::node::NodeRuntime;
+
+#[derive(Clone)]
+pub struct LocalDaemon {
+    pub node: Arc<NodeRuntime>,
+}
+
+#[tonic::async_trait]
+impl Daemon for LocalDaemon {
+    async fn init(&self, req: Request<InitRequest>) -> Result<Response<InitResponse>, Status> {
+        Ok(Response::new(self.node.init(req.into_inner()).await?))
+    }
+    async fn join(&self, req: Request<JoinRequest>) -> Result<Response<JoinResponse>, Status> {
+        Ok(Response::new(self.node.join(req.into_inner()).await?))
+    }
+    async fn leave(&self, req: Request<LeaveRequest>) -> Result<Response<LeaveResponse>, Status> {
+        Ok(Response::new(self.node.leave(req.into_inner()).await?))
+    }
+    async fn info(&self, _req: Request<InfoRequest>) -> Result<Response<InfoResponse>, Status> {
+        Ok(Response::new(self.node.info().await))
+    }
+}
+
+/// Control over the local socket: delegates to this node's manager.
+#[derive(Clone)]
+pub struct LocalControl {
+    pub node: Arc<NodeRuntime>,
+}
+
+#[tonic::async_trait]
+impl Control for LocalControl {
+    async fn get_node(&self, req: Request<GetNodeRequest>) -> Result<Response<Node>, Status> {
+        self.node.control().await?.get_node(req).await
+    }
+    async fn list_nodes(
+        &self,
+        req: Request<ListNodesRequest>,
+    ) -> Result<Response<ListNodesResponse>, Status> {
+        self.node.control().await?.list_nodes(req).await
+    }
+    async fn update_node(&self, req: Request<UpdateNodeRequest>) -> Result<Response<Node>, Status> {
+        self.node.control().await?.update_node(req).await
+    }
+    async fn remove_node(
+        &self,
+        req: Request<RemoveNodeRequest>,
+    ) -> Result<Response<RemoveNodeResponse>, Status> {
+        self.node.control().await?.remove_node(req).await
+    }
+    async fn get_cluster(
+        &self,
+        req: Request<GetClusterRequest>,
+    ) -> Result<Response<Cluster>, Status> {
+        self.node.control().await?.get_cluster(req).await
+    }
+    async fn rotate_join_token(
+        &self,
+        req: Request<RotateJoinTokenRequest>,
+    ) -> Result<Response<Cluster>, Status> {
+        self.node.control().await?.rotate_join_token(req).await
+    }
+}

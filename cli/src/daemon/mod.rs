@@ -1,0 +1,159 @@
+//! `rswarm daemon`: the node process. It reads its config, takes its data
+//! dir and control socket, resumes any swarm membership found on disk and
+//! serves the local API until SIGTERM/SIGINT, when it stops the manager and
+//! agent cleanly (containers of later issues keep running).
+
+mod config;
+mod localapi;
+mod netaddr;
+mod node;
+mod state;
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use rswarm_proto::control::control_server::ControlServer;
+use rswarm_proto::daemon::daemon_server::DaemonServer;
+use tokio::net::UnixListener;
+
+pub use config::DaemonConfig;
+
+/// Flags of `rswarm daemon`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DaemonArgs {
+    /// Directory for all of this node's state
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Path of the control socket
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// Name of this node (default: the machine's hostname)
+    #[arg(long, value_name = "NAME")]
+    pub node_name: Option<String>,
+    /// Address for Prometheus metrics (host:port)
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<String>,
+    /// Daemon configuration file (JSON)
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/rswarm";
+pub const DEFAULT_SOCKET: &str = "/run/rswarm/rswarm.sock";
+
+pub fn run(args: DaemonArgs) -> anyhow::Result<()> {
+    let cfg = match &args.config {
+        Some(p) => DaemonConfig::load(p)?,
+        None => {
+            let default = PathBuf::from("/etc/rswarm/daemon.json");
+            if default.exists() {
+                DaemonConfig::load(&default)?
+            } else {
+                DaemonConfig::default()
+            }
+        }
+    };
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| {
+        format!(
+            "{},h2=warn,hyper=warn,tower=warn,openraft=warn,sled=warn",
+            cfg.log_filter()
+        )
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    rswarm_proto::identity::tls::install_crypto_provider();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(serve(args, cfg))
+}
+
+async fn serve(args: DaemonArgs, cfg: DaemonConfig) -> anyhow::Result<()> {
+    let data_dir = args
+        .data_dir
+        .or(cfg.data_root.clone())
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+    let socket = args
+        .socket
+        .or(cfg.socket.clone())
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET));
+    let node_name = match args.node_name.or(cfg.node_name.clone()) {
+        Some(n) => n,
+        None => nix::unistd::gethostname()
+            .context("reading the hostname (set --node-name)")?
+            .to_string_lossy()
+            .into_owned(),
+    };
+    state::ensure_dir(&data_dir)?;
+    let listener = bind_socket(&socket).await?;
+    let settings = node::NodeSettings {
+        data: state::DataDir::new(data_dir.clone()),
+        node_name: node_name.clone(),
+        engine_labels: cfg.engine_labels()?,
+    };
+    let runtime = node::NodeRuntime::new(settings);
+    tracing::info!(version = rswarm_proto::VERSION, node = %node_name, data_dir = %data_dir.display(), socket = %socket.display(), "rswarm daemon starting");
+    if let Err(e) = runtime.resume().await {
+        tracing::error!(error = %format!("{e:#}"), "could not resume swarm membership; `rswarm info` shows the error");
+    }
+    if let Some(addr) = args.metrics_addr.or(cfg.metrics_addr.clone()) {
+        tracing::info!(addr = %addr, "metrics are not served yet in this version; the flag is accepted");
+    }
+    let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
+    let server = tonic::transport::Server::builder()
+        .add_service(DaemonServer::new(localapi::LocalDaemon {
+            node: runtime.clone(),
+        }))
+        .add_service(ControlServer::new(localapi::LocalControl {
+            node: runtime.clone(),
+        }))
+        .serve_with_incoming_shutdown(incoming, shutdown_signal());
+    server.await.context("serving the control socket")?;
+    tracing::info!("shutting down");
+    runtime.shutdown().await;
+    let _ = std::fs::remove_file(&socket);
+    Ok(())
+}
+
+/// Bind the control socket; a stale socket file left by a crashed daemon is
+/// replaced, a live one is an error.
+async fn bind_socket(path: &PathBuf) -> anyhow::Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    if path.exists() {
+        if tokio::net::UnixStream::connect(path).await.is_ok() {
+            bail!(
+                "another rswarm daemon is already listening on {}",
+                path.display()
+            );
+        }
+        std::fs::remove_file(path)
+            .with_context(|| format!("removing stale socket {}", path.display()))?;
+    }
+    let listener = UnixListener::bind(path)
+        .with_context(|| format!("binding control socket {}", path.display()))?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+        .with_context(|| format!("setting permissions on {}", path.display()))?;
+    Ok(listener)
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

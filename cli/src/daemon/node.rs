@@ -1,0 +1,847 @@
+//! The node runtime: one per daemon. It owns the node's membership in a
+//! swarm and drives the transitions between "not in a swarm", "worker" and
+//! "manager": `init`, `join`, `leave`, `--force-new-cluster`, promotion and
+//! demotion (which arrive as renewed certificates from the agent), and
+//! resuming all of it from the data dir after a restart.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context};
+use rswarm_agent::{AgentConfig, AgentEvent, AgentHandle};
+use rswarm_manager::bootstrap::{self, InitParams};
+use rswarm_manager::ca::{self, RootCa};
+use rswarm_manager::{objects, Manager, TlsConnector};
+use rswarm_proto::ca::ca_client::CaClient;
+use rswarm_proto::ca::IssueNodeCertificateRequest;
+use rswarm_proto::daemon::*;
+use rswarm_proto::identity::{keys, tls, token};
+use rswarm_proto::raft::raft_client::RaftClient;
+use rswarm_proto::raft::AddMemberRequest;
+use rswarm_proto::types::{
+    EngineDescription, NodeAvailability, NodeDescription, NodeRole, Platform, Resources,
+};
+use rswarm_raft::{Store, StoreConfig};
+use tokio::sync::{mpsc, Mutex};
+use tonic::Status;
+
+use super::netaddr;
+use super::state::{DataDir, NodeState, PeerAddr, Role};
+
+const ALREADY_IN_SWARM: &str =
+    "This node is already part of a swarm. Use \"rswarm swarm leave\" to leave this swarm and join another one.";
+const NOT_IN_SWARM: &str = "This node is not part of a swarm";
+
+/// Daemon-wide settings the runtime needs.
+#[derive(Clone)]
+pub struct NodeSettings {
+    pub data: DataDir,
+    pub node_name: String,
+    pub engine_labels: BTreeMap<String, String>,
+}
+
+pub struct NodeRuntime {
+    settings: NodeSettings,
+    inner: Mutex<Inner>,
+    events: mpsc::Sender<AgentEvent>,
+}
+
+#[derive(Default)]
+struct Inner {
+    state: Option<NodeState>,
+    tls: Option<tls::NodeTls>,
+    manager: Option<Arc<Manager>>,
+    agent: Option<AgentHandle>,
+    error: Option<String>,
+}
+
+/// How a manager's store comes up.
+enum StoreStart {
+    /// A brand-new single-manager swarm.
+    Bootstrap,
+    /// Joining: ask these managers to add us to the Raft membership.
+    Join(Vec<String>),
+    /// Existing Raft state on disk.
+    Resume,
+}
+
+fn internal(e: anyhow::Error) -> Status {
+    Status::internal(format!("{e:#}"))
+}
+
+impl NodeRuntime {
+    pub fn new(settings: NodeSettings) -> Arc<NodeRuntime> {
+        let (tx, mut rx) = mpsc::channel(16);
+        let node = Arc::new(NodeRuntime {
+            settings,
+            inner: Mutex::new(Inner::default()),
+            events: tx,
+        });
+        let weak = Arc::downgrade(&node);
+        tokio::spawn(async move {
+            while let Some(ev) = rx.recv().await {
+                let Some(node) = weak.upgrade() else { break };
+                if let Err(e) = node.on_agent_event(ev).await {
+                    tracing::error!(error = %format!("{e:#}"), "handling agent event");
+                }
+            }
+        });
+        node
+    }
+
+    /// Resume the swarm membership recorded in the data dir, if any.
+    pub async fn resume(&self) -> anyhow::Result<()> {
+        let mut inner = self.inner.lock().await;
+        let Some(state) = self.settings.data.load()? else {
+            tracing::info!("not part of a swarm; waiting for `rswarm init` or `rswarm join`");
+            return Ok(());
+        };
+        let node_tls = tls::NodeTls::load(&self.settings.data.certs()).with_context(|| {
+            format!(
+                "loading certificates from {}",
+                self.settings.data.certs().display()
+            )
+        })?;
+        tracing::info!(node = %state.node_id, role = ?state.role, "resuming swarm membership");
+        inner.state = Some(state.clone());
+        inner.tls = Some(node_tls.clone());
+        if state.role == Role::Manager {
+            if let Err(e) = self.start_manager(&mut inner, StoreStart::Resume).await {
+                inner.error = Some(format!("{e:#}"));
+                return Err(e);
+            }
+        }
+        self.start_agent(&mut inner);
+        Ok(())
+    }
+
+    /// The Control API if this node is a manager.
+    pub async fn control(&self) -> Result<rswarm_manager::ControlApi, Status> {
+        let inner = self.inner.lock().await;
+        match (&inner.state, &inner.manager) {
+            (_, Some(m)) => Ok(m.control()),
+            (Some(_), None) => Err(Status::failed_precondition(
+                "This node is not a swarm manager. Worker nodes can't be used to view or modify cluster state. Please run this command on a manager node or promote the current node to a manager.",
+            )),
+            (None, _) => Err(Status::failed_precondition(
+                "This node is not a swarm manager. Use \"rswarm swarm init\" or \"rswarm swarm join\" to connect this node to swarm and try again.",
+            )),
+        }
+    }
+
+    fn describe(&self) -> NodeDescription {
+        NodeDescription {
+            hostname: self.settings.node_name.clone(),
+            platform: Some(Platform {
+                architecture: std::env::consts::ARCH.to_string(),
+                os: std::env::consts::OS.to_string(),
+            }),
+            resources: Some(Resources {
+                nano_cpus: std::thread::available_parallelism()
+                    .map(|n| n.get() as i64)
+                    .unwrap_or(1)
+                    * 1_000_000_000,
+                memory_bytes: total_memory(),
+            }),
+            engine: Some(EngineDescription {
+                engine_version: rswarm_proto::VERSION.to_string(),
+                labels: self.settings.engine_labels.clone().into_iter().collect(),
+            }),
+            tls_info: None,
+        }
+    }
+
+    // ---- init -------------------------------------------------------------
+
+    pub async fn init(&self, req: InitRequest) -> Result<InitResponse, Status> {
+        let mut inner = self.inner.lock().await;
+        if inner.state.is_some() {
+            if req.force_new_cluster {
+                return self.force_new_cluster(&mut inner).await;
+            }
+            return Err(Status::failed_precondition(ALREADY_IN_SWARM));
+        }
+        let listen = if req.listen_addr.is_empty() {
+            format!("0.0.0.0:{}", netaddr::DEFAULT_PORT)
+        } else {
+            netaddr::with_port(&req.listen_addr, netaddr::DEFAULT_PORT)
+                .map_err(|e| Status::invalid_argument(format!("--listen-addr: {e}")))?
+        };
+        let port = netaddr::port_of(&listen);
+        let advertise = if req.advertise_addr.is_empty() {
+            let ip = netaddr::auto_advertise_ip()
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            format!("{ip}:{port}")
+        } else {
+            netaddr::with_port(&req.advertise_addr, port)
+                .map_err(|e| Status::invalid_argument(format!("--advertise-addr: {e}")))?
+        };
+        let node_id = ca::new_node_id();
+        let cluster_id = ca::new_cluster_id();
+        let result = self
+            .init_inner(
+                &mut inner,
+                &req,
+                node_id.clone(),
+                cluster_id,
+                advertise.clone(),
+                listen,
+            )
+            .await;
+        match result {
+            Ok(worker_token) => Ok(InitResponse {
+                node_id,
+                worker_token,
+                manager_addr: advertise,
+            }),
+            Err(e) => {
+                self.teardown(&mut inner).await;
+                if let Err(w) = self.settings.data.wipe() {
+                    tracing::error!(error = %w, "cleaning up after a failed init");
+                }
+                Err(Status::internal(format!("init failed: {e:#}")))
+            }
+        }
+    }
+
+    async fn init_inner(
+        &self,
+        inner: &mut Inner,
+        req: &InitRequest,
+        node_id: String,
+        cluster_id: String,
+        advertise: String,
+        listen: String,
+    ) -> anyhow::Result<String> {
+        let expiry = (req.node_cert_expiry_ns > 0)
+            .then(|| Duration::from_nanos(req.node_cert_expiry_ns as u64));
+        let root =
+            RootCa::generate(&cluster_id).map_err(|e| anyhow!("creating the root CA: {e}"))?;
+        let (key_pem, csr_pem) =
+            keys::new_key_and_csr().map_err(|e| anyhow!("creating the node key: {e}"))?;
+        let cert_pem = root
+            .sign_node_csr(
+                &csr_pem,
+                &node_id,
+                NodeRole::Manager,
+                &cluster_id,
+                expiry.unwrap_or(rswarm_manager::certificates::DEFAULT_CERT_EXPIRY),
+            )
+            .map_err(|e| anyhow!("signing the node certificate: {e}"))?;
+        let node_tls = tls::NodeTls {
+            ca_pem: root.cert_pem.clone(),
+            cert_pem: cert_pem.clone(),
+            key_pem,
+        };
+        node_tls
+            .save(&self.settings.data.certs())
+            .with_context(|| {
+                format!(
+                    "saving certificates in {}",
+                    self.settings.data.certs().display()
+                )
+            })?;
+        let state = NodeState {
+            node_id: node_id.clone(),
+            cluster_id: cluster_id.clone(),
+            role: Role::Manager,
+            advertise_addr: advertise.clone(),
+            listen_addr: listen,
+            managers: vec![PeerAddr {
+                node_id: node_id.clone(),
+                addr: advertise.clone(),
+            }],
+        };
+        inner.state = Some(state.clone());
+        inner.tls = Some(node_tls);
+        self.start_manager(inner, StoreStart::Bootstrap).await?;
+        let store = inner
+            .manager
+            .as_ref()
+            .map(|m| m.store().clone())
+            .ok_or_else(|| anyhow!("manager did not start"))?;
+        let availability =
+            NodeAvailability::try_from(req.availability).unwrap_or(NodeAvailability::Active);
+        let cluster = bootstrap::create_cluster(
+            &store,
+            &root,
+            InitParams {
+                cluster_id,
+                node_id,
+                advertise_addr: advertise,
+                description: self.describe(),
+                availability,
+                heartbeat_period: (req.heartbeat_period_ns > 0)
+                    .then(|| Duration::from_nanos(req.heartbeat_period_ns as u64)),
+                cert_expiry: expiry,
+                snapshot_interval: req.snapshot_interval,
+                node_cert_pem: cert_pem,
+            },
+        )
+        .await
+        .context("creating the cluster objects")?;
+        self.settings.data.save(&state)?;
+        self.start_agent(inner);
+        Ok(cluster
+            .root_ca
+            .and_then(|c| c.join_tokens)
+            .map(|t| t.worker)
+            .unwrap_or_default())
+    }
+
+    async fn force_new_cluster(&self, inner: &mut Inner) -> Result<InitResponse, Status> {
+        let state = inner
+            .state
+            .clone()
+            .ok_or_else(|| Status::failed_precondition(NOT_IN_SWARM))?;
+        if state.role != Role::Manager {
+            return Err(Status::failed_precondition(
+                "--force-new-cluster needs a manager: this node is a worker",
+            ));
+        }
+        tracing::warn!("forcing a new cluster from this manager's state");
+        self.teardown(inner).await;
+        let cfg = self.store_config(&state);
+        Store::force_new_cluster(&cfg)
+            .map_err(|e| Status::internal(format!("rewriting the Raft state: {e}")))?;
+        inner.state = Some(state.clone());
+        inner.tls = Some(
+            tls::NodeTls::load(&self.settings.data.certs())
+                .map_err(|e| Status::internal(format!("loading certificates: {e}")))?,
+        );
+        self.start_manager(inner, StoreStart::Resume)
+            .await
+            .map_err(internal)?;
+        let store = inner
+            .manager
+            .as_ref()
+            .map(|m| m.store().clone())
+            .ok_or_else(|| Status::internal("manager did not start"))?;
+        wait_leader(&store, Duration::from_secs(10))
+            .await
+            .map_err(internal)?;
+        let mut st = state.clone();
+        st.managers = vec![PeerAddr {
+            node_id: st.node_id.clone(),
+            addr: st.advertise_addr.clone(),
+        }];
+        self.settings.data.save(&st).map_err(internal)?;
+        inner.state = Some(st.clone());
+        self.start_agent(inner);
+        let worker_token = objects::cluster(&store)
+            .ok()
+            .and_then(|c| c.root_ca)
+            .and_then(|c| c.join_tokens)
+            .map(|t| t.worker)
+            .unwrap_or_default();
+        Ok(InitResponse {
+            node_id: st.node_id,
+            worker_token,
+            manager_addr: st.advertise_addr,
+        })
+    }
+
+    // ---- join -------------------------------------------------------------
+
+    pub async fn join(&self, req: JoinRequest) -> Result<JoinResponse, Status> {
+        let mut inner = self.inner.lock().await;
+        if inner.state.is_some() {
+            return Err(Status::failed_precondition(ALREADY_IN_SWARM));
+        }
+        let parsed =
+            token::parse(&req.token).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let remote = netaddr::with_port(&req.remote_addr, netaddr::DEFAULT_PORT)
+            .map_err(|e| Status::invalid_argument(format!("manager address: {e}")))?;
+        let listen = if req.listen_addr.is_empty() {
+            format!("0.0.0.0:{}", netaddr::DEFAULT_PORT)
+        } else {
+            netaddr::with_port(&req.listen_addr, netaddr::DEFAULT_PORT)
+                .map_err(|e| Status::invalid_argument(format!("--listen-addr: {e}")))?
+        };
+        let port = netaddr::port_of(&listen);
+        let advertise = if req.advertise_addr.is_empty() {
+            let ip = netaddr::local_ip_towards(&remote)
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            format!("{ip}:{port}")
+        } else {
+            netaddr::with_port(&req.advertise_addr, port)
+                .map_err(|e| Status::invalid_argument(format!("--advertise-addr: {e}")))?
+        };
+        let ca_pem = tls::fetch_root_ca(&remote).await.map_err(|e| {
+            Status::unavailable(format!("could not reach a manager at {remote}: {e}"))
+        })?;
+        if !parsed.matches_ca(&ca_pem) {
+            return Err(Status::invalid_argument(format!(
+                "remote CA does not match fingerprint in the join token: the manager at {remote} presents a CA whose digest is {}, the token expects {}",
+                token::ca_digest(&ca_pem),
+                parsed.ca_digest
+            )));
+        }
+        let (key_pem, csr_pem) =
+            keys::new_key_and_csr().map_err(|e| Status::internal(e.to_string()))?;
+        let channel = tls::connect(&remote, &ca_pem, None).await.map_err(|e| {
+            Status::unavailable(format!("could not reach a manager at {remote}: {e}"))
+        })?;
+        let availability =
+            NodeAvailability::try_from(req.availability).unwrap_or(NodeAvailability::Active);
+        let resp = CaClient::new(channel)
+            .issue_node_certificate(IssueNodeCertificateRequest {
+                csr_pem,
+                token: req.token.clone(),
+                description: Some(self.describe()),
+                advertise_addr: advertise.clone(),
+                availability: availability as i32,
+            })
+            .await
+            .map_err(|s| Status::new(s.code(), s.message().to_string()))?
+            .into_inner();
+        let role = NodeRole::try_from(resp.role).unwrap_or(NodeRole::Worker);
+        let node_tls = tls::NodeTls {
+            ca_pem: resp.ca_certificate_pem.clone(),
+            cert_pem: resp.certificate_pem.clone(),
+            key_pem,
+        };
+        let mut managers: Vec<PeerAddr> = resp
+            .managers
+            .iter()
+            .map(|m| PeerAddr {
+                node_id: m.node_id.clone(),
+                addr: m.addr.clone(),
+            })
+            .collect();
+        if !managers.iter().any(|m| m.addr == remote) {
+            managers.insert(
+                0,
+                PeerAddr {
+                    node_id: String::new(),
+                    addr: remote.clone(),
+                },
+            );
+        }
+        let state = NodeState {
+            node_id: resp.node_id.clone(),
+            cluster_id: resp.cluster_id.clone(),
+            role: if role == NodeRole::Manager {
+                Role::Manager
+            } else {
+                Role::Worker
+            },
+            advertise_addr: advertise,
+            listen_addr: listen,
+            managers,
+        };
+        let result: anyhow::Result<()> = async {
+            node_tls
+                .save(&self.settings.data.certs())
+                .with_context(|| {
+                    format!(
+                        "saving certificates in {}",
+                        self.settings.data.certs().display()
+                    )
+                })?;
+            inner.state = Some(state.clone());
+            inner.tls = Some(node_tls);
+            if role == NodeRole::Manager {
+                let peers = state.managers.iter().map(|m| m.addr.clone()).collect();
+                self.start_manager(&mut inner, StoreStart::Join(peers))
+                    .await?;
+            }
+            self.settings.data.save(&state)?;
+            self.start_agent(&mut inner);
+            Ok(())
+        }
+        .await;
+        if let Err(e) = result {
+            self.teardown(&mut inner).await;
+            let _ = self.settings.data.wipe();
+            return Err(Status::internal(format!("join failed: {e:#}")));
+        }
+        tracing::info!(node = %resp.node_id, role = ?role, "joined the swarm");
+        Ok(JoinResponse {
+            node_id: resp.node_id,
+            role: role as i32,
+        })
+    }
+
+    // ---- leave ------------------------------------------------------------
+
+    pub async fn leave(&self, req: LeaveRequest) -> Result<LeaveResponse, Status> {
+        let mut inner = self.inner.lock().await;
+        let Some(state) = inner.state.clone() else {
+            return Err(Status::failed_precondition(NOT_IN_SWARM));
+        };
+        if let Some(manager) = inner.manager.clone() {
+            let store = manager.store().clone();
+            let status = store.status();
+            let me = objects::raft_id_for(&state.node_id);
+            let nodes = objects::nodes(&store).unwrap_or_default();
+            let reachable = status
+                .voters
+                .iter()
+                .filter(|id| {
+                    **id == me
+                        || status.leader == Some(**id)
+                        || nodes
+                            .iter()
+                            .any(|n| objects::raft_id_for(&n.id) == **id && objects::is_ready(n))
+                })
+                .count();
+            let voters = status.voters.len();
+            if !req.force {
+                if voters <= 1 {
+                    return Err(Status::failed_precondition(
+                        "You are attempting to leave the swarm on a node that is participating as a manager. Removing the last manager erases all current state of the swarm. Use `--force` to ignore this message.",
+                    ));
+                }
+                let after = reachable.saturating_sub(1);
+                if after <= (voters - 1) / 2 {
+                    return Err(Status::failed_precondition(format!(
+                        "You are attempting to leave the swarm on a node that is participating as a manager. Removing this node leaves {after} managers out of {}. Without a Raft quorum your swarm will be inaccessible. The only way to restore a swarm that has lost consensus is to reinitialize it with `--force-new-cluster`. Use `--force` to suppress this message.",
+                        voters - 1
+                    )));
+                }
+            }
+            if voters > 1 {
+                // Step out of the Raft membership first so the others keep quorum.
+                if let Ok(Some(mut node)) = objects::node(&store, &state.node_id) {
+                    if let Some(spec) = node.spec.as_mut() {
+                        spec.desired_role = NodeRole::Worker as i32;
+                    }
+                    node.manager_status = None;
+                    let _ = tokio::time::timeout(
+                        Duration::from_secs(5),
+                        store.write(vec![objects::put_node(&node)]),
+                    )
+                    .await;
+                }
+                match tokio::time::timeout(Duration::from_secs(10), store.remove_manager(me)).await
+                {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) if !req.force => {
+                        return Err(Status::unavailable(format!(
+                            "could not leave the Raft membership: {e}"
+                        )))
+                    }
+                    Ok(Err(_)) | Err(_) if req.force => {}
+                    _ => {
+                        return Err(Status::unavailable(
+                            "could not leave the Raft membership in time",
+                        ))
+                    }
+                }
+            }
+        }
+        self.teardown(&mut inner).await;
+        self.settings.data.wipe().map_err(internal)?;
+        inner.error = None;
+        tracing::info!("left the swarm");
+        Ok(LeaveResponse {})
+    }
+
+    // ---- info -------------------------------------------------------------
+
+    pub async fn info(&self) -> InfoResponse {
+        let inner = self.inner.lock().await;
+        let mut out = InfoResponse {
+            node_name: self.settings.node_name.clone(),
+            data_dir: self.settings.data.root.display().to_string(),
+            version: rswarm_proto::VERSION.to_string(),
+            local_node_state: "inactive".into(),
+            error: inner.error.clone().unwrap_or_default(),
+            ..Default::default()
+        };
+        let Some(state) = &inner.state else {
+            return out;
+        };
+        out.local_node_state = if inner.error.is_some() {
+            "error".into()
+        } else {
+            "active".into()
+        };
+        out.node_id = state.node_id.clone();
+        out.cluster_id = state.cluster_id.clone();
+        out.node_addr = state.advertise_addr.clone();
+        out.role = if state.role == Role::Manager {
+            NodeRole::Manager as i32
+        } else {
+            NodeRole::Worker as i32
+        };
+        out.managers = state
+            .managers
+            .iter()
+            .map(|m| ManagerPeer {
+                node_id: m.node_id.clone(),
+                addr: m.addr.clone(),
+            })
+            .collect();
+        out.cert_expires_at = inner
+            .tls
+            .as_ref()
+            .and_then(|t| t.identity().ok())
+            .map(|i| i.not_after)
+            .unwrap_or(0);
+        if let Some(m) = &inner.manager {
+            out.control_available = true;
+            let store = m.store();
+            let s = store.status();
+            let nodes = objects::nodes(store).unwrap_or_default();
+            out.nodes = nodes.len() as u32;
+            out.manager_count = nodes.iter().filter(|n| n.manager_status.is_some()).count() as u32;
+            out.raft = Some(RaftInfo {
+                raft_id: s.raft_id,
+                state: s.state.clone(),
+                term: s.term,
+                leader_raft_id: s.leader.unwrap_or(0),
+                last_log_index: s.last_log_index,
+                last_applied: s.last_applied,
+                snapshot_index: s.snapshot_index,
+                voters: s.voters.clone(),
+                learners: s.learners.clone(),
+            });
+            out.managers = s
+                .members
+                .iter()
+                .map(|(id, addr)| ManagerPeer {
+                    node_id: nodes
+                        .iter()
+                        .find(|n| objects::raft_id_for(&n.id) == *id)
+                        .map(|n| n.id.clone())
+                        .unwrap_or_default(),
+                    addr: addr.clone(),
+                })
+                .collect();
+        }
+        out
+    }
+
+    // ---- shared machinery -------------------------------------------------
+
+    fn store_config(&self, state: &NodeState) -> StoreConfig {
+        StoreConfig::new(
+            self.settings.data.raft(),
+            objects::raft_id_for(&state.node_id),
+            state.advertise_addr.clone(),
+        )
+    }
+
+    async fn start_manager(&self, inner: &mut Inner, how: StoreStart) -> anyhow::Result<()> {
+        let state = inner
+            .state
+            .clone()
+            .ok_or_else(|| anyhow!("no swarm state"))?;
+        let node_tls = inner
+            .tls
+            .clone()
+            .ok_or_else(|| anyhow!("no certificates"))?;
+        let cfg = self.store_config(&state);
+        let store = Store::open(cfg, Arc::new(TlsConnector::new(node_tls.clone())))
+            .await
+            .with_context(|| {
+                format!(
+                    "opening the Raft store in {}",
+                    self.settings.data.raft().display()
+                )
+            })?;
+        if let StoreStart::Bootstrap = how {
+            store.bootstrap().await.context("bootstrapping Raft")?;
+            wait_leader(&store, Duration::from_secs(10)).await?;
+        }
+        let manager = Manager::start(store.clone(), state.cluster_id.clone());
+        manager
+            .serve_tcp(&state.listen_addr, &node_tls)
+            .await
+            .with_context(|| format!("listening on {}", state.listen_addr))?;
+        inner.manager = Some(manager.clone());
+        if let StoreStart::Join(peers) = how {
+            if let Err(e) = add_member(&node_tls, &peers, &state).await {
+                manager.stop().await;
+                inner.manager = None;
+                return Err(e);
+            }
+        }
+        tracing::info!(addr = %state.advertise_addr, "manager started");
+        Ok(())
+    }
+
+    fn start_agent(&self, inner: &mut Inner) {
+        let (Some(state), Some(node_tls)) = (inner.state.clone(), inner.tls.clone()) else {
+            return;
+        };
+        if let Some(a) = inner.agent.take() {
+            a.stop();
+        }
+        let mut managers: Vec<String> = state.managers.iter().map(|m| m.addr.clone()).collect();
+        if state.role == Role::Manager {
+            managers.retain(|a| *a != state.advertise_addr);
+            managers.insert(0, state.advertise_addr.clone());
+        }
+        let role = if state.role == Role::Manager {
+            NodeRole::Manager
+        } else {
+            NodeRole::Worker
+        };
+        let cfg = AgentConfig {
+            node_id: state.node_id.clone(),
+            advertise_addr: state.advertise_addr.clone(),
+            description: self.describe(),
+            managers,
+            tls: node_tls,
+            role,
+        };
+        inner.agent = Some(rswarm_agent::start(cfg, self.events.clone()));
+    }
+
+    /// Stop the agent and the manager (if any) and forget the in-memory state.
+    async fn teardown(&self, inner: &mut Inner) {
+        if let Some(a) = inner.agent.take() {
+            a.stop();
+        }
+        if let Some(m) = inner.manager.take() {
+            m.stop().await;
+        }
+        inner.state = None;
+        inner.tls = None;
+    }
+
+    /// Daemon shutdown: stop everything, keep the data dir.
+    pub async fn shutdown(&self) {
+        let mut inner = self.inner.lock().await;
+        self.teardown(&mut inner).await;
+    }
+
+    async fn on_agent_event(&self, ev: AgentEvent) -> anyhow::Result<()> {
+        let mut inner = self.inner.lock().await;
+        let Some(mut state) = inner.state.clone() else {
+            return Ok(());
+        };
+        match ev {
+            AgentEvent::Managers(list) => {
+                state.managers = list
+                    .into_iter()
+                    .map(|(node_id, addr)| PeerAddr { node_id, addr })
+                    .collect();
+                self.settings.data.save(&state)?;
+                inner.state = Some(state);
+            }
+            AgentEvent::Removed => {
+                tracing::warn!("this node was removed from the swarm; leaving");
+                self.teardown(&mut inner).await;
+                self.settings.data.wipe()?;
+                inner.error = None;
+            }
+            AgentEvent::Renewed {
+                tls: node_tls,
+                role,
+            } => {
+                node_tls.save(&self.settings.data.certs())?;
+                inner.tls = Some(node_tls.clone());
+                let new_role = if role == NodeRole::Manager {
+                    Role::Manager
+                } else {
+                    Role::Worker
+                };
+                let old_role = state.role.clone();
+                state.role = new_role.clone();
+                self.settings.data.save(&state)?;
+                inner.state = Some(state.clone());
+                match (old_role, new_role) {
+                    (Role::Worker, Role::Manager) => {
+                        tracing::info!("promoted: starting the manager");
+                        let peers = state.managers.iter().map(|m| m.addr.clone()).collect();
+                        if let Err(e) = self
+                            .start_manager(&mut inner, StoreStart::Join(peers))
+                            .await
+                        {
+                            inner.error = Some(format!("{e:#}"));
+                            tracing::error!(error = %format!("{e:#}"), "starting the manager after promotion");
+                        }
+                    }
+                    (Role::Manager, Role::Worker) => {
+                        tracing::info!("demoted: stopping the manager");
+                        if let Some(m) = inner.manager.take() {
+                            m.stop().await;
+                        }
+                        let raft = self.settings.data.raft();
+                        if raft.exists() {
+                            std::fs::remove_dir_all(&raft)
+                                .with_context(|| format!("removing {}", raft.display()))?;
+                        }
+                    }
+                    _ => {
+                        if let Some(m) = &inner.manager {
+                            m.serve_tcp(&state.listen_addr, &node_tls).await?;
+                        }
+                    }
+                }
+                if let Some(a) = &inner.agent {
+                    a.set_identity(node_tls, role);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn wait_leader(store: &Store, timeout: Duration) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !store.is_leader() {
+        if tokio::time::Instant::now() > deadline {
+            return Err(anyhow!(
+                "this manager did not become the Raft leader within {timeout:?}"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+/// Ask the managers (in turn) to add this node to the Raft membership; the
+/// call returns once this node is a voter.
+async fn add_member(
+    node_tls: &tls::NodeTls,
+    peers: &[String],
+    state: &NodeState,
+) -> anyhow::Result<()> {
+    let mut last = String::from("no manager to ask");
+    for peer in peers.iter().filter(|p| **p != state.advertise_addr) {
+        let channel = match tls::connect(
+            peer,
+            &node_tls.ca_pem,
+            Some((&node_tls.cert_pem, &node_tls.key_pem)),
+        )
+        .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                last = format!("{peer}: {e}");
+                continue;
+            }
+        };
+        let req = AddMemberRequest {
+            raft_id: objects::raft_id_for(&state.node_id),
+            addr: state.advertise_addr.clone(),
+            node_id: state.node_id.clone(),
+        };
+        let mut client = RaftClient::new(channel);
+        match tokio::time::timeout(Duration::from_secs(60), client.add_member(req)).await {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(s)) => last = format!("{peer}: {}", s.message()),
+            Err(_) => last = format!("{peer}: timed out adding this node to the Raft membership"),
+        }
+    }
+    Err(anyhow!("could not join the Raft membership: {last}"))
+}
+
+fn total_memory() -> i64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<i64>().ok())
+        })
+        .map(|kb| kb * 1024)
+        .unwrap_or(0)
+}

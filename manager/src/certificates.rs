@@ -1,0 +1,245 @@
+//! The Ca gRPC service: hands out the root CA certificate, signs the CSR of
+//! a joining node that shows a valid join token (creating its Node object),
+//! and renews the certificate of a member node with the role the cluster
+//! wants it to have (how promotion and demotion reach a node).
+
+use std::time::Duration;
+
+use rswarm_proto::ca::ca_server::Ca;
+use rswarm_proto::ca::*;
+use rswarm_proto::identity::token;
+use rswarm_proto::types::{
+    Node, NodeAvailability, NodeRole, NodeSpec, NodeState, NodeStatus, TlsInfo,
+};
+use rswarm_raft::{Op, Store};
+use tonic::{Request, Response, Status};
+
+use crate::ca::{new_node_id, RootCa};
+use crate::error::ManagerError;
+use crate::{auth, objects};
+
+/// Default validity of node certificates (Swarm's: 90 days).
+pub const DEFAULT_CERT_EXPIRY: Duration = Duration::from_secs(90 * 24 * 3600);
+
+#[derive(Clone)]
+pub struct CaService {
+    store: Store,
+}
+
+impl CaService {
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+
+    fn root_ca(&self) -> Result<(RootCa, rswarm_proto::types::Cluster), ManagerError> {
+        let cluster = objects::cluster(&self.store)?;
+        let ca = cluster
+            .root_ca
+            .clone()
+            .ok_or_else(|| ManagerError::Internal("cluster has no root CA".into()))?;
+        Ok((
+            RootCa {
+                cert_pem: ca.ca_cert_pem,
+                key_pem: ca.ca_key_pem,
+            },
+            cluster,
+        ))
+    }
+
+    fn managers(&self) -> Result<Vec<ManagerAddr>, ManagerError> {
+        Ok(manager_addrs(&self.store)?
+            .into_iter()
+            .map(|(node_id, addr)| ManagerAddr { node_id, addr })
+            .collect())
+    }
+}
+
+/// Node IDs and addresses of the managers, for agents to fail over between.
+pub fn manager_addrs(store: &Store) -> Result<Vec<(String, String)>, ManagerError> {
+    Ok(objects::nodes(store)?
+        .into_iter()
+        .filter_map(|n| n.manager_status.map(|m| (n.id, m.addr)))
+        .filter(|(_, addr)| !addr.is_empty())
+        .collect())
+}
+
+fn cert_validity(cluster: &rswarm_proto::types::Cluster) -> Duration {
+    let ns = cluster
+        .spec
+        .as_ref()
+        .map(|s| s.node_cert_expiry_ns)
+        .unwrap_or(0);
+    if ns > 0 {
+        Duration::from_nanos(ns as u64)
+    } else {
+        DEFAULT_CERT_EXPIRY
+    }
+}
+
+fn expiry_of(cert_pem: &str) -> i64 {
+    rswarm_proto::identity::cert::parse_cert_pem(cert_pem)
+        .map(|id| id.not_after)
+        .unwrap_or(0)
+}
+
+#[tonic::async_trait]
+impl Ca for CaService {
+    async fn get_root_ca_certificate(
+        &self,
+        _req: Request<GetRootCaCertificateRequest>,
+    ) -> Result<Response<GetRootCaCertificateResponse>, Status> {
+        let (ca, _) = self.root_ca()?;
+        Ok(Response::new(GetRootCaCertificateResponse {
+            certificate_pem: ca.cert_pem,
+        }))
+    }
+
+    async fn issue_node_certificate(
+        &self,
+        req: Request<IssueNodeCertificateRequest>,
+    ) -> Result<Response<IssueNodeCertificateResponse>, Status> {
+        let req = req.into_inner();
+        let (ca, cluster) = self.root_ca()?;
+        let parsed =
+            token::parse(&req.token).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        if !parsed.matches_ca(&ca.cert_pem) {
+            return Err(Status::invalid_argument(
+                "the join token's CA digest does not match this swarm's root CA",
+            ));
+        }
+        let tokens = cluster
+            .root_ca
+            .as_ref()
+            .and_then(|c| c.join_tokens.clone())
+            .unwrap_or_default();
+        let role = if tokens_equal(&req.token, &tokens.manager) {
+            NodeRole::Manager
+        } else if tokens_equal(&req.token, &tokens.worker) {
+            NodeRole::Worker
+        } else {
+            return Err(Status::invalid_argument(
+                "A valid join token is necessary to join this cluster (the token may have been rotated)",
+            ));
+        };
+        let node_id = new_node_id();
+        let cert_pem = ca
+            .sign_node_csr(
+                &req.csr_pem,
+                &node_id,
+                role,
+                &cluster.id,
+                cert_validity(&cluster),
+            )
+            .map_err(|e| ManagerError::Ca(e.to_string()))?;
+        let availability =
+            NodeAvailability::try_from(req.availability).unwrap_or(NodeAvailability::Active);
+        let mut description = req.description.unwrap_or_default();
+        description.tls_info = Some(TlsInfo {
+            trust_root: ca.cert_pem.clone(),
+            ..Default::default()
+        });
+        let node = Node {
+            id: node_id.clone(),
+            meta: None,
+            spec: Some(NodeSpec {
+                annotations: None,
+                desired_role: role as i32,
+                availability: availability as i32,
+            }),
+            description: Some(description),
+            status: Some(NodeStatus {
+                state: NodeState::Unknown as i32,
+                message: "joined; waiting for the first heartbeat".into(),
+                addr: host_of(&req.advertise_addr),
+            }),
+            manager_status: None,
+            role: role as i32,
+            cert_expires_at: expiry_of(&cert_pem),
+        };
+        let mut op = objects::put_node(&node);
+        if let Op::Put { expect_version, .. } = &mut op {
+            *expect_version = Some(0);
+        }
+        self.store
+            .write(vec![op])
+            .await
+            .map_err(ManagerError::from)?;
+        tracing::info!(node = %node_id, role = ?role, addr = %req.advertise_addr, "issued certificate to a joining node");
+        Ok(Response::new(IssueNodeCertificateResponse {
+            node_id,
+            certificate_pem: cert_pem,
+            role: role as i32,
+            cluster_id: cluster.id.clone(),
+            managers: self.managers()?,
+            ca_certificate_pem: ca.cert_pem,
+        }))
+    }
+
+    async fn renew_node_certificate(
+        &self,
+        req: Request<RenewNodeCertificateRequest>,
+    ) -> Result<Response<IssueNodeCertificateResponse>, Status> {
+        let Some(caller) = auth::caller(&req) else {
+            return Err(Status::unauthenticated(
+                "renewal needs the node's current certificate",
+            ));
+        };
+        let req = req.into_inner();
+        let (ca, cluster) = self.root_ca()?;
+        loop {
+            let Some(mut node) = objects::node(&self.store, &caller.node_id)? else {
+                return Err(Status::not_found(format!(
+                    "node {} not found",
+                    caller.node_id
+                )));
+            };
+            let role = node
+                .spec
+                .as_ref()
+                .and_then(|s| NodeRole::try_from(s.desired_role).ok())
+                .unwrap_or(NodeRole::Worker);
+            let cert_pem = ca
+                .sign_node_csr(
+                    &req.csr_pem,
+                    &node.id,
+                    role,
+                    &cluster.id,
+                    cert_validity(&cluster),
+                )
+                .map_err(|e| ManagerError::Ca(e.to_string()))?;
+            node.role = role as i32;
+            node.cert_expires_at = expiry_of(&cert_pem);
+            match self.store.write(vec![objects::put_node(&node)]).await {
+                Ok(_) => {}
+                Err(rswarm_raft::StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(ManagerError::from(e).into()),
+            }
+            tracing::info!(node = %node.id, role = ?role, "renewed node certificate");
+            return Ok(Response::new(IssueNodeCertificateResponse {
+                node_id: node.id,
+                certificate_pem: cert_pem,
+                role: role as i32,
+                cluster_id: cluster.id.clone(),
+                managers: self.managers()?,
+                ca_certificate_pem: ca.cert_pem,
+            }));
+        }
+    }
+}
+
+/// The host part of "host:port" (or the whole string when it has no port).
+pub fn host_of(addr: &str) -> String {
+    match addr.parse::<std::net::SocketAddr>() {
+        Ok(sa) => sa.ip().to_string(),
+        Err(_) => addr
+            .rsplit_once(':')
+            .map(|(h, _)| h)
+            .unwrap_or(addr)
+            .to_string(),
+    }
+}
+
+/// Compare a presented token with a stored one in constant time.
+fn tokens_equal(presented: &str, stored: &str) -> bool {
+    !stored.is_empty() && token::constant_time_eq(presented.trim().as_bytes(), stored.as_bytes())
+}

@@ -1,0 +1,51 @@
+//! Control calls on the cluster object: reading it (without the CA key) and
+//! rotating join tokens.
+
+use rswarm_proto::control::RotateJoinTokenRequest;
+use rswarm_proto::identity::token;
+use rswarm_proto::types::Cluster;
+use rswarm_raft::Store;
+
+use crate::error::ManagerError;
+use crate::objects;
+
+/// The cluster object as clients may see it: the CA's private key stripped.
+pub fn get(store: &Store) -> Result<Cluster, ManagerError> {
+    Ok(redact(objects::cluster(store)?))
+}
+
+pub fn redact(mut c: Cluster) -> Cluster {
+    if let Some(ca) = c.root_ca.as_mut() {
+        ca.ca_key_pem.clear();
+    }
+    c
+}
+
+/// Replace the worker and/or manager join token's secret; the old token stops
+/// working at once.
+pub async fn rotate(store: &Store, req: RotateJoinTokenRequest) -> Result<Cluster, ManagerError> {
+    if !req.worker && !req.manager {
+        return Err(ManagerError::InvalidArgument(
+            "nothing to rotate: name the worker or the manager token".into(),
+        ));
+    }
+    loop {
+        let mut cluster = objects::cluster(store)?;
+        let ca = cluster
+            .root_ca
+            .as_mut()
+            .ok_or_else(|| ManagerError::Internal("cluster has no root CA".into()))?;
+        let tokens = ca.join_tokens.get_or_insert_with(Default::default);
+        if req.worker {
+            tokens.worker = token::generate(&ca.ca_cert_pem);
+        }
+        if req.manager {
+            tokens.manager = token::generate(&ca.ca_cert_pem);
+        }
+        match store.write(vec![objects::put_cluster(&cluster)]).await {
+            Ok(_) => return get(store),
+            Err(rswarm_raft::StoreError::Conflict { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! Control calls on nodes: get, list, update (availability, labels, role) and
+//! remove. Answers are decorated with the live Raft view (who leads, which
+//! managers are reachable); refusals say why in words a user can act on.
+
+use rswarm_proto::control::{RemoveNodeRequest, UpdateNodeRequest};
+use rswarm_proto::types::{Node, NodeRole, Reachability};
+use rswarm_raft::{Store, StoreError};
+
+use crate::error::ManagerError;
+use crate::objects;
+
+pub fn get(store: &Store, reference: &str) -> Result<Node, ManagerError> {
+    let node = objects::resolve_node(store, reference)?;
+    Ok(decorate(store, node))
+}
+
+pub fn list(store: &Store) -> Result<Vec<Node>, ManagerError> {
+    Ok(objects::nodes(store)?
+        .into_iter()
+        .map(|n| decorate(store, n))
+        .collect())
+}
+
+/// Fill in `manager_status.leader` and `reachability` from this manager's
+/// Raft view; they change too often to be stored.
+pub fn decorate(store: &Store, mut node: Node) -> Node {
+    let status = store.status();
+    let ready = objects::is_ready(&node);
+    if let Some(ms) = node.manager_status.as_mut() {
+        let member = status.voters.contains(&ms.raft_id) || status.learners.contains(&ms.raft_id);
+        ms.leader = status.leader == Some(ms.raft_id);
+        ms.reachability = if ms.leader || (member && ready) {
+            Reachability::Reachable as i32
+        } else {
+            Reachability::Unreachable as i32
+        };
+    }
+    node
+}
+
+pub async fn update(store: &Store, req: UpdateNodeRequest) -> Result<Node, ManagerError> {
+    let Some(spec) = req.spec else {
+        return Err(ManagerError::InvalidArgument(
+            "node update without a spec".into(),
+        ));
+    };
+    // Without a version the caller wants its spec applied whatever the
+    // node's version: retry on conflicts with concurrent writers.
+    let any_version = req.version.as_ref().map(|v| v.index).unwrap_or(0) == 0;
+    loop {
+        match update_once(store, &req.node_ref, req.version.as_ref(), spec.clone()).await {
+            Err(ManagerError::Store(StoreError::Conflict { .. })) if any_version => continue,
+            other => return other,
+        }
+    }
+}
+
+async fn update_once(
+    store: &Store,
+    node_ref: &str,
+    version: Option<&rswarm_proto::types::Version>,
+    spec: rswarm_proto::types::NodeSpec,
+) -> Result<Node, ManagerError> {
+    let mut node = objects::resolve_node(store, node_ref)?;
+    let current_version = node
+        .meta
+        .as_ref()
+        .and_then(|m| m.version.as_ref())
+        .map(|v| v.index)
+        .unwrap_or(0);
+    if let Some(v) = version {
+        if v.index != 0 && v.index != current_version {
+            return Err(ManagerError::Store(StoreError::Conflict {
+                kind: objects::KIND_NODE.into(),
+                id: node.id.clone(),
+                expected: v.index,
+                actual: current_version,
+            }));
+        }
+    }
+    let old_role = node
+        .spec
+        .as_ref()
+        .map(|s| s.desired_role)
+        .unwrap_or(node.role);
+    if old_role == NodeRole::Manager as i32 && spec.desired_role == NodeRole::Worker as i32 {
+        check_demotion(store, &node)?;
+    }
+    node.spec = Some(spec);
+    store.write(vec![objects::put_node(&node)]).await?;
+    get(store, &node.id)
+}
+
+/// Refuse a demotion that would leave the swarm without managers or without
+/// a Raft quorum.
+fn check_demotion(store: &Store, node: &Node) -> Result<(), ManagerError> {
+    let nodes = objects::nodes(store)?;
+    let managers = nodes
+        .iter()
+        .filter(|n| n.spec.as_ref().map(|s| s.desired_role) == Some(NodeRole::Manager as i32))
+        .count();
+    if managers <= 1 {
+        return Err(ManagerError::FailedPrecondition(format!(
+            "node {} is the last manager of the swarm and cannot be demoted; promote another node first",
+            node.id
+        )));
+    }
+    let status = store.status();
+    let raft_id = objects::raft_id_for(&node.id);
+    if status.voters.contains(&raft_id) {
+        let reachable_after = nodes
+            .iter()
+            .filter(|n| n.id != node.id)
+            .filter(|n| status.voters.contains(&objects::raft_id_for(&n.id)))
+            .filter(|n| objects::is_ready(n) || status.leader == Some(objects::raft_id_for(&n.id)))
+            .count();
+        let voters_after = status.voters.len() - 1;
+        if reachable_after <= voters_after / 2 {
+            return Err(ManagerError::FailedPrecondition(format!(
+                "can't demote node {}: it would result in a loss of quorum ({} of {} remaining managers reachable)",
+                node.id, reachable_after, voters_after
+            )));
+        }
+    }
+    Ok(())
+}
+
+pub async fn remove(store: &Store, req: RemoveNodeRequest) -> Result<(), ManagerError> {
+    let node = objects::resolve_node(store, &req.node_ref)?;
+    let raft_id = objects::raft_id_for(&node.id);
+    let status = store.status();
+    if objects::is_manager(&node)
+        || status.voters.contains(&raft_id)
+        || status.learners.contains(&raft_id)
+    {
+        return Err(ManagerError::FailedPrecondition(format!(
+            "node {} is a cluster manager and is a member of the raft cluster. It must be demoted to worker before removal",
+            node.id
+        )));
+    }
+    if objects::is_ready(&node) && !req.force {
+        return Err(ManagerError::FailedPrecondition(format!(
+            "node {} is not down and can't be removed",
+            node.id
+        )));
+    }
+    loop {
+        let mut cluster = objects::cluster(store)?;
+        if !cluster.removed_nodes.contains(&node.id) {
+            cluster.removed_nodes.push(node.id.clone());
+        }
+        let ops = vec![
+            objects::put_cluster(&cluster),
+            rswarm_raft::Op::Delete {
+                kind: objects::KIND_NODE.into(),
+                id: node.id.clone(),
+                expect_version: None,
+            },
+        ];
+        match store.write(ops).await {
+            Ok(_) => return Ok(()),
+            Err(StoreError::Conflict { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}

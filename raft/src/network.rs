@@ -1,0 +1,192 @@
+//! The client side of manager-to-manager Raft traffic: openraft's
+//! `RaftNetworkFactory`/`RaftNetwork` over the `Raft` gRPC service, with JSON
+//! payloads (see `wire`). Channels come from the caller's `Connector`, so the
+//! manager decides about mTLS; tests use plain http on loopback.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::{AnyError, BasicNode};
+use rswarm_proto::raft::raft_client::RaftClient;
+use rswarm_proto::raft::RaftRequest;
+use tonic::transport::Channel;
+
+use crate::types::TypeConfig;
+use crate::wire::{
+    self, AppendResult, SnapshotChunk, SnapshotResult, VoteResult, MAX_MESSAGE_BYTES,
+};
+
+/// Gives a gRPC channel to another manager (the caller configures mTLS; tests use
+/// plain http).
+pub trait Connector: Send + Sync + 'static {
+    /// A channel to the manager listening at `addr` (`host:port`); lazily
+    /// connected is fine.
+    fn channel(&self, addr: &str) -> Result<Channel, String>;
+}
+
+/// A Raft client with our message size limits.
+pub(crate) fn raft_client(channel: Channel) -> RaftClient<Channel> {
+    RaftClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)
+}
+
+/// Makes one `Peer` per replication target.
+pub(crate) struct Network {
+    connector: Arc<dyn Connector>,
+}
+
+impl Network {
+    pub(crate) fn new(connector: Arc<dyn Connector>) -> Self {
+        Network { connector }
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = Peer;
+
+    async fn new_client(&mut self, target: u64, node: &BasicNode) -> Peer {
+        Peer {
+            target,
+            addr: node.addr.clone(),
+            connector: self.connector.clone(),
+            client: None,
+        }
+    }
+}
+
+/// The connection to one other manager.
+pub(crate) struct Peer {
+    target: u64,
+    addr: String,
+    connector: Arc<dyn Connector>,
+    client: Option<RaftClient<Channel>>,
+}
+
+enum Rpc {
+    AppendEntries,
+    Vote,
+    InstallSnapshot,
+}
+
+/// Why a call did not produce an answer from the peer's Raft.
+enum CallError {
+    /// Could not reach the peer (openraft backs off before retrying).
+    Unreachable(String),
+    /// Reached it, but the exchange failed.
+    Network(String),
+}
+
+impl CallError {
+    fn into_rpc<E: std::error::Error>(self) -> RPCError<u64, BasicNode, E> {
+        match self {
+            CallError::Unreachable(m) => {
+                RPCError::Unreachable(Unreachable::from(AnyError::error(m)))
+            }
+            CallError::Network(m) => RPCError::Network(NetworkError::from(AnyError::error(m))),
+        }
+    }
+}
+
+impl Peer {
+    fn client(&mut self) -> Result<RaftClient<Channel>, CallError> {
+        if let Some(client) = &self.client {
+            return Ok(client.clone());
+        }
+        let channel = self.connector.channel(&self.addr).map_err(|e| {
+            CallError::Unreachable(format!("manager {} at {}: {e}", self.target, self.addr))
+        })?;
+        let client = raft_client(channel);
+        self.client = Some(client.clone());
+        Ok(client)
+    }
+
+    async fn call<Req, Resp>(
+        &mut self,
+        rpc: Rpc,
+        req: &Req,
+        ttl: Duration,
+    ) -> Result<Resp, CallError>
+    where
+        Req: serde::Serialize,
+        Resp: serde::de::DeserializeOwned,
+    {
+        let data = wire::encode(req).map_err(CallError::Network)?;
+        let mut client = self.client()?;
+        let mut request = tonic::Request::new(RaftRequest { data });
+        request.set_timeout(ttl);
+        let result = match rpc {
+            Rpc::AppendEntries => client.append_entries(request).await,
+            Rpc::Vote => client.vote(request).await,
+            Rpc::InstallSnapshot => client.install_snapshot(request).await,
+        };
+        let reply = result
+            .map_err(|status| {
+                let message = format!("manager {} at {}: {}", self.target, self.addr, status.message());
+                tracing::debug!(target_id = self.target, addr = %self.addr, code = ?status.code(), "raft rpc failed: {}", status.message());
+                if status.code() == tonic::Code::Unavailable {
+                    CallError::Unreachable(message)
+                } else {
+                    CallError::Network(message)
+                }
+            })?
+            .into_inner();
+        if !reply.error.is_empty() {
+            return Err(CallError::Network(format!(
+                "manager {} at {}: {}",
+                self.target, self.addr, reply.error
+            )));
+        }
+        wire::decode(&reply.data).map_err(CallError::Network)
+    }
+}
+
+impl RaftNetwork<TypeConfig> for Peer {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
+        let result: AppendResult = self
+            .call(Rpc::AppendEntries, &rpc, option.hard_ttl())
+            .await
+            .map_err(CallError::into_rpc)?;
+        result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<u64>,
+        RPCError<u64, BasicNode, RaftError<u64, InstallSnapshotError>>,
+    > {
+        let chunk = SnapshotChunk::from(rpc);
+        let result: SnapshotResult = self
+            .call(Rpc::InstallSnapshot, &chunk, option.hard_ttl())
+            .await
+            .map_err(CallError::into_rpc)?;
+        result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<u64>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
+        let result: VoteResult = self
+            .call(Rpc::Vote, &rpc, option.hard_ttl())
+            .await
+            .map_err(CallError::into_rpc)?;
+        result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
