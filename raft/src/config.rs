@@ -78,3 +78,31 @@ impl StoreConfig {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn defaults_make_a_valid_openraft_config() {
+        let cfg = StoreConfig::new("/tmp/x", 1, "127.0.0.1:2377");
+        assert_eq!(cfg.heartbeat_interval, Duration::from_millis(150));
+        assert_eq!(cfg.snapshot_interval, 10_000);
+        let raft = cfg.openraft_config().expect("valid");
+        assert_eq!(raft.heartbeat_interval, 150);
+        assert_eq!(raft.max_in_snapshot_log_to_keep, 500);
+        assert!(matches!(
+            raft.snapshot_policy,
+            SnapshotPolicy::LogsSinceLast(10_000)
+        ));
+    }
+
+    #[test]
+    fn an_election_timeout_below_the_heartbeat_is_refused() {
+        let mut cfg = StoreConfig::new("/tmp/x", 1, "127.0.0.1:2377");
+        cfg.election_timeout_min = Duration::from_millis(100);
+        assert!(matches!(cfg.openraft_config(), Err(StoreError::Config(_))));
+    }
+}

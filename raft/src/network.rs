@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError,
+    Unreachable,
 };
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -23,6 +24,10 @@ use crate::types::TypeConfig;
 use crate::wire::{
     self, AppendResult, SnapshotChunk, SnapshotResult, VoteResult, MAX_MESSAGE_BYTES,
 };
+
+/// An AppendEntries payload above this size is split (when it has more than one
+/// entry): the leader gives a follower only one heartbeat interval to answer.
+const APPEND_SOFT_LIMIT: usize = 4 * 1024 * 1024;
 
 /// Gives a gRPC channel to another manager (the caller configures mTLS; tests use
 /// plain http).
@@ -109,17 +114,15 @@ impl Peer {
         Ok(client)
     }
 
-    async fn call<Req, Resp>(
+    async fn call<Resp>(
         &mut self,
         rpc: Rpc,
-        req: &Req,
+        data: Vec<u8>,
         ttl: Duration,
     ) -> Result<Resp, CallError>
     where
-        Req: serde::Serialize,
         Resp: serde::de::DeserializeOwned,
     {
-        let data = wire::encode(req).map_err(CallError::Network)?;
         let mut client = self.client()?;
         let mut request = tonic::Request::new(RaftRequest { data });
         request.set_timeout(ttl);
@@ -155,8 +158,22 @@ impl RaftNetwork<TypeConfig> for Peer {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
+        let data = wire::encode(&rpc).map_err(|e| CallError::Network(e).into_rpc())?;
+        if data.len() > APPEND_SOFT_LIMIT && rpc.entries.len() > 1 {
+            // openraft retries at once with fewer entries.
+            let fewer = (rpc.entries.len() / 2).max(1) as u64;
+            tracing::debug!(
+                bytes = data.len(),
+                entries = rpc.entries.len(),
+                fewer,
+                "append payload too large, splitting"
+            );
+            return Err(RPCError::PayloadTooLarge(
+                PayloadTooLarge::new_entries_hint(fewer),
+            ));
+        }
         let result: AppendResult = self
-            .call(Rpc::AppendEntries, &rpc, option.hard_ttl())
+            .call(Rpc::AppendEntries, data, option.hard_ttl())
             .await
             .map_err(CallError::into_rpc)?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
@@ -170,9 +187,10 @@ impl RaftNetwork<TypeConfig> for Peer {
         InstallSnapshotResponse<u64>,
         RPCError<u64, BasicNode, RaftError<u64, InstallSnapshotError>>,
     > {
-        let chunk = SnapshotChunk::from(rpc);
+        let data = wire::encode(&SnapshotChunk::from(rpc))
+            .map_err(|e| CallError::Network(e).into_rpc())?;
         let result: SnapshotResult = self
-            .call(Rpc::InstallSnapshot, &chunk, option.hard_ttl())
+            .call(Rpc::InstallSnapshot, data, option.hard_ttl())
             .await
             .map_err(CallError::into_rpc)?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
@@ -183,10 +201,67 @@ impl RaftNetwork<TypeConfig> for Peer {
         rpc: VoteRequest<u64>,
         option: RPCOption,
     ) -> Result<VoteResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
+        let data = wire::encode(&rpc).map_err(|e| CallError::Network(e).into_rpc())?;
         let result: VoteResult = self
-            .call(Rpc::Vote, &rpc, option.hard_ttl())
+            .call(Rpc::Vote, data, option.hard_ttl())
             .await
             .map_err(CallError::into_rpc)?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, Vote};
+
+    use super::*;
+    use crate::types::{Op, Request};
+
+    struct NoConnector;
+
+    impl Connector for NoConnector {
+        fn channel(&self, addr: &str) -> Result<Channel, String> {
+            Err(format!("no route to {addr}"))
+        }
+    }
+
+    fn big_entry(index: u64) -> Entry<TypeConfig> {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(Request {
+                ops: vec![Op::Put {
+                    kind: "secret".into(),
+                    id: format!("s{index}"),
+                    value: vec![7u8; 3 * 1024 * 1024],
+                    expect_version: None,
+                }],
+            }),
+        }
+    }
+
+    #[tokio::test]
+    async fn oversized_appends_ask_openraft_for_fewer_entries() {
+        let mut network = Network::new(Arc::new(NoConnector));
+        let mut peer = network.new_client(2, &BasicNode::new("127.0.0.1:1")).await;
+        let request = |entries| AppendEntriesRequest::<TypeConfig> {
+            vote: Vote::new_committed(1, 1),
+            prev_log_id: None,
+            leader_commit: None,
+            entries,
+        };
+        let option = RPCOption::new(Duration::from_millis(100));
+
+        let two = peer
+            .append_entries(request(vec![big_entry(1), big_entry(2)]), option.clone())
+            .await;
+        match two {
+            Err(RPCError::PayloadTooLarge(p)) => assert_eq!(p.entries_hint(), 1),
+            other => panic!("expected PayloadTooLarge, got {other:?}"),
+        }
+        // A single entry is sent whatever its size; here the peer is unreachable.
+        let one = peer
+            .append_entries(request(vec![big_entry(1)]), option)
+            .await;
+        assert!(matches!(one, Err(RPCError::Unreachable(_))), "got {one:?}");
     }
 }

@@ -126,8 +126,8 @@ fn one_manager_and_two_workers_join_and_show_as_ready() {
 
 #[test]
 fn leader_failover_and_catch_up() {
-    let cluster = Cluster::start(3).unwrap();
-    cluster.init_swarm(3, 0).unwrap();
+    let cluster = Cluster::start(4).unwrap();
+    cluster.init_swarm(3, 1).unwrap();
     let h1 = cluster.host(1);
     wait_for(Duration::from_secs(30), "3 reachable managers", || {
         let rows = nodes(h1);
@@ -163,6 +163,17 @@ fn leader_failover_and_catch_up() {
         leader(&cluster, survivor)
     });
     assert_ne!(new, old);
+    // The worker's agent must follow the new leader: past 3 missed heartbeats
+    // (1 s each in tests) it would be Down if it kept calling the dead one.
+    std::thread::sleep(Duration::from_secs(5));
+    let worker = nodes(survivor)
+        .into_iter()
+        .find(|r| r.0 == "host4")
+        .unwrap();
+    assert_eq!(
+        worker.1, "Ready",
+        "the worker failed over to the new leader"
+    );
 
     cluster.host(old).start();
     wait_for(

@@ -236,16 +236,9 @@ async fn inspect(opts: &ClientOpts, a: InspectArgs) -> anyhow::Result<()> {
     for r in &a.nodes {
         nodes.push(c.get(r).await?);
     }
-    if a.pretty && a.format.is_none() {
-        let parts: Vec<String> = nodes.iter().map(format::nodes::node_pretty).collect();
-        print!("{}", parts.join("\n"));
-        return Ok(());
-    }
-    let values: Vec<serde_json::Value> =
-        nodes.iter().map(format::nodes::node_inspect_json).collect();
     print!(
         "{}",
-        format::output::render_inspect(&values, a.format.as_deref())?
+        format::nodes::render_node_inspect(&nodes, a.format.as_deref(), a.pretty)?
     );
     Ok(())
 }

@@ -5,6 +5,7 @@
 
 mod config;
 mod localapi;
+mod metrics;
 mod netaddr;
 mod node;
 mod state;
@@ -30,7 +31,7 @@ pub struct DaemonArgs {
     /// Name of this node (default: the machine's hostname)
     #[arg(long, value_name = "NAME")]
     pub node_name: Option<String>,
-    /// Address for Prometheus metrics (host:port)
+    /// Address for Prometheus metrics (host:port) [default: 127.0.0.1:9323]
     #[arg(long, value_name = "ADDR")]
     pub metrics_addr: Option<String>,
     /// Daemon configuration file (JSON)
@@ -40,6 +41,8 @@ pub struct DaemonArgs {
 
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/rswarm";
 pub const DEFAULT_SOCKET: &str = "/run/rswarm/rswarm.sock";
+/// Metrics listen on the node's loopback unless configured otherwise.
+pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9323";
 
 pub fn run(args: DaemonArgs) -> anyhow::Result<()> {
     let cfg = match &args.config {
@@ -100,8 +103,20 @@ async fn serve(args: DaemonArgs, cfg: DaemonConfig) -> anyhow::Result<()> {
     if let Err(e) = runtime.resume().await {
         tracing::error!(error = %format!("{e:#}"), "could not resume swarm membership; `rswarm info` shows the error");
     }
-    if let Some(addr) = args.metrics_addr.or(cfg.metrics_addr.clone()) {
-        tracing::info!(addr = %addr, "metrics are not served yet in this version; the flag is accepted");
+    match args.metrics_addr.or(cfg.metrics_addr.clone()) {
+        Some(addr) => {
+            metrics::serve(&addr, runtime.clone()).await?;
+            tracing::info!(addr = %addr, "serving Prometheus metrics on /metrics");
+        }
+        None => match metrics::serve(DEFAULT_METRICS_ADDR, runtime.clone()).await {
+            Ok(()) => tracing::info!(
+                addr = DEFAULT_METRICS_ADDR,
+                "serving Prometheus metrics on /metrics"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "metrics are off (set --metrics-addr)")
+            }
+        },
     }
     let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
     let server = tonic::transport::Server::builder()

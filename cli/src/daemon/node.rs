@@ -615,6 +615,16 @@ impl NodeRuntime {
         out
     }
 
+    /// The nodes this manager knows (empty on workers).
+    pub async fn nodes(&self) -> Vec<rswarm_proto::types::Node> {
+        let inner = self.inner.lock().await;
+        inner
+            .manager
+            .as_ref()
+            .and_then(|m| objects::nodes(m.store()).ok())
+            .unwrap_or_default()
+    }
+
     // ---- shared machinery -------------------------------------------------
 
     fn store_config(&self, state: &NodeState) -> StoreConfig {

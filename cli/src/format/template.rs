@@ -895,9 +895,9 @@ fn go_number(n: &Number) -> String {
     if f.fract() == 0.0 && f.abs() < 1e21 {
         return format!("{f:.0}");
     }
-    // Go's %v: shortest digits, exponent form below 1e-4 or from 1e21 up.
+    // Go's %v: shortest digits, exponent form below 1e-4 or from 1e6 up.
     let exp = f.abs().log10().floor();
-    if exp < -4.0 || exp >= 21.0 {
+    if !(-4.0..6.0).contains(&exp) {
         let sci = format!("{f:e}");
         if let Some((mantissa, exp)) = sci.split_once('e') {
             let exp: i32 = exp.parse().unwrap_or(0);
@@ -959,15 +959,14 @@ const HEADER_PASS_THROUGH: &[&str] = &[
     "json", "split", "join", "title", "lower", "upper", "truncate", "index", "slice",
 ];
 
-fn want_args(name: &str, args: &[Value], n: usize) -> Result<(), String> {
-    if args.len() == n {
-        Ok(())
-    } else {
-        Err(format!(
-            "wrong number of args for {name}: want {n} got {}",
+/// Exactly `N` arguments, as an array to destructure.
+fn want_args<'a, const N: usize>(name: &str, args: &'a [Value]) -> Result<&'a [Value; N], String> {
+    args.try_into().map_err(|_| {
+        format!(
+            "wrong number of args for {name}: want {N} got {}",
             args.len()
-        ))
-    }
+        )
+    })
 }
 
 fn calling(name: &str, message: impl std::fmt::Display) -> String {
@@ -1278,12 +1277,12 @@ fn call_function(name: &str, args: &[Value]) -> Result<Value, String> {
     let string = |s: String| Ok(Value::String(s));
     match name {
         "not" => {
-            want_args(name, args, 1)?;
-            Ok(Value::Bool(!truthy(&args[0])))
+            let [a] = want_args(name, args)?;
+            Ok(Value::Bool(!truthy(a)))
         }
         "len" => {
-            want_args(name, args, 1)?;
-            let n = match &args[0] {
+            let [a] = want_args(name, args)?;
+            let n = match a {
                 Value::String(s) => s.len(),
                 Value::Array(a) => a.len(),
                 Value::Object(m) => m.len(),
@@ -1319,13 +1318,13 @@ fn call_function(name: &str, args: &[Value]) -> Result<Value, String> {
             _ => Err(calling(name, "missing argument for comparison")),
         },
         "ne" => {
-            want_args(name, args, 2)?;
-            let equal = compare_eq(&args[0], &args[1]).map_err(|e| calling(name, e))?;
+            let [a, b] = want_args(name, args)?;
+            let equal = compare_eq(a, b).map_err(|e| calling(name, e))?;
             Ok(Value::Bool(!equal))
         }
         "lt" | "le" | "gt" | "ge" => {
-            want_args(name, args, 2)?;
-            let order = compare_order(&args[0], &args[1]).map_err(|e| calling(name, e))?;
+            let [a, b] = want_args(name, args)?;
+            let order = compare_order(a, b).map_err(|e| calling(name, e))?;
             Ok(Value::Bool(match name {
                 "lt" => order.is_lt(),
                 "le" => order.is_le(),
@@ -1334,14 +1333,14 @@ fn call_function(name: &str, args: &[Value]) -> Result<Value, String> {
             }))
         }
         "json" => {
-            want_args(name, args, 1)?;
-            serde_json::to_string(&args[0])
+            let [a] = want_args(name, args)?;
+            serde_json::to_string(a)
                 .map(Value::String)
                 .map_err(|e| calling(name, e))
         }
         "split" => {
-            want_args(name, args, 2)?;
-            let (s, sep) = (text(&args[0]), text(&args[1]));
+            let [a, b] = want_args(name, args)?;
+            let (s, sep) = (text(a), text(b));
             let parts: Vec<Value> = if sep.is_empty() {
                 s.chars().map(|c| Value::String(c.to_string())).collect()
             } else {
@@ -1352,9 +1351,9 @@ fn call_function(name: &str, args: &[Value]) -> Result<Value, String> {
             Ok(Value::Array(parts))
         }
         "join" => {
-            want_args(name, args, 2)?;
-            let sep = text(&args[1]);
-            match &args[0] {
+            let [a, b] = want_args(name, args)?;
+            let sep = text(b);
+            match a {
                 Value::Array(items) => {
                     string(items.iter().map(text).collect::<Vec<_>>().join(&sep))
                 }
@@ -1369,31 +1368,31 @@ fn call_function(name: &str, args: &[Value]) -> Result<Value, String> {
             }
         }
         "title" => {
-            want_args(name, args, 1)?;
-            string(go_title(&text(&args[0])))
+            let [a] = want_args(name, args)?;
+            string(go_title(&text(a)))
         }
         "lower" => {
-            want_args(name, args, 1)?;
-            string(text(&args[0]).to_lowercase())
+            let [a] = want_args(name, args)?;
+            string(text(a).to_lowercase())
         }
         "upper" => {
-            want_args(name, args, 1)?;
-            string(text(&args[0]).to_uppercase())
+            let [a] = want_args(name, args)?;
+            string(text(a).to_uppercase())
         }
         "pad" => {
-            want_args(name, args, 3)?;
-            let s = text(&args[0]);
+            let [a, b, c] = want_args(name, args)?;
+            let s = text(a);
             if s.is_empty() {
                 return string(s);
             }
-            let before = usize::try_from(int_arg(name, &args[1])?).unwrap_or(0);
-            let after = usize::try_from(int_arg(name, &args[2])?).unwrap_or(0);
+            let before = usize::try_from(int_arg(name, b)?).unwrap_or(0);
+            let after = usize::try_from(int_arg(name, c)?).unwrap_or(0);
             string(format!("{}{s}{}", " ".repeat(before), " ".repeat(after)))
         }
         "truncate" => {
-            want_args(name, args, 2)?;
-            let s = text(&args[0]);
-            let n = usize::try_from(int_arg(name, &args[1])?).unwrap_or(0);
+            let [a, b] = want_args(name, args)?;
+            let s = text(a);
+            let n = usize::try_from(int_arg(name, b)?).unwrap_or(0);
             string(s.chars().take(n).collect())
         }
         _ => Err(format!("function \"{name}\" not defined")),
@@ -1712,6 +1711,11 @@ mod tests {
         assert_eq!(r("{{.ManagerStatus.Leader}}"), "true");
         assert_eq!(r("{{.Description.Resources.NanoCPUs}}"), "4000000000");
         assert_eq!(r("{{.Ratio}}"), "0.5");
+        let floats = json!({"a": 1234567.5, "b": 0.00001, "c": 123456.5, "d": 3.0});
+        assert_eq!(
+            render("{{.a}} {{.b}} {{.c}} {{.d}}", &floats).unwrap_or_default(),
+            "1.2345675e+06 1e-05 123456.5 3"
+        );
     }
 
     #[test]
@@ -1933,5 +1937,65 @@ mod tests {
             tmpl.execute_header(&header),
             "ID  \tNAME\tLABELS\t HOSTNAME "
         );
+    }
+
+    #[test]
+    fn malformed_templates_are_errors_not_panics() {
+        let inputs = [
+            "{{",
+            "{{-",
+            "{{- ",
+            "{{.",
+            "{{$",
+            "{{\"",
+            "{{'",
+            "{{'\\",
+            "{{`",
+            "{{(",
+            "{{)",
+            "{{|",
+            "{{ -}}",
+            "{{/*",
+            "{{/* */",
+            "{{1e}}",
+            "{{-}}",
+            "{{.A.}}",
+            "{{$.}}",
+            "é{{.}}é",
+            "{{index}}",
+            "{{printf \"%\"}}",
+            "{{printf \"%5\"}}",
+            "{{printf \"%.\"}}",
+            "{{slice \"héllo\" 1 2}}",
+            "{{0x}}",
+            "{{'ab'}}",
+            "{{\"\\x\"}}",
+            "{{\"\\u12\"}}",
+            "{{else}}",
+            "{{end}}",
+            "{{if}}",
+            "{{range $a, $b, $c := .}}{{end}}",
+            "{{$x := }}",
+            "{{with $x := .ID}}{{$x}}{{end}}{{$x}}",
+            "{{if .ID}}{{else}}{{else}}{{end}}",
+            "{{(.ID}}",
+            "{{.ID)}}",
+            "{{define \"x\"}}{{end}}",
+            "{{len 1 2}}",
+            "{{.ID | .ID}}",
+            "{{json}}",
+            "{{pad .ID -1 -1}}",
+            "{{truncate .ID -3}}",
+            "{{index .Names -1}}",
+            "{{range 3}}{{end}}",
+            "{{slice .Names 2 1}}",
+            "{{$x = 1}}",
+            "{{ 1 | 2 }}",
+        ];
+        for input in inputs {
+            // Any outcome is fine as long as it is an answer, not a panic.
+            let _ = render(input, &node());
+        }
+        assert!(render("{{/* x */}}", &node()).is_ok());
     }
 }

@@ -143,7 +143,7 @@ impl Dispatcher for DispatcherService {
         let req = req.into_inner();
         let period = heartbeat_period(&self.store);
         let leader_addr = self.store.leader().map(|(_, a)| a).unwrap_or_default();
-        let node = objects::node(&self.store, &caller.node_id).map_err(ManagerError::from)?;
+        let node = objects::node(&self.store, &caller.node_id)?;
         let Some(mut node) = node else {
             return Ok(Response::new(HeartbeatResponse {
                 period_ns: period.as_nanos() as i64,
