@@ -3,6 +3,8 @@
 //! and certificate renewal, which is how a promotion or demotion reaches the
 //! node. Later issues add the task executor beside it.
 
+pub mod image;
+pub mod runtime;
 pub mod session;
 
 pub use session::{start, AgentConfig, AgentEvent, AgentHandle};

@@ -16,7 +16,9 @@ pub mod controlapi;
 pub mod dispatcher;
 pub mod error;
 pub mod objects;
+pub mod orchestrator;
 pub mod roles;
+pub mod scheduler;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

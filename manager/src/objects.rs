@@ -3,7 +3,7 @@
 //! Control API and loops share (node by reference, the single cluster).
 
 use prost::Message;
-use rswarm_proto::types::{Cluster, Node, NodeRole, NodeState, Version};
+use rswarm_proto::types::{Cluster, Node, NodeRole, NodeState, Service, Task, Version};
 use rswarm_raft::{Op, Store};
 
 use crate::error::ManagerError;
@@ -12,6 +12,10 @@ use crate::error::ManagerError;
 pub const KIND_CLUSTER: &str = "cluster";
 /// Store kind of node objects.
 pub const KIND_NODE: &str = "node";
+/// Store kind of service objects.
+pub const KIND_SERVICE: &str = "service";
+/// Store kind of task objects.
+pub const KIND_TASK: &str = "task";
 /// The cluster object's id in the store (there is exactly one).
 pub const CLUSTER_KEY: &str = "default";
 
@@ -150,6 +154,95 @@ pub fn put_cluster(cluster: &Cluster) -> Op {
         kind: KIND_CLUSTER.into(),
         id: CLUSTER_KEY.into(),
         value: stored.encode_to_vec(),
+        expect_version: expect,
+    }
+}
+
+/// All services, versions stamped.
+pub fn services(store: &Store) -> Result<Vec<Service>, ManagerError> {
+    Ok(store
+        .list_messages::<Service>(KIND_SERVICE)?
+        .into_iter()
+        .map(|(version, mut s)| {
+            stamp(&mut s.meta, version);
+            s
+        })
+        .collect())
+}
+
+/// One service by full ID.
+pub fn service(store: &Store, id: &str) -> Result<Option<Service>, ManagerError> {
+    Ok(store.get_message::<Service>(KIND_SERVICE, id)?.map(|(version, mut s)| {
+        stamp(&mut s.meta, version);
+        s
+    }))
+}
+
+/// All tasks, versions stamped.
+pub fn tasks(store: &Store) -> Result<Vec<Task>, ManagerError> {
+    Ok(store
+        .list_messages::<Task>(KIND_TASK)?
+        .into_iter()
+        .map(|(version, mut t)| {
+            stamp(&mut t.meta, version);
+            t
+        })
+        .collect())
+}
+
+/// One task by full ID.
+pub fn task(store: &Store, id: &str) -> Result<Option<Task>, ManagerError> {
+    Ok(store.get_message::<Task>(KIND_TASK, id)?.map(|(version, mut t)| {
+        stamp(&mut t.meta, version);
+        t
+    }))
+}
+
+/// A put of a service, guarded by the version it was read at (none: must be new).
+pub fn put_service(service: &Service) -> Op {
+    put_versioned(KIND_SERVICE, &service.id, service.meta.as_ref(), |meta| {
+        let mut stored = service.clone();
+        stored.meta = meta;
+        stored.encode_to_vec()
+    })
+}
+
+/// A put of a task, guarded by the version it was read at (none: must be new).
+pub fn put_task(task: &Task) -> Op {
+    put_versioned(KIND_TASK, &task.id, task.meta.as_ref(), |meta| {
+        let mut stored = task.clone();
+        stored.meta = meta;
+        stored.encode_to_vec()
+    })
+}
+
+/// Delete guarded by the version the object was read at.
+pub fn delete(kind: &str, id: &str, meta: Option<&rswarm_proto::types::Meta>) -> Op {
+    Op::Delete {
+        kind: kind.into(),
+        id: id.into(),
+        expect_version: meta.and_then(|m| m.version.as_ref()).map(|v| v.index),
+    }
+}
+
+fn put_versioned(
+    kind: &str,
+    id: &str,
+    meta: Option<&rswarm_proto::types::Meta>,
+    encode: impl FnOnce(Option<rswarm_proto::types::Meta>) -> Vec<u8>,
+) -> Op {
+    // Objects never read from the store (no version) must not exist yet.
+    let expect = Some(
+        meta.and_then(|m| m.version.as_ref())
+            .map(|v| v.index)
+            .unwrap_or(0),
+    );
+    let mut m = meta.cloned();
+    touch(&mut m);
+    Op::Put {
+        kind: kind.into(),
+        id: id.into(),
+        value: encode(m),
         expect_version: expect,
     }
 }

@@ -178,7 +178,9 @@ impl Store {
 
     /// Applies `ops` atomically through Raft and returns the commit's log index,
     /// which becomes the version of every object written. Forwarded to the leader
-    /// when this manager is not the leader.
+    /// when this manager is not the leader. When it returns (also with `Conflict`),
+    /// this manager's own reads already reflect that log index, unless applying
+    /// it locally takes longer than the rest of the write timeout.
     pub async fn write(&self, ops: Vec<Op>) -> Result<u64, StoreError> {
         validate(&ops)?;
         let req = Request { ops };
@@ -208,25 +210,46 @@ impl Store {
                 Leader::Unknown => None,
             };
             match reply {
-                Some(ProposeReply::Committed { index }) => return Ok(index),
+                Some(ProposeReply::Committed { index }) => {
+                    self.wait_applied(index, deadline).await;
+                    return Ok(index);
+                }
                 Some(ProposeReply::Conflict {
+                    index,
                     kind,
                     id,
                     expected,
                     actual,
                 }) => {
+                    self.wait_applied(index, deadline).await;
                     return Err(StoreError::Conflict {
                         kind,
                         id,
                         expected,
                         actual,
-                    })
+                    });
                 }
                 Some(ProposeReply::NoQuorum) => return Err(StoreError::NoLeader),
                 Some(ProposeReply::NotLeader) | None => {}
             }
             let remaining = deadline.saturating_duration_since(Instant::now());
             tokio::time::sleep(remaining.min(RETRY_PAUSE)).await;
+        }
+    }
+
+    /// Waits (until `deadline` at the latest) for this manager to apply `index`,
+    /// so that its local reads see a write it forwarded. Best effort: the write
+    /// is committed either way.
+    async fn wait_applied(&self, index: u64, deadline: Instant) {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let waited = self
+            .inner
+            .raft
+            .wait(Some(remaining))
+            .applied_index_at_least(Some(index), "local apply of a forwarded write")
+            .await;
+        if waited.is_err() {
+            tracing::debug!(index, "write committed but not yet applied on this manager");
         }
     }
 
@@ -243,6 +266,7 @@ impl Store {
                     expected,
                     actual,
                 } => ProposeReply::Conflict {
+                    index: resp.log_id.index,
                     kind,
                     id,
                     expected,

@@ -63,8 +63,9 @@ impl From<SnapshotChunk> for InstallSnapshotRequest<TypeConfig> {
 pub(crate) enum ProposeReply {
     /// Committed and applied at this index.
     Committed { index: u64 },
-    /// Committed, but rejected whole by a version check.
+    /// Committed at `index`, but rejected whole by a version check.
     Conflict {
+        index: u64,
         kind: String,
         id: String,
         expected: u64,

@@ -76,7 +76,7 @@ impl Db {
                 Err(e) => {
                     return Err(StoreError::storage(
                         path,
-                        format!("cannot open database: {e}"),
+                        format!("cannot open database (is another rswarm daemon using it?): {e}"),
                     ))
                 }
             }

@@ -45,6 +45,15 @@ async fn three_managers_agree_on_every_write() {
             .write(vec![put("service", "web", "v1", Some(0))])
             .await
             .expect("forwarded write");
+        // The manager that forwarded the write reads it back at once.
+        assert_eq!(
+            nodes[follower]
+                .store
+                .get("service", "web")
+                .expect("get")
+                .map(|o| o.version),
+            Some(v1)
+        );
         for node in &nodes {
             wait_for_version(node, "service", "web", v1).await;
             let object = node

@@ -154,7 +154,8 @@ pub(crate) async fn three_managers(root: &Path, tweak: &dyn Fn(&mut StoreConfig)
     let mut nodes = vec![first];
     for id in [2, 3] {
         let node = Node::fresh(root, id, tweak).await;
-        nodes[0]
+        // Manager 3 is added through manager 2, a follower: the change is forwarded.
+        nodes[nodes.len() - 1]
             .store
             .add_manager(id, node.cfg.addr.clone())
             .await

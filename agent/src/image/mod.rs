@@ -1,0 +1,1 @@
+//! Images: pulls over the OCI distribution API, the content store, unpacked layers (being built).

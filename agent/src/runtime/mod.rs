@@ -1,0 +1,1 @@
+//! The container runtime: OCI bundles run by runc (being built).

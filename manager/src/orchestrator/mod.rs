@@ -1,0 +1,1 @@
+//! Orchestrators: services to tasks (being built).
