@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Removes what rswarm test clusters left behind when their test process died before
-# its teardown ran (killed by a timeout, aborted): their daemons and other processes,
+# its teardown ran (killed by a timeout, aborted): their daemons and other processes
+# (the registry too), the containers the daemons ran with runc and their cgroups,
 # their network namespaces, the mounts under their directories, the directories.
 #
 # Test clusters are named rsw<pid>c<n> after the test process that made them (see
 # tests/src/lib.rs): namespaces rsw<pid>c<n>sw and rsw<pid>c<n>h<i>, directory
-# /tmp/rsw<pid>c<n>/. Only leftovers whose test process is gone are touched, so this
-# is safe to run while other tests run. Nothing outside those names is touched (a
-# daemon started by cli/quickstart.sh, with its data in /var/lib/rswarm, is not).
+# /tmp/rsw<pid>c<n>/ (host N's data dir is hN/data, its runc root hN/data/runc); a
+# test process's images are in /tmp/rsw<pid>img/. Only leftovers whose test process
+# is gone are touched, so this is safe to run while other tests run. Nothing outside
+# those names is touched (a daemon started by cli/quickstart.sh, with its data in
+# /var/lib/rswarm, is not).
 set -uo pipefail
 
 removed=0
@@ -29,7 +32,56 @@ for proc in /proc/[0-9]*; do
     fi
 done
 
-# 2. Network namespaces, with whatever still runs inside them.
+# 2. Containers: the daemons ran them with `runc --root <data-dir>/runc`, and they
+#    outlive their daemon (live restore). Kill and delete each, then remove what is
+#    left of its cgroup (/sys/fs/cgroup/<controller>/rswarm/[<parent>/]<id>, killing
+#    whatever still runs in it; bundles are <data-dir>/containers/<id>/).
+remove_cgroup() { # DIR: kill its processes (and below), thaw it, rmdir deepest first
+    local pass d
+    for pass in 1 2 3 4 5 6 7 8 9 10; do
+        local busy=0
+        while IFS= read -r d; do
+            for p in $(cat "$d/cgroup.procs" 2>/dev/null); do kill -9 "$p" 2>/dev/null; busy=1; done
+            [ -e "$d/freezer.state" ] && echo THAWED >"$d/freezer.state" 2>/dev/null
+        done < <(find "$1" -depth -type d 2>/dev/null)
+        [ "$busy" -eq 0 ] && break
+        sleep 0.1
+    done
+    find "$1" -depth -type d -exec rmdir {} \; 2>/dev/null
+    [ ! -d "$1" ]
+}
+for data in /tmp/rsw[0-9]*c[0-9]*/h[0-9]*/data; do
+    [ -d "$data" ] || continue
+    [[ $data =~ ^/tmp/rsw([0-9]+)c[0-9]+/h[0-9]+/data$ ]] || continue
+    owner=${BASH_REMATCH[1]}
+    alive "$owner" && continue
+    ids=()
+    if [ -d "$data/runc" ] && command -v runc >/dev/null; then
+        for id in $(runc --root "$data/runc" list -q 2>/dev/null); do
+            ids+=("$id")
+            runc --root "$data/runc" kill "$id" KILL 2>/dev/null
+            runc --root "$data/runc" delete --force "$id" 2>/dev/null &&
+                say "deleted container $id of $data (dead test process $owner)"
+        done
+    fi
+    for bundle in "$data"/containers/*; do
+        [ -d "$bundle" ] && ids+=("$(basename "$bundle")")
+    done
+    for id in "${ids[@]}"; do
+        case $id in "" | .* | */*) continue ;; esac
+        for cg in /sys/fs/cgroup/rswarm/"$id" /sys/fs/cgroup/*/rswarm/"$id" \
+            /sys/fs/cgroup/rswarm/*/"$id" /sys/fs/cgroup/*/rswarm/*/"$id"; do
+            [ -d "$cg" ] || continue
+            if remove_cgroup "$cg"; then
+                say "removed cgroup $cg of dead test process $owner"
+            else
+                echo "cleanup-leftovers: cannot remove cgroup $cg" >&2
+            fi
+        done
+    done
+done
+
+# 3. Network namespaces, with whatever still runs inside them.
 for ns in $(ip netns list 2>/dev/null | awk '{print $1}'); do
     [[ $ns =~ ^rsw([0-9]+)c[0-9]+(sw|h[0-9]+)$ ]] || continue
     owner=${BASH_REMATCH[1]}
@@ -40,7 +92,7 @@ for ns in $(ip netns list 2>/dev/null | awk '{print $1}'); do
     ip netns delete "$ns" && say "deleted namespace $ns of dead test process $owner"
 done
 
-# 3. Directories: unmount (lazily, deepest first) whatever is mounted below them, then
+# 4. Directories: unmount (lazily, deepest first) whatever is mounted below them, then
 #    remove them without crossing into any mount that is still there.
 mounts_under() {
     awk '{print $5}' /proc/self/mountinfo | while read -r mp; do
@@ -48,9 +100,9 @@ mounts_under() {
         case "$mp" in "$1" | "$1"/*) echo "$mp" ;; esac
     done | awk -F/ '{print NF "\t" $0}' | sort -rn | cut -f2-
 }
-for dir in /tmp/rsw[0-9]*c[0-9]*; do
+for dir in /tmp/rsw[0-9]*c[0-9]* /tmp/rsw[0-9]*img; do
     [ -d "$dir" ] || continue
-    [[ $dir =~ ^/tmp/rsw([0-9]+)c[0-9]+$ ]] || continue
+    [[ $dir =~ ^/tmp/rsw([0-9]+)(c[0-9]+|img)$ ]] || continue
     owner=${BASH_REMATCH[1]}
     alive "$owner" && continue
     for _pass in 1 2 3 4 5 6 7 8; do

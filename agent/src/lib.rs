@@ -3,8 +3,12 @@
 //! and certificate renewal, which is how a promotion or demotion reaches the
 //! node. Later issues add the task executor beside it.
 
+pub mod exec;
 pub mod image;
+pub mod reporter;
 pub mod runtime;
 pub mod session;
+pub mod subscriptions;
+pub mod worker;
 
-pub use session::{start, AgentConfig, AgentEvent, AgentHandle};
+pub use session::{start, AgentConfig, AgentEvent, AgentHandle, LeaderChannel};

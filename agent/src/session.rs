@@ -42,15 +42,23 @@ pub enum AgentEvent {
     Removed,
 }
 
+/// The channel to the leader manager (address, channel), when the session
+/// is talking to it; the worker's streams and reports use it.
+pub type LeaderChannel = Option<(String, tonic::transport::Channel)>;
+
 /// A running agent; dropping the handle does not stop it, `stop` does.
 pub struct AgentHandle {
     task: JoinHandle<()>,
+    worker: Option<JoinHandle<()>>,
     tls_tx: watch::Sender<(tls::NodeTls, NodeRole)>,
 }
 
 impl AgentHandle {
     pub fn stop(&self) {
         self.task.abort();
+        if let Some(w) = &self.worker {
+            w.abort();
+        }
     }
 
     /// Use a new certificate from now on (after the daemon saved it).
@@ -59,11 +67,13 @@ impl AgentHandle {
     }
 }
 
-/// Start the session loop.
-pub fn start(cfg: AgentConfig, events: mpsc::Sender<AgentEvent>) -> AgentHandle {
+/// Start the session loop, and the worker when an executor is given.
+pub fn start(cfg: AgentConfig, events: mpsc::Sender<AgentEvent>, worker: Option<crate::worker::WorkerDeps>) -> AgentHandle {
     let (tls_tx, tls_rx) = watch::channel((cfg.tls.clone(), cfg.role));
-    let task = tokio::spawn(run(cfg, events, tls_rx));
-    AgentHandle { task, tls_tx }
+    let (leader_tx, leader_rx) = watch::channel::<LeaderChannel>(None);
+    let task = tokio::spawn(run(cfg, events, tls_rx, leader_tx));
+    let worker = worker.map(|deps| crate::worker::spawn(deps, leader_rx));
+    AgentHandle { task, worker, tls_tx }
 }
 
 const MIN_PERIOD: Duration = Duration::from_millis(100);
@@ -72,6 +82,7 @@ async fn run(
     cfg: AgentConfig,
     events: mpsc::Sender<AgentEvent>,
     mut identity: watch::Receiver<(tls::NodeTls, NodeRole)>,
+    leader_tx: watch::Sender<LeaderChannel>,
 ) {
     let cfg = Arc::new(cfg);
     let mut managers: Vec<String> = cfg.managers.clone();
@@ -137,6 +148,18 @@ async fn run(
                     managers = list.iter().map(|(_, a)| a.clone()).collect();
                     let _ = events.send(AgentEvent::Managers(list)).await;
                 }
+                if resp.leader_addr == addr {
+                    leader_tx.send_if_modified(|cur| {
+                        if cur.as_ref().map(|(a, _)| a.as_str()) == Some(addr.as_str()) {
+                            false
+                        } else {
+                            *cur = Some((addr.clone(), ch.clone()));
+                            true
+                        }
+                    });
+                } else {
+                    leader_tx.send_if_modified(|cur| cur.take().is_some());
+                }
                 preferred = if !resp.leader_addr.is_empty() && resp.leader_addr != addr {
                     tracing::debug!(leader = %resp.leader_addr, "following the leader");
                     Some(resp.leader_addr.clone())
@@ -176,6 +199,7 @@ async fn run(
                     return;
                 }
                 tracing::warn!(manager = %addr, error = %status.message(), "heartbeat failed; trying the next manager");
+                leader_tx.send_if_modified(|cur| cur.take().is_some());
                 preferred = None;
                 current = current.wrapping_add(1);
                 channel = None;

@@ -8,6 +8,7 @@ mod commands;
 mod daemon;
 mod duration;
 mod format;
+mod servicespec; // TEMP(helper): for compile-testing; the lead adds this line
 
 use std::path::PathBuf;
 
@@ -71,6 +72,12 @@ enum Command {
     Info(commands::system::InfoArgs),
     /// Show the rswarm version information
     Version(commands::system::VersionArgs),
+    /// PID 1 of a container started with --init (used inside containers)
+    #[command(hide = true)]
+    ContainerInit {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 fn main() {
@@ -83,6 +90,13 @@ fn main() {
     };
     let result = match cli.command {
         Command::Daemon(args) => daemon::run(args),
+        Command::ContainerInit { args } => {
+            let args = match args.first().map(String::as_str) {
+                Some("--") => args[1..].to_vec(),
+                _ => args,
+            };
+            rswarm_agent::runtime::container_init_main(args)
+        }
         other => run_client(opts, other),
     };
     if let Err(e) = result {
@@ -116,7 +130,9 @@ fn run_client(opts: client::ClientOpts, command: Command) -> anyhow::Result<()> 
             Command::Node(c) => commands::node::run(&opts, c).await,
             Command::Info(a) => commands::system::info(&opts, a).await,
             Command::Version(a) => commands::system::version(&opts, a).await,
-            Command::Daemon(_) => unreachable!("handled before the client runtime"),
+            Command::Daemon(_) | Command::ContainerInit { .. } => {
+                unreachable!("handled before the client runtime")
+            }
         }
     })
 }

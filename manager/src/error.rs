@@ -9,6 +9,8 @@ pub enum ManagerError {
     #[error("{0}")]
     InvalidArgument(String),
     #[error("{0}")]
+    AlreadyExists(String),
+    #[error("{0}")]
     FailedPrecondition(String),
     #[error("{0}")]
     PermissionDenied(String),
@@ -28,6 +30,7 @@ impl From<ManagerError> for tonic::Status {
         match e {
             ManagerError::NotFound(_) => tonic::Status::not_found(msg),
             ManagerError::InvalidArgument(_) => tonic::Status::invalid_argument(msg),
+            ManagerError::AlreadyExists(_) => tonic::Status::already_exists(msg),
             ManagerError::FailedPrecondition(_) => tonic::Status::failed_precondition(msg),
             ManagerError::PermissionDenied(_) => tonic::Status::permission_denied(msg),
             ManagerError::Unauthenticated(_) => tonic::Status::unauthenticated(msg),

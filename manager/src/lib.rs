@@ -25,6 +25,8 @@ use std::time::Duration;
 
 use rswarm_proto::ca::ca_server::CaServer;
 use rswarm_proto::control::control_server::ControlServer;
+use rswarm_proto::control::services_server::ServicesServer;
+use rswarm_proto::dispatcher::tasks_server::TasksServer;
 use rswarm_proto::dispatcher::dispatcher_server::DispatcherServer;
 use rswarm_proto::identity::tls::{self, NodeTls};
 use rswarm_raft::{Connector, Store};
@@ -35,25 +37,33 @@ use tonic::service::interceptor::InterceptedService;
 pub use controlapi::ControlApi;
 pub use error::ManagerError;
 
-/// Dials other managers with this node's certificate (mTLS), for Raft.
+/// Dials other managers with this node's certificate (mTLS), for Raft and
+/// for relaying streams to the leader. The certificate is replaced when the
+/// node renews it.
 pub struct TlsConnector {
-    tls: NodeTls,
+    tls: std::sync::RwLock<NodeTls>,
 }
 
 impl TlsConnector {
     pub fn new(tls: NodeTls) -> Self {
-        Self { tls }
+        Self {
+            tls: std::sync::RwLock::new(tls),
+        }
+    }
+
+    /// Use a renewed certificate for new connections.
+    pub fn update(&self, tls: NodeTls) {
+        if let Ok(mut t) = self.tls.write() {
+            *t = tls;
+        }
     }
 }
 
 impl Connector for TlsConnector {
     fn channel(&self, addr: &str) -> Result<tonic::transport::Channel, String> {
-        tls::connect_lazy(
-            addr,
-            &self.tls.ca_pem,
-            Some((self.tls.cert_pem.as_str(), self.tls.key_pem.as_str())),
-        )
-        .map_err(|e| e.to_string())
+        let t = self.tls.read().map_err(|_| "TLS configuration lock poisoned".to_string())?;
+        tls::connect_lazy(addr, &t.ca_pem, Some((t.cert_pem.as_str(), t.key_pem.as_str())))
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -61,14 +71,18 @@ impl Connector for TlsConnector {
 pub struct Manager {
     store: Store,
     cluster_id: String,
+    connector: Arc<TlsConnector>,
+    agents: Arc<dispatcher::agents::AgentRegistry>,
     dispatcher: dispatcher::DispatcherService,
     loops: JoinHandle<()>,
+    orchestrator: JoinHandle<()>,
+    scheduler: JoinHandle<()>,
     tcp: Mutex<Option<(oneshot::Sender<()>, JoinHandle<()>)>>,
 }
 
 impl Manager {
     /// Start the manager's loops on an opened store.
-    pub fn start(store: Store, cluster_id: String) -> Arc<Manager> {
+    pub fn start(store: Store, cluster_id: String, connector: Arc<TlsConnector>) -> Arc<Manager> {
         let dispatcher = dispatcher::DispatcherService::new(store.clone());
         let loops = {
             let store = store.clone();
@@ -87,11 +101,17 @@ impl Manager {
                 }
             })
         };
+        let orchestrator = orchestrator::spawn(store.clone());
+        let scheduler = scheduler::spawn(store.clone());
         Arc::new(Manager {
             store,
             cluster_id,
+            connector,
+            agents: Arc::new(dispatcher::agents::AgentRegistry::default()),
             dispatcher,
             loops,
+            orchestrator,
+            scheduler,
             tcp: Mutex::new(None),
         })
     }
@@ -102,6 +122,15 @@ impl Manager {
 
     pub fn control(&self) -> ControlApi {
         ControlApi::new(self.store.clone())
+    }
+
+    pub fn services(&self) -> controlapi::ServicesApi {
+        controlapi::ServicesApi::new(self.store.clone(), self.agents.clone(), self.connector.clone())
+    }
+
+    /// The connector to other managers (update it when the certificate is renewed).
+    pub fn connector(&self) -> &Arc<TlsConnector> {
+        &self.connector
     }
 
     /// Serve the manager's gRPC services (Control, Ca, Dispatcher, Raft) on
@@ -131,15 +160,34 @@ impl Manager {
             self.store.service(),
             auth.interceptor(auth::Access::Manager),
         );
+        let services = ServicesServer::with_interceptor(
+            self.services(),
+            auth.interceptor(auth::Access::Manager),
+        );
+        let tasks = TasksServer::with_interceptor(
+            dispatcher::tasks::TasksService::new(self.store.clone(), self.agents.clone()),
+            auth.interceptor(auth::Access::Node),
+        );
         let router = tonic::transport::Server::builder()
             .tls_config(tls::server_tls_config(node_tls))
             .map_err(|e| ManagerError::Internal(format!("TLS configuration: {e}")))?
             .add_service(control)
             .add_service(ca)
             .add_service(dispatcher)
+            .add_service(services)
+            .add_service(tasks)
             .add_service(raft);
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        // Raft's small messages must not wait for Nagle's algorithm.
+        let incoming = tokio_stream::StreamExt::map(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            |s| {
+                if let Ok(s) = &s {
+                    let _ = s.set_nodelay(true);
+                }
+                s
+            },
+        );
         let handle = tokio::spawn(async move {
             if let Err(e) = router
                 .serve_with_incoming_shutdown(incoming, async {
@@ -168,6 +216,8 @@ impl Manager {
     /// Stop loops, the TCP server and the store.
     pub async fn stop(&self) {
         self.loops.abort();
+        self.orchestrator.abort();
+        self.scheduler.abort();
         self.stop_tcp();
         if let Err(e) = self.store.shutdown().await {
             tracing::warn!(error = %e, "store shutdown");

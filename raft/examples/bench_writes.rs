@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use rswarm_raft::{Connector, Op, Store, StoreConfig};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
+use tokio_stream::StreamExt;
 use tonic::transport::{Channel, Endpoint};
 
 struct PlainConnector;
@@ -42,7 +43,12 @@ async fn start(
     tokio::spawn(async move {
         let _ = tonic::transport::Server::builder()
             .add_service(service)
-            .serve_with_incoming(TcpListenerStream::new(listener))
+            .serve_with_incoming(TcpListenerStream::new(listener).map(|conn| {
+                // Small RPCs: do not let Nagle hold them back.
+                conn.inspect(|stream| {
+                    let _ = stream.set_nodelay(true);
+                })
+            }))
             .await;
     });
     Ok((store, addr))

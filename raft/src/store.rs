@@ -12,6 +12,10 @@
 //!   behind gets `RecvError::Lagged` and should re-read with `list`.
 //! - Installing a snapshot publishes a put for every object in it and a delete for
 //!   every object it no longer has, all with the snapshot's index.
+//! - Durability: log appends and votes are fsynced before openraft counts them
+//!   (appends by group commit); each entry's effect on the state machine is one
+//!   atomic sled batch that rides on the next fsync. After a crash the state
+//!   machine is at some earlier entry and the rest is re-applied from the log.
 
 mod layout;
 mod log;

@@ -11,7 +11,8 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 
 use crate::host::{Host, HostPlan};
-use crate::{mounts, network, preflight};
+use crate::registry::Registry;
+use crate::{containers, images, mounts, network, preflight};
 
 /// How long [`Cluster::init_swarm`] waits for every node to be Ready.
 pub const SWARM_READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -30,6 +31,7 @@ pub struct Cluster {
     switch_netns: String,
     dir: PathBuf,
     hosts: Vec<Host>,
+    registry: Option<Registry>,
 }
 
 /// Options for a [`Cluster`]: `Cluster::builder(3).daemon_args(&["--metrics-addr",
@@ -40,6 +42,7 @@ pub struct ClusterBuilder {
     daemons: bool,
     binary: Option<PathBuf>,
     daemon_args: Vec<String>,
+    registry: bool,
 }
 
 impl ClusterBuilder {
@@ -63,6 +66,17 @@ impl ClusterBuilder {
         self
     }
 
+    /// A registry for the cluster (see [`crate::registry`]): started in the switch
+    /// namespace on `10.77.0.2:5000` before the daemons, holding the busybox test
+    /// image as `busybox:1` ([`Registry::busybox`]), and every daemon started with
+    /// `--config <cluster dir>/daemon.json` saying `{"insecure-registries":
+    /// ["10.77.0.2:5000"]}`. Cannot be combined with a `--config` of your own in
+    /// [`ClusterBuilder::daemon_args`].
+    pub fn with_registry(mut self) -> Self {
+        self.registry = true;
+        self
+    }
+
     /// Builds the cluster. On any error, what was already built is torn down.
     pub fn start(self) -> anyhow::Result<Cluster> {
         preflight::require_root_and_tools();
@@ -71,6 +85,14 @@ impl ClusterBuilder {
         }
         if self.daemons && self.binary.is_none() {
             preflight::rswarm_bin(); // panics now, with a clear message, if it is missing
+        }
+        if self.registry
+            && self
+                .daemon_args
+                .iter()
+                .any(|a| a == "--config" || a.starts_with("--config="))
+        {
+            bail!("with_registry writes the daemons' --config file itself; pass no --config in daemon_args");
         }
         static CLUSTERS: AtomicUsize = AtomicUsize::new(0);
         let number = CLUSTERS.fetch_add(1, Ordering::Relaxed) + 1;
@@ -81,10 +103,26 @@ impl ClusterBuilder {
             name,
             dir,
             hosts: Vec::new(),
+            registry: None,
         };
         // From here on, an early return drops `cluster`, which removes what exists.
         cluster.make_dir()?;
         network::add_switch(&cluster.switch_netns)?;
+        let mut daemon_args = self.daemon_args.clone();
+        if self.registry {
+            let image = images::busybox();
+            let registry = Registry::start(&cluster.switch_netns, &cluster.dir.join("registry"))
+                .with_context(|| format!("starting the registry of {}", cluster.name))?;
+            let config_path = cluster.dir.join("daemon.json");
+            std::fs::write(&config_path, registry.daemon_config().to_string())
+                .with_context(|| format!("writing {}", config_path.display()))?;
+            daemon_args.extend(["--config".to_string(), config_path.display().to_string()]);
+            cluster.registry = Some(registry);
+            let registry = cluster.registry.as_ref().expect("just set");
+            registry.push(image, "busybox:1").with_context(|| {
+                format!("pushing busybox:1 to the registry of {}", cluster.name)
+            })?;
+        }
         for index in 1..=self.hosts {
             let host = Host::create(HostPlan {
                 index,
@@ -92,7 +130,7 @@ impl ClusterBuilder {
                 switch_netns: cluster.switch_netns.clone(),
                 dir: cluster.dir.join(format!("h{index}")),
                 binary: self.binary.clone(),
-                daemon_args: self.daemon_args.clone(),
+                daemon_args: daemon_args.clone(),
             })
             .with_context(|| format!("creating host{index} of {}", cluster.name))?;
             cluster.hosts.push(host);
@@ -118,7 +156,14 @@ impl Cluster {
             daemons: true,
             binary: None,
             daemon_args: Vec::new(),
+            registry: false,
         }
+    }
+
+    /// `hosts` hosts with their daemons running and a registry holding the busybox
+    /// test image; see [`ClusterBuilder::with_registry`]. No swarm yet.
+    pub fn with_registry(hosts: usize) -> anyhow::Result<Cluster> {
+        Cluster::builder(hosts).with_registry().start()
     }
 
     /// `hosts` hosts, each with its daemon running and serving its socket; no swarm yet
@@ -161,6 +206,17 @@ impl Cluster {
     /// `/tmp/rsw<pid>c<n>`: the hosts' directories are `h1`, `h2`, …
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The cluster's registry. Panics if the cluster was not started
+    /// [`with_registry`](ClusterBuilder::with_registry).
+    pub fn registry(&self) -> &Registry {
+        self.registry.as_ref().unwrap_or_else(|| {
+            panic!(
+                "{} has no registry: start it with Cluster::with_registry(n) or Cluster::builder(n).with_registry()",
+                self.name
+            )
+        })
     }
 
     /// Makes a swarm as a user would: `rswarm init` on host1 (advertising its address,
@@ -245,6 +301,27 @@ impl Drop for Cluster {
         for host in &self.hosts {
             host.kill();
         }
+        // The daemons' containers outlive them (live restore): kill and delete them.
+        for host in &self.hosts {
+            for problem in containers::remove_all(host.data_dir()) {
+                eprintln!(
+                    "rswarm-tests: teardown of {} on {}: {problem}",
+                    self.name,
+                    host.name()
+                );
+            }
+        }
+        if let Some(registry) = self.registry.take() {
+            if std::thread::panicking() {
+                eprintln!(
+                    "--- registry of {}: last lines of {} ---\n{}",
+                    self.name,
+                    registry.dir().join("registry.log").display(),
+                    tail_lines(&registry.log(), 15)
+                );
+            }
+            drop(registry);
+        }
         if std::thread::panicking() {
             for host in self.hosts.iter().filter(|h| h.log_path().exists()) {
                 eprintln!(
@@ -293,4 +370,9 @@ fn remove_dir_safely(dir: &Path) -> anyhow::Result<()> {
         );
     }
     std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))
+}
+
+fn tail_lines(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
 }

@@ -128,6 +128,24 @@ impl Host {
         &self.data_dir
     }
 
+    /// The runc root the daemon runs its containers under: `<data-dir>/runc`.
+    pub fn runc_root(&self) -> PathBuf {
+        crate::containers::runc_root(&self.data_dir)
+    }
+
+    /// The containers of this host's daemon, as `runc --root <data-dir>/runc list`
+    /// shows them (running or not), whether or not the daemon is alive.
+    pub fn containers(&self) -> Vec<crate::Container> {
+        crate::containers::try_list(&self.runc_root())
+            .unwrap_or_else(|err| panic!("{}: {err:#}", self.name))
+    }
+
+    /// Runs `runc --root <data-dir>/runc ARGS` (on the machine: runc needs no
+    /// network namespace).
+    pub fn runc(&self, args: &[&str]) -> CmdOutput {
+        crate::containers::runc(&self.runc_root(), args)
+    }
+
     /// The daemon's `--socket`.
     pub fn socket(&self) -> &Path {
         &self.socket

@@ -38,9 +38,12 @@
 //! # Teardown
 //!
 //! Dropping a [`Cluster`] (also while a test panics) kills every daemon with SIGKILL
-//! and reaps it, kills whatever else still runs in its namespaces, deletes the
-//! namespaces (the hosts' nftables rulesets go with them), lazily unmounts whatever
-//! the daemons mounted under `/tmp/rsw<pid>c<c>/` and then removes that directory.
+//! and reaps it, kills and deletes the containers the daemons left running (`runc
+//! --root <data-dir>/runc kill`/`delete --force`, then any cgroup `rswarm/<id>` still
+//! there; see [`containers`]), kills the registry, kills whatever else still runs in
+//! its namespaces, deletes the namespaces (the hosts' nftables rulesets go with them),
+//! lazily unmounts whatever the daemons mounted under `/tmp/rsw<pid>c<c>/` and then
+//! removes that directory.
 //! When the test is panicking, it first prints the tail of every host's daemon log.
 //! `RSWARM_TEST_KEEP_DIRS=1` keeps the directory for a look afterwards.
 //!
@@ -49,23 +52,50 @@
 //! namespaces and directories that such a death leaves behind are removed by
 //! `tests/cleanup-leftovers.sh`, which `tests/run-all.sh` and `.ci/run` run on exit.
 //!
+//! # Images and a registry
+//!
+//! Tests that run containers start their cluster with a registry:
+//!
+//! ```no_run
+//! use rswarm_tests::Cluster;
+//!
+//! let cluster = Cluster::with_registry(3).unwrap();   // or Cluster::builder(3).with_registry()
+//! cluster.init_swarm(1, 2).unwrap();
+//! let image = cluster.registry().busybox();          // "10.77.0.2:5000/busybox:1"
+//! cluster.host(1).ok(&["service", "create", "--name", "web", &image, "httpd", "-f", "-p", "80"]);
+//! ```
+//!
+//! The registry is Debian's `docker-registry` in the switch namespace on
+//! `10.77.0.2:5000` (plain HTTP; the daemons get `--config <dir>/daemon.json` with
+//! `"insecure-registries"`), see [`registry`]. The busybox image is built once per test
+//! process from Debian's `busybox-static`, with no network, see [`images`]; it can
+//! also be written as a `docker save` or OCI archive for `rswarm image load`.
+//! [`Host::containers`] lists what runc runs for a host's daemon.
+//!
 //! # Preconditions
 //!
 //! The harness must run as root with `ip` (iproute2) and `nsenter` (util-linux)
-//! installed, and the `rswarm` binary built ([`rswarm_bin`]). It panics and says what
+//! installed, and the `rswarm` binary built ([`rswarm_bin`]); clusters with a registry
+//! also need `docker-registry`, `skopeo`, `busybox-static` and `runc`
+//! (`tests/packages.txt`). It panics and says what
 //! is missing; it never skips a test silently.
 
 pub mod cluster;
 pub mod command;
+pub mod containers;
 pub mod host;
+pub mod images;
 mod mounts;
 pub mod network;
 pub mod preflight;
+pub mod registry;
 pub mod spawn;
 pub mod wait;
 
 pub use cluster::{Cluster, ClusterBuilder};
 pub use command::{CmdOutput, COMMAND_TIMEOUT};
+pub use containers::Container;
 pub use host::{Background, Host};
 pub use preflight::rswarm_bin;
+pub use registry::Registry;
 pub use wait::{try_wait_for, wait_for};

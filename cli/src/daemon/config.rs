@@ -28,6 +28,33 @@ pub struct DaemonConfig {
     pub node_name: Option<String>,
     /// Prometheus metrics listener (the `--metrics-addr` flag wins).
     pub metrics_addr: Option<String>,
+    /// Registries reached over plain HTTP: `host:port` entries or CIDRs.
+    #[serde(default)]
+    pub insecure_registries: Vec<String>,
+    /// Mirrors tried, in order, before Docker Hub (URLs).
+    #[serde(default)]
+    pub registry_mirrors: Vec<String>,
+    /// Credentials per registry host: `{"10.0.0.2:5000": {"username": "u", "password": "p"}}`.
+    #[serde(default)]
+    pub registry_auths: BTreeMap<String, RegistryAuth>,
+    /// OCI runtimes by name, as Docker's `runtimes`: `{"runc": {"path": "/usr/sbin/runc"}}`.
+    #[serde(default)]
+    pub runtimes: BTreeMap<String, RuntimeEntry>,
+    /// The runtime to use (default "runc").
+    pub default_runtime: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryAuth {
+    pub username: String,
+    pub password: String,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeEntry {
+    pub path: PathBuf,
 }
 
 impl DaemonConfig {
@@ -38,6 +65,8 @@ impl DaemonConfig {
         let cfg: DaemonConfig = serde_json::from_str(&text)
             .map_err(|e| anyhow::anyhow!("daemon config {}: {e}", path.display()))?;
         cfg.engine_labels()
+            .with_context(|| format!("daemon config {}", path.display()))?;
+        cfg.runtime_path()
             .with_context(|| format!("daemon config {}", path.display()))?;
         if let Some(level) = &cfg.log_level {
             if !["error", "warn", "info", "debug", "trace"].contains(&level.as_str()) {
@@ -63,6 +92,19 @@ impl DaemonConfig {
             out.insert(k.to_string(), v.to_string());
         }
         Ok(out)
+    }
+
+    /// The OCI runtime binary: `default-runtime` looked up in `runtimes`,
+    /// else `runc` from PATH.
+    pub fn runtime_path(&self) -> anyhow::Result<PathBuf> {
+        let name = self.default_runtime.clone().unwrap_or_else(|| "runc".into());
+        if let Some(r) = self.runtimes.get(&name) {
+            return Ok(r.path.clone());
+        }
+        if name != "runc" {
+            bail!("default-runtime {name:?} is not defined in \"runtimes\"");
+        }
+        Ok(PathBuf::from("runc"))
     }
 
     /// The log filter the daemon should use.
@@ -101,6 +143,17 @@ mod tests {
     fn unknown_key_is_an_error_naming_it() {
         let e = load(r#"{"lables":["a=b"]}"#).unwrap_err().to_string();
         assert!(e.contains("unknown field `lables`"), "{e}");
+    }
+
+    #[test]
+    fn registries_and_runtimes() {
+        let c = load(r#"{"insecure-registries":["10.0.0.2:5000"],"registry-mirrors":["http://m:5000"],
+            "registry-auths":{"r:5000":{"username":"u","password":"p"}},
+            "runtimes":{"myrunc":{"path":"/opt/runc"}},"default-runtime":"myrunc"}"#)
+        .unwrap();
+        assert_eq!(c.insecure_registries, vec!["10.0.0.2:5000"]);
+        assert_eq!(c.runtime_path().unwrap(), PathBuf::from("/opt/runc"));
+        assert!(load(r#"{"default-runtime":"nope"}"#).is_err());
     }
 
     #[test]

@@ -5,11 +5,12 @@
 use std::sync::Arc;
 
 use rswarm_proto::control::control_server::Control;
+use rswarm_proto::control::services_server::Services;
 use rswarm_proto::control::*;
 use rswarm_proto::daemon::daemon_server::Daemon;
 use rswarm_proto::daemon::*;
-use rswarm_proto::types::{Cluster, Node};
-use tonic::{Request, Response, Status};
+use rswarm_proto::types::{Cluster, Node, Service, Task};
+use tonic::{Request, Response, Status, Streaming};
 
 use super::node::NodeRuntime;
 
@@ -71,5 +72,46 @@ impl Control for LocalControl {
         req: Request<RotateJoinTokenRequest>,
     ) -> Result<Response<Cluster>, Status> {
         self.node.control().await?.rotate_join_token(req).await
+    }
+}
+
+/// Services over the local socket: delegates to this node's manager.
+#[derive(Clone)]
+pub struct LocalServices {
+    pub node: Arc<NodeRuntime>,
+}
+
+type Stream<T> = std::pin::Pin<Box<dyn futures::Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl Services for LocalServices {
+    async fn create_service(&self, req: Request<CreateServiceRequest>) -> Result<Response<Service>, Status> {
+        self.node.services().await?.create_service(req).await
+    }
+    async fn get_service(&self, req: Request<GetServiceRequest>) -> Result<Response<Service>, Status> {
+        self.node.services().await?.get_service(req).await
+    }
+    async fn list_services(&self, req: Request<ListServicesRequest>) -> Result<Response<ListServicesResponse>, Status> {
+        self.node.services().await?.list_services(req).await
+    }
+    async fn update_service(&self, req: Request<UpdateServiceRequest>) -> Result<Response<Service>, Status> {
+        self.node.services().await?.update_service(req).await
+    }
+    async fn remove_service(&self, req: Request<RemoveServiceRequest>) -> Result<Response<RemoveServiceResponse>, Status> {
+        self.node.services().await?.remove_service(req).await
+    }
+    async fn get_task(&self, req: Request<GetTaskRequest>) -> Result<Response<Task>, Status> {
+        self.node.services().await?.get_task(req).await
+    }
+    async fn list_tasks(&self, req: Request<ListTasksRequest>) -> Result<Response<ListTasksResponse>, Status> {
+        self.node.services().await?.list_tasks(req).await
+    }
+    type LogsStream = Stream<LogsResponse>;
+    async fn logs(&self, req: Request<LogsRequest>) -> Result<Response<Self::LogsStream>, Status> {
+        self.node.services().await?.logs(req).await
+    }
+    type ExecStream = Stream<ExecOutput>;
+    async fn exec(&self, req: Request<Streaming<ExecInput>>) -> Result<Response<Self::ExecStream>, Status> {
+        self.node.services().await?.exec(req).await
     }
 }

@@ -4,6 +4,7 @@
 //! agent cleanly (containers of later issues keep running).
 
 mod config;
+mod images;
 mod localapi;
 mod metrics;
 mod netaddr;
@@ -14,6 +15,8 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use rswarm_proto::control::control_server::ControlServer;
+use rswarm_proto::control::services_server::ServicesServer;
+use rswarm_proto::daemon::images_server::ImagesServer;
 use rswarm_proto::daemon::daemon_server::DaemonServer;
 use tokio::net::UnixListener;
 
@@ -93,10 +96,27 @@ async fn serve(args: DaemonArgs, cfg: DaemonConfig) -> anyhow::Result<()> {
     };
     state::ensure_dir(&data_dir)?;
     let listener = bind_socket(&socket).await?;
+    let registry = rswarm_agent::image::RegistryConfig {
+        mirrors: cfg.registry_mirrors.clone(),
+        insecure_registries: cfg.insecure_registries.clone(),
+        auths: cfg
+            .registry_auths
+            .iter()
+            .map(|(host, a)| (host.clone(), (a.username.clone(), a.password.clone())))
+            .collect(),
+    };
+    let images = rswarm_agent::image::ImageStore::open(&data_dir.join("images"), registry)
+        .with_context(|| format!("opening the image store in {}", data_dir.join("images").display()))?;
+    let runtime = rswarm_agent::runtime::Runtime::new(&data_dir, cfg.runtime_path()?)
+        .with_context(|| format!("starting the container runtime in {}", data_dir.display()))?;
+    let images_in_use = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
     let settings = node::NodeSettings {
         data: state::DataDir::new(data_dir.clone()),
         node_name: node_name.clone(),
         engine_labels: cfg.engine_labels()?,
+        images: images.clone(),
+        runtime,
+        images_in_use: images_in_use.clone(),
     };
     let runtime = node::NodeRuntime::new(settings);
     tracing::info!(version = rswarm_proto::VERSION, node = %node_name, data_dir = %data_dir.display(), socket = %socket.display(), "rswarm daemon starting");
@@ -125,6 +145,13 @@ async fn serve(args: DaemonArgs, cfg: DaemonConfig) -> anyhow::Result<()> {
         }))
         .add_service(ControlServer::new(localapi::LocalControl {
             node: runtime.clone(),
+        }))
+        .add_service(ServicesServer::new(localapi::LocalServices {
+            node: runtime.clone(),
+        }))
+        .add_service(ImagesServer::new(images::LocalImages {
+            store: images,
+            in_use: images_in_use,
         }))
         .serve_with_incoming_shutdown(incoming, shutdown_signal());
     server.await.context("serving the control socket")?;

@@ -39,6 +39,10 @@ pub struct NodeSettings {
     pub data: DataDir,
     pub node_name: String,
     pub engine_labels: BTreeMap<String, String>,
+    pub images: Arc<rswarm_agent::image::ImageStore>,
+    pub runtime: Arc<rswarm_agent::runtime::Runtime>,
+    /// Container id → image reference of this node's containers.
+    pub images_in_use: Arc<std::sync::Mutex<std::collections::HashMap<String, String>>>,
 }
 
 pub struct NodeRuntime {
@@ -114,6 +118,17 @@ impl NodeRuntime {
         }
         self.start_agent(&mut inner);
         Ok(())
+    }
+
+    /// The Services API if this node is a manager.
+    pub async fn services(&self) -> Result<rswarm_manager::controlapi::ServicesApi, Status> {
+        self.control().await?;
+        let inner = self.inner.lock().await;
+        inner
+            .manager
+            .as_ref()
+            .map(|m| m.services())
+            .ok_or_else(|| Status::failed_precondition("This node is not a swarm manager."))
     }
 
     /// The Control API if this node is a manager.
@@ -645,7 +660,8 @@ impl NodeRuntime {
             .clone()
             .ok_or_else(|| anyhow!("no certificates"))?;
         let cfg = self.store_config(&state);
-        let store = Store::open(cfg, Arc::new(TlsConnector::new(node_tls.clone())))
+        let connector = Arc::new(TlsConnector::new(node_tls.clone()));
+        let store = Store::open(cfg, connector.clone())
             .await
             .with_context(|| {
                 format!(
@@ -657,7 +673,7 @@ impl NodeRuntime {
             store.bootstrap().await.context("bootstrapping Raft")?;
             wait_leader(&store, Duration::from_secs(10)).await?;
         }
-        let manager = Manager::start(store.clone(), state.cluster_id.clone());
+        let manager = Manager::start(store.clone(), state.cluster_id.clone(), connector);
         manager
             .serve_tcp(&state.listen_addr, &node_tls)
             .await
@@ -699,7 +715,22 @@ impl NodeRuntime {
             tls: node_tls,
             role,
         };
-        inner.agent = Some(rswarm_agent::start(cfg, self.events.clone()));
+        let controller = rswarm_agent::exec::container::ContainerController {
+            images: self.settings.images.clone(),
+            runtime: self.settings.runtime.clone(),
+            volumes_dir: self.settings.data.root.join("volumes"),
+            node: rswarm_agent::exec::container::NodeFacts {
+                node_id: state.node_id.clone(),
+                hostname: self.settings.node_name.clone(),
+            },
+            resolv_conf: std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+            in_use: self.settings.images_in_use.clone(),
+        };
+        let deps = rswarm_agent::worker::WorkerDeps {
+            controller: Arc::new(controller),
+            runtime: self.settings.runtime.clone(),
+        };
+        inner.agent = Some(rswarm_agent::start(cfg, self.events.clone(), Some(deps)));
     }
 
     /// Stop the agent and the manager (if any) and forget the in-memory state.
@@ -780,6 +811,7 @@ impl NodeRuntime {
                     }
                     _ => {
                         if let Some(m) = &inner.manager {
+                            m.connector().update(node_tls.clone());
                             m.serve_tcp(&state.listen_addr, &node_tls).await?;
                         }
                     }

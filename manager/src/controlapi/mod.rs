@@ -4,12 +4,20 @@
 
 mod cluster;
 mod nodes;
+pub mod services;
+mod streams;
 
 use rswarm_proto::control::control_server::Control;
 use rswarm_proto::control::*;
 use rswarm_proto::types::{Cluster, Node};
-use rswarm_raft::Store;
-use tonic::{Request, Response, Status};
+use std::sync::Arc;
+
+use rswarm_proto::control::services_server::Services;
+use rswarm_proto::types::{Service, Task};
+use rswarm_raft::{Connector, Store};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::dispatcher::agents::AgentRegistry;
 
 /// The Control service of one manager.
 #[derive(Clone)]
@@ -69,5 +77,73 @@ impl Control for ControlApi {
         Ok(Response::new(
             cluster::rotate(&self.store, req.into_inner()).await?,
         ))
+    }
+}
+
+/// The Services service of one manager: services, tasks, logs and exec.
+#[derive(Clone)]
+pub struct ServicesApi {
+    store: Store,
+    agents: Arc<AgentRegistry>,
+    connector: Arc<dyn Connector>,
+}
+
+impl ServicesApi {
+    pub fn new(store: Store, agents: Arc<AgentRegistry>, connector: Arc<dyn Connector>) -> Self {
+        Self { store, agents, connector }
+    }
+}
+
+#[tonic::async_trait]
+impl Services for ServicesApi {
+    async fn create_service(&self, req: Request<CreateServiceRequest>) -> Result<Response<Service>, Status> {
+        let spec = req
+            .into_inner()
+            .spec
+            .ok_or_else(|| Status::invalid_argument("create without a service spec"))?;
+        Ok(Response::new(services::create(&self.store, spec).await?))
+    }
+
+    async fn get_service(&self, req: Request<GetServiceRequest>) -> Result<Response<Service>, Status> {
+        Ok(Response::new(services::resolve_service(&self.store, &req.into_inner().service_ref)?))
+    }
+
+    async fn list_services(&self, _req: Request<ListServicesRequest>) -> Result<Response<ListServicesResponse>, Status> {
+        Ok(Response::new(ListServicesResponse {
+            services: crate::objects::services(&self.store)?,
+        }))
+    }
+
+    async fn update_service(&self, req: Request<UpdateServiceRequest>) -> Result<Response<Service>, Status> {
+        Ok(Response::new(services::update(&self.store, req.into_inner()).await?))
+    }
+
+    async fn remove_service(&self, req: Request<RemoveServiceRequest>) -> Result<Response<RemoveServiceResponse>, Status> {
+        services::remove(&self.store, &req.into_inner().service_ref).await?;
+        Ok(Response::new(RemoveServiceResponse {}))
+    }
+
+    async fn get_task(&self, req: Request<GetTaskRequest>) -> Result<Response<Task>, Status> {
+        Ok(Response::new(services::resolve_task(&self.store, &req.into_inner().task_ref)?))
+    }
+
+    async fn list_tasks(&self, req: Request<ListTasksRequest>) -> Result<Response<ListTasksResponse>, Status> {
+        Ok(Response::new(ListTasksResponse {
+            tasks: services::list_tasks(&self.store, &req.into_inner())?,
+        }))
+    }
+
+    type LogsStream = streams::BoxStream<LogsResponse>;
+
+    async fn logs(&self, req: Request<LogsRequest>) -> Result<Response<Self::LogsStream>, Status> {
+        let s = streams::logs(self.store.clone(), self.agents.clone(), self.connector.clone(), req.into_inner()).await?;
+        Ok(Response::new(s))
+    }
+
+    type ExecStream = streams::BoxStream<ExecOutput>;
+
+    async fn exec(&self, req: Request<Streaming<ExecInput>>) -> Result<Response<Self::ExecStream>, Status> {
+        let s = streams::exec(self.store.clone(), self.agents.clone(), self.connector.clone(), req.into_inner()).await?;
+        Ok(Response::new(s))
     }
 }

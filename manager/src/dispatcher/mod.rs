@@ -4,6 +4,9 @@
 //! agent the managers to fail over to and the role it should have. A
 //! follower answers with the leader's address so the agent moves there.
 
+pub mod agents;
+pub mod tasks;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

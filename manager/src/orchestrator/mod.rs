@@ -1,1 +1,315 @@
-//! Orchestrators: services to tasks (being built).
+//! Orchestrators: turn services into tasks and keep them that way. One loop
+//! on the leader reconciles every service against its tasks:
+//!
+//! - `replicated`: slots 1..=replicas, scale up and down;
+//! - `global`: one task per eligible node, including nodes that join later;
+//! - `jobs`: replicated and global jobs, run to completion;
+//! - `restart`: the restart policy (condition, delay, attempts, window);
+//! - `update`: replacing tasks of an older spec (rolling updates build here);
+//! - `reaper`: task history per slot, and removed services' tasks;
+//! - `task`: making new tasks and the task state rules the loops share;
+//! - `plan`: what one pass decided; `view`: the in-memory copy of the store
+//!   the loops (this one and the scheduler) work from.
+//!
+//! The loop talks to nothing but the store: it reads services, tasks and
+//! nodes from its view, fed by `Store::watch`, and writes tasks back in
+//! batches. The scheduler then places the PENDING tasks it creates, and the
+//! dispatcher carries desired states to agents and their reports back.
+//!
+//! Only the Raft leader orchestrates. A follower idles; a manager that
+//! becomes leader loads everything and reconciles every service, so nothing
+//! depends on what a previous leader kept in memory (restart delays are
+//! counted again from when this leader first sees a task end).
+
+mod global;
+mod jobs;
+mod plan;
+mod reaper;
+mod replicated;
+mod restart;
+pub mod task;
+mod update;
+pub(crate) mod view;
+
+#[cfg(test)]
+pub(crate) mod testing;
+#[cfg(test)]
+mod tests;
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use rswarm_raft::{Store, StoreError};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::task::JoinHandle;
+
+use self::plan::Plan;
+use self::restart::{Clock, RestartSupervisor};
+use self::task::ModeKind;
+use self::view::{commit, drain, Batch, ClusterView, Drained, Touched};
+use crate::error::ManagerError;
+
+/// How often the loop checks leadership and due restarts when nothing changes.
+const TICK: Duration = Duration::from_millis(250);
+/// Every so often everything is reconciled, whether or not it changed.
+const FULL_PASS_EVERY: Duration = Duration::from_secs(30);
+/// Pause before redoing services whose writes conflicted.
+const CONFLICT_PAUSE: Duration = Duration::from_millis(20);
+
+/// Starts the orchestrators on `store`. Runs until aborted; works only while
+/// this manager is the Raft leader.
+pub fn spawn(store: Store) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            if store.is_leader() {
+                if let Err(e) = lead(&store).await {
+                    tracing::warn!(error = %e, "orchestrator stopped leading; retrying");
+                }
+            }
+            tokio::time::sleep(TICK).await;
+        }
+    })
+}
+
+/// Services that need a pass.
+#[derive(Default)]
+struct Dirty {
+    all: bool,
+    services: HashSet<String>,
+}
+
+impl Dirty {
+    fn everything() -> Dirty {
+        Dirty {
+            all: true,
+            services: HashSet::new(),
+        }
+    }
+
+    fn note(&mut self, touched: Option<Touched>) {
+        match touched {
+            None => {}
+            Some(Touched::Node) | Some(Touched::Cluster) => self.all = true,
+            Some(Touched::Service(id)) | Some(Touched::Task(id)) => {
+                if !self.all {
+                    self.services.insert(id);
+                }
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        !self.all && self.services.is_empty()
+    }
+
+    fn merge(&mut self, other: Dirty) {
+        self.all |= other.all;
+        if !self.all {
+            self.services.extend(other.services);
+        }
+    }
+}
+
+/// The leader's orchestration state.
+#[derive(Default)]
+struct Orchestrator {
+    restarts: RestartSupervisor,
+    /// Services to look at again when a delayed restart is due.
+    wakeups: BinaryHeap<Reverse<(Instant, String)>>,
+}
+
+/// Orchestrates until this manager stops leading (Ok) or the store fails.
+async fn lead(store: &Store) -> Result<(), ManagerError> {
+    let mut changes = store.watch();
+    let mut view = ClusterView::load(store, ())?;
+    tracing::info!(
+        services = view.services.len(),
+        tasks = view.tasks.len(),
+        "orchestrator: leading"
+    );
+    let mut orch = Orchestrator::default();
+    let mut dirty = Dirty::everything();
+    let mut last_full = Instant::now();
+    loop {
+        if !store.is_leader() {
+            tracing::info!("orchestrator: no longer the leader");
+            return Ok(());
+        }
+        let clock = Clock::now();
+        while let Some(Reverse((at, _))) = orch.wakeups.peek() {
+            if *at > clock.instant {
+                break;
+            }
+            if let Some(Reverse((_, id))) = orch.wakeups.pop() {
+                dirty.note(Some(Touched::Service(id)));
+            }
+        }
+        if last_full.elapsed() >= FULL_PASS_EVERY {
+            dirty.all = true;
+        }
+        let mut retry = false;
+        let mut stream = Drained::CaughtUp;
+        if !dirty.is_empty() {
+            if dirty.all {
+                last_full = clock.instant;
+            }
+            let todo = std::mem::take(&mut dirty);
+            let t0 = std::time::Instant::now(); let n = todo.services.len();
+            let (again, error) = orch
+                .pass(store, &mut view, todo, clock, |v| {
+                    if stream == Drained::CaughtUp {
+                        stream = drain(&mut changes, v, |t| dirty.note(Some(t)));
+                    }
+                })
+                .await;
+            eprintln!("ORCH pass {:?} services {} all {}", t0.elapsed(), n, dirty.all);
+            if let Some(e) = error {
+                return Err(e.into());
+            }
+            retry = !again.is_empty();
+            dirty.merge(again);
+        }
+        // Changes that arrived during the pass are handled at once.
+        let more_work = !retry && !dirty.is_empty();
+        if stream == Drained::CaughtUp && !more_work {
+            let next = if retry {
+                Instant::now() + CONFLICT_PAUSE
+            } else {
+                let tick = Instant::now() + TICK;
+                orch.wakeups
+                    .peek()
+                    .map_or(tick, |Reverse((at, _))| (*at).min(tick))
+            };
+            tokio::select! {
+                r = changes.recv() => match r {
+                    Ok(c) => dirty.note(view.apply(&c)),
+                    Err(RecvError::Lagged(_)) => stream = Drained::Lagged,
+                    Err(RecvError::Closed) => stream = Drained::Closed,
+                },
+                _ = tokio::time::sleep_until(next.into()) => {}
+            }
+        }
+        if stream == Drained::CaughtUp {
+            stream = drain(&mut changes, &mut view, |t| dirty.note(Some(t)));
+        }
+        match stream {
+            Drained::CaughtUp => {}
+            Drained::Lagged => {
+                tracing::debug!("orchestrator fell behind the change stream; reloading");
+                view = ClusterView::load(store, ())?;
+                dirty = Dirty::everything();
+            }
+            Drained::Closed => return Ok(()),
+        }
+    }
+}
+
+impl Orchestrator {
+    /// Reconciles the dirty services and writes the result. Returns the
+    /// services to redo (their writes conflicted) and a store error that
+    /// ends this leadership (no leader, shut down).
+    async fn pass(
+        &mut self,
+        store: &Store,
+        view: &mut ClusterView<()>,
+        dirty: Dirty,
+        clock: Clock,
+        between_chunks: impl FnMut(&mut ClusterView<()>),
+    ) -> (Dirty, Option<StoreError>) {
+        let ids: Vec<String> = if dirty.all {
+            let mut ids: HashSet<String> = view.services.keys().cloned().collect();
+            ids.extend(view.tasks_by_service.keys().cloned());
+            ids.into_iter().collect()
+        } else {
+            dirty.services.into_iter().collect()
+        };
+        let limit = view.history_limit();
+        let mut plan = Plan::default();
+        for id in &ids {
+            match view.services.get(id) {
+                Some(svc) => {
+                    match ModeKind::of(svc) {
+                        ModeKind::Replicated { replicas } => replicated::reconcile(
+                            view,
+                            svc,
+                            replicas,
+                            &mut self.restarts,
+                            clock,
+                            &mut plan,
+                        ),
+                        ModeKind::Global => {
+                            global::reconcile(view, svc, &mut self.restarts, clock, &mut plan)
+                        }
+                        ModeKind::ReplicatedJob {
+                            max_concurrent,
+                            total,
+                        } => jobs::reconcile_replicated(
+                            view,
+                            svc,
+                            max_concurrent,
+                            total,
+                            &mut self.restarts,
+                            clock,
+                            &mut plan,
+                        ),
+                        ModeKind::GlobalJob => {
+                            jobs::reconcile_global(view, svc, &mut self.restarts, clock, &mut plan)
+                        }
+                    }
+                    reaper::reap_history(view, svc, limit, &mut plan);
+                }
+                None => reaper::reap_removed(view, id, &mut plan),
+            }
+            if let Some(at) = plan.wake_at.take() {
+                self.wakeups.push(Reverse((at, id.clone())));
+            }
+        }
+        if dirty.all {
+            let tasks: HashSet<&str> = view.tasks.keys().map(String::as_str).collect();
+            let services: HashSet<&str> = view.services.keys().map(String::as_str).collect();
+            self.restarts.forget_missing(&tasks, &services);
+        }
+
+        let Plan { puts, deletes, .. } = plan;
+        if puts.is_empty() && deletes.is_empty() {
+            return (Dirty::default(), None);
+        }
+        let mut service_of: HashMap<String, String> = HashMap::new();
+        let mut batch = Batch::default();
+        for t in puts {
+            service_of.insert(t.id.clone(), t.service_id.clone());
+            batch.put_task(view, t);
+        }
+        for id in deletes {
+            if let Some(t) = view.tasks.get(&id) {
+                service_of.insert(id.clone(), t.service_id.clone());
+            }
+            batch.delete_task(view, &id);
+        }
+        let writes = batch.len();
+        eprintln!("ORCH planned {} writes", writes);
+        let committed = commit(store, view, batch, between_chunks).await;
+        tracing::debug!(
+            writes,
+            written = committed.written,
+            rolled_back = committed.rolled_back.len(),
+            "orchestrator pass"
+        );
+        let mut again = Dirty::default();
+        for id in &committed.rolled_back {
+            if let Some(svc) = service_of.get(id) {
+                again.services.insert(svc.clone());
+            }
+        }
+        let error = match committed.error {
+            Some(e @ (StoreError::NoLeader | StoreError::Shutdown)) => Some(e),
+            Some(e) => {
+                tracing::warn!(error = %e, "orchestrator could not write its decisions; will retry");
+                None
+            }
+            None => None,
+        };
+        (again, error)
+    }
+}

@@ -10,6 +10,7 @@ use openraft::{
     AnyError, Entry, LogId, LogState, OptionalSend, RaftLogId, RaftLogReader, StorageError,
     StorageIOError, Vote,
 };
+use tokio::sync::mpsc;
 
 use super::layout::{
     entry_index, entry_key, from_json, to_json, Db, DbError, DbResult, COMMITTED_KEY, ENTRY_PREFIX,
@@ -23,11 +24,43 @@ type NodeId = u64;
 #[derive(Clone)]
 pub(crate) struct LogStore {
     db: Db,
+    flusher: mpsc::UnboundedSender<LogFlushed<TypeConfig>>,
 }
 
 impl LogStore {
+    /// Must be called inside a tokio runtime: it starts the flusher task, which
+    /// ends once every clone of this store is dropped.
     pub(crate) fn new(db: Db) -> Self {
-        LogStore { db }
+        let (flusher, pending) = mpsc::unbounded_channel();
+        tokio::spawn(flush_appends(db.clone(), pending));
+        LogStore { db, flusher }
+    }
+}
+
+/// Group commit: one fsync covers every append queued before it started, and
+/// their callbacks are answered in order. Appends return as soon as their
+/// entries are in sled, so openraft can keep appending while a flush runs.
+async fn flush_appends(db: Db, mut pending: mpsc::UnboundedReceiver<LogFlushed<TypeConfig>>) {
+    let mut batch = Vec::new();
+    while let Some(first) = pending.recv().await {
+        batch.push(first);
+        while let Ok(next) = pending.try_recv() {
+            batch.push(next);
+        }
+        let flushed = db.db.flush_async().await;
+        if let Err(e) = &flushed {
+            tracing::error!(path = %db.path.display(), error = %e, "flushing raft log failed");
+        }
+        for callback in batch.drain(..) {
+            let result = match &flushed {
+                Ok(_) => Ok(()),
+                Err(e) => Err(std::io::Error::other(format!(
+                    "flushing raft log at {}: {e}",
+                    db.path.display()
+                ))),
+            };
+            callback.log_io_completed(result);
+        }
     }
 }
 
@@ -236,17 +269,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .log
             .apply_batch(batch)
             .map_err(|e| write_err(e.into()))?;
-        match self.db.db.flush_async().await {
-            Ok(_) => {
-                callback.log_io_completed(Ok(()));
-                Ok(())
-            }
-            Err(e) => {
-                let message = format!("flushing raft log at {}: {e}", self.db.path.display());
-                callback.log_io_completed(Err(std::io::Error::other(message)));
-                Err(write_err(e.into()))
-            }
+        // The flusher answers the callback once the entries are on disk.
+        if let Err(mpsc::error::SendError(callback)) = self.flusher.send(callback) {
+            let message = format!(
+                "raft log flusher for {} has stopped",
+                self.db.path.display()
+            );
+            callback.log_io_completed(Err(std::io::Error::other(message.clone())));
+            return Err(write_err(DbError::Corrupt(message)));
         }
+        Ok(())
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {

@@ -39,7 +39,7 @@ use anyhow::{bail, Context};
 use hyper_util::rt::TokioIo;
 use rswarm_proto::control::control_client::ControlClient;
 use rswarm_proto::control::{ListNodesRequest, UpdateNodeRequest};
-use rswarm_proto::types::NodeSpec;
+use rswarm_proto::types::{Node, NodeSpec};
 use rswarm_tests::{try_wait_for, Cluster, Host};
 use tonic::transport::{Channel, Endpoint};
 
@@ -52,6 +52,8 @@ const FAILOVER_RETRY_PAUSE: Duration = Duration::from_millis(20);
 /// How long a cluster may take to show a leader, or a restarted manager Ready and
 /// Reachable.
 const CLUSTER_SETTLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// How long to wait for the survivors to show a killed manager as down.
+const DOWN_DETECTION_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long one `UpdateNode` call may take in the load phases.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pause after a failed `UpdateNode` call, so an error storm is not a busy loop.
@@ -187,7 +189,7 @@ fn product_binary() -> anyhow::Result<PathBuf> {
 fn failover_phase(binary: &Path, settings: &Settings) -> anyhow::Result<Vec<String>> {
     let cluster = Cluster::builder(3).binary(binary).start()?;
     cluster.init_swarm(3, 0)?;
-    wait_until_healthy(&cluster, cluster.host(1))?;
+    wait_until_healthy(&cluster)?;
 
     let mut times = Vec::new();
     for round in 1..=settings.failover_rounds {
@@ -247,9 +249,21 @@ fn failover_phase(binary: &Path, settings: &Settings) -> anyhow::Result<Vec<Stri
             }
         );
 
+        // Restart only once the survivors noticed the death, so that "Ready and
+        // Reachable again" below is news about the restarted daemon.
+        let seen_down = wait_until_seen_down(survivor, leader, killed_at, DOWN_DETECTION_TIMEOUT);
+        println!(
+            "round {round}: {} shows {} down (not Ready, or Unreachable) {}",
+            survivor.name(),
+            leader.name(),
+            match seen_down {
+                Some(after) => format!("{:.1} s after the kill", after.as_secs_f64()),
+                None => format!("NOT within {DOWN_DETECTION_TIMEOUT:?}; restarting anyway"),
+            }
+        );
         let restarted_at = Instant::now();
         leader.try_start()?;
-        wait_until_healthy(&cluster, survivor)?;
+        wait_until_healthy(&cluster)?;
         println!(
             "round {round}: {} restarted; Ready and Reachable again after {:.1} s",
             leader.name(),
@@ -303,51 +317,89 @@ fn node_rows(asker: &Host) -> Option<Vec<NodeRow>> {
     Some(rows)
 }
 
-/// The index of the host that the running managers agree leads.
+/// The index of the host that every running manager names as the Leader in its
+/// `node ls`. (A restarted ex-leader can briefly call itself Leader from its persisted
+/// vote, so one manager's answer is not enough.)
 fn wait_for_leader(cluster: &Cluster) -> anyhow::Result<usize> {
-    try_wait_for(CLUSTER_SETTLE_TIMEOUT, "a Raft leader in `node ls`", || {
-        cluster
-            .hosts()
-            .iter()
-            .filter(|h| h.is_running())
-            .find_map(|asker| {
-                let rows = node_rows(asker)?;
-                let leader = rows.iter().find(|r| r.manager_status == "Leader")?;
-                let host = cluster
-                    .hosts()
-                    .iter()
-                    .find(|h| h.name() == leader.hostname && h.is_running())?;
-                Some(host.index())
-            })
-    })
-}
-
-/// Waits until `asker` sees every host of the cluster Ready, each manager Leader or
-/// Reachable, and exactly one Leader.
-fn wait_until_healthy(cluster: &Cluster, asker: &Host) -> anyhow::Result<()> {
     let mut last = String::new();
     try_wait_for(
         CLUSTER_SETTLE_TIMEOUT,
-        "every manager Ready and Reachable, with one Leader",
+        "the running managers to agree on a Raft leader",
         || {
-            let rows = node_rows(asker)?;
-            last = rows
+            let mut named = Vec::new();
+            for asker in cluster.hosts().iter().filter(|h| h.is_running()) {
+                let rows = node_rows(asker)?;
+                let leader = rows.iter().find(|r| r.manager_status == "Leader")?;
+                named.push((asker.name(), leader.hostname.clone()));
+            }
+            last = format!("{named:?}");
+            let (_, first) = named.first()?;
+            let host = cluster
+                .hosts()
                 .iter()
-                .map(|r| format!("{} {} {}", r.hostname, r.status, r.manager_status))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let all_there = cluster.hosts().iter().all(|h| {
-                rows.iter().any(|r| {
-                    r.hostname == h.name()
-                        && r.status == "Ready"
-                        && matches!(r.manager_status.as_str(), "Leader" | "Reachable")
-                })
-            });
-            let leaders = rows.iter().filter(|r| r.manager_status == "Leader").count();
-            (all_there && leaders == 1).then_some(())
+                .find(|h| h.name() == first && h.is_running())?;
+            named
+                .iter()
+                .all(|(_, leader)| leader == first)
+                .then_some(host.index())
         },
     )
-    .with_context(|| format!("{} last saw: {last}", asker.name()))
+    .with_context(|| format!("(asker, leader) pairs last seen: {last}"))
+}
+
+/// How long after `killed_at` `asker` shows `killed` as not Ready or Unreachable, if
+/// it does so within `timeout` from now.
+fn wait_until_seen_down(
+    asker: &Host,
+    killed: &Host,
+    killed_at: Instant,
+    timeout: Duration,
+) -> Option<Duration> {
+    try_wait_for(timeout, "the killed manager to show as down", || {
+        let rows = node_rows(asker)?;
+        let row = rows.iter().find(|r| r.hostname == killed.name())?;
+        (row.status != "Ready" || row.manager_status == "Unreachable").then_some(())
+    })
+    .ok()
+    .map(|()| killed_at.elapsed())
+}
+
+/// Waits until every host of the cluster, asked in turn, shows every host Ready and
+/// Leader or Reachable, with one and the same Leader.
+fn wait_until_healthy(cluster: &Cluster) -> anyhow::Result<()> {
+    let mut last = String::new();
+    try_wait_for(
+        CLUSTER_SETTLE_TIMEOUT,
+        "every manager Ready and Reachable, with one Leader all agree on",
+        || {
+            let mut leaders = Vec::new();
+            for asker in cluster.hosts() {
+                let rows = node_rows(asker)?;
+                last = format!(
+                    "{}: {}",
+                    asker.name(),
+                    rows.iter()
+                        .map(|r| format!("{} {} {}", r.hostname, r.status, r.manager_status))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                let all_there = cluster.hosts().iter().all(|h| {
+                    rows.iter().any(|r| {
+                        r.hostname == h.name()
+                            && r.status == "Ready"
+                            && matches!(r.manager_status.as_str(), "Leader" | "Reachable")
+                    })
+                });
+                let mut leader = rows.iter().filter(|r| r.manager_status == "Leader");
+                match (all_there, leader.next(), leader.next()) {
+                    (true, Some(one), None) => leaders.push(one.hostname.clone()),
+                    _ => return None,
+                }
+            }
+            leaders.windows(2).all(|w| w[0] == w[1]).then_some(())
+        },
+    )
+    .with_context(|| format!("last answer: {last}"))
 }
 
 // ----- 2. Raft write throughput and latency -----
@@ -355,7 +407,7 @@ fn wait_until_healthy(cluster: &Cluster, asker: &Host) -> anyhow::Result<()> {
 fn writes_phase(binary: &Path, settings: &Settings) -> anyhow::Result<Vec<String>> {
     let cluster = Cluster::builder(3).binary(binary).start()?;
     cluster.init_swarm(3, 0)?;
-    wait_until_healthy(&cluster, cluster.host(1))?;
+    wait_until_healthy(&cluster)?;
     let leader = cluster.host(wait_for_leader(&cluster)?);
     let follower = cluster
         .hosts()
@@ -436,6 +488,9 @@ struct LoadResult {
     /// Latency of every successful write, sorted.
     latencies: Vec<Duration>,
     errors: ErrorSamples,
+    /// Raft log entries committed during the run (the growth of the highest node
+    /// version, which is the log index of its last write); `None` if unknown.
+    log_entries: Option<u64>,
 }
 
 impl LoadResult {
@@ -443,14 +498,21 @@ impl LoadResult {
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         format!(
             "{:.1} writes/s, p50 {:.2} ms, p99 {:.2} ms ({} writes by {} client(s) in {:.1} s, \
-             {} errors)",
+             {} errors, {})",
             self.ok as f64 / self.elapsed.as_secs_f64(),
             ms(percentile(&self.latencies, 0.50)),
             ms(percentile(&self.latencies, 0.99)),
             self.ok,
             self.clients,
             self.elapsed.as_secs_f64(),
-            self.errors.count
+            self.errors.count,
+            match self.log_entries {
+                Some(entries) if self.ok > 0 => format!(
+                    "~{entries} Raft log entries = {:.2} per successful write",
+                    entries as f64 / self.ok as f64
+                ),
+                _ => "Raft log growth unknown".into(),
+            }
         )
     }
 }
@@ -469,6 +531,7 @@ async fn run_load(
         .context("ListNodes")?
         .into_inner()
         .nodes;
+    let index_before = max_version(&nodes);
     // Each node's current spec: a write changes only its `bench` label.
     let targets: Arc<Vec<(String, NodeSpec)>> = Arc::new(
         nodes
@@ -528,13 +591,29 @@ async fn run_load(
     }
     let elapsed = started.elapsed();
     latencies.sort();
+    let index_after = tokio::time::timeout(REQUEST_TIMEOUT, lister.list_nodes(ListNodesRequest {}))
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .map(|answer| max_version(&answer.into_inner().nodes));
     Ok(LoadResult {
         clients,
         ok: latencies.len(),
         elapsed,
         latencies,
         errors,
+        log_entries: index_after.map(|after| after.saturating_sub(index_before)),
     })
+}
+
+/// The highest object version among `nodes`: the log index of the latest node write.
+fn max_version(nodes: &[Node]) -> u64 {
+    nodes
+        .iter()
+        .filter_map(|n| n.meta.as_ref()?.version.as_ref())
+        .map(|v| v.index)
+        .max()
+        .unwrap_or(0)
 }
 
 // ----- 3. idle RSS -----

@@ -1,0 +1,289 @@
+//! The container controller: a task's container spec plus its image's
+//! config become a runtime `ContainerConfig` (command and entrypoint, env,
+//! user, workdir, hostname templates, mounts, limits), run by the runtime.
+//! Image pulls go through the image store; failures to pull or to set up
+//! mounts reject the task with the reason a user needs.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rswarm_proto::types::{mount::Type as MountType, Task};
+
+use super::{Controller, ExecError, Existing, Exit};
+use crate::image::{ImageStore, LocalImage};
+use crate::runtime::{ContainerConfig, ContainerStatus as RtStatus, MountConfig, MountKind, Runtime};
+
+/// Default stop grace period (Docker's: 10 s).
+pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// Facts about the node a task's hostname template may use.
+#[derive(Clone, Debug, Default)]
+pub struct NodeFacts {
+    pub node_id: String,
+    pub hostname: String,
+}
+
+pub struct ContainerController {
+    pub images: Arc<ImageStore>,
+    pub runtime: Arc<Runtime>,
+    /// Where named volumes live: `<data-dir>/volumes/<name>/_data`.
+    pub volumes_dir: PathBuf,
+    pub node: NodeFacts,
+    /// Host resolver configuration given to containers.
+    pub resolv_conf: String,
+    /// Image references used by this node's containers (container id → reference),
+    /// so `image rm` can refuse images in use.
+    pub in_use: Arc<std::sync::Mutex<HashMap<String, String>>>,
+}
+
+/// The container of a task is named after the task.
+pub fn container_id(task: &Task) -> &str {
+    &task.id
+}
+
+/// Expand Swarm's hostname templates: {{.Task.Slot}}, {{.Task.ID}},
+/// {{.Task.Name}}, {{.Service.Name}}, {{.Service.ID}}, {{.Node.ID}},
+/// {{.Node.Hostname}}.
+pub fn expand_template(template: &str, task: &Task, node: &NodeFacts) -> String {
+    let service_name = task.service_annotations.as_ref().map(|a| a.name.clone()).unwrap_or_default();
+    let task_name = task.annotations.as_ref().map(|a| a.name.clone()).unwrap_or_default();
+    let vars: [(&str, String); 7] = [
+        (".Task.Slot", task.slot.to_string()),
+        (".Task.ID", task.id.clone()),
+        (".Task.Name", task_name),
+        (".Service.Name", service_name),
+        (".Service.ID", task.service_id.clone()),
+        (".Node.ID", node.node_id.clone()),
+        (".Node.Hostname", node.hostname.clone()),
+    ];
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let Some(end) = rest[start..].find("}}") else {
+            out.push_str(&rest[start..]);
+            return out;
+        };
+        let inner = rest[start + 2..start + end].trim();
+        match vars.iter().find(|(k, _)| *k == inner) {
+            Some((_, v)) => out.push_str(v),
+            None => out.push_str(&rest[start..start + end + 2]),
+        }
+        rest = &rest[start + end + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Entrypoint/cmd as Docker combines them: the spec's command replaces the
+/// image's entrypoint (and drops its cmd), the spec's args replace its cmd.
+pub fn process_args(spec_command: &[String], spec_args: &[String], image: &LocalImage) -> Vec<String> {
+    let entrypoint: Vec<String> = if spec_command.is_empty() { image.config.entrypoint.clone() } else { spec_command.to_vec() };
+    let cmd: Vec<String> = if !spec_args.is_empty() {
+        spec_args.to_vec()
+    } else if spec_command.is_empty() {
+        image.config.cmd.clone()
+    } else {
+        vec![]
+    };
+    entrypoint.into_iter().chain(cmd).collect()
+}
+
+/// Image env first, the spec's env overriding by key.
+pub fn merge_env(image_env: &[String], spec_env: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = vec![];
+    let mut index: HashMap<String, usize> = HashMap::new();
+    for e in image_env.iter().chain(spec_env.iter()) {
+        let key = e.split_once('=').map(|(k, _)| k).unwrap_or(e).to_string();
+        match index.get(&key) {
+            Some(i) => out[*i] = e.clone(),
+            None => {
+                index.insert(key, out.len());
+                out.push(e.clone());
+            }
+        }
+    }
+    if !index.contains_key("PATH") {
+        out.push("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    }
+    out
+}
+
+impl ContainerController {
+    fn rejected(e: impl std::fmt::Display) -> ExecError {
+        ExecError::Rejected(e.to_string())
+    }
+
+    fn config(&self, task: &Task, image: &LocalImage) -> Result<ContainerConfig, ExecError> {
+        let spec = task.spec.as_ref().and_then(|s| s.container.as_ref()).ok_or_else(|| Self::rejected("task has no container spec"))?;
+        let args = process_args(&spec.command, &spec.args, image);
+        if args.is_empty() {
+            return Err(Self::rejected(format!("no command specified: image {} has neither entrypoint nor cmd", spec.image)));
+        }
+        let hostname = if spec.hostname.is_empty() {
+            container_id(task).chars().take(12).collect()
+        } else {
+            expand_template(&spec.hostname, task, &self.node)
+        };
+        let mut mounts = vec![];
+        for m in &spec.mounts {
+            let kind = MountType::try_from(m.r#type).unwrap_or(MountType::Bind);
+            let mc = match kind {
+                MountType::Bind => {
+                    if !std::path::Path::new(&m.source).exists() {
+                        return Err(Self::rejected(format!("invalid mount config for type \"bind\": bind source path does not exist: {}", m.source)));
+                    }
+                    MountConfig { kind: MountKind::Bind, source: PathBuf::from(&m.source), target: m.target.clone(), read_only: m.read_only, tmpfs_size: 0, tmpfs_mode: 0 }
+                }
+                MountType::Volume => {
+                    let name = if m.source.is_empty() { task.id.clone() } else { m.source.clone() };
+                    if name.contains('/') || name.contains("..") {
+                        return Err(Self::rejected(format!("invalid volume name {name:?}")));
+                    }
+                    let dir = self.volumes_dir.join(&name).join("_data");
+                    std::fs::create_dir_all(&dir).map_err(|e| Self::rejected(format!("creating volume {name}: {e}")))?;
+                    MountConfig { kind: MountKind::Bind, source: dir, target: m.target.clone(), read_only: m.read_only, tmpfs_size: 0, tmpfs_mode: 0 }
+                }
+                MountType::Tmpfs => MountConfig {
+                    kind: MountKind::Tmpfs,
+                    source: PathBuf::new(),
+                    target: m.target.clone(),
+                    read_only: m.read_only,
+                    tmpfs_size: m.tmpfs_size_bytes,
+                    tmpfs_mode: m.tmpfs_mode,
+                },
+            };
+            mounts.push(mc);
+        }
+        let limits = task.spec.as_ref().and_then(|s| s.resources.as_ref()).and_then(|r| r.limits.clone()).unwrap_or_default();
+        Ok(ContainerConfig {
+            id: container_id(task).to_string(),
+            layers: image.layers.clone(),
+            args,
+            env: merge_env(&image.config.env, &spec.env),
+            cwd: if spec.dir.is_empty() {
+                if image.config.working_dir.is_empty() { "/".into() } else { image.config.working_dir.clone() }
+            } else {
+                spec.dir.clone()
+            },
+            user: if spec.user.is_empty() { image.config.user.clone() } else { spec.user.clone() },
+            groups: spec.groups.clone(),
+            hostname,
+            mounts,
+            read_only_rootfs: spec.read_only,
+            tty: spec.tty,
+            open_stdin: spec.open_stdin,
+            nano_cpus: limits.nano_cpus,
+            memory_bytes: limits.memory_bytes,
+            pids_limit: limits.pids,
+            ulimits: spec.ulimits.iter().map(|u| (u.name.clone(), u.soft.max(0) as u64, u.hard.max(0) as u64)).collect(),
+            sysctls: spec.sysctls.clone().into_iter().collect(),
+            cap_add: spec.cap_add.clone(),
+            cap_drop: spec.cap_drop.clone(),
+            init: spec.init,
+            hosts: vec![],
+            resolv_conf: self.resolv_conf.clone(),
+            netns: None,
+            labels: spec.labels.clone().into_iter().collect(),
+        })
+    }
+
+    fn stop_signal(&self, task: &Task) -> String {
+        let spec = task.spec.as_ref().and_then(|s| s.container.as_ref());
+        if let Some(sig) = spec.map(|c| c.stop_signal.clone()).filter(|s| !s.is_empty()) {
+            return sig;
+        }
+        spec.and_then(|c| self.images.get(&c.image))
+            .and_then(|i| i.config.stop_signal.clone())
+            .unwrap_or_else(|| "SIGTERM".into())
+    }
+
+    fn grace(task: &Task) -> Duration {
+        let ns = task.spec.as_ref().and_then(|s| s.container.as_ref()).map(|c| c.stop_grace_period_ns).unwrap_or(0);
+        if ns > 0 { Duration::from_nanos(ns as u64) } else { DEFAULT_STOP_GRACE }
+    }
+}
+
+#[tonic::async_trait]
+impl Controller for ContainerController {
+    async fn prepare(&self, task: &Task) -> Result<(), ExecError> {
+        let image_ref = task
+            .spec
+            .as_ref()
+            .and_then(|s| s.container.as_ref())
+            .map(|c| c.image.clone())
+            .ok_or_else(|| Self::rejected("task has no container spec"))?;
+        let image = self.images.ensure(&image_ref).await.map_err(Self::rejected)?;
+        if let Ok(mut m) = self.in_use.lock() {
+            m.insert(container_id(task).to_string(), image.reference.clone());
+        }
+        let cfg = self.config(task, &image)?;
+        self.runtime.create(&cfg).await.map_err(Self::rejected)
+    }
+
+    async fn start(&self, task: &Task) -> Result<u32, ExecError> {
+        self.runtime.start(container_id(task)).await.map_err(|e| ExecError::Failed(e.to_string()))
+    }
+
+    async fn wait(&self, task: &Task) -> Result<Exit, ExecError> {
+        let s = self.runtime.wait(container_id(task)).await.map_err(|e| ExecError::Failed(e.to_string()))?;
+        Ok(Exit { code: s.code, oom_killed: s.oom_killed })
+    }
+
+    async fn shutdown(&self, task: &Task) -> Result<(), ExecError> {
+        self.runtime
+            .stop(container_id(task), &self.stop_signal(task), Self::grace(task))
+            .await
+            .map_err(|e| ExecError::Failed(e.to_string()))
+    }
+
+    async fn remove(&self, task: &Task) -> Result<(), ExecError> {
+        self.runtime.remove(container_id(task)).await.map_err(|e| ExecError::Failed(e.to_string()))?;
+        let _ = self.runtime.remove_logs(container_id(task));
+        if let Ok(mut m) = self.in_use.lock() {
+            m.remove(container_id(task));
+        }
+        Ok(())
+    }
+
+    async fn inspect(&self, task: &Task) -> Result<Option<Existing>, ExecError> {
+        match self.runtime.state(container_id(task)).await {
+            Ok(s) => Ok(Some(match s.status {
+                RtStatus::Created => Existing::Created,
+                RtStatus::Running | RtStatus::Paused => Existing::Running { pid: s.pid },
+                RtStatus::Stopped => Existing::Stopped,
+            })),
+            Err(crate::runtime::RuntimeError::NotFound(_)) => Ok(None),
+            Err(e) => Err(ExecError::Failed(e.to_string())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rswarm_proto::types::Annotations;
+
+    #[test]
+    fn hostname_templates_expand() {
+        let task = Task {
+            id: "abc".into(),
+            slot: 3,
+            service_id: "svc".into(),
+            service_annotations: Some(Annotations { name: "web".into(), labels: Default::default() }),
+            ..Default::default()
+        };
+        let node = NodeFacts { node_id: "n1".into(), hostname: "host1".into() };
+        assert_eq!(expand_template("{{.Service.Name}}-{{ .Task.Slot }}", &task, &node), "web-3");
+        assert_eq!(expand_template("{{.Node.Hostname}}.{{.Unknown}}", &task, &node), "host1.{{.Unknown}}");
+        assert_eq!(expand_template("plain", &task, &node), "plain");
+    }
+
+    #[test]
+    fn env_merges_by_key() {
+        let env = merge_env(&["PATH=/bin".into(), "A=1".into()], &["A=2".into(), "B=3".into()]);
+        assert_eq!(env, vec!["PATH=/bin", "A=2", "B=3"]);
+    }
+}

@@ -1,0 +1,53 @@
+//! The executor: what the agent does with one task. `Controller` is the
+//! interface (prepare, start, wait, shutdown, remove, inspect) with the
+//! container runtime behind it (`container`); `taskstate` drives a task
+//! through Swarm's states with it, in one place.
+
+pub mod container;
+pub mod taskstate;
+
+use rswarm_proto::types::Task;
+
+/// How a task's process ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Exit {
+    /// None when the process ended while the agent was not its parent.
+    pub code: Option<i32>,
+    pub oom_killed: bool,
+}
+
+/// What a container looks like right now, for adopting it after a restart.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Existing {
+    Created,
+    Running { pid: u32 },
+    Stopped,
+}
+
+#[derive(thiserror::Error, Debug)]
+pub enum ExecError {
+    /// The task cannot run here as specified (image missing, bad mount...):
+    /// it is rejected, not retried on this node.
+    #[error("{0}")]
+    Rejected(String),
+    /// Something failed while running it.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// The executor interface of one task kind (containers today).
+#[tonic::async_trait]
+pub trait Controller: Send + Sync + 'static {
+    /// Pull the image and create the container, ready to start.
+    async fn prepare(&self, task: &Task) -> Result<(), ExecError>;
+    /// Start the prepared container; returns its PID.
+    async fn start(&self, task: &Task) -> Result<u32, ExecError>;
+    /// Wait until the task's process ends.
+    async fn wait(&self, task: &Task) -> Result<Exit, ExecError>;
+    /// Stop it: stop signal, grace period, then SIGKILL.
+    async fn shutdown(&self, task: &Task) -> Result<(), ExecError>;
+    /// Remove the container and what it left on disk (not its logs).
+    async fn remove(&self, task: &Task) -> Result<(), ExecError>;
+    /// The container of this task, if it exists (after a restart of the agent).
+    async fn inspect(&self, task: &Task) -> Result<Option<Existing>, ExecError>;
+}

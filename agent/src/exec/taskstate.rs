@@ -1,0 +1,257 @@
+//! The task state machine, driven in one place. A task assigned to this
+//! node moves ACCEPTED → PREPARING → READY → STARTING → RUNNING and ends
+//! COMPLETE (exit 0), FAILED (non-zero exit, OOM), REJECTED (could not be
+//! prepared) or SHUTDOWN (the manager asked it to stop). The driver only
+//! moves forward, reports every transition, and follows the desired state
+//! the manager sends (RUNNING/COMPLETE to run, SHUTDOWN to stop, REMOVE to
+//! clean up). A container found already running (live restore) is adopted.
+
+use std::sync::Arc;
+
+use rswarm_proto::types::{ContainerStatus, Task, TaskState, TaskStatus};
+use tokio::sync::{mpsc, watch};
+
+use super::{Controller, ExecError, Existing, Exit};
+
+/// A status report for the manager.
+#[derive(Clone, Debug)]
+pub struct Report {
+    pub task_id: String,
+    pub status: TaskStatus,
+}
+
+fn now_nanos() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+fn state_of(task: &Task) -> i32 {
+    task.status.as_ref().map(|s| s.state).unwrap_or(0)
+}
+
+fn wants_stop(task: &Task) -> bool {
+    task.desired_state >= TaskState::Shutdown as i32
+}
+
+fn wants_remove(task: &Task) -> bool {
+    task.desired_state >= TaskState::Remove as i32
+}
+
+/// The exit as Swarm shows it: COMPLETE for 0, FAILED otherwise with
+/// Docker's "task: non-zero exit (N)".
+pub fn exit_status(exit: &Exit) -> (TaskState, String, String) {
+    if exit.oom_killed {
+        let code = exit.code.unwrap_or(137);
+        return (
+            TaskState::Failed,
+            "failed".into(),
+            format!("task: non-zero exit ({code}): OOM killed: the container exceeded its memory limit"),
+        );
+    }
+    match exit.code {
+        Some(0) => (TaskState::Complete, "finished".into(), String::new()),
+        Some(code) => (TaskState::Failed, "failed".into(), format!("task: non-zero exit ({code})")),
+        None => (
+            TaskState::Failed,
+            "failed".into(),
+            "task: the container exited while the agent was not running (exit code unknown)".into(),
+        ),
+    }
+}
+
+struct Driver {
+    ctl: Arc<dyn Controller>,
+    reports: mpsc::Sender<Report>,
+    task: Task,
+    state: i32,
+    container_status: Option<ContainerStatus>,
+}
+
+impl Driver {
+    async fn report(&mut self, state: TaskState, message: &str, err: &str) {
+        if (state as i32) < self.state {
+            return;
+        }
+        self.state = state as i32;
+        let status = TaskStatus {
+            timestamp: now_nanos(),
+            state: state as i32,
+            message: message.to_string(),
+            err: err.to_string(),
+            container_status: self.container_status.clone(),
+            ports: vec![],
+            health: String::new(),
+        };
+        let _ = self
+            .reports
+            .send(Report {
+                task_id: self.task.id.clone(),
+                status,
+            })
+            .await;
+    }
+}
+
+/// Drive one task until it ends and the manager no longer wants it. `updates`
+/// carries new versions of the task (desired state changes); it closes when
+/// the task is no longer assigned here, which removes the container.
+pub async fn drive(ctl: Arc<dyn Controller>, task: Task, mut updates: watch::Receiver<Task>, reports: mpsc::Sender<Report>) {
+    let mut d = Driver {
+        state: state_of(&task),
+        container_status: task.status.as_ref().and_then(|s| s.container_status.clone()),
+        ctl,
+        reports,
+        task,
+    };
+    let id = d.task.id.clone();
+    let container_id = id.clone();
+    let terminal = |s: i32| s >= TaskState::Complete as i32;
+
+    // Adopt what is already there (agent restart), else run from the start.
+    let existing = match d.ctl.inspect(&d.task).await {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::warn!(task = %id, error = %e, "inspecting the task's container");
+            None
+        }
+    };
+    let mut running = false;
+    if !terminal(d.state) && !wants_stop(&d.task) {
+        match existing {
+            Some(Existing::Running { pid }) => {
+                d.container_status = Some(ContainerStatus { container_id: container_id.clone(), pid: pid as i32, ..Default::default() });
+                d.report(TaskState::Running, "started", "").await;
+                running = true;
+            }
+            Some(Existing::Stopped) if d.state >= TaskState::Running as i32 => {
+                let exit = d.ctl.wait(&d.task).await.unwrap_or(Exit { code: None, oom_killed: false });
+                let (state, msg, err) = exit_status(&exit);
+                if let Some(cs) = d.container_status.as_mut() {
+                    cs.exit_code = exit.code.unwrap_or(-1);
+                    cs.oom_killed = exit.oom_killed;
+                }
+                d.report(state, &msg, &err).await;
+            }
+            _ => {
+                // Fresh (or a container left half-made): start over cleanly.
+                if existing.is_some() {
+                    let _ = d.ctl.remove(&d.task).await;
+                }
+                d.report(TaskState::Accepted, "accepted", "").await;
+                d.report(TaskState::Preparing, "preparing", "").await;
+                let prepared = tokio::select! {
+                    r = d.ctl.prepare(&d.task) => Some(r),
+                    _ = wait_stop(&mut updates) => None,
+                };
+                match prepared {
+                    None => {
+                        d.report(TaskState::Shutdown, "shutdown before start", "").await;
+                    }
+                    Some(Err(e)) => {
+                        let (state, text) = match &e {
+                            ExecError::Rejected(m) => (TaskState::Rejected, m.clone()),
+                            ExecError::Failed(m) => (TaskState::Rejected, m.clone()),
+                        };
+                        tracing::warn!(task = %id, error = %text, "task could not be prepared");
+                        d.report(state, "rejected", &text).await;
+                    }
+                    Some(Ok(())) => {
+                        d.report(TaskState::Ready, "prepared", "").await;
+                        d.report(TaskState::Starting, "starting", "").await;
+                        match d.ctl.start(&d.task).await {
+                            Ok(pid) => {
+                                d.container_status = Some(ContainerStatus { container_id: container_id.clone(), pid: pid as i32, ..Default::default() });
+                                d.report(TaskState::Running, "started", "").await;
+                                running = true;
+                            }
+                            Err(e) => {
+                                d.report(TaskState::Failed, "starting failed", &e.to_string()).await;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    if running {
+        let exited = {
+            let wait = d.ctl.wait(&d.task);
+            tokio::pin!(wait);
+            tokio::select! {
+                r = &mut wait => Some(r),
+                _ = wait_stop(&mut updates) => None,
+            }
+        };
+        match exited {
+            Some(r) => {
+                let exit = r.unwrap_or(Exit { code: None, oom_killed: false });
+                let (state, msg, err) = exit_status(&exit);
+                if let Some(cs) = d.container_status.as_mut() {
+                    cs.exit_code = exit.code.unwrap_or(-1);
+                    cs.oom_killed = exit.oom_killed;
+                }
+                d.report(state, &msg, &err).await;
+            }
+            None => {
+                if let Err(e) = d.ctl.shutdown(&d.task).await {
+                    tracing::warn!(task = %id, error = %e, "stopping the task");
+                }
+                if let Ok(exit) = d.ctl.wait(&d.task).await {
+                    if let Some(cs) = d.container_status.as_mut() {
+                        cs.exit_code = exit.code.unwrap_or(-1);
+                    }
+                }
+                d.report(TaskState::Shutdown, "shutdown", "").await;
+            }
+        }
+    } else if wants_stop(&updates.borrow()) && !terminal(d.state) {
+        let _ = d.ctl.shutdown(&d.task).await;
+        d.report(TaskState::Shutdown, "shutdown", "").await;
+    }
+
+    // Terminal: keep the stopped container (for logs and inspection) until
+    // the manager removes the task or its service.
+    loop {
+        if wants_remove(&updates.borrow()) {
+            break;
+        }
+        if updates.changed().await.is_err() {
+            break; // no longer assigned here
+        }
+    }
+    if let Err(e) = d.ctl.remove(&d.task).await {
+        tracing::warn!(task = %id, error = %e, "removing the task's container");
+    }
+}
+
+/// Resolves when the manager wants the task stopped (or no longer assigns it).
+async fn wait_stop(updates: &mut watch::Receiver<Task>) {
+    loop {
+        if wants_stop(&updates.borrow_and_update()) {
+            return;
+        }
+        if updates.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exits_map_to_swarm_states() {
+        let ok = exit_status(&Exit { code: Some(0), oom_killed: false });
+        assert_eq!(ok.0, TaskState::Complete);
+        let bad = exit_status(&Exit { code: Some(3), oom_killed: false });
+        assert_eq!((bad.0, bad.2.as_str()), (TaskState::Failed, "task: non-zero exit (3)"));
+        let oom = exit_status(&Exit { code: Some(137), oom_killed: true });
+        assert!(oom.2.contains("OOM"));
+        let unknown = exit_status(&Exit { code: None, oom_killed: false });
+        assert_eq!(unknown.0, TaskState::Failed);
+    }
+}

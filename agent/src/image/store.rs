@@ -1,0 +1,957 @@
+//! The image store: the index of references and images, blobs and unpacked
+//! layers on disk (layout in the module doc of `image`), pulls with
+//! coalescing, removal with garbage collection.
+//!
+//! Concurrency: one `std::sync::Mutex` guards the in-memory index (never held
+//! across an await); the index is written to disk under it. A pull or load
+//! *pins* the digests and diff-ids it is about to use before looking at the
+//! disk, and garbage collection (which runs under the same mutex) spares
+//! pinned content and moves what it deletes out of the way with a rename
+//! before removing it, so a pull never finds a layer that is being deleted.
+//! Concurrent pulls of one reference share one task (the download goes on
+//! even if the caller that started it gives up); concurrent unpacks of one
+//! layer by different images wait for each other instead of both working.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+
+use futures::future::{BoxFuture, FutureExt, Shared};
+use futures::{StreamExt, TryStreamExt};
+use serde::{Deserialize, Serialize};
+
+use super::pull::{LayerRef, Registry, Session};
+use super::reference::ImageRef;
+use super::unpack;
+use super::{sha256_hex, ImageConfig, ImageError, LocalImage, RegistryConfig, RemoveReport};
+
+/// Layers downloaded and unpacked at once per pull (Docker's
+/// `max-concurrent-downloads` default).
+const CONCURRENT_LAYERS: usize = 3;
+
+/// What `index.json` holds.
+#[derive(Serialize, Deserialize, Default, Clone)]
+#[serde(default)]
+pub(super) struct Index {
+    version: u32,
+    /// Normalised reference → manifest digest.
+    refs: BTreeMap<String, String>,
+    /// Manifest digest → image.
+    images: BTreeMap<String, ImageRecord>,
+    /// Diff-id → bytes of file content, for unpacked layers.
+    layers: BTreeMap<String, i64>,
+    /// Reference → the digest it resolved to (an index's or the manifest's).
+    resolved: BTreeMap<String, String>,
+}
+
+/// One image (one manifest).
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub(super) struct ImageRecord {
+    /// Config digest: the image ID.
+    pub id: String,
+    /// Image indexes this manifest was reached through.
+    #[serde(default)]
+    pub index_digests: Vec<String>,
+    /// Diff-ids, base first.
+    pub layers: Vec<String>,
+    pub size: i64,
+    pub created: i64,
+    pub config: ImageConfig,
+}
+
+struct State {
+    index: Index,
+    /// Digests and diff-ids in use by pulls and loads in progress.
+    pins: HashMap<String, usize>,
+}
+
+type PullFuture = Shared<BoxFuture<'static, Result<LocalImage, ImageError>>>;
+
+/// The node's images. Open once per root with [`ImageStore::open`].
+pub struct ImageStore {
+    root: PathBuf,
+    registry: Registry,
+    me: Weak<ImageStore>,
+    state: Mutex<State>,
+    inflight: Mutex<HashMap<String, PullFuture>>,
+    layer_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// Unpins on drop.
+pub(super) struct Pins<'a> {
+    store: &'a ImageStore,
+    keys: Vec<String>,
+}
+
+impl Drop for Pins<'_> {
+    fn drop(&mut self) {
+        let mut st = self.store.lock();
+        for k in &self.keys {
+            if let Some(n) = st.pins.get_mut(k) {
+                *n -= 1;
+                if *n == 0 {
+                    st.pins.remove(k);
+                }
+            }
+        }
+    }
+}
+
+/// Removes an in-flight pull's entry when its task ends, even by panic.
+struct InflightGuard {
+    store: Arc<ImageStore>,
+    key: String,
+}
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        if let Ok(mut m) = self.store.inflight.lock() {
+            m.remove(&self.key);
+        }
+    }
+}
+
+fn storage(what: impl std::fmt::Display, e: impl std::fmt::Display) -> ImageError {
+    ImageError::Storage(super::one_line(format!("{what}: {e}")))
+}
+
+fn short_id(id: &str) -> String {
+    id.trim_start_matches("sha256:").chars().take(12).collect()
+}
+
+/// `repo` of `repo:tag` / `repo@digest`.
+fn repository_of(reference: &str) -> &str {
+    let no_digest = reference.split('@').next().unwrap_or(reference);
+    let slash = no_digest.rfind('/').map(|i| i + 1).unwrap_or(0);
+    match no_digest[slash..].rfind(':') {
+        Some(i) => &no_digest[..slash + i],
+        None => no_digest,
+    }
+}
+
+/// Bytes of regular-file content under `dir` (used only when a layer's size
+/// was not recorded).
+fn dir_size(dir: &Path) -> i64 {
+    let mut total: i64 = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            let Ok(m) = e.path().symlink_metadata() else {
+                continue;
+            };
+            if m.is_dir() {
+                stack.push(e.path());
+            } else if m.is_file() {
+                total = total.saturating_add(i64::try_from(m.len()).unwrap_or(0));
+            }
+        }
+    }
+    total
+}
+
+impl ImageStore {
+    /// Opens (creating if needed) the store at `root` (`<data-dir>/images`):
+    /// removes leftovers of interrupted work, drops images whose content is
+    /// gone, and garbage-collects unreferenced blobs and layers.
+    pub fn open(root: &Path, cfg: RegistryConfig) -> Result<Arc<ImageStore>, ImageError> {
+        Self::open_inner(root, cfg, true)
+    }
+
+    /// A store that never falls back to Docker Hub (tests: no traffic may
+    /// leave the machine).
+    #[cfg(test)]
+    pub(super) fn open_without_hub(
+        root: &Path,
+        cfg: RegistryConfig,
+    ) -> Result<Arc<ImageStore>, ImageError> {
+        Self::open_inner(root, cfg, false)
+    }
+
+    fn open_inner(
+        root: &Path,
+        cfg: RegistryConfig,
+        hub_fallback: bool,
+    ) -> Result<Arc<ImageStore>, ImageError> {
+        for d in ["blobs/sha256", "layers", "tmp"] {
+            let p = root.join(d);
+            fs::create_dir_all(&p).map_err(|e| storage(p.display(), e))?;
+        }
+        Self::clean_leftovers(root);
+        let index_path = root.join("index.json");
+        let index: Index = match fs::read(&index_path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                ImageError::Storage(format!(
+                    "{} is corrupt ({e}); move it aside to start with an empty store",
+                    index_path.display()
+                ))
+            })?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Index::default(),
+            Err(e) => return Err(storage(index_path.display(), e)),
+        };
+        let mut registry = Registry::new(&cfg)?;
+        registry.hub_fallback = hub_fallback;
+        let store = Arc::new_cyclic(|me| ImageStore {
+            root: root.to_path_buf(),
+            registry,
+            me: me.clone(),
+            state: Mutex::new(State {
+                index,
+                pins: HashMap::new(),
+            }),
+            inflight: Mutex::new(HashMap::new()),
+            layer_locks: Mutex::new(HashMap::new()),
+        });
+        {
+            let mut st = store.lock();
+            store.drop_incomplete(&mut st);
+            let (_, doomed) = store.gc(&mut st);
+            store.persist(&st.index)?;
+            drop(st);
+            Self::remove_dirs(doomed);
+        }
+        Ok(store)
+    }
+
+    fn clean_leftovers(root: &Path) {
+        for (dir, prefixes) in [
+            (root.join("layers"), &[".tmp-", ".gc-"][..]),
+            (root.join("blobs"), &[".tmp-"][..]),
+            (root.join("tmp"), &[""][..]),
+        ] {
+            let Ok(rd) = fs::read_dir(&dir) else { continue };
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if prefixes.iter().any(|p| name.starts_with(p)) {
+                    let p = e.path();
+                    let _ = if p.is_dir() && !p.is_symlink() {
+                        fs::remove_dir_all(&p)
+                    } else {
+                        fs::remove_file(&p)
+                    };
+                }
+            }
+        }
+    }
+
+    /// Forgets images whose manifest, config or layers are missing on disk
+    /// (so `ensure` pulls them again).
+    fn drop_incomplete(&self, st: &mut State) {
+        let broken: Vec<String> = st
+            .index
+            .images
+            .iter()
+            .filter(|(m, rec)| {
+                !self.blob_path(m).is_file()
+                    || !self.blob_path(&rec.id).is_file()
+                    || rec.layers.iter().any(|l| !self.layer_path(l).is_dir())
+            })
+            .map(|(m, _)| m.clone())
+            .collect();
+        for m in broken {
+            tracing::warn!(manifest = %m, "image content missing on disk; forgetting it");
+            st.index.images.remove(&m);
+            st.index.refs.retain(|_, v| *v != m);
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves the index as consistent as
+        // any single step leaves it; keep going.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(super) fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub(super) fn layers_dir(&self) -> PathBuf {
+        self.root.join("layers")
+    }
+
+    fn blob_path(&self, digest: &str) -> PathBuf {
+        self.root
+            .join("blobs/sha256")
+            .join(sha256_hex(digest).unwrap_or("invalid"))
+    }
+
+    fn layer_path(&self, diff_id: &str) -> PathBuf {
+        self.layers_dir()
+            .join(sha256_hex(diff_id).unwrap_or("invalid"))
+    }
+
+    /// Pins digests/diff-ids against garbage collection until dropped.
+    pub(super) fn pin(&self, keys: Vec<String>) -> Pins<'_> {
+        let mut st = self.lock();
+        for k in &keys {
+            *st.pins.entry(k.clone()).or_insert(0) += 1;
+        }
+        Pins { store: self, keys }
+    }
+
+    /// Stores a blob under its digest (verified), atomically.
+    pub(super) fn write_blob(&self, bytes: &[u8], digest: &str) -> Result<(), ImageError> {
+        let got = super::sha256_digest(bytes);
+        if got != digest {
+            return Err(ImageError::Storage(format!(
+                "blob digest mismatch: expected {digest}, got {got}"
+            )));
+        }
+        let path = self.blob_path(digest);
+        if path.is_file() {
+            return Ok(());
+        }
+        let tmp = self.root.join("blobs").join(format!(
+            ".tmp-{}-{}",
+            sha256_hex(digest).unwrap_or("x"),
+            super::unique_suffix()
+        ));
+        let write = || -> io::Result<()> {
+            let mut f = fs::File::create(&tmp)?;
+            f.write_all(bytes)?;
+            f.sync_all()?;
+            fs::rename(&tmp, &path)
+        };
+        if let Err(e) = write() {
+            let _ = fs::remove_file(&tmp);
+            return Err(storage(format!("writing blob {digest}"), e));
+        }
+        unpack::sync_dir(&self.root.join("blobs/sha256"));
+        Ok(())
+    }
+
+    fn persist(&self, index: &Index) -> Result<(), ImageError> {
+        let mut index = index.clone();
+        index.version = 1;
+        let refs = index.refs.clone();
+        index.resolved.retain(|k, _| refs.contains_key(k));
+        let bytes = serde_json::to_vec_pretty(&index).map_err(|e| storage("encoding index", e))?;
+        let path = self.root.join("index.json");
+        let tmp = self.root.join("index.json.tmp");
+        let write = || -> io::Result<()> {
+            let mut f = fs::File::create(&tmp)?;
+            f.write_all(&bytes)?;
+            f.sync_all()?;
+            fs::rename(&tmp, &path)
+        };
+        write().map_err(|e| storage(path.display(), e))?;
+        unpack::sync_dir(&self.root);
+        Ok(())
+    }
+
+    /// The size of an unpacked layer, if it is there.
+    pub(super) fn layer_present(&self, diff_id: &str) -> Option<i64> {
+        let p = self.layer_path(diff_id);
+        if !p.is_dir() {
+            return None;
+        }
+        if let Some(size) = self.lock().index.layers.get(diff_id) {
+            return Some(*size);
+        }
+        let size = dir_size(&p);
+        self.lock().index.layers.insert(diff_id.to_string(), size);
+        Some(size)
+    }
+
+    /// Notes an unpacked layer's size (persisted with the next index write).
+    pub(super) fn note_layer(&self, diff_id: &str, size: i64) {
+        self.lock().index.layers.insert(diff_id.to_string(), size);
+    }
+
+    fn local(&self, idx: &Index, reference: &str, manifest: &str, rec: &ImageRecord) -> LocalImage {
+        let digest = match ImageRef::parse(reference).ok().and_then(|r| r.digest) {
+            Some(d) => d,
+            None => idx
+                .resolved
+                .get(reference)
+                .cloned()
+                .unwrap_or_else(|| manifest.to_string()),
+        };
+        LocalImage {
+            reference: reference.to_string(),
+            id: rec.id.clone(),
+            digest,
+            size: rec.size,
+            created: rec.created,
+            layers: rec.layers.iter().map(|l| self.layer_path(l)).collect(),
+            config: rec.config.clone(),
+        }
+    }
+
+    /// (reference to show, manifest digest) for a reference, a digest
+    /// reference matching stored content, or (with `ids`) an image ID or
+    /// unique ID prefix.
+    fn lookup(&self, st: &State, input: &str, ids: bool) -> Option<(String, String)> {
+        if let Ok(r) = ImageRef::parse(input) {
+            let key = r.to_string();
+            if let Some(m) = st.index.refs.get(&key) {
+                return Some((key, m.clone()));
+            }
+            if let Some(d) = &r.digest {
+                if let Some((m, _)) = st
+                    .index
+                    .images
+                    .iter()
+                    .find(|(m, rec)| *m == d || rec.index_digests.contains(d))
+                {
+                    return Some((key, m.clone()));
+                }
+            }
+        }
+        if !ids {
+            return None;
+        }
+        let hex = input.strip_prefix("sha256:").unwrap_or(input);
+        if hex.is_empty()
+            || hex.len() > 64
+            || !hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            return None;
+        }
+        let ids: BTreeSet<&str> = st
+            .index
+            .images
+            .values()
+            .filter(|rec| rec.id.trim_start_matches("sha256:").starts_with(hex))
+            .map(|rec| rec.id.as_str())
+            .collect();
+        let [id] = ids.into_iter().collect::<Vec<_>>()[..] else {
+            return None;
+        };
+        // Prefer a tagged record of that image.
+        for (k, m) in &st.index.refs {
+            if st.index.images.get(m).is_some_and(|rec| rec.id == id) {
+                return Some((k.clone(), m.clone()));
+            }
+        }
+        st.index
+            .images
+            .iter()
+            .find(|(_, rec)| rec.id == id)
+            .map(|(m, _)| (String::new(), m.clone()))
+    }
+
+    /// The local image for a reference (or image ID), if present.
+    pub fn get(&self, reference: &str) -> Option<LocalImage> {
+        let st = self.lock();
+        let (key, m) = self.lookup(&st, reference, true)?;
+        let rec = st.index.images.get(&m)?;
+        Some(self.local(&st.index, &key, &m, rec))
+    }
+
+    /// All images: one entry per reference, plus dangling images (empty
+    /// reference). Sorted by reference.
+    pub fn list(&self) -> Vec<LocalImage> {
+        let st = self.lock();
+        let mut out: Vec<LocalImage> = st
+            .index
+            .refs
+            .iter()
+            .filter_map(|(k, m)| {
+                st.index
+                    .images
+                    .get(m)
+                    .map(|rec| self.local(&st.index, k, m, rec))
+            })
+            .collect();
+        let referenced: HashSet<&String> = st.index.refs.values().collect();
+        for (m, rec) in &st.index.images {
+            if !referenced.contains(m) {
+                out.push(self.local(&st.index, "", m, rec));
+            }
+        }
+        out
+    }
+
+    /// The local copy if there is one (a digest reference matches any stored
+    /// image with that manifest or index digest; a tag is used as it is, not
+    /// checked against the registry), else [`ImageStore::pull`].
+    pub async fn ensure(&self, reference: &str) -> Result<LocalImage, ImageError> {
+        let r = ImageRef::parse(reference)?;
+        {
+            let mut st = self.lock();
+            if let Some((key, m)) = self.lookup(&st, reference, false) {
+                if let Some(rec) = st.index.images.get(&m).cloned() {
+                    if !st.index.refs.contains_key(&key) {
+                        // A digest reference found by content: name it.
+                        st.index.refs.insert(key.clone(), m.clone());
+                        self.persist(&st.index)?;
+                    }
+                    return Ok(self.local(&st.index, &key, &m, &rec));
+                }
+            }
+        }
+        self.pull(&r.to_string()).await
+    }
+
+    /// Pulls from the registry (always asking it, even for a tag present
+    /// locally). Concurrent pulls of one reference share one download.
+    pub async fn pull(&self, reference: &str) -> Result<LocalImage, ImageError> {
+        let r = ImageRef::parse(reference)?;
+        let key = r.to_string();
+        let fut = {
+            let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+            match inflight.get(&key) {
+                Some(f) => f.clone(),
+                None => {
+                    let this = self
+                        .me
+                        .upgrade()
+                        .ok_or_else(|| ImageError::Storage("image store is closed".into()))?;
+                    let (tx, rx) = tokio::sync::oneshot::channel();
+                    let shared: PullFuture = rx
+                        .map(|res| {
+                            res.unwrap_or_else(|_| {
+                                Err(ImageError::Storage(
+                                    "pull task ended without a result".into(),
+                                ))
+                            })
+                        })
+                        .boxed()
+                        .shared();
+                    inflight.insert(key.clone(), shared.clone());
+                    let guard = InflightGuard {
+                        store: this.clone(),
+                        key: key.clone(),
+                    };
+                    tokio::spawn(async move {
+                        let res = this.pull_endpoints(&r).await;
+                        drop(guard);
+                        let _ = tx.send(res);
+                    });
+                    shared
+                }
+            }
+        };
+        fut.await
+    }
+
+    async fn pull_endpoints(&self, r: &ImageRef) -> Result<LocalImage, ImageError> {
+        let endpoints = self.registry.endpoints(r);
+        let mut last = None;
+        for (i, ep) in endpoints.iter().enumerate() {
+            let res = match self.registry.session(r, ep).await {
+                Ok(s) => self.pull_via(r, &s).await,
+                Err(e) => Err(e),
+            };
+            match res {
+                Ok(img) => return Ok(img),
+                Err(e) => {
+                    if i + 1 < endpoints.len() {
+                        tracing::warn!(reference = %r, endpoint = %ep.host, error = %e, "pull from mirror failed; trying the next endpoint");
+                    }
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| ImageError::Storage("no registry endpoint".into())))
+    }
+
+    async fn pull_via(&self, r: &ImageRef, s: &Session<'_>) -> Result<LocalImage, ImageError> {
+        let f = s.fetch().await?;
+        let mut keys = vec![f.manifest.1.clone(), f.config.1.clone()];
+        if let Some((_, d)) = &f.index {
+            keys.push(d.clone());
+        }
+        keys.extend(f.layers.iter().map(|l| l.diff_id.clone()));
+        let _pins = self.pin(keys);
+        let mut blobs = vec![f.manifest.clone(), f.config.clone()];
+        blobs.extend(f.index.clone());
+        self.blocking(move |store| {
+            blobs
+                .iter()
+                .try_for_each(|(bytes, digest)| store.write_blob(bytes, digest))
+        })
+        .await??;
+        let sizes: Vec<i64> = futures::stream::iter(f.layers.iter().cloned())
+            .map(|l| self.ensure_layer(s, l))
+            .buffered(CONCURRENT_LAYERS)
+            .try_collect()
+            .await?;
+        let rec = ImageRecord {
+            id: f.config.1.clone(),
+            index_digests: f.index.iter().map(|(_, d)| d.clone()).collect(),
+            layers: f.parsed.diff_ids.clone(),
+            size: sizes.iter().sum(),
+            created: f.parsed.created,
+            config: f.parsed.config.clone(),
+        };
+        let resolved = f.index.as_ref().map_or(&f.manifest.1, |(_, d)| d).clone();
+        let manifest = f.manifest.1.clone();
+        let reference = r.to_string();
+        let mut images = self
+            .blocking(move |store| store.record(&manifest, rec, &[reference], &resolved))
+            .await??;
+        images
+            .pop()
+            .ok_or_else(|| ImageError::Storage("image not recorded".into()))
+    }
+
+    /// Runs blocking store work (fsyncs) off the async threads.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&ImageStore) -> T + Send + 'static,
+    ) -> Result<T, ImageError> {
+        let this = self
+            .me
+            .upgrade()
+            .ok_or_else(|| ImageError::Storage("image store is closed".into()))?;
+        tokio::task::spawn_blocking(move || f(&this))
+            .await
+            .map_err(|e| storage("store task", e))
+    }
+
+    /// Makes sure a layer is unpacked, downloading it if not.
+    async fn ensure_layer(&self, s: &Session<'_>, l: LayerRef) -> Result<i64, ImageError> {
+        if let Some(size) = self.layer_present(&l.diff_id) {
+            return Ok(size);
+        }
+        let lock = {
+            let mut locks = self.layer_locks.lock().unwrap_or_else(|p| p.into_inner());
+            locks.entry(l.diff_id.clone()).or_default().clone()
+        };
+        let result = async {
+            let _held = lock.lock().await;
+            if let Some(size) = self.layer_present(&l.diff_id) {
+                return Ok(size);
+            }
+            let stream = s.blob_stream(&l.digest).await?;
+            let reader =
+                tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream));
+            let layers_dir = self.layers_dir();
+            let diff_id = l.diff_id.clone();
+            let size = tokio::task::spawn_blocking(move || {
+                let mut reader = reader;
+                unpack::install_layer(&layers_dir, &diff_id, &mut reader)
+            })
+            .await
+            .map_err(|e| storage("unpack task", e))?
+            .map_err(|detail| ImageError::Layer {
+                digest: l.digest.clone(),
+                detail: super::one_line(detail),
+            })?;
+            self.note_layer(&l.diff_id, size);
+            Ok(size)
+        }
+        .await;
+        let mut locks = self.layer_locks.lock().unwrap_or_else(|p| p.into_inner());
+        if Arc::strong_count(&lock) == 2 {
+            locks.remove(&l.diff_id);
+        }
+        result
+    }
+
+    /// Records an image under `refs`, which resolved to digest `resolved`
+    /// (its blobs and layers are in place and pinned), and returns it under
+    /// each reference (or once, untagged).
+    pub(super) fn record(
+        &self,
+        manifest: &str,
+        mut rec: ImageRecord,
+        refs: &[String],
+        resolved: &str,
+    ) -> Result<Vec<LocalImage>, ImageError> {
+        let mut st = self.lock();
+        if let Some(old) = st.index.images.get(manifest) {
+            for d in &old.index_digests {
+                if !rec.index_digests.contains(d) {
+                    rec.index_digests.push(d.clone());
+                }
+            }
+        }
+        for l in &rec.layers {
+            if !st.index.layers.contains_key(l) {
+                st.index
+                    .layers
+                    .insert(l.clone(), dir_size(&self.layer_path(l)));
+            }
+        }
+        st.index.images.insert(manifest.to_string(), rec.clone());
+        for k in refs {
+            st.index.refs.insert(k.clone(), manifest.to_string());
+            st.index.resolved.insert(k.clone(), resolved.to_string());
+        }
+        self.persist(&st.index)?;
+        let mut out: Vec<LocalImage> = refs
+            .iter()
+            .map(|k| self.local(&st.index, k, manifest, &rec))
+            .collect();
+        if out.is_empty() {
+            let existing = st
+                .index
+                .refs
+                .iter()
+                .find(|(_, m)| *m == manifest)
+                .map(|(k, _)| k.clone())
+                .unwrap_or_default();
+            out.push(self.local(&st.index, &existing, manifest, &rec));
+        }
+        Ok(out)
+    }
+
+    /// Removes a reference (or, given an image ID, every reference to that
+    /// image) and, once an image has no reference left, its content.
+    ///
+    /// Refused with a conflict when the last reference of an image that
+    /// `in_use` says is used would go, or when an ID names an image in use or
+    /// tagged in several repositories; `force` overrides both, but an image in
+    /// use is then only untagged (kept dangling: its layers are under a task)
+    /// until removed again by ID or pruned. Blocking (deletes files): call
+    /// it from `spawn_blocking` in async code.
+    pub fn remove(
+        &self,
+        reference: &str,
+        force: bool,
+        in_use: &dyn Fn(&LocalImage) -> bool,
+    ) -> Result<RemoveReport, ImageError> {
+        enum Target {
+            Ref(String),
+            Id(String),
+        }
+        let (target, affected) = {
+            let st = self.lock();
+            let by_ref = ImageRef::parse(reference)
+                .ok()
+                .map(|r| r.to_string())
+                .filter(|k| st.index.refs.contains_key(k));
+            match by_ref {
+                Some(key) => {
+                    let m = st
+                        .index
+                        .refs
+                        .get(&key)
+                        .cloned()
+                        .ok_or_else(|| ImageError::NoSuchImage(reference.to_string()))?;
+                    let affected: Vec<LocalImage> = st
+                        .index
+                        .images
+                        .get(&m)
+                        .map(|rec| self.local(&st.index, &key, &m, rec))
+                        .into_iter()
+                        .collect();
+                    (Target::Ref(key), affected)
+                }
+                None => {
+                    let (shown, m) = self
+                        .lookup(&st, reference, true)
+                        .ok_or_else(|| ImageError::NoSuchImage(reference.to_string()))?;
+                    let rec = st
+                        .index
+                        .images
+                        .get(&m)
+                        .ok_or_else(|| ImageError::NoSuchImage(reference.to_string()))?;
+                    let id = rec.id.clone();
+                    let affected = st
+                        .index
+                        .images
+                        .iter()
+                        .filter(|(_, r)| r.id == id)
+                        .map(|(mm, r)| {
+                            self.local(&st.index, if *mm == m { &shown } else { "" }, mm, r)
+                        })
+                        .collect();
+                    (Target::Id(id), affected)
+                }
+            }
+        };
+        // Called without the lock: the callback may look at the store.
+        let used = affected.iter().any(in_use);
+
+        let mut st = self.lock();
+        let mut report = RemoveReport::default();
+        let mut emptied: Vec<String> = Vec::new();
+        match target {
+            Target::Ref(key) => {
+                let m = st
+                    .index
+                    .refs
+                    .get(&key)
+                    .cloned()
+                    .ok_or_else(|| ImageError::NoSuchImage(reference.to_string()))?;
+                let id = st
+                    .index
+                    .images
+                    .get(&m)
+                    .map(|r| r.id.clone())
+                    .unwrap_or_default();
+                let other_names = st
+                    .index
+                    .refs
+                    .iter()
+                    .filter(|(k, mm)| {
+                        **k != key && st.index.images.get(*mm).is_some_and(|r| r.id == id)
+                    })
+                    .count();
+                if other_names == 0 && used && !force {
+                    return Err(ImageError::Conflict(format!(
+                        "unable to remove repository reference \"{reference}\" (must force) - image {} is being used by a task",
+                        short_id(&id)
+                    )));
+                }
+                st.index.refs.remove(&key);
+                report.untagged.push(key);
+                if !used {
+                    emptied.push(m);
+                }
+            }
+            Target::Id(id) => {
+                let names: Vec<String> = st
+                    .index
+                    .refs
+                    .iter()
+                    .filter(|(_, m)| st.index.images.get(*m).is_some_and(|r| r.id == id))
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                let repos: BTreeSet<&str> = names.iter().map(|k| repository_of(k)).collect();
+                if repos.len() > 1 && !force {
+                    return Err(ImageError::Conflict(format!(
+                        "unable to delete {} (must be forced) - image is referenced in multiple repositories",
+                        short_id(&id)
+                    )));
+                }
+                if used && !force {
+                    return Err(ImageError::Conflict(format!(
+                        "unable to delete {} (must be forced) - image is being used by a task",
+                        short_id(&id)
+                    )));
+                }
+                for k in names {
+                    st.index.refs.remove(&k);
+                    report.untagged.push(k);
+                }
+                if !used {
+                    emptied.extend(
+                        st.index
+                            .images
+                            .iter()
+                            .filter(|(_, r)| r.id == id)
+                            .map(|(m, _)| m.clone()),
+                    );
+                }
+            }
+        }
+        let doomed = self.delete_unreferenced(&mut st, &emptied, &mut report);
+        self.persist(&st.index)?;
+        drop(st);
+        Self::remove_dirs(doomed);
+        Ok(report)
+    }
+
+    /// Removes dangling images (no reference) that are not in use, and their
+    /// content.
+    pub fn prune(&self, in_use: &dyn Fn(&LocalImage) -> bool) -> Result<RemoveReport, ImageError> {
+        let dangling: Vec<LocalImage> = self
+            .list()
+            .into_iter()
+            .filter(|i| i.reference.is_empty())
+            .collect();
+        let unused: HashSet<String> = dangling
+            .iter()
+            .filter(|i| !in_use(i))
+            .map(|i| i.id.clone())
+            .collect();
+        let mut st = self.lock();
+        let referenced: HashSet<String> = st.index.refs.values().cloned().collect();
+        let emptied: Vec<String> = st
+            .index
+            .images
+            .iter()
+            .filter(|(m, r)| !referenced.contains(*m) && unused.contains(&r.id))
+            .map(|(m, _)| m.clone())
+            .collect();
+        let mut report = RemoveReport::default();
+        let doomed = self.delete_unreferenced(&mut st, &emptied, &mut report);
+        self.persist(&st.index)?;
+        drop(st);
+        Self::remove_dirs(doomed);
+        Ok(report)
+    }
+
+    /// Deletes the given image records if nothing refers to them any more,
+    /// then garbage-collects. Returns directories to remove after unlocking.
+    fn delete_unreferenced(
+        &self,
+        st: &mut State,
+        manifests: &[String],
+        report: &mut RemoveReport,
+    ) -> Vec<PathBuf> {
+        for m in manifests {
+            if st.index.refs.values().any(|v| v == m) {
+                continue;
+            }
+            if let Some(rec) = st.index.images.remove(m) {
+                if !st.index.images.values().any(|r| r.id == rec.id)
+                    && !report.deleted.contains(&rec.id)
+                {
+                    report.deleted.push(rec.id);
+                }
+            }
+        }
+        let (layers, doomed) = self.gc(st);
+        report.deleted.extend(layers);
+        doomed
+    }
+
+    /// Deletes blobs and layers no image record or pin refers to. Layer
+    /// directories are renamed to `layers/.gc-*` here (under the lock) and
+    /// returned for removal. Returns (deleted diff-ids, directories).
+    fn gc(&self, st: &mut State) -> (Vec<String>, Vec<PathBuf>) {
+        let mut keep: HashSet<String> = st.pins.keys().cloned().collect();
+        for (m, rec) in &st.index.images {
+            keep.insert(m.clone());
+            keep.insert(rec.id.clone());
+            keep.extend(rec.index_digests.iter().cloned());
+            keep.extend(rec.layers.iter().cloned());
+        }
+        if let Ok(rd) = fs::read_dir(self.root.join("blobs/sha256")) {
+            for e in rd.flatten() {
+                let digest = format!("sha256:{}", e.file_name().to_string_lossy());
+                if sha256_hex(&digest).is_some() && !keep.contains(&digest) {
+                    if let Err(err) = fs::remove_file(e.path()) {
+                        tracing::warn!(blob = %digest, error = %err, "could not delete blob");
+                    }
+                }
+            }
+        }
+        let mut deleted = Vec::new();
+        let mut doomed = Vec::new();
+        if let Ok(rd) = fs::read_dir(self.layers_dir()) {
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let diff_id = format!("sha256:{name}");
+                if sha256_hex(&diff_id).is_none() || keep.contains(&diff_id) {
+                    continue;
+                }
+                let gone = self
+                    .layers_dir()
+                    .join(format!(".gc-{name}-{}", super::unique_suffix()));
+                match fs::rename(e.path(), &gone) {
+                    Ok(()) => {
+                        doomed.push(gone);
+                        deleted.push(diff_id);
+                    }
+                    Err(err) => {
+                        tracing::warn!(layer = %diff_id, error = %err, "could not delete layer")
+                    }
+                }
+            }
+        }
+        let layers_dir = self.layers_dir();
+        st.index.layers.retain(|l, _| {
+            keep.contains(l) && layers_dir.join(sha256_hex(l).unwrap_or("x")).is_dir()
+        });
+        (deleted, doomed)
+    }
+
+    fn remove_dirs(dirs: Vec<PathBuf>) {
+        for d in dirs {
+            if let Err(e) = fs::remove_dir_all(&d) {
+                tracing::warn!(dir = %d.display(), error = %e, "could not remove deleted layer");
+            }
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! The worker: keeps this node's tasks in line with the leader's
+//! assignments. It holds the Assignments stream (a complete set, then
+//! changes), runs one task driver per task, adopts containers that survived
+//! an agent restart, removes containers no assignment claims, and serves the
+//! leader's log and exec requests for local tasks.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rswarm_proto::dispatcher::assignment_change::Action;
+use rswarm_proto::dispatcher::assignments_message::Type as MsgType;
+use rswarm_proto::dispatcher::tasks_client::TasksClient;
+use rswarm_proto::dispatcher::{AssignmentsRequest, SubscriptionsRequest};
+use rswarm_proto::types::{Task, TaskState};
+use tokio::sync::{mpsc, watch, Mutex};
+
+use crate::exec::taskstate::{self, Report};
+use crate::exec::Controller;
+use crate::session::LeaderChannel;
+use crate::subscriptions;
+
+/// What the worker needs besides the leader channel.
+#[derive(Clone)]
+pub struct WorkerDeps {
+    pub controller: Arc<dyn Controller>,
+    pub runtime: Arc<crate::runtime::Runtime>,
+}
+
+struct Running {
+    updates: watch::Sender<Task>,
+}
+
+pub fn spawn(deps: WorkerDeps, leader: watch::Receiver<LeaderChannel>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(run(deps, leader))
+}
+
+async fn run(deps: WorkerDeps, mut leader: watch::Receiver<LeaderChannel>) {
+    let (report_tx, report_rx) = mpsc::channel::<Report>(1024);
+    let _reporter = crate::reporter::spawn(report_rx, leader.clone());
+    let tasks: Arc<Mutex<HashMap<String, Running>>> = Arc::new(Mutex::new(HashMap::new()));
+    let mut first_complete_seen = false;
+    loop {
+        let channel = loop {
+            if let Some((_, ch)) = leader.borrow_and_update().clone() {
+                break ch;
+            }
+            if leader.changed().await.is_err() {
+                return;
+            }
+        };
+        let mut client = TasksClient::new(channel.clone());
+        // Requests for logs and exec ride their own stream.
+        let subs = match client.subscriptions(SubscriptionsRequest {}).await {
+            Ok(s) => Some(subscriptions::spawn(s.into_inner(), channel.clone(), deps.runtime.clone())),
+            Err(e) => {
+                tracing::debug!(error = %e.message(), "subscriptions stream");
+                None
+            }
+        };
+        let stream = client.assignments(AssignmentsRequest {}).await;
+        let mut stream = match stream {
+            Ok(s) => s.into_inner(),
+            Err(e) => {
+                tracing::debug!(error = %e.message(), "assignments stream");
+                if let Some(s) = subs {
+                    s.abort();
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        loop {
+            let msg = tokio::select! {
+                m = stream.message() => m,
+                _ = leader.changed() => { break; }
+            };
+            let msg = match msg {
+                Ok(Some(m)) => m,
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::debug!(error = %e.message(), "assignments stream ended");
+                    break;
+                }
+            };
+            let mut map = tasks.lock().await;
+            if msg.r#type == MsgType::Complete as i32 {
+                let keep: HashSet<String> = msg.changes.iter().filter_map(|c| c.task.as_ref().map(|t| t.id.clone())).collect();
+                // Tasks no longer assigned here: close their updates (the driver stops and removes them).
+                map.retain(|id, _| keep.contains(id));
+                if !first_complete_seen {
+                    first_complete_seen = true;
+                    remove_orphans(&deps, &keep).await;
+                }
+            }
+            for change in msg.changes {
+                let Some(task) = change.task else { continue };
+                if change.action == Action::Remove as i32 {
+                    map.remove(&task.id);
+                    continue;
+                }
+                match map.get(&task.id) {
+                    Some(r) if !r.updates.is_closed() => {
+                        let _ = r.updates.send(task);
+                    }
+                    _ => {
+                        // A task that already ended and is not to be removed needs no driver,
+                        // unless its container is still there to clean up.
+                        let (tx, rx) = watch::channel(task.clone());
+                        map.insert(task.id.clone(), Running { updates: tx });
+                        let ctl = deps.controller.clone();
+                        let reports = report_tx.clone();
+                        let all = tasks.clone();
+                        let id = task.id.clone();
+                        tokio::spawn(async move {
+                            taskstate::drive(ctl, task, rx, reports).await;
+                            let mut m = all.lock().await;
+                            if m.get(&id).map(|r| r.updates.is_closed()).unwrap_or(false) {
+                                m.remove(&id);
+                            }
+                        });
+                    }
+                }
+            }
+        }
+        if let Some(s) = subs {
+            s.abort();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Containers on disk that no assignment claims (their tasks were deleted
+/// while this agent was away) are stopped and removed.
+async fn remove_orphans(deps: &WorkerDeps, assigned: &HashSet<String>) {
+    let ids = match deps.runtime.list() {
+        Ok(ids) => ids,
+        Err(e) => {
+            tracing::warn!(error = %e, "listing containers");
+            return;
+        }
+    };
+    for id in ids.into_iter().filter(|id| !assigned.contains(id)) {
+        tracing::info!(container = %id, "removing a container no task claims");
+        let task = Task { id: id.clone(), desired_state: TaskState::Remove as i32, ..Default::default() };
+        let _ = deps.controller.shutdown(&task).await;
+        let _ = deps.controller.remove(&task).await;
+    }
+}

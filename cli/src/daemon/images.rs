@@ -1,0 +1,69 @@
+//! The local Images API (`rswarm image ls|pull|rm|load`): this node's image
+//! store, like `docker image` talks to its own dockerd.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use rswarm_agent::image::{ImageStore, LocalImage};
+use rswarm_proto::daemon::images_server::Images;
+use rswarm_proto::daemon::*;
+use tonic::{Request, Response, Status};
+
+#[derive(Clone)]
+pub struct LocalImages {
+    pub store: Arc<ImageStore>,
+    pub in_use: Arc<Mutex<HashMap<String, String>>>,
+}
+
+fn summary(i: &LocalImage) -> ImageSummary {
+    ImageSummary {
+        reference: i.reference.clone(),
+        id: i.id.clone(),
+        digest: i.digest.clone(),
+        size: i.size,
+        created: i.created,
+    }
+}
+
+#[tonic::async_trait]
+impl Images for LocalImages {
+    async fn list_images(&self, _req: Request<ListImagesRequest>) -> Result<Response<ListImagesResponse>, Status> {
+        Ok(Response::new(ListImagesResponse {
+            images: self.store.list().iter().map(summary).collect(),
+        }))
+    }
+
+    async fn pull_image(&self, req: Request<PullImageRequest>) -> Result<Response<PullImageResponse>, Status> {
+        let img = self
+            .store
+            .pull(&req.into_inner().reference)
+            .await
+            .map_err(|e| Status::failed_precondition(e.to_string()))?;
+        Ok(Response::new(PullImageResponse { image: Some(summary(&img)) }))
+    }
+
+    async fn remove_image(&self, req: Request<RemoveImageRequest>) -> Result<Response<RemoveImageResponse>, Status> {
+        let req = req.into_inner();
+        let used: Vec<String> = self.in_use.lock().map(|m| m.values().cloned().collect()).unwrap_or_default();
+        let report = self
+            .store
+            .remove(&req.reference, req.force, &|img: &LocalImage| used.contains(&img.reference))
+            .map_err(|e| Status::failed_precondition(e.to_string()))?;
+        Ok(Response::new(RemoveImageResponse {
+            untagged: report.untagged,
+            deleted: report.deleted,
+        }))
+    }
+
+    async fn load_image(&self, req: Request<LoadImageRequest>) -> Result<Response<LoadImageResponse>, Status> {
+        let path = std::path::PathBuf::from(req.into_inner().path);
+        let store = self.store.clone();
+        let images = tokio::task::spawn_blocking(move || store.load(&path))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| Status::failed_precondition(e.to_string()))?;
+        Ok(Response::new(LoadImageResponse {
+            images: images.iter().map(summary).collect(),
+        }))
+    }
+}

@@ -1,0 +1,132 @@
+//! What one orchestration pass decided: tasks to create, tasks to stop or
+//! remove, tasks to delete, and when to look again. The reconcilers read the
+//! view and fill a plan; the loop then writes it as one batch. Also the step
+//! every mode shares: keep one live task per slot, and refill a slot that has
+//! none (through the restart policy).
+
+use std::collections::HashSet;
+use std::time::Instant;
+
+use rswarm_proto::types::{Service, Task, TaskState};
+
+use super::restart::{Clock, RestartSupervisor, SlotAction, SlotKey};
+use super::task::{self, new_task};
+use super::update;
+
+/// The writes of one pass, each task at most once.
+#[derive(Default)]
+pub(crate) struct Plan {
+    pub puts: Vec<Task>,
+    pub deletes: Vec<String>,
+    touched: HashSet<String>,
+    /// The earliest instant a delayed restart of the current service is due.
+    pub wake_at: Option<Instant>,
+}
+
+impl Plan {
+    /// Whether the plan already writes this task.
+    pub fn touches(&self, id: &str) -> bool {
+        self.touched.contains(id)
+    }
+
+    /// Ask `t` to reach `desired` (SHUTDOWN or REMOVE) unless it already is.
+    pub fn stop(&mut self, t: &Task, desired: TaskState) {
+        if t.desired_state >= desired as i32 || !self.touched.insert(t.id.clone()) {
+            return;
+        }
+        self.puts.push(task::with_desired(t, desired));
+    }
+
+    pub fn create(&mut self, t: Task) {
+        self.touched.insert(t.id.clone());
+        self.puts.push(t);
+    }
+
+    pub fn delete(&mut self, t: &Task) {
+        if self.touched.insert(t.id.clone()) {
+            self.deletes.push(t.id.clone());
+        }
+    }
+
+    pub fn wake(&mut self, at: Instant) {
+        self.wake_at = Some(self.wake_at.map_or(at, |w| w.min(at)));
+    }
+}
+
+/// Of several live tasks in one slot (a crash between writes, a leader
+/// change), keep the best — up to date, furthest along, newest — and stop
+/// the rest. Returns the one kept.
+pub(crate) fn keep_one<'a>(mut live: Vec<&'a Task>, svc: &Service, plan: &mut Plan) -> Option<&'a Task> {
+    live.sort_by(|a, b| {
+        let rank = |t: &Task| {
+            (
+                t.spec_version >= svc.spec_version,
+                task::state(t),
+                task::created_at(t),
+            )
+        };
+        rank(b).cmp(&rank(a)).then(a.id.cmp(&b.id))
+    });
+    let mut live = live.into_iter();
+    let keep = live.next();
+    for extra in live {
+        plan.stop(extra, TaskState::Shutdown);
+    }
+    keep
+}
+
+/// One slot's state for [`fill_slot`].
+pub(crate) struct Slot<'a> {
+    pub key: SlotKey,
+    /// Every task of the slot (the current job iteration only, for jobs).
+    pub tasks: &'a [&'a Task],
+    /// The slot's tasks that are still alive.
+    pub live: Vec<&'a Task>,
+}
+
+/// What [`fill_slot`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Filled {
+    /// The slot has a live task (possibly being replaced by an updated one).
+    Kept,
+    /// A new task was planned for the empty slot.
+    Created,
+    /// The slot stays empty for now (a delayed restart, the policy, or no
+    /// permission to create).
+    Empty,
+}
+
+/// Makes sure the slot has one live task of the current spec: keeps one and
+/// replaces it if outdated, or refills an empty slot per the restart policy.
+/// Without `may_create` (a paused node, a job at its concurrency limit) it
+/// only keeps what is there.
+pub(crate) fn fill_slot(
+    svc: &Service,
+    slot: Slot<'_>,
+    may_create: bool,
+    sup: &mut RestartSupervisor,
+    clock: Clock,
+    plan: &mut Plan,
+) -> Filled {
+    let node = (!slot.key.node_id.is_empty()).then_some(slot.key.node_id.as_str());
+    if let Some(keep) = keep_one(slot.live, svc, plan) {
+        if may_create && update::is_outdated(keep, svc) {
+            update::replace_outdated_task(svc, keep, clock, plan);
+        }
+        return Filled::Kept;
+    }
+    if !may_create {
+        return Filled::Empty;
+    }
+    match sup.next_for_empty_slot(&slot.key, slot.tasks, svc, clock) {
+        SlotAction::Create { restart_count } => {
+            plan.create(new_task(svc, slot.key.slot, node, restart_count, clock.nanos));
+            Filled::Created
+        }
+        SlotAction::WaitUntil(at) => {
+            plan.wake(at);
+            Filled::Empty
+        }
+        SlotAction::Stay => Filled::Empty,
+    }
+}

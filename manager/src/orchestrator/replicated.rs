@@ -1,0 +1,75 @@
+//! Replicated services: slots 1..=replicas, each with exactly one live task.
+//!
+//! - A slot without a task gets one.
+//! - Scaling down asks the tasks of the highest slots (above `replicas`) to
+//!   shut down; they are not restarted.
+//! - A task that ended (COMPLETE, FAILED, REJECTED, SHUTDOWN…) or whose node
+//!   is Down, drained or removed is asked to shut down, and its slot is
+//!   refilled per the restart policy (`restart`); the scheduler places the
+//!   new task on a node that can take it.
+//! - A live task of an older spec is replaced (`update`).
+
+use std::collections::BTreeMap;
+
+use rswarm_proto::types::{Service, Task, TaskState};
+
+use super::plan::{fill_slot, Plan, Slot};
+use super::restart::{Clock, RestartSupervisor, SlotKey};
+use super::task::{self, new_task};
+use super::view::ClusterView;
+
+pub(crate) fn reconcile(
+    view: &ClusterView<()>,
+    svc: &Service,
+    replicas: u64,
+    sup: &mut RestartSupervisor,
+    clock: Clock,
+    plan: &mut Plan,
+) {
+    let mut slots: BTreeMap<u64, Vec<&Task>> = BTreeMap::new();
+    for t in view.service_tasks(&svc.id) {
+        slots.entry(t.slot).or_default().push(t);
+    }
+    for (&slot, tasks) in &slots {
+        let wanted = (1..=replicas).contains(&slot);
+        let mut live = Vec::new();
+        for &t in tasks {
+            if t.desired_state > TaskState::Running as i32 {
+                continue;
+            }
+            if !wanted
+                || task::has_ended(t)
+                || task::lost_with_node(t, view.nodes.get(&t.node_id))
+            {
+                plan.stop(t, TaskState::Shutdown);
+                continue;
+            }
+            live.push(t);
+        }
+        if !wanted {
+            continue;
+        }
+        let key = SlotKey {
+            service_id: svc.id.clone(),
+            slot,
+            node_id: String::new(),
+        };
+        fill_slot(
+            svc,
+            Slot {
+                key,
+                tasks,
+                live,
+            },
+            true,
+            sup,
+            clock,
+            plan,
+        );
+    }
+    for slot in 1..=replicas {
+        if !slots.contains_key(&slot) {
+            plan.create(new_task(svc, slot, None, 0, clock.nanos));
+        }
+    }
+}
