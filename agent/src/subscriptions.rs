@@ -11,7 +11,9 @@ use rswarm_proto::dispatcher::agent_exec_frame::Frame as ToManager;
 use rswarm_proto::dispatcher::agent_work::Work;
 use rswarm_proto::dispatcher::manager_exec_frame::Frame as FromManager;
 use rswarm_proto::dispatcher::tasks_client::TasksClient;
-use rswarm_proto::dispatcher::{AgentExecFrame, AgentWork, ExecRequest, LogSubscription, PublishLogsMessage};
+use rswarm_proto::dispatcher::{
+    AgentExecFrame, AgentWork, ExecRequest, LogSubscription, PublishLogsMessage,
+};
 use rswarm_proto::types::LogEntry;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
@@ -20,7 +22,11 @@ use tonic::transport::Channel;
 
 use crate::runtime::{ExecConfig, Runtime};
 
-pub fn spawn(mut work: tonic::Streaming<AgentWork>, channel: Channel, runtime: Arc<Runtime>) -> tokio::task::JoinHandle<()> {
+pub fn spawn(
+    mut work: tonic::Streaming<AgentWork>,
+    channel: Channel,
+    runtime: Arc<Runtime>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut follows: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
         while let Ok(Some(w)) = work.message().await {
@@ -50,7 +56,11 @@ pub fn spawn(mut work: tonic::Streaming<AgentWork>, channel: Channel, runtime: A
 
 async fn publish_logs(sub: LogSubscription, channel: Channel, runtime: Arc<Runtime>) {
     let (tx, rx) = mpsc::channel::<PublishLogsMessage>(64);
-    let upload = tokio::spawn(async move { TasksClient::new(channel).publish_logs(ReceiverStream::new(rx)).await });
+    let upload = tokio::spawn(async move {
+        TasksClient::new(channel)
+            .publish_logs(ReceiverStream::new(rx))
+            .await
+    });
     let (lines_tx, mut lines_rx) = mpsc::channel::<LogEntry>(1024);
     let mut readers = vec![];
     for task_id in &sub.task_ids {
@@ -60,7 +70,12 @@ async fn publish_logs(sub: LogSubscription, channel: Channel, runtime: Arc<Runti
                 let task_id = task_id.clone();
                 readers.push(tokio::spawn(async move {
                     while let Some(l) = rx.recv().await {
-                        let e = LogEntry { task_id: task_id.clone(), timestamp: l.timestamp_ns, stream: l.stream as i32, data: l.data };
+                        let e = LogEntry {
+                            task_id: task_id.clone(),
+                            timestamp: l.timestamp_ns,
+                            stream: l.stream as i32,
+                            data: l.data,
+                        };
                         if out.send(e).await.is_err() {
                             break;
                         }
@@ -80,11 +95,25 @@ async fn publish_logs(sub: LogSubscription, channel: Channel, runtime: Arc<Runti
                 Err(_) => break,
             }
         }
-        if tx.send(PublishLogsMessage { subscription_id: sub.id.clone(), entries, close: false }).await.is_err() {
+        if tx
+            .send(PublishLogsMessage {
+                subscription_id: sub.id.clone(),
+                entries,
+                close: false,
+            })
+            .await
+            .is_err()
+        {
             break;
         }
     }
-    let _ = tx.send(PublishLogsMessage { subscription_id: sub.id.clone(), entries: vec![], close: true }).await;
+    let _ = tx
+        .send(PublishLogsMessage {
+            subscription_id: sub.id.clone(),
+            entries: vec![],
+            close: true,
+        })
+        .await;
     drop(tx);
     let _ = upload.await;
 }
@@ -92,22 +121,47 @@ async fn publish_logs(sub: LogSubscription, channel: Channel, runtime: Arc<Runti
 async fn run_exec(req: ExecRequest, channel: Channel, runtime: Arc<Runtime>) {
     let (tx, rx) = mpsc::channel::<AgentExecFrame>(64);
     let session = req.id.clone();
-    let frame = |f: ToManager| AgentExecFrame { session_id: session.clone(), frame: Some(f) };
-    if tx.send(AgentExecFrame { session_id: session.clone(), frame: None }).await.is_err() {
+    let frame = |f: ToManager| AgentExecFrame {
+        session_id: session.clone(),
+        frame: Some(f),
+    };
+    if tx
+        .send(AgentExecFrame {
+            session_id: session.clone(),
+            frame: None,
+        })
+        .await
+        .is_err()
+    {
         return;
     }
-    let mut inbound = match TasksClient::new(channel).exec_session(ReceiverStream::new(rx)).await {
+    let mut inbound = match TasksClient::new(channel)
+        .exec_session(ReceiverStream::new(rx))
+        .await
+    {
         Ok(r) => r.into_inner(),
         Err(e) => {
             tracing::warn!(error = %e.message(), "opening the exec session");
             return;
         }
     };
-    let cfg = ExecConfig { args: req.cmd.clone(), env: req.env.clone(), user: req.user.clone(), cwd: req.workdir.clone(), tty: req.tty, stdin: req.stdin };
+    let cfg = ExecConfig {
+        args: req.cmd.clone(),
+        env: req.env.clone(),
+        user: req.user.clone(),
+        cwd: req.workdir.clone(),
+        tty: req.tty,
+        stdin: req.stdin,
+    };
     let mut proc = match runtime.exec(&req.task_id, &cfg).await {
         Ok(p) => p,
         Err(e) => {
-            let _ = tx.send(frame(ToManager::Error(format!("exec in task {}: {e}", req.task_id)))).await;
+            let _ = tx
+                .send(frame(ToManager::Error(format!(
+                    "exec in task {}: {e}",
+                    req.task_id
+                ))))
+                .await;
             return;
         }
     };
@@ -116,24 +170,26 @@ async fn run_exec(req: ExecRequest, channel: Channel, runtime: Arc<Runtime>) {
         Some(pty) => (Some(pty.writer), Some(pty.reader), None),
         None => (proc.stdin.take(), proc.stdout.take(), proc.stderr.take()),
     };
-    // stdin from the manager
-    if let Some(mut stdin) = stdin {
-        tokio::spawn(async move {
-            while let Ok(Some(f)) = inbound.message().await {
-                match f.frame {
-                    Some(FromManager::Stdin(b)) => {
-                        if stdin.write_all(&b).await.is_err() {
-                            break;
+    // stdin from the manager. The inbound stream is held until the end
+    // either way: dropping it would reset the whole exec call.
+    let stdin_task = tokio::spawn(async move {
+        let mut stdin = stdin;
+        while let Ok(Some(f)) = inbound.message().await {
+            match f.frame {
+                Some(FromManager::Stdin(b)) => {
+                    if let Some(w) = stdin.as_mut() {
+                        if w.write_all(&b).await.is_err() {
+                            stdin = None;
+                            continue;
                         }
-                        let _ = stdin.flush().await;
+                        let _ = w.flush().await;
                     }
-                    Some(FromManager::StdinClosed(_)) => break,
-                    None => {}
                 }
+                Some(FromManager::StdinClosed(_)) => stdin = None,
+                None => {}
             }
-            drop(stdin);
-        });
-    }
+        }
+    });
     let mut pumps = vec![];
     for (reader, is_err) in [(stdout, false), (stderr, true)] {
         let Some(mut reader) = reader else { continue };
@@ -146,8 +202,19 @@ async fn run_exec(req: ExecRequest, channel: Channel, runtime: Arc<Runtime>) {
                     Ok(0) | Err(_) => break,
                     Ok(n) => {
                         let data = buf[..n].to_vec();
-                        let f = if is_err { ToManager::Stderr(data) } else { ToManager::Stdout(data) };
-                        if tx.send(AgentExecFrame { session_id: session.clone(), frame: Some(f) }).await.is_err() {
+                        let f = if is_err {
+                            ToManager::Stderr(data)
+                        } else {
+                            ToManager::Stdout(data)
+                        };
+                        if tx
+                            .send(AgentExecFrame {
+                                session_id: session.clone(),
+                                frame: Some(f),
+                            })
+                            .await
+                            .is_err()
+                        {
                             break;
                         }
                     }
@@ -162,4 +229,7 @@ async fn run_exec(req: ExecRequest, channel: Channel, runtime: Arc<Runtime>) {
     }
     let last = ToManager::ExitCode(code);
     let _ = tx.send(frame(last)).await;
+    drop(tx);
+    // The manager ends the call once it has the exit code.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), stdin_task).await;
 }

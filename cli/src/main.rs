@@ -8,7 +8,7 @@ mod commands;
 mod daemon;
 mod duration;
 mod format;
-mod servicespec; // TEMP(helper): for compile-testing; the lead adds this line
+mod servicespec;
 
 use std::path::PathBuf;
 
@@ -68,6 +68,14 @@ enum Command {
     /// Manage swarm nodes
     #[command(subcommand)]
     Node(commands::node::NodeCommand),
+    /// Manage services
+    #[command(subcommand)]
+    Service(commands::service::ServiceCommand),
+    /// Manage images on the node
+    #[command(subcommand)]
+    Image(commands::image::ImageCommand),
+    /// Execute a command in a running task
+    Exec(commands::exec::ExecArgs),
     /// Display system-wide information
     Info(commands::system::InfoArgs),
     /// Show the rswarm version information
@@ -81,7 +89,10 @@ enum Command {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => exit_on_usage_error(e),
+    };
     let opts = client::ClientOpts {
         host: cli.host,
         tlscacert: cli.tlscacert,
@@ -103,6 +114,37 @@ fn main() {
         eprintln!("{}", one_line(&e));
         std::process::exit(1);
     }
+}
+
+/// Help and version print as clap renders them; a usage error is one line
+/// (what is wrong, and where to read more), exit code 2.
+fn exit_on_usage_error(e: clap::Error) -> ! {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        e.exit();
+    }
+    let rendered = e.render().to_string();
+    let first = rendered
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("invalid arguments")
+        .trim_start_matches("error: ")
+        .to_string();
+    let usage = rendered
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Usage: "))
+        .and_then(|u| u.split(" [").next())
+        .map(|u| u.split(" <").next().unwrap_or(u).trim().to_string());
+    match usage {
+        Some(u) => eprintln!("{first} (see '{u} --help')"),
+        None => eprintln!("{first}"),
+    }
+    std::process::exit(2);
 }
 
 /// Errors print as one line: the outermost context and its causes.
@@ -128,6 +170,9 @@ fn run_client(opts: client::ClientOpts, command: Command) -> anyhow::Result<()> 
             Command::Join(a) => commands::swarm::join(&opts, a).await,
             Command::Swarm(c) => commands::swarm::run(&opts, c).await,
             Command::Node(c) => commands::node::run(&opts, c).await,
+            Command::Service(c) => commands::service::run(&opts, c).await,
+            Command::Image(c) => commands::image::run(&opts, c).await,
+            Command::Exec(a) => commands::exec::run(&opts, a).await,
             Command::Info(a) => commands::system::info(&opts, a).await,
             Command::Version(a) => commands::system::version(&opts, a).await,
             Command::Daemon(_) | Command::ContainerInit { .. } => {

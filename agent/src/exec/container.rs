@@ -13,7 +13,9 @@ use rswarm_proto::types::{mount::Type as MountType, Task};
 
 use super::{Controller, ExecError, Existing, Exit};
 use crate::image::{ImageStore, LocalImage};
-use crate::runtime::{ContainerConfig, ContainerStatus as RtStatus, MountConfig, MountKind, Runtime};
+use crate::runtime::{
+    ContainerConfig, ContainerStatus as RtStatus, MountConfig, MountKind, Runtime,
+};
 
 /// Default stop grace period (Docker's: 10 s).
 pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
@@ -47,8 +49,16 @@ pub fn container_id(task: &Task) -> &str {
 /// {{.Task.Name}}, {{.Service.Name}}, {{.Service.ID}}, {{.Node.ID}},
 /// {{.Node.Hostname}}.
 pub fn expand_template(template: &str, task: &Task, node: &NodeFacts) -> String {
-    let service_name = task.service_annotations.as_ref().map(|a| a.name.clone()).unwrap_or_default();
-    let task_name = task.annotations.as_ref().map(|a| a.name.clone()).unwrap_or_default();
+    let service_name = task
+        .service_annotations
+        .as_ref()
+        .map(|a| a.name.clone())
+        .unwrap_or_default();
+    let task_name = task
+        .annotations
+        .as_ref()
+        .map(|a| a.name.clone())
+        .unwrap_or_default();
     let vars: [(&str, String); 7] = [
         (".Task.Slot", task.slot.to_string()),
         (".Task.ID", task.id.clone()),
@@ -79,8 +89,16 @@ pub fn expand_template(template: &str, task: &Task, node: &NodeFacts) -> String 
 
 /// Entrypoint/cmd as Docker combines them: the spec's command replaces the
 /// image's entrypoint (and drops its cmd), the spec's args replace its cmd.
-pub fn process_args(spec_command: &[String], spec_args: &[String], image: &LocalImage) -> Vec<String> {
-    let entrypoint: Vec<String> = if spec_command.is_empty() { image.config.entrypoint.clone() } else { spec_command.to_vec() };
+pub fn process_args(
+    spec_command: &[String],
+    spec_args: &[String],
+    image: &LocalImage,
+) -> Vec<String> {
+    let entrypoint: Vec<String> = if spec_command.is_empty() {
+        image.config.entrypoint.clone()
+    } else {
+        spec_command.to_vec()
+    };
     let cmd: Vec<String> = if !spec_args.is_empty() {
         spec_args.to_vec()
     } else if spec_command.is_empty() {
@@ -117,10 +135,17 @@ impl ContainerController {
     }
 
     fn config(&self, task: &Task, image: &LocalImage) -> Result<ContainerConfig, ExecError> {
-        let spec = task.spec.as_ref().and_then(|s| s.container.as_ref()).ok_or_else(|| Self::rejected("task has no container spec"))?;
+        let spec = task
+            .spec
+            .as_ref()
+            .and_then(|s| s.container.as_ref())
+            .ok_or_else(|| Self::rejected("task has no container spec"))?;
         let args = process_args(&spec.command, &spec.args, image);
         if args.is_empty() {
-            return Err(Self::rejected(format!("no command specified: image {} has neither entrypoint nor cmd", spec.image)));
+            return Err(Self::rejected(format!(
+                "no command specified: image {} has neither entrypoint nor cmd",
+                spec.image
+            )));
         }
         let hostname = if spec.hostname.is_empty() {
             container_id(task).chars().take(12).collect()
@@ -135,16 +160,35 @@ impl ContainerController {
                     if !std::path::Path::new(&m.source).exists() {
                         return Err(Self::rejected(format!("invalid mount config for type \"bind\": bind source path does not exist: {}", m.source)));
                     }
-                    MountConfig { kind: MountKind::Bind, source: PathBuf::from(&m.source), target: m.target.clone(), read_only: m.read_only, tmpfs_size: 0, tmpfs_mode: 0 }
+                    MountConfig {
+                        kind: MountKind::Bind,
+                        source: PathBuf::from(&m.source),
+                        target: m.target.clone(),
+                        read_only: m.read_only,
+                        tmpfs_size: 0,
+                        tmpfs_mode: 0,
+                    }
                 }
                 MountType::Volume => {
-                    let name = if m.source.is_empty() { task.id.clone() } else { m.source.clone() };
+                    let name = if m.source.is_empty() {
+                        task.id.clone()
+                    } else {
+                        m.source.clone()
+                    };
                     if name.contains('/') || name.contains("..") {
                         return Err(Self::rejected(format!("invalid volume name {name:?}")));
                     }
                     let dir = self.volumes_dir.join(&name).join("_data");
-                    std::fs::create_dir_all(&dir).map_err(|e| Self::rejected(format!("creating volume {name}: {e}")))?;
-                    MountConfig { kind: MountKind::Bind, source: dir, target: m.target.clone(), read_only: m.read_only, tmpfs_size: 0, tmpfs_mode: 0 }
+                    std::fs::create_dir_all(&dir)
+                        .map_err(|e| Self::rejected(format!("creating volume {name}: {e}")))?;
+                    MountConfig {
+                        kind: MountKind::Bind,
+                        source: dir,
+                        target: m.target.clone(),
+                        read_only: m.read_only,
+                        tmpfs_size: 0,
+                        tmpfs_mode: 0,
+                    }
                 }
                 MountType::Tmpfs => MountConfig {
                     kind: MountKind::Tmpfs,
@@ -157,18 +201,31 @@ impl ContainerController {
             };
             mounts.push(mc);
         }
-        let limits = task.spec.as_ref().and_then(|s| s.resources.as_ref()).and_then(|r| r.limits.clone()).unwrap_or_default();
+        let limits = task
+            .spec
+            .as_ref()
+            .and_then(|s| s.resources.as_ref())
+            .and_then(|r| r.limits)
+            .unwrap_or_default();
         Ok(ContainerConfig {
             id: container_id(task).to_string(),
             layers: image.layers.clone(),
             args,
             env: merge_env(&image.config.env, &spec.env),
             cwd: if spec.dir.is_empty() {
-                if image.config.working_dir.is_empty() { "/".into() } else { image.config.working_dir.clone() }
+                if image.config.working_dir.is_empty() {
+                    "/".into()
+                } else {
+                    image.config.working_dir.clone()
+                }
             } else {
                 spec.dir.clone()
             },
-            user: if spec.user.is_empty() { image.config.user.clone() } else { spec.user.clone() },
+            user: if spec.user.is_empty() {
+                image.config.user.clone()
+            } else {
+                spec.user.clone()
+            },
             groups: spec.groups.clone(),
             hostname,
             mounts,
@@ -178,7 +235,11 @@ impl ContainerController {
             nano_cpus: limits.nano_cpus,
             memory_bytes: limits.memory_bytes,
             pids_limit: limits.pids,
-            ulimits: spec.ulimits.iter().map(|u| (u.name.clone(), u.soft.max(0) as u64, u.hard.max(0) as u64)).collect(),
+            ulimits: spec
+                .ulimits
+                .iter()
+                .map(|u| (u.name.clone(), u.soft.max(0) as u64, u.hard.max(0) as u64))
+                .collect(),
             sysctls: spec.sysctls.clone().into_iter().collect(),
             cap_add: spec.cap_add.clone(),
             cap_drop: spec.cap_drop.clone(),
@@ -192,7 +253,10 @@ impl ContainerController {
 
     fn stop_signal(&self, task: &Task) -> String {
         let spec = task.spec.as_ref().and_then(|s| s.container.as_ref());
-        if let Some(sig) = spec.map(|c| c.stop_signal.clone()).filter(|s| !s.is_empty()) {
+        if let Some(sig) = spec
+            .map(|c| c.stop_signal.clone())
+            .filter(|s| !s.is_empty())
+        {
             return sig;
         }
         spec.and_then(|c| self.images.get(&c.image))
@@ -201,8 +265,17 @@ impl ContainerController {
     }
 
     fn grace(task: &Task) -> Duration {
-        let ns = task.spec.as_ref().and_then(|s| s.container.as_ref()).map(|c| c.stop_grace_period_ns).unwrap_or(0);
-        if ns > 0 { Duration::from_nanos(ns as u64) } else { DEFAULT_STOP_GRACE }
+        let ns = task
+            .spec
+            .as_ref()
+            .and_then(|s| s.container.as_ref())
+            .map(|c| c.stop_grace_period_ns)
+            .unwrap_or(0);
+        if ns > 0 {
+            Duration::from_nanos(ns as u64)
+        } else {
+            DEFAULT_STOP_GRACE
+        }
     }
 }
 
@@ -215,7 +288,11 @@ impl Controller for ContainerController {
             .and_then(|s| s.container.as_ref())
             .map(|c| c.image.clone())
             .ok_or_else(|| Self::rejected("task has no container spec"))?;
-        let image = self.images.ensure(&image_ref).await.map_err(Self::rejected)?;
+        let image = self
+            .images
+            .ensure(&image_ref)
+            .await
+            .map_err(Self::rejected)?;
         if let Ok(mut m) = self.in_use.lock() {
             m.insert(container_id(task).to_string(), image.reference.clone());
         }
@@ -224,23 +301,40 @@ impl Controller for ContainerController {
     }
 
     async fn start(&self, task: &Task) -> Result<u32, ExecError> {
-        self.runtime.start(container_id(task)).await.map_err(|e| ExecError::Failed(e.to_string()))
+        self.runtime
+            .start(container_id(task))
+            .await
+            .map_err(|e| ExecError::Failed(e.to_string()))
     }
 
     async fn wait(&self, task: &Task) -> Result<Exit, ExecError> {
-        let s = self.runtime.wait(container_id(task)).await.map_err(|e| ExecError::Failed(e.to_string()))?;
-        Ok(Exit { code: s.code, oom_killed: s.oom_killed })
+        let s = self
+            .runtime
+            .wait(container_id(task))
+            .await
+            .map_err(|e| ExecError::Failed(e.to_string()))?;
+        Ok(Exit {
+            code: s.code,
+            oom_killed: s.oom_killed,
+        })
     }
 
     async fn shutdown(&self, task: &Task) -> Result<(), ExecError> {
         self.runtime
-            .stop(container_id(task), &self.stop_signal(task), Self::grace(task))
+            .stop(
+                container_id(task),
+                &self.stop_signal(task),
+                Self::grace(task),
+            )
             .await
             .map_err(|e| ExecError::Failed(e.to_string()))
     }
 
     async fn remove(&self, task: &Task) -> Result<(), ExecError> {
-        self.runtime.remove(container_id(task)).await.map_err(|e| ExecError::Failed(e.to_string()))?;
+        self.runtime
+            .remove(container_id(task))
+            .await
+            .map_err(|e| ExecError::Failed(e.to_string()))?;
         let _ = self.runtime.remove_logs(container_id(task));
         if let Ok(mut m) = self.in_use.lock() {
             m.remove(container_id(task));
@@ -272,18 +366,33 @@ mod tests {
             id: "abc".into(),
             slot: 3,
             service_id: "svc".into(),
-            service_annotations: Some(Annotations { name: "web".into(), labels: Default::default() }),
+            service_annotations: Some(Annotations {
+                name: "web".into(),
+                labels: Default::default(),
+            }),
             ..Default::default()
         };
-        let node = NodeFacts { node_id: "n1".into(), hostname: "host1".into() };
-        assert_eq!(expand_template("{{.Service.Name}}-{{ .Task.Slot }}", &task, &node), "web-3");
-        assert_eq!(expand_template("{{.Node.Hostname}}.{{.Unknown}}", &task, &node), "host1.{{.Unknown}}");
+        let node = NodeFacts {
+            node_id: "n1".into(),
+            hostname: "host1".into(),
+        };
+        assert_eq!(
+            expand_template("{{.Service.Name}}-{{ .Task.Slot }}", &task, &node),
+            "web-3"
+        );
+        assert_eq!(
+            expand_template("{{.Node.Hostname}}.{{.Unknown}}", &task, &node),
+            "host1.{{.Unknown}}"
+        );
         assert_eq!(expand_template("plain", &task, &node), "plain");
     }
 
     #[test]
     fn env_merges_by_key() {
-        let env = merge_env(&["PATH=/bin".into(), "A=1".into()], &["A=2".into(), "B=3".into()]);
+        let env = merge_env(
+            &["PATH=/bin".into(), "A=1".into()],
+            &["A=2".into(), "B=3".into()],
+        );
         assert_eq!(env, vec!["PATH=/bin", "A=2", "B=3"]);
     }
 }

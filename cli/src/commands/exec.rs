@@ -204,6 +204,8 @@ mod tests {
 
     #[test]
     fn takes_dockers_command_line() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
         let cli = Cli::try_parse_from([
             "exec", "-it", "-u", "0", "-e", "A=1", "web.1", "sh", "-c", "echo hi",
         ])

@@ -258,6 +258,29 @@ async fn load(opts: &ClientOpts, a: LoadArgs) -> anyhow::Result<()> {
 mod tests {
     use super::*;
 
+    #[derive(clap::Parser, Debug)]
+    struct Cli {
+        #[command(subcommand)]
+        cmd: ImageCommand,
+    }
+
+    #[test]
+    fn takes_dockers_command_lines() {
+        use clap::{CommandFactory, Parser};
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from(["image", "load", "-i", "busybox.tar"])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            matches!(cli.cmd, ImageCommand::Load(LoadArgs { ref input, quiet: false }) if input == "busybox.tar")
+        );
+        assert!(Cli::try_parse_from(["image", "load"]).is_err());
+        let cli =
+            Cli::try_parse_from(["image", "rm", "-f", "a", "b"]).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            matches!(cli.cmd, ImageCommand::Rm(RmArgs { force: true, ref images }) if images.len() == 2)
+        );
+    }
+
     #[test]
     fn repository_filters_match_tags() {
         let image = ImageSummary {

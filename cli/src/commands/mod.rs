@@ -1,5 +1,9 @@
 //! The client commands, one module per Docker command group.
 
+pub mod exec;
+pub mod image;
 pub mod node;
+pub mod service;
 pub mod swarm;
 pub mod system;
+pub mod task;

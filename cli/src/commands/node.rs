@@ -36,6 +36,8 @@ pub enum NodeCommand {
     /// Remove one or more nodes from the swarm
     #[command(alias = "remove")]
     Rm(RmArgs),
+    /// List tasks running on one or more nodes, defaults to current node
+    Ps(crate::commands::task::NodePsArgs),
 }
 
 #[derive(Args, Debug)]
@@ -144,6 +146,7 @@ pub async fn run(opts: &ClientOpts, cmd: NodeCommand) -> anyhow::Result<()> {
         NodeCommand::Promote { nodes } => set_role(opts, nodes, NodeRole::Manager).await,
         NodeCommand::Demote { nodes } => set_role(opts, nodes, NodeRole::Worker).await,
         NodeCommand::Rm(a) => rm(opts, a).await,
+        NodeCommand::Ps(a) => crate::commands::task::node_ps(opts, a).await,
     }
 }
 

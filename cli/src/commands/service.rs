@@ -32,7 +32,7 @@ use crate::servicespec::ServiceFlags;
 #[derive(Subcommand, Debug)]
 pub enum ServiceCommand {
     /// Create a new service
-    Create(CreateArgs),
+    Create(Box<CreateArgs>),
     /// Display detailed information on one or more services
     Inspect(InspectArgs),
     /// Fetch the logs of a service or task
@@ -155,7 +155,7 @@ pub struct RmArgs {
 
 pub async fn run(opts: &ClientOpts, cmd: ServiceCommand) -> anyhow::Result<()> {
     match cmd {
-        ServiceCommand::Create(a) => create(opts, a).await,
+        ServiceCommand::Create(a) => create(opts, *a).await,
         ServiceCommand::Inspect(a) => inspect(opts, a).await,
         ServiceCommand::Logs(a) => logs(opts, a).await,
         ServiceCommand::Ls(a) => ls(opts, a).await,
@@ -357,14 +357,17 @@ fn snapshot(
     } else {
         TaskState::Running
     };
-    let mut current: BTreeMap<(u64, String), &Task> = BTreeMap::new();
-    for t in tasks.iter().filter(|t| t.desired_state() <= desired_limit) {
-        let key = if t.slot != 0 {
+    let slot_key = |t: &Task| {
+        if t.slot != 0 {
             (t.slot, String::new())
         } else {
             let node = node_names.get(&t.node_id).cloned().unwrap_or_default();
             (0, format!("{node}\0{}", t.node_id))
-        };
+        }
+    };
+    let mut current: BTreeMap<(u64, String), &Task> = BTreeMap::new();
+    for t in tasks.iter().filter(|t| t.desired_state() <= desired_limit) {
+        let key = slot_key(t);
         let keep = current
             .get(&key)
             .is_none_or(|old| newest(t, old) == std::cmp::Ordering::Greater);
@@ -417,8 +420,21 @@ fn snapshot(
         }
     };
 
+    // A slot whose task failed shows the failure until a new task takes over.
+    let mut shown = current.clone();
+    for t in tasks.iter().filter(|t| {
+        matches!(task_state(t), TaskState::Failed | TaskState::Rejected) && !ignore.contains(&t.id)
+    }) {
+        let key = slot_key(t);
+        let keep = shown
+            .get(&key)
+            .is_none_or(|old| old.desired_state() > desired_limit && newest(t, old).is_gt());
+        if keep {
+            shown.insert(key, t);
+        }
+    }
     let per_slot = matches!(mode, Some(Mode::Replicated(_) | Mode::ReplicatedJob(_)));
-    let lines: Vec<ProgressLine> = current
+    let lines: Vec<ProgressLine> = shown
         .values()
         .enumerate()
         .map(|(i, t)| ProgressLine {
@@ -525,7 +541,11 @@ impl ProgressWriter {
             for t in &text {
                 let _ = writeln!(out, "\x1b[2K{t}");
             }
-            self.drawn = text.len();
+            // Blank what is left of a longer previous drawing.
+            for _ in text.len()..self.drawn {
+                let _ = writeln!(out, "\x1b[2K");
+            }
+            self.drawn = self.drawn.max(text.len());
         } else {
             for (i, t) in text.iter().enumerate() {
                 if self.printed.get(i) != Some(t) {
@@ -757,7 +777,12 @@ async fn inspect(opts: &ClientOpts, a: InspectArgs) -> anyhow::Result<()> {
             Err(e) => errors.push(e),
         }
     }
-    if !found.is_empty() || errors.is_empty() {
+    if found.is_empty() {
+        // Docker still prints the empty JSON array when nothing was found.
+        if a.format.as_deref().is_none_or(str::is_empty) && !a.pretty {
+            println!("[]");
+        }
+    } else {
         print!(
             "{}",
             format::services::render_service_inspect(
@@ -1020,7 +1045,10 @@ async fn logs(opts: &ClientOpts, a: LogsArgs) -> anyhow::Result<()> {
             if !a.raw {
                 text.extend_from_slice(log_prefix(line, &service_name, &ctx).as_bytes());
             }
-            text.extend_from_slice(&line.data);
+            // One line per entry; drop the line's own end if it kept it.
+            let data = line.data.strip_suffix(b"\n").unwrap_or(&line.data);
+            let data = data.strip_suffix(b"\r").unwrap_or(data);
+            text.extend_from_slice(data);
             text.push(b'\n');
             let written = if line.stream == 2 {
                 stderr.write_all(&text)
@@ -1054,6 +1082,12 @@ mod tests {
         Cli::try_parse_from(argv)
             .map(|c| c.cmd)
             .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn flags_do_not_clash() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
     }
 
     #[test]
@@ -1233,6 +1267,10 @@ mod tests {
             s.failure.as_deref(),
             Some("task web.1 (a1) rejected: pull access denied for registry.local:5000/nope, repository does not exist or may require 'docker login'")
         );
+        assert_eq!(s.lines.len(), 1);
+        assert_eq!(s.lines[0].state, TaskState::Pending);
+        let only_rejected = snapshot(&svc(1), &tasks[..1], &names, &HashSet::new(), false);
+        assert_eq!(only_rejected.lines[0].state, TaskState::Rejected);
         // Failures from before the wait (a scale) are history.
         let old = HashSet::from(["a1".to_string()]);
         assert_eq!(snapshot(&svc(1), &tasks, &names, &old, false).failure, None);

@@ -324,6 +324,29 @@ mod tests {
     use super::*;
     use rswarm_proto::types::{Annotations, TaskStatus};
 
+    #[derive(clap::Parser, Debug)]
+    struct Cli {
+        #[command(flatten)]
+        ps: NodePsArgs,
+    }
+
+    #[test]
+    fn node_ps_takes_dockers_flags() {
+        use clap::{CommandFactory, Parser};
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from([
+            "ps",
+            "--no-trunc",
+            "-q",
+            "-f",
+            "desired-state=running",
+            "host2",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(cli.ps.list.no_trunc && cli.ps.list.quiet);
+        assert_eq!(cli.ps.nodes, vec!["host2".to_string()]);
+    }
+
     #[test]
     fn filters_parse_and_reject_like_docker() {
         assert_eq!(

@@ -97,7 +97,10 @@ impl DaemonConfig {
     /// The OCI runtime binary: `default-runtime` looked up in `runtimes`,
     /// else `runc` from PATH.
     pub fn runtime_path(&self) -> anyhow::Result<PathBuf> {
-        let name = self.default_runtime.clone().unwrap_or_else(|| "runc".into());
+        let name = self
+            .default_runtime
+            .clone()
+            .unwrap_or_else(|| "runc".into());
         if let Some(r) = self.runtimes.get(&name) {
             return Ok(r.path.clone());
         }
@@ -147,9 +150,11 @@ mod tests {
 
     #[test]
     fn registries_and_runtimes() {
-        let c = load(r#"{"insecure-registries":["10.0.0.2:5000"],"registry-mirrors":["http://m:5000"],
+        let c = load(
+            r#"{"insecure-registries":["10.0.0.2:5000"],"registry-mirrors":["http://m:5000"],
             "registry-auths":{"r:5000":{"username":"u","password":"p"}},
-            "runtimes":{"myrunc":{"path":"/opt/runc"}},"default-runtime":"myrunc"}"#)
+            "runtimes":{"myrunc":{"path":"/opt/runc"}},"default-runtime":"myrunc"}"#,
+        )
         .unwrap();
         assert_eq!(c.insecure_registries, vec!["10.0.0.2:5000"]);
         assert_eq!(c.runtime_path().unwrap(), PathBuf::from("/opt/runc"));

@@ -27,27 +27,44 @@ fn summary(i: &LocalImage) -> ImageSummary {
 
 #[tonic::async_trait]
 impl Images for LocalImages {
-    async fn list_images(&self, _req: Request<ListImagesRequest>) -> Result<Response<ListImagesResponse>, Status> {
+    async fn list_images(
+        &self,
+        _req: Request<ListImagesRequest>,
+    ) -> Result<Response<ListImagesResponse>, Status> {
         Ok(Response::new(ListImagesResponse {
             images: self.store.list().iter().map(summary).collect(),
         }))
     }
 
-    async fn pull_image(&self, req: Request<PullImageRequest>) -> Result<Response<PullImageResponse>, Status> {
+    async fn pull_image(
+        &self,
+        req: Request<PullImageRequest>,
+    ) -> Result<Response<PullImageResponse>, Status> {
         let img = self
             .store
             .pull(&req.into_inner().reference)
             .await
             .map_err(|e| Status::failed_precondition(e.to_string()))?;
-        Ok(Response::new(PullImageResponse { image: Some(summary(&img)) }))
+        Ok(Response::new(PullImageResponse {
+            image: Some(summary(&img)),
+        }))
     }
 
-    async fn remove_image(&self, req: Request<RemoveImageRequest>) -> Result<Response<RemoveImageResponse>, Status> {
+    async fn remove_image(
+        &self,
+        req: Request<RemoveImageRequest>,
+    ) -> Result<Response<RemoveImageResponse>, Status> {
         let req = req.into_inner();
-        let used: Vec<String> = self.in_use.lock().map(|m| m.values().cloned().collect()).unwrap_or_default();
+        let used: Vec<String> = self
+            .in_use
+            .lock()
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default();
         let report = self
             .store
-            .remove(&req.reference, req.force, &|img: &LocalImage| used.contains(&img.reference))
+            .remove(&req.reference, req.force, &|img: &LocalImage| {
+                used.contains(&img.reference)
+            })
             .map_err(|e| Status::failed_precondition(e.to_string()))?;
         Ok(Response::new(RemoveImageResponse {
             untagged: report.untagged,
@@ -55,7 +72,10 @@ impl Images for LocalImages {
         }))
     }
 
-    async fn load_image(&self, req: Request<LoadImageRequest>) -> Result<Response<LoadImageResponse>, Status> {
+    async fn load_image(
+        &self,
+        req: Request<LoadImageRequest>,
+    ) -> Result<Response<LoadImageResponse>, Status> {
         let path = std::path::PathBuf::from(req.into_inner().path);
         let store = self.store.clone();
         let images = tokio::task::spawn_blocking(move || store.load(&path))

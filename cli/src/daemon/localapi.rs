@@ -85,25 +85,43 @@ type Stream<T> = std::pin::Pin<Box<dyn futures::Stream<Item = Result<T, Status>>
 
 #[tonic::async_trait]
 impl Services for LocalServices {
-    async fn create_service(&self, req: Request<CreateServiceRequest>) -> Result<Response<Service>, Status> {
+    async fn create_service(
+        &self,
+        req: Request<CreateServiceRequest>,
+    ) -> Result<Response<Service>, Status> {
         self.node.services().await?.create_service(req).await
     }
-    async fn get_service(&self, req: Request<GetServiceRequest>) -> Result<Response<Service>, Status> {
+    async fn get_service(
+        &self,
+        req: Request<GetServiceRequest>,
+    ) -> Result<Response<Service>, Status> {
         self.node.services().await?.get_service(req).await
     }
-    async fn list_services(&self, req: Request<ListServicesRequest>) -> Result<Response<ListServicesResponse>, Status> {
+    async fn list_services(
+        &self,
+        req: Request<ListServicesRequest>,
+    ) -> Result<Response<ListServicesResponse>, Status> {
         self.node.services().await?.list_services(req).await
     }
-    async fn update_service(&self, req: Request<UpdateServiceRequest>) -> Result<Response<Service>, Status> {
+    async fn update_service(
+        &self,
+        req: Request<UpdateServiceRequest>,
+    ) -> Result<Response<Service>, Status> {
         self.node.services().await?.update_service(req).await
     }
-    async fn remove_service(&self, req: Request<RemoveServiceRequest>) -> Result<Response<RemoveServiceResponse>, Status> {
+    async fn remove_service(
+        &self,
+        req: Request<RemoveServiceRequest>,
+    ) -> Result<Response<RemoveServiceResponse>, Status> {
         self.node.services().await?.remove_service(req).await
     }
     async fn get_task(&self, req: Request<GetTaskRequest>) -> Result<Response<Task>, Status> {
         self.node.services().await?.get_task(req).await
     }
-    async fn list_tasks(&self, req: Request<ListTasksRequest>) -> Result<Response<ListTasksResponse>, Status> {
+    async fn list_tasks(
+        &self,
+        req: Request<ListTasksRequest>,
+    ) -> Result<Response<ListTasksResponse>, Status> {
         self.node.services().await?.list_tasks(req).await
     }
     type LogsStream = Stream<LogsResponse>;
@@ -111,7 +129,10 @@ impl Services for LocalServices {
         self.node.services().await?.logs(req).await
     }
     type ExecStream = Stream<ExecOutput>;
-    async fn exec(&self, req: Request<Streaming<ExecInput>>) -> Result<Response<Self::ExecStream>, Status> {
+    async fn exec(
+        &self,
+        req: Request<Streaming<ExecInput>>,
+    ) -> Result<Response<Self::ExecStream>, Status> {
         self.node.services().await?.exec(req).await
     }
 }

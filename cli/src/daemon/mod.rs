@@ -16,8 +16,8 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use rswarm_proto::control::control_server::ControlServer;
 use rswarm_proto::control::services_server::ServicesServer;
-use rswarm_proto::daemon::images_server::ImagesServer;
 use rswarm_proto::daemon::daemon_server::DaemonServer;
+use rswarm_proto::daemon::images_server::ImagesServer;
 use tokio::net::UnixListener;
 
 pub use config::DaemonConfig;
@@ -106,10 +106,16 @@ async fn serve(args: DaemonArgs, cfg: DaemonConfig) -> anyhow::Result<()> {
             .collect(),
     };
     let images = rswarm_agent::image::ImageStore::open(&data_dir.join("images"), registry)
-        .with_context(|| format!("opening the image store in {}", data_dir.join("images").display()))?;
+        .with_context(|| {
+            format!(
+                "opening the image store in {}",
+                data_dir.join("images").display()
+            )
+        })?;
     let runtime = rswarm_agent::runtime::Runtime::new(&data_dir, cfg.runtime_path()?)
         .with_context(|| format!("starting the container runtime in {}", data_dir.display()))?;
-    let images_in_use = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
+    let images_in_use =
+        std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
     let settings = node::NodeSettings {
         data: state::DataDir::new(data_dir.clone()),
         node_name: node_name.clone(),

@@ -661,14 +661,12 @@ impl NodeRuntime {
             .ok_or_else(|| anyhow!("no certificates"))?;
         let cfg = self.store_config(&state);
         let connector = Arc::new(TlsConnector::new(node_tls.clone()));
-        let store = Store::open(cfg, connector.clone())
-            .await
-            .with_context(|| {
-                format!(
-                    "opening the Raft store in {}",
-                    self.settings.data.raft().display()
-                )
-            })?;
+        let store = Store::open(cfg, connector.clone()).await.with_context(|| {
+            format!(
+                "opening the Raft store in {}",
+                self.settings.data.raft().display()
+            )
+        })?;
         if let StoreStart::Bootstrap = how {
             store.bootstrap().await.context("bootstrapping Raft")?;
             wait_leader(&store, Duration::from_secs(10)).await?;

@@ -7,15 +7,21 @@
 //! - `output`: the `--format` / `--quiet` rules every `ls` and `inspect` shares.
 //! - `humanize`: how Docker shows times, sizes and enum words to people.
 //! - `nodes`: Node objects in Docker's shapes (`node ls` rows, `node inspect` JSON, `--pretty`).
+//! - `services`: Service objects in Docker's shapes (`service ls` rows, `service inspect` JSON, `--pretty`).
+//! - `tasks`: task rows for `service ps` / `node ps` (history under ` \_ `, "Running 3 seconds ago").
+//! - `images`: local images for `image ls`.
 //!
 //! This module only renders: it never talks to a daemon or a manager.
 
 #![allow(dead_code)]
 
 pub mod humanize;
+pub mod images;
 pub mod nodes;
 pub mod output;
+pub mod services;
 pub mod table;
+pub mod tasks;
 pub mod template;
 
 /// Why a `--format` string could not be rendered. The message is the line the

@@ -82,7 +82,12 @@ pub fn service_counts(
     let mut unfinished_job_tasks = 0u64;
     for t in mine {
         let state = t.status.as_ref().map(|s| s.state()).unwrap_or_default();
-        if state == TaskState::Running && !down_nodes.contains(&t.node_id) {
+        // A task being stopped (scale-down, removal) may still report Running
+        // for a moment; like Docker, count only tasks meant to run.
+        if state == TaskState::Running
+            && t.desired_state() <= TaskState::Complete
+            && !down_nodes.contains(&t.node_id)
+        {
             counts.running += 1;
         }
         if state == TaskState::Complete {
@@ -700,7 +705,7 @@ pub fn service_inspect_json(service: &Service) -> Value {
         m.insert("UpdateStatus".into(), Value::Object(us));
     }
     if matches!(spec.mode, Some(Mode::ReplicatedJob(_) | Mode::GlobalJob(_))) {
-        let job = service.job_status.clone().unwrap_or_default();
+        let job = service.job_status.unwrap_or_default();
         let mut js = Map::new();
         js.insert(
             "JobIteration".into(),
@@ -1446,7 +1451,7 @@ mod tests {
         );
         assert_eq!(service_pretty(&web, 0), expected);
         assert_eq!(
-            render_service_inspect(&[web.clone()], Some("pretty"), false, 0),
+            render_service_inspect(std::slice::from_ref(&web), Some("pretty"), false, 0),
             Ok(expected.to_string())
         );
         assert!(render_service_inspect(&[web], Some("pretty {{.ID}}"), false, 0).is_err());

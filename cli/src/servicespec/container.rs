@@ -2,7 +2,7 @@
 //! `--env-file`), labels, ulimits, sysctls, capabilities, the stop signal and
 //! `--entrypoint` words, each as Docker reads and refuses it.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 use rswarm_proto::types::Ulimit;
 
@@ -86,16 +86,6 @@ pub fn parse_label(value: &str) -> Result<(String, String), ValueError> {
         )));
     }
     Ok((key.to_string(), val.to_string()))
-}
-
-/// Labels from a list of values, later ones winning.
-pub fn parse_labels(values: &[String]) -> Result<HashMap<String, String>, (String, ValueError)> {
-    let mut labels = HashMap::new();
-    for v in values {
-        let (k, val) = parse_label(v).map_err(|e| (v.clone(), e))?;
-        labels.insert(k, val);
-    }
-    Ok(labels)
 }
 
 /// One `--sysctl` value: `name=value`.

@@ -39,7 +39,7 @@ pub struct ServiceFlags {
     #[arg(long, value_name = "string", default_value = "replicated")]
     pub mode: String,
     /// Number of tasks
-    #[arg(long, value_name = "uint")]
+    #[arg(long, value_name = "uint", allow_hyphen_values = true)]
     pub replicas: Option<String>,
     /// Number of job tasks to run concurrently (default equal to --replicas)
     #[arg(long = "max-concurrent", value_name = "uint")]
@@ -953,7 +953,7 @@ mod tests {
         );
         assert_eq!(
             err("--limit-memory 1M busybox"),
-            "invalid memory value 1048576: Must be at least 4MiB"
+            "invalid memory value 1048576: Must be at least 6MiB"
         );
         assert_eq!(
             err("--limit-memory 64M --reserve-memory 128M busybox"),

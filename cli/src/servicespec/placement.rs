@@ -129,14 +129,24 @@ pub fn parse_preference(value: &str) -> Result<PlacementPreference, ValueError> 
             "unsupported placement preference {strategy} (only spread is supported)"
         )));
     }
-    if arg.trim().is_empty() {
-        return Err(ValueError::new(
-            "spread needs a descriptor, e.g. spread=node.labels.zone",
-        ));
-    }
+    check_spread_descriptor(arg)?;
     Ok(PlacementPreference {
         spread_descriptor: arg.to_string(),
     })
+}
+
+/// What `spread=` may spread over: a node or engine label.
+pub fn check_spread_descriptor(descriptor: &str) -> Result<(), ValueError> {
+    let lower = descriptor.to_ascii_lowercase();
+    let label = ["node.labels.", "engine.labels."]
+        .iter()
+        .find_map(|prefix| lower.strip_prefix(prefix));
+    match label {
+        Some(l) if !l.is_empty() => Ok(()),
+        _ => Err(ValueError::new(
+            "must be node.labels.<name> or engine.labels.<name>",
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -169,6 +179,9 @@ mod tests {
         assert!(Constraint::parse("node.platform.os==linux").is_ok());
         assert!(Constraint::parse("engine.labels.disk==ssd").is_ok());
         assert!(Constraint::parse("Node.Role==Manager").is_ok());
+        // Label names keep their case; the rest of the key does not matter.
+        let zone = Constraint::parse("Node.Labels.Zone==a").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(zone.key, "Node.Labels.Zone");
     }
 
     #[test]
@@ -213,6 +226,10 @@ mod tests {
         assert_eq!(
             parse_preference("spread").map_err(|e| e.to_string()),
             Err("placement preference must be of the format \"<strategy>=<arg>\"".into())
+        );
+        assert_eq!(
+            parse_preference("spread=node.hostname").map_err(|e| e.to_string()),
+            Err("must be node.labels.<name> or engine.labels.<name>".into())
         );
     }
 }

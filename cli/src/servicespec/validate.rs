@@ -12,7 +12,7 @@ use rswarm_proto::types::update_config::FailureAction;
 use rswarm_proto::types::{ResourceLimits, ServiceSpec, UpdateConfig};
 
 use super::mounts::check_mount;
-use super::placement::Constraint;
+use super::placement::{check_spread_descriptor, Constraint};
 use super::policy::{check_failure_ratio, ModeKind};
 use super::reference::ImageRef;
 use super::SpecError;
@@ -20,8 +20,11 @@ use crate::format::humanize::bytes_size;
 
 /// The shortest healthcheck interval, timeout or start period (Docker's).
 const MIN_HEALTH_DURATION_NS: i64 = 1_000_000;
-/// The least memory a limit or reservation may name (swarmkit's).
-const MIN_MEMORY_BYTES: i64 = 4 << 20;
+/// The least memory a limit may name (Docker's container minimum, and the
+/// manager's).
+const MIN_MEMORY_LIMIT: i64 = 6 << 20;
+/// The least memory a reservation may name (swarmkit's).
+const MIN_MEMORY_RESERVATION: i64 = 4 << 20;
 /// The least CPU a limit or reservation may name (swarmkit's).
 const MIN_NANO_CPUS: i64 = 1_000_000;
 
@@ -108,8 +111,11 @@ pub fn validate(spec: &ServiceSpec) -> Result<(), SpecError> {
     }
 
     if let Some(r) = &task.resources {
-        for limits in [&r.limits, &r.reservations].into_iter().flatten() {
-            check_resources(limits)?;
+        if let Some(l) = &r.limits {
+            check_resources(l, MIN_MEMORY_LIMIT)?;
+        }
+        if let Some(l) = &r.reservations {
+            check_resources(l, MIN_MEMORY_RESERVATION)?;
         }
         if let (Some(l), Some(res)) = (&r.limits, &r.reservations) {
             if l.memory_bytes > 0 && res.memory_bytes > l.memory_bytes {
@@ -145,13 +151,13 @@ pub fn validate(spec: &ServiceSpec) -> Result<(), SpecError> {
             Constraint::parse(c)
                 .map_err(|e| SpecError::Invalid(format!("invalid constraint {c:?}: {e}")))?;
         }
-        if p.preferences
-            .iter()
-            .any(|p| p.spread_descriptor.trim().is_empty())
-        {
-            return invalid(
-                "placement preference spread needs a descriptor, e.g. node.labels.zone",
-            );
+        for pref in &p.preferences {
+            check_spread_descriptor(&pref.spread_descriptor).map_err(|e| {
+                SpecError::Invalid(format!(
+                    "invalid placement preference spread={}: {e}",
+                    pref.spread_descriptor
+                ))
+            })?;
         }
     }
 
@@ -196,17 +202,18 @@ pub fn validate(spec: &ServiceSpec) -> Result<(), SpecError> {
     Ok(())
 }
 
-fn check_resources(r: &ResourceLimits) -> Result<(), SpecError> {
+fn check_resources(r: &ResourceLimits, min_memory: i64) -> Result<(), SpecError> {
     if r.nano_cpus != 0 && r.nano_cpus < MIN_NANO_CPUS {
         return invalid(format!(
             "invalid cpu value {}: Must be at least 0.001",
             r.nano_cpus as f64 / 1e9
         ));
     }
-    if r.memory_bytes != 0 && r.memory_bytes < MIN_MEMORY_BYTES {
+    if r.memory_bytes != 0 && r.memory_bytes < min_memory {
         return invalid(format!(
-            "invalid memory value {}: Must be at least 4MiB",
-            r.memory_bytes
+            "invalid memory value {}: Must be at least {}",
+            r.memory_bytes,
+            bytes_size(min_memory as f64)
         ));
     }
     if r.pids < 0 {

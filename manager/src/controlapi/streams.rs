@@ -14,7 +14,10 @@ use rswarm_proto::control::exec_output::Frame as OutFrame;
 use rswarm_proto::control::services_client::ServicesClient;
 use rswarm_proto::control::*;
 use rswarm_proto::dispatcher::manager_exec_frame::Frame as ToAgent;
-use rswarm_proto::dispatcher::{agent_exec_frame::Frame as FromAgent, agent_work::Work, AgentWork, ExecRequest, LogSubscription, ManagerExecFrame};
+use rswarm_proto::dispatcher::{
+    agent_exec_frame::Frame as FromAgent, agent_work::Work, AgentWork, ExecRequest,
+    LogSubscription, ManagerExecFrame,
+};
 use rswarm_proto::types::TaskState;
 use rswarm_raft::{Connector, Store};
 use tokio::sync::mpsc;
@@ -28,11 +31,16 @@ use crate::objects;
 pub type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
 /// A channel to the current leader, for relaying streams.
-fn leader_client(store: &Store, connector: &Arc<dyn Connector>) -> Result<ServicesClient<tonic::transport::Channel>, Status> {
+fn leader_client(
+    store: &Store,
+    connector: &Arc<dyn Connector>,
+) -> Result<ServicesClient<tonic::transport::Channel>, Status> {
     let (_, addr) = store
         .leader()
         .ok_or_else(|| Status::unavailable(rswarm_raft::StoreError::NoLeader.to_string()))?;
-    let ch = connector.channel(&addr).map_err(|e| Status::unavailable(format!("reaching the leader at {addr}: {e}")))?;
+    let ch = connector
+        .channel(&addr)
+        .map_err(|e| Status::unavailable(format!("reaching the leader at {addr}: {e}")))?;
     Ok(ServicesClient::new(ch))
 }
 
@@ -43,14 +51,21 @@ pub async fn logs(
     req: LogsRequest,
 ) -> Result<BoxStream<LogsResponse>, Status> {
     if !store.is_leader() {
-        let stream = leader_client(&store, &connector)?.logs(req).await?.into_inner();
+        let stream = leader_client(&store, &connector)?
+            .logs(req)
+            .await?
+            .into_inner();
         return Ok(Box::pin(stream));
     }
     let selector = req.selector.clone().unwrap_or_default();
     let mut tasks = vec![];
     for r in &selector.service_refs {
         let svc = resolve_service(&store, r)?;
-        tasks.extend(objects::tasks(&store)?.into_iter().filter(|t| t.service_id == svc.id));
+        tasks.extend(
+            objects::tasks(&store)?
+                .into_iter()
+                .filter(|t| t.service_id == svc.id),
+        );
     }
     for r in &selector.task_refs {
         tasks.push(resolve_task(&store, r)?);
@@ -62,11 +77,22 @@ pub async fn logs(
         .collect();
     let services: HashMap<String, String> = objects::services(&store)?
         .into_iter()
-        .map(|s| (s.id.clone(), s.spec.and_then(|s| s.annotations).map(|a| a.name).unwrap_or_default()))
+        .map(|s| {
+            (
+                s.id.clone(),
+                s.spec
+                    .and_then(|s| s.annotations)
+                    .map(|a| a.name)
+                    .unwrap_or_default(),
+            )
+        })
         .collect();
     let mut by_node: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for t in &tasks {
-        by_node.entry(t.node_id.clone()).or_default().push(t.id.clone());
+        by_node
+            .entry(t.node_id.clone())
+            .or_default()
+            .push(t.id.clone());
     }
     let task_info: HashMap<String, (String, u64)> = tasks
         .iter()
@@ -99,7 +125,12 @@ pub async fn logs(
     }
     let (tx, out) = mpsc::channel::<Result<LogsResponse, Status>>(64);
     if !warnings.is_empty() {
-        let _ = tx.send(Ok(LogsResponse { lines: vec![], warnings })).await;
+        let _ = tx
+            .send(Ok(LogsResponse {
+                lines: vec![],
+                warnings,
+            }))
+            .await;
     }
     let follow = req.follow;
     tokio::spawn(async move {
@@ -111,10 +142,9 @@ pub async fn logs(
                     _ = tx.closed() => None,
                 }
             } else {
-                match tokio::time::timeout(Duration::from_secs(30), rx.recv()).await {
-                    Ok(m) => m,
-                    Err(_) => None,
-                }
+                tokio::time::timeout(Duration::from_secs(30), rx.recv())
+                    .await
+                    .unwrap_or_default()
             };
             let Some(msg) = msg else { break };
             let lines = msg
@@ -124,7 +154,11 @@ pub async fn logs(
                     let (service_id, slot) = task_info.get(&e.task_id).cloned().unwrap_or_default();
                     let node_id = tasks_node(&by_node, &e.task_id);
                     LogLine {
-                        task_name: format!("{}.{}", services.get(&service_id).cloned().unwrap_or_default(), slot),
+                        task_name: format!(
+                            "{}.{}",
+                            services.get(&service_id).cloned().unwrap_or_default(),
+                            slot
+                        ),
                         node_name: nodes.get(&node_id).cloned().unwrap_or_default(),
                         service_id,
                         slot,
@@ -136,7 +170,15 @@ pub async fn logs(
                     }
                 })
                 .collect::<Vec<_>>();
-            if !lines.is_empty() && tx.send(Ok(LogsResponse { lines, warnings: vec![] })).await.is_err() {
+            if !lines.is_empty()
+                && tx
+                    .send(Ok(LogsResponse {
+                        lines,
+                        warnings: vec![],
+                    }))
+                    .await
+                    .is_err()
+            {
                 break;
             }
             if msg.close {
@@ -146,7 +188,11 @@ pub async fn logs(
         agents.unsubscribe_logs(&sub_id);
         for node in asked {
             let close = AgentWork {
-                work: Some(Work::Logs(LogSubscription { id: sub_id.clone(), close: true, ..Default::default() })),
+                work: Some(Work::Logs(LogSubscription {
+                    id: sub_id.clone(),
+                    close: true,
+                    ..Default::default()
+                })),
             };
             agents.send(&node, close).await;
         }
@@ -179,7 +225,9 @@ pub async fn exec(
         .await?
         .ok_or_else(|| Status::invalid_argument("exec: no start frame"))?;
     let Some(InFrame::Start(start)) = first.frame else {
-        return Err(Status::invalid_argument("exec: the first frame must start the command"));
+        return Err(Status::invalid_argument(
+            "exec: the first frame must start the command",
+        ));
     };
     if start.cmd.is_empty() {
         return Err(Status::invalid_argument("exec: no command given"));
@@ -193,7 +241,10 @@ pub async fn exec(
             task.status
                 .as_ref()
                 .and_then(|s| TaskState::try_from(s.state).ok())
-                .map(|s| s.as_str_name().trim_start_matches("TASK_STATE_").to_lowercase())
+                .map(|s| s
+                    .as_str_name()
+                    .trim_start_matches("TASK_STATE_")
+                    .to_lowercase())
                 .unwrap_or_default()
         )));
     }
@@ -222,7 +273,9 @@ pub async fn exec(
         Ok(Ok(a)) => a,
         _ => {
             agents.forget_exec(&session);
-            return Err(Status::unavailable("the agent did not start the exec session in time"));
+            return Err(Status::unavailable(
+                "the agent did not start the exec session in time",
+            ));
         }
     };
     let (tx, out) = mpsc::channel::<Result<ExecOutput, Status>>(64);
@@ -235,11 +288,19 @@ pub async fn exec(
                 Some(InFrame::StdinClosed(_)) => ToAgent::StdinClosed(true),
                 _ => continue,
             };
-            if to_agent.send(ManagerExecFrame { frame: Some(f) }).await.is_err() {
+            if to_agent
+                .send(ManagerExecFrame { frame: Some(f) })
+                .await
+                .is_err()
+            {
                 break;
             }
         }
-        let _ = to_agent.send(ManagerExecFrame { frame: Some(ToAgent::StdinClosed(true)) }).await;
+        let _ = to_agent
+            .send(ManagerExecFrame {
+                frame: Some(ToAgent::StdinClosed(true)),
+            })
+            .await;
     });
     // Agent → client: output and the exit code.
     let mut from_agent = agent.from_agent;
@@ -255,12 +316,23 @@ pub async fn exec(
                         None => continue,
                     };
                     let last = matches!(frame, OutFrame::ExitCode(_) | OutFrame::Error(_));
-                    if tx.send(Ok(ExecOutput { frame: Some(frame) })).await.is_err() || last {
+                    if tx
+                        .send(Ok(ExecOutput { frame: Some(frame) }))
+                        .await
+                        .is_err()
+                        || last
+                    {
                         break;
                     }
                 }
                 Ok(None) => {
-                    let _ = tx.send(Ok(ExecOutput { frame: Some(OutFrame::Error("the agent closed the exec session".into())) })).await;
+                    let _ = tx
+                        .send(Ok(ExecOutput {
+                            frame: Some(OutFrame::Error(
+                                "the agent closed the exec session".into(),
+                            )),
+                        }))
+                        .await;
                     break;
                 }
                 Err(s) => {
@@ -274,6 +346,10 @@ pub async fn exec(
 }
 
 /// Re-send a client's inbound exec frames upstream (follower → leader).
-fn async_stream_from(inbound: tonic::Streaming<ExecInput>) -> impl Stream<Item = ExecInput> + Send + 'static {
-    inbound.take_while(|r| futures::future::ready(r.is_ok())).filter_map(|r| futures::future::ready(r.ok()))
+fn async_stream_from(
+    inbound: tonic::Streaming<ExecInput>,
+) -> impl Stream<Item = ExecInput> + Send + 'static {
+    inbound
+        .take_while(|r| futures::future::ready(r.is_ok()))
+        .filter_map(|r| futures::future::ready(r.ok()))
 }

@@ -89,7 +89,10 @@ pub(crate) fn tasks_by_node<'a>(
         if view.nodes.contains_key(*node_id) {
             continue;
         }
-        for t in tasks.iter().filter(|t| task::is_wanted(t) && !task::has_ended(t)) {
+        for t in tasks
+            .iter()
+            .filter(|t| task::is_wanted(t) && !task::has_ended(t))
+        {
             plan.stop(t, TaskState::Shutdown);
         }
     }

@@ -97,7 +97,9 @@ pub(crate) fn reconcile_replicated(
         }
     }
     // Slots that ran before (restarts) go first, then slots never started.
-    let never_started = (1..=total).filter(|s| !slots.contains_key(s)).map(|s| (s, &[][..]));
+    let never_started = (1..=total)
+        .filter(|s| !slots.contains_key(s))
+        .map(|s| (s, &[][..]));
     let mut capacity = max_concurrent.saturating_sub(running);
     for (slot, tasks) in waiting.into_iter().chain(never_started) {
         if capacity == 0 {

@@ -56,6 +56,8 @@ const TICK: Duration = Duration::from_millis(250);
 const FULL_PASS_EVERY: Duration = Duration::from_secs(30);
 /// Pause before redoing services whose writes conflicted.
 const CONFLICT_PAUSE: Duration = Duration::from_millis(20);
+/// Pause after the store failed a write for another reason.
+pub(crate) const STORE_ERROR_PAUSE: Duration = Duration::from_secs(1);
 
 /// Starts the orchestrators on `store`. Runs until aborted; works only while
 /// this manager is the Raft leader.
@@ -91,11 +93,10 @@ impl Dirty {
         match touched {
             None => {}
             Some(Touched::Node) | Some(Touched::Cluster) => self.all = true,
-            Some(Touched::Service(id)) | Some(Touched::Task(id)) => {
-                if !self.all {
-                    self.services.insert(id);
-                }
+            Some(Touched::Service(id)) | Some(Touched::Task(id)) if !self.all => {
+                self.services.insert(id);
             }
+            Some(_) => {}
         }
     }
 
@@ -155,7 +156,6 @@ async fn lead(store: &Store) -> Result<(), ManagerError> {
                 last_full = clock.instant;
             }
             let todo = std::mem::take(&mut dirty);
-            let t0 = std::time::Instant::now(); let n = todo.services.len();
             let (again, error) = orch
                 .pass(store, &mut view, todo, clock, |v| {
                     if stream == Drained::CaughtUp {
@@ -163,7 +163,6 @@ async fn lead(store: &Store) -> Result<(), ManagerError> {
                     }
                 })
                 .await;
-            eprintln!("ORCH pass {:?} services {} all {}", t0.elapsed(), n, dirty.all);
             if let Some(e) = error {
                 return Err(e.into());
             }
@@ -228,37 +227,34 @@ impl Orchestrator {
         let mut plan = Plan::default();
         for id in &ids {
             match view.services.get(id) {
-                Some(svc) => {
-                    match ModeKind::of(svc) {
-                        ModeKind::Replicated { replicas } => replicated::reconcile(
-                            view,
-                            svc,
-                            replicas,
-                            &mut self.restarts,
-                            clock,
-                            &mut plan,
-                        ),
-                        ModeKind::Global => {
-                            global::reconcile(view, svc, &mut self.restarts, clock, &mut plan)
-                        }
-                        ModeKind::ReplicatedJob {
-                            max_concurrent,
-                            total,
-                        } => jobs::reconcile_replicated(
-                            view,
-                            svc,
-                            max_concurrent,
-                            total,
-                            &mut self.restarts,
-                            clock,
-                            &mut plan,
-                        ),
-                        ModeKind::GlobalJob => {
-                            jobs::reconcile_global(view, svc, &mut self.restarts, clock, &mut plan)
-                        }
+                Some(svc) => match ModeKind::of(svc) {
+                    ModeKind::Replicated { replicas } => replicated::reconcile(
+                        view,
+                        svc,
+                        replicas,
+                        &mut self.restarts,
+                        clock,
+                        &mut plan,
+                    ),
+                    ModeKind::Global => {
+                        global::reconcile(view, svc, &mut self.restarts, clock, &mut plan)
                     }
-                    reaper::reap_history(view, svc, limit, &mut plan);
-                }
+                    ModeKind::ReplicatedJob {
+                        max_concurrent,
+                        total,
+                    } => jobs::reconcile_replicated(
+                        view,
+                        svc,
+                        max_concurrent,
+                        total,
+                        &mut self.restarts,
+                        clock,
+                        &mut plan,
+                    ),
+                    ModeKind::GlobalJob => {
+                        jobs::reconcile_global(view, svc, &mut self.restarts, clock, &mut plan)
+                    }
+                },
                 None => reaper::reap_removed(view, id, &mut plan),
             }
             if let Some(at) = plan.wake_at.take() {
@@ -272,14 +268,18 @@ impl Orchestrator {
         }
 
         let Plan { puts, deletes, .. } = plan;
-        if puts.is_empty() && deletes.is_empty() {
-            return (Dirty::default(), None);
-        }
         let mut service_of: HashMap<String, String> = HashMap::new();
         let mut batch = Batch::default();
         for t in puts {
             service_of.insert(t.id.clone(), t.service_id.clone());
             batch.put_task(view, t);
+        }
+        // History is trimmed with this pass's new tasks already counted.
+        let mut deletes = deletes;
+        for id in &ids {
+            if let Some(svc) = view.services.get(id) {
+                deletes.extend(reaper::reap_history(view, svc, limit, |t| batch.touches(t)));
+            }
         }
         for id in deletes {
             if let Some(t) = view.tasks.get(&id) {
@@ -287,8 +287,10 @@ impl Orchestrator {
             }
             batch.delete_task(view, &id);
         }
+        if batch.is_empty() {
+            return (Dirty::default(), None);
+        }
         let writes = batch.len();
-        eprintln!("ORCH planned {} writes", writes);
         let committed = commit(store, view, batch, between_chunks).await;
         tracing::debug!(
             writes,
@@ -305,7 +307,8 @@ impl Orchestrator {
         let error = match committed.error {
             Some(e @ (StoreError::NoLeader | StoreError::Shutdown)) => Some(e),
             Some(e) => {
-                tracing::warn!(error = %e, "orchestrator could not write its decisions; will retry");
+                tracing::warn!(error = %e, "orchestrator could not write its decisions; retrying in {STORE_ERROR_PAUSE:?}");
+                tokio::time::sleep(STORE_ERROR_PAUSE).await;
                 None
             }
             None => None,

@@ -56,7 +56,11 @@ impl Plan {
 /// Of several live tasks in one slot (a crash between writes, a leader
 /// change), keep the best — up to date, furthest along, newest — and stop
 /// the rest. Returns the one kept.
-pub(crate) fn keep_one<'a>(mut live: Vec<&'a Task>, svc: &Service, plan: &mut Plan) -> Option<&'a Task> {
+pub(crate) fn keep_one<'a>(
+    mut live: Vec<&'a Task>,
+    svc: &Service,
+    plan: &mut Plan,
+) -> Option<&'a Task> {
     live.sort_by(|a, b| {
         let rank = |t: &Task| {
             (
@@ -120,7 +124,13 @@ pub(crate) fn fill_slot(
     }
     match sup.next_for_empty_slot(&slot.key, slot.tasks, svc, clock) {
         SlotAction::Create { restart_count } => {
-            plan.create(new_task(svc, slot.key.slot, node, restart_count, clock.nanos));
+            plan.create(new_task(
+                svc,
+                slot.key.slot,
+                node,
+                restart_count,
+                clock.nanos,
+            ));
             Filled::Created
         }
         SlotAction::WaitUntil(at) => {

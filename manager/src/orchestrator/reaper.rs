@@ -17,8 +17,14 @@ use super::plan::Plan;
 use super::task::{self, ModeKind};
 use super::view::ClusterView;
 
-/// Trims the history of every slot of `svc` to `limit` tasks.
-pub(crate) fn reap_history(view: &ClusterView<()>, svc: &Service, limit: usize, plan: &mut Plan) {
+/// The tasks to delete so that every slot of `svc` keeps at most `limit`
+/// tasks; `busy` tasks (written by the pass under way) are left alone.
+pub(crate) fn reap_history(
+    view: &ClusterView<()>,
+    svc: &Service,
+    limit: usize,
+    busy: impl Fn(&str) -> bool,
+) -> Vec<String> {
     let limit = limit.max(1);
     let global = ModeKind::of(svc).is_global();
     let mut slots: HashMap<(u64, &str), Vec<&Task>> = HashMap::new();
@@ -26,6 +32,7 @@ pub(crate) fn reap_history(view: &ClusterView<()>, svc: &Service, limit: usize, 
         let node = if global { t.node_id.as_str() } else { "" };
         slots.entry((t.slot, node)).or_default().push(t);
     }
+    let mut doomed = Vec::new();
     for tasks in slots.values_mut() {
         if tasks.len() <= limit {
             continue;
@@ -40,13 +47,14 @@ pub(crate) fn reap_history(view: &ClusterView<()>, svc: &Service, limit: usize, 
             if excess == 0 {
                 break;
             }
-            if plan.touches(&t.id) || !task::is_terminated(t, view.nodes.get(&t.node_id)) {
+            if busy(&t.id) || !task::is_terminated(t, view.nodes.get(&t.node_id)) {
                 continue;
             }
-            plan.delete(t);
+            doomed.push(t.id.clone());
             excess -= 1;
         }
     }
+    doomed
 }
 
 /// Winds down the tasks of a service that no longer exists.

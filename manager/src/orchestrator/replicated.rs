@@ -37,9 +37,7 @@ pub(crate) fn reconcile(
             if t.desired_state > TaskState::Running as i32 {
                 continue;
             }
-            if !wanted
-                || task::has_ended(t)
-                || task::lost_with_node(t, view.nodes.get(&t.node_id))
+            if !wanted || task::has_ended(t) || task::lost_with_node(t, view.nodes.get(&t.node_id))
             {
                 plan.stop(t, TaskState::Shutdown);
                 continue;
@@ -54,18 +52,7 @@ pub(crate) fn reconcile(
             slot,
             node_id: String::new(),
         };
-        fill_slot(
-            svc,
-            Slot {
-                key,
-                tasks,
-                live,
-            },
-            true,
-            sup,
-            clock,
-            plan,
-        );
+        fill_slot(svc, Slot { key, tasks, live }, true, sup, clock, plan);
     }
     for slot in 1..=replicas {
         if !slots.contains_key(&slot) {

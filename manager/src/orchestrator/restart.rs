@@ -127,11 +127,11 @@ impl RestartSupervisor {
         clock: Clock,
     ) -> SlotAction {
         let mode = ModeKind::of(svc);
-        let Some(latest) = tasks
-            .iter()
-            .copied()
-            .max_by(|a, b| task::created_at(a).cmp(&task::created_at(b)).then(a.id.cmp(&b.id)))
-        else {
+        let Some(latest) = tasks.iter().copied().max_by(|a, b| {
+            task::created_at(a)
+                .cmp(&task::created_at(b))
+                .then(a.id.cmp(&b.id))
+        }) else {
             return SlotAction::Create { restart_count: 0 };
         };
         if !mode.is_job() && latest.spec_version < svc.spec_version {
@@ -169,7 +169,9 @@ impl RestartSupervisor {
         if clock.instant < due {
             return SlotAction::WaitUntil(due);
         }
-        self.dead_since.remove(&latest.id);
+        // `dead_since` keeps the entry (until the task is deleted): should
+        // the new task's creation fail to commit, the retry is not delayed
+        // a second time.
         if !p.window.is_zero() && p.max_attempts > 0 {
             if let Some(h) = self.history.get_mut(key) {
                 h.restarts.push_back(clock.nanos);

@@ -22,10 +22,15 @@ pub const PENDING_MESSAGE: &str = "pending task scheduling";
 /// A service's mode, with Docker's defaults filled in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ModeKind {
-    Replicated { replicas: u64 },
+    Replicated {
+        replicas: u64,
+    },
     Global,
     /// `max_concurrent` defaults to 1, `total_completions` to `max_concurrent`.
-    ReplicatedJob { max_concurrent: u64, total: u64 },
+    ReplicatedJob {
+        max_concurrent: u64,
+        total: u64,
+    },
     GlobalJob,
 }
 
@@ -299,7 +304,10 @@ mod tests {
             ..Default::default()
         };
         let t = new_task(&svc, 3, None, 2, 99);
-        assert_eq!(t.annotations.as_ref().map(|a| a.name.as_str()), Some("web.3"));
+        assert_eq!(
+            t.annotations.as_ref().map(|a| a.name.as_str()),
+            Some("web.3")
+        );
         assert_eq!(state(&t), TaskState::Pending as i32);
         assert_eq!(t.desired_state, TaskState::Running as i32);
         assert_eq!((t.slot, t.spec_version, t.restart_count), (3, 4, 2));

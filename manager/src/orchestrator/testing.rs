@@ -57,6 +57,20 @@ pub(crate) fn default_reaction(t: &Task) -> Option<(TaskState, i32)> {
     None
 }
 
+/// A bootstrapped one-manager store and its temp dir, no loops.
+pub(crate) async fn bare_store() -> (Store, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = StoreConfig::new(dir.path().join("raft"), 1, "127.0.0.1:1");
+    cfg.heartbeat_interval = Duration::from_millis(100);
+    cfg.election_timeout_min = Duration::from_millis(400);
+    cfg.election_timeout_max = Duration::from_millis(800);
+    let store = Store::open(cfg, Arc::new(NoPeers))
+        .await
+        .expect("open store");
+    store.bootstrap().await.expect("bootstrap");
+    (store, dir)
+}
+
 pub(crate) struct TestSwarm {
     pub store: Store,
     loops: Vec<JoinHandle<()>>,
@@ -78,13 +92,7 @@ impl TestSwarm {
     /// A bootstrapped one-manager store with the orchestrator and scheduler
     /// running, and a cluster object keeping `history` tasks per slot.
     pub async fn start(history: u32) -> TestSwarm {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut cfg = StoreConfig::new(dir.path().join("raft"), 1, "127.0.0.1:1");
-        cfg.heartbeat_interval = Duration::from_millis(100);
-        cfg.election_timeout_min = Duration::from_millis(400);
-        cfg.election_timeout_max = Duration::from_millis(800);
-        let store = Store::open(cfg, Arc::new(NoPeers)).await.expect("open store");
-        store.bootstrap().await.expect("bootstrap");
+        let (store, dir) = bare_store().await;
         let cluster = Cluster {
             id: "cluster".into(),
             spec: Some(ClusterSpec {
@@ -208,7 +216,12 @@ impl TestSwarm {
     }
 
     /// Creates a service as the Control API does (spec_version 1).
-    pub async fn create_service(&self, name: &str, mode: Mode, tweak: impl FnOnce(&mut TaskSpec)) -> String {
+    pub async fn create_service(
+        &self,
+        name: &str,
+        mode: Mode,
+        tweak: impl FnOnce(&mut TaskSpec),
+    ) -> String {
         let mut task = TaskSpec {
             container: Some(ContainerSpec {
                 image: "busybox".into(),
@@ -256,8 +269,10 @@ impl TestSwarm {
     }
 
     pub async fn scale(&self, id: &str, replicas: u64) {
-        self.update_service(id, |s| s.mode = Some(Mode::Replicated(ReplicatedService { replicas })))
-            .await;
+        self.update_service(id, |s| {
+            s.mode = Some(Mode::Replicated(ReplicatedService { replicas }))
+        })
+        .await;
     }
 
     pub async fn remove_service(&self, id: &str) {
@@ -295,7 +310,12 @@ impl TestSwarm {
 
     /// Polls `check` every 25 ms until it gives a value; panics with `what`
     /// (and the tasks of `service_id`) after `PATIENCE`.
-    pub async fn wait_for<T>(&self, what: &str, service_id: &str, mut check: impl FnMut(&[Task]) -> Option<T>) -> T {
+    pub async fn wait_for<T>(
+        &self,
+        what: &str,
+        service_id: &str,
+        mut check: impl FnMut(&[Task]) -> Option<T>,
+    ) -> T {
         let deadline = tokio::time::Instant::now() + PATIENCE;
         loop {
             let tasks = self.tasks(service_id);
@@ -304,7 +324,10 @@ impl TestSwarm {
             }
             if tokio::time::Instant::now() >= deadline {
                 let summary: Vec<String> = tasks.iter().map(describe).collect();
-                panic!("timed out waiting for {what}; tasks:\n{}", summary.join("\n"));
+                panic!(
+                    "timed out waiting for {what}; tasks:\n{}",
+                    summary.join("\n")
+                );
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }

@@ -61,23 +61,26 @@ async fn node_down_has_its_tasks_replaced_on_the_other_nodes() {
         })
         .await;
     swarm
-        .wait_for("6 running tasks", &svc, |t| (running(t).len() == 6).then_some(()))
+        .wait_for("6 running tasks", &svc, |t| {
+            (running(t).len() == 6).then_some(())
+        })
         .await;
 
     swarm.set_state(&nodes[2], NodeState::Down).await;
     let tasks = swarm
         .wait_for("6 running tasks on host1 and host2", &svc, |t| {
-            let on_live_nodes = running(t)
-                .iter()
-                .filter(|t| t.node_id != nodes[2])
-                .count();
+            let on_live_nodes = running(t).iter().filter(|t| t.node_id != nodes[2]).count();
             (on_live_nodes == 6).then(|| t.to_vec())
         })
         .await;
     let on_down: Vec<&Task> = tasks.iter().filter(|t| t.node_id == nodes[2]).collect();
     assert_eq!(on_down.len(), 2, "host3 had two tasks");
     for t in on_down {
-        assert_eq!(t.desired_state, TaskState::Shutdown as i32, "host3's agent is told to stop them when it returns");
+        assert_eq!(
+            t.desired_state,
+            TaskState::Shutdown as i32,
+            "host3's agent is told to stop them when it returns"
+        );
     }
     // Node loss is not a failure of the task: the replacement keeps the count.
     assert!(tasks.iter().all(|t| t.restart_count == 0));
@@ -106,7 +109,10 @@ async fn on_failure_with_max_attempts_3_restarts_exactly_three_times() {
         .await;
     swarm
         .wait_for("four failed tasks", &svc, |t| {
-            (t.iter().filter(|t| task::state(t) == TaskState::Failed as i32).count() == 4)
+            (t.iter()
+                .filter(|t| task::state(t) == TaskState::Failed as i32)
+                .count()
+                == 4)
                 .then_some(())
         })
         .await;
@@ -118,7 +124,9 @@ async fn on_failure_with_max_attempts_3_restarts_exactly_three_times() {
     assert_eq!(counts, BTreeSet::from([0, 1, 2, 3]));
     assert!(tasks.iter().all(|t| t.slot == 1));
     assert!(
-        tasks.iter().all(|t| t.desired_state == TaskState::Shutdown as i32),
+        tasks
+            .iter()
+            .all(|t| t.desired_state == TaskState::Shutdown as i32),
         "failed tasks are marked shut down"
     );
 }
@@ -163,7 +171,10 @@ async fn the_restart_delay_is_honoured() {
         waited >= delay - Duration::from_millis(100),
         "restarted after {waited:?}, before the {delay:?} delay"
     );
-    assert!(waited < delay + Duration::from_secs(2), "restart took {waited:?}");
+    assert!(
+        waited < delay + Duration::from_secs(2),
+        "restart took {waited:?}"
+    );
     assert_eq!(replacement.slot, 1);
     let tasks = swarm.tasks(&svc);
     assert_eq!(tasks.len(), 2);
@@ -243,7 +254,9 @@ async fn drain_moves_tasks_off_a_node() {
     let c = swarm.add_node("host3", |_| {}).await;
     let svc = swarm.create_service("web", replicated(3), |_| {}).await;
     swarm
-        .wait_for("3 running tasks", &svc, |t| (running(t).len() == 3).then_some(()))
+        .wait_for("3 running tasks", &svc, |t| {
+            (running(t).len() == 3).then_some(())
+        })
         .await;
 
     swarm.set_availability(&a, NodeAvailability::Drain).await;
@@ -258,7 +271,10 @@ async fn drain_moves_tasks_off_a_node() {
         })
         .await;
     let on: HashMap<String, usize> = per_node(&tasks).into_iter().collect();
-    assert_eq!(on.get(&b).copied().unwrap_or(0) + on.get(&c).copied().unwrap_or(0), 3);
+    assert_eq!(
+        on.get(&b).copied().unwrap_or(0) + on.get(&c).copied().unwrap_or(0),
+        3
+    );
     assert!(on.get(&b).copied().unwrap_or(0) >= 1 && on.get(&c).copied().unwrap_or(0) >= 1);
 }
 
@@ -269,7 +285,9 @@ async fn scaling_down_stops_the_highest_slots() {
     swarm.add_node("host1", |_| {}).await;
     let svc = swarm.create_service("web", replicated(5), |_| {}).await;
     swarm
-        .wait_for("5 running tasks", &svc, |t| (running(t).len() == 5).then_some(()))
+        .wait_for("5 running tasks", &svc, |t| {
+            (running(t).len() == 5).then_some(())
+        })
         .await;
     swarm.scale(&svc, 2).await;
     let tasks = swarm
@@ -295,7 +313,9 @@ async fn scaling_down_stops_the_highest_slots() {
     // Scaling up again refills the slots at once.
     swarm.scale(&svc, 4).await;
     swarm
-        .wait_for("4 running tasks", &svc, |t| (running(t).len() == 4).then_some(()))
+        .wait_for("4 running tasks", &svc, |t| {
+            (running(t).len() == 4).then_some(())
+        })
         .await;
 }
 
@@ -331,7 +351,10 @@ async fn a_global_service_follows_the_nodes() {
                 .then(|| t.to_vec())
         })
         .await;
-    assert!(tasks.iter().all(|t| t.node_id != drained), "none on the drained node");
+    assert!(
+        tasks.iter().all(|t| t.node_id != drained),
+        "none on the drained node"
+    );
     let names: BTreeSet<String> = tasks
         .iter()
         .filter_map(|t| t.annotations.as_ref().map(|a| a.name.clone()))
@@ -370,13 +393,21 @@ async fn task_history_is_kept_to_the_limit() {
         })
         .await;
     let tasks = swarm
-        .wait_for("the sixth restart running and history trimmed to 3", &svc, |t| {
-            let settled = running(t).iter().any(|t| t.restart_count == 6) && t.len() == 3;
-            settled.then(|| t.to_vec())
-        })
+        .wait_for(
+            "the sixth restart running and history trimmed to 3",
+            &svc,
+            |t| {
+                let settled = running(t).iter().any(|t| t.restart_count == 6) && t.len() == 3;
+                settled.then(|| t.to_vec())
+            },
+        )
         .await;
     let counts: BTreeSet<u32> = tasks.iter().map(|t| t.restart_count).collect();
-    assert_eq!(counts, BTreeSet::from([4, 5, 6]), "the oldest tasks were deleted");
+    assert_eq!(
+        counts,
+        BTreeSet::from([4, 5, 6]),
+        "the oldest tasks were deleted"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -386,7 +417,9 @@ async fn a_removed_service_leaves_no_tasks() {
     swarm.add_node("host1", |_| {}).await;
     let svc = swarm.create_service("web", replicated(3), |_| {}).await;
     swarm
-        .wait_for("3 running tasks", &svc, |t| (running(t).len() == 3).then_some(()))
+        .wait_for("3 running tasks", &svc, |t| {
+            (running(t).len() == 3).then_some(())
+        })
         .await;
     swarm.remove_service(&svc).await;
     swarm
@@ -401,7 +434,9 @@ async fn an_updated_service_replaces_its_tasks() {
     swarm.add_node("host1", |_| {}).await;
     let svc = swarm.create_service("web", replicated(2), |_| {}).await;
     swarm
-        .wait_for("2 running tasks", &svc, |t| (running(t).len() == 2).then_some(()))
+        .wait_for("2 running tasks", &svc, |t| {
+            (running(t).len() == 2).then_some(())
+        })
         .await;
     swarm
         .update_service(&svc, |s| {
@@ -425,4 +460,33 @@ async fn an_updated_service_replaces_its_tasks() {
     assert!(running(&tasks)
         .iter()
         .all(|t| image(t).as_deref() == Some("busybox:2")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_node_keeps_its_tasks_but_gets_no_new_ones() {
+    let mut swarm = TestSwarm::start(5).await;
+    swarm.run_agents(obedient_agent());
+    let a = swarm.add_node("host1", |_| {}).await;
+    let b = swarm.add_node("host2", |_| {}).await;
+    let svc = swarm.create_service("web", replicated(2), |_| {}).await;
+    swarm
+        .wait_for("2 running tasks", &svc, |t| {
+            (running(t).len() == 2).then_some(())
+        })
+        .await;
+    swarm.set_availability(&a, NodeAvailability::Pause).await;
+    swarm.scale(&svc, 4).await;
+    let tasks = swarm
+        .wait_for("4 running tasks", &svc, |t| {
+            (running(t).len() == 4).then(|| t.to_vec())
+        })
+        .await;
+    let on = per_node(&tasks);
+    assert_eq!(on.get(&a).copied(), Some(1), "host1 keeps its task: {on:?}");
+    assert_eq!(
+        on.get(&b).copied(),
+        Some(3),
+        "new tasks all went to host2: {on:?}"
+    );
+    assert_eq!(swarm.tasks(&svc).len(), 4, "nothing was moved");
 }

@@ -29,7 +29,7 @@ pub(crate) fn replace_outdated_task(svc: &Service, old: &Task, clock: Clock, pla
         return;
     }
     plan.stop(old, TaskState::Shutdown);
-    let node = (!old.node_id.is_empty() && ModeKind::of(svc).is_global())
-        .then_some(old.node_id.as_str());
+    let node =
+        (!old.node_id.is_empty() && ModeKind::of(svc).is_global()).then_some(old.node_id.as_str());
     plan.create(new_task(svc, old.slot, node, 0, clock.nanos));
 }

@@ -22,6 +22,7 @@ use rswarm_raft::{Change, Op, Store, StoreError};
 use tokio::sync::broadcast::error::TryRecvError;
 use tokio::sync::broadcast::Receiver;
 
+use super::task;
 use crate::error::ManagerError;
 use crate::objects::{self, KIND_CLUSTER, KIND_NODE, KIND_SERVICE, KIND_TASK};
 
@@ -118,7 +119,10 @@ impl<O: TaskObserver> ClusterView<O> {
     pub fn apply(&mut self, change: &Change) -> Option<Touched> {
         match change.kind.as_str() {
             KIND_TASK => {
-                let current = self.tasks.get(&change.id).map(|t| version_of(t.meta.as_ref()));
+                let current = self
+                    .tasks
+                    .get(&change.id)
+                    .map(|t| version_of(t.meta.as_ref()));
                 if current.is_some_and(|v| v > change.index) {
                     return None;
                 }
@@ -126,9 +130,13 @@ impl<O: TaskObserver> ClusterView<O> {
                     Some(bytes) => {
                         let mut task = decode::<Task>(change, bytes)?;
                         stamp(&mut task.meta, change.index);
+                        let matters = match self.tasks.get(&task.id) {
+                            None => true,
+                            Some(old) => self.change_matters(old, &task),
+                        };
                         let service = task.service_id.clone();
                         self.insert_task(task);
-                        Some(Touched::Task(service))
+                        matters.then_some(Touched::Task(service))
                     }
                     None => self
                         .remove_task(&change.id)
@@ -158,19 +166,50 @@ impl<O: TaskObserver> ClusterView<O> {
         }
     }
 
+    /// Whether a task's update can change what a loop decides. An agent
+    /// walking a task through ACCEPTED … RUNNING, the scheduler's assignment
+    /// to a usable node, or a new pending message do not; the end of a task,
+    /// a new desired state or spec, or a task landing on a lost node do.
+    /// (Without this, every status report would reconcile the whole service.)
+    fn change_matters(&self, old: &Task, new: &Task) -> bool {
+        if old.desired_state != new.desired_state
+            || task::has_ended(old) != task::has_ended(new)
+            || old.spec_version != new.spec_version
+            || old.job_iteration != new.job_iteration
+            || old.slot != new.slot
+            || old.service_id != new.service_id
+        {
+            return true;
+        }
+        old.node_id != new.node_id
+            && !new.node_id.is_empty()
+            && (task::node_down_or_missing(self.nodes.get(&new.node_id))
+                || self.nodes.get(&new.node_id).is_some_and(task::is_drained))
+    }
+
     /// Puts a task into the view (replacing the one with its ID).
     pub fn insert_task(&mut self, task: Task) {
-        let old = self.tasks.remove(&task.id);
-        if let Some(old) = &old {
-            if old.service_id != task.service_id {
-                self.unindex(&old.service_id, &old.id);
+        if let Some(slot) = self.tasks.get_mut(&task.id) {
+            let old = std::mem::replace(slot, task);
+            let new = &*slot;
+            self.observer.task_changed(Some(&old), Some(new));
+            if old.service_id != new.service_id {
+                let (id, service) = (new.id.clone(), new.service_id.clone());
+                self.unindex(&old.service_id, &id);
+                self.tasks_by_service.entry(service).or_default().insert(id);
+            }
+            return;
+        }
+        self.observer.task_changed(None, Some(&task));
+        match self.tasks_by_service.get_mut(&task.service_id) {
+            Some(ids) => {
+                ids.insert(task.id.clone());
+            }
+            None => {
+                self.tasks_by_service
+                    .insert(task.service_id.clone(), HashSet::from([task.id.clone()]));
             }
         }
-        self.tasks_by_service
-            .entry(task.service_id.clone())
-            .or_default()
-            .insert(task.id.clone());
-        self.observer.task_changed(old.as_ref(), Some(&task));
         self.tasks.insert(task.id.clone(), task);
     }
 
@@ -278,6 +317,11 @@ impl Batch {
         self.ops.len()
     }
 
+    /// Whether the batch already writes this task.
+    pub fn touches(&self, task_id: &str) -> bool {
+        self.touched.contains(task_id)
+    }
+
     /// Creates or updates `task` (guarded by the version it was read at; a
     /// task without one must be new). Returns false, and does nothing, if the
     /// batch already writes that task (a batch must not write an object
@@ -294,14 +338,13 @@ impl Batch {
 
     /// Deletes a task (guarded by the version it was read at).
     pub fn delete_task<O: TaskObserver>(&mut self, view: &mut ClusterView<O>, id: &str) -> bool {
-        let Some(meta) = view.tasks.get(id).map(|t| t.meta.clone()) else {
+        let Some(meta) = view.tasks.get(id).map(|t| t.meta) else {
             return false;
         };
         if !self.touched.insert(id.to_string()) {
             return false;
         }
-        self.ops
-            .push(objects::delete(KIND_TASK, id, meta.as_ref()));
+        self.ops.push(objects::delete(KIND_TASK, id, meta.as_ref()));
         self.ids.push(id.to_string());
         view.remove_task(id);
         true
@@ -321,7 +364,8 @@ pub(crate) struct Committed {
 
 /// Writes a batch in chunks. Successful chunks stamp the new version on
 /// their tasks in the view; failed ones are rolled back by re-reading their
-/// tasks. After an error other than a conflict the rest is not attempted.
+/// tasks. After an error other than a conflict, or once this manager is no
+/// longer the leader, the rest is not attempted.
 /// `between_chunks` runs after every chunk: the loop drains its change
 /// stream there, so a long batch does not let the stream overflow. (Safe:
 /// a change to a task of a chunk not yet written makes that chunk conflict
@@ -342,6 +386,11 @@ pub(crate) async fn commit<O: TaskObserver>(
             break;
         }
         let chunk_ids: Vec<String> = ids.by_ref().take(chunk_ops.len()).collect();
+        if out.error.is_none() && !store.is_leader() {
+            // Another manager leads now: it decides from here (a write would
+            // be forwarded to it and could duplicate its own decisions).
+            out.error = Some(StoreError::NoLeader);
+        }
         if out.error.is_some() {
             out.rolled_back.extend(chunk_ids);
             continue;
@@ -425,6 +474,63 @@ mod tests {
         view.apply(&change(KIND_TASK, "t1", 11, None));
         assert!(view.tasks.is_empty());
         assert!(view.tasks_by_service.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_conflicting_chunk_is_rolled_back_to_the_stores_copy() {
+        let (store, _dir) = crate::orchestrator::testing::bare_store().await;
+        let task = |id: &str, slot| Task {
+            id: id.into(),
+            service_id: "s1".into(),
+            slot,
+            ..Default::default()
+        };
+        store
+            .write(vec![objects::put_task(&task("t1", 1))])
+            .await
+            .expect("create t1");
+        let mut view = ClusterView::load(&store, ()).expect("load");
+        // Someone else changes t1 after the view read it.
+        let mut theirs = view.tasks["t1"].clone();
+        theirs.slot = 7;
+        store
+            .write(vec![objects::put_task(&theirs)])
+            .await
+            .expect("their write");
+
+        let mut batch = Batch::default();
+        let mut mine = view.tasks["t1"].clone();
+        mine.slot = 2;
+        assert!(batch.put_task(&mut view, mine.clone()));
+        assert!(
+            !batch.put_task(&mut view, mine),
+            "a task is written once per batch"
+        );
+        assert!(batch.put_task(&mut view, task("t2", 3)));
+        assert_eq!(view.tasks["t1"].slot, 2, "applied to the view at once");
+
+        let mut chunks = 0;
+        let done = commit(&store, &mut view, batch, |_| chunks += 1).await;
+        assert_eq!(chunks, 1);
+        assert_eq!(done.written, 0);
+        assert!(done.error.is_none());
+        assert_eq!(done.rolled_back.len(), 2);
+        assert_eq!(view.tasks["t1"].slot, 7, "the store's copy is back");
+        assert!(!view.tasks.contains_key("t2"), "the create did not happen");
+
+        let mut batch = Batch::default();
+        let mut again = view.tasks["t1"].clone();
+        again.slot = 2;
+        batch.put_task(&mut view, again);
+        let done = commit(&store, &mut view, batch, |_| {}).await;
+        assert_eq!((done.written, done.rolled_back.len()), (1, 0));
+        let stored = objects::task(&store, "t1").expect("read").expect("exists");
+        assert_eq!(stored.slot, 2);
+        assert_eq!(
+            version_of(view.tasks["t1"].meta.as_ref()),
+            version_of(stored.meta.as_ref()),
+            "the view carries the new version"
+        );
     }
 
     #[test]

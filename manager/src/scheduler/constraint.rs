@@ -83,9 +83,7 @@ impl Key {
                 .map(|s| s.addr.clone())
                 .unwrap_or_default(),
             Key::Os => platform.map(|p| p.os.clone()).unwrap_or_default(),
-            Key::Arch => platform
-                .map(|p| p.architecture.clone())
-                .unwrap_or_default(),
+            Key::Arch => platform.map(|p| p.architecture.clone()).unwrap_or_default(),
             Key::NodeLabel(label) => node
                 .spec
                 .as_ref()
@@ -112,7 +110,8 @@ pub(crate) struct Constraint {
 
 fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
     let head = s.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix).then(|| &s[prefix.len()..])
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &s[prefix.len()..])
 }
 
 impl Constraint {
@@ -216,7 +215,15 @@ mod tests {
 
     #[test]
     fn malformed_constraints_are_errors_not_panics() {
-        for bad in ["", "node.role", "node.role==", "foo==bar", "node.labels.==x", "a==b==c", "é==x"] {
+        for bad in [
+            "",
+            "node.role",
+            "node.role==",
+            "foo==bar",
+            "node.labels.==x",
+            "a==b==c",
+            "é==x",
+        ] {
             assert!(Constraint::parse(bad).is_err(), "{bad:?} should not parse");
         }
     }

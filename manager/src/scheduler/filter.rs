@@ -262,6 +262,9 @@ mod tests {
         assert!(platform_supported(&[p("linux", "amd64")], &node));
         assert!(platform_supported(&[p("", "")], &node));
         assert!(!platform_supported(&[p("linux", "arm64")], &node));
-        assert!(platform_supported(&[p("windows", ""), p("Linux", "")], &node));
+        assert!(platform_supported(
+            &[p("windows", ""), p("Linux", "")],
+            &node
+        ));
     }
 }

@@ -43,6 +43,7 @@ use self::pipeline::Pipeline;
 use crate::error::ManagerError;
 use crate::objects::now_nanos;
 use crate::orchestrator::view::{commit, drain, Batch, ClusterView, Drained};
+use crate::orchestrator::STORE_ERROR_PAUSE;
 
 /// The message of a task the scheduler placed.
 pub const ASSIGNED_MESSAGE: &str = "scheduler assigned task to node";
@@ -94,9 +95,7 @@ async fn lead(store: &Store) -> Result<(), ManagerError> {
         let mut stream = Drained::CaughtUp;
         if changed && !sched.view.observer.pending.is_empty() {
             changed = false;
-            let t0 = std::time::Instant::now();
             sched.plan_pass();
-            let t1 = t0.elapsed();
             let batch = std::mem::take(&mut sched.batch);
             if !batch.is_empty() {
                 let writes = batch.len();
@@ -106,7 +105,6 @@ async fn lead(store: &Store) -> Result<(), ManagerError> {
                     }
                 })
                 .await;
-                eprintln!("SCHED plan {:?} commit {:?} writes {}", t1, t0.elapsed() - t1, writes);
                 tracing::debug!(
                     writes,
                     written = committed.written,
@@ -114,11 +112,10 @@ async fn lead(store: &Store) -> Result<(), ManagerError> {
                     "scheduler pass"
                 );
                 match committed.error {
-                    Some(e @ (StoreError::NoLeader | StoreError::Shutdown)) => {
-                        return Err(e.into())
-                    }
+                    Some(e @ (StoreError::NoLeader | StoreError::Shutdown)) => return Err(e.into()),
                     Some(e) => {
-                        tracing::warn!(error = %e, "scheduler could not write its decisions; will retry")
+                        tracing::warn!(error = %e, "scheduler could not write its decisions; retrying in {STORE_ERROR_PAUSE:?}");
+                        tokio::time::sleep(STORE_ERROR_PAUSE).await;
                     }
                     None => {}
                 }

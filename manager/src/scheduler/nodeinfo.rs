@@ -114,7 +114,12 @@ impl Accounting {
         {
             return;
         }
-        let info = self.nodes.entry(t.node_id.clone()).or_default();
+        if !self.nodes.contains_key(&t.node_id) {
+            self.nodes.insert(t.node_id.clone(), NodeInfo::default());
+        }
+        let Some(info) = self.nodes.get_mut(&t.node_id) else {
+            return;
+        };
         let (cpu, memory) = reservations(t);
         info.reserved_cpu = info.reserved_cpu.saturating_add(sign * cpu);
         info.reserved_memory = info.reserved_memory.saturating_add(sign * memory);
@@ -134,10 +139,17 @@ impl Accounting {
         }
         if task_state::is_wanted(t) {
             bump(&mut info.active_tasks);
-            let n = info.service_tasks.entry(t.service_id.clone()).or_default();
-            bump(n);
-            if *n == 0 {
-                info.service_tasks.remove(&t.service_id);
+            match info.service_tasks.get_mut(&t.service_id) {
+                Some(n) => {
+                    bump(n);
+                    if *n == 0 {
+                        info.service_tasks.remove(&t.service_id);
+                    }
+                }
+                None if sign > 0 => {
+                    info.service_tasks.insert(t.service_id.clone(), 1);
+                }
+                None => {}
             }
         }
     }

@@ -99,9 +99,18 @@ mod tests {
         };
         let empty = NodeInfo::default();
         let candidates = [
-            Candidate { node: &drained, info: &empty },
-            Candidate { node: &ready, info: &full },
-            Candidate { node: &ready, info: &full },
+            Candidate {
+                node: &drained,
+                info: &empty,
+            },
+            Candidate {
+                node: &ready,
+                info: &full,
+            },
+            Candidate {
+                node: &ready,
+                info: &full,
+            },
         ];
         assert!(!pipeline.passes(candidates[1]));
         assert!(pipeline.passes(Candidate {

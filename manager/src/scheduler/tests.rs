@@ -114,11 +114,20 @@ async fn constraints_confine_tasks() {
         .await;
 
     let on = |tasks: &[Task]| per_node(tasks).into_keys().collect::<BTreeSet<_>>();
-    let t = swarm.wait_for("workers placed", &workers, all_placed(4)).await;
+    let t = swarm
+        .wait_for("workers placed", &workers, all_placed(4))
+        .await;
     assert_eq!(on(&t), BTreeSet::from([worker_a.clone(), worker_b.clone()]));
-    let t = swarm.wait_for("zone a placed", &zone_a, all_placed(4)).await;
-    assert_eq!(on(&t), BTreeSet::from([manager_a.clone(), worker_a.clone()]));
-    let t = swarm.wait_for("zone a workers placed", &both, all_placed(2)).await;
+    let t = swarm
+        .wait_for("zone a placed", &zone_a, all_placed(4))
+        .await;
+    assert_eq!(
+        on(&t),
+        BTreeSet::from([manager_a.clone(), worker_a.clone()])
+    );
+    let t = swarm
+        .wait_for("zone a workers placed", &both, all_placed(2))
+        .await;
     assert_eq!(on(&t), BTreeSet::from([worker_a.clone()]));
     let t = swarm
         .wait_for("the unsatisfiable task explained", &nowhere, |t| {
@@ -129,7 +138,9 @@ async fn constraints_confine_tasks() {
         .await;
     assert_eq!(
         pending_messages(&t),
-        BTreeSet::from(["no suitable node (scheduling constraints not satisfied on 3 nodes)".to_string()])
+        BTreeSet::from([
+            "no suitable node (scheduling constraints not satisfied on 3 nodes)".to_string()
+        ])
     );
 }
 
@@ -209,7 +220,9 @@ async fn max_replicas_and_host_ports_limit_tasks_per_node() {
         .await;
     assert_eq!(
         pending_messages(&t),
-        BTreeSet::from(["no suitable node (max replicas per node limit exceed on 2 nodes)".to_string()])
+        BTreeSet::from([
+            "no suitable node (max replicas per node limit exceed on 2 nodes)".to_string()
+        ])
     );
 
     // Host-mode ports: the service's endpoint, as the Control API stores it.
@@ -276,5 +289,8 @@ async fn spread_preference_evens_out_label_values() {
     let t = swarm.wait_for("6 placed", &svc, all_placed(6)).await;
     let on = per_node(&t);
     assert_eq!(on.get(&a).copied(), Some(3), "zone a gets half: {on:?}");
-    assert_eq!(on.get(&b1).copied().unwrap_or(0) + on.get(&b2).copied().unwrap_or(0), 3);
+    assert_eq!(
+        on.get(&b1).copied().unwrap_or(0) + on.get(&b2).copied().unwrap_or(0),
+        3
+    );
 }
