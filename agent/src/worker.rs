@@ -31,13 +31,16 @@ struct Running {
     updates: watch::Sender<Task>,
 }
 
-pub fn spawn(deps: WorkerDeps, leader: watch::Receiver<LeaderChannel>) -> tokio::task::JoinHandle<()> {
+pub fn spawn(
+    deps: WorkerDeps,
+    leader: watch::Receiver<LeaderChannel>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(run(deps, leader))
 }
 
 async fn run(deps: WorkerDeps, mut leader: watch::Receiver<LeaderChannel>) {
     let (report_tx, report_rx) = mpsc::channel::<Report>(1024);
-    let _reporter = crate::reporter::spawn(report_rx, leader.clone());
+    let _reporter = AbortOnDrop(crate::reporter::spawn(report_rx, leader.clone()));
     let tasks: Arc<Mutex<HashMap<String, Running>>> = Arc::new(Mutex::new(HashMap::new()));
     let mut first_complete_seen = false;
     loop {
@@ -52,7 +55,11 @@ async fn run(deps: WorkerDeps, mut leader: watch::Receiver<LeaderChannel>) {
         let mut client = TasksClient::new(channel.clone());
         // Requests for logs and exec ride their own stream.
         let subs = match client.subscriptions(SubscriptionsRequest {}).await {
-            Ok(s) => Some(subscriptions::spawn(s.into_inner(), channel.clone(), deps.runtime.clone())),
+            Ok(s) => Some(AbortOnDrop(subscriptions::spawn(
+                s.into_inner(),
+                channel.clone(),
+                deps.runtime.clone(),
+            ))),
             Err(e) => {
                 tracing::debug!(error = %e.message(), "subscriptions stream");
                 None
@@ -63,9 +70,7 @@ async fn run(deps: WorkerDeps, mut leader: watch::Receiver<LeaderChannel>) {
             Ok(s) => s.into_inner(),
             Err(e) => {
                 tracing::debug!(error = %e.message(), "assignments stream");
-                if let Some(s) = subs {
-                    s.abort();
-                }
+                drop(subs);
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 continue;
             }
@@ -85,9 +90,22 @@ async fn run(deps: WorkerDeps, mut leader: watch::Receiver<LeaderChannel>) {
             };
             let mut map = tasks.lock().await;
             if msg.r#type == MsgType::Complete as i32 {
-                let keep: HashSet<String> = msg.changes.iter().filter_map(|c| c.task.as_ref().map(|t| t.id.clone())).collect();
-                // Tasks no longer assigned here: close their updates (the driver stops and removes them).
-                map.retain(|id, _| keep.contains(id));
+                let keep: HashSet<String> = msg
+                    .changes
+                    .iter()
+                    .filter_map(|c| c.task.as_ref().map(|t| t.id.clone()))
+                    .collect();
+                // Tasks no longer assigned here: their drivers stop and remove them.
+                let gone: Vec<String> = map
+                    .keys()
+                    .filter(|id| !keep.contains(*id))
+                    .cloned()
+                    .collect();
+                for id in gone {
+                    if let Some(r) = map.remove(&id) {
+                        unassign(&r);
+                    }
+                }
                 if !first_complete_seen {
                     first_complete_seen = true;
                     remove_orphans(&deps, &keep).await;
@@ -96,7 +114,9 @@ async fn run(deps: WorkerDeps, mut leader: watch::Receiver<LeaderChannel>) {
             for change in msg.changes {
                 let Some(task) = change.task else { continue };
                 if change.action == Action::Remove as i32 {
-                    map.remove(&task.id);
+                    if let Some(r) = map.remove(&task.id) {
+                        unassign(&r);
+                    }
                     continue;
                 }
                 match map.get(&task.id) {
@@ -115,7 +135,10 @@ async fn run(deps: WorkerDeps, mut leader: watch::Receiver<LeaderChannel>) {
                         tokio::spawn(async move {
                             taskstate::drive(ctl, task, rx, reports).await;
                             let mut m = all.lock().await;
-                            if m.get(&id).map(|r| r.updates.is_closed()).unwrap_or(false) {
+                            if m.get(&id)
+                                .map(|r| r.updates.receiver_count() == 0)
+                                .unwrap_or(false)
+                            {
                                 m.remove(&id);
                             }
                         });
@@ -123,11 +146,18 @@ async fn run(deps: WorkerDeps, mut leader: watch::Receiver<LeaderChannel>) {
                 }
             }
         }
-        if let Some(s) = subs {
-            s.abort();
-        }
+        drop(subs);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Tell a driver its task is no longer assigned here: it stops and removes
+/// the container. (A driver whose channel merely closes, because the agent
+/// is stopping, leaves its container alone: live restore.)
+fn unassign(r: &Running) {
+    let mut t = r.updates.borrow().clone();
+    t.desired_state = TaskState::Remove as i32;
+    let _ = r.updates.send(t);
 }
 
 /// Containers on disk that no assignment claims (their tasks were deleted
@@ -142,8 +172,22 @@ async fn remove_orphans(deps: &WorkerDeps, assigned: &HashSet<String>) {
     };
     for id in ids.into_iter().filter(|id| !assigned.contains(id)) {
         tracing::info!(container = %id, "removing a container no task claims");
-        let task = Task { id: id.clone(), desired_state: TaskState::Remove as i32, ..Default::default() };
+        let task = Task {
+            id: id.clone(),
+            desired_state: TaskState::Remove as i32,
+            ..Default::default()
+        };
         let _ = deps.controller.shutdown(&task).await;
         let _ = deps.controller.remove(&task).await;
+    }
+}
+
+/// Aborts a helper task when the worker that owns it goes (the worker itself
+/// is aborted when the agent stops).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

@@ -64,6 +64,7 @@ pub async fn create_cluster(
             }),
         }),
         removed_nodes: vec![],
+        default_address_pool: None,
     };
     let mut description = p.description;
     description.tls_info = Some(TlsInfo {

@@ -15,6 +15,7 @@ pub mod certificates;
 pub mod controlapi;
 pub mod dispatcher;
 pub mod error;
+pub mod listener;
 pub mod objects;
 pub mod orchestrator;
 pub mod roles;
@@ -26,8 +27,8 @@ use std::time::Duration;
 use rswarm_proto::ca::ca_server::CaServer;
 use rswarm_proto::control::control_server::ControlServer;
 use rswarm_proto::control::services_server::ServicesServer;
-use rswarm_proto::dispatcher::tasks_server::TasksServer;
 use rswarm_proto::dispatcher::dispatcher_server::DispatcherServer;
+use rswarm_proto::dispatcher::tasks_server::TasksServer;
 use rswarm_proto::identity::tls::{self, NodeTls};
 use rswarm_raft::{Connector, Store};
 use tokio::sync::oneshot;
@@ -61,9 +62,16 @@ impl TlsConnector {
 
 impl Connector for TlsConnector {
     fn channel(&self, addr: &str) -> Result<tonic::transport::Channel, String> {
-        let t = self.tls.read().map_err(|_| "TLS configuration lock poisoned".to_string())?;
-        tls::connect_lazy(addr, &t.ca_pem, Some((t.cert_pem.as_str(), t.key_pem.as_str())))
-            .map_err(|e| e.to_string())
+        let t = self
+            .tls
+            .read()
+            .map_err(|_| "TLS configuration lock poisoned".to_string())?;
+        tls::connect_lazy(
+            addr,
+            &t.ca_pem,
+            Some((t.cert_pem.as_str(), t.key_pem.as_str())),
+        )
+        .map_err(|e| e.to_string())
     }
 }
 
@@ -77,7 +85,13 @@ pub struct Manager {
     loops: JoinHandle<()>,
     orchestrator: JoinHandle<()>,
     scheduler: JoinHandle<()>,
-    tcp: Mutex<Option<(oneshot::Sender<()>, JoinHandle<()>)>>,
+    tcp: Mutex<
+        Option<(
+            oneshot::Sender<()>,
+            JoinHandle<()>,
+            Arc<listener::Connections>,
+        )>,
+    >,
 }
 
 impl Manager {
@@ -125,7 +139,11 @@ impl Manager {
     }
 
     pub fn services(&self) -> controlapi::ServicesApi {
-        controlapi::ServicesApi::new(self.store.clone(), self.agents.clone(), self.connector.clone())
+        controlapi::ServicesApi::new(
+            self.store.clone(),
+            self.agents.clone(),
+            self.connector.clone(),
+        )
     }
 
     /// The connector to other managers (update it when the certificate is renewed).
@@ -178,14 +196,17 @@ impl Manager {
             .add_service(tasks)
             .add_service(raft);
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
-        // Raft's small messages must not wait for Nagle's algorithm.
+        // Raft's small messages must not wait for Nagle's algorithm; every
+        // connection is tracked so stopping the manager can cut them all.
+        let connections = Arc::new(listener::Connections::default());
+        let tracker = connections.clone();
         let incoming = tokio_stream::StreamExt::map(
             tokio_stream::wrappers::TcpListenerStream::new(listener),
-            |s| {
-                if let Ok(s) = &s {
+            move |s| {
+                s.map(|s| {
                     let _ = s.set_nodelay(true);
-                }
-                s
+                    tracker.track(s)
+                })
             },
         );
         let handle = tokio::spawn(async move {
@@ -199,16 +220,17 @@ impl Manager {
             }
         });
         if let Ok(mut tcp) = self.tcp.lock() {
-            *tcp = Some((stop_tx, handle));
+            *tcp = Some((stop_tx, handle, connections));
         }
         Ok(())
     }
 
     fn stop_tcp(&self) {
         if let Ok(mut tcp) = self.tcp.lock() {
-            if let Some((stop, handle)) = tcp.take() {
+            if let Some((stop, handle, connections)) = tcp.take() {
                 let _ = stop.send(());
                 handle.abort();
+                connections.cut_all();
             }
         }
     }

@@ -3,7 +3,7 @@
 //! Control API and loops share (node by reference, the single cluster).
 
 use prost::Message;
-use rswarm_proto::types::{Cluster, Node, NodeRole, NodeState, Service, Task, Version};
+use rswarm_proto::types::{Cluster, Network, Node, NodeRole, NodeState, Service, Task, Version};
 use rswarm_raft::{Op, Store};
 
 use crate::error::ManagerError;
@@ -16,6 +16,11 @@ pub const KIND_NODE: &str = "node";
 pub const KIND_SERVICE: &str = "service";
 /// Store kind of task objects.
 pub const KIND_TASK: &str = "task";
+/// Store kind of network objects.
+pub const KIND_NETWORK: &str = "network";
+/// Store kind of the guard every network create rewrites, so that two
+/// concurrent creates cannot take the same name, subnet or VNI.
+pub const KIND_NETWORK_GUARD: &str = "network-allocation";
 /// The cluster object's id in the store (there is exactly one).
 pub const CLUSTER_KEY: &str = "default";
 
@@ -172,10 +177,12 @@ pub fn services(store: &Store) -> Result<Vec<Service>, ManagerError> {
 
 /// One service by full ID.
 pub fn service(store: &Store, id: &str) -> Result<Option<Service>, ManagerError> {
-    Ok(store.get_message::<Service>(KIND_SERVICE, id)?.map(|(version, mut s)| {
-        stamp(&mut s.meta, version);
-        s
-    }))
+    Ok(store
+        .get_message::<Service>(KIND_SERVICE, id)?
+        .map(|(version, mut s)| {
+            stamp(&mut s.meta, version);
+            s
+        }))
 }
 
 /// All tasks, versions stamped.
@@ -192,10 +199,43 @@ pub fn tasks(store: &Store) -> Result<Vec<Task>, ManagerError> {
 
 /// One task by full ID.
 pub fn task(store: &Store, id: &str) -> Result<Option<Task>, ManagerError> {
-    Ok(store.get_message::<Task>(KIND_TASK, id)?.map(|(version, mut t)| {
-        stamp(&mut t.meta, version);
-        t
-    }))
+    Ok(store
+        .get_message::<Task>(KIND_TASK, id)?
+        .map(|(version, mut t)| {
+            stamp(&mut t.meta, version);
+            t
+        }))
+}
+
+/// All networks, versions stamped.
+pub fn networks(store: &Store) -> Result<Vec<Network>, ManagerError> {
+    Ok(store
+        .list_messages::<Network>(KIND_NETWORK)?
+        .into_iter()
+        .map(|(version, mut n)| {
+            stamp(&mut n.meta, version);
+            n
+        })
+        .collect())
+}
+
+/// One network by full ID.
+pub fn network(store: &Store, id: &str) -> Result<Option<Network>, ManagerError> {
+    Ok(store
+        .get_message::<Network>(KIND_NETWORK, id)?
+        .map(|(version, mut n)| {
+            stamp(&mut n.meta, version);
+            n
+        }))
+}
+
+/// A put of a network, guarded by the version it was read at (none: must be new).
+pub fn put_network(network: &Network) -> Op {
+    put_versioned(KIND_NETWORK, &network.id, network.meta.as_ref(), |meta| {
+        let mut stored = network.clone();
+        stored.meta = meta;
+        stored.encode_to_vec()
+    })
 }
 
 /// A put of a service, guarded by the version it was read at (none: must be new).

@@ -3,3 +3,4 @@
 //!
 //! Nothing lives here yet: the cluster foundation has no data plane. The
 //! networking issue fills it in.
+pub mod dns;

@@ -47,12 +47,18 @@ pub fn exit_status(exit: &Exit) -> (TaskState, String, String) {
         return (
             TaskState::Failed,
             "failed".into(),
-            format!("task: non-zero exit ({code}): OOM killed: the container exceeded its memory limit"),
+            format!(
+                "task: non-zero exit ({code}): OOM killed: the container exceeded its memory limit"
+            ),
         );
     }
     match exit.code {
         Some(0) => (TaskState::Complete, "finished".into(), String::new()),
-        Some(code) => (TaskState::Failed, "failed".into(), format!("task: non-zero exit ({code})")),
+        Some(code) => (
+            TaskState::Failed,
+            "failed".into(),
+            format!("task: non-zero exit ({code})"),
+        ),
         None => (
             TaskState::Failed,
             "failed".into(),
@@ -97,10 +103,18 @@ impl Driver {
 /// Drive one task until it ends and the manager no longer wants it. `updates`
 /// carries new versions of the task (desired state changes); it closes when
 /// the task is no longer assigned here, which removes the container.
-pub async fn drive(ctl: Arc<dyn Controller>, task: Task, mut updates: watch::Receiver<Task>, reports: mpsc::Sender<Report>) {
+pub async fn drive(
+    ctl: Arc<dyn Controller>,
+    task: Task,
+    mut updates: watch::Receiver<Task>,
+    reports: mpsc::Sender<Report>,
+) {
     let mut d = Driver {
         state: state_of(&task),
-        container_status: task.status.as_ref().and_then(|s| s.container_status.clone()),
+        container_status: task
+            .status
+            .as_ref()
+            .and_then(|s| s.container_status.clone()),
         ctl,
         reports,
         task,
@@ -121,12 +135,19 @@ pub async fn drive(ctl: Arc<dyn Controller>, task: Task, mut updates: watch::Rec
     if !terminal(d.state) && !wants_stop(&d.task) {
         match existing {
             Some(Existing::Running { pid }) => {
-                d.container_status = Some(ContainerStatus { container_id: container_id.clone(), pid: pid as i32, ..Default::default() });
+                d.container_status = Some(ContainerStatus {
+                    container_id: container_id.clone(),
+                    pid: pid as i32,
+                    ..Default::default()
+                });
                 d.report(TaskState::Running, "started", "").await;
                 running = true;
             }
             Some(Existing::Stopped) if d.state >= TaskState::Running as i32 => {
-                let exit = d.ctl.wait(&d.task).await.unwrap_or(Exit { code: None, oom_killed: false });
+                let exit = d.ctl.wait(&d.task).await.unwrap_or(Exit {
+                    code: None,
+                    oom_killed: false,
+                });
                 let (state, msg, err) = exit_status(&exit);
                 if let Some(cs) = d.container_status.as_mut() {
                     cs.exit_code = exit.code.unwrap_or(-1);
@@ -147,7 +168,8 @@ pub async fn drive(ctl: Arc<dyn Controller>, task: Task, mut updates: watch::Rec
                 };
                 match prepared {
                     None => {
-                        d.report(TaskState::Shutdown, "shutdown before start", "").await;
+                        d.report(TaskState::Shutdown, "shutdown before start", "")
+                            .await;
                     }
                     Some(Err(e)) => {
                         let (state, text) = match &e {
@@ -162,12 +184,17 @@ pub async fn drive(ctl: Arc<dyn Controller>, task: Task, mut updates: watch::Rec
                         d.report(TaskState::Starting, "starting", "").await;
                         match d.ctl.start(&d.task).await {
                             Ok(pid) => {
-                                d.container_status = Some(ContainerStatus { container_id: container_id.clone(), pid: pid as i32, ..Default::default() });
+                                d.container_status = Some(ContainerStatus {
+                                    container_id: container_id.clone(),
+                                    pid: pid as i32,
+                                    ..Default::default()
+                                });
                                 d.report(TaskState::Running, "started", "").await;
                                 running = true;
                             }
                             Err(e) => {
-                                d.report(TaskState::Failed, "starting failed", &e.to_string()).await;
+                                d.report(TaskState::Failed, "starting failed", &e.to_string())
+                                    .await;
                             }
                         }
                     }
@@ -187,7 +214,10 @@ pub async fn drive(ctl: Arc<dyn Controller>, task: Task, mut updates: watch::Rec
         };
         match exited {
             Some(r) => {
-                let exit = r.unwrap_or(Exit { code: None, oom_killed: false });
+                let exit = r.unwrap_or(Exit {
+                    code: None,
+                    oom_killed: false,
+                });
                 let (state, msg, err) = exit_status(&exit);
                 if let Some(cs) = d.container_status.as_mut() {
                     cs.exit_code = exit.code.unwrap_or(-1);
@@ -219,7 +249,7 @@ pub async fn drive(ctl: Arc<dyn Controller>, task: Task, mut updates: watch::Rec
             break;
         }
         if updates.changed().await.is_err() {
-            break; // no longer assigned here
+            return; // the agent is stopping: leave the container as it is
         }
     }
     if let Err(e) = d.ctl.remove(&d.task).await {
@@ -227,14 +257,16 @@ pub async fn drive(ctl: Arc<dyn Controller>, task: Task, mut updates: watch::Rec
     }
 }
 
-/// Resolves when the manager wants the task stopped (or no longer assigns it).
+/// Resolves when the manager wants the task stopped (or removed). If the
+/// agent stops meanwhile (the channel closes) it never resolves: running
+/// containers are left running for the next agent to adopt.
 async fn wait_stop(updates: &mut watch::Receiver<Task>) {
     loop {
         if wants_stop(&updates.borrow_and_update()) {
             return;
         }
         if updates.changed().await.is_err() {
-            return;
+            std::future::pending::<()>().await;
         }
     }
 }
@@ -245,13 +277,28 @@ mod tests {
 
     #[test]
     fn exits_map_to_swarm_states() {
-        let ok = exit_status(&Exit { code: Some(0), oom_killed: false });
+        let ok = exit_status(&Exit {
+            code: Some(0),
+            oom_killed: false,
+        });
         assert_eq!(ok.0, TaskState::Complete);
-        let bad = exit_status(&Exit { code: Some(3), oom_killed: false });
-        assert_eq!((bad.0, bad.2.as_str()), (TaskState::Failed, "task: non-zero exit (3)"));
-        let oom = exit_status(&Exit { code: Some(137), oom_killed: true });
+        let bad = exit_status(&Exit {
+            code: Some(3),
+            oom_killed: false,
+        });
+        assert_eq!(
+            (bad.0, bad.2.as_str()),
+            (TaskState::Failed, "task: non-zero exit (3)")
+        );
+        let oom = exit_status(&Exit {
+            code: Some(137),
+            oom_killed: true,
+        });
         assert!(oom.2.contains("OOM"));
-        let unknown = exit_status(&Exit { code: None, oom_killed: false });
+        let unknown = exit_status(&Exit {
+            code: None,
+            oom_killed: false,
+        });
         assert_eq!(unknown.0, TaskState::Failed);
     }
 }

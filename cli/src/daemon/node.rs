@@ -318,8 +318,20 @@ impl NodeRuntime {
         tracing::warn!("forcing a new cluster from this manager's state");
         self.teardown(inner).await;
         let cfg = self.store_config(&state);
-        Store::force_new_cluster(&cfg)
-            .map_err(|e| Status::internal(format!("rewriting the Raft state: {e}")))?;
+        // The stopped manager's tasks may still hold the store's lock for a
+        // moment while they wind down.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match Store::force_new_cluster(&cfg) {
+                Ok(()) => break,
+                Err(e)
+                    if e.to_string().contains("lock") && tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => return Err(Status::internal(format!("rewriting the Raft state: {e}"))),
+            }
+        }
         inner.state = Some(state.clone());
         inner.tls = Some(
             tls::NodeTls::load(&self.settings.data.certs())
@@ -548,6 +560,7 @@ impl NodeRuntime {
             }
         }
         self.teardown(&mut inner).await;
+        self.remove_all_containers().await;
         self.settings.data.wipe().map_err(internal)?;
         inner.error = None;
         tracing::info!("left the swarm");
@@ -743,6 +756,21 @@ impl NodeRuntime {
         inner.tls = None;
     }
 
+    /// Leaving the swarm takes its tasks along: stop and remove every
+    /// container (a daemon shutdown does not: its tasks keep running).
+    async fn remove_all_containers(&self) {
+        let rt = &self.settings.runtime;
+        for id in rt.list().unwrap_or_default() {
+            if let Err(e) = rt.stop(&id, "SIGTERM", Duration::from_secs(10)).await {
+                tracing::warn!(container = %id, error = %e, "stopping a container on leave");
+            }
+            if let Err(e) = rt.remove(&id).await {
+                tracing::warn!(container = %id, error = %e, "removing a container on leave");
+            }
+            let _ = rt.remove_logs(&id);
+        }
+    }
+
     /// Daemon shutdown: stop everything, keep the data dir.
     pub async fn shutdown(&self) {
         let mut inner = self.inner.lock().await;
@@ -766,6 +794,7 @@ impl NodeRuntime {
             AgentEvent::Removed => {
                 tracing::warn!("this node was removed from the swarm; leaving");
                 self.teardown(&mut inner).await;
+                self.remove_all_containers().await;
                 self.settings.data.wipe()?;
                 inner.error = None;
             }

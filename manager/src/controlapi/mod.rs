@@ -90,13 +90,20 @@ pub struct ServicesApi {
 
 impl ServicesApi {
     pub fn new(store: Store, agents: Arc<AgentRegistry>, connector: Arc<dyn Connector>) -> Self {
-        Self { store, agents, connector }
+        Self {
+            store,
+            agents,
+            connector,
+        }
     }
 }
 
 #[tonic::async_trait]
 impl Services for ServicesApi {
-    async fn create_service(&self, req: Request<CreateServiceRequest>) -> Result<Response<Service>, Status> {
+    async fn create_service(
+        &self,
+        req: Request<CreateServiceRequest>,
+    ) -> Result<Response<Service>, Status> {
         let spec = req
             .into_inner()
             .spec
@@ -104,30 +111,53 @@ impl Services for ServicesApi {
         Ok(Response::new(services::create(&self.store, spec).await?))
     }
 
-    async fn get_service(&self, req: Request<GetServiceRequest>) -> Result<Response<Service>, Status> {
-        Ok(Response::new(services::resolve_service(&self.store, &req.into_inner().service_ref)?))
+    async fn get_service(
+        &self,
+        req: Request<GetServiceRequest>,
+    ) -> Result<Response<Service>, Status> {
+        Ok(Response::new(services::resolve_service(
+            &self.store,
+            &req.into_inner().service_ref,
+        )?))
     }
 
-    async fn list_services(&self, _req: Request<ListServicesRequest>) -> Result<Response<ListServicesResponse>, Status> {
+    async fn list_services(
+        &self,
+        _req: Request<ListServicesRequest>,
+    ) -> Result<Response<ListServicesResponse>, Status> {
         Ok(Response::new(ListServicesResponse {
             services: crate::objects::services(&self.store)?,
         }))
     }
 
-    async fn update_service(&self, req: Request<UpdateServiceRequest>) -> Result<Response<Service>, Status> {
-        Ok(Response::new(services::update(&self.store, req.into_inner()).await?))
+    async fn update_service(
+        &self,
+        req: Request<UpdateServiceRequest>,
+    ) -> Result<Response<Service>, Status> {
+        Ok(Response::new(
+            services::update(&self.store, req.into_inner()).await?,
+        ))
     }
 
-    async fn remove_service(&self, req: Request<RemoveServiceRequest>) -> Result<Response<RemoveServiceResponse>, Status> {
+    async fn remove_service(
+        &self,
+        req: Request<RemoveServiceRequest>,
+    ) -> Result<Response<RemoveServiceResponse>, Status> {
         services::remove(&self.store, &req.into_inner().service_ref).await?;
         Ok(Response::new(RemoveServiceResponse {}))
     }
 
     async fn get_task(&self, req: Request<GetTaskRequest>) -> Result<Response<Task>, Status> {
-        Ok(Response::new(services::resolve_task(&self.store, &req.into_inner().task_ref)?))
+        Ok(Response::new(services::resolve_task(
+            &self.store,
+            &req.into_inner().task_ref,
+        )?))
     }
 
-    async fn list_tasks(&self, req: Request<ListTasksRequest>) -> Result<Response<ListTasksResponse>, Status> {
+    async fn list_tasks(
+        &self,
+        req: Request<ListTasksRequest>,
+    ) -> Result<Response<ListTasksResponse>, Status> {
         Ok(Response::new(ListTasksResponse {
             tasks: services::list_tasks(&self.store, &req.into_inner())?,
         }))
@@ -136,14 +166,29 @@ impl Services for ServicesApi {
     type LogsStream = streams::BoxStream<LogsResponse>;
 
     async fn logs(&self, req: Request<LogsRequest>) -> Result<Response<Self::LogsStream>, Status> {
-        let s = streams::logs(self.store.clone(), self.agents.clone(), self.connector.clone(), req.into_inner()).await?;
+        let s = streams::logs(
+            self.store.clone(),
+            self.agents.clone(),
+            self.connector.clone(),
+            req.into_inner(),
+        )
+        .await?;
         Ok(Response::new(s))
     }
 
     type ExecStream = streams::BoxStream<ExecOutput>;
 
-    async fn exec(&self, req: Request<Streaming<ExecInput>>) -> Result<Response<Self::ExecStream>, Status> {
-        let s = streams::exec(self.store.clone(), self.agents.clone(), self.connector.clone(), req.into_inner()).await?;
+    async fn exec(
+        &self,
+        req: Request<Streaming<ExecInput>>,
+    ) -> Result<Response<Self::ExecStream>, Status> {
+        let s = streams::exec(
+            self.store.clone(),
+            self.agents.clone(),
+            self.connector.clone(),
+            req.into_inner(),
+        )
+        .await?;
         Ok(Response::new(s))
     }
 }

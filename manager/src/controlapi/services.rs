@@ -28,9 +28,16 @@ fn invalid(msg: impl Into<String>) -> ManagerError {
 
 /// Check a spec the way swarmkit's controlapi does, naming the field at fault.
 pub fn validate(spec: &ServiceSpec) -> Result<(), ManagerError> {
-    let name = spec.annotations.as_ref().map(|a| a.name.as_str()).unwrap_or("");
+    let name = spec
+        .annotations
+        .as_ref()
+        .map(|a| a.name.as_str())
+        .unwrap_or("");
     validate_name(name)?;
-    let task = spec.task.as_ref().ok_or_else(|| invalid("service spec has no task template"))?;
+    let task = spec
+        .task
+        .as_ref()
+        .ok_or_else(|| invalid("service spec has no task template"))?;
     let container = task
         .container
         .as_ref()
@@ -39,7 +46,10 @@ pub fn validate(spec: &ServiceSpec) -> Result<(), ManagerError> {
         return Err(invalid("ContainerSpec: image reference must be provided"));
     }
     if container.image.chars().any(char::is_whitespace) {
-        return Err(invalid(format!("ContainerSpec: invalid image reference {:?}", container.image)));
+        return Err(invalid(format!(
+            "ContainerSpec: invalid image reference {:?}",
+            container.image
+        )));
     }
     match &spec.mode {
         None => return Err(invalid("service spec has no mode")),
@@ -47,13 +57,20 @@ pub fn validate(spec: &ServiceSpec) -> Result<(), ManagerError> {
         _ => {}
     }
     if let Some(r) = task.resources.as_ref() {
-        for (what, l) in [("limits", r.limits.as_ref()), ("reservations", r.reservations.as_ref())] {
+        for (what, l) in [
+            ("limits", r.limits.as_ref()),
+            ("reservations", r.reservations.as_ref()),
+        ] {
             if let Some(l) = l {
                 if l.nano_cpus < 0 || l.memory_bytes < 0 || l.pids < 0 {
-                    return Err(invalid(format!("TaskSpec: resource {what} must not be negative")));
+                    return Err(invalid(format!(
+                        "TaskSpec: resource {what} must not be negative"
+                    )));
                 }
                 if l.nano_cpus > 0 && l.nano_cpus < 1_000_000 {
-                    return Err(invalid(format!("TaskSpec: invalid cpu {what}: must be at least 0.001")));
+                    return Err(invalid(format!(
+                        "TaskSpec: invalid cpu {what}: must be at least 0.001"
+                    )));
                 }
             }
         }
@@ -68,7 +85,9 @@ pub fn validate(spec: &ServiceSpec) -> Result<(), ManagerError> {
             validate_constraint(c)?;
         }
         for pref in &p.preferences {
-            if !pref.spread_descriptor.starts_with("node.labels.") && !pref.spread_descriptor.starts_with("engine.labels.") {
+            if !pref.spread_descriptor.starts_with("node.labels.")
+                && !pref.spread_descriptor.starts_with("engine.labels.")
+            {
                 return Err(invalid(format!(
                     "invalid placement preference spread={}: must be node.labels.<name> or engine.labels.<name>",
                     pref.spread_descriptor
@@ -78,17 +97,26 @@ pub fn validate(spec: &ServiceSpec) -> Result<(), ManagerError> {
     }
     for m in &container.mounts {
         if m.target.is_empty() || !m.target.starts_with('/') {
-            return Err(invalid(format!("invalid mount config: target must be an absolute path, got {:?}", m.target)));
+            return Err(invalid(format!(
+                "invalid mount config: target must be an absolute path, got {:?}",
+                m.target
+            )));
         }
         if m.r#type == rswarm_proto::types::mount::Type::Bind as i32 && !m.source.starts_with('/') {
-            return Err(invalid(format!("invalid mount config for type \"bind\": source must be an absolute path, got {:?}", m.source)));
+            return Err(invalid(format!(
+                "invalid mount config for type \"bind\": source must be an absolute path, got {:?}",
+                m.source
+            )));
         }
     }
     if let Some(ep) = spec.endpoint.as_ref() {
         let mut seen = HashSet::new();
         for p in &ep.ports {
             if p.target_port == 0 || p.target_port > 65535 || p.published_port > 65535 {
-                return Err(invalid(format!("invalid port {}:{}", p.published_port, p.target_port)));
+                return Err(invalid(format!(
+                    "invalid port {}:{}",
+                    p.published_port, p.target_port
+                )));
             }
             if p.published_port != 0 && !seen.insert((p.published_port, p.protocol)) {
                 return Err(invalid(format!(
@@ -98,7 +126,10 @@ pub fn validate(spec: &ServiceSpec) -> Result<(), ManagerError> {
             }
         }
         if ep.mode == ResolutionMode::Dnsrr as i32
-            && ep.ports.iter().any(|p| p.publish_mode == PublishMode::Ingress as i32)
+            && ep
+                .ports
+                .iter()
+                .any(|p| p.publish_mode == PublishMode::Ingress as i32)
         {
             return Err(invalid(
                 "EndpointSpec: port published with ingress mode can't be used with dnsrr mode",
@@ -114,10 +145,18 @@ pub fn validate_name(name: &str) -> Result<(), ManagerError> {
         return Err(invalid("service name must not be empty"));
     }
     let ok = name.len() <= 63
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        && name.chars().next().map(|c| c.is_ascii_alphanumeric()).unwrap_or(false);
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        && name
+            .chars()
+            .next()
+            .map(|c| c.is_ascii_alphanumeric())
+            .unwrap_or(false);
     if !ok {
-        return Err(invalid(format!("Invalid name {name:?}: must be valid as a DNS name component")));
+        return Err(invalid(format!(
+            "Invalid name {name:?}: must be valid as a DNS name component"
+        )));
     }
     Ok(())
 }
@@ -144,10 +183,14 @@ pub fn validate_constraint(c: &str) -> Result<(), ManagerError> {
     ) || (key.starts_with("node.labels.") && key.len() > "node.labels.".len())
         || (key.starts_with("engine.labels.") && key.len() > "engine.labels.".len());
     if !known {
-        return Err(invalid(format!("invalid constraint {c:?}: unknown key {key:?}")));
+        return Err(invalid(format!(
+            "invalid constraint {c:?}: unknown key {key:?}"
+        )));
     }
     if key == "node.role" && value != "manager" && value != "worker" {
-        return Err(invalid(format!("invalid constraint {c:?}: node.role must be manager or worker")));
+        return Err(invalid(format!(
+            "invalid constraint {c:?}: node.role must be manager or worker"
+        )));
     }
     Ok(())
 }
@@ -169,27 +212,46 @@ pub fn resolve_service(store: &Store, reference: &str) -> Result<Service, Manage
     if let Some(s) = all.iter().find(|s| name_of(s) == reference) {
         return Ok(s.clone());
     }
-    let by_prefix: Vec<&Service> = all.iter().filter(|s| !reference.is_empty() && s.id.starts_with(reference)).collect();
+    let by_prefix: Vec<&Service> = all
+        .iter()
+        .filter(|s| !reference.is_empty() && s.id.starts_with(reference))
+        .collect();
     match by_prefix.len() {
         1 => Ok(by_prefix[0].clone()),
-        0 => Err(ManagerError::NotFound(format!("service {reference} not found"))),
-        n => Err(invalid(format!("service {reference} is ambiguous ({n} matches)"))),
+        0 => Err(ManagerError::NotFound(format!(
+            "service {reference} not found"
+        ))),
+        n => Err(invalid(format!(
+            "service {reference} is ambiguous ({n} matches)"
+        ))),
     }
 }
 
 /// Give ingress ports without a published port one from the dynamic range,
 /// and refuse ports another service already publishes.
-fn allocate_ports(store: &Store, own_id: &str, spec: &EndpointSpec) -> Result<Vec<PortConfig>, ManagerError> {
+fn allocate_ports(
+    store: &Store,
+    own_id: &str,
+    spec: &EndpointSpec,
+) -> Result<Vec<PortConfig>, ManagerError> {
     let services = objects::services(store)?;
     let mut used: HashSet<(u32, i32)> = HashSet::new();
     for s in services.iter().filter(|s| s.id != own_id) {
-        for p in s.endpoint.as_ref().map(|e| e.ports.as_slice()).unwrap_or(&[]) {
+        for p in s
+            .endpoint
+            .as_ref()
+            .map(|e| e.ports.as_slice())
+            .unwrap_or(&[])
+        {
             if p.publish_mode == PublishMode::Ingress as i32 && p.published_port != 0 {
                 used.insert((p.published_port, p.protocol));
             }
             if p.publish_mode == PublishMode::Ingress as i32 {
                 for q in &spec.ports {
-                    if q.published_port == p.published_port && q.protocol == p.protocol && q.published_port != 0 {
+                    if q.published_port == p.published_port
+                        && q.protocol == p.protocol
+                        && q.published_port != 0
+                    {
                         return Err(invalid(format!(
                             "port '{}' is already in use by service '{}' ({}) as an ingress port",
                             p.published_port,
@@ -218,11 +280,20 @@ fn allocate_ports(store: &Store, own_id: &str, spec: &EndpointSpec) -> Result<Ve
 }
 
 pub async fn create(store: &Store, mut spec: ServiceSpec) -> Result<Service, ManagerError> {
-    if spec.annotations.as_ref().map(|a| a.name.is_empty()).unwrap_or(true) {
+    if spec
+        .annotations
+        .as_ref()
+        .map(|a| a.name.is_empty())
+        .unwrap_or(true)
+    {
         spec.annotations.get_or_insert_with(Default::default).name = generated_name();
     }
     validate(&spec)?;
-    let name = spec.annotations.as_ref().map(|a| a.name.clone()).unwrap_or_default();
+    let name = spec
+        .annotations
+        .as_ref()
+        .map(|a| a.name.clone())
+        .unwrap_or_default();
     loop {
         if objects::services(store)?.iter().any(|s| name_of(s) == name) {
             return Err(ManagerError::AlreadyExists(format!(
@@ -244,10 +315,12 @@ pub async fn create(store: &Store, mut spec: ServiceSpec) -> Result<Service, Man
             }),
             update_status: None,
             job_status: match spec.mode {
-                Some(Mode::ReplicatedJob(_)) | Some(Mode::GlobalJob(_)) => Some(rswarm_proto::types::JobStatus {
-                    job_iteration: 0,
-                    last_execution: objects::now_nanos(),
-                }),
+                Some(Mode::ReplicatedJob(_)) | Some(Mode::GlobalJob(_)) => {
+                    Some(rswarm_proto::types::JobStatus {
+                        job_iteration: 0,
+                        last_execution: objects::now_nanos(),
+                    })
+                }
                 _ => None,
             },
             spec_version: 1,
@@ -266,7 +339,12 @@ pub async fn create(store: &Store, mut spec: ServiceSpec) -> Result<Service, Man
 pub async fn update(store: &Store, req: UpdateServiceRequest) -> Result<Service, ManagerError> {
     loop {
         let mut service = resolve_service(store, &req.service_ref)?;
-        let current = service.meta.as_ref().and_then(|m| m.version.as_ref()).map(|v| v.index).unwrap_or(0);
+        let current = service
+            .meta
+            .as_ref()
+            .and_then(|m| m.version.as_ref())
+            .map(|v| v.index)
+            .unwrap_or(0);
         let wanted = req.version.as_ref().map(|v| v.index).unwrap_or(0);
         if wanted != 0 && wanted != current {
             return Err(ManagerError::Store(StoreError::Conflict {
@@ -278,18 +356,27 @@ pub async fn update(store: &Store, req: UpdateServiceRequest) -> Result<Service,
         }
         let old = service.spec.clone().unwrap_or_default();
         let mut new = if req.rollback {
-            service
-                .previous_spec
-                .clone()
-                .ok_or_else(|| ManagerError::FailedPrecondition(format!(
+            service.previous_spec.clone().ok_or_else(|| {
+                ManagerError::FailedPrecondition(format!(
                     "service {} does not have a previous spec",
                     name_of(&service)
-                )))?
+                ))
+            })?
         } else {
-            req.spec.clone().ok_or_else(|| invalid("update without a spec"))?
+            req.spec
+                .clone()
+                .ok_or_else(|| invalid("update without a spec"))?
         };
-        let old_name = old.annotations.as_ref().map(|a| a.name.clone()).unwrap_or_default();
-        let new_name = new.annotations.as_ref().map(|a| a.name.clone()).unwrap_or_default();
+        let old_name = old
+            .annotations
+            .as_ref()
+            .map(|a| a.name.clone())
+            .unwrap_or_default();
+        let new_name = new
+            .annotations
+            .as_ref()
+            .map(|a| a.name.clone())
+            .unwrap_or_default();
         if new_name.is_empty() {
             new.annotations.get_or_insert_with(Default::default).name = old_name.clone();
         } else if new_name != old_name {
@@ -324,7 +411,11 @@ pub async fn update(store: &Store, req: UpdateServiceRequest) -> Result<Service,
 pub async fn remove(store: &Store, reference: &str) -> Result<(), ManagerError> {
     let service = resolve_service(store, reference)?;
     store
-        .write(vec![objects::delete(objects::KIND_SERVICE, &service.id, service.meta.as_ref())])
+        .write(vec![objects::delete(
+            objects::KIND_SERVICE,
+            &service.id,
+            service.meta.as_ref(),
+        )])
         .await?;
     Ok(())
 }
@@ -353,11 +444,18 @@ pub fn resolve_task(store: &Store, reference: &str) -> Result<Task, ManagerError
             }
         }
     }
-    let by_prefix: Vec<&Task> = tasks.iter().filter(|t| !reference.is_empty() && t.id.starts_with(reference)).collect();
+    let by_prefix: Vec<&Task> = tasks
+        .iter()
+        .filter(|t| !reference.is_empty() && t.id.starts_with(reference))
+        .collect();
     match by_prefix.len() {
         1 => Ok(by_prefix[0].clone()),
-        0 => Err(ManagerError::NotFound(format!("task {reference} not found"))),
-        n => Err(invalid(format!("task {reference} is ambiguous ({n} matches)"))),
+        0 => Err(ManagerError::NotFound(format!(
+            "task {reference} not found"
+        ))),
+        n => Err(invalid(format!(
+            "task {reference} is ambiguous ({n} matches)"
+        ))),
     }
 }
 
@@ -381,14 +479,20 @@ pub fn list_tasks(store: &Store, req: &ListTasksRequest) -> Result<Vec<Task>, Ma
 /// A Docker-style random name for unnamed services.
 fn generated_name() -> String {
     const LEFT: [&str; 12] = [
-        "brave", "calm", "eager", "fervent", "gallant", "happy", "jolly", "keen", "lucid", "nifty", "quirky", "vibrant",
+        "brave", "calm", "eager", "fervent", "gallant", "happy", "jolly", "keen", "lucid", "nifty",
+        "quirky", "vibrant",
     ];
     const RIGHT: [&str; 12] = [
-        "babbage", "curie", "darwin", "euler", "fermi", "galileo", "hopper", "knuth", "lovelace", "newton", "ritchie", "turing",
+        "babbage", "curie", "darwin", "euler", "fermi", "galileo", "hopper", "knuth", "lovelace",
+        "newton", "ritchie", "turing",
     ];
     use rand::Rng;
     let mut rng = rand::thread_rng();
-    format!("{}_{}", LEFT[rng.gen_range(0..LEFT.len())], RIGHT[rng.gen_range(0..RIGHT.len())])
+    format!(
+        "{}_{}",
+        LEFT[rng.gen_range(0..LEFT.len())],
+        RIGHT[rng.gen_range(0..RIGHT.len())]
+    )
 }
 
 #[cfg(test)]

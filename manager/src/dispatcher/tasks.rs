@@ -36,29 +36,42 @@ impl TasksService {
 
     fn not_leader(&self) -> Status {
         let leader = self.store.leader().map(|(_, a)| a).unwrap_or_default();
-        Status::unavailable(format!("this manager is not the leader; the leader is at {leader}"))
+        Status::unavailable(format!(
+            "this manager is not the leader; the leader is at {leader}"
+        ))
     }
 }
 
 /// Tasks the agent of `node_id` must know about: assigned to it by the scheduler.
 fn is_for(task: &Task, node_id: &str) -> bool {
-    task.node_id == node_id && task.status.as_ref().map(|s| s.state).unwrap_or(0) >= TaskState::Assigned as i32
+    task.node_id == node_id
+        && task.status.as_ref().map(|s| s.state).unwrap_or(0) >= TaskState::Assigned as i32
 }
 
 fn complete_set(store: &Store, node_id: &str) -> Result<Vec<Task>, ManagerError> {
-    Ok(objects::tasks(store)?.into_iter().filter(|t| is_for(t, node_id)).collect())
+    Ok(objects::tasks(store)?
+        .into_iter()
+        .filter(|t| is_for(t, node_id))
+        .collect())
 }
 
 fn update(task: Task) -> AssignmentChange {
-    AssignmentChange { action: Action::Update as i32, task: Some(task) }
+    AssignmentChange {
+        action: Action::Update as i32,
+        task: Some(task),
+    }
 }
 
 #[tonic::async_trait]
 impl Tasks for TasksService {
     type AssignmentsStream = BoxStreamAlias<AssignmentsMessage>;
 
-    async fn assignments(&self, req: Request<AssignmentsRequest>) -> Result<Response<Self::AssignmentsStream>, Status> {
-        let caller = auth::caller(&req).ok_or_else(|| Status::unauthenticated("assignments need a node certificate"))?;
+    async fn assignments(
+        &self,
+        req: Request<AssignmentsRequest>,
+    ) -> Result<Response<Self::AssignmentsStream>, Status> {
+        let caller = auth::caller(&req)
+            .ok_or_else(|| Status::unauthenticated("assignments need a node certificate"))?;
         if !self.store.is_leader() {
             return Err(self.not_leader());
         }
@@ -107,7 +120,10 @@ impl Tasks for TasksService {
                     match complete_set(&store, &node) {
                         Ok(all) => {
                             known = all.iter().map(|t| t.id.clone()).collect();
-                            AssignmentsMessage { r#type: MsgType::Complete as i32, changes: all.into_iter().map(update).collect() }
+                            AssignmentsMessage {
+                                r#type: MsgType::Complete as i32,
+                                changes: all.into_iter().map(update).collect(),
+                            }
                         }
                         Err(e) => {
                             let _ = tx.send(Err(e.into())).await;
@@ -121,11 +137,15 @@ impl Tasks for TasksService {
                             Some(Ok(mut t)) => {
                                 if is_for(&t, &node) {
                                     let m = t.meta.get_or_insert_with(Default::default);
-                                    m.version = Some(rswarm_proto::types::Version { index: c.index });
+                                    m.version =
+                                        Some(rswarm_proto::types::Version { index: c.index });
                                     known.insert(t.id.clone());
                                     out.push(update(t));
                                 } else if known.remove(&t.id) {
-                                    out.push(AssignmentChange { action: Action::Remove as i32, task: Some(t) });
+                                    out.push(AssignmentChange {
+                                        action: Action::Remove as i32,
+                                        task: Some(t),
+                                    });
                                 }
                             }
                             Some(Err(_)) => {}
@@ -133,7 +153,10 @@ impl Tasks for TasksService {
                                 if known.remove(&c.id) {
                                     out.push(AssignmentChange {
                                         action: Action::Remove as i32,
-                                        task: Some(Task { id: c.id.clone(), ..Default::default() }),
+                                        task: Some(Task {
+                                            id: c.id.clone(),
+                                            ..Default::default()
+                                        }),
                                     });
                                 }
                             }
@@ -142,7 +165,10 @@ impl Tasks for TasksService {
                     if out.is_empty() {
                         continue;
                     }
-                    AssignmentsMessage { r#type: MsgType::Incremental as i32, changes: out }
+                    AssignmentsMessage {
+                        r#type: MsgType::Incremental as i32,
+                        changes: out,
+                    }
                 };
                 if tx.send(Ok(msg)).await.is_err() {
                     return;
@@ -152,8 +178,12 @@ impl Tasks for TasksService {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
-    async fn update_task_status(&self, req: Request<UpdateTaskStatusRequest>) -> Result<Response<UpdateTaskStatusResponse>, Status> {
-        let caller = auth::caller(&req).ok_or_else(|| Status::unauthenticated("status reports need a node certificate"))?;
+    async fn update_task_status(
+        &self,
+        req: Request<UpdateTaskStatusRequest>,
+    ) -> Result<Response<UpdateTaskStatusResponse>, Status> {
+        let caller = auth::caller(&req)
+            .ok_or_else(|| Status::unauthenticated("status reports need a node certificate"))?;
         if !self.store.is_leader() {
             return Err(self.not_leader());
         }
@@ -161,8 +191,12 @@ impl Tasks for TasksService {
         for _attempt in 0..10 {
             let mut ops = vec![];
             for u in &updates {
-                let Some(status) = u.status.clone() else { continue };
-                let Some(mut task) = objects::task(&self.store, &u.task_id)? else { continue };
+                let Some(status) = u.status.clone() else {
+                    continue;
+                };
+                let Some(mut task) = objects::task(&self.store, &u.task_id)? else {
+                    continue;
+                };
                 if task.node_id != caller.node_id {
                     continue; // reassigned meanwhile; this agent's word no longer counts
                 }
@@ -187,8 +221,12 @@ impl Tasks for TasksService {
 
     type SubscriptionsStream = BoxStreamAlias<AgentWork>;
 
-    async fn subscriptions(&self, req: Request<SubscriptionsRequest>) -> Result<Response<Self::SubscriptionsStream>, Status> {
-        let caller = auth::caller(&req).ok_or_else(|| Status::unauthenticated("subscriptions need a node certificate"))?;
+    async fn subscriptions(
+        &self,
+        req: Request<SubscriptionsRequest>,
+    ) -> Result<Response<Self::SubscriptionsStream>, Status> {
+        let caller = auth::caller(&req)
+            .ok_or_else(|| Status::unauthenticated("subscriptions need a node certificate"))?;
         if !self.store.is_leader() {
             return Err(self.not_leader());
         }
@@ -197,7 +235,10 @@ impl Tasks for TasksService {
         Ok(Response::new(Box::pin(stream)))
     }
 
-    async fn publish_logs(&self, req: Request<Streaming<PublishLogsMessage>>) -> Result<Response<PublishLogsResponse>, Status> {
+    async fn publish_logs(
+        &self,
+        req: Request<Streaming<PublishLogsMessage>>,
+    ) -> Result<Response<PublishLogsResponse>, Status> {
         let mut inbound = req.into_inner();
         while let Some(msg) = inbound.message().await? {
             if let Some(sink) = self.agents.log_sink(&msg.subscription_id) {
@@ -209,7 +250,10 @@ impl Tasks for TasksService {
 
     type ExecSessionStream = BoxStreamAlias<ManagerExecFrame>;
 
-    async fn exec_session(&self, req: Request<Streaming<AgentExecFrame>>) -> Result<Response<Self::ExecSessionStream>, Status> {
+    async fn exec_session(
+        &self,
+        req: Request<Streaming<AgentExecFrame>>,
+    ) -> Result<Response<Self::ExecSessionStream>, Status> {
         let mut inbound = req.into_inner();
         let first = inbound
             .message()
@@ -220,7 +264,10 @@ impl Tasks for TasksService {
             .exec_arrived(&first.session_id)
             .ok_or_else(|| Status::not_found(format!("no exec session {}", first.session_id)))?;
         let (tx, rx) = mpsc::channel::<ManagerExecFrame>(64);
-        let _ = waiter.send(AgentExecStream { from_agent: inbound, to_agent: tx });
+        let _ = waiter.send(AgentExecStream {
+            from_agent: inbound,
+            to_agent: tx,
+        });
         let stream = tokio_stream::StreamExt::map(ReceiverStream::new(rx), Ok);
         Ok(Response::new(Box::pin(stream)))
     }

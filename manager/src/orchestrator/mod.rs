@@ -66,7 +66,10 @@ pub fn spawn(store: Store) -> JoinHandle<()> {
         loop {
             if store.is_leader() {
                 if let Err(e) = lead(&store).await {
-                    tracing::warn!(error = %e, "orchestrator stopped leading; retrying");
+                    // No leader any more, or the store failed: wait, then
+                    // start over (if still leader) from a fresh view.
+                    tracing::warn!(error = %e, "orchestrator stopped; starting over");
+                    tokio::time::sleep(STORE_ERROR_PAUSE).await;
                 }
             }
             tokio::time::sleep(TICK).await;

@@ -146,10 +146,11 @@ pub(crate) fn new_task(
             ..Default::default()
         }),
         desired_state: mode.desired() as i32,
-        networks: Vec::new(),
         endpoint,
         job_iteration: if mode.is_job() { job_iteration(svc) } else { 0 },
         restart_count,
+        // Network attachments are the allocator's to fill.
+        ..Default::default()
     }
 }
 
