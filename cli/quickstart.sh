@@ -84,19 +84,49 @@ else
     rswarm init --advertise-addr "$addr"
 fi
 
-step "The main job"
+step "The main job: a service on real containers"
 rswarm node ls
-rswarm info
+
+# No registry on the internet here: build a small image from Debian's
+# busybox-static (a docker-save archive: one layer, a config, a manifest) and
+# load it into this node's image store.
+image_dir=$(mktemp -d)
+trap 'rm -rf "$image_dir"' EXIT
+mkdir -p "$image_dir/rootfs/bin" "$image_dir/rootfs/etc" "$image_dir/rootfs/tmp" "$image_dir/rootfs/var/www" "$image_dir/out"
+cp /bin/busybox "$image_dir/rootfs/bin/busybox"
+for applet in sh httpd sleep echo cat ls wget hostname env id; do ln -sf busybox "$image_dir/rootfs/bin/$applet"; done
+echo 'root:x:0:0:root:/root:/bin/sh' >"$image_dir/rootfs/etc/passwd"
+echo 'root:x:0:' >"$image_dir/rootfs/etc/group"
+echo '<h1>hello from rswarm</h1>' >"$image_dir/rootfs/var/www/index.html"
+chmod 1777 "$image_dir/rootfs/tmp"
+tar --numeric-owner -C "$image_dir/rootfs" -cf "$image_dir/layer.tar" .
+diff_id=$(sha256sum "$image_dir/layer.tar" | cut -d' ' -f1)
+mkdir -p "$image_dir/out/$diff_id"
+mv "$image_dir/layer.tar" "$image_dir/out/$diff_id/layer.tar"
+printf '{"architecture":"%s","os":"linux","config":{"Cmd":["sh"],"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]},"rootfs":{"type":"layers","diff_ids":["sha256:%s"]}}' \
+    "$(dpkg --print-architecture)" "$diff_id" >"$image_dir/config.json"
+config_id=$(sha256sum "$image_dir/config.json" | cut -d' ' -f1)
+mv "$image_dir/config.json" "$image_dir/out/$config_id.json"
+printf '[{"Config":"%s.json","RepoTags":["quickstart/busybox:1"],"Layers":["%s/layer.tar"]}]' "$config_id" "$diff_id" >"$image_dir/out/manifest.json"
+tar -C "$image_dir/out" -cf "$image_dir/busybox.tar" .
+rswarm image load -i "$image_dir/busybox.tar"
+
+rswarm service rm hello >/dev/null 2>&1 || true
+rswarm service create --name hello --replicas 2 --update-monitor 1s \
+    quickstart/busybox:1 httpd -f -p 8080 -h /var/www
+rswarm service ls
+rswarm service ps hello
+echo "--- hello.1 answering on its port 8080 (inside the task, via rswarm exec):"
+rswarm exec hello.1 wget -qO- http://127.0.0.1:8080/
 # ---------------------------------------------------------------------------------
-# MAIN JOB, to be extended by later issues: build the test image, start a local
-# registry, `rswarm stack deploy -c stack-examples/<app>.yml demo`, wait until its
-# service is running, and show its published port answering.
+# Later issues extend this: published ports answering on the node (routing mesh),
+# then `rswarm stack deploy -c stack-examples/<app>.yml demo`.
 # ---------------------------------------------------------------------------------
 
 cat <<DONE
 
 rswarm is running: a one-node swarm on this machine.
-  use it:   $bin -H unix://$socket node ls
+  use it:   $bin -H unix://$socket service ps hello
   its log:  $log
   stop it:  kill \$(cat $pidfile)
   again:    bash cli/quickstart.sh   (stops this daemon, keeps the swarm)

@@ -18,10 +18,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 
 use futures::TryStreamExt;
-use rtnetlink::packet_route::neighbour::{
+use netlink_packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
 };
-use rtnetlink::packet_route::AddressFamily;
+use netlink_packet_route::AddressFamily;
 
 use crate::error::{errno, OverlayError};
 use crate::links::Netlink;

@@ -12,12 +12,12 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::{BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
 
 use futures::TryStreamExt;
-use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
-use rtnetlink::packet_route::link::{
+use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::link::{
     InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
-use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteHeader};
-use rtnetlink::packet_route::AddressFamily;
+use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteHeader};
+use netlink_packet_route::AddressFamily;
 use rtnetlink::sys::{protocols::NETLINK_ROUTE, TokioSocket};
 use rtnetlink::{Handle, LinkMessageBuilder, LinkUnspec, RouteMessageBuilder};
 
@@ -81,7 +81,7 @@ impl Link {
                             LinkInfo::Kind(k) => link.kind = Some(k.clone()),
                             LinkInfo::Data(InfoData::Vxlan(v)) => {
                                 for item in v {
-                                    if let rtnetlink::packet_route::link::InfoVxlan::Id(id) = item {
+                                    if let netlink_packet_route::link::InfoVxlan::Id(id) = item {
                                         link.vni = Some(*id);
                                     }
                                 }

@@ -19,7 +19,7 @@
 use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
-use rtnetlink::packet_route::link::InfoKind;
+use netlink_packet_route::link::InfoKind;
 use rtnetlink::{LinkBridge, LinkUnspec, LinkVxlan};
 
 use crate::addr::mac_for;

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use hickory_proto::op::{
-    DnsRequest, DnsRequestOptions, DnsResponse, Edns, Header, HeaderCounts, LowerQuery,
-    Metadata, OpCode, ResponseCode,
+    DnsRequest, DnsRequestOptions, DnsResponse, Edns, Header, HeaderCounts, LowerQuery, Metadata,
+    OpCode, ResponseCode,
 };
 use hickory_proto::rr::rdata::{A, PTR};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};

@@ -46,7 +46,8 @@ use handler::{Shared, TaskHandler};
 use table::Table;
 
 /// Where tasks find the server, inside their own namespace.
-pub const DNS_ADDR: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 11), 53));
+pub const DNS_ADDR: SocketAddr =
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 11), 53));
 
 /// How long a forwarded query may take before the task gets SERVFAIL; well
 /// under a libc client's 5 s, so the client sees the failure, not a timeout.

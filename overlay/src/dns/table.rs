@@ -154,7 +154,12 @@ impl Table {
             }
             for alias in &s.aliases {
                 table.add(alias, &s.network_id, None, addrs.clone());
-                table.add(&format!("tasks.{alias}"), &s.network_id, None, tasks.clone());
+                table.add(
+                    &format!("tasks.{alias}"),
+                    &s.network_id,
+                    None,
+                    tasks.clone(),
+                );
             }
         }
         table
@@ -345,7 +350,10 @@ mod tests {
         assert_eq!(t.resolve(&view(&["n1"], None), "web"), Found::NxDomain);
         assert_eq!(t.resolve(&view(&["n1"], None), "st_web"), vip);
         assert_eq!(t.resolve(&view(&["n1"], None), "front"), vip);
-        assert_eq!(t.resolve(&view(&["n2"], Some("st")), "web"), Found::NxDomain);
+        assert_eq!(
+            t.resolve(&view(&["n2"], Some("st")), "web"),
+            Found::NxDomain
+        );
         assert_eq!(
             t.resolve(&view(&["n1"], Some("st")), "tasks.web"),
             Found::Addrs(vec![Ipv4Addr::new(10, 0, 0, 1)])
@@ -359,8 +367,14 @@ mod tests {
             t.resolve(&view(&["n1"], None), "st_web.9.nope"),
             Found::NxDomain
         );
-        assert_eq!(t.resolve(&view(&["n1"], None), "tasks.nope"), Found::NxDomain);
-        assert_eq!(t.resolve(&view(&["n1"], None), "example.com"), Found::Unknown);
+        assert_eq!(
+            t.resolve(&view(&["n1"], None), "tasks.nope"),
+            Found::NxDomain
+        );
+        assert_eq!(
+            t.resolve(&view(&["n1"], None), "example.com"),
+            Found::Unknown
+        );
         assert_eq!(
             t.reverse(&view(&["n1"], None), Ipv4Addr::new(10, 0, 0, 1)),
             Some("st_web.1.task1")

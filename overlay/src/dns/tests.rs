@@ -131,7 +131,9 @@ fn query_bytes(name: &str, rtype: RecordType, id: u16) -> Vec<u8> {
 
 /// One UDP query, real packets.
 async fn udp_query(server: SocketAddr, name: &str, rtype: RecordType) -> Message {
-    let sock = UdpSocket::bind((server.ip(), 0)).await.expect("client bind");
+    let sock = UdpSocket::bind((server.ip(), 0))
+        .await
+        .expect("client bind");
     let id = 0x5a5a;
     sock.send_to(&query_bytes(name, rtype, id), server)
         .await
@@ -508,4 +510,96 @@ fn new_outside_a_runtime_is_an_error() {
         DnsServer::new(vec![]),
         Err(DnsError::NoRuntime(_))
     ));
+}
+
+/// A network namespace made with `ip netns add`, deleted on drop.
+struct TestNetns {
+    name: String,
+}
+
+impl TestNetns {
+    /// `None` (test skipped) when not root or `ip` is missing.
+    fn create(tag: &str) -> Option<TestNetns> {
+        if !nix::unistd::geteuid().is_root() {
+            return None;
+        }
+        let name = format!("rswarm-dns-{tag}-{}", std::process::id());
+        let ok = |args: &[&str]| {
+            std::process::Command::new("ip")
+                .args(args)
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false)
+        };
+        if !ok(&["netns", "add", &name]) {
+            return None;
+        }
+        let ns = TestNetns { name };
+        if !ok(&["-n", &ns.name, "link", "set", "lo", "up"]) {
+            return None;
+        }
+        Some(ns)
+    }
+
+    fn path(&self) -> std::path::PathBuf {
+        std::path::PathBuf::from(format!("/run/netns/{}", self.name))
+    }
+}
+
+impl Drop for TestNetns {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+/// One UDP query sent from inside the namespace, by a thread that enters it
+/// (and then ends, so no runtime thread ever changes namespace).
+async fn udp_query_in_netns(
+    netns: std::path::PathBuf,
+    server: SocketAddr,
+    name: &'static str,
+) -> Message {
+    let thread = std::thread::spawn(move || -> std::io::Result<Vec<u8>> {
+        let file = std::fs::File::open(&netns)?;
+        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(std::io::Error::from)?;
+        let sock = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?;
+        sock.set_read_timeout(Some(Duration::from_secs(5)))?;
+        sock.send_to(&query_bytes(name, RecordType::A, 99), server)?;
+        let mut buf = vec![0u8; 4096];
+        let (n, _) = sock.recv_from(&mut buf)?;
+        buf.truncate(n);
+        Ok(buf)
+    });
+    let bytes = tokio::task::spawn_blocking(move || thread.join())
+        .await
+        .expect("join")
+        .expect("client thread")
+        .expect("query in netns");
+    Message::from_vec(&bytes).expect("decode")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_at_127_0_0_11_53_inside_a_task_namespace() {
+    let Some(ns) = TestNetns::create("serve") else {
+        eprintln!("skipped: needs root and iproute2");
+        return;
+    };
+    let (up, _count) = fake_upstream().await;
+    let server = DnsServer::with_forward_timeout(vec![up], Duration::from_secs(2)).expect("server");
+    server.set_records(sample());
+    let (udp, tcp) = bind_in_netns(&ns.path(), DNS_ADDR).expect("bind in netns");
+    let handle = server.serve(view(&[N1], None), udp, tcp).expect("serve");
+    assert_eq!(handle.udp_addr(), DNS_ADDR);
+
+    let m = udp_query_in_netns(ns.path(), DNS_ADDR, "api").await;
+    assert_eq!(addrs(&m), vec![ip(100)]);
+    // Forwarded from the daemon's namespace: the upstream on the host's
+    // loopback is reachable although the task's namespace has no route to it.
+    let m = udp_query_in_netns(ns.path(), DNS_ADDR, "example.test").await;
+    assert_eq!(addrs(&m), vec![Ipv4Addr::new(192, 0, 2, 1)]);
+    // Nothing listens at 127.0.0.11:53 in the test's own namespace.
+    drop(handle);
 }

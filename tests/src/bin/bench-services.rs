@@ -1,0 +1,2000 @@
+//! `bench-services`: the services figures of rswarm, side by side with Docker Swarm
+//! (Debian's `docker.io`, Docker Engine 20.10) on the same machine, same image, one
+//! node.
+//!
+//! 1. **rswarm: `service create --replicas 100` to 100/100 Running.** A one-node
+//!    swarm made by the `rswarm-tests` harness (`Cluster` with one host,
+//!    `init_swarm(1, 0)`). The busybox test image ([`rswarm_tests::images::busybox`])
+//!    is written as a `docker save` archive tagged `bench/busybox:1` and given to the
+//!    daemon with `rswarm image load -i` beforehand, so no pull is measured. Each
+//!    round runs `rswarm service create --detach --replicas 100 --name bench
+//!    bench/busybox:1 sleep 3600` and polls the Services API's `ListTasks` (every
+//!    50 ms, over the daemon's unix socket) until 100 tasks that are meant to run are
+//!    Running; the clock starts when the CLI is invoked. Then `rswarm service rm` and
+//!    the time until `runc list` of the daemon's runc root is empty. Median of the
+//!    rounds. A timeline shows when the first, the 50th and the 100th task reached
+//!    each state (assigned, accepted, preparing, starting, running).
+//! 2. **rswarm: memory per running task.** With 100 tasks running: `VmRSS` (and
+//!    `Pss`, from `/proc/<pid>/smaps_rollup`) of the daemon plus every other process
+//!    rswarm runs outside the containers: the daemon's descendants in its own PID
+//!    namespace, and any process whose command line names its data dir (there should
+//!    be none). The containers' own processes (descendants in another PID namespace:
+//!    the `sleep`s) are excluded and shown apart. Reported as total/100 and as
+//!    (total − idle total before the first service)/100.
+//! 3. **Docker Swarm, the same measurement.** `dockerd` is started by this program
+//!    with its own `--data-root`, `--exec-root`, `-H unix://…` and `--pidfile` under
+//!    `/tmp/rswbench-docker-<pid>/`, in a network namespace of its own that has only
+//!    `lo` (so Docker cannot send anything off the machine, and its iptables rules
+//!    and bridges stay out of the machine's root namespace), with
+//!    `DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1` (as Docker's own integration tests: its
+//!    agent does not try to pull an image it has). `docker swarm init
+//!    --advertise-addr 127.0.0.1`, `docker load -i` of the same archive, then rounds
+//!    of `docker service create --detach --no-resolve-image --replicas 100 --name b
+//!    bench/busybox:1 sleep 3600`, polled through the Engine API (`GET /tasks`) until
+//!    100 tasks are running, and `docker service rm b` until no container of it is
+//!    left. Memory: `dockerd` + `containerd` + every `containerd-shim` (and their
+//!    descendants in the machine's PID namespace). Afterwards the service is removed,
+//!    the node leaves the swarm, dockerd (and with it containerd) is stopped with
+//!    SIGTERM, its mounts and directories are removed, and so are the host paths it
+//!    created (`/etc/docker/key.json`, `/run/docker`, `/run/containerd`,
+//!    `/sys/fs/cgroup/*/docker`) when they did not exist before. A Drop guard does it
+//!    on every path.
+//! 4. **Scheduler throughput.** `cargo run --release -p rswarm-manager --example
+//!    bench_scheduler` (1,000 simulated nodes, 100,000 tasks), its output included.
+//!
+//! Every figure is printed with the load average before and after, the machine's CPU
+//! use during the window (of 100% per core) and the CPU time the measured daemons
+//! used, because other builds may share this machine's two cores.
+//!
+//! ```text
+//! cargo build --release -p rswarm
+//! cargo run --release -p rswarm-tests --bin bench-services               # full
+//! cargo run --release -p rswarm-tests --bin bench-services -- --quick    # 1 round each
+//! cargo run --release -p rswarm-tests --bin bench-services -- --skip-docker
+//! ```
+//! Other flags: `--skip-rswarm`, `--skip-scheduler`, `--rounds N`. Run it as root.
+//! `RSWARM_TEST_KEEP_DIRS=1` keeps the rswarm cluster's directory (daemon log).
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use hyper_util::rt::TokioIo;
+use rswarm_proto::control::services_client::ServicesClient;
+use rswarm_proto::control::ListTasksRequest;
+use rswarm_proto::types::TaskState;
+use rswarm_tests::command::{self, CmdOutput};
+use rswarm_tests::{images, Cluster, Host};
+use tonic::transport::{Channel, Endpoint};
+
+/// Tasks per service.
+const REPLICAS: usize = 100;
+/// The image reference both orchestrators run (loaded from the same archive).
+const IMAGE_REF: &str = "bench/busybox:1";
+/// The rswarm service's name.
+const RSWARM_SERVICE: &str = "bench";
+/// The Docker service's name.
+const DOCKER_SERVICE: &str = "b";
+/// How long rswarm may take to get 100/100 Running.
+const RSWARM_CONVERGE_TIMEOUT: Duration = Duration::from_secs(180);
+/// How long Docker may take to get 100/100 running.
+const DOCKER_CONVERGE_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long a `service rm` may take to leave no container.
+const REMOVE_TIMEOUT: Duration = Duration::from_secs(240);
+/// How often rswarm's `ListTasks` is polled while converging.
+const RSWARM_POLL: Duration = Duration::from_millis(50);
+/// How often Docker's `GET /tasks` is polled while converging.
+const DOCKER_POLL: Duration = Duration::from_millis(100);
+/// How often the containers are counted after a `service rm`.
+const REMOVE_POLL: Duration = Duration::from_millis(100);
+/// One CLI call (create, rm, load, swarm init…).
+const CLI_TIMEOUT: Duration = Duration::from_secs(120);
+/// One API request.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// A round waits (at most the settings' `quiet_wait`) for the 1-minute load average
+/// to fall below this before it starts.
+const QUIET_LOAD: f64 = 1.5;
+/// dockerd from spawn to answering `GET /_ping`.
+const DOCKERD_START_TIMEOUT: Duration = Duration::from_secs(60);
+/// dockerd from SIGTERM to exit (it stops its containerd on the way).
+const DOCKERD_STOP_TIMEOUT: Duration = Duration::from_secs(60);
+/// The scheduler benchmark, compilation included.
+const SCHEDULER_TIMEOUT: Duration = Duration::from_secs(40 * 60);
+/// Debian's Docker binaries (not whatever other `docker` is first on `PATH`).
+const DOCKERD_BIN: &str = "/usr/sbin/dockerd";
+const DOCKER_BIN: &str = "/usr/bin/docker";
+
+/// What to run.
+struct Settings {
+    rounds: usize,
+    docker_rounds: usize,
+    /// Pause before a memory sample (after convergence, and when idle).
+    settle: Duration,
+    /// The longest a round waits for a quiet machine.
+    quiet_wait: Duration,
+    rswarm: bool,
+    docker: bool,
+    scheduler: bool,
+}
+
+const USAGE: &str = "usage: bench-services [--quick] [--rounds N] [--skip-rswarm] [--skip-docker] \
+                     [--skip-scheduler]  (as root; see the source docs)";
+
+impl Settings {
+    fn from_args() -> anyhow::Result<Settings> {
+        let mut quick = false;
+        let mut rounds = None;
+        let (mut rswarm, mut docker, mut scheduler) = (true, true, true);
+        let mut args = std::env::args().skip(1);
+        while let Some(arg) = args.next() {
+            match arg.as_str() {
+                "--quick" => quick = true,
+                "--skip-rswarm" => rswarm = false,
+                "--skip-docker" => docker = false,
+                "--skip-scheduler" => scheduler = false,
+                "--rounds" => {
+                    let n: usize = args
+                        .next()
+                        .context("--rounds needs a number")?
+                        .parse()
+                        .context("--rounds needs a number")?;
+                    if n == 0 {
+                        bail!("--rounds must be at least 1");
+                    }
+                    rounds = Some(n);
+                }
+                "-h" | "--help" => {
+                    println!("{USAGE}");
+                    std::process::exit(0);
+                }
+                other => bail!("unknown argument {other:?} ({USAGE})"),
+            }
+        }
+        let default_rounds = if quick { 1 } else { 3 };
+        Ok(Settings {
+            rounds: rounds.unwrap_or(default_rounds),
+            docker_rounds: rounds.unwrap_or(default_rounds),
+            settle: Duration::from_secs(if quick { 2 } else { 5 }),
+            quiet_wait: Duration::from_secs(if quick { 10 } else { 60 }),
+            rswarm,
+            docker,
+            scheduler,
+        })
+    }
+}
+
+fn main() -> ExitCode {
+    let settings = match Settings::from_args() {
+        Ok(settings) => settings,
+        Err(err) => {
+            eprintln!("bench-services: {err:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let binary = if settings.rswarm {
+        match product_binary() {
+            Ok(binary) => Some(binary),
+            Err(err) => {
+                eprintln!("bench-services: {err:#}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        None
+    };
+    if let Some(binary) = &binary {
+        println!("bench-services: rswarm binary {}", binary.display());
+    }
+    println!(
+        "bench-services: {} CPUs, load average {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        LoadAvg::read().show()
+    );
+
+    let mut failed = Vec::new();
+    let archive = if settings.rswarm || settings.docker {
+        match image_archive() {
+            Ok(archive) => Some(archive),
+            Err(err) => {
+                eprintln!("bench-services: cannot make the image archive: {err:#}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        None
+    };
+
+    let mut rswarm = None;
+    if let (Some(binary), Some(archive)) = (&binary, &archive) {
+        println!("\n=== rswarm: service create --replicas {REPLICAS}, memory per task ===");
+        let started = Instant::now();
+        match rswarm_phase(binary, archive, &settings) {
+            Ok(figures) => rswarm = Some(figures),
+            Err(err) => {
+                eprintln!("bench-services: the rswarm phase failed: {err:#}");
+                failed.push("rswarm");
+            }
+        }
+        println!(
+            "(rswarm phase took {:.0} s)",
+            started.elapsed().as_secs_f64()
+        );
+    }
+
+    let mut docker = None;
+    if let (true, Some(archive)) = (settings.docker, &archive) {
+        println!("\n=== Docker Swarm: service create --replicas {REPLICAS}, memory per task ===");
+        let started = Instant::now();
+        match docker_phase(archive, &settings) {
+            Ok(figures) => docker = Some(figures),
+            Err(err) => {
+                eprintln!("bench-services: the Docker phase failed: {err:#}");
+                failed.push("docker");
+            }
+        }
+        println!(
+            "(Docker phase took {:.0} s)",
+            started.elapsed().as_secs_f64()
+        );
+    }
+
+    let mut scheduler = None;
+    if settings.scheduler {
+        println!("\n=== scheduler throughput (manager/examples/bench_scheduler.rs) ===");
+        let started = Instant::now();
+        match scheduler_phase() {
+            Ok(lines) => scheduler = Some(lines),
+            Err(err) => {
+                eprintln!("bench-services: the scheduler phase failed: {err:#}");
+                failed.push("scheduler");
+            }
+        }
+        println!(
+            "(scheduler phase took {:.0} s)",
+            started.elapsed().as_secs_f64()
+        );
+    }
+
+    print_summary(
+        &settings,
+        rswarm.as_ref(),
+        docker.as_ref(),
+        scheduler.as_deref(),
+    );
+    if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("bench-services: failed phases: {}", failed.join(", "));
+        ExitCode::FAILURE
+    }
+}
+
+/// `$RSWARM_BIN`, else the `rswarm` beside this program (same target dir and profile).
+fn product_binary() -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os("RSWARM_BIN") {
+        let path = PathBuf::from(path);
+        if !path.is_file() {
+            bail!("RSWARM_BIN={} does not exist", path.display());
+        }
+        return Ok(path);
+    }
+    let exe = std::env::current_exe().context("finding this program's path")?;
+    let beside = exe
+        .parent()
+        .map(|dir| dir.join("rswarm"))
+        .context("this program has no directory")?;
+    if !beside.is_file() {
+        bail!(
+            "no rswarm binary at {}: build it in the same profile first \
+             (cargo build --release -p rswarm), or set RSWARM_BIN",
+            beside.display()
+        );
+    }
+    Ok(beside)
+}
+
+/// The busybox test image as a `docker save` archive tagged [`IMAGE_REF`], in this
+/// process's images directory (removed at exit).
+fn image_archive() -> anyhow::Result<PathBuf> {
+    let image = images::busybox();
+    let path = images::images_dir().join("bench-busybox.tar");
+    image.write_docker_archive(&path, IMAGE_REF)?;
+    Ok(path)
+}
+
+// ----- what a phase measures -----
+
+/// One create/remove round.
+struct Round {
+    /// CLI invoked → 100/100 running.
+    converge: Duration,
+    /// How long the create CLI itself took.
+    cli: Duration,
+    timeline: Timeline,
+    create_window: Window,
+    /// Memory with the 100 tasks running.
+    memory: MemSample,
+    /// `service rm` invoked → no container left.
+    remove: Duration,
+    remove_window: Window,
+}
+
+/// The figures of one orchestrator.
+struct Figures {
+    rounds: Vec<Round>,
+    /// Before the first service.
+    idle: MemSample,
+    /// After the last `service rm`.
+    idle_after: Option<MemSample>,
+}
+
+impl Figures {
+    fn converge_median(&self) -> f64 {
+        median(&self.secs(|r| r.converge))
+    }
+
+    fn remove_median(&self) -> f64 {
+        median(&self.secs(|r| r.remove))
+    }
+
+    fn secs(&self, f: impl Fn(&Round) -> Duration) -> Vec<f64> {
+        self.rounds.iter().map(|r| f(r).as_secs_f64()).collect()
+    }
+
+    /// The memory sample of the round with the median convergence time's
+    /// neighbourhood is no better than the last one: the last round's, which has seen
+    /// the most allocator churn.
+    fn running_memory(&self) -> Option<&MemSample> {
+        self.rounds.last().map(|r| &r.memory)
+    }
+
+    fn print_rounds(&self, who: &str) {
+        let secs = self.secs(|r| r.converge);
+        println!(
+            "{who}: create --replicas {REPLICAS} -> {REPLICAS}/{REPLICAS} running: median {:.2} s \
+             (min {:.2}, max {:.2}; rounds: {})",
+            median(&secs),
+            min(&secs),
+            max(&secs),
+            secs.iter()
+                .map(|s| format!("{s:.2}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let secs = self.secs(|r| r.remove);
+        println!(
+            "{who}: service rm -> 0 containers: median {:.2} s (min {:.2}, max {:.2})",
+            median(&secs),
+            min(&secs),
+            max(&secs)
+        );
+    }
+}
+
+// ----- 1 and 2: rswarm -----
+
+fn rswarm_phase(binary: &Path, archive: &Path, settings: &Settings) -> anyhow::Result<Figures> {
+    let cluster = Cluster::builder(1).binary(binary).start()?;
+    cluster.init_swarm(1, 0)?;
+    let host = cluster.host(1);
+    let archive_arg = archive.display().to_string();
+    let started = Instant::now();
+    let loaded = host.try_ok(&["image", "load", "-i", &archive_arg])?;
+    println!(
+        "image load: {} ({:.2} s)",
+        loaded.trim(),
+        started.elapsed().as_secs_f64()
+    );
+    let listed = host.try_ok(&["image", "ls"])?;
+    if !listed.contains("bench/busybox") {
+        bail!("`rswarm image ls` does not show bench/busybox after the load:\n{listed}");
+    }
+    let daemon = host.pid().context("the daemon is not running")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting a tokio runtime")?;
+    let mut client = runtime.block_on(connect(host.socket().to_path_buf()))?;
+
+    std::thread::sleep(settings.settle);
+    let idle = rswarm_memory(host)?;
+    println!("idle, before any service: {}", idle.show());
+
+    let mut rounds = Vec::new();
+    for round in 1..=settings.rounds {
+        wait_for_quiet(settings.quiet_wait);
+        let cpu_of_daemon = || cpu_ticks_of(&[daemon]);
+        let window = WindowStart::now(cpu_of_daemon);
+        let started = Instant::now();
+        let out = host.rswarm_timeout(
+            &[
+                "service",
+                "create",
+                "--detach",
+                "--replicas",
+                &REPLICAS.to_string(),
+                "--name",
+                RSWARM_SERVICE,
+                IMAGE_REF,
+                "sleep",
+                "3600",
+            ],
+            CLI_TIMEOUT,
+        );
+        let cli = started.elapsed();
+        if !out.success() {
+            bail!(
+                "round {round}: service create failed\n{out}\n{}",
+                log_tail(host)
+            );
+        }
+        let service_id = out
+            .stdout
+            .lines()
+            .map(str::trim)
+            .rfind(|l| !l.is_empty())
+            .context("service create printed no ID")?
+            .to_string();
+        let mut timeline = Timeline::default();
+        let mut failures = Failures::default();
+        let mut last = String::new();
+        let converge = loop {
+            let elapsed = started.elapsed();
+            let request = ListTasksRequest {
+                service_refs: vec![service_id.clone()],
+                ..Default::default()
+            };
+            let answer = runtime.block_on(tokio::time::timeout(
+                REQUEST_TIMEOUT,
+                client.list_tasks(request),
+            ));
+            match answer {
+                Ok(Ok(answer)) => {
+                    let tasks = answer.into_inner().tasks;
+                    let mut ranks = Vec::new();
+                    for task in &tasks {
+                        let status = task.status.clone().unwrap_or_default();
+                        if task.desired_state == TaskState::Running as i32 {
+                            ranks.push(status.state as u32);
+                        }
+                        if status.state == TaskState::Failed as i32
+                            || status.state == TaskState::Rejected as i32
+                        {
+                            failures.add(&task.id, &format!("{} {}", status.message, status.err));
+                        }
+                    }
+                    timeline.observe(elapsed, &ranks);
+                    last = format!(
+                        "{} tasks, {} meant to run, {} running",
+                        tasks.len(),
+                        ranks.len(),
+                        count_at_least(&ranks, RUNNING)
+                    );
+                    if count_at_least(&ranks, RUNNING) >= REPLICAS {
+                        break elapsed;
+                    }
+                }
+                Ok(Err(status)) => last = format!("ListTasks: {status}"),
+                Err(_) => last = format!("ListTasks: no answer within {REQUEST_TIMEOUT:?}"),
+            }
+            if started.elapsed() > RSWARM_CONVERGE_TIMEOUT {
+                bail!(
+                    "round {round}: not {REPLICAS}/{REPLICAS} running after \
+                     {RSWARM_CONVERGE_TIMEOUT:?}; last: {last}; {}\n{}",
+                    failures.show(),
+                    log_tail(host)
+                );
+            }
+            std::thread::sleep(RSWARM_POLL);
+        };
+        let create_window = window.end(cpu_of_daemon);
+        let running = host
+            .containers()
+            .iter()
+            .filter(|c| c.status == "running")
+            .count();
+        println!(
+            "round {round}: {REPLICAS}/{REPLICAS} running after {:.3} s (the create CLI took \
+             {:.3} s; `runc list` shows {running} running); {}\n  timeline: {}\n  {}{}",
+            converge.as_secs_f64(),
+            cli.as_secs_f64(),
+            create_window.show("daemon (+ reaped children)"),
+            timeline.show(),
+            failures.show(),
+            if running == REPLICAS {
+                String::new()
+            } else {
+                format!("\n  WARNING: runc list shows {running} running containers, not {REPLICAS}")
+            }
+        );
+
+        std::thread::sleep(settings.settle);
+        let memory = rswarm_memory(host)?;
+        println!("  with {REPLICAS} tasks running: {}", memory.show());
+
+        let window = WindowStart::now(cpu_of_daemon);
+        let started = Instant::now();
+        let out = host.rswarm_timeout(&["service", "rm", &service_id], CLI_TIMEOUT);
+        if !out.success() {
+            bail!(
+                "round {round}: service rm failed\n{out}\n{}",
+                log_tail(host)
+            );
+        }
+        let mut left = usize::MAX;
+        let remove = loop {
+            match rswarm_tests::containers::try_list(&host.runc_root()) {
+                Ok(containers) if containers.is_empty() => break started.elapsed(),
+                Ok(containers) => left = containers.len(),
+                Err(err) => eprintln!("round {round}: {err:#}"),
+            }
+            if started.elapsed() > REMOVE_TIMEOUT {
+                bail!(
+                    "round {round}: {left} containers still there {REMOVE_TIMEOUT:?} after \
+                     service rm\n{}",
+                    log_tail(host)
+                );
+            }
+            std::thread::sleep(REMOVE_POLL);
+        };
+        let remove_window = window.end(cpu_of_daemon);
+        println!(
+            "  service rm -> 0 containers after {:.3} s; {}",
+            remove.as_secs_f64(),
+            remove_window.show("daemon (+ reaped children)")
+        );
+        rounds.push(Round {
+            converge,
+            cli,
+            timeline,
+            create_window,
+            memory,
+            remove,
+            remove_window,
+        });
+    }
+    std::thread::sleep(settings.settle);
+    let idle_after = rswarm_memory(host)?;
+    println!(
+        "idle again, after the last service rm: {}",
+        idle_after.show()
+    );
+    let figures = Figures {
+        rounds,
+        idle,
+        idle_after: Some(idle_after),
+    };
+    figures.print_rounds("rswarm");
+    Ok(figures)
+}
+
+/// A Services API client over a daemon's unix socket.
+async fn connect(socket: PathBuf) -> anyhow::Result<ServicesClient<Channel>> {
+    let shown = socket.display().to_string();
+    let channel = Endpoint::try_from("http://localhost")?
+        .connect_timeout(Duration::from_secs(5))
+        .connect_with_connector(tower::service_fn(move |_| {
+            let socket = socket.clone();
+            async move {
+                let stream = tokio::net::UnixStream::connect(socket).await?;
+                Ok::<_, std::io::Error>(TokioIo::new(stream))
+            }
+        }))
+        .await
+        .with_context(|| format!("connecting to {shown}"))?;
+    Ok(ServicesClient::new(channel))
+}
+
+fn log_tail(host: &Host) -> String {
+    format!(
+        "--- {} daemon log (last 40 lines) ---\n{}",
+        host.name(),
+        host.daemon_log_tail(40)
+    )
+}
+
+/// The daemon's memory and that of every process rswarm runs beside it (there should
+/// be none), the containers' processes apart.
+fn rswarm_memory(host: &Host) -> anyhow::Result<MemSample> {
+    let daemon = host.pid().context("the daemon is not running")?;
+    let procs = Procs::read();
+    let me = procs
+        .get(daemon)
+        .with_context(|| format!("no /proc/{daemon}"))?;
+    let mut sample = MemSample::default();
+    sample.add("rswarm daemon", me);
+    let descendants = procs.descendants(daemon);
+    for pid in &descendants {
+        let Some(p) = procs.get(*pid) else { continue };
+        if p.pidns == me.pidns {
+            sample.add(&format!("rswarm helper `{}`", p.comm), p);
+        } else {
+            sample.add_container(p);
+        }
+    }
+    // Anything else that names the data dir (a runc or shim that escaped the tree).
+    let data_dir = host.data_dir().display().to_string();
+    for p in procs.all() {
+        if p.pid != daemon
+            && !descendants.contains(&p.pid)
+            && p.pid != std::process::id()
+            && p.cmdline.contains(&data_dir)
+        {
+            sample.add(&format!("outside the daemon's tree `{}`", p.comm), p);
+        }
+    }
+    Ok(sample)
+}
+
+// ----- 3. Docker Swarm -----
+
+fn docker_phase(archive: &Path, settings: &Settings) -> anyhow::Result<Figures> {
+    if !Path::new(DOCKERD_BIN).is_file() {
+        println!("{DOCKERD_BIN} is missing: apt-get install -y docker.io");
+        let out = command::run(
+            &argv(&["apt-get", "install", "-y", "docker.io"]),
+            &[("DEBIAN_FRONTEND", "noninteractive")],
+            Duration::from_secs(600),
+        );
+        if !out.success() {
+            bail!("installing docker.io failed:\n{out}");
+        }
+    }
+    let engine = DockerEngine::start()?;
+    println!(
+        "dockerd running (pid {}), data under {}, in network namespace {} (lo only)",
+        engine.pid(),
+        engine.dir.display(),
+        engine.netns
+    );
+    engine.cli_ok(&["swarm", "init", "--advertise-addr", "127.0.0.1"])?;
+    let started = Instant::now();
+    let loaded = engine.cli_ok(&["load", "-i", &archive.display().to_string()])?;
+    println!(
+        "docker load: {} ({:.2} s)",
+        loaded.trim(),
+        started.elapsed().as_secs_f64()
+    );
+    engine.cli_ok(&["image", "inspect", "--format", "{{.Id}}", IMAGE_REF])?;
+
+    std::thread::sleep(settings.settle);
+    let idle = engine.memory()?;
+    println!(
+        "idle, swarm initialised, before any service: {}",
+        idle.show()
+    );
+
+    let mut rounds = Vec::new();
+    for round in 1..=settings.docker_rounds {
+        wait_for_quiet(settings.quiet_wait);
+        let cpu_of_docker = || cpu_ticks_of(&engine.processes());
+        let window = WindowStart::now(cpu_of_docker);
+        let started = Instant::now();
+        engine.cli_ok(&[
+            "service",
+            "create",
+            "--detach",
+            "--no-resolve-image",
+            "--replicas",
+            &REPLICAS.to_string(),
+            "--name",
+            DOCKER_SERVICE,
+            IMAGE_REF,
+            "sleep",
+            "3600",
+        ])?;
+        let cli = started.elapsed();
+        let mut timeline = Timeline::default();
+        let mut failures = Failures::default();
+        let mut last = String::new();
+        let tasks_path = format!(
+            "/tasks?filters={}",
+            percent_encode(&format!(r#"{{"service":["{DOCKER_SERVICE}"]}}"#))
+        );
+        let converge = loop {
+            let elapsed = started.elapsed();
+            match engine.api_get(&tasks_path) {
+                Ok(tasks) => {
+                    let tasks = tasks.as_array().cloned().unwrap_or_default();
+                    let mut ranks = Vec::new();
+                    for task in &tasks {
+                        let state = task["Status"]["State"].as_str().unwrap_or("");
+                        let rank = docker_state_rank(state);
+                        if task["DesiredState"].as_str() == Some("running") {
+                            ranks.push(rank);
+                        }
+                        if matches!(state, "failed" | "rejected") {
+                            failures.add(
+                                task["ID"].as_str().unwrap_or("?"),
+                                &format!(
+                                    "{} {}",
+                                    task["Status"]["Message"].as_str().unwrap_or(""),
+                                    task["Status"]["Err"].as_str().unwrap_or("")
+                                ),
+                            );
+                        }
+                    }
+                    timeline.observe(elapsed, &ranks);
+                    last = format!(
+                        "{} tasks, {} meant to run, {} running",
+                        tasks.len(),
+                        ranks.len(),
+                        count_at_least(&ranks, RUNNING)
+                    );
+                    if count_at_least(&ranks, RUNNING) >= REPLICAS {
+                        break elapsed;
+                    }
+                }
+                Err(err) => last = format!("{err:#}"),
+            }
+            if started.elapsed() > DOCKER_CONVERGE_TIMEOUT {
+                bail!(
+                    "round {round}: not {REPLICAS}/{REPLICAS} running after \
+                     {DOCKER_CONVERGE_TIMEOUT:?}; last: {last}; {}\n{}",
+                    failures.show(),
+                    engine.log_tail(30)
+                );
+            }
+            std::thread::sleep(DOCKER_POLL);
+        };
+        let create_window = window.end(cpu_of_docker);
+        println!(
+            "round {round}: {REPLICAS}/{REPLICAS} running after {:.3} s (the create CLI took \
+             {:.3} s); {}\n  timeline: {}\n  {}",
+            converge.as_secs_f64(),
+            cli.as_secs_f64(),
+            create_window.show("dockerd + containerd + shims (+ reaped children)"),
+            timeline.show(),
+            failures.show()
+        );
+
+        std::thread::sleep(settings.settle);
+        let memory = engine.memory()?;
+        println!("  with {REPLICAS} tasks running: {}", memory.show());
+
+        let window = WindowStart::now(cpu_of_docker);
+        let started = Instant::now();
+        engine.cli_ok(&["service", "rm", DOCKER_SERVICE])?;
+        let containers_path = format!(
+            "/containers/json?all=1&filters={}",
+            percent_encode(&format!(
+                r#"{{"label":["com.docker.swarm.service.name={DOCKER_SERVICE}"]}}"#
+            ))
+        );
+        let mut left = String::from("?");
+        let remove = loop {
+            match engine.api_get(&containers_path) {
+                Ok(list) if list.as_array().is_some_and(|l| l.is_empty()) => {
+                    break started.elapsed()
+                }
+                Ok(list) => left = list.as_array().map_or(0, Vec::len).to_string(),
+                Err(err) => left = format!("{err:#}"),
+            }
+            if started.elapsed() > REMOVE_TIMEOUT {
+                bail!(
+                    "round {round}: containers still there {REMOVE_TIMEOUT:?} after service rm \
+                     ({left})\n{}",
+                    engine.log_tail(30)
+                );
+            }
+            std::thread::sleep(REMOVE_POLL);
+        };
+        let remove_window = window.end(cpu_of_docker);
+        println!(
+            "  service rm -> 0 containers after {:.3} s; {}",
+            remove.as_secs_f64(),
+            remove_window.show("dockerd + containerd + shims (+ reaped children)")
+        );
+        rounds.push(Round {
+            converge,
+            cli,
+            timeline,
+            create_window,
+            memory,
+            remove,
+            remove_window,
+        });
+    }
+    std::thread::sleep(settings.settle);
+    let idle_after = engine.memory()?;
+    println!(
+        "idle again, after the last service rm: {}",
+        idle_after.show()
+    );
+    let figures = Figures {
+        rounds,
+        idle,
+        idle_after: Some(idle_after),
+    };
+    figures.print_rounds("Docker Swarm");
+    let stopped = Instant::now();
+    let problems = engine.shutdown();
+    println!(
+        "Docker stopped and cleaned up in {:.1} s{}",
+        stopped.elapsed().as_secs_f64(),
+        if problems.is_empty() {
+            String::new()
+        } else {
+            format!("; PROBLEMS: {}", problems.join("; "))
+        }
+    );
+    Ok(figures)
+}
+
+/// Docker's task state names ranked like rswarm's `TaskState` values.
+fn docker_state_rank(state: &str) -> u32 {
+    let rank = match state {
+        "new" => TaskState::New,
+        "pending" => TaskState::Pending,
+        "assigned" => TaskState::Assigned,
+        "accepted" => TaskState::Accepted,
+        "preparing" => TaskState::Preparing,
+        "ready" => TaskState::Ready,
+        "starting" => TaskState::Starting,
+        "running" => TaskState::Running,
+        "complete" => TaskState::Complete,
+        "shutdown" => TaskState::Shutdown,
+        "failed" => TaskState::Failed,
+        "rejected" => TaskState::Rejected,
+        "remove" => TaskState::Remove,
+        "orphaned" => TaskState::Orphaned,
+        _ => TaskState::New,
+    };
+    rank as u32
+}
+
+/// What existed on the machine before dockerd ran, so that only what it created is
+/// removed afterwards.
+struct HostPaths {
+    existed: HashSet<PathBuf>,
+}
+
+impl HostPaths {
+    /// Paths outside our directory that dockerd 20.10 and its containerd create.
+    fn candidates() -> Vec<PathBuf> {
+        let mut paths: Vec<PathBuf> = [
+            "/etc/docker/key.json",
+            "/etc/docker",
+            "/run/docker",
+            "/run/containerd",
+        ]
+        .iter()
+        .map(PathBuf::from)
+        .collect();
+        if let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") {
+            paths.extend(entries.flatten().map(|e| e.path().join("docker")));
+        }
+        paths
+    }
+
+    fn snapshot() -> HostPaths {
+        HostPaths {
+            existed: HostPaths::candidates()
+                .into_iter()
+                .filter(|p| p.exists())
+                .collect(),
+        }
+    }
+}
+
+/// A dockerd of our own; see the module docs. Dropping it stops and removes it all.
+struct DockerEngine {
+    dir: PathBuf,
+    netns: String,
+    socket: PathBuf,
+    exec_root: PathBuf,
+    cli_config: PathBuf,
+    log_path: PathBuf,
+    child: Option<Child>,
+    host_paths: HostPaths,
+    netns_made: bool,
+    shut_down: bool,
+}
+
+impl DockerEngine {
+    fn start() -> anyhow::Result<DockerEngine> {
+        let pid = std::process::id();
+        let dir = PathBuf::from(format!("/tmp/rswbench-docker-{pid}"));
+        let mut engine = DockerEngine {
+            socket: dir.join("docker.sock"),
+            exec_root: dir.join("exec"),
+            cli_config: dir.join("cli"),
+            log_path: dir.join("dockerd.log"),
+            netns: format!("rswbench{pid}d"),
+            dir,
+            child: None,
+            host_paths: HostPaths::snapshot(),
+            netns_made: false,
+            shut_down: false,
+        };
+        // From here on, an early return drops `engine`, which removes what exists.
+        if engine.dir.exists() {
+            bail!(
+                "{} exists already (a leftover of a dead process with our pid?)",
+                engine.dir.display()
+            );
+        }
+        for sub in ["data", "exec", "cli"] {
+            std::fs::create_dir_all(engine.dir.join(sub))
+                .with_context(|| format!("creating {}", engine.dir.join(sub).display()))?;
+        }
+        let config = engine.dir.join("daemon.json");
+        std::fs::write(&config, "{}\n")?;
+        run_ok(&["ip", "netns", "add", &engine.netns])?;
+        engine.netns_made = true;
+        run_ok(&["ip", "-n", &engine.netns, "link", "set", "lo", "up"])?;
+
+        let log = File::create(&engine.log_path)
+            .with_context(|| format!("creating {}", engine.log_path.display()))?;
+        let mut cmd = Command::new(DOCKERD_BIN);
+        cmd.arg("--data-root")
+            .arg(engine.dir.join("data"))
+            .arg("--exec-root")
+            .arg(&engine.exec_root)
+            .arg("-H")
+            .arg(format!("unix://{}", engine.socket.display()))
+            .arg("--pidfile")
+            .arg(engine.dir.join("docker.pid"))
+            .arg("--config-file")
+            .arg(&config)
+            .current_dir(&engine.dir)
+            .env_clear()
+            .env("PATH", "/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("DOCKER_SERVICE_PREFER_OFFLINE_IMAGE", "1")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        rswarm_tests::spawn::enter_netns(&mut cmd, &engine.netns);
+        engine.child = Some(
+            rswarm_tests::spawn::spawn_long_lived(cmd)
+                .with_context(|| format!("starting {DOCKERD_BIN}"))?,
+        );
+        let started = Instant::now();
+        loop {
+            if let Ok(answer) = engine.request("/_ping") {
+                if answer.0 == 200 {
+                    break;
+                }
+            }
+            if let Some(Ok(Some(status))) = engine.child.as_mut().map(Child::try_wait) {
+                bail!(
+                    "dockerd exited while starting ({status})\n{}",
+                    engine.log_tail(30)
+                );
+            }
+            if started.elapsed() > DOCKERD_START_TIMEOUT {
+                bail!(
+                    "dockerd does not answer GET /_ping after {DOCKERD_START_TIMEOUT:?}\n{}",
+                    engine.log_tail(30)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(engine)
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// Runs `docker -H unix://… ARGS` (Debian's CLI, its config in our directory).
+    fn cli(&self, args: &[&str], timeout: Duration) -> CmdOutput {
+        let host = format!("unix://{}", self.socket.display());
+        let mut all = vec![DOCKER_BIN, "-H", &host];
+        all.extend_from_slice(args);
+        let config = self.cli_config.display().to_string();
+        command::run(&argv(&all), &[("DOCKER_CONFIG", &config)], timeout)
+    }
+
+    fn cli_ok(&self, args: &[&str]) -> anyhow::Result<String> {
+        let out = self.cli(args, CLI_TIMEOUT);
+        if !out.success() {
+            bail!(
+                "`docker {}` failed\n{out}\n{}",
+                args.join(" "),
+                self.log_tail(20)
+            );
+        }
+        Ok(out.stdout)
+    }
+
+    /// `GET path` on the Engine API: (status, body).
+    fn request(&self, path: &str) -> anyhow::Result<(u16, String)> {
+        let mut stream = UnixStream::connect(&self.socket)
+            .with_context(|| format!("connecting to {}", self.socket.display()))?;
+        stream.set_read_timeout(Some(REQUEST_TIMEOUT))?;
+        stream.set_write_timeout(Some(REQUEST_TIMEOUT))?;
+        // HTTP/1.0: the answer is not chunked and ends when the connection closes.
+        stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: docker\r\n\r\n").as_bytes())?;
+        let mut bytes = Vec::new();
+        stream.read_to_end(&mut bytes)?;
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let status = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .with_context(|| format!("GET {path}: not an HTTP answer: {text:.200}"))?;
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, body)| body.to_string())
+            .unwrap_or_default();
+        Ok((status, body))
+    }
+
+    /// `GET path` answered 200 with JSON.
+    fn api_get(&self, path: &str) -> anyhow::Result<serde_json::Value> {
+        let (status, body) = self.request(path)?;
+        if status != 200 {
+            bail!("GET {path}: {status}: {body:.300}");
+        }
+        serde_json::from_str(&body).with_context(|| format!("GET {path}: not JSON: {body:.300}"))
+    }
+
+    fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.log_path).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        format!(
+            "--- {} (last {lines} lines) ---\n{}",
+            self.log_path.display(),
+            all[all.len().saturating_sub(lines)..].join("\n")
+        )
+    }
+
+    /// Is `p` a process of this engine outside the containers: dockerd, or anything
+    /// whose command line names our directory (containerd, the shims)?
+    fn owns(&self, p: &Proc) -> bool {
+        p.pid == self.pid() || p.cmdline.contains(&*self.dir.to_string_lossy())
+    }
+
+    /// dockerd, containerd, the shims and their descendants in the machine's PID
+    /// namespace.
+    fn processes(&self) -> Vec<u32> {
+        let procs = Procs::read();
+        let Some(dockerd) = procs.get(self.pid()) else {
+            return Vec::new();
+        };
+        let mut pids = Vec::new();
+        for p in procs.all().filter(|p| self.owns(p)) {
+            pids.push(p.pid);
+            for pid in procs.descendants(p.pid) {
+                if procs.get(pid).is_some_and(|d| d.pidns == dockerd.pidns) {
+                    pids.push(pid);
+                }
+            }
+        }
+        pids.sort_unstable();
+        pids.dedup();
+        pids
+    }
+
+    fn memory(&self) -> anyhow::Result<MemSample> {
+        let procs = Procs::read();
+        let dockerd = procs.get(self.pid()).context("dockerd is not running")?;
+        let mut sample = MemSample::default();
+        let mut seen = HashSet::new();
+        for p in procs.all().filter(|p| self.owns(p)) {
+            for pid in std::iter::once(p.pid).chain(procs.descendants(p.pid)) {
+                if !seen.insert(pid) {
+                    continue;
+                }
+                let Some(d) = procs.get(pid) else { continue };
+                if d.pidns == dockerd.pidns {
+                    sample.add(&d.comm, d);
+                } else {
+                    sample.add_container(d);
+                }
+            }
+        }
+        Ok(sample)
+    }
+
+    /// Removes every service and container, leaves the swarm, stops dockerd (which
+    /// stops its containerd), kills what is left of ours, unmounts and removes our
+    /// directory, the network namespace and the host paths dockerd created. Returns
+    /// what went wrong.
+    fn shutdown(mut self) -> Vec<String> {
+        self.shut_down = true;
+        self.teardown()
+    }
+
+    fn teardown(&mut self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let running = self
+            .child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)));
+        if running {
+            let out = self.cli(&["service", "ls", "-q"], CLI_TIMEOUT);
+            let services: Vec<String> = out.stdout.split_whitespace().map(String::from).collect();
+            if !services.is_empty() {
+                let mut args = vec!["service", "rm"];
+                args.extend(services.iter().map(String::as_str));
+                let _ = self.cli(&args, CLI_TIMEOUT);
+            }
+            let out = self.cli(&["ps", "-aq"], CLI_TIMEOUT);
+            let containers: Vec<String> = out.stdout.split_whitespace().map(String::from).collect();
+            if !containers.is_empty() {
+                let mut args = vec!["rm", "-f"];
+                args.extend(containers.iter().map(String::as_str));
+                let out = self.cli(&args, Duration::from_secs(300));
+                if !out.success() {
+                    problems.push(format!("docker rm -f failed: {}", out.stderr.trim()));
+                }
+            }
+            let out = self.cli(&["swarm", "leave", "--force"], CLI_TIMEOUT);
+            if !out.success() && !out.stderr.contains("not part of a swarm") {
+                problems.push(format!("docker swarm leave failed: {}", out.stderr.trim()));
+            }
+        }
+        if let Some(mut child) = self.child.take() {
+            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            let deadline = Instant::now() + DOCKERD_STOP_TIMEOUT;
+            loop {
+                match child.try_wait() {
+                    Ok(Some(_)) | Err(_) => break,
+                    Ok(None) if Instant::now() > deadline => {
+                        problems.push(format!(
+                            "dockerd did not exit within {DOCKERD_STOP_TIMEOUT:?} of SIGTERM: killed"
+                        ));
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        break;
+                    }
+                    Ok(None) => std::thread::sleep(Duration::from_millis(100)),
+                }
+            }
+        }
+        // containerd exits after dockerd; shims with their containers would stay.
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let mut killed = false;
+        loop {
+            let left: Vec<Proc> = Procs::read()
+                .all()
+                .filter(|p| self.owns(p))
+                .cloned()
+                .collect();
+            if left.is_empty() {
+                break;
+            }
+            let names = left
+                .iter()
+                .map(|p| format!("{} {}", p.pid, p.comm))
+                .collect::<Vec<_>>()
+                .join(", ");
+            if killed {
+                problems.push(format!("processes left after SIGKILL: {names}"));
+                break;
+            }
+            if Instant::now() > deadline {
+                problems.push(format!("killing what dockerd left running: {names}"));
+                for p in &left {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(p.pid as i32),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+                killed = true;
+                std::thread::sleep(Duration::from_millis(500));
+                continue;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // Cgroups Docker made (only where there was no `docker` cgroup before).
+        for path in HostPaths::candidates() {
+            if path.starts_with("/sys/fs/cgroup")
+                && path.is_dir()
+                && !self.host_paths.existed.contains(&path)
+            {
+                if let Err(err) = remove_cgroup_tree(&path) {
+                    problems.push(format!("{}: {err}", path.display()));
+                }
+            }
+        }
+        let stuck = unmount_all_under(&self.dir);
+        if !stuck.is_empty() {
+            problems.push(format!("still mounted, so not removed: {stuck:?}"));
+        } else if self.dir.exists() {
+            if let Err(err) = std::fs::remove_dir_all(&self.dir) {
+                problems.push(format!("removing {}: {err}", self.dir.display()));
+            }
+        }
+        if self.netns_made {
+            let out = command::run(
+                &argv(&["ip", "netns", "del", &self.netns]),
+                &[],
+                CLI_TIMEOUT,
+            );
+            if !out.success() {
+                problems.push(format!(
+                    "ip netns del {}: {}",
+                    self.netns,
+                    out.stderr.trim()
+                ));
+            }
+            self.netns_made = false;
+        }
+        for path in ["/etc/docker/key.json", "/run/docker", "/run/containerd"] {
+            let path = Path::new(path);
+            if path.exists() && !self.host_paths.existed.contains(path) {
+                let removed = if path.is_dir() {
+                    std::fs::remove_dir_all(path)
+                } else {
+                    std::fs::remove_file(path)
+                };
+                if let Err(err) = removed {
+                    problems.push(format!("removing {}: {err}", path.display()));
+                }
+            }
+        }
+        let etc_docker = Path::new("/etc/docker");
+        if etc_docker.is_dir() && !self.host_paths.existed.contains(etc_docker) {
+            let _ = std::fs::remove_dir(etc_docker); // only if empty
+        }
+        problems
+    }
+}
+
+impl Drop for DockerEngine {
+    fn drop(&mut self) {
+        if !self.shut_down {
+            for problem in self.teardown() {
+                eprintln!("bench-services: Docker teardown: {problem}");
+            }
+        }
+    }
+}
+
+/// Kills every process in `cgroup` and below, then removes the directories, deepest
+/// first.
+fn remove_cgroup_tree(cgroup: &Path) -> std::io::Result<()> {
+    fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
+        out.push(dir.to_path_buf());
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for entry in entries.flatten() {
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    collect(&entry.path(), out);
+                }
+            }
+        }
+    }
+    let mut dirs = Vec::new();
+    collect(cgroup, &mut dirs);
+    dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut alive = false;
+        for dir in &dirs {
+            let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+            for pid in procs
+                .split_whitespace()
+                .filter_map(|p| p.parse::<i32>().ok())
+            {
+                alive = true;
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+        if !alive || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for dir in &dirs {
+        for _attempt in 0..50 {
+            match std::fs::remove_dir(dir) {
+                Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                _ => break,
+            }
+        }
+    }
+    match dirs.iter().find(|d| d.exists()) {
+        Some(stuck) => Err(std::io::Error::other(format!(
+            "{} cannot be removed",
+            stuck.display()
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Lazily unmounts every mount at or below `dir`; returns those still there.
+fn unmount_all_under(dir: &Path) -> Vec<PathBuf> {
+    let mounts_under = || -> Vec<PathBuf> {
+        let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mut found: Vec<PathBuf> = table
+            .lines()
+            .filter_map(|line| line.split(' ').nth(4))
+            .map(|field| PathBuf::from(unescape_mountinfo(field)))
+            .filter(|mount_point| mount_point.starts_with(dir))
+            .collect();
+        found.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+        found.dedup();
+        found
+    };
+    for _pass in 0..8 {
+        let found = mounts_under();
+        if found.is_empty() {
+            return found;
+        }
+        for mount_point in &found {
+            let _ = nix::mount::umount2(mount_point.as_path(), nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+    mounts_under()
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+fn unescape_mountinfo(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes
+            .get(i + 1..i + 4)
+            .filter(|digits| bytes[i] == b'\\' && digits.iter().all(|d| (b'0'..=b'7').contains(d)));
+        match octal {
+            Some(digits) => {
+                out.push(
+                    digits
+                        .iter()
+                        .fold(0u8, |n, d| n.wrapping_mul(8).wrapping_add(d - b'0')),
+                );
+                i += 4;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Percent-encodes everything but unreserved characters (for a query value).
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+// ----- 4. scheduler throughput -----
+
+fn scheduler_phase() -> anyhow::Result<Vec<String>> {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("the tests crate has no parent directory")?;
+    let example = workspace.join("manager/examples/bench_scheduler.rs");
+    if !example.is_file() {
+        bail!(
+            "{} is missing: no scheduler benchmark to run",
+            example.display()
+        );
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let manifest = workspace.join("Cargo.toml").display().to_string();
+    let before = LoadAvg::read();
+    let started = Instant::now();
+    let out = command::run(
+        &argv(&[
+            &cargo,
+            "run",
+            "--quiet",
+            "--release",
+            "--manifest-path",
+            &manifest,
+            "-p",
+            "rswarm-manager",
+            "--example",
+            "bench_scheduler",
+        ]),
+        &[],
+        SCHEDULER_TIMEOUT,
+    );
+    let after = LoadAvg::read();
+    for line in out.stdout.lines() {
+        println!("  | {line}");
+    }
+    if !out.success() {
+        bail!(
+            "the scheduler benchmark failed or did not finish within {SCHEDULER_TIMEOUT:?}\n{out}"
+        );
+    }
+    println!(
+        "(cargo run, compilation included, took {:.0} s; load {} before, {} after)",
+        started.elapsed().as_secs_f64(),
+        before.show(),
+        after.show()
+    );
+    let mut lines: Vec<String> = out
+        .stdout
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(String::from)
+        .collect();
+    lines.push(format!("(load {} after)", after.show()));
+    Ok(lines)
+}
+
+// ----- the summary -----
+
+fn print_summary(
+    settings: &Settings,
+    rswarm: Option<&Figures>,
+    docker: Option<&Figures>,
+    scheduler: Option<&[String]>,
+) {
+    println!("\n=== summary: rswarm vs Docker Swarm (one node, {REPLICAS} replicas of {IMAGE_REF} `sleep 3600`) ===");
+    let show = |value: Option<f64>, unit: &str| match value {
+        Some(v) => format!("{v:.2} {unit}"),
+        None => "n/a".to_string(),
+    };
+    let ratio = |ours: Option<f64>, theirs: Option<f64>| match (ours, theirs) {
+        (Some(o), Some(t)) if o > 0.0 => format!("Docker/rswarm = {:.1}x", t / o),
+        _ => "-".to_string(),
+    };
+    let row = |what: &str, ours: Option<f64>, theirs: Option<f64>, unit: &str, target: &str| {
+        println!(
+            "{what:<48} rswarm {:>12}   Docker {:>12}   {:<22} {target}",
+            show(ours, unit),
+            show(theirs, unit),
+            ratio(ours, theirs)
+        );
+    };
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    let per_task = |f: Option<&Figures>, pss: bool, minus_idle: bool| -> Option<f64> {
+        let f = f?;
+        let running = f.running_memory()?;
+        let total = |m: &MemSample| if pss { m.total_pss() } else { m.total_rss() };
+        let kib = if minus_idle {
+            total(running).saturating_sub(total(&f.idle))
+        } else {
+            total(running)
+        };
+        Some(mib(kib) / REPLICAS as f64)
+    };
+    row(
+        &format!("create -> {REPLICAS}/{REPLICAS} running (median)"),
+        rswarm.map(Figures::converge_median),
+        docker.map(Figures::converge_median),
+        "s",
+        "(target < 3 s)",
+    );
+    row(
+        "service rm -> 0 containers (median)",
+        rswarm.map(Figures::remove_median),
+        docker.map(Figures::remove_median),
+        "s",
+        "(10 s stop grace: `sleep` as PID 1 ignores SIGTERM)",
+    );
+    row(
+        "memory per task: total RSS / 100",
+        per_task(rswarm, false, false),
+        per_task(docker, false, false),
+        "MiB",
+        "(target < 1 MB)",
+    );
+    row(
+        "memory per task: (RSS with 100 - idle) / 100",
+        per_task(rswarm, false, true),
+        per_task(docker, false, true),
+        "MiB",
+        "",
+    );
+    row(
+        "memory per task: (PSS with 100 - idle) / 100",
+        per_task(rswarm, true, true),
+        per_task(docker, true, true),
+        "MiB",
+        "(shared pages counted once)",
+    );
+    let idle = |f: Option<&Figures>| f.map(|f| mib(f.idle.total_rss()));
+    row(
+        "idle RSS before the service (daemon(s))",
+        idle(rswarm),
+        idle(docker),
+        "MiB",
+        "",
+    );
+    let with = |f: Option<&Figures>| {
+        f.and_then(|f| f.running_memory())
+            .map(|m| mib(m.total_rss()))
+    };
+    row(
+        "RSS with 100 tasks running (daemon(s) + helpers)",
+        with(rswarm),
+        with(docker),
+        "MiB",
+        "",
+    );
+    for (who, figures) in [("rswarm", rswarm), ("Docker", docker)] {
+        let Some(f) = figures else { continue };
+        println!("{who}, each round:");
+        for (i, r) in f.rounds.iter().enumerate() {
+            println!(
+                "  round {}: {:.2} s to {REPLICAS}/{REPLICAS} running (CLI {:.2} s) [{}]; rm {:.2} s [{}]; \
+                 RSS with {REPLICAS}: {:.1} MiB",
+                i + 1,
+                r.converge.as_secs_f64(),
+                r.cli.as_secs_f64(),
+                r.create_window.show_short(),
+                r.remove.as_secs_f64(),
+                r.remove_window.show_short(),
+                mib(r.memory.total_rss())
+            );
+            println!("           timeline: {}", r.timeline.show());
+        }
+        if let Some(after) = &f.idle_after {
+            println!(
+                "  idle RSS: {:.1} MiB before the first service, {:.1} MiB after the last rm",
+                mib(f.idle.total_rss()),
+                mib(after.total_rss())
+            );
+        }
+    }
+    match scheduler {
+        Some(lines) => {
+            println!("scheduler throughput (bench_scheduler, simulated cluster):");
+            for line in lines {
+                println!("  {line}");
+            }
+        }
+        None if settings.scheduler => println!("scheduler throughput: FAILED (see above)"),
+        None => println!("scheduler throughput: skipped"),
+    }
+    if rswarm.is_none() && settings.rswarm {
+        println!("rswarm: FAILED (see above)");
+    }
+    if docker.is_none() && settings.docker {
+        println!("Docker: FAILED (see above)");
+    }
+}
+
+// ----- task state timelines -----
+
+const RUNNING: u32 = TaskState::Running as u32;
+
+/// The states a timeline follows, in order.
+const STAGES: [(TaskState, &str); 5] = [
+    (TaskState::Assigned, "assigned"),
+    (TaskState::Accepted, "accepted"),
+    (TaskState::Preparing, "preparing"),
+    (TaskState::Starting, "starting"),
+    (TaskState::Running, "running"),
+];
+
+/// Tasks (meant to run) that are at `stage` or later but not past Running.
+fn count_at_least(ranks: &[u32], stage: u32) -> usize {
+    ranks
+        .iter()
+        .filter(|&&r| r >= stage && r <= RUNNING)
+        .count()
+}
+
+/// When the first, the 50th and the 100th task reached each stage, as polled.
+#[derive(Default)]
+struct Timeline {
+    /// Per stage: [first, half, all].
+    reached: [[Option<Duration>; 3]; STAGES.len()],
+}
+
+impl Timeline {
+    fn observe(&mut self, at: Duration, ranks: &[u32]) {
+        for (i, (stage, _)) in STAGES.iter().enumerate() {
+            let n = count_at_least(ranks, *stage as u32);
+            for (j, needed) in [1, REPLICAS / 2, REPLICAS].into_iter().enumerate() {
+                if n >= needed && self.reached[i][j].is_none() {
+                    self.reached[i][j] = Some(at);
+                }
+            }
+        }
+    }
+
+    fn show(&self) -> String {
+        let s = |d: Option<Duration>| d.map_or("-".into(), |d| format!("{:.2}", d.as_secs_f64()));
+        let stages: Vec<String> = STAGES
+            .iter()
+            .zip(&self.reached)
+            .map(|((_, name), [first, half, all])| {
+                format!("{name} {}/{}/{}", s(*first), s(*half), s(*all))
+            })
+            .collect();
+        format!(
+            "s to 1st/{}th/{}th task at state: {}",
+            REPLICAS / 2,
+            REPLICAS,
+            stages.join(", ")
+        )
+    }
+}
+
+/// Failed or rejected tasks seen while converging.
+#[derive(Default)]
+struct Failures {
+    ids: HashSet<String>,
+    sample: Option<String>,
+}
+
+impl Failures {
+    fn add(&mut self, id: &str, why: &str) {
+        if self.ids.insert(id.to_string()) && self.sample.is_none() {
+            self.sample = Some(why.trim().to_string());
+        }
+    }
+
+    fn show(&self) -> String {
+        match &self.sample {
+            None => "no task failed".into(),
+            Some(why) => format!(
+                "{} tasks failed or were rejected, e.g. {why:?}",
+                self.ids.len()
+            ),
+        }
+    }
+}
+
+// ----- load and CPU -----
+
+/// `/proc/loadavg`: 1, 5 and 15 minutes.
+#[derive(Clone, Copy)]
+struct LoadAvg([f64; 3]);
+
+impl LoadAvg {
+    fn read() -> LoadAvg {
+        let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+        let mut values = [f64::NAN; 3];
+        for (slot, field) in values.iter_mut().zip(text.split_whitespace()) {
+            *slot = field.parse().unwrap_or(f64::NAN);
+        }
+        LoadAvg(values)
+    }
+
+    fn show(&self) -> String {
+        format!("{:.2} {:.2} {:.2}", self.0[0], self.0[1], self.0[2])
+    }
+}
+
+/// Waits (at most `limit`) for the 1-minute load average to fall below [`QUIET_LOAD`].
+fn wait_for_quiet(limit: Duration) {
+    let started = Instant::now();
+    let mut load = LoadAvg::read();
+    while load.0[0] >= QUIET_LOAD && started.elapsed() < limit {
+        std::thread::sleep(Duration::from_secs(1));
+        load = LoadAvg::read();
+    }
+    if started.elapsed() >= Duration::from_secs(1) {
+        println!(
+            "(waited {:.0} s for a quieter machine: load {} now{})",
+            started.elapsed().as_secs_f64(),
+            load.show(),
+            if load.0[0] >= QUIET_LOAD {
+                " - still busy, measuring anyway"
+            } else {
+                ""
+            }
+        );
+    }
+}
+
+/// Machine-wide CPU counters from `/proc/stat`: (busy ticks, all ticks).
+fn machine_ticks() -> (u64, u64) {
+    let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let values: Vec<u64> = text
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let all: u64 = values.iter().take(8).sum();
+    let idle = values.get(3).copied().unwrap_or(0) + values.get(4).copied().unwrap_or(0);
+    (all.saturating_sub(idle), all)
+}
+
+/// CPU ticks (own and reaped children's) of `pids`.
+fn cpu_ticks_of(pids: &[u32]) -> u64 {
+    pids.iter()
+        .filter_map(|pid| read_proc(*pid))
+        .map(|p| p.cpu_ticks)
+        .sum()
+}
+
+fn clock_ticks() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks > 0 {
+        ticks as f64
+    } else {
+        100.0
+    }
+}
+
+struct WindowStart {
+    at: Instant,
+    load: LoadAvg,
+    machine: (u64, u64),
+    ours: u64,
+}
+
+impl WindowStart {
+    fn now(ours: impl Fn() -> u64) -> WindowStart {
+        WindowStart {
+            at: Instant::now(),
+            load: LoadAvg::read(),
+            machine: machine_ticks(),
+            ours: ours(),
+        }
+    }
+
+    fn end(self, ours: impl Fn() -> u64) -> Window {
+        let machine = machine_ticks();
+        let busy = machine.0.saturating_sub(self.machine.0);
+        let all = machine.1.saturating_sub(self.machine.1);
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        let elapsed = self.at.elapsed().as_secs_f64();
+        Window {
+            load_before: self.load,
+            load_after: LoadAvg::read(),
+            machine_busy_pct: if all > 0 {
+                100.0 * busy as f64 / all as f64 * cpus
+            } else {
+                f64::NAN
+            },
+            ours_cpu_secs: ours().saturating_sub(self.ours) as f64 / clock_ticks(),
+            elapsed,
+        }
+    }
+}
+
+/// Load and CPU use over a measurement.
+struct Window {
+    load_before: LoadAvg,
+    load_after: LoadAvg,
+    /// Machine CPU busy, percent of one core (200% = both cores of two).
+    machine_busy_pct: f64,
+    /// CPU seconds the measured processes used.
+    ours_cpu_secs: f64,
+    elapsed: f64,
+}
+
+impl Window {
+    fn show(&self, whose: &str) -> String {
+        format!(
+            "load {} before, {} after; machine CPU busy {:.0}% of a core over {:.1} s; \
+             {whose} used {:.2} CPU-s",
+            self.load_before.show(),
+            self.load_after.show(),
+            self.machine_busy_pct,
+            self.elapsed,
+            self.ours_cpu_secs
+        )
+    }
+
+    fn show_short(&self) -> String {
+        format!(
+            "load1 {:.2}->{:.2}, machine {:.0}%, ours {:.2} CPU-s",
+            self.load_before.0[0], self.load_after.0[0], self.machine_busy_pct, self.ours_cpu_secs
+        )
+    }
+}
+
+// ----- processes and memory -----
+
+/// What this program reads of one process.
+#[derive(Clone)]
+struct Proc {
+    pid: u32,
+    ppid: u32,
+    comm: String,
+    cmdline: String,
+    /// The inode of `/proc/<pid>/ns/pid`.
+    pidns: Option<u64>,
+    /// utime + stime + cutime + cstime.
+    cpu_ticks: u64,
+}
+
+fn read_proc(pid: u32) -> Option<Proc> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let comm = stat[open + 1..close].to_string();
+    let rest: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+    let field = |i: usize| rest.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|bytes| {
+            String::from_utf8_lossy(&bytes)
+                .replace('\0', " ")
+                .trim()
+                .to_string()
+        })
+        .unwrap_or_default();
+    let pidns = std::fs::read_link(format!("/proc/{pid}/ns/pid"))
+        .ok()
+        .and_then(|link| {
+            let text = link.to_string_lossy().into_owned();
+            text.trim_start_matches("pid:[")
+                .trim_end_matches(']')
+                .parse()
+                .ok()
+        });
+    Some(Proc {
+        pid,
+        ppid: field(1) as u32,
+        comm,
+        cmdline,
+        pidns,
+        // Fields 14-17 of stat; `rest` starts at field 3.
+        cpu_ticks: field(11) + field(12) + field(13) + field(14),
+    })
+}
+
+/// A snapshot of every process.
+struct Procs {
+    by_pid: HashMap<u32, Proc>,
+    children: HashMap<u32, Vec<u32>>,
+}
+
+impl Procs {
+    fn read() -> Procs {
+        let mut by_pid = HashMap::new();
+        if let Ok(entries) = std::fs::read_dir("/proc") {
+            for entry in entries.flatten() {
+                let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+                    continue;
+                };
+                if let Some(p) = read_proc(pid) {
+                    by_pid.insert(pid, p);
+                }
+            }
+        }
+        let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
+        for p in by_pid.values() {
+            children.entry(p.ppid).or_default().push(p.pid);
+        }
+        Procs { by_pid, children }
+    }
+
+    fn get(&self, pid: u32) -> Option<&Proc> {
+        self.by_pid.get(&pid)
+    }
+
+    fn all(&self) -> impl Iterator<Item = &Proc> {
+        self.by_pid.values()
+    }
+
+    fn descendants(&self, pid: u32) -> HashSet<u32> {
+        let mut found = HashSet::new();
+        let mut todo = vec![pid];
+        while let Some(next) = todo.pop() {
+            for child in self.children.get(&next).into_iter().flatten() {
+                if found.insert(*child) {
+                    todo.push(*child);
+                }
+            }
+        }
+        found
+    }
+}
+
+/// (Rss, Pss) of a process in KiB, from `/proc/<pid>/smaps_rollup` (Rss from
+/// `status`'s VmRSS when there is no rollup).
+fn rss_pss_kib(pid: u32) -> (u64, u64) {
+    let value = |text: &str, key: &str| -> Option<u64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    };
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let rss = value(&rollup, "Rss:")
+        .or_else(|| value(&status, "VmRSS:"))
+        .unwrap_or(0);
+    let pss = value(&rollup, "Pss:").unwrap_or(rss);
+    (rss, pss)
+}
+
+/// Memory of an orchestrator's processes by kind, the containers' apart.
+#[derive(Default)]
+struct MemSample {
+    /// label -> (processes, Rss KiB, Pss KiB)
+    parts: Vec<(String, usize, u64, u64)>,
+    containers: usize,
+    container_rss_kib: u64,
+}
+
+impl MemSample {
+    fn add(&mut self, label: &str, p: &Proc) {
+        let (rss, pss) = rss_pss_kib(p.pid);
+        match self.parts.iter_mut().find(|(l, ..)| l == label) {
+            Some(part) => {
+                part.1 += 1;
+                part.2 += rss;
+                part.3 += pss;
+            }
+            None => self.parts.push((label.to_string(), 1, rss, pss)),
+        }
+    }
+
+    fn add_container(&mut self, p: &Proc) {
+        self.containers += 1;
+        self.container_rss_kib += rss_pss_kib(p.pid).0;
+    }
+
+    fn total_rss(&self) -> u64 {
+        self.parts.iter().map(|p| p.2).sum()
+    }
+
+    fn total_pss(&self) -> u64 {
+        self.parts.iter().map(|p| p.3).sum()
+    }
+
+    fn show(&self) -> String {
+        let mib = |kib: u64| kib as f64 / 1024.0;
+        let parts: Vec<String> = self
+            .parts
+            .iter()
+            .map(|(label, n, rss, pss)| {
+                format!(
+                    "{label} x{n}: RSS {:.1} MiB (PSS {:.1})",
+                    mib(*rss),
+                    mib(*pss)
+                )
+            })
+            .collect();
+        format!(
+            "total RSS {:.1} MiB, PSS {:.1} MiB = {}; excluded: {} container processes, RSS {:.1} MiB",
+            mib(self.total_rss()),
+            mib(self.total_pss()),
+            parts.join(", "),
+            self.containers,
+            mib(self.container_rss_kib)
+        )
+    }
+}
+
+// ----- small helpers -----
+
+fn argv(args: &[&str]) -> Vec<String> {
+    args.iter().map(|a| a.to_string()).collect()
+}
+
+fn run_ok(args: &[&str]) -> anyhow::Result<String> {
+    let out = command::run(&argv(args), &[], CLI_TIMEOUT);
+    if !out.success() {
+        bail!("command failed:\n{out}");
+    }
+    Ok(out.stdout)
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
+}
+
+fn min(values: &[f64]) -> f64 {
+    values.iter().copied().fold(f64::INFINITY, f64::min)
+}
+
+fn max(values: &[f64]) -> f64 {
+    values.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+}
