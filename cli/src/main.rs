@@ -76,6 +76,9 @@ enum Command {
     Image(commands::image::ImageCommand),
     /// Execute a command in a running task
     Exec(commands::exec::ExecArgs),
+    /// Manage networks
+    #[command(subcommand)]
+    Network(commands::network::NetworkCommand),
     /// Display system-wide information
     Info(commands::system::InfoArgs),
     /// Show the rswarm version information
@@ -173,6 +176,7 @@ fn run_client(opts: client::ClientOpts, command: Command) -> anyhow::Result<()> 
             Command::Service(c) => commands::service::run(&opts, c).await,
             Command::Image(c) => commands::image::run(&opts, c).await,
             Command::Exec(a) => commands::exec::run(&opts, a).await,
+            Command::Network(c) => commands::network::run(&opts, c).await,
             Command::Info(a) => commands::system::info(&opts, a).await,
             Command::Version(a) => commands::system::version(&opts, a).await,
             Command::Daemon(_) | Command::ContainerInit { .. } => {

@@ -8,6 +8,7 @@
 //! Not here: the node process itself (the `rswarm` binary's `daemon`), the
 //! agent, and the store's consensus (`rswarm-raft`).
 
+pub mod allocator;
 pub mod auth;
 pub mod bootstrap;
 pub mod ca;

@@ -41,7 +41,11 @@ pub(crate) fn parse_ip(what: &'static str, s: &str) -> Result<Ipv4Addr, OverlayE
 
 /// Whether `ip` is inside `net/len`.
 pub(crate) fn contains(net: Ipv4Addr, len: u8, ip: Ipv4Addr) -> bool {
-    let mask = if len == 0 { 0 } else { u32::MAX << (32 - u32::from(len)) };
+    let mask = if len == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(len))
+    };
     u32::from(net) & mask == u32::from(ip) & mask
 }
 
@@ -53,7 +57,11 @@ pub(crate) const SANDBOX_PREFIX: &str = "1-";
 /// not starting with `.`; task IDs also may not start with `1-`.
 pub(crate) fn check_id(what: &'static str, id: &str) -> Result<(), OverlayError> {
     if id.is_empty() || id.len() > 128 {
-        return Err(OverlayError::invalid(what, id, "must be 1 to 128 characters"));
+        return Err(OverlayError::invalid(
+            what,
+            id,
+            "must be 1 to 128 characters",
+        ));
     }
     if id.starts_with('.') {
         return Err(OverlayError::invalid(what, id, "may not start with '.'"));
@@ -62,10 +70,18 @@ pub(crate) fn check_id(what: &'static str, id: &str) -> Result<(), OverlayError>
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
     {
-        return Err(OverlayError::invalid(what, id, "only letters, digits, '_', '-' and '.' are allowed"));
+        return Err(OverlayError::invalid(
+            what,
+            id,
+            "only letters, digits, '_', '-' and '.' are allowed",
+        ));
     }
     if what == "task id" && id.starts_with(SANDBOX_PREFIX) {
-        return Err(OverlayError::invalid(what, id, "may not start with \"1-\" (reserved for network sandboxes)"));
+        return Err(OverlayError::invalid(
+            what,
+            id,
+            "may not start with \"1-\" (reserved for network sandboxes)",
+        ));
     }
     Ok(())
 }
@@ -119,9 +135,21 @@ mod tests {
         assert!(parse_cidr("x", "10.30.0.2").is_err());
         assert!(parse_cidr("x", "10.30.0.2/33").is_err());
         assert!(parse_cidr("x", "10.30.0/24").is_err());
-        assert!(contains(Ipv4Addr::new(10, 30, 0, 0), 24, Ipv4Addr::new(10, 30, 0, 9)));
-        assert!(!contains(Ipv4Addr::new(10, 30, 0, 0), 24, Ipv4Addr::new(10, 31, 0, 9)));
-        assert!(contains(Ipv4Addr::new(0, 0, 0, 0), 0, Ipv4Addr::new(1, 2, 3, 4)));
+        assert!(contains(
+            Ipv4Addr::new(10, 30, 0, 0),
+            24,
+            Ipv4Addr::new(10, 30, 0, 9)
+        ));
+        assert!(!contains(
+            Ipv4Addr::new(10, 30, 0, 0),
+            24,
+            Ipv4Addr::new(10, 31, 0, 9)
+        ));
+        assert!(contains(
+            Ipv4Addr::new(0, 0, 0, 0),
+            0,
+            Ipv4Addr::new(1, 2, 3, 4)
+        ));
     }
 
     #[test]

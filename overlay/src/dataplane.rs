@@ -142,20 +142,35 @@ impl Overlay {
     pub async fn ensure_network(&self, net: &NetworkConfig) -> Result<(), OverlayError> {
         check_id("network id", &net.id)?;
         if net.vni == 0 || net.vni > 0x00ff_ffff {
-            return Err(OverlayError::invalid("VNI", &net.vni.to_string(), "must be 1..=16777215"));
+            return Err(OverlayError::invalid(
+                "VNI",
+                &net.vni.to_string(),
+                "must be 1..=16777215",
+            ));
         }
         let (subnet, prefix) = parse_cidr("subnet", &net.subnet)?;
         let gateway = parse_ip("gateway", &net.gateway)?;
         if !addr::contains(subnet, prefix, gateway) {
-            return Err(OverlayError::invalid("gateway", &net.gateway, format!("not in {}", net.subnet)));
+            return Err(OverlayError::invalid(
+                "gateway",
+                &net.gateway,
+                format!("not in {}", net.subnet),
+            ));
         }
         let _guard = self.lock.lock().await;
         let path = self.network_netns_path(&net.id);
-        let created = netns::create_at(&path)
-            .map_err(|e| OverlayError::io(format!("create the sandbox namespace {}", path.display()), e))?;
+        let created = netns::create_at(&path).map_err(|e| {
+            OverlayError::io(
+                format!("create the sandbox namespace {}", path.display()),
+                e,
+            )
+        })?;
         let sandbox_fd = Self::open_ns(&path)?;
         let host = Netlink::open(self.host_ns.as_fd(), "the host namespace")?;
-        let sandbox = Netlink::open(sandbox_fd.as_fd(), format!("the sandbox of network {}", net.id))?;
+        let sandbox = Netlink::open(
+            sandbox_fd.as_fd(),
+            format!("the sandbox of network {}", net.id),
+        )?;
         let spec = SandboxSpec {
             network_id: net.id.clone(),
             vni: net.vni,
@@ -195,7 +210,10 @@ impl Overlay {
             let nl = Netlink::open(fd.as_fd(), format!("the sandbox of network {network_id}"))?;
             let links = nl.links().await?;
             // Ports first, then the bridge.
-            for link in links.iter().filter(|l| l.name != BRIDGE && l.name != LOOPBACK) {
+            for link in links
+                .iter()
+                .filter(|l| l.name != BRIDGE && l.name != LOOPBACK)
+            {
                 nl.del(link.index, &link.name).await?;
             }
             for link in links.iter().filter(|l| l.name == BRIDGE) {
@@ -203,7 +221,8 @@ impl Overlay {
             }
             tracing::info!(network = %network_id, "overlay network sandbox removed");
         }
-        netns::remove_at(&path).map_err(|e| OverlayError::io(format!("remove {}", path.display()), e))?;
+        netns::remove_at(&path)
+            .map_err(|e| OverlayError::io(format!("remove {}", path.display()), e))?;
         self.forget(network_id);
         Ok(())
     }
@@ -215,8 +234,15 @@ impl Overlay {
         check_id("task id", task_id)?;
         let _guard = self.lock.lock().await;
         let path = self.task_netns_path(task_id);
-        netns::create_at(&path)
-            .map_err(|e| OverlayError::io(format!("create the namespace of task {task_id} at {}", path.display()), e))?;
+        netns::create_at(&path).map_err(|e| {
+            OverlayError::io(
+                format!(
+                    "create the namespace of task {task_id} at {}",
+                    path.display()
+                ),
+                e,
+            )
+        })?;
         let fd = Self::open_ns(&path)?;
         let nl = Netlink::open(fd.as_fd(), format!("the namespace of task {task_id}"))?;
         let lo = nl.must_link(LOOPBACK).await?;
@@ -240,7 +266,11 @@ impl Overlay {
             .into_iter()
             .next()
             .ok_or_else(|| OverlayError::NoSuchNetwork(network_id.to_string()))?;
-        let internal = bridge.alias.as_deref().and_then(vxlan::alias_internal).unwrap_or(false);
+        let internal = bridge
+            .alias
+            .as_deref()
+            .and_then(vxlan::alias_internal)
+            .unwrap_or(false);
         let info = NetInfo {
             gateway,
             prefix,
@@ -269,7 +299,11 @@ impl Overlay {
         check_id("network id", network_id)?;
         let (ip, prefix) = parse_cidr("task address", ip_cidr)?;
         if iface_index > 9999 {
-            return Err(OverlayError::invalid("interface index", &iface_index.to_string(), "at most 9999"));
+            return Err(OverlayError::invalid(
+                "interface index",
+                &iface_index.to_string(),
+                "at most 9999",
+            ));
         }
         let _guard = self.lock.lock().await;
         let task_path = self.task_netns_path(task_id);
@@ -283,13 +317,19 @@ impl Overlay {
         let task_fd = Self::open_ns(&task_path)?;
         let sandbox_fd = Self::open_ns(&sandbox_path)?;
         let task = Netlink::open(task_fd.as_fd(), format!("the namespace of task {task_id}"))?;
-        let sandbox = Netlink::open(sandbox_fd.as_fd(), format!("the sandbox of network {network_id}"))?;
+        let sandbox = Netlink::open(
+            sandbox_fd.as_fd(),
+            format!("the sandbox of network {network_id}"),
+        )?;
         let info = self.net_info(network_id, &sandbox).await?;
         if !addr::contains(info.gateway, info.prefix, ip) {
             return Err(OverlayError::invalid(
                 "task address",
                 ip_cidr,
-                format!("not in the network's subnet {}/{}", info.gateway, info.prefix),
+                format!(
+                    "not in the network's subnet {}/{}",
+                    info.gateway, info.prefix
+                ),
             ));
         }
 
@@ -312,7 +352,8 @@ impl Overlay {
                 if let Some(o) = o {
                     sandbox.del(o.index, &peer).await?;
                 }
-                task.add_veth(&eth, mac, &peer, sandbox_fd.as_fd(), OVERLAY_MTU).await?;
+                task.add_veth(&eth, mac, &peer, sandbox_fd.as_fd(), OVERLAY_MTU)
+                    .await?;
                 (task.must_link(&eth).await?, sandbox.must_link(&peer).await?)
             }
         };
@@ -322,12 +363,18 @@ impl Overlay {
         let alias = addr::veth_alias(task_id);
         if outside.alias.as_deref() != Some(alias.as_str()) {
             sandbox
-                .set(&peer, LinkUnspec::new_with_index(outside.index).alias(alias))
+                .set(
+                    &peer,
+                    LinkUnspec::new_with_index(outside.index).alias(alias),
+                )
                 .await?;
         }
         if outside.controller != Some(bridge.index) {
             sandbox
-                .set(&peer, LinkUnspec::new_with_index(outside.index).controller(bridge.index))
+                .set(
+                    &peer,
+                    LinkUnspec::new_with_index(outside.index).controller(bridge.index),
+                )
                 .await?;
         }
         sandbox.up(&outside).await?;
@@ -365,7 +412,8 @@ impl Overlay {
                 }
             }
         }
-        netns::remove_at(&path).map_err(|e| OverlayError::io(format!("remove {}", path.display()), e))?;
+        netns::remove_at(&path)
+            .map_err(|e| OverlayError::io(format!("remove {}", path.display()), e))?;
         Ok(())
     }
 
@@ -403,14 +451,19 @@ impl Overlay {
     /// kept sandboxes, veths of tasks not in `keep_tasks`. Call it once at
     /// start-up with what the dispatcher says should exist (and whenever the
     /// agent wants a sweep).
-    pub async fn cleanup(&self, keep_networks: &[String], keep_tasks: &[String]) -> Result<(), OverlayError> {
+    pub async fn cleanup(
+        &self,
+        keep_networks: &[String],
+        keep_tasks: &[String],
+    ) -> Result<(), OverlayError> {
         let _guard = self.lock.lock().await;
         let entries = std::fs::read_dir(&self.state_dir)
             .map_err(|e| OverlayError::io(format!("read {}", self.state_dir.display()), e))?;
         let mut networks = Vec::new();
         let mut tasks = Vec::new();
         for entry in entries {
-            let entry = entry.map_err(|e| OverlayError::io(format!("read {}", self.state_dir.display()), e))?;
+            let entry = entry
+                .map_err(|e| OverlayError::io(format!("read {}", self.state_dir.display()), e))?;
             let Some(name) = entry.file_name().to_str().map(str::to_string) else {
                 continue;
             };
@@ -458,7 +511,11 @@ impl Overlay {
     }
 
     /// Delete the veths in a sandbox that belong to tasks not in `keep_tasks`.
-    async fn prune_sandbox_veths(&self, network_id: &str, keep_tasks: &[String]) -> Result<(), OverlayError> {
+    async fn prune_sandbox_veths(
+        &self,
+        network_id: &str,
+        keep_tasks: &[String],
+    ) -> Result<(), OverlayError> {
         let path = self.network_netns_path(network_id);
         if !netns::is_live(&path) {
             return Ok(());
@@ -486,7 +543,11 @@ impl Overlay {
     /// helper thread that has the caller's tokio runtime entered, so it may
     /// turn std sockets into tokio ones (`from_std`, after
     /// `set_nonblocking(true)`). It blocks the caller until `f` returns.
-    pub fn in_task_netns<T: Send>(&self, task_id: &str, f: impl FnOnce() -> T + Send) -> Result<T, OverlayError> {
+    pub fn in_task_netns<T: Send>(
+        &self,
+        task_id: &str,
+        f: impl FnOnce() -> T + Send,
+    ) -> Result<T, OverlayError> {
         check_id("task id", task_id)?;
         let path = self.task_netns_path(task_id);
         if !netns::is_live(&path) {

@@ -45,9 +45,15 @@ fn mac_of(msg: &NeighbourMessage) -> Option<[u8; 6]> {
     })
 }
 
+/// The destination of an entry: the IP of a neighbour, the remote node of a
+/// VXLAN FDB entry (in an `AF_BRIDGE` message the address is not decoded by
+/// family, so four raw bytes are an IPv4 address).
 fn dst_of(msg: &NeighbourMessage) -> Option<Ipv4Addr> {
     msg.attributes.iter().find_map(|a| match a {
         NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => Some(*ip),
+        NeighbourAttribute::Destination(NeighbourAddress::Other(b)) if b.len() == 4 => {
+            Some(Ipv4Addr::new(b[0], b[1], b[2], b[3]))
+        }
         _ => None,
     })
 }
@@ -85,14 +91,24 @@ async fn neigh_entries(nl: &Netlink, vxlan: u32) -> Result<Vec<NeighbourMessage>
         .try_collect()
         .await
         .map_err(|e| nl.error("list neighbours", e))?;
-    Ok(msgs.into_iter().filter(|m| m.header.ifindex == vxlan).collect())
+    Ok(msgs
+        .into_iter()
+        .filter(|m| m.header.ifindex == vxlan)
+        .collect())
 }
 
 fn fmt_mac(mac: &[u8; 6]) -> String {
-    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
-async fn del_entry(nl: &Netlink, dumped: NeighbourMessage, what: String) -> Result<(), OverlayError> {
+async fn del_entry(
+    nl: &Netlink,
+    dumped: NeighbourMessage,
+    what: String,
+) -> Result<(), OverlayError> {
     // Only the keys: header, destination and (for FDB entries) the MAC.
     let mut msg = NeighbourMessage::default();
     msg.header = dumped.header;
@@ -154,7 +170,10 @@ pub(crate) async fn sync(nl: &Netlink, vxlan: u32, want: &[Entry]) -> Result<(),
     for msg in neigh_entries(nl, vxlan).await? {
         let Some(ip) = dst_of(&msg) else { continue };
         let mac = mac_of(&msg);
-        if mac.is_some() && want_neigh.get(&ip) == mac.as_ref() && msg.header.state == NeighbourState::Permanent {
+        if mac.is_some()
+            && want_neigh.get(&ip) == mac.as_ref()
+            && msg.header.state == NeighbourState::Permanent
+        {
             if let Some(mac) = mac {
                 have_neigh.insert(ip, mac);
             }
@@ -174,7 +193,12 @@ pub(crate) async fn sync(nl: &Netlink, vxlan: u32, want: &[Entry]) -> Result<(),
             .replace()
             .execute()
             .await
-            .map_err(|e| nl.error(format_args!("add neighbour {ip} lladdr {}", fmt_mac(mac)), e))?;
+            .map_err(|e| {
+                nl.error(
+                    format_args!("add neighbour {ip} lladdr {}", fmt_mac(mac)),
+                    e,
+                )
+            })?;
     }
     Ok(())
 }

@@ -103,13 +103,19 @@ impl Link {
 
 /// Is this "no such device" (the link, or the namespace's object, is gone)?
 fn is_gone(err: &rtnetlink::Error) -> bool {
-    matches!(errno(err), Some(libc::ENODEV) | Some(libc::ENOENT) | Some(libc::ESRCH))
+    matches!(
+        errno(err),
+        Some(libc::ENODEV) | Some(libc::ENOENT) | Some(libc::ESRCH)
+    )
 }
 
 impl Netlink {
     /// Open a connection whose socket is created inside the namespace `ns`.
     /// Must be called from within a tokio runtime.
-    pub(crate) fn open(ns: BorrowedFd<'_>, name: impl Into<String>) -> Result<Netlink, OverlayError> {
+    pub(crate) fn open(
+        ns: BorrowedFd<'_>,
+        name: impl Into<String>,
+    ) -> Result<Netlink, OverlayError> {
         let name = name.into();
         let fd: OwnedFd = netns::run_in(ns, || -> std::io::Result<OwnedFd> {
             // SAFETY: plain socket(2); the result is checked before use.
@@ -156,7 +162,12 @@ impl Netlink {
 
     /// The link called `name`, if there is one.
     pub(crate) async fn link(&self, name: &str) -> Result<Option<Link>, OverlayError> {
-        let mut stream = self.handle.link().get().match_name(name.to_string()).execute();
+        let mut stream = self
+            .handle
+            .link()
+            .get()
+            .match_name(name.to_string())
+            .execute();
         match stream.try_next().await {
             Ok(Some(msg)) => Ok(Some(Link::from_message(&msg))),
             Ok(None) => Ok(None),
@@ -196,7 +207,11 @@ impl Netlink {
     }
 
     /// Apply a change (up, controller, MTU, address, alias) to an existing link.
-    pub(crate) async fn set(&self, what: &str, msg: LinkMessageBuilder<LinkUnspec>) -> Result<(), OverlayError> {
+    pub(crate) async fn set(
+        &self,
+        what: &str,
+        msg: LinkMessageBuilder<LinkUnspec>,
+    ) -> Result<(), OverlayError> {
         self.handle
             .link()
             .set(msg.build())
@@ -210,11 +225,15 @@ impl Netlink {
         if link.up {
             return Ok(());
         }
-        self.set(&link.name, LinkUnspec::new_with_index(link.index).up()).await
+        self.set(&link.name, LinkUnspec::new_with_index(link.index).up())
+            .await
     }
 
     /// The IPv4 addresses (address, prefix length) of a link.
-    pub(crate) async fn ipv4_addrs(&self, index: u32) -> Result<Vec<(Ipv4Addr, u8, AddressMessage)>, OverlayError> {
+    pub(crate) async fn ipv4_addrs(
+        &self,
+        index: u32,
+    ) -> Result<Vec<(Ipv4Addr, u8, AddressMessage)>, OverlayError> {
         let msgs: Vec<AddressMessage> = self
             .handle
             .address()
@@ -247,7 +266,12 @@ impl Netlink {
     }
 
     /// Make `ip/prefix` the only IPv4 address of the link.
-    pub(crate) async fn set_only_addr(&self, link: &Link, ip: Ipv4Addr, prefix: u8) -> Result<(), OverlayError> {
+    pub(crate) async fn set_only_addr(
+        &self,
+        link: &Link,
+        ip: Ipv4Addr,
+        prefix: u8,
+    ) -> Result<(), OverlayError> {
         let mut present = false;
         for (have, have_prefix, msg) in self.ipv4_addrs(link.index).await? {
             if have == ip && have_prefix == prefix {
@@ -257,7 +281,10 @@ impl Netlink {
                     Ok(()) => {}
                     Err(e) if errno(&e) == Some(libc::EADDRNOTAVAIL) => {}
                     Err(e) => {
-                        return Err(self.err(format_args!("remove address {have}/{have_prefix} from {}", link.name), e))
+                        return Err(self.err(
+                            format_args!("remove address {have}/{have_prefix} from {}", link.name),
+                            e,
+                        ))
                     }
                 }
             }
@@ -265,10 +292,19 @@ impl Netlink {
         if present {
             return Ok(());
         }
-        match self.handle.address().add(link.index, IpAddr::V4(ip), prefix).execute().await {
+        match self
+            .handle
+            .address()
+            .add(link.index, IpAddr::V4(ip), prefix)
+            .execute()
+            .await
+        {
             Ok(()) => Ok(()),
             Err(e) if errno(&e) == Some(libc::EEXIST) => Ok(()),
-            Err(e) => Err(self.err(format_args!("add address {ip}/{prefix} to {}", link.name), e)),
+            Err(e) => Err(self.err(
+                format_args!("add address {ip}/{prefix} to {}", link.name),
+                e,
+            )),
         }
     }
 
@@ -291,7 +327,9 @@ impl Netlink {
                     _ => None,
                 })
                 .unwrap_or(msg.header.table as u32);
-            if msg.header.destination_prefix_length == 0 && table == RouteHeader::RT_TABLE_MAIN as u32 {
+            if msg.header.destination_prefix_length == 0
+                && table == RouteHeader::RT_TABLE_MAIN as u32
+            {
                 let gw = msg.attributes.iter().find_map(|a| match a {
                     RouteAttribute::Gateway(RouteAddress::Inet(g)) => Some(*g),
                     _ => None,
@@ -303,8 +341,15 @@ impl Netlink {
     }
 
     /// Add `default via gw dev <index>`; an existing identical route is fine.
-    pub(crate) async fn add_default_route(&self, gw: Ipv4Addr, index: u32) -> Result<(), OverlayError> {
-        let msg = RouteMessageBuilder::<Ipv4Addr>::new().gateway(gw).output_interface(index).build();
+    pub(crate) async fn add_default_route(
+        &self,
+        gw: Ipv4Addr,
+        index: u32,
+    ) -> Result<(), OverlayError> {
+        let msg = RouteMessageBuilder::<Ipv4Addr>::new()
+            .gateway(gw)
+            .output_interface(index)
+            .build();
         match self.handle.route().add(msg).execute().await {
             Ok(()) => Ok(()),
             Err(e) if errno(&e) == Some(libc::EEXIST) => Ok(()),

@@ -92,13 +92,27 @@ pub(crate) async fn ensure_sandbox(
             sandbox.must_link(BRIDGE).await?
         }
     };
+    let mac = mac_for(spec.gateway);
+    if bridge.mac.as_deref() != Some(&mac[..]) {
+        sandbox
+            .set(
+                BRIDGE,
+                LinkUnspec::new_with_index(bridge.index).address(mac.to_vec()),
+            )
+            .await?;
+    }
     let alias = bridge_alias(spec);
     if bridge.alias.as_deref() != Some(alias.as_str()) {
         sandbox
-            .set(BRIDGE, LinkUnspec::new_with_index(bridge.index).alias(alias))
+            .set(
+                BRIDGE,
+                LinkUnspec::new_with_index(bridge.index).alias(alias),
+            )
             .await?;
     }
-    sandbox.set_only_addr(&bridge, spec.gateway, spec.prefix).await?;
+    sandbox
+        .set_only_addr(&bridge, spec.gateway, spec.prefix)
+        .await?;
     sandbox.up(&bridge).await?;
 
     // The VXLAN device: its settings cannot all be changed in place, so a
@@ -129,7 +143,10 @@ pub(crate) async fn ensure_sandbox(
     };
     if vxlan.controller != Some(bridge.index) {
         sandbox
-            .set(VXLAN, LinkUnspec::new_with_index(vxlan.index).controller(bridge.index))
+            .set(
+                VXLAN,
+                LinkUnspec::new_with_index(vxlan.index).controller(bridge.index),
+            )
             .await?;
     }
     sandbox.up(&vxlan).await?;

@@ -48,10 +48,22 @@ fn tasks_on_two_hosts_talk_over_vxlan_only_with_peers() {
     // The devices look as designed.
     let sandbox_a = t.ov_a.network_netns_path("net1");
     let vx = in_ns(&sandbox_a, "ip", &["-d", "link", "show", "vxlan0"]);
-    for want in ["vxlan id 4100", "local 10.99.0.1", "dstport 4789", "nolearning", "proxy", "master br0", "mtu 1450"] {
+    for want in [
+        "vxlan id 4100",
+        "local 10.99.0.1",
+        "dstport 4789",
+        "nolearning",
+        "proxy",
+        "master br0",
+        "mtu 1450",
+    ] {
         assert!(vx.contains(want), "vxlan0 lacks {want:?}: {vx}");
     }
-    let br = in_ns(&sandbox_a, "ip", &["-o", "-4", "addr", "show", "dev", "br0"]);
+    let br = in_ns(
+        &sandbox_a,
+        "ip",
+        &["-o", "-4", "addr", "show", "dev", "br0"],
+    );
     assert!(br.contains("10.30.0.1/24"), "br0 address: {br}");
     let eth = in_ns(&pa, "ip", &["-d", "link", "show", "eth0"]);
     assert!(eth.contains("02:42:0a:1e:00:02"), "eth0 MAC: {eth}");
@@ -59,16 +71,24 @@ fn tasks_on_two_hosts_talk_over_vxlan_only_with_peers() {
     let addr = in_ns(&pa, "ip", &["-o", "-4", "addr", "show", "dev", "eth0"]);
     assert!(addr.contains("10.30.0.2/24"), "eth0 address: {addr}");
     let route = in_ns(&pa, "ip", &["route", "show", "default"]);
-    assert!(route.contains("default via 10.30.0.1 dev eth0"), "default route: {route}");
+    assert!(
+        route.contains("default via 10.30.0.1 dev eth0"),
+        "default route: {route}"
+    );
     // The VXLAN socket is in the host namespace, not in the sandbox.
     let host_udp = in_ns(&t.host_a.ns_path, "ss", &["-Hlun", "sport = :4789"]);
     assert!(!host_udp.trim().is_empty(), "no UDP 4789 socket in host A");
     let sandbox_udp = in_ns(&sandbox_a, "ss", &["-Hlun", "sport = :4789"]);
-    assert!(sandbox_udp.trim().is_empty(), "UDP socket in the sandbox: {sandbox_udp}");
+    assert!(
+        sandbox_udp.trim().is_empty(),
+        "UDP socket in the sandbox: {sandbox_udp}"
+    );
     // lo is up: the DNS address can be bound.
     let dns = t
         .ov_a
-        .in_task_netns("taska", || std::net::UdpSocket::bind("127.0.0.11:53").map(|_| ()))
+        .in_task_netns("taska", || {
+            std::net::UdpSocket::bind("127.0.0.11:53").map(|_| ())
+        })
         .expect("enter");
     assert!(dns.is_ok(), "bind 127.0.0.11:53 in the task: {dns:?}");
 
@@ -84,26 +104,54 @@ fn tasks_on_two_hosts_talk_over_vxlan_only_with_peers() {
     assert!(r.is_err(), "reached B without forwarding entries: {r:?}");
 
     // Peers from the "store": each host gets the other's task.
-    set_peers(&t.host_a, &t.ov_a, "net1", vec![peer("10.30.0.3", IP_B), peer("10.30.0.2", IP_A)]);
-    set_peers(&t.host_b, &t.ov_b, "net1", vec![peer("10.30.0.2", IP_A), peer("10.30.0.3", IP_B)]);
+    set_peers(
+        &t.host_a,
+        &t.ov_a,
+        "net1",
+        vec![peer("10.30.0.3", IP_B), peer("10.30.0.2", IP_A)],
+    );
+    set_peers(
+        &t.host_b,
+        &t.ov_b,
+        "net1",
+        vec![peer("10.30.0.2", IP_A), peer("10.30.0.3", IP_B)],
+    );
     assert_eq!(
         fetch(&t.ov_a, "taska", sa("10.30.0.3", 8080), LONG).expect("fetch over the overlay"),
         "hello from b"
     );
     // The entries are static and only the remote ones (the local peer is skipped).
     let fdb = in_ns(&sandbox_a, "bridge", &["fdb", "show", "dev", "vxlan0"]);
-    assert!(fdb.contains("02:42:0a:1e:00:03 dst 10.99.0.2 self permanent"), "fdb: {fdb}");
-    assert!(!fdb.contains("02:42:0a:1e:00:02 dst"), "local task in fdb: {fdb}");
+    let entry = fdb
+        .lines()
+        .find(|l| l.starts_with("02:42:0a:1e:00:03 dst 10.99.0.2"))
+        .unwrap_or_else(|| panic!("no FDB entry for B's task: {fdb}"));
+    assert!(entry.contains(" self permanent"), "fdb: {fdb}");
+    assert!(
+        !fdb.contains("02:42:0a:1e:00:02 dst"),
+        "local task in fdb: {fdb}"
+    );
     let neigh = in_ns(&sandbox_a, "ip", &["neigh", "show", "dev", "vxlan0"]);
-    assert!(neigh.contains("10.30.0.3 lladdr 02:42:0a:1e:00:03 PERMANENT"), "neigh: {neigh}");
+    assert!(
+        neigh.contains("10.30.0.3 lladdr 02:42:0a:1e:00:03 PERMANENT"),
+        "neigh: {neigh}"
+    );
     assert_eq!(neigh.lines().count(), 1, "neigh: {neigh}");
 
     // Setting the same list again changes nothing.
     set_peers(&t.host_a, &t.ov_a, "net1", vec![peer("10.30.0.3", IP_B)]);
-    assert_eq!(in_ns(&sandbox_a, "bridge", &["fdb", "show", "dev", "vxlan0"]), fdb);
+    assert_eq!(
+        in_ns(&sandbox_a, "bridge", &["fdb", "show", "dev", "vxlan0"]),
+        fdb
+    );
 
     // A peer that moved: the entry follows it (replace, not duplicate).
-    set_peers(&t.host_a, &t.ov_a, "net1", vec![peer("10.30.0.3", Ipv4Addr::new(10, 99, 0, 77))]);
+    set_peers(
+        &t.host_a,
+        &t.ov_a,
+        "net1",
+        vec![peer("10.30.0.3", Ipv4Addr::new(10, 99, 0, 77))],
+    );
     let moved = in_ns(&sandbox_a, "bridge", &["fdb", "show", "dev", "vxlan0"]);
     assert!(moved.contains("dst 10.99.0.77"), "moved: {moved}");
     assert!(!moved.contains("dst 10.99.0.2"), "stale dst kept: {moved}");
@@ -126,7 +174,8 @@ fn tasks_on_two_hosts_talk_over_vxlan_only_with_peers() {
     // And back.
     set_peers(&t.host_a, &t.ov_a, "net1", vec![peer("10.30.0.3", IP_B)]);
     assert_eq!(
-        fetch(&t.ov_a, "taska", sa("10.30.0.3", 8080), LONG).expect("fetch after re-adding the peer"),
+        fetch(&t.ov_a, "taska", sa("10.30.0.3", 8080), LONG)
+            .expect("fetch after re-adding the peer"),
         "hello from b"
     );
     drop(pb);
@@ -145,27 +194,45 @@ fn two_networks_are_isolated() {
     task(&t.host_b, &t.ov_b, "taskb", "net1", "10.30.0.3/24", 0);
     task(&t.host_a, &t.ov_a, "taskc", "net2", "10.31.0.2/24", 0);
     task(&t.host_b, &t.ov_b, "taskd", "net2", "10.31.0.3/24", 0);
-    for (host, ov, me, other) in [(&t.host_a, &t.ov_a, IP_A, IP_B), (&t.host_b, &t.ov_b, IP_B, IP_A)] {
-        let (a, b) = if me == IP_A { ("2", "3") } else { ("3", "2") };
-        let _ = a;
-        set_peers(host, ov, "net1", vec![peer(&format!("10.30.0.{b}"), other)]);
-        set_peers(host, ov, "net2", vec![peer(&format!("10.31.0.{b}"), other)]);
-    }
+    // Each host learns the other host's task of each network.
+    set_peers(&t.host_a, &t.ov_a, "net1", vec![peer("10.30.0.3", IP_B)]);
+    set_peers(&t.host_a, &t.ov_a, "net2", vec![peer("10.31.0.3", IP_B)]);
+    set_peers(&t.host_b, &t.ov_b, "net1", vec![peer("10.30.0.2", IP_A)]);
+    set_peers(&t.host_b, &t.ov_b, "net2", vec![peer("10.31.0.2", IP_A)]);
     let _sb = Server::start(&t.ov_b, "taskb", sa("10.30.0.3", 8080), "b");
     let _sa = Server::start(&t.ov_a, "taska", sa("10.30.0.2", 8080), "a");
     let _sd = Server::start(&t.ov_b, "taskd", sa("10.31.0.3", 8080), "d");
 
     // Within each network, across hosts: fine.
-    assert_eq!(fetch(&t.ov_a, "taska", sa("10.30.0.3", 8080), LONG).expect("a->b"), "b");
-    assert_eq!(fetch(&t.ov_a, "taskc", sa("10.31.0.3", 8080), LONG).expect("c->d"), "d");
+    assert_eq!(
+        fetch(&t.ov_a, "taska", sa("10.30.0.3", 8080), LONG).expect("a->b"),
+        "b"
+    );
+    assert_eq!(
+        fetch(&t.ov_a, "taskc", sa("10.31.0.3", 8080), LONG).expect("c->d"),
+        "d"
+    );
     // From net2 into net1: neither the remote task nor the one on the same host.
-    assert!(fetch(&t.ov_a, "taskc", sa("10.30.0.3", 8080), SHORT).is_err(), "net2 reached net1 across hosts");
-    assert!(fetch(&t.ov_a, "taskc", sa("10.30.0.2", 8080), SHORT).is_err(), "net2 reached net1 on the same host");
+    assert!(
+        fetch(&t.ov_a, "taskc", sa("10.30.0.3", 8080), SHORT).is_err(),
+        "net2 reached net1 across hosts"
+    );
+    assert!(
+        fetch(&t.ov_a, "taskc", sa("10.30.0.2", 8080), SHORT).is_err(),
+        "net2 reached net1 on the same host"
+    );
     // Nor the other way.
-    assert!(fetch(&t.ov_b, "taskb", sa("10.31.0.3", 8080), SHORT).is_err(), "net1 reached net2");
+    assert!(
+        fetch(&t.ov_b, "taskb", sa("10.31.0.3", 8080), SHORT).is_err(),
+        "net1 reached net2"
+    );
     // Separate sandboxes.
     assert!(links(&t.ov_a.network_netns_path("net1")).contains(&"vxlan0".to_string()));
-    let vx2 = in_ns(&t.ov_a.network_netns_path("net2"), "ip", &["-d", "link", "show", "vxlan0"]);
+    let vx2 = in_ns(
+        &t.ov_a.network_netns_path("net2"),
+        "ip",
+        &["-d", "link", "show", "vxlan0"],
+    );
     assert!(vx2.contains("vxlan id 4200"), "{vx2}");
 }
 
@@ -184,7 +251,10 @@ fn internal_network_gives_no_default_route() {
     // Only on an internal network: no default route at all.
     let p = task(&host, &ov, "only", "back", "10.40.0.2/24", 0);
     let routes = in_ns(&p, "ip", &["-4", "route", "show"]);
-    assert!(!routes.contains("default"), "internal network gave a default route: {routes}");
+    assert!(
+        !routes.contains("default"),
+        "internal network gave a default route: {routes}"
+    );
     assert!(routes.contains("10.40.0.0/24 dev eth0"), "{routes}");
 
     // Internal first, then a normal one: the default goes via the normal one.
@@ -193,7 +263,11 @@ fn internal_network_gives_no_default_route() {
     host.run(async move { ov2.attach(&t, "front", "10.41.0.3/24", 1).await })
         .expect("attach front");
     let routes = in_ns(&p, "ip", &["-4", "route", "show", "default"]);
-    assert_eq!(routes.trim(), "default via 10.41.0.1 dev eth1 proto static", "{routes}");
+    assert_eq!(
+        routes.trim(),
+        "default via 10.41.0.1 dev eth1 proto static",
+        "{routes}"
+    );
 
     // Normal first, then internal: still the normal one, and only one default.
     let p = task(&host, &ov, "other", "front", "10.41.0.4/24", 0);
@@ -201,7 +275,11 @@ fn internal_network_gives_no_default_route() {
     host.run(async move { ov2.attach(&t, "back", "10.40.0.4/24", 1).await })
         .expect("attach back");
     let routes = in_ns(&p, "ip", &["-4", "route", "show", "default"]);
-    assert_eq!(routes.trim(), "default via 10.41.0.1 dev eth0 proto static", "{routes}");
+    assert_eq!(
+        routes.trim(),
+        "default via 10.41.0.1 dev eth0 proto static",
+        "{routes}"
+    );
 
     // The flag survives a restart (read back from the sandbox, no ensure_network).
     let ov_restarted = host.overlay(&state.path, Ipv4Addr::new(10, 99, 0, 1));
@@ -215,7 +293,10 @@ fn internal_network_gives_no_default_route() {
         .expect("attach after restart")
     };
     let routes = in_ns(&p, "ip", &["-4", "route", "show", "default"]);
-    assert!(routes.trim().is_empty(), "internal after restart gave a route: {routes}");
+    assert!(
+        routes.trim().is_empty(),
+        "internal after restart gave a route: {routes}"
+    );
     // An address outside the subnet is refused.
     let ov2 = ov.clone();
     let err = host.run(async move { ov2.attach("late", "front", "10.99.9.9/24", 1).await });
@@ -249,7 +330,11 @@ fn idempotent_calls_and_removal_leave_nothing() {
     assert_eq!(routes.lines().count(), 1, "default routes: {routes}");
     let master = in_ns(&sandbox, "ip", &["-o", "link", "show", "master", "br0"]);
     assert_eq!(master.lines().count(), 2, "bridge ports: {master}");
-    assert_eq!(mounts_under(&t.state_a.path).len(), 2, "one mount per namespace");
+    assert_eq!(
+        mounts_under(&t.state_a.path).len(),
+        2,
+        "one mount per namespace"
+    );
 
     // Re-attaching with another address converges to it (no second address).
     let ov = t.ov_a.clone();
@@ -268,8 +353,17 @@ fn idempotent_calls_and_removal_leave_nothing() {
         .run(async move { ov.remove_task_netns("taska").await })
         .expect("remove task");
     assert!(!p.exists(), "task netns file left");
-    assert_eq!(links(&sandbox), ["br0", "lo", "vxlan0"], "sandbox after task removal");
-    assert_eq!(mounts_under(&t.state_a.path).len(), 1, "mounts: {:?}", mounts_under(&t.state_a.path));
+    assert_eq!(
+        links(&sandbox),
+        ["br0", "lo", "vxlan0"],
+        "sandbox after task removal"
+    );
+    assert_eq!(
+        mounts_under(&t.state_a.path).len(),
+        1,
+        "mounts: {:?}",
+        mounts_under(&t.state_a.path)
+    );
     let ov = t.ov_a.clone();
     t.host_a
         .run(async move { ov.remove_task_netns("taska").await })
@@ -296,11 +390,21 @@ fn idempotent_calls_and_removal_leave_nothing() {
 
     // Things that are not there are reported as such.
     let ov = t.ov_a.clone();
-    let r = t.host_a.run(async move { ov.attach("ghost", "net1", "10.30.0.5/24", 0).await });
-    assert!(matches!(r, Err(rswarm_overlay::OverlayError::NoSuchTask(_))), "{r:?}");
+    let r = t
+        .host_a
+        .run(async move { ov.attach("ghost", "net1", "10.30.0.5/24", 0).await });
+    assert!(
+        matches!(r, Err(rswarm_overlay::OverlayError::NoSuchTask(_))),
+        "{r:?}"
+    );
     let ov = t.ov_a.clone();
-    let r = t.host_a.run(async move { ov.set_peers("nonet", &[]).await });
-    assert!(matches!(r, Err(rswarm_overlay::OverlayError::NoSuchNetwork(_))), "{r:?}");
+    let r = t
+        .host_a
+        .run(async move { ov.set_peers("nonet", &[]).await });
+    assert!(
+        matches!(r, Err(rswarm_overlay::OverlayError::NoSuchNetwork(_))),
+        "{r:?}"
+    );
     assert!(t.ov_a.in_task_netns("ghost", || ()).is_err());
 }
 
@@ -332,8 +436,19 @@ fn cleanup_removes_leftovers_of_a_crashed_instance() {
         std::fs::remove_file(&p3).expect("rm t3");
     }
     let sandbox1 = state.path.join("1-keepnet");
-    assert_eq!(links(&sandbox1).iter().filter(|n| n.starts_with("veth")).count(), 3);
-    assert_eq!(in_ns(&ns.path(), "ss", &["-Hlun", "sport = :4789"]).lines().count(), 1);
+    assert_eq!(
+        links(&sandbox1)
+            .iter()
+            .filter(|n| n.starts_with("veth"))
+            .count(),
+        3
+    );
+    assert_eq!(
+        in_ns(&ns.path(), "ss", &["-Hlun", "sport = :4789"])
+            .lines()
+            .count(),
+        1
+    );
 
     // The restarted instance keeps keepnet and t1, removes the rest.
     let ov = host.overlay(&state.path, local);
@@ -350,7 +465,10 @@ fn cleanup_removes_leftovers_of_a_crashed_instance() {
     files.sort();
     assert_eq!(files, ["1-keepnet", "t1"], "state dir after cleanup");
     assert_eq!(mounts_under(&state.path).len(), 2);
-    let veths: Vec<String> = links(&sandbox1).into_iter().filter(|n| n.starts_with("veth")).collect();
+    let veths: Vec<String> = links(&sandbox1)
+        .into_iter()
+        .filter(|n| n.starts_with("veth"))
+        .collect();
     assert_eq!(veths.len(), 1, "veths left in keepnet: {veths:?}");
     let alias = in_ns(&sandbox1, "ip", &["link", "show", &veths[0]]);
     assert!(alias.contains("alias rswarm task=t1"), "{alias}");
@@ -361,15 +479,24 @@ fn cleanup_removes_leftovers_of_a_crashed_instance() {
     // Kept things still work with the new instance: idempotent re-attach.
     ensure(&host, &ov, &n1);
     task(&host, &ov, "t1", "keepnet", "10.30.0.2/24", 0);
-    assert_eq!(links(&sandbox1).iter().filter(|n| n.starts_with("veth")).count(), 1);
+    assert_eq!(
+        links(&sandbox1)
+            .iter()
+            .filter(|n| n.starts_with("veth"))
+            .count(),
+        1
+    );
 
     // Nothing kept: nothing left.
     let ov2 = ov.clone();
-    host.run(async move { ov2.cleanup(&[], &[]).await }).expect("cleanup all");
+    host.run(async move { ov2.cleanup(&[], &[]).await })
+        .expect("cleanup all");
     assert_eq!(std::fs::read_dir(&state.path).expect("read").count(), 0);
     assert!(mounts_under(&state.path).is_empty(), "mounts left");
     assert_eq!(links(&ns.path()), ["lo"], "host devices left");
-    assert!(in_ns(&ns.path(), "ss", &["-Hlun", "sport = :4789"]).trim().is_empty());
+    assert!(in_ns(&ns.path(), "ss", &["-Hlun", "sport = :4789"])
+        .trim()
+        .is_empty());
 }
 
 #[test]
@@ -394,4 +521,70 @@ fn invalid_arguments_are_refused() {
     let r = host.run(async move { ov2.create_task_netns("1-abc").await });
     assert!(r.is_err(), "task id with the sandbox prefix accepted");
     assert_eq!(std::fs::read_dir(&state.path).expect("read").count(), 0);
+}
+
+/// Run iperf3 from the namespace `client` to `server_ip` served from the
+/// namespace `server`; returns received bits per second.
+fn iperf(server: &std::path::Path, client: &std::path::Path, server_ip: &str, secs: u32) -> f64 {
+    let mut srv = std::process::Command::new("nsenter")
+        .arg(format!("--net={}", server.display()))
+        .args(["iperf3", "-s", "-1", "-B", server_ip])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("start iperf3 server (apt-get install iperf3)");
+    std::thread::sleep(Duration::from_millis(300));
+    let out = in_ns(
+        client,
+        "iperf3",
+        &["-c", server_ip, "-t", &secs.to_string(), "-J"],
+    );
+    let _ = srv.wait();
+    let at = out
+        .find("\"sum_received\"")
+        .expect("iperf3 JSON has sum_received");
+    let rest = &out[at..];
+    let key = "\"bits_per_second\":";
+    let v = &rest[rest.find(key).expect("bits_per_second") + key.len()..];
+    let end = v.find([',', '\n', '}']).unwrap_or(v.len());
+    v[..end].trim().parse().expect("a number")
+}
+
+/// Overlay throughput between two tasks on two hosts, against the hosts' own
+/// addresses over the same link. Needs iperf3. Run with
+/// `cargo test -p rswarm-overlay --release --test overlay -- --ignored --nocapture`.
+#[test]
+#[ignore = "benchmark: run with --ignored --nocapture"]
+fn bench_overlay_throughput() {
+    let t = TwoHosts::new("b");
+    let n1 = net("net1", 4100, "10.30.0.0/24", "10.30.0.1", false);
+    ensure(&t.host_a, &t.ov_a, &n1);
+    ensure(&t.host_b, &t.ov_b, &n1);
+    let pa = task(&t.host_a, &t.ov_a, "taska", "net1", "10.30.0.2/24", 0);
+    let pb = task(&t.host_b, &t.ov_b, "taskb", "net1", "10.30.0.3/24", 0);
+    set_peers(&t.host_a, &t.ov_a, "net1", vec![peer("10.30.0.3", IP_B)]);
+    set_peers(&t.host_b, &t.ov_b, "net1", vec![peer("10.30.0.2", IP_A)]);
+    let secs = 5;
+    let mut host = Vec::new();
+    let mut overlay = Vec::new();
+    for _ in 0..3 {
+        host.push(iperf(
+            &t.host_b.ns_path,
+            &t.host_a.ns_path,
+            "10.99.0.2",
+            secs,
+        ));
+        overlay.push(iperf(&pb, &pa, "10.30.0.3", secs));
+    }
+    let med = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2]
+    };
+    let (h, o) = (med(&mut host), med(&mut overlay));
+    println!(
+        "iperf3 TCP, {secs}s x3, median: hosts {:.2} Gbit/s, overlay tasks {:.2} Gbit/s, ratio {:.2}",
+        h / 1e9,
+        o / 1e9,
+        o / h
+    );
+    println!("all runs: hosts {host:?}, overlay {overlay:?}");
 }

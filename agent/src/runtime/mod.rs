@@ -78,6 +78,7 @@ mod tests;
 
 pub use exec::{ExecProcess, Pty};
 pub use init::container_init_main;
+pub use spec::{ALL_CAPS, DEFAULT_CAPS};
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::os::fd::OwnedFd;

@@ -39,7 +39,8 @@ const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/b
 const CPU_PERIOD: u64 = 100_000;
 
 /// Docker's default capability set.
-const DEFAULT_CAPS: [&str; 14] = [
+/// Docker's default capability set for containers.
+pub const DEFAULT_CAPS: [&str; 14] = [
     "CAP_CHOWN",
     "CAP_DAC_OVERRIDE",
     "CAP_FSETID",
@@ -56,8 +57,8 @@ const DEFAULT_CAPS: [&str; 14] = [
     "CAP_AUDIT_WRITE",
 ];
 
-/// Every capability, for "ALL".
-const ALL_CAPS: [&str; 41] = [
+/// Every capability, for "ALL" (and to check `--cap-add`/`--cap-drop` names).
+pub const ALL_CAPS: [&str; 41] = [
     "CAP_CHOWN",
     "CAP_DAC_OVERRIDE",
     "CAP_DAC_READ_SEARCH",

@@ -5,12 +5,10 @@ use rswarm_proto::control::control_client::ControlClient;
 use rswarm_proto::control::{
     GetNodeRequest, ListNodesRequest, RemoveNodeRequest, UpdateNodeRequest,
 };
-use rswarm_proto::daemon::daemon_client::DaemonClient;
-use rswarm_proto::daemon::InfoRequest;
 use rswarm_proto::types::{Annotations, Node, NodeRole, NodeSpec};
 use tonic::transport::Channel;
 
-use crate::client::{status_error, ClientOpts, Target};
+use crate::client::{status_error, ClientOpts};
 use crate::commands::swarm::parse_availability;
 use crate::format;
 
@@ -98,18 +96,7 @@ struct Ctx {
 
 async fn ctx(opts: &ClientOpts) -> anyhow::Result<Ctx> {
     let (ch, target) = opts.connect().await?;
-    let self_id = match target {
-        Target::Unix(_) => DaemonClient::new(ch.clone())
-            .info(InfoRequest {})
-            .await
-            .map(|r| r.into_inner().node_id)
-            .unwrap_or_default(),
-        Target::Tcp(_) => std::fs::read_to_string(&opts.tlscert)
-            .ok()
-            .and_then(|pem| rswarm_proto::identity::cert::parse_cert_pem(&pem).ok())
-            .map(|i| i.node_id)
-            .unwrap_or_default(),
-    };
+    let self_id = crate::commands::task::self_node_id(opts, &ch, &target).await;
     Ok(Ctx {
         control: ControlClient::new(ch),
         self_id,

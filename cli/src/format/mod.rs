@@ -10,6 +10,7 @@
 //! - `services`: Service objects in Docker's shapes (`service ls` rows, `service inspect` JSON, `--pretty`).
 //! - `tasks`: task rows for `service ps` / `node ps` (history under ` \_ `, "Running 3 seconds ago").
 //! - `images`: local images for `image ls`.
+//! - `networks`: Network objects (`network ls` rows, `network inspect` JSON).
 //!
 //! This module only renders: it never talks to a daemon or a manager.
 
@@ -17,6 +18,7 @@
 
 pub mod humanize;
 pub mod images;
+pub mod networks;
 pub mod nodes;
 pub mod output;
 pub mod services;

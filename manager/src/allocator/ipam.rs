@@ -262,7 +262,7 @@ impl Pool {
         let mut scanned = 0u64;
         while scanned < size {
             let word = self.bits[(i / 64) as usize];
-            if i % 64 == 0 && word == u64::MAX {
+            if i & 63 == 0 && word == u64::MAX {
                 i = (i + 64) % size;
                 scanned += 64;
                 continue;
@@ -422,14 +422,14 @@ mod tests {
 
     #[test]
     fn ip_range_limits_what_is_handed_out() {
-        let mut pool = Pool::new(
-            cidr("10.20.0.0/24"),
-            None,
-            Some(cidr("10.20.0.128/29")),
-        )
-        .expect("pool");
+        let mut pool =
+            Pool::new(cidr("10.20.0.0/24"), None, Some(cidr("10.20.0.128/29"))).expect("pool");
         let all = drain(&mut pool);
-        assert_eq!(all.len(), 8, "the whole /29 range: no reserved address in it");
+        assert_eq!(
+            all.len(),
+            8,
+            "the whole /29 range: no reserved address in it"
+        );
         assert!(all.iter().all(|a| cidr("10.20.0.128/29").contains(*a)));
         assert_eq!(
             pool.reserve(ip("10.20.0.5")),
@@ -440,7 +440,8 @@ mod tests {
         );
         // A range at the start of the subnet loses the network address and
         // the gateway.
-        let mut low = Pool::new(cidr("10.20.0.0/24"), None, Some(cidr("10.20.0.0/29"))).expect("pool");
+        let mut low =
+            Pool::new(cidr("10.20.0.0/24"), None, Some(cidr("10.20.0.0/29"))).expect("pool");
         assert_eq!(drain(&mut low).len(), 6);
         assert!(matches!(
             Pool::new(cidr("10.20.0.0/24"), None, Some(cidr("10.30.0.0/28"))),
@@ -454,11 +455,13 @@ mod tests {
 
     #[test]
     fn a_given_gateway_is_reserved_and_checked() {
-        let mut pool =
-            Pool::new(cidr("10.20.0.0/29"), Some(ip("10.20.0.6")), None).expect("pool");
+        let mut pool = Pool::new(cidr("10.20.0.0/29"), Some(ip("10.20.0.6")), None).expect("pool");
         let all = drain(&mut pool);
         assert_eq!(all.len(), 5);
-        assert!(all.contains(&ip("10.20.0.1")), "the default gateway is free");
+        assert!(
+            all.contains(&ip("10.20.0.1")),
+            "the default gateway is free"
+        );
         assert!(!all.contains(&ip("10.20.0.6")));
         assert!(matches!(
             Pool::new(cidr("10.20.0.0/24"), Some(ip("10.30.0.1")), None),
@@ -505,7 +508,10 @@ mod tests {
             "the gateway is taken"
         );
         let rest = drain(&mut pool);
-        assert_eq!(rest, vec![ip("10.20.0.3"), ip("10.20.0.4"), ip("10.20.0.6")]);
+        assert_eq!(
+            rest,
+            vec![ip("10.20.0.3"), ip("10.20.0.4"), ip("10.20.0.6")]
+        );
         assert!(pool.is_allocated(ip("10.20.0.5")));
         assert!(!pool.is_allocated(ip("10.20.0.1")));
     }
@@ -524,7 +530,11 @@ mod tests {
     fn carving_skips_taken_subnets() {
         let pool = cidr("10.0.0.0/8");
         assert_eq!(carve(&pool, 24, &[]), Some(cidr("10.0.0.0/24")));
-        let taken = [cidr("10.0.0.0/24"), cidr("10.0.1.0/24"), cidr("10.0.3.0/25")];
+        let taken = [
+            cidr("10.0.0.0/24"),
+            cidr("10.0.1.0/24"),
+            cidr("10.0.3.0/25"),
+        ];
         assert_eq!(carve(&pool, 24, &taken), Some(cidr("10.0.2.0/24")));
         let taken = [cidr("10.0.0.0/16"), cidr("10.1.0.0/24")];
         assert_eq!(carve(&pool, 24, &taken), Some(cidr("10.1.1.0/24")));

@@ -325,8 +325,7 @@ fn plan_vips(obs: &mut Allocations, svc: &Service) -> Option<(Service, Vec<Held>
     for net in &want {
         let kept = current.iter().find(|v| {
             v.network_id == *net
-                && ipam::parse_addr(&v.addr)
-                    .is_ok_and(|ip| obs.owns(&(net.clone(), ip), &owner))
+                && ipam::parse_addr(&v.addr).is_ok_and(|ip| obs.owns(&(net.clone(), ip), &owner))
         });
         if let Some(v) = kept {
             vips.push(v.clone());

@@ -21,7 +21,7 @@ use std::net::Ipv4Addr;
 use rswarm_proto::types::endpoint_spec::ResolutionMode;
 use rswarm_proto::types::port_config::PublishMode;
 use rswarm_proto::types::{
-    Annotations, AddressPool, Cluster, EndpointSpec, IpamConfig, Network, NetworkSpec, PortConfig,
+    AddressPool, Annotations, Cluster, EndpointSpec, IpamConfig, Network, NetworkSpec, PortConfig,
 };
 
 use super::ipam::{self, Cidr, Pool};
@@ -278,7 +278,10 @@ fn allocate_ipam(
         None
     } else {
         Some(conf.gateway.trim().parse::<Ipv4Addr>().map_err(|_| {
-            invalid(format!("ipam configuration: invalid gateway {}", conf.gateway))
+            invalid(format!(
+                "ipam configuration: invalid gateway {}",
+                conf.gateway
+            ))
         })?)
     };
     let range = if conf.ip_range.is_empty() {
@@ -301,8 +304,11 @@ fn parse_subnet(s: &str, what: &str) -> Result<Cidr, ManagerError> {
             "invalid {what} {s}: IPv6 is not supported"
         )));
     }
-    s.parse::<Cidr>()
-        .map_err(|_| invalid(format!("invalid {what} {s}: expected an IPv4 CIDR like 10.20.0.0/24")))
+    s.parse::<Cidr>().map_err(|_| {
+        invalid(format!(
+            "invalid {what} {s}: expected an IPv4 CIDR like 10.20.0.0/24"
+        ))
+    })
 }
 
 /// Swarm's rule for object names: a DNS label.
@@ -314,7 +320,10 @@ pub fn validate_name(name: &str) -> Result<(), ManagerError> {
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric());
     if !ok {
         return Err(invalid(format!(
             "invalid network name {name:?}: must be valid as a DNS name component"
@@ -364,7 +373,10 @@ mod tests {
         assert_eq!(ingress.ipam[0].subnet, "10.0.0.0/24");
         assert_eq!(ingress.ipam[0].gateway, "10.0.0.1");
         assert_eq!(ingress.vni, 4097);
-        assert_eq!(ingress.spec.as_ref().map(|s| s.driver.as_str()), Some("overlay"));
+        assert_eq!(
+            ingress.spec.as_ref().map(|s| s.driver.as_str()),
+            Some("overlay")
+        );
         let custom = default_address_pool(&["10.20.0.0/16".into()], 26).expect("pool");
         let ingress = ingress_network(&custom).expect("ingress");
         assert_eq!(ingress.ipam[0].subnet, "10.20.0.0/26");
@@ -450,13 +462,25 @@ mod tests {
             "ipam configuration: subnet 10.30.0.0/24 does not contain range 10.30.1.0/28"
         );
         assert_eq!(
-            err(allocate_network(spec("nosubnet", &[("", "10.30.0.1", "")]), &existing, &pool)),
+            err(allocate_network(
+                spec("nosubnet", &[("", "10.30.0.1", "")]),
+                &existing,
+                &pool
+            )),
             "every ip-range or gateway must have a corresponding subnet"
         );
-        assert!(err(allocate_network(spec("v6", &[("fd00::/64", "", "")]), &existing, &pool))
-            .contains("IPv6"));
-        assert!(err(allocate_network(spec("tiny", &[("10.30.0.0/31", "", "")]), &existing, &pool))
-            .contains("/30"));
+        assert!(err(allocate_network(
+            spec("v6", &[("fd00::/64", "", "")]),
+            &existing,
+            &pool
+        ))
+        .contains("IPv6"));
+        assert!(err(allocate_network(
+            spec("tiny", &[("10.30.0.0/31", "", "")]),
+            &existing,
+            &pool
+        ))
+        .contains("/30"));
         assert!(err(allocate_network(spec("a/b", &[]), &existing, &pool)).contains("DNS name"));
         assert_eq!(
             err(allocate_network(spec("", &[]), &existing, &pool)),
@@ -476,7 +500,10 @@ mod tests {
             "ingress network cannot be attachable"
         );
         let ok = allocate_network(
-            spec("ranged", &[("10.30.0.5/24", "10.30.0.254", "10.30.0.128/25")]),
+            spec(
+                "ranged",
+                &[("10.30.0.5/24", "10.30.0.254", "10.30.0.128/25")],
+            ),
             &existing,
             &pool,
         )
@@ -497,8 +524,11 @@ mod tests {
         let a = allocate_network(spec("a", &[]), &[], &pool).expect("a");
         let mut b = allocate_network(spec("b", &[]), std::slice::from_ref(&a), &pool).expect("b");
         // A network named like another's ID: the ID wins.
-        b.spec.as_mut().and_then(|s| s.annotations.as_mut()).expect("annotations").name =
-            a.id.clone();
+        b.spec
+            .as_mut()
+            .and_then(|s| s.annotations.as_mut())
+            .expect("annotations")
+            .name = a.id.clone();
         let all = [a.clone(), b.clone()];
         assert_eq!(resolve_target(&all, &a.id).map(|n| &n.id), Some(&a.id));
         assert_eq!(resolve_target(&all, "a").map(|n| &n.id), Some(&a.id));

@@ -190,7 +190,10 @@ impl Allocations {
     }
 
     fn put_network(&mut self, n: Network) {
-        let same_ipam = self.networks.get(&n.id).is_some_and(|old| old.ipam == n.ipam);
+        let same_ipam = self
+            .networks
+            .get(&n.id)
+            .is_some_and(|old| old.ipam == n.ipam);
         if !same_ipam {
             self.pools.insert(n.id.clone(), NetworkPools::of(&n));
         }
@@ -237,7 +240,11 @@ impl Allocations {
 
     /// The routing-mesh network, if there is one.
     pub fn ingress(&self) -> Option<&Network> {
-        let mut all: Vec<&Network> = self.networks.values().filter(|n| network::is_ingress(n)).collect();
+        let mut all: Vec<&Network> = self
+            .networks
+            .values()
+            .filter(|n| network::is_ingress(n))
+            .collect();
         all.sort_by(|a, b| a.id.cmp(&b.id));
         all.into_iter().next()
     }
@@ -250,25 +257,20 @@ impl Allocations {
             .unwrap_or(network_id)
     }
 
-    /// The prefix length `addr` is written with on this network.
-    pub fn cidr_of(&self, network_id: &str, addr: Ipv4Addr) -> Option<Cidr> {
-        self.pools
-            .get(network_id)?
-            .pools
-            .iter()
-            .map(|p| p.subnet())
-            .find(|s| s.contains(addr))
-    }
-
     /// Hands `owner` a free address on the network.
-    pub fn allocate(&mut self, network_id: &str, owner: &Owner) -> Result<(Ipv4Addr, Cidr), AllocError> {
+    pub fn allocate(
+        &mut self,
+        network_id: &str,
+        owner: &Owner,
+    ) -> Result<(Ipv4Addr, Cidr), AllocError> {
         let Some(pools) = self.pools.get_mut(network_id) else {
             return Err(AllocError::UnknownNetwork(network_id.to_string()));
         };
         for pool in pools.pools.iter_mut() {
             if let Some(addr) = pool.allocate() {
                 let subnet = pool.subnet();
-                self.owners.insert((network_id.to_string(), addr), owner.clone());
+                self.owners
+                    .insert((network_id.to_string(), addr), owner.clone());
                 return Ok((addr, subnet));
             }
         }
@@ -361,12 +363,6 @@ impl Allocations {
             || self.released
             || self.all_services
             || !self.dirty_services.is_empty()
-    }
-
-    /// How many addresses are handed out on a network (for tests and logs).
-    #[cfg(test)]
-    pub fn in_use(&self, network_id: &str) -> usize {
-        self.owners.keys().filter(|(n, _)| n == network_id).count()
     }
 }
 

@@ -123,9 +123,8 @@ pub async fn create(store: &Store, spec: NetworkSpec) -> Result<Network, Manager
         ];
         match store.write(ops).await {
             Ok(_) => {
-                return objects::network(store, &created.id)?.ok_or_else(|| {
-                    ManagerError::Internal("network vanished after create".into())
-                })
+                return objects::network(store, &created.id)?
+                    .ok_or_else(|| ManagerError::Internal("network vanished after create".into()))
             }
             // Another network was created meanwhile: look again.
             Err(StoreError::Conflict { .. }) => continue,
@@ -378,7 +377,10 @@ mod tests {
         let c = create(&store, spec("backend", "10.20.0.0/24", "", ""))
             .await
             .expect("backend");
-        assert_eq!(a.ipam[0].subnet, "10.0.1.0/24", "after ingress's 10.0.0.0/24");
+        assert_eq!(
+            a.ipam[0].subnet, "10.0.1.0/24",
+            "after ingress's 10.0.0.0/24"
+        );
         assert_eq!(a.ipam[0].gateway, "10.0.1.1");
         assert_eq!(b.ipam[0].subnet, "10.0.2.0/24");
         assert_eq!(c.ipam[0].subnet, "10.20.0.0/24");
@@ -454,10 +456,15 @@ mod tests {
     #[tokio::test]
     async fn get_resolves_id_name_and_unique_prefix() {
         let (store, _dir) = store_with_ingress(None).await;
-        let n = create(&store, spec("backend", "", "", "")).await.expect("n");
+        let n = create(&store, spec("backend", "", "", ""))
+            .await
+            .expect("n");
         assert_eq!(resolve_network(&store, &n.id).expect("id").id, n.id);
         assert_eq!(resolve_network(&store, "backend").expect("name").id, n.id);
-        assert_eq!(resolve_network(&store, &n.id[..6]).expect("prefix").id, n.id);
+        assert_eq!(
+            resolve_network(&store, &n.id[..6]).expect("prefix").id,
+            n.id
+        );
         assert_eq!(
             message(resolve_network(&store, "nope")),
             "network nope not found"
@@ -470,7 +477,9 @@ mod tests {
         let backend = create(&store, spec("backend", "10.20.0.0/24", "", ""))
             .await
             .expect("backend");
-        create(&store, spec("spare", "", "", "")).await.expect("spare");
+        create(&store, spec("spare", "", "", ""))
+            .await
+            .expect("spare");
         add_service(&store, "web", &["backend"], true).await;
         assert_eq!(
             message(remove(&store, "backend").await),
@@ -513,8 +522,14 @@ mod tests {
         // Once the task is told to stop, the network is free.
         t = objects::task(&store, &t.id).expect("read").expect("task");
         t.desired_state = TaskState::Shutdown as i32;
-        store.write(vec![objects::put_task(&t)]).await.expect("stop");
-        assert_eq!(prune(&store).await.expect("prune"), vec!["spare".to_string()]);
+        store
+            .write(vec![objects::put_task(&t)])
+            .await
+            .expect("stop");
+        assert_eq!(
+            prune(&store).await.expect("prune"),
+            vec!["spare".to_string()]
+        );
 
         let web = crate::controlapi::services::resolve_service(&store, "web").expect("web");
         crate::controlapi::services::remove(&store, &web.id)

@@ -603,3 +603,12 @@ async fn serves_at_127_0_0_11_53_inside_a_task_namespace() {
     // Nothing listens at 127.0.0.11:53 in the test's own namespace.
     drop(handle);
 }
+
+#[test]
+fn handles_can_cross_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<DnsServer>();
+    send_sync::<ServeHandle>();
+    send_sync::<Records>();
+    send_sync::<View>();
+}

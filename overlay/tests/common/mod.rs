@@ -73,7 +73,10 @@ pub fn links(path: &Path) -> Vec<String> {
 pub fn mounts_under(dir: &Path) -> Vec<String> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").expect("read mountinfo");
     let d = dir.to_string_lossy().to_string();
-    info.lines().filter(|l| l.contains(&d)).map(str::to_string).collect()
+    info.lines()
+        .filter(|l| l.contains(&d))
+        .map(str::to_string)
+        .collect()
 }
 
 /// A named network namespace (`ip netns add`), deleted on drop.
@@ -98,7 +101,9 @@ impl NetNs {
 
 impl Drop for NetNs {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
     }
 }
 
@@ -153,7 +158,10 @@ impl Host {
                 let _ = ready_tx.send(Err(format!("setns: {e}")));
                 return;
             }
-            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(rt) => rt,
                 Err(e) => {
                     let _ = ready_tx.send(Err(format!("runtime: {e}")));
@@ -279,8 +287,20 @@ pub fn ensure(host: &Host, ov: &Arc<Overlay>, n: &NetworkConfig) {
 }
 
 /// Create a task namespace and attach it to one network.
-pub fn task(host: &Host, ov: &Arc<Overlay>, task_id: &str, network: &str, ip_cidr: &str, idx: usize) -> PathBuf {
-    let (ov, t, n, ip) = (ov.clone(), task_id.to_string(), network.to_string(), ip_cidr.to_string());
+pub fn task(
+    host: &Host,
+    ov: &Arc<Overlay>,
+    task_id: &str,
+    network: &str,
+    ip_cidr: &str,
+    idx: usize,
+) -> PathBuf {
+    let (ov, t, n, ip) = (
+        ov.clone(),
+        task_id.to_string(),
+        network.to_string(),
+        ip_cidr.to_string(),
+    );
     host.run(async move {
         let path = ov.create_task_netns(&t).await?;
         ov.attach(&t, &n, &ip, idx).await?;
@@ -333,7 +353,12 @@ impl Drop for Server {
 }
 
 /// Connect from inside a task namespace and read the greeting.
-pub fn fetch(ov: &Overlay, task_id: &str, addr: SocketAddr, timeout: Duration) -> std::io::Result<String> {
+pub fn fetch(
+    ov: &Overlay,
+    task_id: &str,
+    addr: SocketAddr,
+    timeout: Duration,
+) -> std::io::Result<String> {
     ov.in_task_netns(task_id, || {
         let mut s = TcpStream::connect_timeout(&addr, timeout)?;
         s.set_read_timeout(Some(timeout))?;

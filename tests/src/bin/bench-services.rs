@@ -442,7 +442,7 @@ fn rswarm_phase(binary: &Path, archive: &Path, settings: &Settings) -> anyhow::R
             .to_string();
         let mut timeline = Timeline::default();
         let mut failures = Failures::default();
-        let mut last = String::new();
+        let mut last;
         let converge = loop {
             let elapsed = started.elapsed();
             let request = ListTasksRequest {
@@ -691,7 +691,7 @@ fn docker_phase(archive: &Path, settings: &Settings) -> anyhow::Result<Figures> 
         let cli = started.elapsed();
         let mut timeline = Timeline::default();
         let mut failures = Failures::default();
-        let mut last = String::new();
+        let mut last;
         let tasks_path = format!(
             "/tasks?filters={}",
             percent_encode(&format!(r#"{{"service":["{DOCKER_SERVICE}"]}}"#))
@@ -766,7 +766,7 @@ fn docker_phase(archive: &Path, settings: &Settings) -> anyhow::Result<Figures> 
                 r#"{{"label":["com.docker.swarm.service.name={DOCKER_SERVICE}"]}}"#
             ))
         );
-        let mut left = String::from("?");
+        let mut left;
         let remove = loop {
             match engine.api_get(&containers_path) {
                 Ok(list) if list.as_array().is_some_and(|l| l.is_empty()) => {
