@@ -30,6 +30,9 @@ pub struct InitParams {
     pub snapshot_interval: u64,
     /// PEM of this node's freshly signed certificate (for its expiry).
     pub node_cert_pem: String,
+    /// `--default-addr-pool` (empty: 10.0.0.0/8) and its mask length (0: 24).
+    pub default_addr_pool: Vec<String>,
+    pub default_addr_pool_mask_length: u32,
 }
 
 /// Write the cluster and first node objects. The store must be bootstrapped
@@ -41,6 +44,13 @@ pub async fn create_cluster(
 ) -> Result<Cluster, ManagerError> {
     let heartbeat = p.heartbeat_period.unwrap_or(DEFAULT_HEARTBEAT);
     let expiry = p.cert_expiry.unwrap_or(DEFAULT_CERT_EXPIRY);
+    let pool = crate::allocator::default_address_pool(
+        &p.default_addr_pool,
+        p.default_addr_pool_mask_length,
+    )
+    .map_err(|e| ManagerError::InvalidArgument(format!("--default-addr-pool: {e}")))?;
+    let ingress = crate::allocator::ingress_network(&pool)
+        .map_err(|e| ManagerError::InvalidArgument(format!("ingress network: {e}")))?;
     let cluster = Cluster {
         id: p.cluster_id.clone(),
         meta: None,
@@ -64,7 +74,7 @@ pub async fn create_cluster(
             }),
         }),
         removed_nodes: vec![],
-        default_address_pool: None,
+        default_address_pool: Some(pool),
     };
     let mut description = p.description;
     description.tls_info = Some(TlsInfo {
@@ -96,7 +106,11 @@ pub async fn create_cluster(
             .map(|i| i.not_after)
             .unwrap_or(0),
     };
-    let mut ops = vec![objects::put_cluster(&cluster), objects::put_node(&node)];
+    let mut ops = vec![
+        objects::put_cluster(&cluster),
+        objects::put_node(&node),
+        objects::put_network(&ingress),
+    ];
     for op in ops.iter_mut() {
         if let Op::Put { expect_version, .. } = op {
             *expect_version = Some(0);

@@ -27,6 +27,7 @@ use std::time::Duration;
 
 use rswarm_proto::ca::ca_server::CaServer;
 use rswarm_proto::control::control_server::ControlServer;
+use rswarm_proto::control::networks_server::NetworksServer;
 use rswarm_proto::control::services_server::ServicesServer;
 use rswarm_proto::dispatcher::dispatcher_server::DispatcherServer;
 use rswarm_proto::dispatcher::tasks_server::TasksServer;
@@ -76,6 +77,13 @@ impl Connector for TlsConnector {
     }
 }
 
+/// The manager's gRPC server: how to stop it, its task, its connections.
+type TcpServer = (
+    oneshot::Sender<()>,
+    JoinHandle<()>,
+    Arc<listener::Connections>,
+);
+
 /// A running manager: its loops, and its TCP listener once served.
 pub struct Manager {
     store: Store,
@@ -85,14 +93,9 @@ pub struct Manager {
     dispatcher: dispatcher::DispatcherService,
     loops: JoinHandle<()>,
     orchestrator: JoinHandle<()>,
+    allocator: JoinHandle<()>,
     scheduler: JoinHandle<()>,
-    tcp: Mutex<
-        Option<(
-            oneshot::Sender<()>,
-            JoinHandle<()>,
-            Arc<listener::Connections>,
-        )>,
-    >,
+    tcp: Mutex<Option<TcpServer>>,
 }
 
 impl Manager {
@@ -117,6 +120,7 @@ impl Manager {
             })
         };
         let orchestrator = orchestrator::spawn(store.clone());
+        let allocator = allocator::spawn(store.clone());
         let scheduler = scheduler::spawn(store.clone());
         Arc::new(Manager {
             store,
@@ -126,6 +130,7 @@ impl Manager {
             dispatcher,
             loops,
             orchestrator,
+            allocator,
             scheduler,
             tcp: Mutex::new(None),
         })
@@ -137,6 +142,10 @@ impl Manager {
 
     pub fn control(&self) -> ControlApi {
         ControlApi::new(self.store.clone())
+    }
+
+    pub fn networks(&self) -> controlapi::networks::NetworksApi {
+        controlapi::networks::NetworksApi::new(self.store.clone())
     }
 
     pub fn services(&self) -> controlapi::ServicesApi {
@@ -183,6 +192,10 @@ impl Manager {
             self.services(),
             auth.interceptor(auth::Access::Manager),
         );
+        let networks = NetworksServer::with_interceptor(
+            self.networks(),
+            auth.interceptor(auth::Access::Manager),
+        );
         let tasks = TasksServer::with_interceptor(
             dispatcher::tasks::TasksService::new(self.store.clone(), self.agents.clone()),
             auth.interceptor(auth::Access::Node),
@@ -194,6 +207,7 @@ impl Manager {
             .add_service(ca)
             .add_service(dispatcher)
             .add_service(services)
+            .add_service(networks)
             .add_service(tasks)
             .add_service(raft);
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
@@ -240,6 +254,7 @@ impl Manager {
     pub async fn stop(&self) {
         self.loops.abort();
         self.orchestrator.abort();
+        self.allocator.abort();
         self.scheduler.abort();
         self.stop_tcp();
         if let Err(e) = self.store.shutdown().await {

@@ -57,8 +57,14 @@ struct NetInfo {
 /// under one state directory, VXLAN sockets in the namespace `new` was called
 /// from.
 ///
-/// All methods can be called from any thread of any tokio runtime; they are
-/// serialised internally, and each is idempotent.
+/// All methods can be called from any thread of any tokio runtime (the async
+/// ones must be polled by tokio: they drive netlink sockets on it); they are
+/// serialised internally, and each is idempotent. Each call briefly blocks its
+/// worker thread to spawn and join a helper thread per namespace it touches
+/// (tens of microseconds) and for the occasional mount/umount.
+///
+/// Dropping an `Overlay` removes nothing: namespaces and devices outlive the
+/// daemon so running tasks keep their network (live restore).
 pub struct Overlay {
     state_dir: PathBuf,
     local_ip: Ipv4Addr,
@@ -556,5 +562,36 @@ impl Overlay {
         let fd = Self::open_ns(&path)?;
         netns::run_in(fd.as_fd(), f)
             .map_err(|e| OverlayError::io(format!("enter the namespace of task {task_id}"), e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send<T: Send>(_: &T) {}
+
+    /// The agent spawns these on a multi-threaded runtime: every future must
+    /// be `Send` (checked at compile time; never polled).
+    #[allow(dead_code)]
+    async fn futures_are_send(ov: &Overlay, net: &NetworkConfig) {
+        assert_send(&Overlay::new(
+            Path::new("/nonexistent"),
+            Ipv4Addr::LOCALHOST,
+        ));
+        assert_send(&ov.ensure_network(net));
+        assert_send(&ov.remove_network("n"));
+        assert_send(&ov.create_task_netns("t"));
+        assert_send(&ov.attach("t", "n", "10.0.0.2/24", 0));
+        assert_send(&ov.remove_task_netns("t"));
+        assert_send(&ov.set_peers("n", &[]));
+        assert_send(&ov.cleanup(&[], &[]));
+    }
+
+    #[test]
+    fn overlay_is_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<Overlay>();
+        check::<OverlayError>();
     }
 }

@@ -117,6 +117,12 @@ impl Netlink {
         name: impl Into<String>,
     ) -> Result<Netlink, OverlayError> {
         let name = name.into();
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(OverlayError::io(
+                format!("open a netlink socket in {name}"),
+                std::io::Error::other("not inside a tokio runtime"),
+            ));
+        }
         let fd: OwnedFd = netns::run_in(ns, || -> std::io::Result<OwnedFd> {
             // SAFETY: plain socket(2); the result is checked before use.
             let raw = unsafe {

@@ -46,6 +46,12 @@ pub struct InitArgs {
     /// Availability of the node ("active"|"pause"|"drain")
     #[arg(long, default_value = "active")]
     availability: String,
+    /// Default address pool in CIDR format (repeatable)
+    #[arg(long = "default-addr-pool", value_name = "CIDR")]
+    default_addr_pool: Vec<String>,
+    /// Default address pool subnet mask length
+    #[arg(long = "default-addr-pool-mask-length", value_name = "uint32")]
+    default_addr_pool_mask_length: Option<u32>,
 }
 
 #[derive(Args, Debug)]
@@ -129,6 +135,8 @@ pub async fn init(opts: &ClientOpts, a: InitArgs) -> anyhow::Result<()> {
         node_cert_expiry_ns: opt_duration("cert-expiry", &a.cert_expiry)?,
         snapshot_interval: a.snapshot_interval.unwrap_or(0),
         availability: parse_availability(&a.availability)? as i32,
+        default_addr_pool: a.default_addr_pool,
+        default_addr_pool_mask_length: a.default_addr_pool_mask_length.unwrap_or(0),
     };
     let resp = daemon_client(opts)
         .await?

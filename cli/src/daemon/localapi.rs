@@ -5,11 +5,12 @@
 use std::sync::Arc;
 
 use rswarm_proto::control::control_server::Control;
+use rswarm_proto::control::networks_server::Networks;
 use rswarm_proto::control::services_server::Services;
 use rswarm_proto::control::*;
 use rswarm_proto::daemon::daemon_server::Daemon;
 use rswarm_proto::daemon::*;
-use rswarm_proto::types::{Cluster, Node, Service, Task};
+use rswarm_proto::types::{Cluster, Network, Node, Service, Task};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::node::NodeRuntime;
@@ -134,5 +135,45 @@ impl Services for LocalServices {
         req: Request<Streaming<ExecInput>>,
     ) -> Result<Response<Self::ExecStream>, Status> {
         self.node.services().await?.exec(req).await
+    }
+}
+
+/// Networks over the local socket: delegates to this node's manager.
+#[derive(Clone)]
+pub struct LocalNetworks {
+    pub node: Arc<NodeRuntime>,
+}
+
+#[tonic::async_trait]
+impl Networks for LocalNetworks {
+    async fn create_network(
+        &self,
+        req: Request<CreateNetworkRequest>,
+    ) -> Result<Response<Network>, Status> {
+        self.node.networks().await?.create_network(req).await
+    }
+    async fn get_network(
+        &self,
+        req: Request<GetNetworkRequest>,
+    ) -> Result<Response<Network>, Status> {
+        self.node.networks().await?.get_network(req).await
+    }
+    async fn list_networks(
+        &self,
+        req: Request<ListNetworksRequest>,
+    ) -> Result<Response<ListNetworksResponse>, Status> {
+        self.node.networks().await?.list_networks(req).await
+    }
+    async fn remove_network(
+        &self,
+        req: Request<RemoveNetworkRequest>,
+    ) -> Result<Response<RemoveNetworkResponse>, Status> {
+        self.node.networks().await?.remove_network(req).await
+    }
+    async fn prune_networks(
+        &self,
+        req: Request<PruneNetworksRequest>,
+    ) -> Result<Response<PruneNetworksResponse>, Status> {
+        self.node.networks().await?.prune_networks(req).await
     }
 }

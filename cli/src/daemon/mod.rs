@@ -15,6 +15,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use rswarm_proto::control::control_server::ControlServer;
+use rswarm_proto::control::networks_server::NetworksServer;
 use rswarm_proto::control::services_server::ServicesServer;
 use rswarm_proto::daemon::daemon_server::DaemonServer;
 use rswarm_proto::daemon::images_server::ImagesServer;
@@ -153,6 +154,9 @@ async fn serve(args: DaemonArgs, cfg: DaemonConfig) -> anyhow::Result<()> {
             node: runtime.clone(),
         }))
         .add_service(ServicesServer::new(localapi::LocalServices {
+            node: runtime.clone(),
+        }))
+        .add_service(NetworksServer::new(localapi::LocalNetworks {
             node: runtime.clone(),
         }))
         .add_service(ImagesServer::new(images::LocalImages {

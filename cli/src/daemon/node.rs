@@ -120,6 +120,19 @@ impl NodeRuntime {
         Ok(())
     }
 
+    /// The Networks API if this node is a manager.
+    pub async fn networks(
+        &self,
+    ) -> Result<rswarm_manager::controlapi::networks::NetworksApi, Status> {
+        self.control().await?;
+        let inner = self.inner.lock().await;
+        inner
+            .manager
+            .as_ref()
+            .map(|m| m.networks())
+            .ok_or_else(|| Status::failed_precondition("This node is not a swarm manager."))
+    }
+
     /// The Services API if this node is a manager.
     pub async fn services(&self) -> Result<rswarm_manager::controlapi::ServicesApi, Status> {
         self.control().await?;
@@ -292,6 +305,8 @@ impl NodeRuntime {
                 cert_expiry: expiry,
                 snapshot_interval: req.snapshot_interval,
                 node_cert_pem: cert_pem,
+                default_addr_pool: req.default_addr_pool.clone(),
+                default_addr_pool_mask_length: req.default_addr_pool_mask_length,
             },
         )
         .await

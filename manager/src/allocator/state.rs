@@ -238,15 +238,13 @@ impl Allocations {
         network::resolve_target(self.networks.values(), target)
     }
 
-    /// The routing-mesh network, if there is one.
+    /// The routing-mesh network, if there is one (the lowest ID, should
+    /// there ever be two).
     pub fn ingress(&self) -> Option<&Network> {
-        let mut all: Vec<&Network> = self
-            .networks
+        self.networks
             .values()
             .filter(|n| network::is_ingress(n))
-            .collect();
-        all.sort_by(|a, b| a.id.cmp(&b.id));
-        all.into_iter().next()
+            .min_by(|a, b| a.id.cmp(&b.id))
     }
 
     /// The network's name (its ID if it is unknown).

@@ -563,3 +563,79 @@ async fn a_new_leader_rebuilds_the_allocations_and_never_hands_out_twice() {
     // The service VIP written by the first allocator was kept, not replaced.
     assert_eq!(swarm.vips(&svc).len(), 1);
 }
+
+/// Aborts a loop when the test ends.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+#[tokio::test]
+async fn orchestrated_tasks_get_addresses_before_they_are_scheduled() {
+    use crate::orchestrator::testing::{obedient_agent, placed, TestSwarm};
+
+    let mut swarm = TestSwarm::start(5).await;
+    let _allocator = AbortOnDrop(super::spawn(swarm.store.clone()));
+    swarm.add_node("node-1", |_| {}).await;
+    swarm.add_node("node-2", |_| {}).await;
+    swarm.run_agents(obedient_agent());
+    let spec = NetworkSpec {
+        annotations: Some(Annotations {
+            name: "backend".into(),
+            labels: Default::default(),
+        }),
+        ipam: vec![IpamConfig {
+            subnet: "10.20.0.0/24".into(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let backend = networks::create(&swarm.store, spec)
+        .await
+        .expect("network")
+        .id;
+    let api = swarm
+        .create_service(
+            "api",
+            Mode::Replicated(ReplicatedService { replicas: 3 }),
+            |t| {
+                t.networks.push(NetworkAttachmentConfig {
+                    target: "backend".into(),
+                    aliases: vec![],
+                })
+            },
+        )
+        .await;
+    let running = swarm
+        .wait_for("3 placed tasks with addresses", &api, |tasks| {
+            let done: Vec<Task> = tasks
+                .iter()
+                .filter(|t| placed(t) && t.networks.len() == 1)
+                .cloned()
+                .collect();
+            (done.len() == 3).then_some(done)
+        })
+        .await;
+    let addrs: HashSet<&str> = running
+        .iter()
+        .map(|t| t.networks[0].addresses[0].as_str())
+        .collect();
+    assert_eq!(addrs.len(), 3);
+    assert!(running.iter().all(|t| t.networks[0].network_id == backend));
+    // Scaling down and up again reuses nothing still held.
+    swarm.scale(&api, 1).await;
+    swarm.scale(&api, 4).await;
+    swarm
+        .wait_for("4 placed tasks with addresses", &api, |tasks| {
+            let n = tasks
+                .iter()
+                .filter(|t| placed(t) && t.networks.len() == 1)
+                .count();
+            (n == 4).then_some(())
+        })
+        .await;
+    assert_no_duplicates(&swarm.store);
+}

@@ -141,8 +141,10 @@ pub(crate) fn new_task(
         service_annotations: spec.and_then(|s| s.annotations.clone()),
         status: Some(TaskStatus {
             timestamp: now,
-            state: TaskState::Pending as i32,
-            message: PENDING_MESSAGE.into(),
+            // The allocator gives the task its network addresses and moves it
+            // to PENDING, where the scheduler takes over.
+            state: TaskState::New as i32,
+            message: "created".into(),
             ..Default::default()
         }),
         desired_state: mode.desired() as i32,
@@ -309,7 +311,7 @@ mod tests {
             t.annotations.as_ref().map(|a| a.name.as_str()),
             Some("web.3")
         );
-        assert_eq!(state(&t), TaskState::Pending as i32);
+        assert_eq!(state(&t), TaskState::New as i32);
         assert_eq!(t.desired_state, TaskState::Running as i32);
         assert_eq!((t.slot, t.spec_version, t.restart_count), (3, 4, 2));
         assert_eq!(t.id.len(), 25);

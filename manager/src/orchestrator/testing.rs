@@ -107,6 +107,7 @@ impl TestSwarm {
             .expect("write cluster");
         let loops = vec![
             super::spawn(store.clone()),
+            crate::allocator::spawn(store.clone()),
             crate::scheduler::spawn(store.clone()),
         ];
         TestSwarm {

@@ -178,6 +178,8 @@ impl<O: TaskObserver> ClusterView<O> {
             || old.job_iteration != new.job_iteration
             || old.slot != new.slot
             || old.service_id != new.service_id
+            || (task::state(old) == rswarm_proto::types::TaskState::New as i32)
+                != (task::state(new) == rswarm_proto::types::TaskState::New as i32)
         {
             return true;
         }

@@ -86,6 +86,9 @@ const RSWARM_CONVERGE_TIMEOUT: Duration = Duration::from_secs(180);
 const DOCKER_CONVERGE_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long a `service rm` may take to leave no container.
 const REMOVE_TIMEOUT: Duration = Duration::from_secs(240);
+/// How long to wait, after a removed service's containers are gone, for its tasks
+/// to leave the store.
+const TASKS_GONE_WAIT: Duration = Duration::from_secs(5);
 /// How often rswarm's `ListTasks` is polled while converging.
 const RSWARM_POLL: Duration = Duration::from_millis(50);
 /// How often Docker's `GET /tasks` is polled while converging.
@@ -408,6 +411,7 @@ fn rswarm_phase(binary: &Path, archive: &Path, settings: &Settings) -> anyhow::R
     let mut rounds = Vec::new();
     for round in 1..=settings.rounds {
         wait_for_quiet(settings.quiet_wait);
+        println!("round {round}: service create at {} (UTC)", utc_now());
         let cpu_of_daemon = || cpu_ticks_of(&[daemon]);
         let window = WindowStart::now(cpu_of_daemon);
         let started = Instant::now();
@@ -440,6 +444,8 @@ fn rswarm_phase(binary: &Path, archive: &Path, settings: &Settings) -> anyhow::R
             .rfind(|l| !l.is_empty())
             .context("service create printed no ID")?
             .to_string();
+        let runc_root = host.runc_root();
+        let bundles = host.data_dir().join("containers");
         let mut timeline = Timeline::default();
         let mut failures = Failures::default();
         let mut last;
@@ -449,10 +455,11 @@ fn rswarm_phase(binary: &Path, archive: &Path, settings: &Settings) -> anyhow::R
                 service_refs: vec![service_id.clone()],
                 ..Default::default()
             };
-            let answer = runtime.block_on(tokio::time::timeout(
-                REQUEST_TIMEOUT,
-                client.list_tasks(request),
-            ));
+            timeline.observe_containers(elapsed, count_dirs(&bundles), count_dirs(&runc_root));
+            let answer = runtime.block_on(async {
+                tokio::time::timeout(REQUEST_TIMEOUT, client.list_tasks(request)).await
+            });
+            timeline.poll_took(elapsed, started.elapsed() - elapsed);
             match answer {
                 Ok(Ok(answer)) => {
                     let tasks = answer.into_inner().tasks;
@@ -493,11 +500,9 @@ fn rswarm_phase(binary: &Path, archive: &Path, settings: &Settings) -> anyhow::R
             std::thread::sleep(RSWARM_POLL);
         };
         let create_window = window.end(cpu_of_daemon);
-        let running = host
-            .containers()
-            .iter()
-            .filter(|c| c.status == "running")
-            .count();
+        let running = rswarm_tests::containers::try_list(&host.runc_root())
+            .map(|list| list.iter().filter(|c| c.status == "running").count())
+            .unwrap_or(0);
         println!(
             "round {round}: {REPLICAS}/{REPLICAS} running after {:.3} s (the create CLI took \
              {:.3} s; `runc list` shows {running} running); {}\n  timeline: {}\n  {}{}",
@@ -517,6 +522,7 @@ fn rswarm_phase(binary: &Path, archive: &Path, settings: &Settings) -> anyhow::R
         let memory = rswarm_memory(host)?;
         println!("  with {REPLICAS} tasks running: {}", memory.show());
 
+        println!("  service rm at {} (UTC)", utc_now());
         let window = WindowStart::now(cpu_of_daemon);
         let started = Instant::now();
         let out = host.rswarm_timeout(&["service", "rm", &service_id], CLI_TIMEOUT);
@@ -526,12 +532,13 @@ fn rswarm_phase(binary: &Path, archive: &Path, settings: &Settings) -> anyhow::R
                 log_tail(host)
             );
         }
-        let mut left = usize::MAX;
+        let mut left;
         let remove = loop {
-            match rswarm_tests::containers::try_list(&host.runc_root()) {
-                Ok(containers) if containers.is_empty() => break started.elapsed(),
-                Ok(containers) => left = containers.len(),
-                Err(err) => eprintln!("round {round}: {err:#}"),
+            // A container's runc state directory goes with `runc delete`; counting
+            // them does not race with the deletions as `runc list` does.
+            left = count_dirs(&runc_root);
+            if left == 0 {
+                break started.elapsed();
             }
             if started.elapsed() > REMOVE_TIMEOUT {
                 bail!(
@@ -547,6 +554,32 @@ fn rswarm_phase(binary: &Path, archive: &Path, settings: &Settings) -> anyhow::R
             "  service rm -> 0 containers after {:.3} s; {}",
             remove.as_secs_f64(),
             remove_window.show("daemon (+ reaped children)")
+        );
+        // Swarm deletes a removed service's tasks from the store: does rswarm?
+        let left_in_store = |client: &mut ServicesClient<Channel>| -> Option<usize> {
+            runtime
+                .block_on(async {
+                    tokio::time::timeout(
+                        REQUEST_TIMEOUT,
+                        client.list_tasks(ListTasksRequest::default()),
+                    )
+                    .await
+                })
+                .ok()?
+                .ok()
+                .map(|answer| answer.into_inner().tasks.len())
+        };
+        let waited = Instant::now();
+        let mut tasks_left = left_in_store(&mut client);
+        while tasks_left != Some(0) && waited.elapsed() < TASKS_GONE_WAIT {
+            std::thread::sleep(Duration::from_millis(200));
+            tasks_left = left_in_store(&mut client);
+        }
+        println!(
+            "  tasks still in the store (ListTasks, all services) {:.1} s after the last \
+             container went: {}",
+            waited.elapsed().as_secs_f64(),
+            tasks_left.map_or("? (ListTasks failed)".into(), |n| n.to_string())
         );
         rounds.push(Round {
             converge,
@@ -672,6 +705,7 @@ fn docker_phase(archive: &Path, settings: &Settings) -> anyhow::Result<Figures> 
     let mut rounds = Vec::new();
     for round in 1..=settings.docker_rounds {
         wait_for_quiet(settings.quiet_wait);
+        println!("round {round}: service create at {} (UTC)", utc_now());
         let cpu_of_docker = || cpu_ticks_of(&engine.processes());
         let window = WindowStart::now(cpu_of_docker);
         let started = Instant::now();
@@ -698,7 +732,9 @@ fn docker_phase(archive: &Path, settings: &Settings) -> anyhow::Result<Figures> 
         );
         let converge = loop {
             let elapsed = started.elapsed();
-            match engine.api_get(&tasks_path) {
+            let answer = engine.api_get(&tasks_path);
+            timeline.poll_took(elapsed, started.elapsed() - elapsed);
+            match answer {
                 Ok(tasks) => {
                     let tasks = tasks.as_array().cloned().unwrap_or_default();
                     let mut ranks = Vec::new();
@@ -757,6 +793,7 @@ fn docker_phase(archive: &Path, settings: &Settings) -> anyhow::Result<Figures> 
         let memory = engine.memory()?;
         println!("  with {REPLICAS} tasks running: {}", memory.show());
 
+        println!("  service rm at {} (UTC)", utc_now());
         let window = WindowStart::now(cpu_of_docker);
         let started = Instant::now();
         engine.cli_ok(&["service", "rm", DOCKER_SERVICE])?;
@@ -788,7 +825,7 @@ fn docker_phase(archive: &Path, settings: &Settings) -> anyhow::Result<Figures> 
         println!(
             "  service rm -> 0 containers after {:.3} s; {}",
             remove.as_secs_f64(),
-            remove_window.show("dockerd + containerd + shims (+ reaped children)")
+            remove_window.show("dockerd + containerd (the shims that exited are not counted)")
         );
         rounds.push(Round {
             converge,
@@ -1585,40 +1622,84 @@ fn count_at_least(ranks: &[u32], stage: u32) -> usize {
         .count()
 }
 
-/// When the first, the 50th and the 100th task reached each stage, as polled.
+/// When the first, the 50th and the 100th task reached each stage, as polled; how
+/// long the polls took (a slow answer is a daemon too busy to answer); and, for
+/// rswarm, when the containers appeared in runc's state directory (which shows the
+/// runtime's progress apart from the status reports).
 #[derive(Default)]
 struct Timeline {
     /// Per stage: [first, half, all].
     reached: [[Option<Duration>; 3]; STAGES.len()],
+    /// Bundle directories made by the runtime: [first, half, all].
+    bundles: [Option<Duration>; 3],
+    /// Containers with runc state: [first, half, all].
+    containers: [Option<Duration>; 3],
+    follows_containers: bool,
+    polls: usize,
+    slowest_poll: Duration,
+    /// When the slowest poll was sent.
+    slowest_poll_at: Duration,
 }
 
 impl Timeline {
     fn observe(&mut self, at: Duration, ranks: &[u32]) {
         for (i, (stage, _)) in STAGES.iter().enumerate() {
             let n = count_at_least(ranks, *stage as u32);
-            for (j, needed) in [1, REPLICAS / 2, REPLICAS].into_iter().enumerate() {
-                if n >= needed && self.reached[i][j].is_none() {
-                    self.reached[i][j] = Some(at);
-                }
-            }
+            mark(&mut self.reached[i], n, at);
+        }
+    }
+
+    /// `bundles` bundle directories and `containers` runc state directories exist.
+    fn observe_containers(&mut self, at: Duration, bundles: usize, containers: usize) {
+        self.follows_containers = true;
+        mark(&mut self.bundles, bundles, at);
+        mark(&mut self.containers, containers, at);
+    }
+
+    /// A poll sent at `sent` (since the start) answered after `took`.
+    fn poll_took(&mut self, sent: Duration, took: Duration) {
+        self.polls += 1;
+        if took > self.slowest_poll {
+            self.slowest_poll = took;
+            self.slowest_poll_at = sent;
         }
     }
 
     fn show(&self) -> String {
         let s = |d: Option<Duration>| d.map_or("-".into(), |d| format!("{:.2}", d.as_secs_f64()));
-        let stages: Vec<String> = STAGES
+        let mut stages: Vec<String> = STAGES
             .iter()
             .zip(&self.reached)
             .map(|((_, name), [first, half, all])| {
                 format!("{name} {}/{}/{}", s(*first), s(*half), s(*all))
             })
             .collect();
+        if self.follows_containers {
+            for (name, [first, half, all]) in [
+                ("bundle dirs", self.bundles),
+                ("runc state dirs", self.containers),
+            ] {
+                stages.push(format!("{name} {}/{}/{}", s(first), s(half), s(all)));
+            }
+        }
         format!(
-            "s to 1st/{}th/{}th task at state: {}",
+            "s to 1st/{}th/{}th task at state: {} ({} polls, slowest answer {:.0} ms, sent at {:.2} s)",
             REPLICAS / 2,
             REPLICAS,
-            stages.join(", ")
+            stages.join(", "),
+            self.polls,
+            self.slowest_poll.as_secs_f64() * 1000.0,
+            self.slowest_poll_at.as_secs_f64()
         )
+    }
+}
+
+/// Records `at` in `slots` ([first, half, all]) once `n` reaches each.
+fn mark(slots: &mut [Option<Duration>; 3], n: usize, at: Duration) {
+    for (slot, needed) in slots.iter_mut().zip([1, REPLICAS / 2, REPLICAS]) {
+        if n >= needed && slot.is_none() {
+            *slot = Some(at);
+        }
     }
 }
 
@@ -1706,12 +1787,13 @@ fn machine_ticks() -> (u64, u64) {
     (all.saturating_sub(idle), all)
 }
 
-/// CPU ticks (own and reaped children's) of `pids`.
-fn cpu_ticks_of(pids: &[u32]) -> u64 {
+/// CPU ticks of `pids`: (their own threads', their reaped children's).
+fn cpu_ticks_of(pids: &[u32]) -> (u64, u64) {
     pids.iter()
         .filter_map(|pid| read_proc(*pid))
-        .map(|p| p.cpu_ticks)
-        .sum()
+        .fold((0, 0), |(own, children), p| {
+            (own + p.own_ticks, children + p.children_ticks)
+        })
 }
 
 fn clock_ticks() -> f64 {
@@ -1728,11 +1810,11 @@ struct WindowStart {
     at: Instant,
     load: LoadAvg,
     machine: (u64, u64),
-    ours: u64,
+    ours: (u64, u64),
 }
 
 impl WindowStart {
-    fn now(ours: impl Fn() -> u64) -> WindowStart {
+    fn now(ours: impl Fn() -> (u64, u64)) -> WindowStart {
         WindowStart {
             at: Instant::now(),
             load: LoadAvg::read(),
@@ -1741,8 +1823,10 @@ impl WindowStart {
         }
     }
 
-    fn end(self, ours: impl Fn() -> u64) -> Window {
+    fn end(self, ours: impl Fn() -> (u64, u64)) -> Window {
         let machine = machine_ticks();
+        let (own, children) = ours();
+        let secs = |ticks: u64| ticks as f64 / clock_ticks();
         let busy = machine.0.saturating_sub(self.machine.0);
         let all = machine.1.saturating_sub(self.machine.1);
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
@@ -1755,7 +1839,8 @@ impl WindowStart {
             } else {
                 f64::NAN
             },
-            ours_cpu_secs: ours().saturating_sub(self.ours) as f64 / clock_ticks(),
+            own_cpu_secs: secs(own.saturating_sub(self.ours.0)),
+            children_cpu_secs: secs(children.saturating_sub(self.ours.1)),
             elapsed,
         }
     }
@@ -1767,8 +1852,10 @@ struct Window {
     load_after: LoadAvg,
     /// Machine CPU busy, percent of one core (200% = both cores of two).
     machine_busy_pct: f64,
-    /// CPU seconds the measured processes used.
-    ours_cpu_secs: f64,
+    /// CPU seconds the measured processes' own threads used.
+    own_cpu_secs: f64,
+    /// CPU seconds of the children they reaped (runc, for rswarm and the shims).
+    children_cpu_secs: f64,
     elapsed: f64,
 }
 
@@ -1776,19 +1863,25 @@ impl Window {
     fn show(&self, whose: &str) -> String {
         format!(
             "load {} before, {} after; machine CPU busy {:.0}% of a core over {:.1} s; \
-             {whose} used {:.2} CPU-s",
+             {whose} used {:.2} CPU-s (own threads {:.2}, reaped children such as runc {:.2})",
             self.load_before.show(),
             self.load_after.show(),
             self.machine_busy_pct,
             self.elapsed,
-            self.ours_cpu_secs
+            self.own_cpu_secs + self.children_cpu_secs,
+            self.own_cpu_secs,
+            self.children_cpu_secs
         )
     }
 
     fn show_short(&self) -> String {
         format!(
-            "load1 {:.2}->{:.2}, machine {:.0}%, ours {:.2} CPU-s",
-            self.load_before.0[0], self.load_after.0[0], self.machine_busy_pct, self.ours_cpu_secs
+            "load1 {:.2}->{:.2}, machine {:.0}%, ours {:.2}+{:.2} CPU-s own+children",
+            self.load_before.0[0],
+            self.load_after.0[0],
+            self.machine_busy_pct,
+            self.own_cpu_secs,
+            self.children_cpu_secs
         )
     }
 }
@@ -1804,8 +1897,10 @@ struct Proc {
     cmdline: String,
     /// The inode of `/proc/<pid>/ns/pid`.
     pidns: Option<u64>,
-    /// utime + stime + cutime + cstime.
-    cpu_ticks: u64,
+    /// utime + stime.
+    own_ticks: u64,
+    /// cutime + cstime: reaped children.
+    children_ticks: u64,
 }
 
 fn read_proc(pid: u32) -> Option<Proc> {
@@ -1839,7 +1934,8 @@ fn read_proc(pid: u32) -> Option<Proc> {
         cmdline,
         pidns,
         // Fields 14-17 of stat; `rest` starts at field 3.
-        cpu_ticks: field(11) + field(12) + field(13) + field(14),
+        own_ticks: field(11) + field(12),
+        children_ticks: field(13) + field(14),
     })
 }
 
@@ -1968,6 +2064,32 @@ impl MemSample {
 }
 
 // ----- small helpers -----
+
+/// Subdirectories of `dir` (none when it does not exist).
+fn count_dirs(dir: &Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, |entries| {
+        entries
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .count()
+    })
+}
+
+/// The wall-clock time as the daemons log it (UTC, `HH:MM:SS.mmm`), to find a
+/// round in their logs.
+fn utc_now() -> String {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = since.as_secs() % 86_400;
+    format!(
+        "{:02}:{:02}:{:02}.{:03}Z",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60,
+        since.subsec_millis()
+    )
+}
 
 fn argv(args: &[&str]) -> Vec<String> {
     args.iter().map(|a| a.to_string()).collect()
