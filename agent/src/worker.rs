@@ -25,6 +25,8 @@ use crate::subscriptions;
 pub struct WorkerDeps {
     pub controller: Arc<dyn Controller>,
     pub runtime: Arc<crate::runtime::Runtime>,
+    /// Overlay networking, fed from the leader's network state.
+    pub netplane: Option<Arc<crate::netplane::NetPlane>>,
 }
 
 struct Running {
@@ -65,6 +67,27 @@ async fn run(deps: WorkerDeps, mut leader: watch::Receiver<LeaderChannel>) {
                 None
             }
         };
+        let _netstate = deps.netplane.clone().map(|plane| {
+            let channel = channel.clone();
+            AbortOnDrop(tokio::spawn(async move {
+                let mut client =
+                    rswarm_proto::dispatcher::network_state_client::NetworkStateClient::new(
+                        channel,
+                    );
+                match client
+                    .watch(rswarm_proto::dispatcher::NetworkStateRequest {})
+                    .await
+                {
+                    Ok(s) => {
+                        let mut s = s.into_inner();
+                        while let Ok(Some(msg)) = s.message().await {
+                            plane.apply(msg).await;
+                        }
+                    }
+                    Err(e) => tracing::debug!(error = %e.message(), "network state stream"),
+                }
+            }))
+        });
         let stream = client.assignments(AssignmentsRequest {}).await;
         let mut stream = match stream {
             Ok(s) => s.into_inner(),

@@ -30,6 +30,7 @@ use rswarm_proto::control::control_server::ControlServer;
 use rswarm_proto::control::networks_server::NetworksServer;
 use rswarm_proto::control::services_server::ServicesServer;
 use rswarm_proto::dispatcher::dispatcher_server::DispatcherServer;
+use rswarm_proto::dispatcher::network_state_server::NetworkStateServer;
 use rswarm_proto::dispatcher::tasks_server::TasksServer;
 use rswarm_proto::identity::tls::{self, NodeTls};
 use rswarm_raft::{Connector, Store};
@@ -196,6 +197,10 @@ impl Manager {
             self.networks(),
             auth.interceptor(auth::Access::Manager),
         );
+        let netstate = NetworkStateServer::with_interceptor(
+            dispatcher::netstate::NetworkStateService::new(self.store.clone()),
+            auth.interceptor(auth::Access::Node),
+        );
         let tasks = TasksServer::with_interceptor(
             dispatcher::tasks::TasksService::new(self.store.clone(), self.agents.clone()),
             auth.interceptor(auth::Access::Node),
@@ -209,6 +214,7 @@ impl Manager {
             .add_service(services)
             .add_service(networks)
             .add_service(tasks)
+            .add_service(netstate)
             .add_service(raft);
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         // Raft's small messages must not wait for Nagle's algorithm; every

@@ -161,3 +161,155 @@ fn networks_are_cluster_objects_with_ipam() {
     let ls = h1.ok(&["network", "ls", "--format", "{{.Name}}"]);
     assert_eq!(ls.trim(), "ingress");
 }
+
+#[test]
+fn tasks_on_different_hosts_reach_each_other_by_name_over_the_overlay() {
+    let cluster = Cluster::with_registry(3).unwrap();
+    cluster.init_swarm(1, 2).unwrap();
+    let h1 = cluster.host(1);
+    let image = cluster.registry().busybox();
+    h1.ok(&["network", "create", "--subnet", "10.20.0.0/24", "backend"]);
+    h1.ok(&["network", "create", "--subnet", "10.30.0.0/24", "other"]);
+    // api on host2, answering its own hostname; the client on host3.
+    h1.ok(&[
+        "service",
+        "create",
+        "--detach",
+        "--name",
+        "api",
+        "--network",
+        "backend",
+        "--endpoint-mode",
+        "dnsrr",
+        "--replicas",
+        "2",
+        "--constraint",
+        "node.hostname==host2",
+        "--hostname",
+        "api-{{.Task.Slot}}",
+        &image,
+        "sh",
+        "-c",
+        "hostname > /var/www/index.html && exec httpd -f -p 80 -h /var/www",
+    ]);
+    h1.ok(&[
+        "service",
+        "create",
+        "--detach",
+        "--name",
+        "client",
+        "--network",
+        "backend",
+        "--constraint",
+        "node.hostname==host3",
+        &image,
+        "sleep",
+        "3600",
+    ]);
+    h1.ok(&[
+        "service",
+        "create",
+        "--detach",
+        "--name",
+        "stranger",
+        "--network",
+        "other",
+        "--constraint",
+        "node.hostname==host3",
+        &image,
+        "sleep",
+        "3600",
+    ]);
+    for svc in ["api", "client", "stranger"] {
+        wait_for(Duration::from_secs(60), &format!("{svc} running"), || {
+            let ps = h1.ok(&[
+                "service",
+                "ps",
+                svc,
+                "--filter",
+                "desired-state=running",
+                "--format",
+                "{{.CurrentState}}",
+            ]);
+            let want = if svc == "api" { 2 } else { 1 };
+            (ps.lines().filter(|l| l.starts_with("Running")).count() == want).then_some(())
+        });
+    }
+    // tasks.api lists both api tasks' addresses, from another host.
+    let lookup = wait_for(
+        Duration::from_secs(15),
+        "tasks.api to resolve to 2 addresses",
+        || {
+            let out = h1.rswarm(&["exec", "client.1", "nslookup", "tasks.api"]);
+            let addrs = out
+                .stdout
+                .lines()
+                .filter(|l| l.contains("10.20.0."))
+                .count();
+            (out.success() && addrs >= 2).then_some(out.stdout)
+        },
+    );
+    assert!(lookup.contains("10.20.0."), "{lookup}");
+    // ...and HTTP to what the name resolves to reaches the api tasks on host2.
+    // (The test image's busybox is glibc-static: its getaddrinfo cannot use
+    // DNS without NSS libraries, so `wget http://api/` resolves nothing there;
+    // busybox's nslookup has its own resolver and shows what a task sees.)
+    let api = wait_for(Duration::from_secs(15), "`api` to resolve", || {
+        let out = h1.rswarm(&["exec", "client.1", "nslookup", "api"]);
+        let addrs: Vec<String> = out
+            .stdout
+            .lines()
+            .filter_map(|l| {
+                l.split_whitespace()
+                    .find(|w| w.starts_with("10.20.0."))
+                    .map(String::from)
+            })
+            .collect();
+        (addrs.len() == 2).then_some(addrs)
+    });
+    let mut hostnames = vec![];
+    for addr in &api {
+        let mut last = String::new();
+        let body = rswarm_tests::try_wait_for(
+            Duration::from_secs(15),
+            &format!("http://{addr}/ to answer"),
+            || {
+                let req =
+                    format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | busybox nc -w 3 {addr} 80");
+                let out = h1.rswarm(&["exec", "client.1", "sh", "-c", &req]);
+                last = out.to_string();
+                let body = out
+                    .stdout
+                    .lines()
+                    .last()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string();
+                (out.success() && body.starts_with("api-")).then_some(body)
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}\n{last}"));
+        hostnames.push(body.trim().to_string());
+    }
+    hostnames.sort();
+    assert_eq!(
+        hostnames,
+        vec!["api-1", "api-2"],
+        "both api tasks answer across the overlay"
+    );
+    // A task on another network cannot resolve or reach it.
+    let out = h1.rswarm(&["exec", "stranger.1", "nslookup", "api"]);
+    assert!(!out.stdout.contains("10.20.0."), "{out}");
+    let addr = lookup
+        .lines()
+        .filter_map(|l| l.split_whitespace().find(|w| w.starts_with("10.20.0.")))
+        .next()
+        .unwrap()
+        .to_string();
+    let req = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | busybox nc -w 2 {addr} 80");
+    let out = h1.rswarm(&["exec", "stranger.1", "sh", "-c", &req]);
+    assert!(
+        !out.stdout.contains("api-"),
+        "a task on `other` reached {addr}: {out}"
+    );
+}

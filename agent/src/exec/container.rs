@@ -38,6 +38,8 @@ pub struct ContainerController {
     /// Image references used by this node's containers (container id → reference),
     /// so `image rm` can refuse images in use.
     pub in_use: Arc<std::sync::Mutex<HashMap<String, String>>>,
+    /// Overlay networking; tasks on networks need it.
+    pub netplane: Option<Arc<crate::netplane::NetPlane>>,
 }
 
 /// The container of a task is named after the task.
@@ -296,7 +298,15 @@ impl Controller for ContainerController {
         if let Ok(mut m) = self.in_use.lock() {
             m.insert(container_id(task).to_string(), image.reference.clone());
         }
-        let cfg = self.config(task, &image)?;
+        let mut cfg = self.config(task, &image)?;
+        if !task.networks.is_empty() {
+            let plane = self
+                .netplane
+                .as_ref()
+                .ok_or_else(|| Self::rejected("this node has no overlay data plane"))?;
+            cfg.netns = plane.prepare_task(task).await.map_err(Self::rejected)?;
+            cfg.resolv_conf = crate::netplane::TASK_RESOLV_CONF.to_string();
+        }
         self.runtime.create(&cfg).await.map_err(Self::rejected)
     }
 
@@ -339,16 +349,29 @@ impl Controller for ContainerController {
         if let Ok(mut m) = self.in_use.lock() {
             m.remove(container_id(task));
         }
+        if let Some(plane) = &self.netplane {
+            plane.release_task(container_id(task)).await;
+        }
         Ok(())
     }
 
     async fn inspect(&self, task: &Task) -> Result<Option<Existing>, ExecError> {
         match self.runtime.state(container_id(task)).await {
-            Ok(s) => Ok(Some(match s.status {
-                RtStatus::Created => Existing::Created,
-                RtStatus::Running | RtStatus::Paused => Existing::Running { pid: s.pid },
-                RtStatus::Stopped => Existing::Stopped,
-            })),
+            Ok(s) => {
+                // A container that outlived an agent restart gets its DNS back.
+                if s.status == RtStatus::Running && !task.networks.is_empty() {
+                    if let Some(plane) = &self.netplane {
+                        if let Err(e) = plane.serve_dns(task).await {
+                            tracing::warn!(task = %task.id, error = %e, "restoring DNS");
+                        }
+                    }
+                }
+                Ok(Some(match s.status {
+                    RtStatus::Created => Existing::Created,
+                    RtStatus::Running | RtStatus::Paused => Existing::Running { pid: s.pid },
+                    RtStatus::Stopped => Existing::Stopped,
+                }))
+            }
             Err(crate::runtime::RuntimeError::NotFound(_)) => Ok(None),
             Err(e) => Err(ExecError::Failed(e.to_string())),
         }

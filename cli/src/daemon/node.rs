@@ -57,6 +57,7 @@ struct Inner {
     tls: Option<tls::NodeTls>,
     manager: Option<Arc<Manager>>,
     agent: Option<AgentHandle>,
+    netplane: Option<Arc<rswarm_agent::netplane::NetPlane>>,
     error: Option<String>,
 }
 
@@ -116,7 +117,7 @@ impl NodeRuntime {
                 return Err(e);
             }
         }
-        self.start_agent(&mut inner);
+        self.start_agent(&mut inner).await;
         Ok(())
     }
 
@@ -312,7 +313,7 @@ impl NodeRuntime {
         .await
         .context("creating the cluster objects")?;
         self.settings.data.save(&state)?;
-        self.start_agent(inner);
+        self.start_agent(inner).await;
         Ok(cluster
             .root_ca
             .and_then(|c| c.join_tokens)
@@ -370,7 +371,7 @@ impl NodeRuntime {
         }];
         self.settings.data.save(&st).map_err(internal)?;
         inner.state = Some(st.clone());
-        self.start_agent(inner);
+        self.start_agent(inner).await;
         let worker_token = objects::cluster(&store)
             .ok()
             .and_then(|c| c.root_ca)
@@ -490,7 +491,7 @@ impl NodeRuntime {
                     .await?;
             }
             self.settings.data.save(&state)?;
-            self.start_agent(&mut inner);
+            self.start_agent(&mut inner).await;
             Ok(())
         }
         .await;
@@ -574,8 +575,12 @@ impl NodeRuntime {
                 }
             }
         }
+        let plane = inner.netplane.clone();
         self.teardown(&mut inner).await;
         self.remove_all_containers().await;
+        if let Some(p) = plane {
+            p.remove_everything().await;
+        }
         self.settings.data.wipe().map_err(internal)?;
         inner.error = None;
         tracing::info!("left the swarm");
@@ -716,7 +721,7 @@ impl NodeRuntime {
         Ok(())
     }
 
-    fn start_agent(&self, inner: &mut Inner) {
+    async fn start_agent(&self, inner: &mut Inner) {
         let (Some(state), Some(node_tls)) = (inner.state.clone(), inner.tls.clone()) else {
             return;
         };
@@ -741,6 +746,26 @@ impl NodeRuntime {
             tls: node_tls,
             role,
         };
+        if inner.netplane.is_none() {
+            let ip = crate::daemon::netaddr::host_ip(&state.advertise_addr);
+            match ip {
+                Some(ip) => match rswarm_agent::netplane::NetPlane::new(
+                    &self.settings.data.root.join("netns"),
+                    ip,
+                    state.node_id.clone(),
+                )
+                .await
+                {
+                    Ok(p) => inner.netplane = Some(p),
+                    Err(e) => {
+                        tracing::error!(error = %e, "overlay networking is unavailable on this node")
+                    }
+                },
+                None => {
+                    tracing::error!(addr = %state.advertise_addr, "overlay networking needs an IPv4 advertise address")
+                }
+            }
+        }
         let controller = rswarm_agent::exec::container::ContainerController {
             images: self.settings.images.clone(),
             runtime: self.settings.runtime.clone(),
@@ -751,10 +776,12 @@ impl NodeRuntime {
             },
             resolv_conf: std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
             in_use: self.settings.images_in_use.clone(),
+            netplane: inner.netplane.clone(),
         };
         let deps = rswarm_agent::worker::WorkerDeps {
             controller: Arc::new(controller),
             runtime: self.settings.runtime.clone(),
+            netplane: inner.netplane.clone(),
         };
         inner.agent = Some(rswarm_agent::start(cfg, self.events.clone(), Some(deps)));
     }
@@ -769,6 +796,7 @@ impl NodeRuntime {
         }
         inner.state = None;
         inner.tls = None;
+        inner.netplane = None;
     }
 
     /// Leaving the swarm takes its tasks along: stop and remove every
@@ -808,8 +836,12 @@ impl NodeRuntime {
             }
             AgentEvent::Removed => {
                 tracing::warn!("this node was removed from the swarm; leaving");
+                let plane = inner.netplane.clone();
                 self.teardown(&mut inner).await;
                 self.remove_all_containers().await;
+                if let Some(p) = plane {
+                    p.remove_everything().await;
+                }
                 self.settings.data.wipe()?;
                 inner.error = None;
             }

@@ -5,6 +5,7 @@
 //! follower answers with the leader's address so the agent moves there.
 
 pub mod agents;
+pub mod netstate;
 pub mod tasks;
 
 use std::collections::HashMap;

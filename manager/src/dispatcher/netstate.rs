@@ -1,0 +1,213 @@
+//! The network state agents need for their data plane: every overlay
+//! network, every task endpoint (address, node, running or not) and every
+//! service VIP. Sent whole on connect and again after each change (changes
+//! within 100 ms are folded into one message). The leader serves it.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use rswarm_proto::dispatcher::network_state_server::NetworkState;
+use rswarm_proto::dispatcher::{
+    NetworkEndpoint, NetworkStateMessage, NetworkStateRequest, ServiceEndpoint,
+};
+use rswarm_proto::types::{endpoint_spec::ResolutionMode, TaskState};
+use rswarm_raft::Store;
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::controlapi::services::BoxStreamAlias;
+use crate::error::ManagerError;
+use crate::{auth, objects};
+
+const STACK_LABEL: &str = "com.docker.stack.namespace";
+
+#[derive(Clone)]
+pub struct NetworkStateService {
+    store: Store,
+}
+
+impl NetworkStateService {
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+}
+
+/// Compute the current picture from the store.
+pub fn snapshot(store: &Store) -> Result<NetworkStateMessage, ManagerError> {
+    let networks = objects::networks(store)?;
+    let nodes: HashMap<String, String> = objects::nodes(store)?
+        .into_iter()
+        .map(|n| (n.id.clone(), n.status.map(|s| s.addr).unwrap_or_default()))
+        .collect();
+    let services = objects::services(store)?;
+    let names: HashMap<String, (String, String)> = services
+        .iter()
+        .map(|s| {
+            let a = s
+                .spec
+                .as_ref()
+                .and_then(|s| s.annotations.clone())
+                .unwrap_or_default();
+            let stack = a.labels.get(STACK_LABEL).cloned().unwrap_or_default();
+            (s.id.clone(), (a.name, stack))
+        })
+        .collect();
+    let mut endpoints = vec![];
+    for t in objects::tasks(store)? {
+        if t.node_id.is_empty()
+            || t.networks.is_empty()
+            || t.desired_state > TaskState::Running as i32
+        {
+            continue;
+        }
+        let state = t.status.as_ref().map(|s| s.state).unwrap_or(0);
+        if state > TaskState::Running as i32 {
+            continue;
+        }
+        let (service_name, stack) = names.get(&t.service_id).cloned().unwrap_or_default();
+        for att in &t.networks {
+            for addr in &att.addresses {
+                endpoints.push(NetworkEndpoint {
+                    network_id: att.network_id.clone(),
+                    task_id: t.id.clone(),
+                    service_id: t.service_id.clone(),
+                    service_name: service_name.clone(),
+                    task_name: format!("{service_name}.{}.{}", t.slot, t.id),
+                    addr: addr.clone(),
+                    node_id: t.node_id.clone(),
+                    node_addr: nodes.get(&t.node_id).cloned().unwrap_or_default(),
+                    running: state == TaskState::Running as i32,
+                    aliases: att.aliases.clone(),
+                    stack: stack.clone(),
+                });
+            }
+        }
+    }
+    let mut svc_out = vec![];
+    for s in &services {
+        let (name, stack) = names.get(&s.id).cloned().unwrap_or_default();
+        let dnsrr = s
+            .spec
+            .as_ref()
+            .and_then(|sp| sp.endpoint.as_ref())
+            .map(|e| e.mode == ResolutionMode::Dnsrr as i32)
+            .unwrap_or(false);
+        let aliases: HashMap<String, Vec<String>> = s
+            .spec
+            .as_ref()
+            .and_then(|sp| sp.task.as_ref())
+            .map(|t| {
+                t.networks
+                    .iter()
+                    .map(|n| (n.target.clone(), n.aliases.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let alias_for = |net: &str| -> Vec<String> {
+            let name = networks
+                .iter()
+                .find(|n| n.id == net)
+                .and_then(|n| {
+                    n.spec
+                        .as_ref()
+                        .and_then(|s| s.annotations.as_ref())
+                        .map(|a| a.name.clone())
+                })
+                .unwrap_or_default();
+            aliases
+                .get(net)
+                .or_else(|| aliases.get(&name))
+                .cloned()
+                .unwrap_or_default()
+        };
+        if dnsrr {
+            let mut nets: Vec<String> = endpoints
+                .iter()
+                .filter(|e| e.service_id == s.id)
+                .map(|e| e.network_id.clone())
+                .collect();
+            nets.sort();
+            nets.dedup();
+            for n in nets {
+                svc_out.push(ServiceEndpoint {
+                    service_id: s.id.clone(),
+                    name: name.clone(),
+                    aliases: alias_for(&n),
+                    network_id: n,
+                    vip: String::new(),
+                    stack: stack.clone(),
+                });
+            }
+        } else {
+            for vip in s
+                .endpoint
+                .as_ref()
+                .map(|e| e.virtual_ips.as_slice())
+                .unwrap_or(&[])
+            {
+                svc_out.push(ServiceEndpoint {
+                    service_id: s.id.clone(),
+                    name: name.clone(),
+                    network_id: vip.network_id.clone(),
+                    vip: vip.addr.clone(),
+                    aliases: alias_for(&vip.network_id),
+                    stack: stack.clone(),
+                });
+            }
+        }
+    }
+    Ok(NetworkStateMessage {
+        networks,
+        endpoints,
+        services: svc_out,
+    })
+}
+
+#[tonic::async_trait]
+impl NetworkState for NetworkStateService {
+    type WatchStream = BoxStreamAlias<NetworkStateMessage>;
+
+    async fn watch(
+        &self,
+        req: Request<NetworkStateRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        auth::caller(&req)
+            .ok_or_else(|| Status::unauthenticated("network state needs a node certificate"))?;
+        let store = self.store.clone();
+        let mut changes = store.watch();
+        let (tx, rx) = mpsc::channel::<Result<NetworkStateMessage, Status>>(4);
+        tokio::spawn(async move {
+            let mut last: Option<NetworkStateMessage> = None;
+            loop {
+                match snapshot(&store) {
+                    Ok(now) => {
+                        if last.as_ref() != Some(&now) {
+                            if tx.send(Ok(now.clone())).await.is_err() {
+                                return;
+                            }
+                            last = Some(now);
+                        }
+                    }
+                    Err(e) => tracing::debug!(error = %e, "network state snapshot"),
+                }
+                // Wait for a relevant change, then fold a burst into one message.
+                loop {
+                    tokio::select! {
+                        _ = tx.closed() => return,
+                        c = changes.recv() => match c {
+                            Ok(c) if matches!(c.kind.as_str(), "task" | "service" | "network" | "node") => break,
+                            Ok(_) => continue,
+                            Err(broadcast::error::RecvError::Lagged(_)) => break,
+                            Err(broadcast::error::RecvError::Closed) => return,
+                        },
+                        _ = tokio::time::sleep(Duration::from_secs(5)) => break,
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                while changes.try_recv().is_ok() {}
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
