@@ -15,7 +15,10 @@ use crate::session::LeaderChannel;
 
 const FLUSH_EVERY: Duration = Duration::from_millis(100);
 
-pub fn spawn(mut reports: mpsc::Receiver<Report>, leader: watch::Receiver<LeaderChannel>) -> tokio::task::JoinHandle<()> {
+pub fn spawn(
+    mut reports: mpsc::Receiver<Report>,
+    leader: watch::Receiver<LeaderChannel>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut pending: BTreeMap<String, TaskStatus> = BTreeMap::new();
         let mut tick = tokio::time::interval(FLUSH_EVERY);

@@ -68,12 +68,20 @@ impl AgentHandle {
 }
 
 /// Start the session loop, and the worker when an executor is given.
-pub fn start(cfg: AgentConfig, events: mpsc::Sender<AgentEvent>, worker: Option<crate::worker::WorkerDeps>) -> AgentHandle {
+pub fn start(
+    cfg: AgentConfig,
+    events: mpsc::Sender<AgentEvent>,
+    worker: Option<crate::worker::WorkerDeps>,
+) -> AgentHandle {
     let (tls_tx, tls_rx) = watch::channel((cfg.tls.clone(), cfg.role));
     let (leader_tx, leader_rx) = watch::channel::<LeaderChannel>(None);
     let task = tokio::spawn(run(cfg, events, tls_rx, leader_tx));
     let worker = worker.map(|deps| crate::worker::spawn(deps, leader_rx));
-    AgentHandle { task, worker, tls_tx }
+    AgentHandle {
+        task,
+        worker,
+        tls_tx,
+    }
 }
 
 const MIN_PERIOD: Duration = Duration::from_millis(100);

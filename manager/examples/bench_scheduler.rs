@@ -182,6 +182,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("{nodes} nodes, {services} services x {replicas} replicas = {total} tasks");
 
     let _orchestrator = orchestrator::spawn(store.clone());
+    // NEW -> PENDING (tasks without networks move straight on).
+    let _allocator = rswarm_manager::allocator::spawn(store.clone());
     let mut scheduler = together.then(|| scheduler::spawn(store.clone()));
     // Let the loops take leadership and load the (empty) task set.
     tokio::time::sleep(Duration::from_millis(600)).await;

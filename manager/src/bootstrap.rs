@@ -105,6 +105,7 @@ pub async fn create_cluster(
         cert_expires_at: rswarm_proto::identity::cert::parse_cert_pem(&p.node_cert_pem)
             .map(|i| i.not_after)
             .unwrap_or(0),
+        attachments: vec![],
     };
     let mut ops = vec![
         objects::put_cluster(&cluster),

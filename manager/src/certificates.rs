@@ -155,6 +155,7 @@ impl Ca for CaService {
             manager_status: None,
             role: role as i32,
             cert_expires_at: expiry_of(&cert_pem),
+            attachments: vec![],
         };
         let mut op = objects::put_node(&node);
         if let Op::Put { expect_version, .. } = &mut op {

@@ -49,6 +49,7 @@
 //! Not here yet: egress for non-internal networks (Docker's
 //! `docker_gwbridge`), service VIPs, the ingress mesh, encryption.
 pub mod dns;
+pub mod nft;
 
 mod addr;
 mod dataplane;

@@ -545,6 +545,7 @@ mod tests {
             manager_status: manager,
             role: NodeRole::Worker as i32,
             cert_expires_at: 0,
+            attachments: vec![],
         }
     }
 

@@ -1,6 +1,7 @@
 //! The network state agents need for their data plane: every overlay
 //! network, every task endpoint (address, node, running or not) and every
-//! service VIP. Sent whole on connect and again after each change (changes
+//! service VIP with its published ports, and every node's own addresses
+//! (its `ingress` address, for the routing mesh). Sent whole on connect and again after each change (changes
 //! within 100 ms are folded into one message). The leader serves it.
 
 use std::collections::HashMap;
@@ -8,7 +9,7 @@ use std::time::Duration;
 
 use rswarm_proto::dispatcher::network_state_server::NetworkState;
 use rswarm_proto::dispatcher::{
-    NetworkEndpoint, NetworkStateMessage, NetworkStateRequest, ServiceEndpoint,
+    NetworkEndpoint, NetworkStateMessage, NetworkStateRequest, NodeEndpoint, ServiceEndpoint,
 };
 use rswarm_proto::types::{endpoint_spec::ResolutionMode, TaskState};
 use rswarm_raft::Store;
@@ -36,7 +37,26 @@ impl NetworkStateService {
 /// Compute the current picture from the store.
 pub fn snapshot(store: &Store) -> Result<NetworkStateMessage, ManagerError> {
     let networks = objects::networks(store)?;
-    let nodes: HashMap<String, String> = objects::nodes(store)?
+    let node_list = objects::nodes(store)?;
+    let mut node_endpoints = vec![];
+    for n in &node_list {
+        let node_addr = n
+            .status
+            .as_ref()
+            .map(|s| s.addr.clone())
+            .unwrap_or_default();
+        for att in &n.attachments {
+            for addr in &att.addresses {
+                node_endpoints.push(NodeEndpoint {
+                    node_id: n.id.clone(),
+                    node_addr: node_addr.clone(),
+                    network_id: att.network_id.clone(),
+                    addr: addr.clone(),
+                });
+            }
+        }
+    }
+    let nodes: HashMap<String, String> = node_list
         .into_iter()
         .map(|n| (n.id.clone(), n.status.map(|s| s.addr).unwrap_or_default()))
         .collect();
@@ -87,6 +107,11 @@ pub fn snapshot(store: &Store) -> Result<NetworkStateMessage, ManagerError> {
     let mut svc_out = vec![];
     for s in &services {
         let (name, stack) = names.get(&s.id).cloned().unwrap_or_default();
+        let ports = s
+            .endpoint
+            .as_ref()
+            .map(|e| e.ports.clone())
+            .unwrap_or_default();
         let dnsrr = s
             .spec
             .as_ref()
@@ -137,6 +162,7 @@ pub fn snapshot(store: &Store) -> Result<NetworkStateMessage, ManagerError> {
                     network_id: n,
                     vip: String::new(),
                     stack: stack.clone(),
+                    ports: ports.clone(),
                 });
             }
         } else {
@@ -153,6 +179,7 @@ pub fn snapshot(store: &Store) -> Result<NetworkStateMessage, ManagerError> {
                     vip: vip.addr.clone(),
                     aliases: alias_for(&vip.network_id),
                     stack: stack.clone(),
+                    ports: ports.clone(),
                 });
             }
         }
@@ -161,6 +188,7 @@ pub fn snapshot(store: &Store) -> Result<NetworkStateMessage, ManagerError> {
         networks,
         endpoints,
         services: svc_out,
+        node_endpoints,
     })
 }
 
