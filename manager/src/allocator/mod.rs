@@ -1,7 +1,7 @@
 //! The allocator: gives services their VIPs and tasks their addresses, on
 //! the overlay networks they are attached to, between the orchestrator
 //! (which creates tasks in NEW) and the scheduler (which only places PENDING
-//! tasks).
+//! tasks); and gives every node its own address on the `ingress` network.
 //!
 //! - `ipam`: CIDR arithmetic, subnets carved from the default pool, and the
 //!   per-subnet bitmaps addresses come from;
@@ -29,12 +29,31 @@
 //!   later state), when it is stopped before ever being assigned, or when it
 //!   is deleted. The addresses stay written on the ended task (for inspect);
 //!   they are simply no longer counted.
+//! - **Nodes**: while an `ingress` network exists, every node object
+//!   (whatever its state) holds one address on it, written as
+//!   `node.attachments` (one attachment on ingress, the address in CIDR
+//!   form, no aliases), like swarmkit's node attachments and Docker's
+//!   `ingress-sbox`: the routing mesh masquerades packets for a published
+//!   port to it, and remote tasks answer it over VXLAN. The address is the
+//!   pool's next free one, like a task's; nodes are served after the tasks
+//!   of the same pass, so tasks get freed addresses first. A node that joins
+//!   gets its address as soon as the change stream shows it. An attachment
+//!   naming a network that is gone (ingress removed, or recreated with
+//!   another subnet) is replaced by an address on the current ingress
+//!   network; with no ingress network the attachments are cleared. When
+//!   ingress is full, the node is left without an address (a warning is
+//!   logged, nothing fails) and tried again when an address is freed. The
+//!   address goes back when the node object is deleted (`node rm`).
 //!
 //! Only the Raft leader allocates. Every allocation lives in the objects, so
 //! a manager that becomes leader rebuilds the accounting from the store
-//! before deciding anything, and never hands out an address twice. Writes go
-//! in batches with version checks: a refused task write is rolled back (its
-//! addresses freed) and decided again from the store's copy.
+//! (tasks, then services, then nodes) before deciding anything, and never
+//! hands out an address twice. Writes go in batches with version checks: a
+//! refused task write is rolled back (its addresses freed) and decided again
+//! from the store's copy; a refused service or node write (the dispatcher,
+//! certificate renewals and `node update` write nodes too) frees its new
+//! addresses, re-reads the object and decides again, so no one else's
+//! fields are ever overwritten.
 
 pub mod ipam;
 pub mod network;
@@ -46,9 +65,10 @@ mod tests;
 use std::time::{Duration, Instant};
 
 use rswarm_proto::types::{
-    Endpoint, NetworkAttachment, PortConfig, Service, Task, TaskState, TaskStatus, VirtualIp,
+    Endpoint, NetworkAttachment, Node, PortConfig, Service, Task, TaskState, TaskStatus, Version,
+    VirtualIp,
 };
-use rswarm_raft::{Change, Store, StoreError};
+use rswarm_raft::{Change, Op, Store, StoreError};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::broadcast::Receiver;
 use tokio::task::JoinHandle;
@@ -94,7 +114,8 @@ pub fn spawn(store: Store) -> JoinHandle<()> {
 type View = ClusterView<Allocations>;
 
 /// Reads everything and rebuilds the accounting: networks, then the tasks'
-/// addresses (as the view loads them), then the services' VIPs.
+/// addresses (as the view loads them), then the services' VIPs, then the
+/// nodes' addresses.
 fn load(store: &Store) -> Result<View, ManagerError> {
     let mut view = ClusterView::load(store, Allocations::load(store)?)?;
     let mut ids: Vec<String> = view.services.keys().cloned().collect();
@@ -102,7 +123,13 @@ fn load(store: &Store) -> Result<View, ManagerError> {
     for id in ids {
         account(&mut view, &id);
     }
+    let mut ids: Vec<String> = view.nodes.keys().cloned().collect();
+    ids.sort();
+    for id in ids {
+        account_node(&mut view, &id);
+    }
     view.observer.all_services = true;
+    view.observer.all_nodes = true;
     view.observer.work = true;
     Ok(view)
 }
@@ -115,12 +142,21 @@ fn account(view: &mut View, id: &str) {
     observer.account_service(id, services.get(id));
 }
 
+/// Brings the accounting of one node's addresses in line with the view.
+fn account_node(view: &mut View, id: &str) {
+    let ClusterView {
+        nodes, observer, ..
+    } = view;
+    observer.account_node(id, nodes.get(id));
+}
+
 /// Applies one change from the store's stream (networks included, which
 /// the shared view does not keep).
 fn apply_change(view: &mut View, c: &Change) {
     if c.kind == objects::KIND_NETWORK {
         if view.observer.network_changed(c) {
             view.observer.all_services = true;
+            view.observer.all_nodes = true;
             view.observer.work = true;
         }
         return;
@@ -129,6 +165,11 @@ fn apply_change(view: &mut View, c: &Change) {
         Some(Touched::Service(id)) => {
             account(view, &id);
             view.observer.dirty_services.insert(id);
+        }
+        Some(Touched::Node) => {
+            // Only a node change touches a node; the change names it.
+            account_node(view, &c.id);
+            view.observer.dirty_nodes.insert(c.id.clone());
         }
         Some(_) => view.observer.work = true,
         None => {}
@@ -157,6 +198,7 @@ async fn lead(store: &Store) -> Result<(), ManagerError> {
     tracing::info!(
         networks = view.observer.networks.len(),
         services = view.services.len(),
+        nodes = view.nodes.len(),
         waiting = view.observer.new_tasks.len(),
         "allocator: leading"
     );
@@ -169,6 +211,7 @@ async fn lead(store: &Store) -> Result<(), ManagerError> {
         if last_full.elapsed() >= FULL_PASS_EVERY {
             last_full = Instant::now();
             view.observer.all_services = true;
+            view.observer.all_nodes = true;
             view.observer.work = true;
         }
         let mut stream = Drained::CaughtUp;
@@ -201,8 +244,9 @@ async fn lead(store: &Store) -> Result<(), ManagerError> {
     }
 }
 
-/// One pass: services' VIPs, then NEW tasks. Returns whether some writes
-/// conflicted (and are to be redone); an error ends this leadership.
+/// One pass: services' VIPs, then NEW tasks, then nodes' ingress addresses
+/// (after the tasks, which get freed addresses first). Returns whether some
+/// writes conflicted (and are to be redone); an error ends this leadership.
 async fn pass(
     store: &Store,
     view: &mut View,
@@ -215,16 +259,26 @@ async fn pass(
     } else {
         obs.dirty_services.drain().collect()
     };
+    let mut node_ids: Vec<String> = if obs.all_nodes {
+        view.nodes.keys().cloned().collect()
+    } else {
+        obs.dirty_nodes.drain().collect()
+    };
     if obs.released {
         ids.extend(obs.waiting_vips.iter().cloned());
+        node_ids.extend(obs.waiting_nodes.iter().cloned());
     }
     obs.dirty_services.clear();
     obs.all_services = false;
+    obs.dirty_nodes.clear();
+    obs.all_nodes = false;
     obs.released = false;
     obs.arrived = false;
     obs.work = false;
     ids.sort();
     ids.dedup();
+    node_ids.sort();
+    node_ids.dedup();
 
     let mut updates = Vec::new();
     for id in &ids {
@@ -237,8 +291,41 @@ async fn pass(
             updates.push(update);
         }
     }
-    let mut retry = write_services(store, view, updates).await?;
+    let mut retry = write_updates(store, view, updates).await?;
 
+    retry |= allocate_tasks(store, view, changes, stream).await?;
+    if retry {
+        view.observer.work = true;
+    }
+    if *stream != Drained::CaughtUp {
+        // The view is reloaded (every node looked at again) or the store
+        // is gone: nothing more to decide from this one.
+        return Ok(retry);
+    }
+
+    let mut updates = Vec::new();
+    for id in &node_ids {
+        let Some(node) = view.nodes.get(id) else {
+            view.observer.waiting_nodes.remove(id);
+            continue;
+        };
+        let node = node.clone();
+        if let Some(update) = plan_node(&mut view.observer, &node) {
+            updates.push(update);
+        }
+    }
+    retry |= write_updates(store, view, updates).await?;
+    Ok(retry)
+}
+
+/// Allocates the waiting NEW tasks' addresses and writes them in one batch.
+/// Returns whether some writes were refused (and are to be redone).
+async fn allocate_tasks(
+    store: &Store,
+    view: &mut View,
+    changes: &mut Receiver<Change>,
+    stream: &mut Drained,
+) -> Result<bool, ManagerError> {
     let mut batch = Batch::default();
     let now = now_nanos();
     let waiting: Vec<String> = view.observer.new_tasks.iter().cloned().collect();
@@ -246,7 +333,7 @@ async fn pass(
         plan_task(view, &mut batch, id, now);
     }
     if batch.is_empty() {
-        return Ok(retry);
+        return Ok(false);
     }
     let writes = batch.len();
     let committed = commit(store, view, batch, |v| {
@@ -261,6 +348,7 @@ async fn pass(
         rolled_back = committed.rolled_back.len(),
         "allocator pass"
     );
+    let mut retry = !committed.rolled_back.is_empty();
     match committed.error {
         Some(e @ (StoreError::NoLeader | StoreError::Shutdown)) => return Err(e.into()),
         Some(e) => {
@@ -269,12 +357,6 @@ async fn pass(
             retry = true;
         }
         None => {}
-    }
-    if !committed.rolled_back.is_empty() {
-        retry = true;
-    }
-    if retry {
-        view.observer.work = true;
     }
     Ok(retry)
 }
@@ -366,18 +448,191 @@ fn plan_vips(obs: &mut Allocations, svc: &Service) -> Option<(Service, Vec<Held>
     Some((updated, fresh))
 }
 
-/// Writes services with new VIPs, in chunks. A service whose write
-/// conflicts is re-read, its new addresses freed, and left for the next
-/// pass (returns true then).
-async fn write_services(
+/// The node with its ingress address as it should be, and the address newly
+/// allocated for it; `None` when nothing changes.
+fn plan_node(obs: &mut Allocations, node: &Node) -> Option<(Node, Vec<Held>)> {
+    let owner = Owner::Node(node.id.clone());
+    let mut fresh = Vec::new();
+    let mut want = Vec::new();
+    match obs.ingress().map(|n| n.id.clone()) {
+        None => {
+            obs.waiting_nodes.remove(&node.id);
+        }
+        Some(net) => {
+            // The address it already holds there (written by an earlier
+            // leader or pass) is kept.
+            let kept = node
+                .attachments
+                .iter()
+                .filter(|a| a.network_id == net)
+                .flat_map(|a| a.addresses.iter())
+                .find(|a| ipam::parse_addr(a).is_ok_and(|ip| obs.owns(&(net.clone(), ip), &owner)))
+                .cloned();
+            let addr = match kept {
+                Some(a) => Some(a),
+                None => match obs.allocate(&net, &owner) {
+                    Ok((ip, subnet)) => {
+                        fresh.push((net.clone(), ip));
+                        Some(subnet.with_addr(ip))
+                    }
+                    Err(e) => {
+                        if obs.waiting_nodes.insert(node.id.clone()) {
+                            tracing::warn!(
+                                node = %node.id,
+                                error = %e,
+                                "the ingress network is full: the node gets no routing-mesh address until one is freed"
+                            );
+                        }
+                        None
+                    }
+                },
+            };
+            if let Some(addr) = addr {
+                obs.waiting_nodes.remove(&node.id);
+                want.push(NetworkAttachment {
+                    network_id: net,
+                    addresses: vec![addr],
+                    aliases: Vec::new(),
+                });
+            }
+        }
+    }
+    if want == node.attachments {
+        return None;
+    }
+    let mut updated = node.clone();
+    updated.attachments = want;
+    Some((updated, fresh))
+}
+
+/// An object the allocator writes addresses into, other than a task: a
+/// service (its VIPs) or a node (its ingress address). Both are written
+/// the same way by [`write_updates`].
+trait Holder: Sized {
+    /// What it is, for logs.
+    const WHAT: &'static str;
+    /// Its store kind.
+    const KIND: &'static str;
+    fn id(&self) -> &str;
+    fn owner(id: &str) -> Owner;
+    /// The version-checked put of this copy.
+    fn put(&self) -> Op;
+    /// Takes the written copy (stored at `index`) into the view and
+    /// accounts it.
+    fn written(self, view: &mut View, index: u64);
+    /// Puts the store's copy back into the view (after a refused write) and
+    /// accounts it.
+    fn reread(store: &Store, view: &mut View, id: &str);
+    /// Has the next pass look at it again.
+    fn redo(view: &mut View, id: String);
+}
+
+impl Holder for Service {
+    const WHAT: &'static str = "service VIPs";
+    const KIND: &'static str = objects::KIND_SERVICE;
+
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn owner(id: &str) -> Owner {
+        Owner::Service(id.to_string())
+    }
+
+    fn put(&self) -> Op {
+        objects::put_service(self)
+    }
+
+    fn written(mut self, view: &mut View, index: u64) {
+        self.meta.get_or_insert_with(Default::default).version = Some(Version { index });
+        let id = self.id.clone();
+        view.services.insert(id.clone(), self);
+        account(view, &id);
+    }
+
+    fn reread(store: &Store, view: &mut View, id: &str) {
+        match objects::service(store, id) {
+            Ok(Some(s)) => {
+                view.services.insert(id.to_string(), s);
+            }
+            Ok(None) => {
+                view.services.remove(id);
+            }
+            Err(e) => {
+                tracing::warn!(service = %id, error = %e, "cannot re-read a service after a refused write");
+            }
+        }
+        account(view, id);
+    }
+
+    fn redo(view: &mut View, id: String) {
+        view.observer.dirty_services.insert(id);
+    }
+}
+
+impl Holder for Node {
+    const WHAT: &'static str = "node ingress addresses";
+    const KIND: &'static str = objects::KIND_NODE;
+
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn owner(id: &str) -> Owner {
+        Owner::Node(id.to_string())
+    }
+
+    fn put(&self) -> Op {
+        // Guarded by the version the view read, so a newer copy (the
+        // dispatcher's status, a `node update`'s spec) is never overwritten.
+        // A copy without a version (never the case for one read from the
+        // store) is refused rather than written blindly.
+        let mut op = objects::put_node(self);
+        if let Op::Put { expect_version, .. } = &mut op {
+            expect_version.get_or_insert(0);
+        }
+        op
+    }
+
+    fn written(mut self, view: &mut View, index: u64) {
+        self.meta.get_or_insert_with(Default::default).version = Some(Version { index });
+        let id = self.id.clone();
+        view.nodes.insert(id.clone(), self);
+        account_node(view, &id);
+    }
+
+    fn reread(store: &Store, view: &mut View, id: &str) {
+        match objects::node(store, id) {
+            Ok(Some(n)) => {
+                view.nodes.insert(id.to_string(), n);
+            }
+            Ok(None) => {
+                view.nodes.remove(id);
+            }
+            Err(e) => {
+                tracing::warn!(node = %id, error = %e, "cannot re-read a node after a refused write");
+            }
+        }
+        account_node(view, id);
+    }
+
+    fn redo(view: &mut View, id: String) {
+        view.observer.dirty_nodes.insert(id);
+    }
+}
+
+/// Writes services or nodes with new addresses, in chunks. One whose write
+/// conflicts (someone else wrote it first) is re-read, its new addresses
+/// freed, and left for the next pass (returns true then).
+async fn write_updates<H: Holder>(
     store: &Store,
     view: &mut View,
-    updates: Vec<(Service, Vec<Held>)>,
+    updates: Vec<(H, Vec<Held>)>,
 ) -> Result<bool, ManagerError> {
     let mut retry = false;
     let mut rest = updates.into_iter();
     loop {
-        let mut chunk: Vec<(Service, Vec<Held>)> = rest.by_ref().take(WRITE_CHUNK).collect();
+        let mut chunk: Vec<(H, Vec<Held>)> = rest.by_ref().take(WRITE_CHUNK).collect();
         if chunk.is_empty() {
             return Ok(retry);
         }
@@ -386,27 +641,23 @@ async fn write_services(
                 forget(view, chunk.into_iter().chain(rest.by_ref()));
                 return Err(StoreError::NoLeader.into());
             }
-            let ops = chunk.iter().map(|(s, _)| objects::put_service(s)).collect();
+            let ops = chunk.iter().map(|(h, _)| h.put()).collect();
             match store.write(ops).await {
                 Ok(index) => {
-                    for (mut s, _) in chunk.drain(..) {
-                        s.meta.get_or_insert_with(Default::default).version =
-                            Some(rswarm_proto::types::Version { index });
-                        let id = s.id.clone();
-                        view.services.insert(id.clone(), s);
-                        account(view, &id);
+                    for (h, _) in chunk.drain(..) {
+                        h.written(view, index);
                     }
                 }
                 Err(StoreError::Conflict { kind, id, .. })
-                    if kind == objects::KIND_SERVICE && chunk.iter().any(|(s, _)| s.id == id) =>
+                    if kind == H::KIND && chunk.iter().any(|(h, _)| h.id() == id) =>
                 {
-                    let at = chunk.iter().position(|(s, _)| s.id == id);
+                    tracing::debug!(%kind, %id, "write conflict; re-reading it");
+                    let at = chunk.iter().position(|(h, _)| h.id() == id);
                     if let Some(at) = at {
                         let refused = chunk.remove(at);
                         forget(view, std::iter::once(refused));
                     }
-                    reread_service(store, view, &id);
-                    view.observer.dirty_services.insert(id);
+                    H::reread(store, view, &id);
                     retry = true;
                 }
                 Err(e @ (StoreError::NoLeader | StoreError::Shutdown)) => {
@@ -414,10 +665,7 @@ async fn write_services(
                     return Err(e.into());
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "allocator could not write service VIPs; retrying in {STORE_ERROR_PAUSE:?}");
-                    for (s, _) in &chunk {
-                        view.observer.dirty_services.insert(s.id.clone());
-                    }
+                    tracing::warn!(error = %e, what = H::WHAT, "allocator could not write addresses; retrying in {STORE_ERROR_PAUSE:?}");
                     forget(view, chunk.into_iter().chain(rest.by_ref()));
                     tokio::time::sleep(STORE_ERROR_PAUSE).await;
                     return Ok(true);
@@ -427,31 +675,16 @@ async fn write_services(
     }
 }
 
-/// Frees the addresses allocated for service updates that were not written.
-fn forget(view: &mut View, updates: impl Iterator<Item = (Service, Vec<Held>)>) {
-    for (s, fresh) in updates {
-        let owner = Owner::Service(s.id.clone());
-        for h in &fresh {
-            view.observer.release(h, &owner);
+/// Frees the addresses allocated for updates that were not written, and has
+/// the next pass look at those objects again.
+fn forget<H: Holder>(view: &mut View, updates: impl Iterator<Item = (H, Vec<Held>)>) {
+    for (h, fresh) in updates {
+        let owner = H::owner(h.id());
+        for held in &fresh {
+            view.observer.release(held, &owner);
         }
-        view.observer.dirty_services.insert(s.id);
+        H::redo(view, h.id().to_string());
     }
-}
-
-/// Puts the store's copy of a service back into the view.
-fn reread_service(store: &Store, view: &mut View, id: &str) {
-    match objects::service(store, id) {
-        Ok(Some(s)) => {
-            view.services.insert(id.to_string(), s);
-        }
-        Ok(None) => {
-            view.services.remove(id);
-        }
-        Err(e) => {
-            tracing::warn!(service = %id, error = %e, "cannot re-read a service after a refused write");
-        }
-    }
-    account(view, id);
 }
 
 /// The ports a task publishes: its own endpoint (copied from the service

@@ -3,24 +3,26 @@
 //!
 //! Nothing here is the source of truth. Every allocation is written into
 //! the objects themselves (a task's `networks`, a service's
-//! `endpoint.virtual_ips`); this state is rebuilt from them whenever a
-//! manager starts leading, and then follows them change by change:
-//! [`Allocations`] is the view's [`TaskObserver`], so every version of a
-//! task the view takes in (from the store's stream, from the allocator's own
-//! batches, from roll-backs of refused writes) claims and frees exactly the
-//! addresses that version holds. Services are followed the same way through
-//! [`Allocations::account_service`].
+//! `endpoint.virtual_ips`, a node's `attachments`); this state is rebuilt
+//! from them whenever a manager starts leading, and then follows them
+//! change by change: [`Allocations`] is the view's [`TaskObserver`], so
+//! every version of a task the view takes in (from the store's stream, from
+//! the allocator's own batches, from roll-backs of refused writes) claims
+//! and frees exactly the addresses that version holds. Services and nodes
+//! are followed the same way through [`Allocations::account_service`] and
+//! [`Allocations::account_node`].
 //!
-//! Each address has one owner (a task or a service). A claim of an address
-//! someone else owns is refused and logged, and a release by anyone but the
-//! owner does nothing, so one inconsistent object cannot make the allocator
-//! hand the same address out twice.
+//! Each address has one owner (a task, a service or a node). When the
+//! accounting is rebuilt, tasks claim first, then services, then nodes. A
+//! claim of an address someone else owns is refused and logged, and a
+//! release by anyone but the owner does nothing, so one inconsistent object
+//! cannot make the allocator hand the same address out twice.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::Ipv4Addr;
 
 use prost::Message;
-use rswarm_proto::types::{Meta, Network, Service, Task, TaskState, Version};
+use rswarm_proto::types::{Meta, Network, Node, Service, Task, TaskState, Version};
 use rswarm_raft::{Change, Store};
 
 use super::ipam::{self, Cidr, Pool};
@@ -35,6 +37,9 @@ use crate::orchestrator::view::TaskObserver;
 pub(crate) enum Owner {
     Task(String),
     Service(String),
+    /// A node's own address on the ingress network (the routing mesh's
+    /// source address on that node).
+    Node(String),
 }
 
 /// One address on one network.
@@ -109,6 +114,8 @@ pub(crate) struct Allocations {
     owners: HashMap<Held, Owner>,
     /// The addresses each service's VIPs hold, as the view has them.
     service_vips: HashMap<String, Vec<Held>>,
+    /// The addresses each node's attachments hold, as the view has them.
+    node_addrs: HashMap<String, Vec<Held>>,
     /// Tasks in NEW that are still wanted: the allocator's work.
     pub new_tasks: BTreeSet<String>,
     /// Something was freed (a later pass may now succeed).
@@ -122,6 +129,13 @@ pub(crate) struct Allocations {
     /// Services still missing a VIP (a network was full): retried when
     /// addresses are freed.
     pub waiting_vips: HashSet<String>,
+    /// Nodes whose ingress address needs a look.
+    pub dirty_nodes: HashSet<String>,
+    /// Every node needs a look (networks changed, periodic full pass).
+    pub all_nodes: bool,
+    /// Nodes left without an ingress address (the network was full):
+    /// retried when addresses are freed.
+    pub waiting_nodes: HashSet<String>,
     /// Something else changed that may unblock a NEW task.
     pub work: bool,
 }
@@ -177,10 +191,24 @@ pub(crate) fn service_addresses(s: &Service) -> Vec<Held> {
     out
 }
 
+/// The addresses a node's attachments hold, by network.
+pub(crate) fn node_addresses(n: &Node) -> Vec<Held> {
+    let mut out = Vec::new();
+    for att in &n.attachments {
+        for a in &att.addresses {
+            match ipam::parse_addr(a) {
+                Ok(ip) => out.push((att.network_id.clone(), ip)),
+                Err(e) => tracing::warn!(node = %n.id, error = %e, "unparseable node address"),
+            }
+        }
+    }
+    out
+}
+
 impl Allocations {
     /// The networks and their pools as the store has them. Load the view
     /// (with this as its observer) right after: it claims the tasks'
-    /// addresses; then account every service.
+    /// addresses; then account every service, then every node.
     pub fn load(store: &Store) -> Result<Allocations, ManagerError> {
         let mut a = Allocations::default();
         for n in objects::networks(store)? {
@@ -340,6 +368,21 @@ impl Allocations {
         }
     }
 
+    /// Brings the accounting of a node's addresses in line with `current`
+    /// (the view's copy; `None`: the node is gone).
+    pub fn account_node(&mut self, id: &str, current: Option<&Node>) {
+        let want = current.map(node_addresses).unwrap_or_default();
+        let had = self.node_addrs.remove(id).unwrap_or_default();
+        let owner = Owner::Node(id.to_string());
+        self.swap(&had, &want, &owner);
+        if !want.is_empty() {
+            self.node_addrs.insert(id.to_string(), want);
+        }
+        if current.is_none() {
+            self.waiting_nodes.remove(id);
+        }
+    }
+
     /// Frees what `had` holds beyond `want`, claims what `want` adds.
     fn swap(&mut self, had: &[Held], want: &[Held], owner: &Owner) {
         let keep: HashSet<&Held> = want.iter().collect();
@@ -361,6 +404,8 @@ impl Allocations {
             || self.released
             || self.all_services
             || !self.dirty_services.is_empty()
+            || self.all_nodes
+            || !self.dirty_nodes.is_empty()
     }
 }
 

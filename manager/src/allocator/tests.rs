@@ -1,6 +1,7 @@
 //! The allocator loop against a real one-manager store: networks made by
 //! the Control API, services as the Control API writes them, tasks in NEW as
-//! the orchestrator makes them, task ends as agents report them.
+//! the orchestrator makes them, task ends as agents report them, nodes as
+//! they join, heartbeat and are removed.
 
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
@@ -11,7 +12,8 @@ use rswarm_proto::types::port_config::PublishMode;
 use rswarm_proto::types::service_spec::Mode;
 use rswarm_proto::types::{
     Annotations, Cluster, ContainerSpec, EndpointSpec, IpamConfig, NetworkAttachmentConfig,
-    NetworkSpec, PortConfig, ReplicatedService, Service, ServiceSpec, Task, TaskSpec, TaskState,
+    NetworkSpec, Node, NodeAvailability, NodeDescription, NodeRole, NodeSpec, NodeState,
+    NodeStatus, PortConfig, ReplicatedService, Service, ServiceSpec, Task, TaskSpec, TaskState,
 };
 use rswarm_raft::Store;
 use tokio::task::JoinHandle;
@@ -73,7 +75,17 @@ impl Swarm {
     }
 
     async fn network(&self, name: &str, subnet: &str) -> String {
+        self.create_network(name, subnet, false).await
+    }
+
+    /// Creates an ingress network, as `network create --ingress` does.
+    async fn ingress(&self, subnet: &str) -> String {
+        self.create_network("ingress", subnet, true).await
+    }
+
+    async fn create_network(&self, name: &str, subnet: &str, ingress: bool) -> String {
         let spec = NetworkSpec {
+            ingress,
             annotations: Some(Annotations {
                 name: name.into(),
                 labels: Default::default(),
@@ -228,6 +240,90 @@ impl Swarm {
             .expect("ingress")
             .id
     }
+
+    /// A node as the CA writes it when the node joins: no attachments yet.
+    async fn join(&self, hostname: &str) -> String {
+        let node = Node {
+            id: crate::ca::new_node_id(),
+            spec: Some(NodeSpec {
+                annotations: None,
+                desired_role: NodeRole::Worker as i32,
+                availability: NodeAvailability::Active as i32,
+            }),
+            description: Some(NodeDescription {
+                hostname: hostname.into(),
+                ..Default::default()
+            }),
+            status: Some(NodeStatus {
+                state: NodeState::Unknown as i32,
+                message: "joined; waiting for the first heartbeat".into(),
+                addr: "192.168.1.10".into(),
+            }),
+            role: NodeRole::Worker as i32,
+            ..Default::default()
+        };
+        self.store
+            .write(vec![objects::put_node(&node)])
+            .await
+            .expect("write node");
+        node.id
+    }
+
+    fn node(&self, id: &str) -> Node {
+        objects::node(&self.store, id)
+            .expect("read node")
+            .expect("node exists")
+    }
+
+    /// A node's attachments as (network, address) pairs.
+    fn node_addrs(&self, id: &str) -> Vec<(String, String)> {
+        self.node(id)
+            .attachments
+            .into_iter()
+            .flat_map(|a| {
+                let net = a.network_id;
+                a.addresses.into_iter().map(move |addr| (net.clone(), addr))
+            })
+            .collect()
+    }
+
+    /// Waits until every node has exactly one address on `network`, and
+    /// returns them.
+    async fn node_addrs_on(&self, nodes: &[String], network: &str) -> Vec<String> {
+        self.wait("node addresses on ingress", |s| {
+            let addrs: Vec<Vec<(String, String)>> = nodes.iter().map(|n| s.node_addrs(n)).collect();
+            addrs
+                .iter()
+                .all(|a| a.len() == 1 && a[0].0 == network)
+                .then(|| addrs.into_iter().map(|mut a| a.remove(0).1).collect())
+        })
+        .await
+    }
+
+    /// Changes a node as the dispatcher or `node update` does: read, change,
+    /// write with the version read, again on conflict.
+    async fn update_node(&self, id: &str, change: impl Fn(&mut Node)) {
+        for _ in 0..100 {
+            let mut n = self.node(id);
+            change(&mut n);
+            if self.store.write(vec![objects::put_node(&n)]).await.is_ok() {
+                return;
+            }
+        }
+        panic!("could not update node {id}");
+    }
+
+    async fn remove_node(&self, id: &str) {
+        let n = self.node(id);
+        self.store
+            .write(vec![objects::delete(
+                objects::KIND_NODE,
+                id,
+                n.meta.as_ref(),
+            )])
+            .await
+            .expect("delete node");
+    }
 }
 
 fn is_pending(t: &Task) -> bool {
@@ -239,7 +335,8 @@ fn message(t: &Task) -> (String, String) {
     (s.message, s.err)
 }
 
-/// Every address held by live tasks and services' VIPs; panics on a duplicate.
+/// Every address held by live tasks, services' VIPs and nodes; panics on a
+/// duplicate.
 fn assert_no_duplicates(store: &Store) -> usize {
     let mut seen: HashSet<(String, Ipv4Addr)> = HashSet::new();
     let mut check = |net: &str, addr: &str, who: &str| {
@@ -262,6 +359,13 @@ fn assert_no_duplicates(store: &Store) -> usize {
     for s in objects::services(store).expect("services") {
         for v in s.endpoint.iter().flat_map(|e| e.virtual_ips.iter()) {
             check(&v.network_id, &v.addr, &s.id);
+        }
+    }
+    for n in objects::nodes(store).expect("nodes") {
+        for a in &n.attachments {
+            for addr in &a.addresses {
+                check(&a.network_id, addr, &n.id);
+            }
         }
     }
     seen.len()
@@ -638,4 +742,251 @@ async fn orchestrated_tasks_get_addresses_before_they_are_scheduled() {
         })
         .await;
     assert_no_duplicates(&swarm.store);
+}
+
+#[tokio::test]
+async fn every_node_gets_its_own_address_on_ingress() {
+    let swarm = Swarm::start().await;
+    let ingress = swarm.ingress_id();
+    let web = swarm.service("web", &[], Some(ingress_port())).await;
+    let vip = swarm
+        .wait("the ingress VIP", |s| s.vips(&web).into_iter().next())
+        .await;
+    let tasks = swarm.tasks(&web, 1, 2).await;
+    assert!(swarm.settled(&tasks).await.iter().all(is_pending));
+
+    let mut nodes = Vec::new();
+    for host in ["node-1", "node-2", "node-3"] {
+        nodes.push(swarm.join(host).await);
+    }
+    let addrs = swarm.node_addrs_on(&nodes, &ingress).await;
+    for (id, addr) in nodes.iter().zip(&addrs) {
+        assert!(
+            addr.starts_with("10.0.0.") && addr.ends_with("/24"),
+            "{addr}"
+        );
+        assert_ne!(addr, "10.0.0.1/24", "the gateway");
+        assert_ne!(addr, &vip.1, "the VIP");
+        let n = swarm.node(id);
+        assert!(n.attachments[0].aliases.is_empty(), "no aliases");
+        let status = n.status.unwrap_or_default();
+        assert_eq!(
+            status.message, "joined; waiting for the first heartbeat",
+            "the rest of the node is untouched"
+        );
+    }
+    assert_eq!(addrs.iter().collect::<HashSet<_>>().len(), 3);
+    assert_eq!(assert_no_duplicates(&swarm.store), 6);
+
+    // A node that joins later gets one from the change stream: the wait
+    // (PATIENCE) ends well before the next 30 s full pass.
+    assert!(PATIENCE < super::FULL_PASS_EVERY);
+    let late = swarm.join("node-4").await;
+    swarm
+        .node_addrs_on(std::slice::from_ref(&late), &ingress)
+        .await;
+    assert_eq!(assert_no_duplicates(&swarm.store), 7);
+}
+
+#[tokio::test]
+async fn node_writes_keep_what_others_write_at_the_same_time() {
+    let swarm = Swarm::start().await;
+    let ingress = swarm.ingress_id();
+    // Nodes join while heartbeats and `node update`s keep rewriting them:
+    // the allocator's writes conflict, and it must re-read, not clobber.
+    let mut nodes = Vec::new();
+    for i in 0..4 {
+        nodes.push(swarm.join(&format!("busy-{i}")).await);
+    }
+    let beats = 40;
+    for i in 0..beats {
+        for id in &nodes {
+            swarm
+                .update_node(id, |n| {
+                    let status = n.status.get_or_insert_with(Default::default);
+                    status.state = NodeState::Ready as i32;
+                    status.message = format!("beat {i}");
+                    if i == beats / 2 {
+                        n.spec.get_or_insert_with(Default::default).availability =
+                            NodeAvailability::Drain as i32;
+                    }
+                })
+                .await;
+        }
+    }
+    swarm.node_addrs_on(&nodes, &ingress).await;
+    for id in &nodes {
+        let n = swarm.node(id);
+        assert_eq!(
+            n.status.unwrap_or_default().message,
+            format!("beat {}", beats - 1)
+        );
+        assert_eq!(
+            n.spec.unwrap_or_default().availability,
+            NodeAvailability::Drain as i32
+        );
+    }
+    // A heartbeat after the allocation keeps the attachment.
+    swarm
+        .update_node(&nodes[0], |n| {
+            n.status.get_or_insert_with(Default::default).message = "beat again".into()
+        })
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(swarm.node_addrs(&nodes[0]).len(), 1);
+    assert_eq!(assert_no_duplicates(&swarm.store), 4);
+}
+
+#[tokio::test]
+async fn a_refused_node_write_frees_its_address_and_is_decided_again_from_the_store() {
+    let mut swarm = Swarm::start().await;
+    if let Some(a) = swarm.allocator.take() {
+        a.abort();
+        let _ = a.await;
+    }
+    let id = swarm.join("node-1").await;
+    let mut view = super::load(&swarm.store).expect("load");
+    // A heartbeat lands after the allocator read the node.
+    swarm
+        .update_node(&id, |n| {
+            n.status.get_or_insert_with(Default::default).message = "beat".into()
+        })
+        .await;
+
+    let owner = super::state::Owner::Node(id.clone());
+    let node = view.nodes[&id].clone();
+    let update = super::plan_node(&mut view.observer, &node).expect("an address");
+    let held = update.1[0].clone();
+    assert!(view.observer.owns(&held, &owner));
+    let retry = super::write_updates(&swarm.store, &mut view, vec![update])
+        .await
+        .expect("write");
+    assert!(retry, "the write was refused");
+    assert!(!view.observer.owns(&held, &owner), "its address is freed");
+    assert!(view.observer.dirty_nodes.contains(&id), "looked at again");
+    assert!(swarm.node_addrs(&id).is_empty());
+
+    // Decided again from the store's copy: the heartbeat survives.
+    let node = view.nodes[&id].clone();
+    assert_eq!(node.status.clone().unwrap_or_default().message, "beat");
+    let update = super::plan_node(&mut view.observer, &node).expect("an address");
+    let retry = super::write_updates(&swarm.store, &mut view, vec![update])
+        .await
+        .expect("write");
+    assert!(!retry);
+    let stored = swarm.node(&id);
+    assert_eq!(stored.status.unwrap_or_default().message, "beat");
+    assert_eq!(swarm.node_addrs(&id).len(), 1);
+    assert!(
+        super::plan_node(&mut view.observer, &view.nodes[&id].clone()).is_none(),
+        "nothing more to do"
+    );
+}
+
+#[tokio::test]
+async fn a_full_ingress_leaves_a_node_waiting_until_a_deleted_node_frees_an_address() {
+    let swarm = Swarm::start().await;
+    networks::remove(&swarm.store, "ingress")
+        .await
+        .expect("remove ingress");
+    // A /29: .1 is the gateway, .2 … .6 are five addresses.
+    let ingress = swarm.ingress("10.40.0.0/29").await;
+    let mut nodes = Vec::new();
+    for i in 1..=5 {
+        nodes.push(swarm.join(&format!("node-{i}")).await);
+    }
+    let addrs = swarm.node_addrs_on(&nodes, &ingress).await;
+    let extra = swarm.join("node-6").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        swarm.node_addrs(&extra).is_empty(),
+        "no address left for the sixth node"
+    );
+    let n = swarm.node(&extra);
+    assert_eq!(
+        n.status.unwrap_or_default().message,
+        "joined; waiting for the first heartbeat",
+        "nothing fails"
+    );
+
+    // The first node is removed: its address goes to the waiting one.
+    swarm.remove_node(&nodes[0]).await;
+    let got = swarm
+        .node_addrs_on(std::slice::from_ref(&extra), &ingress)
+        .await;
+    assert_eq!(got[0], addrs[0], "the freed address is reused");
+    assert_eq!(assert_no_duplicates(&swarm.store), 5);
+}
+
+#[tokio::test]
+async fn a_new_leader_never_gives_a_nodes_address_to_a_task_or_vip() {
+    let mut swarm = Swarm::start().await;
+    let ingress = swarm.ingress_id();
+    let mut nodes = Vec::new();
+    for host in ["node-1", "node-2", "node-3"] {
+        nodes.push(swarm.join(host).await);
+    }
+    let before = swarm.node_addrs_on(&nodes, &ingress).await;
+
+    // A fresh allocator starts its search at the start of the subnet again:
+    // only the rebuilt accounting keeps it off the nodes' addresses.
+    swarm.restart_allocator().await;
+    let web = swarm.service("web", &[], Some(ingress_port())).await;
+    let vip = swarm
+        .wait("the ingress VIP", |s| s.vips(&web).into_iter().next())
+        .await;
+    assert!(!before.contains(&vip.1), "{vip:?} is a node's");
+    let tasks = swarm.tasks(&web, 1, 3).await;
+    for t in swarm.settled(&tasks).await {
+        assert!(is_pending(&t));
+        assert!(!before.contains(&t.networks[0].addresses[0]));
+    }
+    assert_eq!(assert_no_duplicates(&swarm.store), 7);
+    assert_eq!(
+        swarm.node_addrs_on(&nodes, &ingress).await,
+        before,
+        "the nodes keep their addresses"
+    );
+}
+
+#[tokio::test]
+async fn node_addresses_follow_ingress_when_it_is_recreated() {
+    let swarm = Swarm::start().await;
+    let old = swarm.ingress_id();
+    let mut nodes = Vec::new();
+    for host in ["node-1", "node-2"] {
+        nodes.push(swarm.join(host).await);
+    }
+    swarm.node_addrs_on(&nodes, &old).await;
+
+    // Node attachments do not keep `network rm ingress` from working.
+    networks::remove(&swarm.store, "ingress")
+        .await
+        .expect("remove ingress while nodes hold addresses on it");
+    swarm
+        .wait("node attachments to be cleared", |s| {
+            nodes
+                .iter()
+                .all(|n| s.node(n).attachments.is_empty())
+                .then_some(())
+        })
+        .await;
+
+    let new = swarm.ingress("10.50.0.0/24").await;
+    assert_ne!(new, old);
+    let addrs = swarm.node_addrs_on(&nodes, &new).await;
+    for a in &addrs {
+        assert!(a.starts_with("10.50.0.") && a.ends_with("/24"), "{a}");
+    }
+    assert_eq!(addrs.iter().collect::<HashSet<_>>().len(), 2);
+
+    // Removed and recreated before the allocator looks: the stale
+    // attachment is replaced directly.
+    networks::remove(&swarm.store, "ingress")
+        .await
+        .expect("remove ingress");
+    let newer = swarm.ingress("10.60.0.0/24").await;
+    let addrs = swarm.node_addrs_on(&nodes, &newer).await;
+    assert!(addrs.iter().all(|a| a.starts_with("10.60.0.")), "{addrs:?}");
+    assert_eq!(assert_no_duplicates(&swarm.store), 2);
 }

@@ -12,7 +12,9 @@
 //! A network is in use, and cannot be removed, while a service's task
 //! template names it, while a task that is still meant to run and has not
 //! stopped is attached to it (as swarmkit checks), or, for `ingress`, while a
-//! service publishes a port in ingress mode. `prune` removes every other
+//! service publishes a port in ingress mode. Nodes' own addresses on
+//! `ingress` do not count (as in Docker): the allocator clears them, or
+//! moves them to a recreated ingress network. `prune` removes every other
 //! network except `ingress`. References are a full ID, a name, or a unique ID
 //! prefix.
 
