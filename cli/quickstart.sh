@@ -112,16 +112,19 @@ tar -C "$image_dir/out" -cf "$image_dir/busybox.tar" .
 rswarm image load -i "$image_dir/busybox.tar"
 
 rswarm service rm hello >/dev/null 2>&1 || true
-rswarm service create --name hello --replicas 2 --update-monitor 1s \
-    quickstart/busybox:1 httpd -f -p 8080 -h /var/www
+rswarm service create --name hello --replicas 2 --publish 8080:80 --update-monitor 1s \
+    --hostname 'hello-{{.Task.Slot}}' quickstart/busybox:1 \
+    sh -c 'echo "<h1>hello from $(hostname)</h1>" >/var/www/index.html && exec httpd -f -p 80 -h /var/www'
 rswarm service ls
 rswarm service ps hello
-echo "--- hello.1 answering on its port 8080 (inside the task, via rswarm exec):"
-rswarm exec hello.1 wget -qO- http://127.0.0.1:8080/
-# ---------------------------------------------------------------------------------
-# Later issues extend this: published ports answering on the node (routing mesh),
-# then `rswarm stack deploy -c stack-examples/<app>.yml demo`.
-# ---------------------------------------------------------------------------------
+echo "--- hello answering on this node's published port 8080 (the routing mesh balances over both tasks):"
+ok=0
+for _ in $(seq 50); do
+    if curl -fsS -m 2 http://127.0.0.1:8080/; then ok=1; break; fi
+    sleep 0.2
+done
+[ "$ok" = 1 ] || die "http://127.0.0.1:8080/ did not answer; see $log"
+for _ in 1 2 3; do curl -fsS -m 2 http://127.0.0.1:8080/; done
 
 cat <<DONE
 

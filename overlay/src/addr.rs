@@ -1,5 +1,6 @@
 //! Addresses and names: task MACs derived from IPs, CIDR parsing, and the
-//! rules for IDs and device names.
+//! rules for IDs and device names (and the aliases that tie a device to its
+//! task or network, so a restarted daemon can find what is whose).
 
 use std::net::Ipv4Addr;
 
@@ -86,6 +87,18 @@ pub(crate) fn check_id(what: &'static str, id: &str) -> Result<(), OverlayError>
     Ok(())
 }
 
+/// Check the index `N` of a task interface `eth<N>` (0..=9999).
+pub(crate) fn check_iface_index(index: usize) -> Result<(), OverlayError> {
+    if index > 9999 {
+        return Err(OverlayError::invalid(
+            "interface index",
+            &index.to_string(),
+            "at most 9999",
+        ));
+    }
+    Ok(())
+}
+
 /// 64-bit FNV-1a: a stable hash (it names devices, so it must not change
 /// between builds, which `std`'s hasher does not promise).
 fn fnv1a(data: &[u8]) -> u64 {
@@ -102,6 +115,59 @@ fn fnv1a(data: &[u8]) -> u64 {
 /// task ID itself is written in the device's alias.
 pub(crate) fn sandbox_veth_name(task_id: &str) -> String {
     format!("veth{:011x}", fnv1a(task_id.as_bytes()) >> 20)
+}
+
+/// The name of a task's veth end on the gateway bridge, in the node's
+/// namespace: `rswg` and 11 hex digits of a hash of the task ID (15
+/// characters). The task ID and its address are written in the alias
+/// ([`gateway_alias`]).
+pub(crate) fn gateway_veth_name(task_id: &str) -> String {
+    format!(
+        "{GATEWAY_VETH_PREFIX}{:011x}",
+        fnv1a(task_id.as_bytes()) >> 20
+    )
+}
+
+/// The prefix of [`gateway_veth_name`].
+pub(crate) const GATEWAY_VETH_PREFIX: &str = "rswg";
+
+/// The prefix of [`host_leg_name`].
+pub(crate) const HOST_LEG_PREFIX: &str = "rswi";
+
+/// The name of the node's own leg on a network, in the node's namespace:
+/// `rswi` and 11 hex digits of a hash of the network ID (15 characters).
+pub(crate) fn host_leg_name(network_id: &str) -> String {
+    format!(
+        "{HOST_LEG_PREFIX}{:011x}",
+        fnv1a(network_id.as_bytes()) >> 20
+    )
+}
+
+/// The sandbox end of the node's leg on a network (one per sandbox).
+pub(crate) const HOST_LEG_PEER: &str = "hostleg0";
+
+/// The alias of a task's veth end on the gateway bridge: the task and the
+/// address it was given, which is how a restarted daemon learns which
+/// addresses are taken.
+pub(crate) fn gateway_alias(task_id: &str, ip: Ipv4Addr) -> String {
+    format!("rswarm gateway task={task_id} ip={ip}")
+}
+
+/// The task and address in an alias written by [`gateway_alias`].
+pub(crate) fn alias_gateway(alias: &str) -> Option<(&str, Ipv4Addr)> {
+    let rest = alias.strip_prefix("rswarm gateway task=")?;
+    let (task, ip) = rest.split_once(" ip=")?;
+    Some((task, ip.parse().ok()?))
+}
+
+/// The alias of the node's leg on a network (both ends): names the network.
+pub(crate) fn host_leg_alias(network_id: &str) -> String {
+    format!("rswarm host-leg network={network_id}")
+}
+
+/// The network ID in an alias written by [`host_leg_alias`].
+pub(crate) fn alias_host_leg(alias: &str) -> Option<&str> {
+    alias.strip_prefix("rswarm host-leg network=")
 }
 
 /// The alias of a task's veth end in a sandbox: names the task, for cleanup.
@@ -159,6 +225,22 @@ mod tests {
         assert_eq!(n, sandbox_veth_name("abcdefghijklmnopqrstuvwxy"));
         assert_ne!(n, sandbox_veth_name("abcdefghijklmnopqrstuvwxz"));
         assert_eq!(alias_task(&veth_alias("t1")), Some("t1"));
+        let g = gateway_veth_name("abcdefghijklmnopqrstuvwxy");
+        assert_eq!(g.len(), 15);
+        assert!(g.starts_with("rswg"));
+        assert_eq!(&g[4..], &n[4..], "same hash, distinct prefix");
+        let i = host_leg_name("ingressnetworkid0000000000");
+        assert_eq!(i.len(), 15);
+        assert!(i.starts_with("rswi"));
+        let ip = Ipv4Addr::new(172, 18, 0, 9);
+        assert_eq!(
+            alias_gateway(&gateway_alias("t.1-x", ip)),
+            Some(("t.1-x", ip))
+        );
+        assert_eq!(alias_gateway("rswarm gateway task=t ip=nope"), None);
+        assert_eq!(alias_gateway(&veth_alias("t1")), None);
+        assert_eq!(alias_task(&gateway_alias("t1", ip)), None);
+        assert_eq!(alias_host_leg(&host_leg_alias("ing")), Some("ing"));
         assert!(check_id("task id", "1-abc").is_err());
         assert!(check_id("network id", "1-abc").is_ok());
         assert!(check_id("task id", "../x").is_err());

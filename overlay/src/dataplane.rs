@@ -1,20 +1,36 @@
-//! [`Overlay`]: the per-node overlay data path the agent programs from what
-//! the dispatcher sends (see the crate documentation for the design).
+//! [`Overlay`]: the per-node data path the agent programs from what the
+//! dispatcher sends (see the crate documentation for the design and the
+//! diagram): network sandboxes and task namespaces here, the gateway bridge
+//! in [`gateway`], the node's own legs on networks in [`host_leg`].
+//!
+//! Everything an `Overlay` makes is found again from the kernel by a new
+//! instance on the same state directory in the same namespace (a daemon
+//! restart with running tasks): sandboxes and task namespaces by their files,
+//! task veths, gateway veths and host legs by their aliases.
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 
 use netlink_packet_route::link::InfoKind;
 use rtnetlink::LinkUnspec;
 
-use crate::addr::{self, check_id, mac_for, parse_cidr, parse_ip, SANDBOX_PREFIX};
+use crate::addr::{
+    self, check_id, check_iface_index, mac_for, parse_cidr, parse_ip, HOST_LEG_PEER, SANDBOX_PREFIX,
+};
 use crate::error::OverlayError;
 use crate::fdb;
 use crate::links::{Netlink, LOOPBACK};
 use crate::netns;
 use crate::vxlan::{self, SandboxSpec, BRIDGE, OVERLAY_MTU, VXLAN};
+
+pub(crate) mod gateway;
+mod host_leg;
+
+/// How the node's own namespace is named in messages.
+const NODE_NS: &str = "the node's namespace";
 
 /// An overlay network as the node needs it (from the allocator, through the
 /// dispatcher).
@@ -27,10 +43,11 @@ pub struct NetworkConfig {
     /// The network's subnet, `a.b.c.d/len`.
     pub subnet: String,
     /// The gateway address (`a.b.c.d`, a `/len` suffix is accepted and
-    /// ignored): put on the sandbox bridge; tasks' default route points at it
-    /// unless the network is internal.
+    /// ignored): put on the sandbox bridge. Tasks do not route through it
+    /// (their default route is the gateway bridge's, [`Overlay::attach_gateway`]).
     pub gateway: String,
-    /// `--internal`: tasks get no default route through this network.
+    /// `--internal`: recorded on the sandbox; the agent gives a task whose
+    /// networks are all internal no gateway bridge, hence no way out.
     pub internal: bool,
 }
 
@@ -45,17 +62,17 @@ pub struct Peer {
     pub node_ip: Ipv4Addr,
 }
 
-/// What `attach` needs to know of a network.
+/// What `attach` and `attach_host` need to know of a network.
 #[derive(Debug, Clone, Copy)]
 struct NetInfo {
     gateway: Ipv4Addr,
     prefix: u8,
-    internal: bool,
 }
 
-/// The overlay data path of one node: network sandboxes and task namespaces
-/// under one state directory, VXLAN sockets in the namespace `new` was called
-/// from.
+/// The data path of one node: network sandboxes and task namespaces under
+/// one state directory; VXLAN sockets, the gateway bridge and the node's legs
+/// on networks in the namespace `new` was called from (the node's namespace;
+/// one `Overlay` per node namespace).
 ///
 /// All methods can be called from any thread of any tokio runtime (the async
 /// ones must be polled by tokio: they drive netlink sockets on it); they are
@@ -72,6 +89,10 @@ pub struct Overlay {
     host_ns: OwnedFd,
     lock: tokio::sync::Mutex<()>,
     networks: std::sync::Mutex<HashMap<String, NetInfo>>,
+    /// Who has which address on the gateway bridge.
+    gateways: std::sync::Mutex<gateway::Pool>,
+    /// Forwarding and the egress NAT were applied by this instance.
+    gateway_ready: AtomicBool,
 }
 
 impl std::fmt::Debug for Overlay {
@@ -87,20 +108,29 @@ impl Overlay {
     /// Set up the data path rooted at `state_dir` (e.g. `<data-dir>/netns`,
     /// created if missing) for a node whose advertise address is `local_ip`.
     ///
-    /// The **calling thread's** network namespace becomes the host namespace:
-    /// VXLAN sockets are opened there. Nothing is created or removed; call
+    /// The **calling thread's** network namespace becomes the node's
+    /// namespace: VXLAN sockets, the gateway bridge and the node's legs live
+    /// there. Nothing is created or removed; the gateway addresses in use are
+    /// read back from the gateway veths found there (a restart with running
+    /// tasks keeps them, see [`Overlay::attach_gateway`]). Call
     /// [`Overlay::cleanup`] once the wanted state is known.
     pub async fn new(state_dir: &Path, local_ip: Ipv4Addr) -> Result<Overlay, OverlayError> {
         std::fs::create_dir_all(state_dir)
             .map_err(|e| OverlayError::io(format!("create {}", state_dir.display()), e))?;
         let host_ns = netns::current()
             .map_err(|e| OverlayError::io("open the network namespace of the calling thread", e))?;
+        let pool = {
+            let node = Netlink::open(host_ns.as_fd(), NODE_NS)?;
+            gateway::recover(&node).await?
+        };
         Ok(Overlay {
             state_dir: state_dir.to_path_buf(),
             local_ip,
             host_ns,
             lock: tokio::sync::Mutex::new(()),
             networks: std::sync::Mutex::new(HashMap::new()),
+            gateways: std::sync::Mutex::new(pool),
+            gateway_ready: AtomicBool::new(false),
         })
     }
 
@@ -186,14 +216,7 @@ impl Overlay {
             local_ip: self.local_ip,
         };
         vxlan::ensure_sandbox(&host, &sandbox, sandbox_fd.as_fd(), &spec).await?;
-        self.remember(
-            &net.id,
-            NetInfo {
-                gateway,
-                prefix,
-                internal: net.internal,
-            },
-        );
+        self.remember(&net.id, NetInfo { gateway, prefix });
         if created {
             tracing::info!(network = %net.id, vni = net.vni, subnet = %net.subnet, "overlay network sandbox created");
         }
@@ -201,8 +224,9 @@ impl Overlay {
     }
 
     /// Delete a network's sandbox: every task veth in it (the task ends go
-    /// with them), `vxlan0` (closing its UDP socket at once), `br0`, and the
-    /// namespace. A network that is not there is fine.
+    /// with them), the node's leg on it (both ends), `vxlan0` (closing its UDP
+    /// socket at once), `br0`, and the namespace. A network that is not there
+    /// is fine.
     pub async fn remove_network(&self, network_id: &str) -> Result<(), OverlayError> {
         check_id("network id", network_id)?;
         let _guard = self.lock.lock().await;
@@ -272,28 +296,19 @@ impl Overlay {
             .into_iter()
             .next()
             .ok_or_else(|| OverlayError::NoSuchNetwork(network_id.to_string()))?;
-        let internal = bridge
-            .alias
-            .as_deref()
-            .and_then(vxlan::alias_internal)
-            .unwrap_or(false);
-        let info = NetInfo {
-            gateway,
-            prefix,
-            internal,
-        };
+        let info = NetInfo { gateway, prefix };
         self.remember(network_id, info);
         Ok(info)
     }
 
     /// Connect a task to a network: a veth pair with `eth<iface_index>` (MAC
     /// from the address, the address `ip_cidr`, MTU 1450, up) in the task's
-    /// namespace and its peer enslaved to the sandbox's `br0`. If the task has
-    /// no default route yet and the network is not internal, a default route
-    /// via the network's gateway is added (so attach the task's networks in
-    /// order: the first non-internal one gives the default route).
-    /// `ensure_network` and `create_task_netns` must have been called.
-    /// Calling it again changes nothing.
+    /// namespace and its peer enslaved to the sandbox's `br0`. The task gets
+    /// the connected route to the network's subnet and nothing else: no
+    /// default route, whatever the network (a task's way out is the gateway
+    /// bridge, [`Overlay::attach_gateway`]; a task on internal networks only
+    /// has none). `ensure_network` and `create_task_netns` must have been
+    /// called. Calling it again changes nothing.
     pub async fn attach(
         &self,
         task_id: &str,
@@ -304,13 +319,7 @@ impl Overlay {
         check_id("task id", task_id)?;
         check_id("network id", network_id)?;
         let (ip, prefix) = parse_cidr("task address", ip_cidr)?;
-        if iface_index > 9999 {
-            return Err(OverlayError::invalid(
-                "interface index",
-                &iface_index.to_string(),
-                "at most 9999",
-            ));
-        }
+        check_iface_index(iface_index)?;
         let _guard = self.lock.lock().await;
         let task_path = self.task_netns_path(task_id);
         if !netns::is_live(&task_path) {
@@ -385,22 +394,20 @@ impl Overlay {
         }
         sandbox.up(&outside).await?;
 
-        // The task end: address, up, default route.
+        // The task end: address, up.
         task.set_only_addr(&inside, ip, prefix).await?;
         task.up(&inside).await?;
         if let Some(lo) = task.link(LOOPBACK).await? {
             task.up(&lo).await?;
-        }
-        if !info.internal && task.default_route().await?.is_none() {
-            task.add_default_route(info.gateway, inside.index).await?;
         }
         tracing::debug!(task = %task_id, network = %network_id, %ip, iface = %eth, "task attached");
         Ok(())
     }
 
     /// Delete a task's namespace: its veths first (which removes their
-    /// sandbox ends at once, even if a process still holds the namespace),
-    /// then the mount and the file. A task that is not there is fine.
+    /// sandbox and gateway-bridge ends at once, even if a process still holds
+    /// the namespace), then the mount and the file; its gateway address is
+    /// freed. A task that is not there is fine.
     pub async fn remove_task_netns(&self, task_id: &str) -> Result<(), OverlayError> {
         check_id("task id", task_id)?;
         let _guard = self.lock.lock().await;
@@ -420,7 +427,8 @@ impl Overlay {
         }
         netns::remove_at(&path)
             .map_err(|e| OverlayError::io(format!("remove {}", path.display()), e))?;
-        Ok(())
+        let node = Netlink::open(self.host_ns.as_fd(), NODE_NS)?;
+        self.release_gateway(&node, task_id).await
     }
 
     /// Set the remote tasks of a network from the full list: static FDB
@@ -453,16 +461,47 @@ impl Overlay {
     }
 
     /// Remove what a previous run left behind: sandboxes of networks not in
-    /// `keep_networks`, namespaces of tasks not in `keep_tasks`, and, in the
-    /// kept sandboxes, veths of tasks not in `keep_tasks`. Call it once at
-    /// start-up with what the dispatcher says should exist (and whenever the
-    /// agent wants a sweep).
+    /// `keep_networks` (with the node's legs on them), namespaces of tasks not
+    /// in `keep_tasks`, in the kept sandboxes the veths of tasks not in
+    /// `keep_tasks`, and in the node's namespace the gateway veths (and
+    /// addresses) of tasks not in `keep_tasks`. Call it once at start-up with
+    /// what the dispatcher says should exist (and whenever the agent wants a
+    /// sweep). The gateway bridge itself stays ([`Overlay::remove_everything`]
+    /// removes it).
     pub async fn cleanup(
         &self,
         keep_networks: &[String],
         keep_tasks: &[String],
     ) -> Result<(), OverlayError> {
         let _guard = self.lock.lock().await;
+        self.cleanup_locked(keep_networks, keep_tasks).await
+    }
+
+    /// Leaving the swarm: everything [`Overlay::cleanup`] removes with empty
+    /// lists (every sandbox, task namespace and leg), then the gateway bridge
+    /// and table `ip rswarm_gw`. Forwarding is left on. The other nftables
+    /// tables (VIPs, mesh) are the caller's: [`crate::nft::remove_all`].
+    pub async fn remove_everything(&self) -> Result<(), OverlayError> {
+        let _guard = self.lock.lock().await;
+        let mut first_error = self.cleanup_locked(&[], &[]).await.err();
+        let node = Netlink::open(self.host_ns.as_fd(), NODE_NS)?;
+        if let Err(e) = self.prune_host_legs(&node, &[]).await {
+            first_error.get_or_insert(e);
+        }
+        if let Err(e) = self.remove_gateway_bridge(&node).await {
+            first_error.get_or_insert(e);
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    async fn cleanup_locked(
+        &self,
+        keep_networks: &[String],
+        keep_tasks: &[String],
+    ) -> Result<(), OverlayError> {
         let entries = std::fs::read_dir(&self.state_dir)
             .map_err(|e| OverlayError::io(format!("read {}", self.state_dir.display()), e))?;
         let mut networks = Vec::new();
@@ -510,13 +549,29 @@ impl Overlay {
                 first_error.get_or_insert(e);
             }
         }
+        match Netlink::open(self.host_ns.as_fd(), NODE_NS) {
+            Ok(node) => {
+                if let Err(e) = self.prune_gateways(&node, keep_tasks).await {
+                    tracing::warn!(error = %e, "cannot prune gateway veths of leftover tasks");
+                    first_error.get_or_insert(e);
+                }
+                if let Err(e) = self.prune_host_legs(&node, keep_networks).await {
+                    tracing::warn!(error = %e, "cannot prune the node's legs on leftover networks");
+                    first_error.get_or_insert(e);
+                }
+            }
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
         match first_error {
             Some(e) => Err(e),
             None => Ok(()),
         }
     }
 
-    /// Delete the veths in a sandbox that belong to tasks not in `keep_tasks`.
+    /// Delete the veths in a sandbox that belong to tasks not in `keep_tasks`
+    /// (the node's leg, `hostleg0`, is not a task's and stays).
     async fn prune_sandbox_veths(
         &self,
         network_id: &str,
@@ -529,7 +584,7 @@ impl Overlay {
         let fd = Self::open_ns(&path)?;
         let nl = Netlink::open(fd.as_fd(), format!("the sandbox of network {network_id}"))?;
         for link in nl.links().await? {
-            if !link.is(InfoKind::Veth) {
+            if !link.is(InfoKind::Veth) || link.name == HOST_LEG_PEER {
                 continue;
             }
             let owner = link.alias.as_deref().and_then(addr::alias_task);
@@ -586,6 +641,10 @@ mod tests {
         assert_send(&ov.remove_task_netns("t"));
         assert_send(&ov.set_peers("n", &[]));
         assert_send(&ov.cleanup(&[], &[]));
+        assert_send(&ov.attach_gateway("t", 1));
+        assert_send(&ov.attach_host("n", "10.0.0.7/24"));
+        assert_send(&ov.detach_host("n"));
+        assert_send(&ov.remove_everything());
     }
 
     #[test]

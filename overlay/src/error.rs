@@ -43,6 +43,25 @@ pub enum OverlayError {
     /// The task has no network namespace (call `create_task_netns` first).
     #[error("task {0} has no network namespace on this node")]
     NoSuchTask(String),
+    /// Every address of the gateway bridge's subnet is given to a task.
+    #[error("no free address on the gateway bridge ({subnet}) for task {task}: {in_use} in use")]
+    GatewayFull {
+        /// The task that asked.
+        task: String,
+        /// The bridge's subnet, `a.b.c.d/len`.
+        subnet: String,
+        /// How many addresses are taken.
+        in_use: usize,
+    },
+    /// An nftables ruleset could not be applied or removed.
+    #[error("{context}: {source}")]
+    Nft {
+        /// What was being done.
+        context: String,
+        /// The nftables error (carries `nft`'s own message).
+        #[source]
+        source: crate::nft::NftError,
+    },
 }
 
 impl OverlayError {
@@ -55,6 +74,13 @@ impl OverlayError {
 
     pub(crate) fn netlink(context: impl Into<String>, source: rtnetlink::Error) -> Self {
         OverlayError::Netlink {
+            context: context.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn nft(context: impl Into<String>, source: crate::nft::NftError) -> Self {
+        OverlayError::Nft {
             context: context.into(),
             source,
         }

@@ -14,12 +14,13 @@ use std::os::fd::{BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
 use futures::TryStreamExt;
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+    InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoVeth, LinkAttribute, LinkFlags, LinkInfo,
+    LinkMessage,
 };
 use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteHeader};
 use netlink_packet_route::AddressFamily;
 use rtnetlink::sys::{protocols::NETLINK_ROUTE, TokioSocket};
-use rtnetlink::{Handle, LinkMessageBuilder, LinkUnspec, RouteMessageBuilder};
+use rtnetlink::{Handle, LinkBridgePort, LinkMessageBuilder, LinkUnspec, RouteMessageBuilder};
 
 use crate::error::{errno, OverlayError};
 use crate::netns;
@@ -53,6 +54,15 @@ pub(crate) struct Link {
     pub(crate) up: bool,
     pub(crate) mtu: Option<u32>,
     pub(crate) vni: Option<u32>,
+    /// For a bridge port: whether it is isolated (`IFLA_BRPORT_ISOLATED`).
+    pub(crate) isolated: Option<bool>,
+}
+
+/// The IPv4 default route of the main table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DefaultRoute {
+    pub(crate) gateway: Option<Ipv4Addr>,
+    pub(crate) oif: Option<u32>,
 }
 
 impl Link {
@@ -67,6 +77,7 @@ impl Link {
             up: msg.header.flags.contains(LinkFlags::Up),
             mtu: None,
             vni: None,
+            isolated: None,
         };
         for attr in &msg.attributes {
             match attr {
@@ -83,6 +94,13 @@ impl Link {
                                 for item in v {
                                     if let netlink_packet_route::link::InfoVxlan::Id(id) = item {
                                         link.vni = Some(*id);
+                                    }
+                                }
+                            }
+                            LinkInfo::PortData(InfoPortData::BridgePort(p)) => {
+                                for item in p {
+                                    if let InfoBridgePort::Isolated(on) = item {
+                                        link.isolated = Some(*on);
                                     }
                                 }
                             }
@@ -314,8 +332,8 @@ impl Netlink {
         }
     }
 
-    /// The gateway of the IPv4 default route of the main table, if any.
-    pub(crate) async fn default_route(&self) -> Result<Option<Option<Ipv4Addr>>, OverlayError> {
+    /// The IPv4 default route of the main table, if any.
+    pub(crate) async fn default_route(&self) -> Result<Option<DefaultRoute>, OverlayError> {
         let msgs: Vec<_> = self
             .handle
             .route()
@@ -336,31 +354,63 @@ impl Netlink {
             if msg.header.destination_prefix_length == 0
                 && table == RouteHeader::RT_TABLE_MAIN as u32
             {
-                let gw = msg.attributes.iter().find_map(|a| match a {
+                let gateway = msg.attributes.iter().find_map(|a| match a {
                     RouteAttribute::Gateway(RouteAddress::Inet(g)) => Some(*g),
                     _ => None,
                 });
-                return Ok(Some(gw));
+                let oif = msg.attributes.iter().find_map(|a| match a {
+                    RouteAttribute::Oif(i) => Some(*i),
+                    _ => None,
+                });
+                return Ok(Some(DefaultRoute { gateway, oif }));
             }
         }
         Ok(None)
     }
 
-    /// Add `default via gw dev <index>`; an existing identical route is fine.
-    pub(crate) async fn add_default_route(
+    /// Make `default via gw dev <index>` the default route: added, or
+    /// replacing one with another gateway or device.
+    pub(crate) async fn set_default_route(
         &self,
         gw: Ipv4Addr,
         index: u32,
     ) -> Result<(), OverlayError> {
+        let want = DefaultRoute {
+            gateway: Some(gw),
+            oif: Some(index),
+        };
+        if self.default_route().await? == Some(want) {
+            return Ok(());
+        }
         let msg = RouteMessageBuilder::<Ipv4Addr>::new()
             .gateway(gw)
             .output_interface(index)
             .build();
-        match self.handle.route().add(msg).execute().await {
-            Ok(()) => Ok(()),
-            Err(e) if errno(&e) == Some(libc::EEXIST) => Ok(()),
-            Err(e) => Err(self.err(format_args!("add default route via {gw}"), e)),
-        }
+        self.handle
+            .route()
+            .add(msg)
+            .replace()
+            .execute()
+            .await
+            .map_err(|e| self.err(format_args!("set the default route via {gw}"), e))
+    }
+
+    /// Make a bridge port isolated (`bridge link set dev X isolated on`): it
+    /// exchanges frames with the bridge itself and non-isolated ports only,
+    /// never with another isolated port.
+    pub(crate) async fn set_isolated(&self, link: &Link, on: bool) -> Result<(), OverlayError> {
+        let msg = LinkBridgePort::new(link.index).isolated(on).build();
+        self.handle
+            .link()
+            .set_port(msg)
+            .execute()
+            .await
+            .map_err(|e| {
+                self.err(
+                    format_args!("set isolated {on} on bridge port {}", link.name),
+                    e,
+                )
+            })
     }
 
     /// Create a veth pair: `name` here (with `mac`), `peer` in the namespace

@@ -46,21 +46,13 @@ pub(crate) struct SandboxSpec {
     pub(crate) local_ip: Ipv4Addr,
 }
 
-/// The alias written on `br0`: it records the network's flags so that a
-/// restarted daemon can attach tasks without being told again.
+/// The alias written on `br0`: the network, its VNI and whether it is
+/// internal, for whoever reads `ip -d link` in the sandbox.
 pub(crate) fn bridge_alias(spec: &SandboxSpec) -> String {
     format!(
         "rswarm network={} vni={} internal={}",
         spec.network_id, spec.vni, spec.internal as u8
     )
-}
-
-/// Read back `internal` from a bridge alias written by [`bridge_alias`].
-pub(crate) fn alias_internal(alias: &str) -> Option<bool> {
-    alias
-        .split_whitespace()
-        .find_map(|kv| kv.strip_prefix("internal="))
-        .map(|v| v == "1")
 }
 
 /// Make the sandbox match `spec`: `lo` up, `br0` (gateway address, MAC from

@@ -70,10 +70,13 @@ fn tasks_on_two_hosts_talk_over_vxlan_only_with_peers() {
     assert!(eth.contains("mtu 1450"), "eth0 MTU: {eth}");
     let addr = in_ns(&pa, "ip", &["-o", "-4", "addr", "show", "dev", "eth0"]);
     assert!(addr.contains("10.30.0.2/24"), "eth0 address: {addr}");
-    let route = in_ns(&pa, "ip", &["route", "show", "default"]);
-    assert!(
-        route.contains("default via 10.30.0.1 dev eth0"),
-        "default route: {route}"
+    // An overlay network gives the connected route only (the way out is
+    // the gateway bridge's, tested in tests/gateway.rs).
+    let routes = in_ns(&pa, "ip", &["-4", "route", "show"]);
+    assert_eq!(
+        routes.trim(),
+        "10.30.0.0/24 dev eth0 proto kernel scope link src 10.30.0.2",
+        "routes: {routes}"
     );
     // The VXLAN socket is in the host namespace, not in the sandbox.
     let host_udp = in_ns(&t.host_a.ns_path, "ss", &["-Hlun", "sport = :4789"]);
@@ -237,7 +240,7 @@ fn two_networks_are_isolated() {
 }
 
 #[test]
-fn internal_network_gives_no_default_route() {
+fn overlay_networks_give_no_default_route() {
     let base = unique("n");
     let ns = NetNs::new(&base);
     let state = StateDir::new(&format!("{base}-state"));
@@ -257,37 +260,32 @@ fn internal_network_gives_no_default_route() {
     );
     assert!(routes.contains("10.40.0.0/24 dev eth0"), "{routes}");
 
-    // Internal first, then a normal one: the default goes via the normal one.
+    // Internal and normal: still no default route from the overlay.
     let p = task(&host, &ov, "both", "back", "10.40.0.3/24", 0);
     let (ov2, t) = (ov.clone(), "both".to_string());
     host.run(async move { ov2.attach(&t, "front", "10.41.0.3/24", 1).await })
         .expect("attach front");
     let routes = in_ns(&p, "ip", &["-4", "route", "show", "default"]);
-    assert_eq!(
-        routes.trim(),
-        "default via 10.41.0.1 dev eth1 proto static",
-        "{routes}"
-    );
+    assert!(routes.trim().is_empty(), "overlay default route: {routes}");
 
-    // Normal first, then internal: still the normal one, and only one default.
-    let p = task(&host, &ov, "other", "front", "10.41.0.4/24", 0);
-    let (ov2, t) = (ov.clone(), "other".to_string());
-    host.run(async move { ov2.attach(&t, "back", "10.40.0.4/24", 1).await })
-        .expect("attach back");
+    // The gateway bridge gives it, through the next interface.
+    let gw = gateway(&host, &ov, "both", 2);
     let routes = in_ns(&p, "ip", &["-4", "route", "show", "default"]);
     assert_eq!(
         routes.trim(),
-        "default via 10.41.0.1 dev eth0 proto static",
+        "default via 172.18.0.1 dev eth2 proto static",
         "{routes}"
     );
+    assert_eq!(ov.gateway_addr("both"), Some(gw));
+    assert_eq!(ov.gateway_addr("only"), None);
 
-    // The flag survives a restart (read back from the sandbox, no ensure_network).
+    // After a restart, attaching again still adds no route.
     let ov_restarted = host.overlay(&state.path, Ipv4Addr::new(10, 99, 0, 1));
     let p = {
         let ov = ov_restarted.clone();
         host.run(async move {
             let p = ov.create_task_netns("late").await?;
-            ov.attach("late", "back", "10.40.0.9/24", 0).await?;
+            ov.attach("late", "front", "10.41.0.9/24", 0).await?;
             Ok::<_, rswarm_overlay::OverlayError>(p)
         })
         .expect("attach after restart")
@@ -295,7 +293,7 @@ fn internal_network_gives_no_default_route() {
     let routes = in_ns(&p, "ip", &["-4", "route", "show", "default"]);
     assert!(
         routes.trim().is_empty(),
-        "internal after restart gave a route: {routes}"
+        "attach after restart gave a route: {routes}"
     );
     // An address outside the subnet is refused.
     let ov2 = ov.clone();
@@ -327,7 +325,7 @@ fn idempotent_calls_and_removal_leave_nothing() {
     let br = in_ns(&sandbox, "ip", &["-o", "-4", "addr", "show", "dev", "br0"]);
     assert_eq!(br.lines().count(), 1, "bridge addresses: {br}");
     let routes = in_ns(&p, "ip", &["-4", "route", "show", "default"]);
-    assert_eq!(routes.lines().count(), 1, "default routes: {routes}");
+    assert_eq!(routes.lines().count(), 0, "default routes: {routes}");
     let master = in_ns(&sandbox, "ip", &["-o", "link", "show", "master", "br0"]);
     assert_eq!(master.lines().count(), 2, "bridge ports: {master}");
     assert_eq!(

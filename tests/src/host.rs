@@ -464,7 +464,8 @@ impl Host {
             }
         }
         let binary = self.binary();
-        let rust_log = std::env::var("RSWARM_TEST_LOG").unwrap_or_else(|_| "info".into());
+        let rust_log =
+            std::env::var("RSWARM_TEST_LOG").unwrap_or_else(|_| "info,hickory_server=warn".into());
         let mut args: Vec<String> = vec![
             "daemon".into(),
             "--data-dir".into(),

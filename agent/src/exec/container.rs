@@ -299,13 +299,17 @@ impl Controller for ContainerController {
             m.insert(container_id(task).to_string(), image.reference.clone());
         }
         let mut cfg = self.config(task, &image)?;
-        if !task.networks.is_empty() {
-            let plane = self
-                .netplane
-                .as_ref()
-                .ok_or_else(|| Self::rejected("this node has no overlay data plane"))?;
-            cfg.netns = plane.prepare_task(task).await.map_err(Self::rejected)?;
-            cfg.resolv_conf = crate::netplane::TASK_RESOLV_CONF.to_string();
+        match &self.netplane {
+            Some(plane) => {
+                cfg.netns = plane.prepare_task(task).await.map_err(Self::rejected)?;
+                if !task.networks.is_empty() {
+                    cfg.resolv_conf = crate::netplane::TASK_RESOLV_CONF.to_string();
+                }
+            }
+            None if !task.networks.is_empty() => {
+                return Err(Self::rejected("this node has no overlay data plane"));
+            }
+            None => {}
         }
         self.runtime.create(&cfg).await.map_err(Self::rejected)
     }
@@ -358,11 +362,12 @@ impl Controller for ContainerController {
     async fn inspect(&self, task: &Task) -> Result<Option<Existing>, ExecError> {
         match self.runtime.state(container_id(task)).await {
             Ok(s) => {
-                // A container that outlived an agent restart gets its DNS back.
-                if s.status == RtStatus::Running && !task.networks.is_empty() {
+                // A container that outlived an agent restart gets its DNS and
+                // rules back.
+                if s.status == RtStatus::Running {
                     if let Some(plane) = &self.netplane {
-                        if let Err(e) = plane.serve_dns(task).await {
-                            tracing::warn!(task = %task.id, error = %e, "restoring DNS");
+                        if let Err(e) = plane.restore_task(task).await {
+                            tracing::warn!(task = %task.id, error = %e, "restoring networking");
                         }
                     }
                 }

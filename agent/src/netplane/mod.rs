@@ -1,31 +1,70 @@
-//! The node's side of overlay networking: keeps the local data plane in
-//! line with the leader's network state. For every network a local task is
-//! on, the VXLAN segment exists and knows where every remote task lives;
-//! each task with networks gets its own network namespace with one veth per
-//! network, and the embedded DNS server answers at 127.0.0.11 inside it
-//! with the cluster's names.
+//! The node's side of networking: keeps the local data plane in line with
+//! the leader's network state.
+//!
+//! - For every network a local task is on, the VXLAN segment exists and
+//!   knows where every remote task (and every remote node's own leg) lives.
+//! - Each task with networks or host-mode ports gets its own network
+//!   namespace: one veth per overlay network, and a leg on the node's
+//!   gateway bridge (egress, host-mode ports) unless all its networks are
+//!   internal. The embedded DNS server answers at 127.0.0.11 inside it.
+//! - Service VIPs: nftables table `ip rswarm` in each task's namespace,
+//!   balanced over the service's running tasks (`rules::task_vips`).
+//! - The routing mesh: this node's own address on `ingress` (a veth into the
+//!   ingress sandbox), and table `ip rswarm_mesh` in the node's namespace for
+//!   every published port (`rules::node_ports`).
+//! - Leftovers (sandboxes of networks no local task uses, namespaces no
+//!   process uses any more) are swept, also after a crash (`sweep`).
+//!
+//! Rules are applied only when they change, each table in one nftables
+//! transaction, so a state message that does not touch a task's services
+//! costs nothing.
 
-use std::collections::HashMap;
+mod rules;
+mod sweep;
+
+use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rswarm_overlay::dns::{self, DnsServer, Records, ServeHandle, ServiceRecord, TaskRecord, View};
+use rswarm_overlay::nft::{self, PublishedPort, VipService};
 use rswarm_overlay::{mac_for, NetworkConfig, Overlay, Peer};
 use rswarm_proto::dispatcher::NetworkStateMessage;
 use rswarm_proto::types::Task;
 use tokio::sync::{watch, Mutex};
 
+pub use rules::LocalTask;
+
 /// The resolv.conf of a task on overlay networks.
 pub const TASK_RESOLV_CONF: &str = "nameserver 127.0.0.11\noptions ndots:0\n";
 
+/// The node's own namespace, where the routing mesh lives.
+const NODE_NETNS: &str = "/proc/self/ns/net";
+/// Sweeps for leftovers at most this often.
+const SWEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// What was last applied, so unchanged rules are not applied again.
+#[derive(Default)]
+struct Applied {
+    vips: HashMap<String, Vec<VipService>>,
+    mesh: Option<Vec<PublishedPort>>,
+    host_leg: Option<(String, String)>,
+    last_sweep: Option<Instant>,
+}
+
 pub struct NetPlane {
     overlay: Overlay,
+    netns_dir: PathBuf,
     dns: Arc<DnsServer>,
     node_id: String,
     state: watch::Sender<NetworkStateMessage>,
     serving: Mutex<HashMap<String, ServeHandle>>,
+    /// Tasks of this node with a namespace made here.
+    local: std::sync::Mutex<HashMap<String, LocalTask>>,
+    /// Serialises rule and device updates; holds what was applied.
+    applied: Mutex<Applied>,
 }
 
 fn ip_of(cidr: &str) -> Option<Ipv4Addr> {
@@ -44,13 +83,37 @@ impl NetPlane {
         let upstreams = DnsServer::read_host_resolv_conf(Path::new("/etc/resolv.conf"));
         let dns = DnsServer::new(upstreams).map_err(|e| format!("embedded DNS server: {e}"))?;
         let (state, _) = watch::channel(NetworkStateMessage::default());
-        Ok(Arc::new(NetPlane {
+        let plane = Arc::new(NetPlane {
             overlay,
+            netns_dir: netns_dir.to_path_buf(),
             dns,
             node_id,
             state,
             serving: Mutex::new(HashMap::new()),
-        }))
+            local: std::sync::Mutex::new(HashMap::new()),
+            applied: Mutex::new(Applied::default()),
+        });
+        // Sweeps happen even when no new state arrives (the last task of a
+        // network went, and nothing else changed).
+        let weak = Arc::downgrade(&plane);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(SWEEP_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(plane) = weak.upgrade() else { return };
+                if plane.has_state() {
+                    plane.refresh().await;
+                }
+            }
+        });
+        Ok(plane)
+    }
+
+    /// True once a state message from the leader has been applied.
+    fn has_state(&self) -> bool {
+        let s = self.state.borrow();
+        !s.networks.is_empty()
     }
 
     fn network_config(state: &NetworkStateMessage, network_id: &str) -> Option<NetworkConfig> {
@@ -65,17 +128,58 @@ impl NetPlane {
         })
     }
 
-    /// A new picture from the leader: peers and DNS records follow it.
+    fn local_tasks(&self) -> HashMap<String, LocalTask> {
+        self.local.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    /// The remote peers of a network: other nodes' tasks and node legs.
+    fn peers(&self, msg: &NetworkStateMessage, net: &str) -> Vec<Peer> {
+        let tasks = msg
+            .endpoints
+            .iter()
+            .filter(|e| e.network_id == net && e.node_id != self.node_id)
+            .map(|e| (e.addr.as_str(), e.node_addr.as_str()));
+        let nodes = msg
+            .node_endpoints
+            .iter()
+            .filter(|e| e.network_id == net && e.node_id != self.node_id)
+            .map(|e| (e.addr.as_str(), e.node_addr.as_str()));
+        tasks
+            .chain(nodes)
+            .filter_map(|(addr, node)| {
+                let ip = ip_of(addr)?;
+                Some(Peer {
+                    ip,
+                    mac: mac_for(ip),
+                    node_ip: node.parse().ok()?,
+                })
+            })
+            .collect()
+    }
+
+    /// A new picture from the leader: devices, peers, DNS records and rules
+    /// follow it.
     pub async fn apply(&self, msg: NetworkStateMessage) {
         // send_replace stores the state even while nobody is waiting for it.
         self.state.send_replace(msg.clone());
-        let local: std::collections::HashSet<&str> = msg
+        let mut applied = self.applied.lock().await;
+        let local = self.local_tasks();
+        let my_leg = rules::ingress_id(&msg).and_then(|ing| {
+            msg.node_endpoints
+                .iter()
+                .find(|e| e.node_id == self.node_id && e.network_id == ing)
+        });
+        let mut wanted: HashSet<String> = msg
             .endpoints
             .iter()
             .filter(|e| e.node_id == self.node_id)
-            .map(|e| e.network_id.as_str())
+            .map(|e| e.network_id.clone())
             .collect();
-        for net in local {
+        wanted.extend(local.values().flat_map(|t| t.networks.iter().cloned()));
+        if let Some(leg) = my_leg {
+            wanted.insert(leg.network_id.clone());
+        }
+        for net in &wanted {
             let Some(cfg) = Self::network_config(&msg, net) else {
                 continue;
             };
@@ -83,24 +187,42 @@ impl NetPlane {
                 tracing::warn!(network = %net, error = %e, "setting up an overlay network");
                 continue;
             }
-            let peers: Vec<Peer> = msg
-                .endpoints
-                .iter()
-                .filter(|e| e.network_id == net && e.node_id != self.node_id)
-                .filter_map(|e| {
-                    let ip = ip_of(&e.addr)?;
-                    Some(Peer {
-                        ip,
-                        mac: mac_for(ip),
-                        node_ip: e.node_addr.parse().ok()?,
-                    })
-                })
-                .collect();
-            if let Err(e) = self.overlay.set_peers(net, &peers).await {
+            if let Err(e) = self.overlay.set_peers(net, &self.peers(&msg, net)).await {
                 tracing::warn!(network = %net, error = %e, "updating overlay peers");
             }
         }
-        let records = Records {
+        // This node's own leg on ingress: the routing mesh's way in.
+        let leg = my_leg.map(|l| (l.network_id.clone(), l.addr.clone()));
+        let mut ingress_iface = None;
+        if let Some((net, addr)) = &leg {
+            match self.overlay.attach_host(net, addr).await {
+                Ok(iface) => ingress_iface = Some(iface),
+                Err(e) => {
+                    tracing::warn!(network = %net, error = %e, "attaching the node to ingress")
+                }
+            }
+        } else if let Some((net, _)) = &applied.host_leg {
+            if let Err(e) = self.overlay.detach_host(net).await {
+                tracing::warn!(network = %net, error = %e, "detaching the node from ingress");
+            }
+        }
+        applied.host_leg = leg;
+
+        self.dns.set_records(Self::records(&msg));
+        self.sync_vips(&mut applied, &msg, &local).await;
+        self.sync_mesh(&mut applied, &msg, &local, ingress_iface)
+            .await;
+        if applied
+            .last_sweep
+            .is_none_or(|t| t.elapsed() >= SWEEP_EVERY)
+        {
+            applied.last_sweep = Some(Instant::now());
+            self.sweep(&wanted, &local).await;
+        }
+    }
+
+    fn records(msg: &NetworkStateMessage) -> Records {
+        Records {
             services: msg
                 .services
                 .iter()
@@ -127,14 +249,105 @@ impl NetPlane {
                     })
                 })
                 .collect(),
-        };
-        self.dns.set_records(records);
+        }
     }
 
-    /// Give a task its network namespace, interfaces and DNS; None when it is
-    /// on no network. Waits briefly for the network state to name its networks.
+    /// Apply the VIP tables of the local tasks whose VIP set changed.
+    async fn sync_vips(
+        &self,
+        applied: &mut Applied,
+        msg: &NetworkStateMessage,
+        local: &HashMap<String, LocalTask>,
+    ) {
+        applied.vips.retain(|id, _| local.contains_key(id));
+        let mut work = vec![];
+        for (id, t) in local {
+            if t.networks.is_empty() {
+                continue;
+            }
+            let want = rules::task_vips(msg, &t.networks);
+            if applied.vips.get(id) != Some(&want) {
+                work.push((id.clone(), self.overlay.task_netns_path(id), want));
+            }
+        }
+        if work.is_empty() {
+            return;
+        }
+        let done = tokio::task::spawn_blocking(move || {
+            work.into_iter()
+                .filter_map(
+                    |(id, path, want)| match nft::apply_task_vips(&path, &want) {
+                        Ok(()) => Some((id, want)),
+                        Err(e) => {
+                            tracing::warn!(task = %id, error = %e, "applying service VIPs");
+                            None
+                        }
+                    },
+                )
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        applied.vips.extend(done);
+    }
+
+    /// Apply the node's published ports when they changed.
+    async fn sync_mesh(
+        &self,
+        applied: &mut Applied,
+        msg: &NetworkStateMessage,
+        local: &HashMap<String, LocalTask>,
+        ingress_iface: Option<String>,
+    ) {
+        let tasks: Vec<&LocalTask> = local.values().collect();
+        let want = rules::node_ports(msg, &tasks);
+        if applied.mesh.as_ref() == Some(&want) {
+            return;
+        }
+        if want.iter().any(|p| !p.backends.is_empty()) {
+            // Translated packets from outside are forwarded to the backends.
+            if let Err(e) = std::fs::write("/proc/sys/net/ipv4/ip_forward", "1") {
+                tracing::warn!(error = %e, "enabling net.ipv4.ip_forward");
+            }
+        }
+        let ports = want.clone();
+        let res = tokio::task::spawn_blocking(move || {
+            nft::apply_node_mesh(Path::new(NODE_NETNS), &ports, ingress_iface.as_deref())
+        })
+        .await;
+        match res {
+            Ok(Ok(())) => applied.mesh = Some(want),
+            Ok(Err(e)) => tracing::warn!(error = %e, "applying the routing mesh"),
+            Err(e) => tracing::warn!(error = %e, "applying the routing mesh"),
+        }
+    }
+
+    /// Remove sandboxes of networks nothing here uses and task namespaces
+    /// that are neither registered nor used by any process.
+    async fn sweep(&self, wanted: &HashSet<String>, local: &HashMap<String, LocalTask>) {
+        let used = sweep::namespaces_in_use();
+        let mut keep_tasks: Vec<String> = local.keys().cloned().collect();
+        if let Ok(entries) = std::fs::read_dir(&self.netns_dir) {
+            for e in entries.flatten() {
+                if let Some(name) = e.file_name().to_str() {
+                    if sweep::in_use(&e.path(), &used) && !keep_tasks.iter().any(|k| k == name) {
+                        keep_tasks.push(name.to_string());
+                    }
+                }
+            }
+        }
+        let keep_networks: Vec<String> = wanted.iter().cloned().collect();
+        if let Err(e) = self.overlay.cleanup(&keep_networks, &keep_tasks).await {
+            tracing::warn!(error = %e, "sweeping leftover network devices");
+        }
+    }
+
+    /// Give a task its network namespace, interfaces, VIPs and DNS; None
+    /// when it is on no network and publishes no host-mode port. Waits
+    /// briefly for the network state to name its networks.
     pub async fn prepare_task(&self, task: &Task) -> Result<Option<PathBuf>, String> {
-        if task.networks.is_empty() {
+        let host_ports = rules::host_ports(task);
+        if task.networks.is_empty() && host_ports.is_empty() {
             return Ok(None);
         }
         let mut rx = self.state.subscribe();
@@ -159,6 +372,13 @@ impl NetPlane {
                 ));
             }
         };
+        // Registered first, so a sweep never takes what is being built.
+        let mut entry = LocalTask {
+            networks: task.networks.iter().map(|n| n.network_id.clone()).collect(),
+            host_ports,
+            gateway: None,
+        };
+        self.register(&task.id, entry.clone());
         for cfg in &configs {
             self.overlay
                 .ensure_network(cfg)
@@ -182,12 +402,55 @@ impl NetPlane {
                 .await
                 .map_err(|e| format!("attaching to network {}: {e}", att.network_id))?;
         }
+        // The gateway bridge: a way out and the host-mode path in, for any
+        // task that is not only on internal networks.
+        let needs_gateway = configs.iter().any(|c| !c.internal) || !entry.host_ports.is_empty();
+        if needs_gateway {
+            let gw = self
+                .overlay
+                .attach_gateway(&task.id, task.networks.len())
+                .await
+                .map_err(|e| format!("attaching to the gateway bridge: {e}"))?;
+            entry.gateway = Some(gw);
+            self.register(&task.id, entry);
+        }
         self.serve_dns(task).await?;
+        self.refresh().await;
         Ok(Some(path))
     }
 
-    /// Serve DNS inside the task's namespace (again, after an agent restart).
-    pub async fn serve_dns(&self, task: &Task) -> Result<(), String> {
+    fn register(&self, task_id: &str, entry: LocalTask) {
+        if let Ok(mut m) = self.local.lock() {
+            m.insert(task_id.to_string(), entry);
+        }
+    }
+
+    /// Apply the current state again (after a local task came or went).
+    async fn refresh(&self) {
+        let msg = self.state.borrow().clone();
+        self.apply(msg).await;
+    }
+
+    /// A running task found after an agent restart: registered again, its
+    /// DNS served again; its devices and rules are still in place.
+    pub async fn restore_task(&self, task: &Task) -> Result<(), String> {
+        let host_ports = rules::host_ports(task);
+        if task.networks.is_empty() && host_ports.is_empty() {
+            return Ok(());
+        }
+        let entry = LocalTask {
+            networks: task.networks.iter().map(|n| n.network_id.clone()).collect(),
+            host_ports,
+            gateway: self.overlay.gateway_addr(&task.id),
+        };
+        self.register(&task.id, entry);
+        self.serve_dns(task).await?;
+        self.refresh().await;
+        Ok(())
+    }
+
+    /// Serve DNS inside the task's namespace.
+    async fn serve_dns(&self, task: &Task) -> Result<(), String> {
         if task.networks.is_empty() {
             return Ok(());
         }
@@ -207,12 +470,19 @@ impl NetPlane {
             .dns
             .serve(view, udp, tcp)
             .map_err(|e| format!("DNS in task {}: {e}", task.id))?;
-        self.serving.lock().await.insert(task.id.clone(), handle);
+        if let Some(old) = self.serving.lock().await.insert(task.id.clone(), handle) {
+            old.stop();
+        }
         Ok(())
     }
 
-    /// The task is gone: its DNS, interfaces and namespace go too.
+    /// The task is gone: its DNS, interfaces, rules and namespace go too.
     pub async fn release_task(&self, task_id: &str) {
+        let known = self
+            .local
+            .lock()
+            .map(|mut m| m.remove(task_id).is_some())
+            .unwrap_or(false);
         if let Some(h) = self.serving.lock().await.remove(task_id) {
             h.stop();
         }
@@ -221,14 +491,32 @@ impl NetPlane {
                 tracing::warn!(task = %task_id, error = %e, "removing the task's network namespace");
             }
         }
+        if known {
+            self.refresh().await;
+        }
     }
 
-    /// Leaving the swarm: every sandbox and task namespace of this node goes.
+    /// Leaving the swarm: every sandbox, task namespace, gateway and rule of
+    /// this node goes.
     pub async fn remove_everything(&self) {
+        let mut applied = self.applied.lock().await;
+        // No state: the periodic sweep has nothing to rebuild.
+        self.state.send_replace(NetworkStateMessage::default());
         self.serving.lock().await.clear();
+        if let Ok(mut m) = self.local.lock() {
+            m.clear();
+        }
         if let Err(e) = self.overlay.cleanup(&[], &[]).await {
             tracing::warn!(error = %e, "removing overlay networks");
         }
+        if let Err(e) = self.overlay.remove_everything().await {
+            tracing::warn!(error = %e, "removing the gateway bridge");
+        }
+        let res = tokio::task::spawn_blocking(|| nft::remove_all(Path::new(NODE_NETNS))).await;
+        if let Ok(Err(e)) = res {
+            tracing::warn!(error = %e, "removing the routing mesh rules");
+        }
+        *applied = Applied::default();
     }
 
     pub fn task_netns_path(&self, task_id: &str) -> PathBuf {

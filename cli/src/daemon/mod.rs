@@ -62,7 +62,7 @@ pub fn run(args: DaemonArgs) -> anyhow::Result<()> {
     };
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| {
         format!(
-            "{},h2=warn,hyper=warn,tower=warn,openraft=warn,sled=warn",
+            "{},h2=warn,hyper=warn,tower=warn,openraft=warn,sled=warn,hickory_server=warn",
             cfg.log_filter()
         )
     });

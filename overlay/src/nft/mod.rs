@@ -10,9 +10,22 @@
 //! |---|---|---|
 //! | `ip rswarm` | each task's namespace | [`apply_task_vips`]: service VIPs |
 //! | `ip rswarm_mesh` | the node's namespace | [`apply_node_mesh`]: published ports |
+//! | `ip rswarm_gw` | the node's namespace | the gateway bridge's egress NAT, applied by [`crate::Overlay::attach_gateway`] |
 //!
-//! Two names, so that both could live in one namespace without one call
-//! wiping the other's rules. [`remove_all`] deletes both and nothing else.
+//! One name per purpose, so that they can live in one namespace without one
+//! call wiping another's rules. [`remove_all`] deletes the three and nothing
+//! else.
+//!
+//! The gateway table is one rule (the subnet and bridge are
+//! [`crate::GATEWAY_SUBNET`] and [`crate::GATEWAY_BRIDGE`]):
+//!
+//! ```text
+//! table ip rswarm_gw {
+//!   chain postrouting { type nat hook postrouting priority 100; policy accept;
+//!     ip saddr 172.18.0.0/16 oifname != "rswarm_gwbridge" masquerade
+//!   }
+//! }
+//! ```
 //!
 //! # Atomic replacement
 //!
@@ -128,12 +141,14 @@
 //! # What the caller must provide on the node
 //!
 //! * `net.ipv4.ip_forward = 1` in the node's namespace: translated packets
-//!   from outside are forwarded to the backends. (Not set here: it is a
-//!   node-wide routing decision. A warning is logged if it is off.)
-//! * A route from the node to every backend address (for ingress mode: to the
-//!   ingress network's subnet, e.g. through a veth into the ingress sandbox —
-//!   `ingress_iface` is meant to be that interface). For host mode, the local
-//!   tasks' default route must point back at the node.
+//!   from outside are forwarded to the backends. (Not set by this module;
+//!   [`crate::Overlay::attach_host`] and [`crate::Overlay::attach_gateway`]
+//!   set it. A warning is logged if it is off.)
+//! * A route from the node to every backend address: for ingress mode, the
+//!   node's leg on the ingress network ([`crate::Overlay::attach_host`];
+//!   `ingress_iface` is meant to be that interface); for host mode, the
+//!   local tasks' gateway-bridge addresses, whose default route points back
+//!   at the node ([`crate::Overlay::attach_gateway`]).
 //! * No other firewall dropping the forwarded packets: an `accept` in our
 //!   table cannot overrule a `drop` in another table's chain on the same hook
 //!   (e.g. Docker's iptables `FORWARD` policy `DROP`).
@@ -156,7 +171,7 @@ mod lab;
 #[cfg(test)]
 mod tests;
 
-pub use rules::{MESH_CT_MARK, MESH_TABLE, VIP_TABLE};
+pub use rules::{GATEWAY_TABLE, MESH_CT_MARK, MESH_TABLE, VIP_TABLE};
 
 /// A transport protocol of a VIP port or a published port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -306,11 +321,34 @@ pub fn apply_node_mesh(
     exec::apply(netns, &ruleset, MESH_TABLE)
 }
 
-/// Delete our tables (`ip rswarm`, `ip rswarm_mesh`) from the namespace, in
-/// one transaction; missing tables are fine. Nobody else's rules are touched.
+/// Delete our tables (`ip rswarm`, `ip rswarm_mesh`, `ip rswarm_gw`) from
+/// the namespace, in one transaction; missing tables are fine. Nobody else's
+/// rules are touched.
 pub fn remove_all(netns: &Path) -> Result<(), NftError> {
-    let ruleset = rules::remove_tables(&[VIP_TABLE, MESH_TABLE]);
+    let ruleset = rules::remove_tables(&[VIP_TABLE, MESH_TABLE, GATEWAY_TABLE]);
     exec::apply(netns, &ruleset, "remove rswarm tables")
+}
+
+/// The gateway bridge's egress NAT in the node's namespace: replaces table
+/// `ip rswarm_gw` atomically with `ip saddr SUBNET oifname != BRIDGE
+/// masquerade` in `postrouting`.
+pub(crate) fn apply_gateway_nat(
+    netns: &Path,
+    subnet: Ipv4Addr,
+    prefix: u8,
+    bridge: &str,
+) -> Result<(), NftError> {
+    let ruleset = rules::gateway_nat(subnet, prefix, bridge)?;
+    exec::apply(netns, &ruleset, GATEWAY_TABLE)
+}
+
+/// Delete table `ip rswarm_gw` (a missing one is fine).
+pub(crate) fn remove_gateway_nat(netns: &Path) -> Result<(), NftError> {
+    exec::apply(
+        netns,
+        &rules::remove_tables(&[GATEWAY_TABLE]),
+        "remove table rswarm_gw",
+    )
 }
 
 /// The JSON `nft -j -f -` is given by [`apply_task_vips`] (for logs and

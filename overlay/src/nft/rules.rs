@@ -20,6 +20,9 @@ use super::{Backend, NftError, Proto, PublishedPort, VipService};
 pub const VIP_TABLE: &str = "rswarm";
 /// The table of the routing mesh in a node's namespace (family `ip`).
 pub const MESH_TABLE: &str = "rswarm_mesh";
+/// The table of the gateway bridge's egress NAT in a node's namespace
+/// (family `ip`).
+pub const GATEWAY_TABLE: &str = "rswarm_gw";
 /// The conntrack mark bit set on connections the mesh masquerades (OR-ed
 /// into the mark, other bits untouched).
 pub const MESH_CT_MARK: u32 = 0x0200_0000;
@@ -487,6 +490,65 @@ pub(crate) fn node_mesh(
             Statement::Drop(None),
         ],
         Some("martians that route_localnet lets in".into()),
+    );
+    Ok(tx.finish())
+}
+
+// ---- gateway bridge egress -----------------------------------------------------
+
+/// The transaction that replaces table `ip rswarm_gw`: masquerade what the
+/// tasks on the gateway bridge (`subnet/prefix`, on `bridge`) send anywhere
+/// but back onto that bridge, and drop what the node would forward from the
+/// bridge back onto it (task to task).
+pub(crate) fn gateway_nat(
+    subnet: Ipv4Addr,
+    prefix: u8,
+    bridge: &str,
+) -> Result<Nftables<'static>, NftError> {
+    check_iface(bridge).map_err(|_| invalid("gateway bridge", format!("{bridge:?}")))?;
+    if prefix > 32 {
+        return Err(invalid("gateway subnet", format!("{subnet}/{prefix}")));
+    }
+    let mut tx = TableTx::replace(GATEWAY_TABLE);
+    tx.base_chain("postrouting", NfChainType::NAT, NfHook::Postrouting, 100);
+    let source = Expression::Named(NamedExpression::Prefix(Prefix {
+        addr: Box::new(ip(subnet)),
+        len: u32::from(prefix),
+    }));
+    let oifname = Expression::Named(NamedExpression::Meta(Meta {
+        key: MetaKey::Oifname,
+    }));
+    tx.rule(
+        "postrouting",
+        vec![
+            eq(payload("ip", "saddr"), source),
+            matches(
+                oifname,
+                Operator::NEQ,
+                Expression::String(bridge.to_string().into()),
+            ),
+            Statement::Masquerade(None),
+        ],
+        Some("egress of tasks on the gateway bridge".into()),
+    );
+    // Tasks never reach each other through the node either (a task that
+    // routes another task's gateway address via 172.18.0.1): Docker's
+    // `-i docker_gwbridge -o docker_gwbridge -j DROP`.
+    tx.base_chain("forward", NfChainType::Filter, NfHook::Forward, 0);
+    let iifname = Expression::Named(NamedExpression::Meta(Meta {
+        key: MetaKey::Iifname,
+    }));
+    let oifname = Expression::Named(NamedExpression::Meta(Meta {
+        key: MetaKey::Oifname,
+    }));
+    tx.rule(
+        "forward",
+        vec![
+            eq(iifname, Expression::String(bridge.to_string().into())),
+            eq(oifname, Expression::String(bridge.to_string().into())),
+            Statement::Drop(None),
+        ],
+        Some("no task-to-task traffic through the gateway bridge".into()),
     );
     Ok(tx.finish())
 }

@@ -455,7 +455,14 @@ fn remove_all_drops_only_our_tables() {
         host_mode: false,
     }];
     apply_node_mesh(&path, &ports, None).expect("mesh");
-    // Re-applying one does not disturb the other.
+    apply_gateway_nat(
+        &path,
+        std::net::Ipv4Addr::new(172, 18, 0, 0),
+        16,
+        "rswarm_gwbridge",
+    )
+    .expect("gateway nat");
+    // Re-applying one does not disturb the others.
     apply_task_vips(
         &path,
         &[vip("10.50.0.100", &[(Proto::Tcp, 80)], &["10.50.0.12"])],
@@ -465,6 +472,8 @@ fn remove_all_drops_only_our_tables() {
     for want in [
         "table ip rswarm {",
         "table ip rswarm_mesh {",
+        "table ip rswarm_gw {",
+        "ip saddr 172.18.0.0/16 oifname != \"rswarm_gwbridge\" masquerade",
         "table inet other {",
         "10.50.0.12",
         "10.0.0.11",
@@ -510,6 +519,14 @@ fn invalid_input_and_missing_namespace_are_errors() {
     ));
     assert!(matches!(
         node_mesh_json(std::slice::from_ref(&p), Some("../x")),
+        Err(NftError::Invalid { .. })
+    ));
+    assert!(matches!(
+        rules::gateway_nat(std::net::Ipv4Addr::new(172, 18, 0, 0), 16, "no such/bridge"),
+        Err(NftError::Invalid { .. })
+    ));
+    assert!(matches!(
+        rules::gateway_nat(std::net::Ipv4Addr::new(172, 18, 0, 0), 33, "br"),
         Err(NftError::Invalid { .. })
     ));
     let missing = Path::new("/var/run/netns/rsnft-does-not-exist");

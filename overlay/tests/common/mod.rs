@@ -309,8 +309,26 @@ pub fn task(
     .unwrap_or_else(|e| panic!("create/attach task {task_id}: {e}"))
 }
 
+/// Run `f` on a fresh thread switched into the network namespace at `path`
+/// (a task's, a sandbox's or a host's).
+pub fn in_netns<T: Send>(path: &Path, f: impl FnOnce() -> T + Send) -> T {
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("open {path:?}: {e}"));
+    std::thread::scope(|s| {
+        let worker = s.spawn(|| {
+            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
+                .unwrap_or_else(|e| panic!("setns {path:?}: {e}"));
+            f()
+        });
+        match worker.join() {
+            Ok(v) => v,
+            Err(p) => std::panic::resume_unwind(p),
+        }
+    })
+}
+
 /// A TCP server inside a task namespace that answers every connection with a
-/// greeting; stopped on drop.
+/// greeting (or, for [`Server::peer_echo`], with the client address it
+/// sees); stopped on drop.
 pub struct Server {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -322,15 +340,31 @@ impl Server {
             .in_task_netns(task_id, || TcpListener::bind(addr))
             .expect("enter task netns")
             .unwrap_or_else(|e| panic!("bind {addr} in task {task_id}: {e}"));
+        Server::serve(listener, Some(greeting))
+    }
+
+    /// A server in the namespace at `path` that answers with the client's
+    /// address as it sees it (to tell masquerading apart).
+    pub fn peer_echo(path: &Path, addr: SocketAddr) -> Server {
+        let listener = in_netns(path, || TcpListener::bind(addr))
+            .unwrap_or_else(|e| panic!("bind {addr} in {path:?}: {e}"));
+        Server::serve(listener, None)
+    }
+
+    fn serve(listener: TcpListener, greeting: Option<&'static str>) -> Server {
         listener.set_nonblocking(true).expect("nonblocking");
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::spawn(move || {
             while !flag.load(Ordering::SeqCst) {
                 match listener.accept() {
-                    Ok((mut s, _)) => {
+                    Ok((mut s, peer)) => {
                         let _ = s.set_nonblocking(false);
-                        let _ = s.write_all(greeting.as_bytes());
+                        let answer = match greeting {
+                            Some(g) => g.to_string(),
+                            None => peer.ip().to_string(),
+                        };
+                        let _ = s.write_all(answer.as_bytes());
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(10)),
                 }
@@ -367,4 +401,37 @@ pub fn fetch(
         Ok(buf)
     })
     .expect("enter task netns")
+}
+
+/// Connect from inside the network namespace at `path` and read the answer.
+pub fn fetch_in(path: &Path, addr: SocketAddr, timeout: Duration) -> std::io::Result<String> {
+    in_netns(path, || {
+        let mut s = TcpStream::connect_timeout(&addr, timeout)?;
+        s.set_read_timeout(Some(timeout))?;
+        let mut buf = String::new();
+        s.read_to_string(&mut buf)?;
+        Ok(buf)
+    })
+}
+
+/// Attach a task to the gateway bridge; its address there.
+pub fn gateway(host: &Host, ov: &Arc<Overlay>, task_id: &str, idx: usize) -> Ipv4Addr {
+    let (ov, t) = (ov.clone(), task_id.to_string());
+    host.run(async move { ov.attach_gateway(&t, idx).await })
+        .unwrap_or_else(|e| panic!("attach_gateway {task_id}: {e}"))
+}
+
+/// Create a task namespace with no network attached.
+pub fn bare_task(host: &Host, ov: &Arc<Overlay>, task_id: &str) -> PathBuf {
+    let (ov, t) = (ov.clone(), task_id.to_string());
+    host.run(async move { ov.create_task_netns(&t).await })
+        .unwrap_or_else(|e| panic!("create task {task_id}: {e}"))
+}
+
+/// The gateway veths (`rswg…`) in the namespace at `path`.
+pub fn gateway_veths(path: &Path) -> Vec<String> {
+    links(path)
+        .into_iter()
+        .filter(|n| n.starts_with("rswg"))
+        .collect()
 }
