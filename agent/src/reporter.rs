@@ -1,5 +1,5 @@
 //! Batched task status reports: drivers hand in transitions, the reporter
-//! keeps the latest per task and sends them to the leader every 100 ms in
+//! keeps the latest per task and sends them to the leader every 25 ms in
 //! one UpdateTaskStatus call, keeping them until the leader has them.
 
 use std::collections::BTreeMap;
@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, watch};
 use crate::exec::taskstate::Report;
 use crate::session::LeaderChannel;
 
-const FLUSH_EVERY: Duration = Duration::from_millis(100);
+const FLUSH_EVERY: Duration = Duration::from_millis(25);
 
 pub fn spawn(
     mut reports: mpsc::Receiver<Report>,

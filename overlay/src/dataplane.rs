@@ -351,27 +351,9 @@ impl Overlay {
         let eth = format!("eth{iface_index}");
         let peer = addr::sandbox_veth_name(task_id);
         let mac = mac_for(ip);
-        let inside = task.link(&eth).await?;
-        let outside = sandbox.link(&peer).await?;
-        let good = matches!(
-            (&inside, &outside),
-            (Some(i), Some(o)) if i.is(InfoKind::Veth) && o.is(InfoKind::Veth)
-                && i.mac.as_deref() == Some(&mac[..])
-        );
-        let (inside, outside) = match (good, inside, outside) {
-            (true, Some(i), Some(o)) => (i, o),
-            (_, i, o) => {
-                if let Some(i) = i {
-                    task.del(i.index, &eth).await?;
-                }
-                if let Some(o) = o {
-                    sandbox.del(o.index, &peer).await?;
-                }
-                task.add_veth(&eth, mac, &peer, sandbox_fd.as_fd(), OVERLAY_MTU)
-                    .await?;
-                (task.must_link(&eth).await?, sandbox.must_link(&peer).await?)
-            }
-        };
+        let (inside, outside) = task
+            .ensure_veth_pair(&eth, mac, &sandbox, &peer, sandbox_fd.as_fd(), OVERLAY_MTU)
+            .await?;
 
         // The sandbox end: named after the task, in the bridge, up.
         let bridge = sandbox.must_link(BRIDGE).await?;

@@ -416,6 +416,41 @@ impl Netlink {
     /// Create a veth pair: `name` here (with `mac`), `peer` in the namespace
     /// `peer_ns` (both with `mtu`). One message, so no half-made pair is left
     /// in the wrong namespace if we crash.
+    /// Make sure a veth pair `name` (here, with `mac`) === `peer` (in
+    /// `peer_nl`, whose namespace is `peer_ns`) exists: a pair that is there
+    /// with the right MAC is kept as it is; anything else under those names
+    /// is deleted and the pair made anew. Returns both ends, this side first.
+    pub(crate) async fn ensure_veth_pair(
+        &self,
+        name: &str,
+        mac: [u8; 6],
+        peer_nl: &Netlink,
+        peer: &str,
+        peer_ns: BorrowedFd<'_>,
+        mtu: u32,
+    ) -> Result<(Link, Link), OverlayError> {
+        let here = self.link(name).await?;
+        let there = peer_nl.link(peer).await?;
+        let good = matches!(
+            (&here, &there),
+            (Some(h), Some(t)) if h.is(InfoKind::Veth) && t.is(InfoKind::Veth)
+                && h.mac.as_deref() == Some(&mac[..])
+        );
+        match (good, here, there) {
+            (true, Some(h), Some(t)) => Ok((h, t)),
+            (_, h, t) => {
+                if let Some(h) = h {
+                    self.del(h.index, name).await?;
+                }
+                if let Some(t) = t {
+                    peer_nl.del(t.index, peer).await?;
+                }
+                self.add_veth(name, mac, peer, peer_ns, mtu).await?;
+                Ok((self.must_link(name).await?, peer_nl.must_link(peer).await?))
+            }
+        }
+    }
+
     pub(crate) async fn add_veth(
         &self,
         name: &str,

@@ -221,6 +221,27 @@ impl Host {
         out.stderr
     }
 
+    /// Waits (up to 90 s) until `service ps SERVICE` shows exactly `want`
+    /// tasks that are meant to run and are Running; panics otherwise.
+    pub fn wait_running_tasks(&self, service: &str, want: usize) {
+        crate::wait_for(
+            Duration::from_secs(90),
+            &format!("{want} running {service} tasks"),
+            || {
+                let ps = self.ok(&[
+                    "service",
+                    "ps",
+                    service,
+                    "--filter",
+                    "desired-state=running",
+                    "--format",
+                    "{{.CurrentState}}",
+                ]);
+                (ps.lines().filter(|l| l.starts_with("Running")).count() == want).then_some(())
+            },
+        );
+    }
+
     /// This node's ID: the `NodeID:` line of `rswarm info` (which a worker answers
     /// too), else `rswarm node inspect self --format {{.ID}}` (managers only).
     pub fn node_id(&self) -> String {

@@ -91,18 +91,7 @@ fn networks_are_cluster_objects_with_ipam() {
         (!v.is_empty()).then_some(v)
     });
     assert!(vip.starts_with("10.20.0."), "{vip}");
-    wait_for(Duration::from_secs(60), "3 running api tasks", || {
-        let ps = h1.ok(&[
-            "service",
-            "ps",
-            "api",
-            "--filter",
-            "desired-state=running",
-            "--format",
-            "{{.CurrentState}}",
-        ]);
-        (ps.lines().filter(|l| l.starts_with("Running")).count() == 3).then_some(())
-    });
+    h1.wait_running_tasks("api", 3);
     let err = h1.fails(&["network", "rm", "backend"]);
     assert!(err.contains("in use"), "{err}");
 
@@ -220,20 +209,8 @@ fn tasks_on_different_hosts_reach_each_other_by_name_over_the_overlay() {
         "sleep",
         "3600",
     ]);
-    for svc in ["api", "client", "stranger"] {
-        wait_for(Duration::from_secs(60), &format!("{svc} running"), || {
-            let ps = h1.ok(&[
-                "service",
-                "ps",
-                svc,
-                "--filter",
-                "desired-state=running",
-                "--format",
-                "{{.CurrentState}}",
-            ]);
-            let want = if svc == "api" { 2 } else { 1 };
-            (ps.lines().filter(|l| l.starts_with("Running")).count() == want).then_some(())
-        });
+    for (svc, want) in [("api", 2), ("client", 1), ("stranger", 1)] {
+        h1.wait_running_tasks(svc, want);
     }
     // tasks.api lists both api tasks' addresses, from another host.
     let lookup = wait_for(

@@ -9,26 +9,6 @@ use std::time::{Duration, Instant};
 
 use rswarm_tests::{try_wait_for, wait_for, Cluster, Host};
 
-/// `service ps NAME` shows `want` running tasks.
-fn wait_running(h: &Host, svc: &str, want: usize) {
-    wait_for(
-        Duration::from_secs(90),
-        &format!("{want} running {svc} tasks"),
-        || {
-            let ps = h.ok(&[
-                "service",
-                "ps",
-                svc,
-                "--filter",
-                "desired-state=running",
-                "--format",
-                "{{.CurrentState}}",
-            ]);
-            (ps.lines().filter(|l| l.starts_with("Running")).count() == want).then_some(())
-        },
-    );
-}
-
 /// The addresses `nslookup NAME` shows inside task `task`, on `prefix`.
 fn lookup(h: &Host, task: &str, name: &str, prefix: &str) -> BTreeSet<String> {
     let out = h.rswarm(&["exec", task, "nslookup", name]);
@@ -147,9 +127,9 @@ fn vips_balance_dns_follows_tasks_and_internal_networks_have_no_way_out() {
         "sleep",
         "3600",
     ]);
-    wait_running(h1, "api", 3);
-    wait_running(h1, "client", 1);
-    wait_running(h1, "inside", 1);
+    h1.wait_running_tasks("api", 3);
+    h1.wait_running_tasks("client", 1);
+    h1.wait_running_tasks("inside", 1);
 
     // `api` is one VIP; requests to it reach all three tasks.
     let vip = wait_for(
@@ -332,8 +312,8 @@ fn published_ports_answer_on_every_node_and_host_mode_keeps_the_client_address()
         "1",
     ]);
     assert!(err.contains("already in use"), "{err}");
-    wait_running(h1, "web", 2);
-    wait_running(h1, "edge", 1);
+    h1.wait_running_tasks("web", 2);
+    h1.wait_running_tasks("edge", 1);
 
     // The routing mesh: every node's address answers, host3 included, and
     // requests through one node are balanced over both tasks.
@@ -462,5 +442,49 @@ fn published_ports_answer_on_every_node_and_host_mode_keeps_the_client_address()
         )
         .unwrap_or_else(|e| panic!("{e}:\n{last}"));
         assert_eq!(curl(h1, &format!("http://{}:8080/", h.addr())), None);
+    }
+
+    // `ingress` recreated with another subnet: every node moves its leg to
+    // it and published ports answer through it.
+    h1.ok(&["network", "rm", "ingress"]);
+    h1.ok(&[
+        "network",
+        "create",
+        "--ingress",
+        "--subnet",
+        "10.11.0.0/24",
+        "mesh2",
+    ]);
+    h1.ok(&[
+        "service",
+        "create",
+        "--detach",
+        "--name",
+        "web2",
+        "--publish",
+        "8090:80",
+        "--constraint",
+        "node.hostname==host1",
+        &image,
+        "sh",
+        "-c",
+        WEB,
+    ]);
+    h1.wait_running_tasks("web2", 1);
+    for h in cluster.hosts() {
+        let url = format!("http://{}:8090/", h.addr());
+        let body = wait_for(
+            Duration::from_secs(30),
+            &format!("{url} from host3"),
+            || curl(h3, &url),
+        );
+        assert!(!body.is_empty(), "{body}");
+        let legs = h.exec_ok(&["ip", "-o", "-4", "addr"]);
+        assert!(
+            legs.lines()
+                .any(|l| l.contains("rswi") && l.contains(" 10.11.0.")),
+            "{}: no leg on the new ingress:\n{legs}",
+            h.name()
+        );
     }
 }

@@ -1,8 +1,9 @@
 //! The network state agents need for their data plane: every overlay
 //! network, every task endpoint (address, node, running or not) and every
 //! service VIP with its published ports, and every node's own addresses
-//! (its `ingress` address, for the routing mesh). Sent whole on connect and again after each change (changes
-//! within 100 ms are folded into one message). The leader serves it.
+//! (its `ingress` address, for the routing mesh). Sent whole on connect and
+//! again after each change (changes within 25 ms are folded into one
+//! message). The leader serves it.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -22,6 +23,8 @@ use crate::error::ManagerError;
 use crate::{auth, objects};
 
 const STACK_LABEL: &str = "com.docker.stack.namespace";
+/// Changes this close together go out as one message.
+const FOLD: Duration = Duration::from_millis(25);
 
 #[derive(Clone)]
 pub struct NetworkStateService {
@@ -232,7 +235,7 @@ impl NetworkState for NetworkStateService {
                         _ = tokio::time::sleep(Duration::from_secs(5)) => break,
                     }
                 }
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                tokio::time::sleep(FOLD).await;
                 while changes.try_recv().is_ok() {}
             }
         });

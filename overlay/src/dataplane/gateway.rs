@@ -247,27 +247,9 @@ impl Overlay {
         let eth = format!("eth{iface_index}");
         let port = addr::gateway_veth_name(task_id);
         let mac = mac_for(ip);
-        let inside = task.link(&eth).await?;
-        let outside = node.link(&port).await?;
-        let good = matches!(
-            (&inside, &outside),
-            (Some(i), Some(o)) if i.is(InfoKind::Veth) && o.is(InfoKind::Veth)
-                && i.mac.as_deref() == Some(&mac[..])
-        );
-        let (inside, outside) = match (good, inside, outside) {
-            (true, Some(i), Some(o)) => (i, o),
-            (_, i, o) => {
-                if let Some(i) = i {
-                    task.del(i.index, &eth).await?;
-                }
-                if let Some(o) = o {
-                    node.del(o.index, &port).await?;
-                }
-                task.add_veth(&eth, mac, &port, self.host_ns.as_fd(), GATEWAY_MTU)
-                    .await?;
-                (task.must_link(&eth).await?, node.must_link(&port).await?)
-            }
-        };
+        let (inside, outside) = task
+            .ensure_veth_pair(&eth, mac, &node, &port, self.host_ns.as_fd(), GATEWAY_MTU)
+            .await?;
 
         // The node end: the alias records the address before the task end
         // gets it (see the module docs), then the bridge, isolated, up.

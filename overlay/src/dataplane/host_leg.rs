@@ -88,31 +88,20 @@ impl Overlay {
 
         let name = addr::host_leg_name(network_id);
         let mac = mac_for(ip);
-        let outside = node.link(&name).await?;
-        let inside = sandbox.link(HOST_LEG_PEER).await?;
-        let good = matches!(
-            (&outside, &inside),
-            (Some(o), Some(i)) if o.is(InfoKind::Veth) && i.is(InfoKind::Veth)
-                && o.mac.as_deref() == Some(&mac[..])
-        );
-        let (outside, inside) = match (good, outside, inside) {
-            (true, Some(o), Some(i)) => (o, i),
-            (_, o, i) => {
-                if let Some(o) = o {
-                    node.del(o.index, &name).await?;
-                }
-                if let Some(i) = i {
-                    sandbox.del(i.index, HOST_LEG_PEER).await?;
-                }
-                node.add_veth(&name, mac, HOST_LEG_PEER, sandbox_fd.as_fd(), OVERLAY_MTU)
-                    .await?;
-                tracing::info!(network = %network_id, device = %name, %ip, "node attached to the network");
-                (
-                    node.must_link(&name).await?,
-                    sandbox.must_link(HOST_LEG_PEER).await?,
-                )
-            }
-        };
+        let existed = node.link(&name).await?.is_some();
+        let (outside, inside) = node
+            .ensure_veth_pair(
+                &name,
+                mac,
+                &sandbox,
+                HOST_LEG_PEER,
+                sandbox_fd.as_fd(),
+                OVERLAY_MTU,
+            )
+            .await?;
+        if !existed {
+            tracing::info!(network = %network_id, device = %name, %ip, "node attached to the network");
+        }
         let alias = addr::host_leg_alias(network_id);
 
         // The sandbox end: in the bridge, up.

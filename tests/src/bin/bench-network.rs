@@ -9,7 +9,8 @@
 //! packets take exactly the tasks' data path (veth, bridge, VXLAN, nftables)
 //! while the programs need not be in the test image:
 //!
-//! 1. **Throughput** (`iperf3`, TCP, one stream, `--seconds` each; the server
+//! 1. **Throughput** (`iperf3`, TCP, one stream, 3 interleaved runs of
+//!    `--seconds` per case, median; the server
 //!    in `srv`'s namespace):
 //!    - direct: `cli` -> `srv`'s `backend` address (host3 -> host2 over VXLAN);
 //!    - VIP: `cli` -> `srv`'s VIP (nftables DNAT in `cli`'s namespace);
@@ -35,7 +36,7 @@
 //! cargo build --release -p rswarm
 //! RSWARM_BIN=target/release/rswarm cargo run --release -p rswarm-tests --bin bench-network
 //! ```
-//! Flags: `--seconds N` (iperf3 duration, default 10), `--rounds N` (time to
+//! Flags: `--seconds N` (iperf3 run length, default 5; 3 runs a case), `--rounds N` (time to
 //! resolve, default 5). Installs `iperf3` and `dnsperf` with apt-get when
 //! missing. Run it as root.
 
@@ -52,6 +53,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context};
 use rswarm_tests::{wait_for, Cluster, Host};
 
+/// iperf3 runs per throughput case.
+const THROUGHPUT_ROUNDS: usize = 3;
+
 struct Opts {
     seconds: u32,
     rounds: usize,
@@ -59,7 +63,7 @@ struct Opts {
 
 fn main() -> ExitCode {
     let mut opts = Opts {
-        seconds: 10,
+        seconds: 5,
         rounds: 5,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -247,23 +251,21 @@ fn echo_server(ns: PathBuf, port: u16, stop: Arc<AtomicBool>) -> std::thread::Jo
     std::thread::spawn(move || {
         let r = in_ns(&ns, || -> std::io::Result<()> {
             let l = TcpListener::bind(("0.0.0.0", port))?;
-            l.set_nonblocking(true)?;
-            while !stop.load(Ordering::Relaxed) {
-                match l.accept() {
-                    Ok((mut s, _)) => {
-                        let _ = s.set_nonblocking(false);
-                        let _ = s.set_nodelay(true);
-                        std::thread::spawn(move || {
-                            let mut buf = [0u8; 64];
-                            while let Ok(n) = s.read(&mut buf) {
-                                if n == 0 || s.write_all(&buf[..n]).is_err() {
-                                    break;
-                                }
-                            }
-                        });
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(1)),
+            // Blocking accept: `stop` is set, then one connection wakes it.
+            for conn in l.incoming() {
+                if stop.load(Ordering::Relaxed) {
+                    break;
                 }
+                let Ok(mut s) = conn else { continue };
+                let _ = s.set_nodelay(true);
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 64];
+                    while let Ok(n) = s.read(&mut buf) {
+                        if n == 0 || s.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                });
             }
             Ok(())
         });
@@ -444,23 +446,66 @@ fn run(opts: &Opts) -> anyhow::Result<()> {
         .spawn()?);
     std::thread::sleep(Duration::from_millis(500));
     let s = opts.seconds;
-    let direct = iperf(&cli_ns, &srv_backend.to_string(), 5201, s)?;
-    let via_vip = iperf(&cli_ns, &vip.to_string(), 5201, s)?;
-    let ingress_direct = iperf(&host3_ns, &srv_ingress.to_string(), 5201, s)?;
-    let via_mesh = iperf(&host3_ns, h3.addr(), 8080, s)?;
-    let hosts = iperf(&host3_ns, h2.addr(), 5201, s)?;
-    println!("\n== throughput (iperf3, 1 TCP stream, {s} s each) ==");
-    println!("task -> task address (host3 -> host2, overlay): {direct:.2} Gbit/s");
+    let (srv_b, srv_i, vip_s) = (
+        srv_backend.to_string(),
+        srv_ingress.to_string(),
+        vip.to_string(),
+    );
+    let cases: [(&Path, &str, u16); 5] = [
+        (&cli_ns, &srv_b, 5201),
+        (&cli_ns, &vip_s, 5201),
+        (&host3_ns, &srv_i, 5201),
+        (&host3_ns, h3.addr(), 8080),
+        (&host3_ns, h2.addr(), 5201),
+    ];
+    // Interleaved rounds, so a burst of other load on the machine hits
+    // every case alike; the median of each.
+    let mut runs: Vec<Vec<f64>> = vec![vec![]; cases.len()];
+    for _ in 0..THROUGHPUT_ROUNDS {
+        for (i, (ns, to, port)) in cases.iter().enumerate() {
+            runs[i].push(iperf(ns, to, *port, s)?);
+        }
+    }
+    let med: Vec<f64> = runs
+        .iter_mut()
+        .map(|v| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        })
+        .collect();
+    let show = |v: &[f64]| {
+        v.iter()
+            .map(|x| format!("{x:.2}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let (direct, via_vip, ingress_direct, via_mesh, hosts) =
+        (med[0], med[1], med[2], med[3], med[4]);
     println!(
-        "task -> VIP:                                      {via_vip:.2} Gbit/s  ratio {:.2}",
+        "\n== throughput (iperf3, 1 TCP stream, {s} s a run, median of {THROUGHPUT_ROUNDS} interleaved runs; Gbit/s) =="
+    );
+    println!(
+        "task -> task address (host3 -> host2, overlay): {direct:.2}  [{}]",
+        show(&runs[0])
+    );
+    println!(
+        "task -> VIP:                                      {via_vip:.2}  [{}]  ratio {:.2}",
+        show(&runs[1]),
         via_vip / direct
     );
-    println!("host3 -> task's ingress address:                 {ingress_direct:.2} Gbit/s");
     println!(
-        "host3 -> host3:8080 (routing mesh):               {via_mesh:.2} Gbit/s  ratio {:.2}",
+        "host3 -> task's ingress address:                 {ingress_direct:.2}  [{}]",
+        show(&runs[2])
+    );
+    println!(
+        "host3 -> host3:8080 (routing mesh):               {via_mesh:.2}  [{}]  ratio {:.2}",
+        show(&runs[3]),
         via_mesh / ingress_direct
     );
-    println!("host3 -> host2 (the hosts' own addresses):       {hosts:.2} Gbit/s");
+    println!(
+        "host3 -> host2 (the hosts' own addresses):       {hosts:.2}  [{}]",
+        show(&runs[4])
+    );
     println!(
         "overlay ratio (task->task / host->host):         {:.2}",
         direct / hosts
@@ -517,6 +562,12 @@ fn run(opts: &Opts) -> anyhow::Result<()> {
         }
     }
     stop.store(true, Ordering::Relaxed);
+    let _ = in_ns(&cli_ns, || {
+        TcpStream::connect_timeout(
+            &SocketAddr::from((srv_backend, 7000)),
+            Duration::from_secs(2),
+        )
+    });
     let _ = server.join();
 
     // 3. DNS.
