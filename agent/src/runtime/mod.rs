@@ -618,16 +618,10 @@ impl Runtime {
     /// Starts a created container; returns the host pid of its process.
     pub async fn start(&self, id: &str) -> Result<u32, RuntimeError> {
         validate_id(id)?;
-        match self.runc.state(id).await? {
-            None => return Err(RuntimeError::NotFound(id.to_string())),
-            Some(s) if s.status != "created" => {
-                return Err(RuntimeError::Runc {
-                    op: "start".into(),
-                    message: format!("container {id} is {}, not created", s.status),
-                })
-            }
-            Some(_) => {}
+        if !self.runc.may_exist(id) {
+            return Err(RuntimeError::NotFound(id.to_string()));
         }
+        // `runc start` itself refuses a container that is not `created`.
         self.runc.start(id).await?;
         let pid = read_pid(&self.dir(id).join(PID_FILE))?;
         Ok(pid as u32)

@@ -241,8 +241,19 @@ impl Runc {
             .map(|_| ())
     }
 
+    /// Whether runc may know the container: its state directory
+    /// (`<root>/<id>`) is there. False is certain (runc keeps every
+    /// container it knows there), so callers skip running `runc state` for
+    /// containers that were never made, which costs a process start each.
+    pub fn may_exist(&self, id: &str) -> bool {
+        self.root.join(id).exists()
+    }
+
     /// None when runc does not know the container.
     pub async fn state(&self, id: &str) -> Result<Option<RuncState>, RuntimeError> {
+        if !self.may_exist(id) {
+            return Ok(None);
+        }
         match self.run("state", vec!["state".into(), id.into()]).await {
             Ok(out) => serde_json::from_slice(&out)
                 .map(Some)
