@@ -465,6 +465,8 @@ fn published_ports_answer_on_every_node_and_host_mode_keeps_the_client_address()
         "8090:80",
         "--constraint",
         "node.hostname==host1",
+        "--hostname",
+        "web2-{{.Task.Slot}}",
         &image,
         "sh",
         "-c",
@@ -478,7 +480,7 @@ fn published_ports_answer_on_every_node_and_host_mode_keeps_the_client_address()
             &format!("{url} from host3"),
             || curl(h3, &url),
         );
-        assert!(!body.is_empty(), "{body}");
+        assert_eq!(body, "web2-1", "{url}");
         let legs = h.exec_ok(&["ip", "-o", "-4", "addr"]);
         assert!(
             legs.lines()

@@ -26,12 +26,12 @@ use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rswarm_overlay::dns::{self, DnsServer, Records, ServeHandle, ServiceRecord, TaskRecord, View};
 use rswarm_overlay::nft::{self, PublishedPort, VipService};
 use rswarm_overlay::{mac_for, NetworkConfig, Overlay, Peer};
-use rswarm_proto::dispatcher::NetworkStateMessage;
+use rswarm_proto::dispatcher::{NetworkStateMessage, NodeEndpoint};
 use rswarm_proto::types::Task;
 use tokio::sync::{watch, Mutex};
 
@@ -42,7 +42,7 @@ pub const TASK_RESOLV_CONF: &str = "nameserver 127.0.0.11\noptions ndots:0\n";
 
 /// The node's own namespace, where the routing mesh lives.
 const NODE_NETNS: &str = "/proc/self/ns/net";
-/// Sweeps for leftovers at most this often.
+/// How often leftovers are swept.
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
 
 /// What was last applied, so unchanged rules are not applied again.
@@ -50,8 +50,10 @@ const SWEEP_EVERY: Duration = Duration::from_secs(5);
 struct Applied {
     vips: HashMap<String, Vec<VipService>>,
     mesh: Option<Vec<PublishedPort>>,
+    /// This node's leg on ingress: (network, address), and its interface
+    /// once attached.
     host_leg: Option<(String, String)>,
-    last_sweep: Option<Instant>,
+    ingress_iface: Option<String>,
 }
 
 pub struct NetPlane {
@@ -93,8 +95,8 @@ impl NetPlane {
             local: std::sync::Mutex::new(HashMap::new()),
             applied: Mutex::new(Applied::default()),
         });
-        // Sweeps happen even when no new state arrives (the last task of a
-        // network went, and nothing else changed).
+        // Leftovers are swept on a timer, whether or not new state arrives
+        // (the last task of a network went, and nothing else changed).
         let weak = Arc::downgrade(&plane);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(SWEEP_EVERY);
@@ -103,7 +105,7 @@ impl NetPlane {
                 tick.tick().await;
                 let Some(plane) = weak.upgrade() else { return };
                 if plane.has_state() {
-                    plane.refresh().await;
+                    plane.sweep().await;
                 }
             }
         });
@@ -164,22 +166,7 @@ impl NetPlane {
         self.state.send_replace(msg.clone());
         let mut applied = self.applied.lock().await;
         let local = self.local_tasks();
-        let my_leg = rules::ingress_id(&msg).and_then(|ing| {
-            msg.node_endpoints
-                .iter()
-                .find(|e| e.node_id == self.node_id && e.network_id == ing)
-        });
-        let mut wanted: HashSet<String> = msg
-            .endpoints
-            .iter()
-            .filter(|e| e.node_id == self.node_id)
-            .map(|e| e.network_id.clone())
-            .collect();
-        wanted.extend(local.values().flat_map(|t| t.networks.iter().cloned()));
-        if let Some(leg) = my_leg {
-            wanted.insert(leg.network_id.clone());
-        }
-        for net in &wanted {
+        for net in &self.wanted_networks(&msg, &local) {
             let Some(cfg) = Self::network_config(&msg, net) else {
                 continue;
             };
@@ -192,11 +179,13 @@ impl NetPlane {
             }
         }
         // This node's own leg on ingress: the routing mesh's way in.
-        let leg = my_leg.map(|l| (l.network_id.clone(), l.addr.clone()));
-        let mut ingress_iface = None;
+        let leg = self
+            .my_leg(&msg)
+            .map(|l| (l.network_id.clone(), l.addr.clone()));
+        applied.ingress_iface = None;
         if let Some((net, addr)) = &leg {
             match self.overlay.attach_host(net, addr).await {
-                Ok(iface) => ingress_iface = Some(iface),
+                Ok(iface) => applied.ingress_iface = Some(iface),
                 Err(e) => {
                     tracing::warn!(network = %net, error = %e, "attaching the node to ingress")
                 }
@@ -209,16 +198,35 @@ impl NetPlane {
         applied.host_leg = leg;
 
         self.dns.set_records(Self::records(&msg));
-        self.sync_vips(&mut applied, &msg, &local).await;
-        self.sync_mesh(&mut applied, &msg, &local, ingress_iface)
-            .await;
-        if applied
-            .last_sweep
-            .is_none_or(|t| t.elapsed() >= SWEEP_EVERY)
-        {
-            applied.last_sweep = Some(Instant::now());
-            self.sweep(&wanted, &local).await;
+        self.sync_rules(&mut applied, &msg, &local).await;
+    }
+
+    /// This node's own address on `ingress`, if it has one.
+    fn my_leg<'a>(&self, msg: &'a NetworkStateMessage) -> Option<&'a NodeEndpoint> {
+        let ingress = rules::ingress_id(msg)?;
+        msg.node_endpoints
+            .iter()
+            .find(|e| e.node_id == self.node_id && e.network_id == ingress)
+    }
+
+    /// The networks this node needs: those of its tasks (in the state, or
+    /// registered here) and `ingress` when it has a leg there.
+    fn wanted_networks(
+        &self,
+        msg: &NetworkStateMessage,
+        local: &HashMap<String, LocalTask>,
+    ) -> HashSet<String> {
+        let mut wanted: HashSet<String> = msg
+            .endpoints
+            .iter()
+            .filter(|e| e.node_id == self.node_id)
+            .map(|e| e.network_id.clone())
+            .collect();
+        wanted.extend(local.values().flat_map(|t| t.networks.iter().cloned()));
+        if let Some(leg) = self.my_leg(msg) {
+            wanted.insert(leg.network_id.clone());
         }
+        wanted
     }
 
     fn records(msg: &NetworkStateMessage) -> Records {
@@ -250,6 +258,26 @@ impl NetPlane {
                 })
                 .collect(),
         }
+    }
+
+    /// Apply the VIP and published-port rules that changed.
+    async fn sync_rules(
+        &self,
+        applied: &mut Applied,
+        msg: &NetworkStateMessage,
+        local: &HashMap<String, LocalTask>,
+    ) {
+        self.sync_vips(applied, msg, local).await;
+        self.sync_mesh(applied, msg, local).await;
+    }
+
+    /// The rules again, after a local task came or went (its devices and
+    /// the peers come with the network state).
+    async fn refresh_rules(&self) {
+        let msg = self.state.borrow().clone();
+        let local = self.local_tasks();
+        let mut applied = self.applied.lock().await;
+        self.sync_rules(&mut applied, &msg, &local).await;
     }
 
     /// Apply the VIP tables of the local tasks whose VIP set changed.
@@ -297,20 +325,16 @@ impl NetPlane {
         applied: &mut Applied,
         msg: &NetworkStateMessage,
         local: &HashMap<String, LocalTask>,
-        ingress_iface: Option<String>,
     ) {
         let tasks: Vec<&LocalTask> = local.values().collect();
         let want = rules::node_ports(msg, &tasks);
         if applied.mesh.as_ref() == Some(&want) {
             return;
         }
-        if want.iter().any(|p| !p.backends.is_empty()) {
-            // Translated packets from outside are forwarded to the backends.
-            if let Err(e) = std::fs::write("/proc/sys/net/ipv4/ip_forward", "1") {
-                tracing::warn!(error = %e, "enabling net.ipv4.ip_forward");
-            }
-        }
+        // Forwarding to the backends was switched on with the ingress leg
+        // and the gateway bridge (the overlay does it).
         let ports = want.clone();
+        let ingress_iface = applied.ingress_iface.clone();
         let res = tokio::task::spawn_blocking(move || {
             nft::apply_node_mesh(Path::new(NODE_NETNS), &ports, ingress_iface.as_deref())
         })
@@ -324,7 +348,12 @@ impl NetPlane {
 
     /// Remove sandboxes of networks nothing here uses and task namespaces
     /// that are neither registered nor used by any process.
-    async fn sweep(&self, wanted: &HashSet<String>, local: &HashMap<String, LocalTask>) {
+    async fn sweep(&self) {
+        let msg = self.state.borrow().clone();
+        // Held so no apply builds while the sweep decides.
+        let _applied = self.applied.lock().await;
+        let local = self.local_tasks();
+        let wanted = self.wanted_networks(&msg, &local);
         let used = sweep::namespaces_in_use();
         let mut keep_tasks: Vec<String> = local.keys().cloned().collect();
         if let Ok(entries) = std::fs::read_dir(&self.netns_dir) {
@@ -415,7 +444,7 @@ impl NetPlane {
             self.register(&task.id, entry);
         }
         self.serve_dns(task).await?;
-        self.refresh().await;
+        self.refresh_rules().await;
         Ok(Some(path))
     }
 
@@ -423,12 +452,6 @@ impl NetPlane {
         if let Ok(mut m) = self.local.lock() {
             m.insert(task_id.to_string(), entry);
         }
-    }
-
-    /// Apply the current state again (after a local task came or went).
-    async fn refresh(&self) {
-        let msg = self.state.borrow().clone();
-        self.apply(msg).await;
     }
 
     /// A running task found after an agent restart: registered again, its
@@ -445,7 +468,7 @@ impl NetPlane {
         };
         self.register(&task.id, entry);
         self.serve_dns(task).await?;
-        self.refresh().await;
+        self.refresh_rules().await;
         Ok(())
     }
 
@@ -492,7 +515,7 @@ impl NetPlane {
             }
         }
         if known {
-            self.refresh().await;
+            self.refresh_rules().await;
         }
     }
 

@@ -343,11 +343,9 @@ fn now_ns() -> i64 {
         .unwrap_or(0)
 }
 
-/// The Running timestamp (unix ns) of `svc`'s task, from `service ps`'s
-/// full listing through the daemon's JSON-ish inspect: we ask the API.
+/// The Running timestamp (unix ns) of `svc`'s task, from the Services API
+/// (`service ps` shows it only as "Running N seconds ago").
 fn running_since(h: &Host, svc: &str) -> anyhow::Result<i64> {
-    // `service ps --format '{{json .}}'` does not carry the raw timestamp;
-    // the Services API does.
     use rswarm_proto::control::services_client::ServicesClient;
     use rswarm_proto::control::ListTasksRequest;
     use rswarm_proto::types::TaskState;
