@@ -29,16 +29,19 @@ pub enum Target {
 
 impl Target {
     pub fn parse(s: &str) -> anyhow::Result<Target> {
+        if s.trim().is_empty() {
+            bail!("invalid host '': expected unix:///path or tcp://host:port");
+        }
         if let Some(p) = s.strip_prefix("unix://") {
             if p.is_empty() {
-                bail!("invalid host {s:?}: unix:// needs a socket path");
+                bail!("invalid host '{s}': unix:// needs a socket path");
             }
             return Ok(Target::Unix(PathBuf::from(p)));
         }
         if let Some(a) = s.strip_prefix("tcp://") {
             let a = a.trim_end_matches('/');
             if a.is_empty() {
-                bail!("invalid host {s:?}: tcp:// needs host:port");
+                bail!("invalid host '{s}': tcp:// needs host:port");
             }
             let a = if a.contains(':') {
                 a.to_string()
@@ -47,7 +50,7 @@ impl Target {
             };
             return Ok(Target::Tcp(a));
         }
-        bail!("invalid host {s:?}: expected unix:///path or tcp://host:port")
+        bail!("invalid host '{s}': expected unix:///path or tcp://host:port")
     }
 
     pub fn display(&self) -> String {
@@ -61,8 +64,8 @@ impl Target {
 impl ClientOpts {
     pub fn target(&self) -> anyhow::Result<Target> {
         match &self.host {
-            Some(h) if !h.is_empty() => Target::parse(h),
-            _ => Ok(Target::Unix(PathBuf::from(DEFAULT_SOCKET))),
+            Some(h) => Target::parse(h),
+            None => Ok(Target::Unix(PathBuf::from(DEFAULT_SOCKET))),
         }
     }
 
@@ -142,5 +145,9 @@ mod tests {
         );
         assert!(Target::parse("http://x").is_err());
         assert!(Target::parse("unix://").is_err());
+        assert_eq!(
+            Target::parse("").map_err(|e| e.to_string()),
+            Err("invalid host '': expected unix:///path or tcp://host:port".to_string())
+        );
     }
 }

@@ -132,12 +132,7 @@ fn exit_on_usage_error(e: clap::Error) -> ! {
         e.exit();
     }
     let rendered = e.render().to_string();
-    let first = rendered
-        .lines()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("invalid arguments")
-        .trim_start_matches("error: ")
-        .to_string();
+    let first = first_usage_line(&rendered);
     let usage = rendered
         .lines()
         .find_map(|l| l.trim().strip_prefix("Usage: "))
@@ -150,6 +145,31 @@ fn exit_on_usage_error(e: clap::Error) -> ! {
     std::process::exit(2);
 }
 
+/// The line a usage error prints: clap's first line, with the names it lists
+/// below that line (the missing arguments) joined onto it, so the message says
+/// which argument is missing.
+fn first_usage_line(rendered: &str) -> String {
+    let mut lines = rendered.lines().skip_while(|l| l.trim().is_empty());
+    let first = lines
+        .next()
+        .unwrap_or("invalid arguments")
+        .trim_start_matches("error: ")
+        .trim_end()
+        .to_string();
+    if !first.ends_with(':') {
+        return first;
+    }
+    let listed: Vec<&str> = lines
+        .take_while(|l| l.starts_with(' ') && !l.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    if listed.is_empty() {
+        first
+    } else {
+        format!("{first} {}", listed.join(", "))
+    }
+}
+
 /// Errors print as one line: the outermost context and its causes.
 fn one_line(e: &anyhow::Error) -> String {
     let mut parts: Vec<String> = vec![];
@@ -160,6 +180,31 @@ fn one_line(e: &anyhow::Error) -> String {
         }
     }
     parts.join(": ").replace('\n', " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn usage_error(args: &[&str]) -> String {
+        match Cli::try_parse_from(args) {
+            Ok(_) => panic!("{args:?} parsed"),
+            Err(e) => first_usage_line(&e.render().to_string()),
+        }
+    }
+
+    #[test]
+    fn a_missing_argument_is_named() {
+        let line = usage_error(&["rswarm", "service", "scale"]);
+        assert!(
+            line.starts_with("the following required arguments were not provided: <"),
+            "{line}"
+        );
+        let line = usage_error(&["rswarm", "network", "create"]);
+        assert!(line.contains("<NAME>"), "{line}");
+        let line = usage_error(&["rswarm", "node", "ls", "--nope"]);
+        assert!(line.contains("'--nope'"), "{line}");
+    }
 }
 
 fn run_client(opts: client::ClientOpts, command: Command) -> anyhow::Result<()> {

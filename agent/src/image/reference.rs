@@ -3,7 +3,9 @@
 //!
 //! * `redis` → `docker.io/library/redis:latest`, `me/app` → `docker.io/me/app:latest`;
 //! * the first path component is a registry when it has a `.` or a `:` or is
-//!   `localhost` (`10.77.0.2:5000/busybox:1`, `registry.local/app`);
+//!   `localhost` (`10.77.0.2:5000/busybox:1`, `registry.local/app`); one
+//!   that is only upper-case (`UPPER/case`) is refused as a repository name
+//!   that must be lowercase, where Docker would try a registry `UPPER`;
 //! * `index.docker.io` is `docker.io`;
 //! * `:latest` is added only when there is neither tag nor digest; a digest
 //!   (`@sha256:<64 hex>`, the only algorithm the store supports) is kept, with
@@ -33,7 +35,7 @@ pub fn normalize(reference: &str) -> Result<String, ImageError> {
 }
 
 fn invalid(input: &str, why: &str) -> ImageError {
-    ImageError::InvalidReference(format!("{input:?}: {why}"))
+    ImageError::InvalidReference(format!("{why} (image \"{input}\")"))
 }
 
 impl ImageRef {
@@ -88,6 +90,11 @@ impl ImageRef {
                     || first == "localhost"
                     || first.chars().any(|c| c.is_ascii_uppercase()) =>
             {
+                // `UPPER/case`: Docker reads a registry `UPPER`, but no registry
+                // is reached by a dotless upper-case name; it is a repository.
+                if !first.contains(['.', ':']) && first != "localhost" {
+                    return Err(invalid(input, "repository name must be lowercase"));
+                }
                 (first.to_string(), rest.to_string())
             }
             _ => (DOCKER_HUB.to_string(), name.to_string()),
@@ -328,9 +335,18 @@ mod tests {
                 other => panic!("{bad:?} gave {other:?}"),
             }
         }
-        let e = normalize("Redis").unwrap_err().to_string();
-        assert!(e.starts_with("invalid reference format: "), "{e}");
-        assert!(e.contains("lowercase"), "{e}");
+        for upper in ["Redis", "UPPER/case", "me/App"] {
+            assert_eq!(
+                normalize(upper).map_err(|e| e.to_string()),
+                Err(format!(
+                    "invalid reference format: repository name must be lowercase (image \"{upper}\")"
+                ))
+            );
+        }
+        assert_eq!(
+            normalize("REG.local:5000/app").ok().as_deref(),
+            Some("REG.local:5000/app:latest")
+        );
     }
 
     #[test]

@@ -120,6 +120,7 @@ pub fn render_image_list(
             IMAGE_LS_TABLE
         },
         headers: HeaderNames::new(IMAGE_LS_HEADERS),
+        row_type: "image",
     };
     render_list(&rows, format, quiet, &list)
 }

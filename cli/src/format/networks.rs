@@ -17,6 +17,7 @@ pub const NETWORK_LS: ListFormat<'static> = ListFormat {
         ("Driver", "DRIVER"),
         ("Scope", "SCOPE"),
     ]),
+    row_type: "network",
 };
 
 fn name(n: &Network) -> String {

@@ -40,6 +40,7 @@ pub const NODE_LS_HEADERS: &[(&str, &str)] = &[
 pub const NODE_LS: ListFormat<'static> = ListFormat {
     default_table: NODE_LS_TABLE,
     headers: HeaderNames::new(NODE_LS_HEADERS),
+    row_type: "node",
 };
 
 fn role_word(role: NodeRole) -> &'static str {

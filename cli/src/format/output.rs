@@ -24,6 +24,9 @@ pub struct ListFormat<'a> {
     pub default_table: &'a str,
     /// Column titles for the fields the rows carry.
     pub headers: HeaderNames<'a>,
+    /// What a row is, for the error on a field rows do not have
+    /// ("can't evaluate field Nope in type node").
+    pub row_type: &'a str,
 }
 
 const TABLE_KEY: &str = "table";
@@ -74,13 +77,14 @@ pub fn render_list(
     match list_layout(format, quiet, list) {
         Layout::Table(source) => {
             let template = Template::parse(source)?;
-            Ok(Table::from_template(&template, &list.headers, rows)?.render())
+            Ok(Table::from_template(&template, list, rows)?.render())
         }
         Layout::Lines(source) => {
             let template = Template::parse(source)?;
             let mut out = String::new();
+            let known = |f: &str| list.headers.declares(f);
             for row in rows {
-                out.push_str(&template.execute(row)?);
+                out.push_str(&template.execute_row(row, &known, list.row_type)?);
                 out.push('\n');
             }
             Ok(out)
@@ -151,6 +155,7 @@ mod tests {
     const LIST: ListFormat<'static> = ListFormat {
         default_table: "table {{.ID}}\t{{.Name}}",
         headers: HeaderNames::new(&[("ID", "ID"), ("Name", "NAME")]),
+        row_type: "row",
     };
 
     fn rows() -> Vec<Value> {

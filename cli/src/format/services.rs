@@ -46,6 +46,7 @@ pub const SERVICE_LS_HEADERS: &[(&str, &str)] = &[
 pub const SERVICE_LS: ListFormat<'static> = ListFormat {
     default_table: SERVICE_LS_TABLE,
     headers: HeaderNames::new(SERVICE_LS_HEADERS),
+    row_type: "service",
 };
 
 /// Docker's default stop grace period, shown when the spec leaves it unset.

@@ -10,6 +10,7 @@
 
 use serde_json::Value;
 
+use super::output::ListFormat;
 use super::template::Template;
 use super::FormatError;
 
@@ -45,17 +46,23 @@ impl Table {
     /// row is the template run over that row's value; tabs separate cells.
     pub fn from_template(
         template: &Template,
-        headers: &HeaderNames<'_>,
+        list: &ListFormat<'_>,
         rows: &[Value],
     ) -> Result<Table, FormatError> {
+        let headers = &list.headers;
         let title = |field: &str| headers.name(field);
+        let known = |field: &str| headers.declares(field);
         let header_line = template.execute_header(&title);
         let mut table = Table {
             headers: split_cells(&header_line),
             rows: Vec::with_capacity(rows.len()),
         };
         for row in rows {
-            table.push(split_cells(&template.execute(row)?));
+            table.push(split_cells(&template.execute_row(
+                row,
+                &known,
+                list.row_type,
+            )?));
         }
         Ok(table)
     }
@@ -96,6 +103,11 @@ impl<'a> HeaderNames<'a> {
     /// `known` maps template field names to titles, e.g. `("Self", "")`.
     pub const fn new(known: &'a [(&'a str, &'a str)]) -> HeaderNames<'a> {
         HeaderNames { known }
+    }
+
+    /// Whether the command declares `field` (rows may still leave it out).
+    pub fn declares(&self, field: &str) -> bool {
+        self.known.iter().any(|(f, _)| *f == field)
     }
 
     /// The title of the column showing `field`.
@@ -300,8 +312,12 @@ mod tests {
             json!({"ID": "abc", "Hostname": "host1", "ManagerStatus": "Leader"}),
             json!({"ID": "defghi", "Hostname": "a-longer-hostname", "ManagerStatus": ""}),
         ];
-        let table = Table::from_template(&template, &HeaderNames::new(&[]), &rows)
-            .unwrap_or_else(|e| panic!("{e}"));
+        let list = ListFormat {
+            default_table: "",
+            headers: HeaderNames::new(&[]),
+            row_type: "row",
+        };
+        let table = Table::from_template(&template, &list, &rows).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(table.headers(), ["ID", "HOSTNAME", "MANAGER STATUS"]);
         assert_eq!(
             table.render(),

@@ -38,6 +38,7 @@ pub const TASK_PS_HEADERS: &[(&str, &str)] = &[
 pub const TASK_PS: ListFormat<'static> = ListFormat {
     default_table: TASK_PS_TABLE,
     headers: HeaderNames::new(TASK_PS_HEADERS),
+    row_type: "task",
 };
 
 /// Docker truncates IDs to this many characters unless `--no-trunc`.

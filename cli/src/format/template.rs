@@ -61,6 +61,32 @@ impl Template {
             vars: vec![("$".to_string(), value.clone())],
             out: String::new(),
             header: None,
+            row: None,
+        };
+        exec.walk(value, &self.root)?;
+        Ok(exec.out)
+    }
+
+    /// Runs the template over a listing's row, which stands for a Go struct
+    /// in Docker: a field of the row that neither the row has nor `known`
+    /// declares fails as Go fails on a struct ("can't evaluate field Nope in
+    /// type node"), instead of printing `<no value>` as for a map's key.
+    pub fn execute_row(
+        &self,
+        value: &Value,
+        known: &dyn Fn(&str) -> bool,
+        type_name: &str,
+    ) -> Result<String, FormatError> {
+        let mut exec = Exec {
+            source: &self.source,
+            vars: vec![("$".to_string(), value.clone())],
+            out: String::new(),
+            header: None,
+            row: Some(RowCheck {
+                root: value,
+                known,
+                type_name,
+            }),
         };
         exec.walk(value, &self.root)?;
         Ok(exec.out)
@@ -79,6 +105,7 @@ impl Template {
             vars: vec![("$".to_string(), root.clone())],
             out: String::new(),
             header: Some(header),
+            row: None,
         };
         // A header that fails part-way keeps what it printed so far.
         let _ = exec.walk(&root, &self.root);
@@ -1408,6 +1435,16 @@ struct Exec<'t> {
     out: String,
     /// Set while rendering a table header: field name → column title.
     header: Option<&'t dyn Fn(&str) -> String>,
+    /// Set while rendering a listing's row (see [`Template::execute_row`]).
+    row: Option<RowCheck<'t>>,
+}
+
+/// The fields a listing's row has, for [`Template::execute_row`].
+struct RowCheck<'t> {
+    /// The row itself: only fields looked up directly on it are checked.
+    root: &'t Value,
+    known: &'t dyn Fn(&str) -> bool,
+    type_name: &'t str,
 }
 
 impl Exec<'_> {
@@ -1653,6 +1690,14 @@ impl Exec<'_> {
     fn fields(&self, base: &Value, fields: &[String], span: Span) -> Result<Value, FormatError> {
         static NULL: Value = Value::Null;
         let mut current = base;
+        if let (Some(row), Some(first), Value::Object(map)) = (&self.row, fields.first(), base) {
+            if std::ptr::eq(base, row.root) && !map.contains_key(first) && !(row.known)(first) {
+                return Err(self.error(
+                    span,
+                    format!("can't evaluate field {first} in type {}", row.type_name),
+                ));
+            }
+        }
         for field in fields {
             current = match current {
                 Value::Object(map) => map.get(field).unwrap_or(&NULL),
@@ -1716,6 +1761,30 @@ mod tests {
             render("{{.a}} {{.b}} {{.c}} {{.d}}", &floats).unwrap_or_default(),
             "1.2345675e+06 1e-05 123456.5 3"
         );
+    }
+
+    #[test]
+    fn a_rows_unknown_field_fails_like_a_go_struct() {
+        let known = |f: &str| f == "Declared";
+        let t = Template::parse("{{.Nope}}").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            t.execute_row(&node(), &known, "node").map_err(|e| e.to_string()),
+            Err("template parsing error: template: :1:2: executing \"\" at <.Nope>: can't evaluate field Nope in type node".to_string())
+        );
+        // Declared fields, present fields and map keys below the row stay soft.
+        for (format, want) in [
+            ("{{.Declared}}", "<no value>"),
+            ("{{.Description.Hostname}}", "host1"),
+            ("{{.Spec.Labels.none}}", "<no value>"),
+            ("{{with .Spec}}{{.Nope}}{{end}}", "<no value>"),
+        ] {
+            let t = Template::parse(format).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(
+                t.execute_row(&node(), &known, "node").ok().as_deref(),
+                Some(want),
+                "{format}"
+            );
+        }
     }
 
     #[test]

@@ -28,6 +28,10 @@ fn invalid() -> ValueError {
     ValueError::new("invalid reference format")
 }
 
+fn lowercase() -> ValueError {
+    ValueError::new("invalid reference format: repository name must be lowercase")
+}
+
 /// `[a-z0-9]+` runs joined by `.`, `_`, `__` or dashes.
 fn valid_path_component(c: &str) -> bool {
     let b = c.as_bytes();
@@ -147,6 +151,12 @@ impl ImageRef {
                     || first == "localhost"
                     || first.bytes().any(|b| b.is_ascii_uppercase()) =>
             {
+                // Docker would take `UPPER/case` as the registry `UPPER`; no
+                // registry is reached by a dotless upper-case name, and what
+                // the user meant is a repository: refuse it as one.
+                if !first.contains(['.', ':']) && first != "localhost" {
+                    return Err(lowercase());
+                }
                 (first.to_string(), remainder.to_string())
             }
             _ => (DEFAULT_DOMAIN.to_string(), name.to_string()),
@@ -166,9 +176,7 @@ impl ImageRef {
         }
         if path.split('/').any(|c| !valid_path_component(c)) {
             if path.bytes().any(|b| b.is_ascii_uppercase()) {
-                return Err(ValueError::new(
-                    "invalid reference format: repository name must be lowercase",
-                ));
+                return Err(lowercase());
             }
             return Err(invalid());
         }
@@ -299,6 +307,14 @@ mod tests {
             err("Busybox"),
             Some("invalid reference format: repository name must be lowercase".into())
         );
+        for upper in ["UPPER/case", "UPPER/case:1", "Me/app", "upper/CASE"] {
+            assert_eq!(
+                err(upper),
+                Some("invalid reference format: repository name must be lowercase".into()),
+                "{upper}"
+            );
+        }
+        assert_eq!(parse("REG.local:5000/app").domain, "REG.local:5000");
         assert_eq!(err(""), Some("invalid reference format".into()));
         assert_eq!(err("a b"), Some("invalid reference format".into()));
         assert_eq!(err("busybox:"), Some("invalid reference format".into()));

@@ -69,7 +69,7 @@ pub fn validate(spec: &ServiceSpec) -> Result<(), SpecError> {
         .ok_or_else(|| SpecError::invalid("ContainerSpec: image reference must be provided"))?;
     if let Err(e) = ImageRef::parse(&container.image) {
         return invalid(format!(
-            "ContainerSpec: {:?} is not a valid repository/tag: {e}",
+            "ContainerSpec: \"{}\" is not a valid repository/tag: {e}",
             container.image
         ));
     }

@@ -171,10 +171,56 @@ pub fn ingress_network(pool: &AddressPool) -> Result<Network, ManagerError> {
 /// Validates `spec` against the networks that exist and gives the new
 /// network its ID, subnets, gateways and VNI. Nothing is stored.
 pub fn allocate_network(
-    mut spec: NetworkSpec,
+    spec: NetworkSpec,
     existing: &[Network],
     pool: &AddressPool,
 ) -> Result<Network, ManagerError> {
+    allocate_network_beside(spec, existing, pool, &[])
+}
+
+/// What a network's subnet must not overlap besides other networks: the
+/// gateway bridge's subnet, and the nodes' own addresses (a network over a
+/// host's subnet would take the route to the other hosts away from it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reserved {
+    /// `rswarm_gwbridge`'s subnet on every node.
+    GatewayBridge(Cidr),
+    /// A node's address, and its hostname.
+    Host(Ipv4Addr, String),
+}
+
+/// The gateway bridge's subnet: the overlay crate's `GATEWAY_SUBNET` /
+/// `GATEWAY_PREFIX` (`rswarm_gwbridge`, 172.18.0.0/16).
+pub const GATEWAY_BRIDGE_SUBNET: (Ipv4Addr, u8) = (Ipv4Addr::new(172, 18, 0, 0), 16);
+
+/// The options the overlay driver takes: none yet. `encrypted` is refused in
+/// words of its own, since accepting it would promise encryption and send
+/// the traffic in clear.
+pub fn check_options(spec: &NetworkSpec) -> Result<(), ManagerError> {
+    let mut keys: Vec<&String> = spec.options.keys().collect();
+    keys.sort();
+    if keys.iter().any(|k| k.as_str() == "encrypted") {
+        return Err(invalid(
+            "encrypted overlay networks are not supported yet (their traffic would cross the wire in clear); create the network without --opt encrypted",
+        ));
+    }
+    if let Some(k) = keys.first() {
+        return Err(invalid(format!(
+            "network option \"{k}\" is not supported: the overlay driver takes no options"
+        )));
+    }
+    Ok(())
+}
+
+/// [`allocate_network`], also keeping clear of `reserved`: a given subnet
+/// that overlaps one is refused, and a subnet from the pool skips them.
+pub fn allocate_network_beside(
+    mut spec: NetworkSpec,
+    existing: &[Network],
+    pool: &AddressPool,
+    reserved: &[Reserved],
+) -> Result<Network, ManagerError> {
+    check_options(&spec)?;
     let net_name = spec
         .annotations
         .as_ref()
@@ -221,10 +267,25 @@ pub fn allocate_network(
     } else {
         spec.ipam.clone()
     };
+    for conf in requested.iter().filter(|c| !c.subnet.is_empty()) {
+        let subnet = parse_subnet(&conf.subnet, "subnet")?;
+        check_reserved(&subnet, reserved)?;
+    }
+    // Subnets from the pool keep clear of the reserved ones too.
+    let mut avoid = taken.clone();
+    avoid.extend(reserved.iter().map(|r| match r {
+        Reserved::GatewayBridge(c) => *c,
+        Reserved::Host(ip, _) => Cidr::new(*ip, 32),
+    }));
     let mut allocated = Vec::new();
     for conf in &requested {
-        let conf = allocate_ipam(conf, &taken, &pools, mask)?;
+        let conf = if conf.subnet.is_empty() {
+            allocate_ipam(conf, &avoid, &pools, mask)?
+        } else {
+            allocate_ipam(conf, &taken, &pools, mask)?
+        };
         if let Ok(subnet) = conf.subnet.parse::<Cidr>() {
+            avoid.push(subnet);
             taken.push(subnet);
         }
         allocated.push(conf);
@@ -241,6 +302,26 @@ pub fn allocate_network(
         ipam: allocated,
         vni,
     })
+}
+
+/// Refuses a subnet over the gateway bridge's or a node's address.
+fn check_reserved(subnet: &Cidr, reserved: &[Reserved]) -> Result<(), ManagerError> {
+    for r in reserved {
+        match r {
+            Reserved::GatewayBridge(c) if c.overlaps(subnet) => {
+                return Err(invalid(format!(
+                    "invalid subnet {subnet}: it overlaps {c}, the subnet of the rswarm_gwbridge gateway bridge on every node"
+                )));
+            }
+            Reserved::Host(ip, host) if subnet.contains(*ip) => {
+                return Err(invalid(format!(
+                    "invalid subnet {subnet}: it overlaps the network of node {host}, whose address is {ip}"
+                )));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// One requested IPAM configuration, checked and completed.
@@ -363,6 +444,49 @@ mod tests {
             Ok(n) => panic!("expected an error, got {n:?}"),
             Err(e) => e.to_string(),
         }
+    }
+
+    #[test]
+    fn options_and_reserved_subnets_are_refused() {
+        let pool = default_pool();
+        for value in ["", "true", "1"] {
+            let mut s = spec("secret", &[]);
+            s.options.insert("encrypted".into(), value.into());
+            let e = err(allocate_network(s, &[], &pool));
+            assert!(
+                e.starts_with("encrypted overlay networks are not supported yet"),
+                "{e}"
+            );
+        }
+        let mut s = spec("mtu", &[]);
+        s.options
+            .insert("com.docker.network.driver.mtu".into(), "1400".into());
+        assert_eq!(
+            err(allocate_network(s, &[], &pool)),
+            "network option \"com.docker.network.driver.mtu\" is not supported: the overlay driver takes no options"
+        );
+        let (gw, prefix) = GATEWAY_BRIDGE_SUBNET;
+        let reserved = [
+            Reserved::GatewayBridge(Cidr::new(gw, prefix)),
+            Reserved::Host(Ipv4Addr::new(10, 0, 0, 11), "host1".into()),
+        ];
+        let beside = |subnet: &str| {
+            let subnets = [(subnet, "", "")];
+            let s = spec("n", if subnet.is_empty() { &[] } else { &subnets });
+            allocate_network_beside(s, &[], &pool, &reserved)
+        };
+        assert_eq!(
+            err(beside("172.18.5.0/24")),
+            "invalid subnet 172.18.5.0/24: it overlaps 172.18.0.0/16, the subnet of the rswarm_gwbridge gateway bridge on every node"
+        );
+        assert_eq!(
+            err(beside("10.0.0.0/24")),
+            "invalid subnet 10.0.0.0/24: it overlaps the network of node host1, whose address is 10.0.0.11"
+        );
+        // From the pool, the host's /24 is skipped.
+        let n = beside("").expect("pool subnet");
+        assert_eq!(n.ipam[0].subnet, "10.0.1.0/24");
+        assert!(beside("172.19.0.0/16").is_ok());
     }
 
     #[test]

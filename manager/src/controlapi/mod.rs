@@ -3,6 +3,7 @@
 //! through Raft (forwarded to the leader by the store).
 
 mod cluster;
+mod image_ref;
 pub mod networks;
 mod nodes;
 pub mod services;

@@ -113,7 +113,8 @@ pub async fn create(store: &Store, spec: NetworkSpec) -> Result<Network, Manager
             Err(e) => return Err(e),
         };
         let pool = network::cluster_pool(cluster.as_ref());
-        let created = network::allocate_network(spec.clone(), &existing, &pool)?;
+        let reserved = reserved(store)?;
+        let created = network::allocate_network_beside(spec.clone(), &existing, &pool, &reserved)?;
         let ops = vec![
             objects::put_network(&created),
             Op::Put {
@@ -136,6 +137,32 @@ pub async fn create(store: &Store, spec: NetworkSpec) -> Result<Network, Manager
     Err(ManagerError::Internal(
         "network create kept racing with other network creates; try again".into(),
     ))
+}
+
+/// What a new network's subnet must keep clear of: the gateway bridge's
+/// subnet and every node's address.
+fn reserved(store: &Store) -> Result<Vec<network::Reserved>, ManagerError> {
+    let (gw, prefix) = network::GATEWAY_BRIDGE_SUBNET;
+    let mut out = vec![network::Reserved::GatewayBridge(
+        crate::allocator::ipam::Cidr::new(gw, prefix),
+    )];
+    for node in objects::nodes(store)? {
+        let addr = node.status.as_ref().map(|s| s.addr.as_str()).unwrap_or("");
+        let ip = addr
+            .parse::<std::net::Ipv4Addr>()
+            .ok()
+            .or_else(|| addr.parse::<std::net::SocketAddrV4>().ok().map(|a| *a.ip()));
+        if let Some(ip) = ip {
+            let host = node
+                .description
+                .as_ref()
+                .map(|d| d.hostname.clone())
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| node.id.clone());
+            out.push(network::Reserved::Host(ip, host));
+        }
+    }
+    Ok(out)
 }
 
 /// All networks, by name.

@@ -47,10 +47,11 @@ pub fn validate(spec: &ServiceSpec) -> Result<(), ManagerError> {
     }
     if container.image.chars().any(char::is_whitespace) {
         return Err(invalid(format!(
-            "ContainerSpec: invalid image reference {:?}",
+            "ContainerSpec: invalid image reference \"{}\"",
             container.image
         )));
     }
+    super::image_ref::check(&container.image).map_err(invalid)?;
     match &spec.mode {
         None => return Err(invalid("service spec has no mode")),
         Some(Mode::ReplicatedJob(j)) if j.max_concurrent == 0 && j.total_completions == 0 => {}
@@ -134,6 +135,29 @@ pub fn validate(spec: &ServiceSpec) -> Result<(), ManagerError> {
             return Err(invalid(
                 "EndpointSpec: port published with ingress mode can't be used with dnsrr mode",
             ));
+        }
+    }
+    Ok(())
+}
+
+/// Every network the task template attaches to exists (Docker: "network
+/// nosuchnet not found"), so no task waits forever for a network.
+fn check_networks(store: &Store, spec: &ServiceSpec) -> Result<(), ManagerError> {
+    let wanted = spec
+        .task
+        .as_ref()
+        .map(|t| t.networks.as_slice())
+        .unwrap_or(&[]);
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let all = objects::networks(store)?;
+    for n in wanted {
+        if crate::allocator::network::resolve_target(&all, &n.target).is_none() {
+            return Err(ManagerError::NotFound(format!(
+                "network {} not found",
+                n.target
+            )));
         }
     }
     Ok(())
@@ -289,6 +313,7 @@ pub async fn create(store: &Store, mut spec: ServiceSpec) -> Result<Service, Man
         spec.annotations.get_or_insert_with(Default::default).name = generated_name();
     }
     validate(&spec)?;
+    check_networks(store, &spec)?;
     let name = spec
         .annotations
         .as_ref()
@@ -383,6 +408,7 @@ pub async fn update(store: &Store, req: UpdateServiceRequest) -> Result<Service,
             return Err(invalid("renaming services is not supported"));
         }
         validate(&new)?;
+        check_networks(store, &new)?;
         let mode_kind = |s: &ServiceSpec| std::mem::discriminant(&s.mode);
         if mode_kind(&old) != mode_kind(&new) {
             return Err(invalid("service mode change is not allowed"));
