@@ -156,12 +156,23 @@ async fn run_exec(req: ExecRequest, channel: Channel, runtime: Arc<Runtime>) {
     let mut proc = match runtime.exec(&req.task_id, &cfg).await {
         Ok(p) => p,
         Err(e) => {
-            let _ = tx
-                .send(frame(ToManager::Error(format!(
-                    "exec in task {}: {e}",
-                    req.task_id
-                ))))
-                .await;
+            let message = match &e {
+                // Docker's shape: `OCI runtime exec failed: exec failed:
+                // unable to start container process: exec: "nosuch": …`.
+                crate::runtime::RuntimeError::Runc { op, message } if op == "exec" => {
+                    let message = message.strip_prefix("exec failed: ").unwrap_or(message);
+                    format!("OCI runtime exec failed: exec failed: {message}")
+                }
+                _ => format!("exec in task {}: {e}", req.task_id),
+            };
+            let _ = tx.send(frame(ToManager::Error(message))).await;
+            drop(tx);
+            // Dropping `inbound` now would reset the call before the error
+            // frame is through: wait for the manager to end it.
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+                while let Ok(Some(_)) = inbound.message().await {}
+            })
+            .await;
             return;
         }
     };

@@ -102,6 +102,15 @@ impl ClientOpts {
                     (Some(c), Some(k)) => Some((c.as_str(), k.as_str())),
                     _ => None,
                 };
+                if let Some((c, _)) = client {
+                    tls::check_client_certificate(&ca, c).map_err(|why| {
+                        anyhow!(
+                            "Cannot connect to the rswarm manager at {}: the client certificate {} will be refused: {why}",
+                            target.display(),
+                            self.tlscert.display()
+                        )
+                    })?;
+                }
                 tls::connect(addr, &ca, client).await.map_err(|e| {
                     anyhow!(
                         "Cannot connect to the rswarm manager at {}: {e}",
@@ -118,9 +127,26 @@ impl ClientOpts {
 pub fn status_error(s: tonic::Status) -> anyhow::Error {
     let msg = s.message().trim();
     match s.code() {
-        tonic::Code::Unavailable if msg.contains("transport") || msg.is_empty() => {
-            anyhow!("Error response from daemon: the daemon is unreachable ({msg})")
+        _ if msg.contains("transport error")
+            || (s.code() == tonic::Code::Unavailable && msg.is_empty()) =>
+        {
+            // Say what failed underneath ("transport error" alone does not):
+            // a refused certificate, a reset connection, …
+            let why = std::error::Error::source(&s)
+                .map(tls::explain)
+                .filter(|w| !w.is_empty())
+                .unwrap_or_else(|| msg.to_string());
+            anyhow!("Error response from daemon: the daemon is unreachable: {why}")
         }
+        // A manager's TCP port serves the control API only: node-local
+        // calls (`info`, `image …`, `exec`) need the node's own socket.
+        tonic::Code::Unimplemented => anyhow!(
+            "Error response from daemon: this command is not served on a manager's tcp:// port; run it on the node itself (its local socket)"
+        ),
+        _ if msg.is_empty() => anyhow!(
+            "Error response from daemon: the call failed ({}) without a message",
+            s.code()
+        ),
         _ => anyhow!("Error response from daemon: {msg}"),
     }
 }

@@ -215,14 +215,22 @@ impl ImageStore {
             _tmp = Some(guard);
             tmp
         };
-        let ar = Archive::index(&tar_path).map_err(err)?;
+        // The tar reader's errors can quote the bytes it choked on: a text
+        // file given by mistake would be echoed. Say what it is not instead.
+        let ar = Archive::index(&tar_path).map_err(|e| {
+            if e.starts_with("reading tar: ") {
+                err("not a docker-save or OCI archive (not a tar file)".into())
+            } else {
+                err(e)
+            }
+        })?;
         if ar.has("manifest.json") {
             self.load_docker(&ar).map_err(|e| map_err(e, &err))
         } else if ar.has("index.json") {
             self.load_oci(&ar).map_err(|e| map_err(e, &err))
         } else {
             Err(err(
-                "neither manifest.json (docker save) nor index.json (OCI image layout) in the archive"
+                "not a docker-save or OCI archive (neither manifest.json nor index.json in it)"
                     .into(),
             ))
         }

@@ -111,6 +111,19 @@ fn log_error(path: &Path) -> Option<String> {
         .next_back()
 }
 
+/// A runc failure, without the "runc create failed: " runc itself puts in
+/// front of its message (the error's own text says it once).
+fn runc_failed(op: &str, message: String) -> RuntimeError {
+    let message = message
+        .strip_prefix(&format!("runc {op} failed: "))
+        .map(str::to_string)
+        .unwrap_or(message);
+    RuntimeError::Runc {
+        op: op.to_string(),
+        message,
+    }
+}
+
 impl Runc {
     pub fn new(bin: PathBuf, root: PathBuf) -> Self {
         Runc { bin, root }
@@ -141,10 +154,7 @@ impl Runc {
         if out.status.success() {
             Ok(out.stdout)
         } else {
-            Err(RuntimeError::Runc {
-                op: op.to_string(),
-                message: error_message(&out.stderr),
-            })
+            Err(runc_failed(op, error_message(&out.stderr)))
         }
     }
 
@@ -176,11 +186,10 @@ impl Runc {
         if status.success() {
             Ok(())
         } else {
-            Err(RuntimeError::Runc {
-                op: op.to_string(),
-                message: log_error(log_file)
-                    .unwrap_or_else(|| format!("runc exited with {status}")),
-            })
+            Err(runc_failed(
+                op,
+                log_error(log_file).unwrap_or_else(|| format!("runc exited with {status}")),
+            ))
         }
     }
 
@@ -327,6 +336,22 @@ impl Runc {
 #[cfg(test)]
 mod unit {
     use super::*;
+
+    #[test]
+    fn runc_failed_says_so_once() {
+        let e = runc_failed(
+            "create",
+            "runc create failed: unable to start container process: exec: \"nosuch\": executable file not found in $PATH".into(),
+        );
+        assert_eq!(
+            e.to_string(),
+            "runc create failed: unable to start container process: exec: \"nosuch\": executable file not found in $PATH"
+        );
+        assert_eq!(
+            runc_failed("kill", "x".into()).to_string(),
+            "runc kill failed: x"
+        );
+    }
 
     #[test]
     fn error_messages() {

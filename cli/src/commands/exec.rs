@@ -184,6 +184,10 @@ async fn relay_output(
                 let _ = err.flush();
             }
             Some(exec_output::Frame::ExitCode(code)) => return Ok(code),
+            // The runtime's own words say "exec failed" already.
+            Some(exec_output::Frame::Error(e)) if e.starts_with("OCI runtime exec failed") => {
+                anyhow::bail!("{e}")
+            }
             Some(exec_output::Frame::Error(e)) => anyhow::bail!("exec failed: {e}"),
             None => {}
         }

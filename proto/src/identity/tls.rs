@@ -335,25 +335,72 @@ fn check_pem_certs(pem: &str) -> Result<(), String> {
 
 /// One line from an error and its sources, without repeating a message that its
 /// source already says, plus what a certificate failure means for rswarm.
-fn explain(err: &(dyn std::error::Error + 'static)) -> String {
+/// Whether a manager that trusts `ca_pem` would accept `cert_pem` as a
+/// client certificate, checked here the way the manager checks it (rustls's
+/// WebPKI client verifier): the manager refuses a certificate of another
+/// swarm only after the handshake, where a client sees no more than a closed
+/// connection, so a client checks first and can say why. The error is in
+/// words ("not signed by this swarm's CA", "expired").
+pub fn check_client_certificate(ca_pem: &str, cert_pem: &str) -> Result<(), String> {
+    install_crypto_provider();
+    let unusable = || "the CA certificate is not usable".to_string();
+    let mut roots = rustls::RootCertStore::empty();
+    // Every certificate of the CA file (more than one while a CA rotates).
+    for ca in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots
+            .add(ca.map_err(|_| unusable())?)
+            .map_err(|_| unusable())?;
+    }
+    let mut chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes());
+    let leaf = chain
+        .next()
+        .ok_or_else(|| "no certificate in the file".to_string())?
+        .map_err(|_| "the file is not a PEM certificate".to_string())?;
+    let intermediates: Vec<CertificateDer<'static>> = chain.filter_map(Result::ok).collect();
+    let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
+        .build()
+        .map_err(|_| unusable())?;
+    use rustls::CertificateError as Cert;
+    match verifier.verify_client_cert(&leaf, &intermediates, UnixTime::now()) {
+        Ok(_) => Ok(()),
+        Err(rustls::Error::InvalidCertificate(Cert::UnknownIssuer | Cert::BadSignature)) => {
+            Err("it is not signed by this swarm's CA (a certificate of another swarm?)".into())
+        }
+        Err(rustls::Error::InvalidCertificate(Cert::Expired | Cert::ExpiredContext { .. })) => {
+            Err("it has expired".into())
+        }
+        Err(rustls::Error::InvalidCertificate(
+            Cert::NotValidYet | Cert::NotValidYetContext { .. },
+        )) => Err("it is not valid yet; check the clock".into()),
+        Err(_) => Err("the manager would not accept it as a client certificate".into()),
+    }
+}
+
+/// One line for an error chain. A certificate failure rustls names in its
+/// own terms (`invalid peer certificate: UnknownIssuer`) is said in words
+/// instead ("the manager's certificate is not signed by this swarm's CA").
+pub fn explain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut parts: Vec<String> = Vec::new();
-    let mut hint = None;
     let mut current = Some(err);
     while let Some(e) = current {
+        if let Some((tls, hint)) = rustls_error(e).and_then(|t| Some((t, certificate_hint(t)?))) {
+            // Outer links may quote rustls's text too: say it in words only.
+            let raw = tls.to_string();
+            parts = parts
+                .into_iter()
+                .map(|p| p.replace(&format!(": {raw}"), "").replace(&raw, ""))
+                .filter(|p| !p.trim().is_empty())
+                .collect();
+            parts.push(hint.to_string());
+            break;
+        }
         let message = e.to_string();
         if !message.is_empty() && !parts.iter().any(|p| p.contains(&message)) {
             parts.push(message);
         }
-        hint = hint.or_else(|| rustls_error(e).and_then(certificate_hint));
         current = e.source();
     }
-    let mut line = parts.join(": ");
-    if let Some(hint) = hint {
-        line.push_str(" (");
-        line.push_str(hint);
-        line.push(')');
-    }
-    line
+    parts.join(": ")
 }
 
 /// The rustls error in a chain link; tokio-rustls wraps it in an `io::Error`,
@@ -371,7 +418,7 @@ fn certificate_hint(err: &rustls::Error) -> Option<&'static str> {
     use rustls::{AlertDescription as Alert, CertificateError as Cert, Error};
     match err {
         Error::InvalidCertificate(Cert::UnknownIssuer | Cert::BadSignature) => {
-            Some("the manager's certificate is not signed by this cluster's CA")
+            Some("the manager's certificate is not signed by this swarm's CA")
         }
         Error::InvalidCertificate(Cert::NotValidForName | Cert::NotValidForNameContext { .. }) => {
             Some("the server's certificate is not a manager certificate")
@@ -391,12 +438,14 @@ fn certificate_hint(err: &rustls::Error) -> Option<&'static str> {
         ) => Some(
             "the manager refused this node's certificate; it may be expired or from another cluster",
         ),
+        Error::InvalidCertificate(_) => Some("the manager's certificate is not acceptable"),
+        Error::AlertReceived(_) => Some("the manager ended the TLS handshake"),
         _ => None,
     }
 }
 
 fn explain_status(status: &tonic::Status) -> String {
-    let mut line = format!("{:?}: {}", status.code(), status.message());
+    let mut line = format!("{}: {}", status.code(), status.message());
     if let Some(source) = std::error::Error::source(status) {
         let detail = explain(source);
         if !line.contains(&detail) {

@@ -169,11 +169,11 @@ pub(crate) fn reset(
 }
 
 fn read_err(e: DbError) -> StorageError<NodeId> {
-    StorageIOError::read_logs(AnyError::new(&e)).into()
+    StorageIOError::read_logs(AnyError::error(e.to_string())).into()
 }
 
 fn write_err(e: DbError) -> StorageError<NodeId> {
-    StorageIOError::write_logs(AnyError::new(&e)).into()
+    StorageIOError::write_logs(AnyError::error(e.to_string())).into()
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {
@@ -209,7 +209,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError<NodeId>> {
         let write = |e: DbError| -> StorageError<NodeId> {
-            StorageIOError::write_vote(AnyError::new(&e)).into()
+            StorageIOError::write_vote(AnyError::error(e.to_string())).into()
         };
         self.db
             .log
@@ -224,7 +224,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError<NodeId>> {
-        read_vote(&self.db).map_err(|e| StorageIOError::read_vote(AnyError::new(&e)).into())
+        read_vote(&self.db)
+            .map_err(|e| StorageIOError::read_vote(AnyError::error(e.to_string())).into())
     }
 
     async fn save_committed(

@@ -269,14 +269,15 @@ pub(crate) fn clear_snapshot(db: &Db) -> DbResult<()> {
 }
 
 fn sm_read_err(e: DbError) -> StorageError<NodeId> {
-    StorageIOError::read_state_machine(AnyError::new(&e)).into()
+    StorageIOError::read_state_machine(AnyError::error(e.to_string())).into()
 }
 
 fn snapshot_err(
     meta: Option<&SnapshotMeta<NodeId, BasicNode>>,
     e: DbError,
 ) -> StorageError<NodeId> {
-    StorageIOError::write_snapshot(meta.map(|m| m.signature()), AnyError::new(&e)).into()
+    StorageIOError::write_snapshot(meta.map(|m| m.signature()), AnyError::error(e.to_string()))
+        .into()
 }
 
 /// Builds a snapshot from a copy taken when the builder was made.
@@ -335,7 +336,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut responses = Vec::new();
         for entry in entries {
             let (response, changes) = apply_entry(&self.db, &entry).map_err(|e| {
-                StorageError::from(StorageIOError::apply(entry.log_id, AnyError::new(&e)))
+                StorageError::from(StorageIOError::apply(
+                    entry.log_id,
+                    AnyError::error(e.to_string()),
+                ))
             })?;
             if let Response::Conflict {
                 kind,
