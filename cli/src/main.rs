@@ -182,6 +182,30 @@ fn one_line(e: &anyhow::Error) -> String {
     parts.join(": ").replace('\n', " ")
 }
 
+fn run_client(opts: client::ClientOpts, command: Command) -> anyhow::Result<()> {
+    rswarm_proto::identity::tls::install_crypto_provider();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        match command {
+            Command::Init(a) => commands::swarm::init(&opts, a).await,
+            Command::Join(a) => commands::swarm::join(&opts, a).await,
+            Command::Swarm(c) => commands::swarm::run(&opts, c).await,
+            Command::Node(c) => commands::node::run(&opts, c).await,
+            Command::Service(c) => commands::service::run(&opts, c).await,
+            Command::Image(c) => commands::image::run(&opts, c).await,
+            Command::Exec(a) => commands::exec::run(&opts, a).await,
+            Command::Network(c) => commands::network::run(&opts, c).await,
+            Command::Info(a) => commands::system::info(&opts, a).await,
+            Command::Version(a) => commands::system::version(&opts, a).await,
+            Command::Daemon(_) | Command::ContainerInit { .. } => {
+                unreachable!("handled before the client runtime")
+            }
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,28 +229,4 @@ mod tests {
         let line = usage_error(&["rswarm", "node", "ls", "--nope"]);
         assert!(line.contains("'--nope'"), "{line}");
     }
-}
-
-fn run_client(opts: client::ClientOpts, command: Command) -> anyhow::Result<()> {
-    rswarm_proto::identity::tls::install_crypto_provider();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async move {
-        match command {
-            Command::Init(a) => commands::swarm::init(&opts, a).await,
-            Command::Join(a) => commands::swarm::join(&opts, a).await,
-            Command::Swarm(c) => commands::swarm::run(&opts, c).await,
-            Command::Node(c) => commands::node::run(&opts, c).await,
-            Command::Service(c) => commands::service::run(&opts, c).await,
-            Command::Image(c) => commands::image::run(&opts, c).await,
-            Command::Exec(a) => commands::exec::run(&opts, a).await,
-            Command::Network(c) => commands::network::run(&opts, c).await,
-            Command::Info(a) => commands::system::info(&opts, a).await,
-            Command::Version(a) => commands::system::version(&opts, a).await,
-            Command::Daemon(_) | Command::ContainerInit { .. } => {
-                unreachable!("handled before the client runtime")
-            }
-        }
-    })
 }
