@@ -185,10 +185,8 @@ impl Manager {
             self.dispatcher.clone(),
             auth.interceptor(auth::Access::Node),
         );
-        let raft = InterceptedService::new(
-            self.store.service(),
-            auth.interceptor(auth::Access::Manager),
-        );
+        let raft =
+            InterceptedService::new(self.store.service(), auth.interceptor(auth::Access::Raft));
         let services = ServicesServer::with_interceptor(
             self.services(),
             auth.interceptor(auth::Access::Manager),
