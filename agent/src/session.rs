@@ -2,8 +2,10 @@
 //! period the dispatcher asks for, follows the leader's address when a
 //! follower names it, and moves down the list of managers when one stops
 //! answering. When the cluster wants this node in another role, or its
-//! certificate nears expiry, it asks a manager to renew the certificate and
-//! hands the new one to the daemon (`AgentEvent::Renewed`).
+//! certificate nears expiry, or the cluster's root CA changed (rotation: the
+//! certificate is not from the signing CA, or the trust root is not the one
+//! the cluster wants), it asks a manager to renew the certificate and hands
+//! the new one to the daemon (`AgentEvent::Renewed`).
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -179,7 +181,12 @@ async fn run(
                     Some(addr.clone())
                 };
                 let desired = NodeRole::try_from(resp.desired_role).unwrap_or(NodeRole::Worker);
-                if desired != role || needs_renewal(&node_tls.cert_pem) {
+                let ca_changed = ca_changed(
+                    &node_tls.ca_pem,
+                    resp.renew_certificate,
+                    &resp.trust_root_hash,
+                );
+                if desired != role || ca_changed || needs_renewal(&node_tls.cert_pem) {
                     match renew(ch.clone()).await {
                         Ok((tls, role)) => {
                             renew_failures = 0;
@@ -189,6 +196,9 @@ async fn run(
                                 tokio::time::timeout(Duration::from_secs(10), identity.changed())
                                     .await;
                             channel = None;
+                            // The worker's streams used the old certificate: hand it
+                            // a channel with the new one on the next heartbeat.
+                            leader_tx.send_if_modified(|cur| cur.take().is_some());
                             continue;
                         }
                         Err(e) => {
@@ -221,6 +231,15 @@ async fn run(
             _ = identity.changed() => { channel = None; }
         }
     }
+}
+
+/// Whether the cluster's CA moved on from this node's certificate or trust
+/// root (a root CA rotation): the manager says the certificate is not from the
+/// CA that signs now, or the trust root it wants is not the one held.
+fn ca_changed(ca_pem: &str, renew_certificate: bool, trust_root_hash: &str) -> bool {
+    renew_certificate
+        || (!trust_root_hash.is_empty()
+            && rswarm_proto::identity::token::ca_digest(ca_pem.trim()) != trust_root_hash)
 }
 
 /// Renew when less than a third of the certificate's validity is left.
@@ -261,4 +280,26 @@ async fn renew(ch: tonic::transport::Channel) -> Result<(tls::NodeTls, NodeRole)
         },
         role,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PEM: &str = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+
+    #[test]
+    fn a_changed_root_ca_asks_for_renewal() {
+        let held = rswarm_proto::identity::token::ca_digest(PEM.trim());
+        // Nothing changed (an old manager sends no digest either).
+        assert!(!ca_changed(PEM, false, &held));
+        assert!(!ca_changed(PEM, false, ""));
+        // The certificate is not from the signing CA.
+        assert!(ca_changed(PEM, true, &held));
+        // The trust root the cluster wants is another one.
+        let other = rswarm_proto::identity::token::ca_digest("other");
+        assert!(ca_changed(PEM, false, &other));
+        // Trailing whitespace in the file does not count as a change.
+        assert!(!ca_changed(&format!("{PEM}\n\n"), false, &held));
+    }
 }

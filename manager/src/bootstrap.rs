@@ -72,6 +72,7 @@ pub async fn create_cluster(
                 worker: token::generate(&ca.cert_pem),
                 manager: token::generate(&ca.cert_pem),
             }),
+            ..Default::default()
         }),
         removed_nodes: vec![],
         default_address_pool: Some(pool),

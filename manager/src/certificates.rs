@@ -14,7 +14,8 @@ use rswarm_proto::types::{
 use rswarm_raft::{Op, Store};
 use tonic::{Request, Response, Status};
 
-use crate::ca::{new_node_id, RootCa};
+use crate::ca::new_node_id;
+use crate::ca::rotation::{self, Signer};
 use crate::error::ManagerError;
 use crate::{auth, objects};
 
@@ -31,19 +32,10 @@ impl CaService {
         Self { store }
     }
 
-    fn root_ca(&self) -> Result<(RootCa, rswarm_proto::types::Cluster), ManagerError> {
+    /// Who signs now (the new root during a CA rotation) and the cluster.
+    fn root_ca(&self) -> Result<(Signer, rswarm_proto::types::Cluster), ManagerError> {
         let cluster = objects::cluster(&self.store)?;
-        let ca = cluster
-            .root_ca
-            .clone()
-            .ok_or_else(|| ManagerError::Internal("cluster has no root CA".into()))?;
-        Ok((
-            RootCa {
-                cert_pem: ca.ca_cert_pem,
-                key_pem: ca.ca_key_pem,
-            },
-            cluster,
-        ))
+        Ok((rotation::signer(&cluster)?, cluster))
     }
 
     fn managers(&self) -> Result<Vec<ManagerAddr>, ManagerError> {
@@ -88,9 +80,9 @@ impl Ca for CaService {
         &self,
         _req: Request<GetRootCaCertificateRequest>,
     ) -> Result<Response<GetRootCaCertificateResponse>, Status> {
-        let (ca, _) = self.root_ca()?;
+        let (signer, _) = self.root_ca()?;
         Ok(Response::new(GetRootCaCertificateResponse {
-            certificate_pem: ca.cert_pem,
+            certificate_pem: signer.trust_root,
         }))
     }
 
@@ -99,10 +91,10 @@ impl Ca for CaService {
         req: Request<IssueNodeCertificateRequest>,
     ) -> Result<Response<IssueNodeCertificateResponse>, Status> {
         let req = req.into_inner();
-        let (ca, cluster) = self.root_ca()?;
+        let (signer, cluster) = self.root_ca()?;
         let parsed =
             token::parse(&req.token).map_err(|e| Status::invalid_argument(e.to_string()))?;
-        if !parsed.matches_ca(&ca.cert_pem) {
+        if !parsed.matches_ca(&signer.trust_root) {
             return Err(Status::invalid_argument(
                 "the join token's CA digest does not match this swarm's root CA",
             ));
@@ -122,7 +114,8 @@ impl Ca for CaService {
             ));
         };
         let node_id = new_node_id();
-        let cert_pem = ca
+        let cert_pem = signer
+            .ca
             .sign_node_csr(
                 &req.csr_pem,
                 &node_id,
@@ -131,11 +124,12 @@ impl Ca for CaService {
                 cert_validity(&cluster),
             )
             .map_err(|e| ManagerError::Ca(e.to_string()))?;
+        let cert_pem = signer.with_chain(cert_pem);
         let availability =
             NodeAvailability::try_from(req.availability).unwrap_or(NodeAvailability::Active);
         let mut description = req.description.unwrap_or_default();
         description.tls_info = Some(TlsInfo {
-            trust_root: ca.cert_pem.clone(),
+            trust_root: signer.trust_root.clone(),
             ..Default::default()
         });
         let node = Node {
@@ -172,7 +166,7 @@ impl Ca for CaService {
             role: role as i32,
             cluster_id: cluster.id.clone(),
             managers: self.managers()?,
-            ca_certificate_pem: ca.cert_pem,
+            ca_certificate_pem: signer.trust_root,
         }))
     }
 
@@ -186,7 +180,7 @@ impl Ca for CaService {
             ));
         };
         let req = req.into_inner();
-        let (ca, cluster) = self.root_ca()?;
+        let (signer, cluster) = self.root_ca()?;
         loop {
             let Some(mut node) = objects::node(&self.store, &caller.node_id)? else {
                 return Err(Status::not_found(format!(
@@ -199,7 +193,8 @@ impl Ca for CaService {
                 .as_ref()
                 .and_then(|s| NodeRole::try_from(s.desired_role).ok())
                 .unwrap_or(NodeRole::Worker);
-            let cert_pem = ca
+            let cert_pem = signer
+                .ca
                 .sign_node_csr(
                     &req.csr_pem,
                     &node.id,
@@ -208,8 +203,14 @@ impl Ca for CaService {
                     cert_validity(&cluster),
                 )
                 .map_err(|e| ManagerError::Ca(e.to_string()))?;
+            let cert_pem = signer.with_chain(cert_pem);
             node.role = role as i32;
             node.cert_expires_at = expiry_of(&cert_pem);
+            node.description
+                .get_or_insert_with(Default::default)
+                .tls_info
+                .get_or_insert_with(Default::default)
+                .trust_root = signer.trust_root.clone();
             match self.store.write(vec![objects::put_node(&node)]).await {
                 Ok(_) => {}
                 Err(rswarm_raft::StoreError::Conflict { .. }) => continue,
@@ -222,7 +223,7 @@ impl Ca for CaService {
                 role: role as i32,
                 cluster_id: cluster.id.clone(),
                 managers: self.managers()?,
-                ca_certificate_pem: ca.cert_pem,
+                ca_certificate_pem: signer.trust_root.clone(),
             }));
         }
     }

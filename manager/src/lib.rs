@@ -46,20 +46,28 @@ pub use error::ManagerError;
 /// node renews it.
 pub struct TlsConnector {
     tls: std::sync::RwLock<NodeTls>,
+    /// Bumped on every renewal, so that cached channels (made with the old
+    /// certificate and trust root) are made again.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl TlsConnector {
     pub fn new(tls: NodeTls) -> Self {
         Self {
             tls: std::sync::RwLock::new(tls),
+            generation: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
-    /// Use a renewed certificate for new connections.
+    /// Use a renewed certificate for new connections, and make cached
+    /// channels again (a peer that moved to a new root CA refuses the old
+    /// certificate).
     pub fn update(&self, tls: NodeTls) {
         if let Ok(mut t) = self.tls.write() {
             *t = tls;
         }
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
@@ -75,6 +83,10 @@ impl Connector for TlsConnector {
             Some((t.cert_pem.as_str(), t.key_pem.as_str())),
         )
         .map_err(|e| e.to_string())
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 
@@ -116,6 +128,9 @@ impl Manager {
                     }
                     if let Err(e) = roles::reconcile(&store).await {
                         tracing::debug!(error = %e, "role reconciliation");
+                    }
+                    if let Err(e) = ca::rotation::reconcile(&store).await {
+                        tracing::debug!(error = %e, "root CA rotation");
                     }
                 }
             })
@@ -185,10 +200,8 @@ impl Manager {
             self.dispatcher.clone(),
             auth.interceptor(auth::Access::Node),
         );
-        let raft = InterceptedService::new(
-            self.store.service(),
-            auth.interceptor(auth::Access::Manager),
-        );
+        let raft =
+            InterceptedService::new(self.store.service(), auth.interceptor(auth::Access::Raft));
         let services = ServicesServer::with_interceptor(
             self.services(),
             auth.interceptor(auth::Access::Manager),

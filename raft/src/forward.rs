@@ -25,7 +25,8 @@ pub(crate) enum ForwardError {
 
 pub(crate) struct Forwarder {
     connector: Arc<dyn Connector>,
-    clients: Mutex<HashMap<String, RaftClient<Channel>>>,
+    /// Per leader address: the client and the connector generation it was made in.
+    clients: Mutex<HashMap<String, (RaftClient<Channel>, u64)>>,
 }
 
 impl Forwarder {
@@ -41,15 +42,18 @@ impl Forwarder {
             .clients
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(client) = clients.get(addr) {
-            return Ok(client.clone());
+        let generation = self.connector.generation();
+        if let Some((client, made_in)) = clients.get(addr) {
+            if *made_in == generation {
+                return Ok(client.clone());
+            }
         }
         let channel = self
             .connector
             .channel(addr)
             .map_err(|e| ForwardError::Retry(format!("leader at {addr}: {e}")))?;
         let client = raft_client(channel);
-        clients.insert(addr.to_string(), client.clone());
+        clients.insert(addr.to_string(), (client.clone(), generation));
         Ok(client)
     }
 

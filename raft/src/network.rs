@@ -35,6 +35,13 @@ pub trait Connector: Send + Sync + 'static {
     /// A channel to the manager listening at `addr` (`host:port`); lazily
     /// connected is fine.
     fn channel(&self, addr: &str) -> Result<Channel, String>;
+
+    /// Changes whenever channels made before would now be wrong (the node's
+    /// certificate or trust root was renewed): cached clients are then made
+    /// again. Connectors whose channels never go stale keep the default.
+    fn generation(&self) -> u64 {
+        0
+    }
 }
 
 /// A Raft client with our message size limits.
@@ -73,7 +80,8 @@ pub(crate) struct Peer {
     target: u64,
     addr: String,
     connector: Arc<dyn Connector>,
-    client: Option<RaftClient<Channel>>,
+    /// The client and the connector generation it was made in.
+    client: Option<(RaftClient<Channel>, u64)>,
 }
 
 enum Rpc {
@@ -103,14 +111,17 @@ impl CallError {
 
 impl Peer {
     fn client(&mut self) -> Result<RaftClient<Channel>, CallError> {
-        if let Some(client) = &self.client {
-            return Ok(client.clone());
+        let generation = self.connector.generation();
+        if let Some((client, made_in)) = &self.client {
+            if *made_in == generation {
+                return Ok(client.clone());
+            }
         }
         let channel = self.connector.channel(&self.addr).map_err(|e| {
             CallError::Unreachable(format!("manager {} at {}: {e}", self.target, self.addr))
         })?;
         let client = raft_client(channel);
-        self.client = Some(client.clone());
+        self.client = Some((client.clone(), generation));
         Ok(client)
     }
 

@@ -3,7 +3,9 @@
 
 use clap::{Args, Subcommand};
 use rswarm_proto::control::control_client::ControlClient;
-use rswarm_proto::control::{GetClusterRequest, RotateJoinTokenRequest};
+use rswarm_proto::control::{
+    GetClusterRequest, ListNodesRequest, RotateJoinTokenRequest, RotateRootCaRequest,
+};
 use rswarm_proto::daemon::daemon_client::DaemonClient;
 use rswarm_proto::daemon::{InfoRequest, InitRequest, JoinRequest, LeaveRequest};
 use rswarm_proto::types::{NodeAvailability, NodeRole};
@@ -21,6 +23,21 @@ pub enum SwarmCommand {
     JoinToken(JoinTokenArgs),
     /// Leave the swarm
     Leave(LeaveArgs),
+    /// Display and rotate the root CA
+    Ca(CaArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CaArgs {
+    /// Rotate the swarm CA - if no certificate or key are provided, new ones will be generated
+    #[arg(long)]
+    rotate: bool,
+    /// Exit immediately instead of waiting for the root rotation to converge
+    #[arg(short, long)]
+    detach: bool,
+    /// Suppress progress output
+    #[arg(short, long)]
+    quiet: bool,
 }
 
 #[derive(Args, Debug)]
@@ -196,7 +213,120 @@ pub async fn run(opts: &ClientOpts, cmd: SwarmCommand) -> anyhow::Result<()> {
             Ok(())
         }
         SwarmCommand::JoinToken(a) => join_token(opts, a).await,
+        SwarmCommand::Ca(a) => ca(opts, a).await,
     }
+}
+
+/// `swarm ca`: print the root CA certificate; with `--rotate`, start a root
+/// rotation and (unless `--detach`) wait until every node has a certificate
+/// from the new root and the old one is gone, showing progress as Docker does.
+async fn ca(opts: &ClientOpts, a: CaArgs) -> anyhow::Result<()> {
+    if !a.rotate && a.detach {
+        anyhow::bail!("--detach is only applicable when rotating the CA (--rotate)");
+    }
+    let (ch, _) = opts.connect().await?;
+    let mut control = ControlClient::new(ch);
+    if !a.rotate {
+        let cluster = control
+            .get_cluster(GetClusterRequest {})
+            .await
+            .map_err(status_error)?
+            .into_inner();
+        print!("{}", root_pem(&cluster));
+        return Ok(());
+    }
+    let started = control
+        .rotate_root_ca(RotateRootCaRequest {})
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    if a.detach {
+        return Ok(());
+    }
+    let key_id = started
+        .root_ca
+        .as_ref()
+        .map(|r| r.rotation_key_id.clone())
+        .unwrap_or_default();
+    let new_root = started
+        .root_ca
+        .as_ref()
+        .map(|r| r.rotation_ca_cert_pem.clone())
+        .unwrap_or_default();
+    let mut last = None;
+    loop {
+        let nodes = control
+            .list_nodes(ListNodesRequest {})
+            .await
+            .map_err(status_error)?
+            .into_inner()
+            .nodes;
+        let done = nodes
+            .iter()
+            .filter(|n| {
+                n.description
+                    .as_ref()
+                    .and_then(|d| d.tls_info.as_ref())
+                    .is_some_and(|t| t.cert_issuer_key_id == key_id)
+            })
+            .count();
+        let cluster = control
+            .get_cluster(GetClusterRequest {})
+            .await
+            .map_err(status_error)?
+            .into_inner();
+        let root = cluster.root_ca.clone().unwrap_or_default();
+        let finished = root.rotation_ca_cert_pem.is_empty();
+        if !a.quiet && last != Some((done, nodes.len(), finished)) {
+            println!(
+                "rotated TLS certificates: {} {done}/{} nodes",
+                progress_bar(done, nodes.len()),
+                nodes.len()
+            );
+            println!(
+                "rotated CA certificates: {} {}/1",
+                progress_bar(usize::from(finished), 1),
+                usize::from(finished)
+            );
+            last = Some((done, nodes.len(), finished));
+        }
+        if finished {
+            if root.ca_cert_pem != new_root {
+                anyhow::bail!(
+                    "the root CA rotation was replaced by another one before it finished"
+                );
+            }
+            print!("{}", root_pem(&cluster));
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+}
+
+fn root_pem(cluster: &rswarm_proto::types::Cluster) -> String {
+    let pem = cluster
+        .root_ca
+        .as_ref()
+        .map(|r| r.ca_cert_pem.trim_end().to_string())
+        .unwrap_or_default();
+    format!("{pem}\n")
+}
+
+/// A 50-column bar as Docker's progress shows: `[=====>     ]`.
+fn progress_bar(done: usize, total: usize) -> String {
+    const WIDTH: usize = 50;
+    let filled = (done * WIDTH).checked_div(total).unwrap_or(0).min(WIDTH);
+    let arrow = if filled > 0 && filled < WIDTH {
+        ">"
+    } else {
+        ""
+    };
+    let equals = if arrow.is_empty() { filled } else { filled - 1 };
+    format!(
+        "[{}{arrow}{}]",
+        "=".repeat(equals),
+        " ".repeat(WIDTH - equals - arrow.len())
+    )
 }
 
 async fn join_token(opts: &ClientOpts, a: JoinTokenArgs) -> anyhow::Result<()> {
@@ -250,4 +380,24 @@ async fn join_token(opts: &ClientOpts, a: JoinTokenArgs) -> anyhow::Result<()> {
     };
     print!("{}", join_instructions(&a.role, &token, &addr));
     Ok(())
+}
+
+#[cfg(test)]
+mod ca_tests {
+    use super::progress_bar;
+
+    #[test]
+    fn the_progress_bar_fills_as_docker_draws_it() {
+        assert_eq!(progress_bar(0, 3), format!("[{}]", " ".repeat(50)));
+        assert_eq!(progress_bar(3, 3), format!("[{}]", "=".repeat(50)));
+        let third = progress_bar(1, 3);
+        assert_eq!(third.len(), 52);
+        // 50 / 3 = 16 columns done: 15 `=` and the arrow head.
+        assert_eq!(
+            third,
+            format!("[{}>{}]", "=".repeat(15), " ".repeat(34)),
+            "{third}"
+        );
+        assert_eq!(progress_bar(0, 0), format!("[{}]", " ".repeat(50)));
+    }
 }

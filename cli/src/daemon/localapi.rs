@@ -74,6 +74,12 @@ impl Control for LocalControl {
     ) -> Result<Response<Cluster>, Status> {
         self.node.control().await?.rotate_join_token(req).await
     }
+    async fn rotate_root_ca(
+        &self,
+        req: Request<RotateRootCaRequest>,
+    ) -> Result<Response<Cluster>, Status> {
+        self.node.control().await?.rotate_root_ca(req).await
+    }
 }
 
 /// Services over the local socket: delegates to this node's manager.

@@ -536,6 +536,7 @@ mod tests {
                         .to_string(),
                     cert_issuer_subject: b"subject".to_vec(),
                     cert_issuer_public_key: b"key".to_vec(),
+                    ..Default::default()
                 }),
             }),
             status: Some(NodeStatus {

@@ -263,3 +263,63 @@ async fn a_worker_certificate_cannot_serve_as_a_manager() {
         "{err}"
     );
 }
+
+/// During a root CA rotation a node certificate signed by the new root and
+/// sent with the new root cross-signed by the old one is accepted, in both
+/// directions, by nodes that still trust only the old root; after the
+/// rotation a certificate signed only by the old root is refused.
+#[tokio::test]
+async fn cross_signed_certificates_bridge_a_root_rotation() {
+    let cluster = Cluster::new();
+    let new_root = RootCa::generate(&cluster.id).expect("new root");
+    let cross = cluster.ca.cross_sign(&new_root).expect("cross-sign");
+    let rotated = |role| {
+        let (key_pem, csr_pem) = keys::new_key_and_csr().expect("key and CSR");
+        let leaf = new_root
+            .sign_node_csr(&csr_pem, &new_node_id(), role, &cluster.id, DAY)
+            .expect("sign");
+        NodeTls {
+            ca_pem: cluster.ca.cert_pem.clone(),
+            cert_pem: format!("{}\n{}", leaf.trim_end(), cross),
+            key_pem,
+        }
+    };
+    // A renewed manager, an old-root-only client.
+    let (addr, _) = serve(&rotated(NodeRole::Manager)).await;
+    let (_, old_node) = cluster.node(NodeRole::Worker);
+    let channel = tls::connect(&addr, &old_node.ca_pem, Some(old_node.client_identity()))
+        .await
+        .expect("an old-root client accepts the renewed manager");
+    who_am_i(channel).await.expect("call");
+    // A manager not yet renewed, a renewed client.
+    let (_, old_manager) = cluster.node(NodeRole::Manager);
+    let (addr, _) = serve(&old_manager).await;
+    let renewed = rotated(NodeRole::Worker);
+    let channel = tls::connect(&addr, &renewed.ca_pem, Some(renewed.client_identity()))
+        .await
+        .expect("connect");
+    who_am_i(channel)
+        .await
+        .expect("the old-root manager accepts the renewed client");
+
+    // After the rotation: trust only the new root.
+    let mut finished = rotated(NodeRole::Manager);
+    finished.ca_pem = new_root.cert_pem.clone();
+    let (addr, calls) = serve(&finished).await;
+    let mut renewed = rotated(NodeRole::Worker);
+    renewed.ca_pem = new_root.cert_pem.clone();
+    let channel = tls::connect(&addr, &renewed.ca_pem, Some(renewed.client_identity()))
+        .await
+        .expect("connect");
+    who_am_i(channel).await.expect("a renewed node is accepted");
+    let before = calls.load(Ordering::SeqCst);
+    let outcome = async {
+        let channel = tls::connect(&addr, &new_root.cert_pem, Some(old_node.client_identity()))
+            .await
+            .map_err(|e| e.to_string())?;
+        who_am_i(channel).await.map_err(|s| s.to_string())
+    }
+    .await;
+    assert!(outcome.is_err(), "an old-root certificate is refused");
+    assert_eq!(calls.load(Ordering::SeqCst), before);
+}

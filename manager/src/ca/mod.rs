@@ -27,6 +27,7 @@ use time::OffsetDateTime;
 
 #[cfg(test)]
 mod loopback_tests;
+pub mod rotation;
 
 /// Subject CN of the root CA certificate.
 pub const CA_COMMON_NAME: &str = "swarm-ca";
@@ -83,29 +84,66 @@ impl RootCa {
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(generate_error)?;
 
         let now = unix_now();
-        let mut params = CertificateParams::default();
-        params.distinguished_name = DistinguishedName::new();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, CA_COMMON_NAME);
-        params
-            .distinguished_name
-            .push(DnType::OrganizationName, cluster_id);
-        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        params.serial_number = Some(random_serial());
-        params.not_before = datetime(now - secs(BACKDATE)).map_err(CaError::Generate)?;
-        params.not_after = datetime(now + secs(CA_VALIDITY)).map_err(CaError::Generate)?;
-
+        let params = ca_params(cluster_id, now - secs(BACKDATE), now + secs(CA_VALIDITY))
+            .map_err(CaError::Generate)?;
         let cert = params.self_signed(&key).map_err(generate_error)?;
         Ok(RootCa {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
         })
+    }
+
+    /// `new`'s certificate signed by this (older) root: same subject, same
+    /// public key, same validity, issued by this root. A node certificate
+    /// signed by `new` and sent with this cross-signed certificate chains up to
+    /// this root, so nodes that trust only this root accept it (how a root CA
+    /// rotation keeps the swarm connected, see [`rotation`]).
+    pub fn cross_sign(&self, new: &RootCa) -> Result<String, CaError> {
+        let bad = |reason: String| CaError::BadRootCa(reason);
+        let (old_issuer, _) = self.issuer()?;
+        new.issuer()?;
+        let new_key = KeyPair::from_pem(&new.key_pem).map_err(|e| bad(format!("key: {e}")))?;
+        let der = rswarm_proto::identity::cert::first_cert_der(&new.cert_pem)
+            .map_err(|e| bad(e.to_string()))?;
+        let (_, cert) = x509_parser::parse_x509_certificate(&der)
+            .map_err(|e| bad(format!("certificate: {e}")))?;
+        let cluster_id = cert
+            .subject()
+            .iter_organization()
+            .next()
+            .and_then(|o| o.as_str().ok())
+            .ok_or_else(|| bad("the new root names no cluster (subject O)".into()))?
+            .to_string();
+        let params = ca_params(
+            &cluster_id,
+            cert.validity().not_before.timestamp(),
+            cert.validity().not_after.timestamp(),
+        )
+        .map_err(bad)?;
+        let cross = params
+            .signed_by(&new_key, &old_issuer)
+            .map_err(|e| bad(format!("cross-signing: {e}")))?;
+        Ok(cross.pem())
+    }
+
+    /// The subject key identifier of this root's certificate: what the
+    /// authority key identifier of every certificate it signs holds.
+    pub fn key_id(&self) -> Result<Vec<u8>, CaError> {
+        let der = rswarm_proto::identity::cert::first_cert_der(&self.cert_pem)
+            .map_err(|e| CaError::BadRootCa(e.to_string()))?;
+        let (_, cert) = x509_parser::parse_x509_certificate(&der)
+            .map_err(|e| CaError::BadRootCa(format!("certificate: {e}")))?;
+        cert.extensions()
+            .iter()
+            .find_map(|ext| match ext.parsed_extension() {
+                x509_parser::extensions::ParsedExtension::SubjectKeyIdentifier(id) => {
+                    Some(id.0.to_vec())
+                }
+                _ => None,
+            })
+            .ok_or_else(|| {
+                CaError::BadRootCa("the certificate has no subject key identifier".into())
+            })
     }
 
     /// A root CA loaded from storage, checked: the certificate parses, is a CA, and
@@ -205,6 +243,46 @@ impl RootCa {
             .map_err(|e| bad(format!("certificate: {e}")))?;
         Ok((issuer, not_after))
     }
+}
+
+/// The authority key identifier of a DER certificate (which CA key signed it).
+pub fn authority_key_id(cert_der: &[u8]) -> Option<Vec<u8>> {
+    let (_, cert) = x509_parser::parse_x509_certificate(cert_der).ok()?;
+    cert.extensions()
+        .iter()
+        .find_map(|ext| match ext.parsed_extension() {
+            x509_parser::extensions::ParsedExtension::AuthorityKeyIdentifier(aki) => {
+                aki.key_identifier.as_ref().map(|k| k.0.to_vec())
+            }
+            _ => None,
+        })
+}
+
+/// The parameters of a root CA certificate of `cluster_id` valid between two
+/// unix times: CN `swarm-ca`, O = cluster ID, path length 0.
+fn ca_params(
+    cluster_id: &str,
+    not_before: i64,
+    not_after: i64,
+) -> Result<CertificateParams, String> {
+    let mut params = CertificateParams::default();
+    params.distinguished_name = DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, CA_COMMON_NAME);
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, cluster_id);
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    params.serial_number = Some(random_serial());
+    params.not_before = datetime(not_before)?;
+    params.not_after = datetime(not_after)?;
+    Ok(params)
 }
 
 /// A new node ID: 16 random bytes as 25 lowercase base-36 characters (Swarm's form).

@@ -17,6 +17,7 @@ pub fn get(store: &Store) -> Result<Cluster, ManagerError> {
 pub fn redact(mut c: Cluster) -> Cluster {
     if let Some(ca) = c.root_ca.as_mut() {
         ca.ca_key_pem.clear();
+        ca.rotation_ca_key_pem.clear();
     }
     c
 }

@@ -2,7 +2,7 @@
 //! manager. Reads come from this manager's copy of the store; writes go
 //! through Raft (forwarded to the leader by the store).
 
-mod cluster;
+pub mod cluster;
 mod image_ref;
 pub mod networks;
 mod nodes;
@@ -78,6 +78,15 @@ impl Control for ControlApi {
     ) -> Result<Response<Cluster>, Status> {
         Ok(Response::new(
             cluster::rotate(&self.store, req.into_inner()).await?,
+        ))
+    }
+
+    async fn rotate_root_ca(
+        &self,
+        _req: Request<RotateRootCaRequest>,
+    ) -> Result<Response<Cluster>, Status> {
+        Ok(Response::new(
+            crate::ca::rotation::start(&self.store).await?,
         ))
     }
 }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use rswarm_proto::dispatcher::dispatcher_server::Dispatcher;
 use rswarm_proto::dispatcher::{HeartbeatRequest, HeartbeatResponse, Manager};
-use rswarm_proto::types::{NodeRole, NodeState, NodeStatus};
+use rswarm_proto::types::{NodeDescription, NodeRole, NodeState, NodeStatus};
 use rswarm_raft::{Store, StoreError};
 use tonic::{Request, Response, Status};
 
@@ -144,8 +144,19 @@ impl Dispatcher for DispatcherService {
                 "heartbeats need a node certificate",
             ));
         };
+        // Which CA key signed the certificate the node presents (root CA rotation).
+        let presented_key_id = req
+            .peer_certs()
+            .and_then(|certs| certs.first().and_then(|c| crate::ca::authority_key_id(c)));
         let req = req.into_inner();
         let period = heartbeat_period(&self.store);
+        let cluster = objects::cluster(&self.store)?;
+        let signing_key_id = crate::ca::rotation::signing_key_id(&cluster);
+        let renew_certificate = match (&presented_key_id, &signing_key_id) {
+            (Some(presented), Some(signing)) => presented != signing,
+            _ => false,
+        };
+        let trust_root_hash = crate::ca::rotation::trust_root_hash(&cluster);
         let leader_addr = self.store.leader().map(|(_, a)| a).unwrap_or_default();
         let node = objects::node(&self.store, &caller.node_id)?;
         let Some(mut node) = node else {
@@ -155,6 +166,8 @@ impl Dispatcher for DispatcherService {
                 desired_role: NodeRole::Worker as i32,
                 leader_addr,
                 removed: true,
+                renew_certificate: false,
+                trust_root_hash: String::new(),
             }));
         };
         let desired_role = node
@@ -167,22 +180,39 @@ impl Dispatcher for DispatcherService {
                 seen.last.insert(caller.node_id.clone(), Instant::now());
             }
             let addr = host_of(&req.addr);
+            // The TLS info is the manager's to say, not the agent's: kept, with
+            // the issuer of the certificate the node presents now.
+            let mut tls_info = node
+                .description
+                .as_ref()
+                .and_then(|old| old.tls_info.clone());
+            if let Some(key_id) = presented_key_id {
+                let info = tls_info.get_or_insert_with(Default::default);
+                info.cert_issuer_key_id = key_id;
+            }
+            let description = req
+                .description
+                .map(|d| NodeDescription {
+                    tls_info: tls_info.clone(),
+                    ..d
+                })
+                .or_else(|| {
+                    node.description.clone().map(|d| NodeDescription {
+                        tls_info: tls_info.clone(),
+                        ..d
+                    })
+                });
             let needs_write = !objects::is_ready(&node)
                 || node.status.as_ref().map(|s| s.addr.as_str()) != Some(addr.as_str())
-                || (req.description.is_some() && node.description != req.description);
+                || (description.is_some() && node.description != description);
             if needs_write {
                 node.status = Some(NodeStatus {
                     state: NodeState::Ready as i32,
                     message: String::new(),
                     addr,
                 });
-                if let Some(mut d) = req.description {
-                    // The TLS info is the manager's to say, not the agent's.
-                    d.tls_info = node
-                        .description
-                        .as_ref()
-                        .and_then(|old| old.tls_info.clone());
-                    node.description = Some(d);
+                if description.is_some() {
+                    node.description = description;
                 }
                 match self.store.write(vec![objects::put_node(&node)]).await {
                     Ok(_) | Err(StoreError::Conflict { .. }) => {}
@@ -196,6 +226,8 @@ impl Dispatcher for DispatcherService {
             desired_role,
             leader_addr,
             removed: false,
+            renew_certificate,
+            trust_root_hash,
         }))
     }
 }
