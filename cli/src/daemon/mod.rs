@@ -71,6 +71,9 @@ pub fn run(args: DaemonArgs) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    // Everything the daemon creates is root's alone unless it says otherwise
+    // (container roots, /etc files and volumes set their modes explicitly).
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     rswarm_proto::identity::tls::install_crypto_provider();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -95,7 +98,7 @@ async fn serve(args: DaemonArgs, cfg: DaemonConfig) -> anyhow::Result<()> {
             .to_string_lossy()
             .into_owned(),
     };
-    state::ensure_dir(&data_dir)?;
+    state::secure_data_dir(&data_dir)?;
     let listener = bind_socket(&socket).await?;
     let registry = rswarm_agent::image::RegistryConfig {
         mirrors: cfg.registry_mirrors.clone(),
@@ -175,7 +178,16 @@ async fn serve(args: DaemonArgs, cfg: DaemonConfig) -> anyhow::Result<()> {
 /// replaced, a live one is an error.
 async fn bind_socket(path: &PathBuf) -> anyhow::Result<UnixListener> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        if !dir.exists() {
+            // A socket directory of our making stays traversable (0755), as
+            // it was before the daemon's umask 077; the socket itself is 0660.
+            std::fs::create_dir_all(dir)
+                .and_then(|()| {
+                    use std::os::unix::fs::PermissionsExt;
+                    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
+                })
+                .with_context(|| format!("creating {}", dir.display()))?;
+        }
     }
     if path.exists() {
         if tokio::net::UnixStream::connect(path).await.is_ok() {

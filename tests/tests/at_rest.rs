@@ -1,0 +1,183 @@
+//! Secrets at rest, end to end (issue 9, point 1 and 7): whatever the umask the
+//! daemon starts under, its data dir is root's alone and the files that hold key
+//! material, tokens, the Raft store and task environments are 0600, so an
+//! unprivileged local user (`nobody`) reads nothing under it.
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use rswarm_tests::{Cluster, Host};
+
+/// The value a service's environment carries; it must never be readable by
+/// anyone but root.
+const PASSWORD: &str = "hunter2-at-rest-9f3c1e";
+/// uid/gid of `nobody`.
+const NOBODY: u32 = 65534;
+
+fn mode(p: &Path) -> u32 {
+    std::fs::symlink_metadata(p)
+        .map(|m| m.permissions().mode() & 0o7777)
+        .unwrap_or_else(|e| panic!("stat {}: {e}", p.display()))
+}
+
+/// Every regular file under `dir`, not following symlinks.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let Ok(ft) = e.file_type() else { continue };
+            if ft.is_dir() {
+                stack.push(e.path());
+            } else if ft.is_file() {
+                out.push(e.path());
+            }
+        }
+    }
+    out
+}
+
+/// The paths among `paths` that uid/gid `nobody` can read a byte of.
+fn readable_by_nobody(paths: &[PathBuf]) -> Vec<String> {
+    let mut found = Vec::new();
+    for chunk in paths.chunks(500) {
+        let out = Command::new("/bin/sh")
+            .arg("-c")
+            .arg(r#"for f in "$@"; do if head -c1 "$f" >/dev/null 2>&1; then echo "$f"; fi; done"#)
+            .arg("sh")
+            .args(chunk)
+            .uid(NOBODY)
+            .gid(NOBODY)
+            .current_dir("/")
+            .output()
+            .unwrap_or_else(|e| panic!("running a shell as nobody: {e}"));
+        assert!(
+            out.status.success(),
+            "the shell as nobody failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        found.extend(
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(String::from),
+        );
+    }
+    found
+}
+
+/// Makes the directories above a host's data dir traversable by anyone, so a
+/// refusal can only come from the daemon's own modes.
+fn open_parents(host: &Host) {
+    let mut p = host.data_dir().parent();
+    while let Some(dir) = p {
+        if dir == Path::new("/") || dir == Path::new("/tmp") {
+            break;
+        }
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
+            .unwrap_or_else(|e| panic!("chmod {}: {e}", dir.display()));
+        p = dir.parent();
+    }
+}
+
+#[test]
+fn with_umask_022_nobody_reads_nothing_under_a_data_dir() {
+    // The daemons inherit this process's umask: the loosest usual one.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
+    let cluster = Cluster::with_registry(2).expect("cluster");
+    cluster.init_swarm(1, 1).expect("swarm");
+    let image = cluster.registry().busybox();
+    let env = format!("PASSWORD={PASSWORD}");
+    cluster.host(1).ok(&[
+        "service", "create", "--detach", "--name", "sec", "--mode", "global", "-e", &env, &image,
+        "sleep", "3600",
+    ]);
+    cluster.host(1).wait_running_tasks("sec", 2);
+
+    for host in cluster.hosts() {
+        let data = host.data_dir();
+        assert_eq!(mode(data), 0o700, "{}: data dir mode", host.name());
+        // The task's bundle holds the environment runc needs: 0600.
+        let containers = host.containers();
+        assert_eq!(containers.len(), 1, "{}: one task container", host.name());
+        let config = PathBuf::from(&containers[0].bundle).join("config.json");
+        let text = std::fs::read_to_string(&config).expect("config.json");
+        assert!(
+            text.contains(PASSWORD),
+            "{} is the task's bundle",
+            config.display()
+        );
+        assert_eq!(mode(&config), 0o600, "{}", config.display());
+        // The daemon's umask 077 does not reach into the container: a non-root
+        // process there still walks `/` and reads the /etc files the daemon wrote.
+        for file in ["/etc/hostname", "/etc/hosts", "/etc/resolv.conf", "/bin/sh"] {
+            let out = host.runc(&[
+                "exec",
+                "--user",
+                "65534:65534",
+                &containers[0].id,
+                "head",
+                "-c1",
+                file,
+            ]);
+            assert!(
+                out.success(),
+                "{}: nobody in the container reads {file}:\n{out}",
+                host.name()
+            );
+        }
+        // Key material, Raft store, node state: files 0600, directories 0700.
+        for sub in ["certificates", "raft", "state.json"] {
+            let p = data.join(sub);
+            if !p.exists() {
+                assert!(
+                    sub == "raft" && host.index() != 1,
+                    "{} missing",
+                    p.display()
+                );
+                continue;
+            }
+            let mut all = vec![p.clone()];
+            all.extend(files_under(&p));
+            for f in all {
+                let m = mode(&f);
+                let public_cert = f.extension().is_some_and(|e| e == "crt");
+                if std::fs::symlink_metadata(&f)
+                    .map(|m| m.is_dir())
+                    .unwrap_or(false)
+                {
+                    assert_eq!(m, 0o700, "{}", f.display());
+                } else if !public_cert {
+                    assert_eq!(m, 0o600, "{}", f.display());
+                }
+            }
+        }
+
+        open_parents(host);
+        // A positive control beside the data dir: nobody can read files there.
+        let control = host.dir().join("control.txt");
+        std::fs::write(&control, "x").expect("control file");
+        std::fs::set_permissions(&control, std::fs::Permissions::from_mode(0o644))
+            .expect("chmod control");
+        let mut paths = files_under(data);
+        assert!(
+            paths.len() > 10,
+            "{}: only {} files",
+            host.name(),
+            paths.len()
+        );
+        assert!(paths.contains(&config));
+        paths.push(control.clone());
+        let readable = readable_by_nobody(&paths);
+        assert_eq!(
+            readable,
+            vec![control.display().to_string()],
+            "{}: files nobody can read (only the control file should be)",
+            host.name()
+        );
+    }
+}
