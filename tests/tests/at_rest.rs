@@ -1,14 +1,16 @@
 //! Secrets at rest, end to end (issue 9, point 1 and 7): whatever the umask the
 //! daemon starts under, its data dir is root's alone and the files that hold key
 //! material, tokens, the Raft store and task environments are 0600, so an
-//! unprivileged local user (`nobody`) reads nothing under it.
+//! unprivileged local user (`nobody`) reads nothing under it; and one data dir
+//! serves one daemon: a second one refuses to start and names the first's pid.
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
-use rswarm_tests::{Cluster, Host};
+use rswarm_tests::{command, rswarm_bin, Cluster, Host};
 
 /// The value a service's environment carries; it must never be readable by
 /// anyone but root.
@@ -131,7 +133,7 @@ fn with_umask_022_nobody_reads_nothing_under_a_data_dir() {
             );
         }
         // Key material, Raft store, node state: files 0600, directories 0700.
-        for sub in ["certificates", "raft", "state.json"] {
+        for sub in ["certificates", "raft", "state.json", "rswarm.pid"] {
             let p = data.join(sub);
             if !p.exists() {
                 assert!(
@@ -180,4 +182,40 @@ fn with_umask_022_nobody_reads_nothing_under_a_data_dir() {
             host.name()
         );
     }
+}
+
+#[test]
+fn a_second_daemon_on_a_data_dir_in_use_refuses_naming_the_first() {
+    let cluster = Cluster::start(1).expect("cluster");
+    let host = cluster.host(1);
+    let first = host.pid().expect("the daemon runs");
+    let argv: Vec<String> = vec![
+        rswarm_bin().display().to_string(),
+        "daemon".into(),
+        "--data-dir".into(),
+        host.data_dir().display().to_string(),
+        "--socket".into(),
+        host.dir().join("second.sock").display().to_string(),
+        "--metrics-addr".into(),
+        "127.0.0.1:0".into(),
+        "--node-name".into(),
+        "second".into(),
+    ];
+    let out = command::run(&argv, &[], Duration::from_secs(60));
+    assert!(!out.timed_out, "the second daemon kept running:\n{out}");
+    assert_eq!(out.code(), Some(1), "{out}");
+    let line = out.stderr.trim();
+    assert_eq!(line.lines().count(), 1, "a one-line error:\n{out}");
+    assert!(
+        line.contains(&format!("(pid {first})")) && line.contains("data dir"),
+        "the error names the first daemon's pid {first}:\n{out}"
+    );
+    // The first daemon is untouched.
+    host.ok(&["info"]);
+    // A lock file left by a kill -9 blocks nobody.
+    host.kill();
+    host.start();
+    let pid = host.pid().expect("restarted");
+    let written = std::fs::read_to_string(host.data_dir().join("rswarm.pid")).expect("pid file");
+    assert_eq!(written.trim(), pid.to_string());
 }

@@ -6,6 +6,7 @@
 mod config;
 mod images;
 mod localapi;
+mod lock;
 mod metrics;
 mod netaddr;
 mod node;
@@ -99,6 +100,9 @@ async fn serve(args: DaemonArgs, cfg: DaemonConfig) -> anyhow::Result<()> {
             .into_owned(),
     };
     state::secure_data_dir(&data_dir)?;
+    // Held until this function returns: one daemon per data dir.
+    let lock = lock::lock_data_dir(&data_dir)?;
+    tracing::debug!(pid_file = %lock.path.display(), "holding the data dir's lock");
     let listener = bind_socket(&socket).await?;
     let registry = rswarm_agent::image::RegistryConfig {
         mirrors: cfg.registry_mirrors.clone(),
