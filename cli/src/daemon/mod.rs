@@ -5,6 +5,7 @@
 
 mod config;
 mod images;
+mod keys;
 mod localapi;
 mod lock;
 mod metrics;
@@ -113,6 +114,7 @@ async fn serve(args: DaemonArgs, cfg: DaemonConfig) -> anyhow::Result<()> {
             .map(|(host, a)| (host.clone(), (a.username.clone(), a.password.clone())))
             .collect(),
     };
+    let dek = keys::load_or_create_dek(&data_dir)?;
     let images = rswarm_agent::image::ImageStore::open(&data_dir.join("images"), registry)
         .with_context(|| {
             format!(
@@ -131,6 +133,7 @@ async fn serve(args: DaemonArgs, cfg: DaemonConfig) -> anyhow::Result<()> {
         images: images.clone(),
         runtime,
         images_in_use: images_in_use.clone(),
+        dek,
     };
     let runtime = node::NodeRuntime::new(settings);
     tracing::info!(version = rswarm_proto::VERSION, node = %node_name, data_dir = %data_dir.display(), socket = %socket.display(), "rswarm daemon starting");

@@ -43,6 +43,9 @@ pub struct NodeSettings {
     pub runtime: Arc<rswarm_agent::runtime::Runtime>,
     /// Container id → image reference of this node's containers.
     pub images_in_use: Arc<std::sync::Mutex<std::collections::HashMap<String, String>>>,
+    /// The node's data encryption key (keys.rs): seals the Raft store and the
+    /// TLS key on disk.
+    pub dek: rswarm_raft::DataKey,
 }
 
 pub struct NodeRuntime {
@@ -102,12 +105,7 @@ impl NodeRuntime {
             tracing::info!("not part of a swarm; waiting for `rswarm init` or `rswarm join`");
             return Ok(());
         };
-        let node_tls = tls::NodeTls::load(&self.settings.data.certs()).with_context(|| {
-            format!(
-                "loading certificates from {}",
-                self.settings.data.certs().display()
-            )
-        })?;
+        let node_tls = super::keys::load_tls(&self.settings.data.certs(), &self.settings.dek)?;
         tracing::info!(node = %state.node_id, role = ?state.role, "resuming swarm membership");
         inner.state = Some(state.clone());
         inner.tls = Some(node_tls.clone());
@@ -263,14 +261,7 @@ impl NodeRuntime {
             cert_pem: cert_pem.clone(),
             key_pem,
         };
-        node_tls
-            .save(&self.settings.data.certs())
-            .with_context(|| {
-                format!(
-                    "saving certificates in {}",
-                    self.settings.data.certs().display()
-                )
-            })?;
+        super::keys::save_tls(&self.settings.data.certs(), &self.settings.dek, &node_tls)?;
         let state = NodeState {
             node_id: node_id.clone(),
             cluster_id: cluster_id.clone(),
@@ -350,7 +341,7 @@ impl NodeRuntime {
         }
         inner.state = Some(state.clone());
         inner.tls = Some(
-            tls::NodeTls::load(&self.settings.data.certs())
+            super::keys::load_tls(&self.settings.data.certs(), &self.settings.dek)
                 .map_err(|e| Status::internal(format!("loading certificates: {e}")))?,
         );
         self.start_manager(inner, StoreStart::Resume)
@@ -475,14 +466,7 @@ impl NodeRuntime {
             managers,
         };
         let result: anyhow::Result<()> = async {
-            node_tls
-                .save(&self.settings.data.certs())
-                .with_context(|| {
-                    format!(
-                        "saving certificates in {}",
-                        self.settings.data.certs().display()
-                    )
-                })?;
+            super::keys::save_tls(&self.settings.data.certs(), &self.settings.dek, &node_tls)?;
             inner.state = Some(state.clone());
             inner.tls = Some(node_tls);
             if role == NodeRole::Manager {
@@ -676,11 +660,13 @@ impl NodeRuntime {
     // ---- shared machinery -------------------------------------------------
 
     fn store_config(&self, state: &NodeState) -> StoreConfig {
-        StoreConfig::new(
+        let mut cfg = StoreConfig::new(
             self.settings.data.raft(),
             objects::raft_id_for(&state.node_id),
             state.advertise_addr.clone(),
-        )
+        );
+        cfg.data_key = Some(self.settings.dek.clone());
+        cfg
     }
 
     async fn start_manager(&self, inner: &mut Inner, how: StoreStart) -> anyhow::Result<()> {
@@ -849,7 +835,7 @@ impl NodeRuntime {
                 tls: node_tls,
                 role,
             } => {
-                node_tls.save(&self.settings.data.certs())?;
+                super::keys::save_tls(&self.settings.data.certs(), &self.settings.dek, &node_tls)?;
                 inner.tls = Some(node_tls.clone());
                 let new_role = if role == NodeRole::Manager {
                     Role::Manager
