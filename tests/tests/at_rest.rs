@@ -322,3 +322,134 @@ fn strings_over_every_data_dir_finds_no_key_token_or_secret_in_clear() {
     let ls = manager.ok(&["node", "ls"]);
     assert!(ls.contains("host2"), "{ls}");
 }
+
+/// Docker's words for a call to a locked manager.
+const LOCKED: &str = "Swarm is encrypted and needs to be unlocked before it can be used. Please use \"rswarm swarm unlock\" to unlock it.";
+
+/// The `SWMKEY-1-…` key in a command's output.
+fn unlock_key_in(out: &str) -> String {
+    out.split_whitespace()
+        .find(|w| w.starts_with("SWMKEY-1-"))
+        .unwrap_or_else(|| panic!("no unlock key in:\n{out}"))
+        .to_string()
+}
+
+/// `rswarm swarm unlock` on `host` with `key` piped to its stdin.
+fn unlock_with(host: &Host, key: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = Command::new(rswarm_bin())
+        .args([
+            "-H",
+            &format!("unix://{}", host.socket().display()),
+            "swarm",
+            "unlock",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawning swarm unlock");
+    if let Some(mut stdin) = child.stdin.take() {
+        writeln!(stdin, "{key}").expect("writing the key");
+    }
+    child.wait_with_output().expect("swarm unlock")
+}
+
+/// kill -9 and start the daemon, then check it is locked.
+fn restart_locked(host: &Host) {
+    host.kill();
+    host.start();
+    let err = host.fails(&["node", "ls"]);
+    assert_eq!(err.trim(), format!("Error response from daemon: {LOCKED}"));
+}
+
+fn unlock_ok(host: &Host, key: &str) {
+    let out = unlock_with(host, key);
+    assert!(
+        out.status.success(),
+        "unlock with the right key: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    rswarm_tests::wait_for(
+        Duration::from_secs(60),
+        "the unlocked manager serves",
+        || {
+            let out = host.rswarm(&["service", "ls", "--format", "{{.Name}}"]);
+            (out.success() && out.stdout.lines().any(|l| l == "keep")).then_some(())
+        },
+    );
+}
+
+#[test]
+fn autolock_seals_a_restarted_manager_until_unlocked() {
+    let cluster = Cluster::start(1).expect("cluster");
+    let host = cluster.host(1);
+    let out = host.ok(&["init", "--advertise-addr", host.addr(), "--autolock"]);
+    let key1 = unlock_key_in(&out);
+    assert!(out.contains("rswarm swarm unlock"), "{out}");
+    host.ok(&[
+        "service",
+        "create",
+        "--detach",
+        "--name",
+        "keep",
+        "10.77.0.2:5000/none:1",
+        "true",
+    ]);
+    assert_eq!(host.ok(&["swarm", "unlock-key", "-q"]).trim(), key1);
+    // The key is never on disk: no file under the data dir holds it.
+    for f in files_under(host.data_dir()) {
+        let data = std::fs::read(&f).unwrap_or_default();
+        assert!(
+            !data.windows(key1.len()).any(|w| w == key1.as_bytes()),
+            "{} holds the unlock key",
+            f.display()
+        );
+    }
+
+    restart_locked(host);
+    let info = host.ok(&["info"]);
+    assert!(info.contains("locked"), "{info}");
+    let wrong = unlock_with(host, "SWMKEY-1-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
+    assert!(!wrong.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&wrong.stderr).trim(),
+        "Error response from daemon: swarm could not be unlocked: invalid key provided"
+    );
+    host.fails(&["node", "ls"]);
+    unlock_ok(host, &key1);
+    let again = unlock_with(host, &key1);
+    assert!(
+        !again.status.success(),
+        "unlocking an unlocked swarm is refused"
+    );
+
+    // Rotation: the old key stops working, the new one works after a restart.
+    let key2 = unlock_key_in(&host.ok(&["swarm", "unlock-key", "--rotate"]));
+    assert_ne!(key1, key2);
+    restart_locked(host);
+    assert!(
+        !unlock_with(host, &key1).status.success(),
+        "the old key still opens"
+    );
+    unlock_ok(host, &key2);
+
+    // Autolock off: a restart comes up unlocked.
+    host.ok(&["swarm", "update", "--autolock=false"]);
+    let err = host.fails(&["swarm", "unlock-key"]);
+    assert!(err.contains("no unlock key is set"), "{err}");
+    host.kill();
+    host.start();
+    rswarm_tests::wait_for(
+        Duration::from_secs(60),
+        "the manager serves unlocked",
+        || {
+            let out = host.rswarm(&["service", "ls", "--format", "{{.Name}}"]);
+            (out.success() && out.stdout.lines().any(|l| l == "keep")).then_some(())
+        },
+    );
+    // And on again with `swarm update --autolock`.
+    let key3 = unlock_key_in(&host.ok(&["swarm", "update", "--autolock=true"]));
+    restart_locked(host);
+    unlock_ok(host, &key3);
+}

@@ -24,6 +24,16 @@ use rswarm_raft::DataKey;
 
 const KEK_FILE: &str = "kek";
 const DEK_FILE: &str = "dek";
+/// With autolock: the unlock key, sealed by the DEK (so `unlock-key` can show it
+/// on an unlocked manager); the KEK is then never on disk.
+const UNLOCK_KEY_FILE: &str = "unlock-key";
+const UNLOCK_KEY_AAD: &[u8] = b"rswarm unlock key v1";
+/// Docker's unlock key prefix.
+const UNLOCK_PREFIX: &str = "SWMKEY-1-";
+/// Docker's words for a call to a locked manager.
+pub const LOCKED: &str = "Swarm is encrypted and needs to be unlocked before it can be used. Please use \"rswarm swarm unlock\" to unlock it.";
+/// swarmkit's words for a wrong unlock key.
+pub const INVALID_KEY: &str = "swarm could not be unlocked: invalid key provided";
 /// Associated data of the wrapped DEK.
 const DEK_AAD: &[u8] = b"rswarm dek v1";
 /// Associated data of the sealed TLS key.
@@ -36,8 +46,30 @@ pub fn keys_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("keys")
 }
 
+/// Whether the node's keys are locked (autolock on: no KEK on disk).
+pub fn is_locked(data_dir: &Path) -> bool {
+    let dir = keys_dir(data_dir);
+    finish_autolock_off(&dir);
+    dir.join(DEK_FILE).exists() && !dir.join(KEK_FILE).exists()
+}
+
+/// Completes an interrupted "autolock off": a `kek.new` that opens the DEK
+/// becomes the KEK.
+fn finish_autolock_off(dir: &Path) {
+    let new = dir.join(KEK_FILE).with_extension("new");
+    let (Ok(kek), Ok(wrapped)) = (std::fs::read(&new), std::fs::read(dir.join(DEK_FILE))) else {
+        return;
+    };
+    let opens = DataKey::from_bytes(&kek)
+        .ok()
+        .is_some_and(|k| k.open(DEK_AAD, &wrapped).is_ok());
+    if opens {
+        let _ = std::fs::rename(&new, dir.join(KEK_FILE));
+    }
+}
+
 /// The node's DEK: unwrapped from `keys/dek` with `keys/kek`, or made (with a
-/// new KEK) on the first start.
+/// new KEK) on the first start. Not for a locked node ([`is_locked`]).
 pub fn load_or_create_dek(data_dir: &Path) -> anyhow::Result<DataKey> {
     let dir = keys_dir(data_dir);
     let (kek_path, dek_path) = (dir.join(KEK_FILE), dir.join(DEK_FILE));
@@ -66,6 +98,95 @@ pub fn load_or_create_dek(data_dir: &Path) -> anyhow::Result<DataKey> {
     write_private(&kek_path, kek.as_bytes())?;
     write_private(&dek_path, &wrapped)?;
     Ok(dek)
+}
+
+/// A new unlock key: `SWMKEY-1-` and 32 random bytes in base64, as Docker's.
+fn new_unlock_key() -> anyhow::Result<(String, DataKey)> {
+    let kek = DataKey::generate().map_err(|e| anyhow!("making an unlock key: {e}"))?;
+    let text = format!(
+        "{UNLOCK_PREFIX}{}",
+        base64::engine::general_purpose::STANDARD_NO_PAD.encode(kek.as_bytes())
+    );
+    Ok((text, kek))
+}
+
+/// The KEK an unlock key stands for; `None` if it is not one.
+fn parse_unlock_key(text: &str) -> Option<DataKey> {
+    let b64 = text.trim().strip_prefix(UNLOCK_PREFIX)?;
+    let raw = base64::engine::general_purpose::STANDARD_NO_PAD
+        .decode(b64)
+        .ok()?;
+    DataKey::from_bytes(&raw).ok()
+}
+
+/// Unwraps the DEK of a locked node with `unlock_key`; the node stays locked
+/// on disk (the KEK is never written).
+pub fn unlock(data_dir: &Path, unlock_key: &str) -> anyhow::Result<DataKey> {
+    let dek_path = keys_dir(data_dir).join(DEK_FILE);
+    let kek = parse_unlock_key(unlock_key).ok_or_else(|| anyhow!(INVALID_KEY))?;
+    let wrapped =
+        std::fs::read(&dek_path).with_context(|| format!("reading {}", dek_path.display()))?;
+    let raw = kek
+        .open(DEK_AAD, &wrapped)
+        .map_err(|_| anyhow!(INVALID_KEY))?;
+    DataKey::from_bytes(&raw).map_err(|e| anyhow!("the data key {}: {e}", dek_path.display()))
+}
+
+/// The current unlock key, if autolock is on.
+pub fn current_unlock_key(data_dir: &Path, dek: &DataKey) -> anyhow::Result<Option<String>> {
+    let p = keys_dir(data_dir).join(UNLOCK_KEY_FILE);
+    let sealed = match std::fs::read(&p) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", p.display())),
+    };
+    let clear = dek
+        .open(UNLOCK_KEY_AAD, &sealed)
+        .map_err(|e| anyhow!("{}: {e}", p.display()))?;
+    Ok(Some(String::from_utf8_lossy(&clear).into_owned()))
+}
+
+/// Turns autolock on (a new unlock key wraps the DEK, the KEK file goes;
+/// also how the key is rotated) or off (a new KEK file wraps it). Gives the
+/// new unlock key when on.
+pub fn set_autolock(data_dir: &Path, dek: &DataKey, on: bool) -> anyhow::Result<Option<String>> {
+    let dir = keys_dir(data_dir);
+    let (kek_path, dek_path, key_path) = (
+        dir.join(KEK_FILE),
+        dir.join(DEK_FILE),
+        dir.join(UNLOCK_KEY_FILE),
+    );
+    if on {
+        let (text, kek) = new_unlock_key()?;
+        let sealed_text = dek
+            .seal(UNLOCK_KEY_AAD, text.as_bytes())
+            .map_err(|e| anyhow!("sealing the unlock key: {e}"))?;
+        write_private(&key_path, &sealed_text)?;
+        let wrapped = kek
+            .seal(DEK_AAD, dek.as_bytes())
+            .map_err(|e| anyhow!("wrapping the data key: {e}"))?;
+        write_private(&dek_path, &wrapped)?;
+        match std::fs::remove_file(&kek_path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("removing {}", kek_path.display())),
+        }
+        Ok(Some(text))
+    } else {
+        let kek = DataKey::generate().map_err(|e| anyhow!("making a key-encrypting key: {e}"))?;
+        let wrapped = kek
+            .seal(DEK_AAD, dek.as_bytes())
+            .map_err(|e| anyhow!("wrapping the data key: {e}"))?;
+        // `kek.new`, then the DEK it opens, then the rename: a crash before
+        // the DEK is replaced leaves the unlock key working, one after it is
+        // finished by `finish_autolock_off` on the next start.
+        write_private(&kek_path.with_extension("new"), kek.as_bytes())?;
+        write_private(&dek_path, &wrapped)?;
+        std::fs::rename(kek_path.with_extension("new"), &kek_path)
+            .with_context(|| format!("renaming {}", kek_path.display()))?;
+        let _ = std::fs::remove_file(&key_path);
+        Ok(None)
+    }
 }
 
 /// Writes `data` to `path` through a temporary file, mode 0600, fsynced.
@@ -167,6 +288,37 @@ mod tests {
         assert!(!wrapped
             .windows(first.as_bytes().len())
             .any(|w| w == first.as_bytes()));
+        Ok(())
+    }
+
+    #[test]
+    fn autolock_locks_unlocks_rotates_and_turns_off() -> anyhow::Result<()> {
+        let tmp = tempfile::tempdir()?;
+        let dek = load_or_create_dek(tmp.path())?;
+        assert!(!is_locked(tmp.path()));
+        let key = set_autolock(tmp.path(), &dek, true)?.ok_or_else(|| anyhow!("no key"))?;
+        assert!(key.starts_with("SWMKEY-1-"));
+        assert!(is_locked(tmp.path()));
+        assert_eq!(
+            current_unlock_key(tmp.path(), &dek)?.as_deref(),
+            Some(&*key)
+        );
+        let wrong = new_unlock_key()?.0;
+        assert_eq!(
+            unlock(tmp.path(), &wrong)
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            Err(INVALID_KEY.to_string())
+        );
+        assert!(unlock(tmp.path(), "nonsense").is_err());
+        assert_eq!(unlock(tmp.path(), &key)?.as_bytes(), dek.as_bytes());
+        let rotated = set_autolock(tmp.path(), &dek, true)?.ok_or_else(|| anyhow!("no key"))?;
+        assert!(unlock(tmp.path(), &key).is_err());
+        assert_eq!(unlock(tmp.path(), &rotated)?.as_bytes(), dek.as_bytes());
+        set_autolock(tmp.path(), &dek, false)?;
+        assert!(!is_locked(tmp.path()));
+        assert_eq!(load_or_create_dek(tmp.path())?.as_bytes(), dek.as_bytes());
+        assert_eq!(current_unlock_key(tmp.path(), &dek)?, None);
         Ok(())
     }
 

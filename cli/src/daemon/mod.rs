@@ -114,7 +114,13 @@ async fn serve(args: DaemonArgs, cfg: DaemonConfig) -> anyhow::Result<()> {
             .map(|(host, a)| (host.clone(), (a.username.clone(), a.password.clone())))
             .collect(),
     };
-    let dek = keys::load_or_create_dek(&data_dir)?;
+    // A locked manager (autolock) starts without its DEK and waits for
+    // `swarm unlock`.
+    let dek = if keys::is_locked(&data_dir) {
+        None
+    } else {
+        Some(keys::load_or_create_dek(&data_dir)?)
+    };
     let images = rswarm_agent::image::ImageStore::open(&data_dir.join("images"), registry)
         .with_context(|| {
             format!(
