@@ -247,6 +247,34 @@ pub fn open_key_pem(dek: &DataKey, text: &str) -> anyhow::Result<Option<String>>
         .map_err(|_| anyhow!("the decrypted node key is not text"))
 }
 
+/// A `--tlskey` file for the CLI: a clear key as is; a node's sealed
+/// `certificates/node.key` opened with the DEK of its data dir (root reads
+/// `<data-dir>/keys/`), unless the node is locked.
+pub fn open_node_key_file(path: &Path, text: String) -> anyhow::Result<String> {
+    if !text.trim_start().starts_with(BEGIN) {
+        return Ok(text);
+    }
+    let data_dir = path
+        .parent()
+        .and_then(Path::parent)
+        .ok_or_else(|| anyhow!("{}: a sealed node key outside a data dir", path.display()))?;
+    if is_locked(data_dir) {
+        anyhow::bail!(
+            "{} is sealed and its node is locked (autolock): unlock it first",
+            path.display()
+        );
+    }
+    if !keys_dir(data_dir).join(DEK_FILE).exists() {
+        anyhow::bail!(
+            "{} is sealed and {} has no keys to open it",
+            path.display(),
+            data_dir.display()
+        );
+    }
+    let dek = load_or_create_dek(data_dir)?;
+    open_key_pem(&dek, &text)?.ok_or_else(|| anyhow!("{}: not a sealed node key", path.display()))
+}
+
 /// Saves the node's certificates with its key sealed by `dek`.
 pub fn save_tls(dir: &Path, dek: &DataKey, node_tls: &NodeTls) -> anyhow::Result<()> {
     let mut sealed = node_tls.clone();

@@ -24,6 +24,7 @@ use rswarm_proto::daemon::images_server::ImagesServer;
 use tokio::net::UnixListener;
 
 pub use config::DaemonConfig;
+pub use keys::open_node_key_file;
 
 /// Flags of `rswarm daemon`.
 #[derive(clap::Args, Debug, Clone)]
