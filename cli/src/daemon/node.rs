@@ -601,6 +601,7 @@ impl NodeRuntime {
             p.remove_everything().await;
         }
         self.settings.data.wipe().map_err(internal)?;
+        self.autolock_off_on_disk();
         inner.error = None;
         tracing::info!("left the swarm");
         Ok(LeaveResponse {})
@@ -711,6 +712,18 @@ impl NodeRuntime {
     }
 
     // ---- autolock ---------------------------------------------------------
+
+    /// A node that leaves the swarm or stops being a manager keeps its keys
+    /// but not autolock: its KEK goes back on disk.
+    fn autolock_off_on_disk(&self) {
+        let Ok(dek) = self.dek() else { return };
+        let root = &self.settings.data.root;
+        if matches!(super::keys::current_unlock_key(root, &dek), Ok(Some(_))) {
+            if let Err(e) = super::keys::set_autolock(root, &dek, false) {
+                tracing::error!(error = %format!("{e:#}"), "turning autolock off");
+            }
+        }
+    }
 
     /// `swarm unlock`: opens the DEK with the unlock key and resumes.
     pub async fn unlock(&self, key: &str) -> Result<UnlockResponse, Status> {
@@ -931,6 +944,7 @@ impl NodeRuntime {
                     p.remove_everything().await;
                 }
                 self.settings.data.wipe()?;
+                self.autolock_off_on_disk();
                 inner.error = None;
             }
             AgentEvent::Renewed {
@@ -962,6 +976,8 @@ impl NodeRuntime {
                     }
                     (Role::Manager, Role::Worker) => {
                         tracing::info!("demoted: stopping the manager");
+                        // Workers do not lock (as Docker's).
+                        self.autolock_off_on_disk();
                         if let Some(m) = inner.manager.take() {
                             m.stop().await;
                         }
