@@ -97,7 +97,10 @@ impl ClientOpts {
                     )
                 })?;
                 let cert = std::fs::read_to_string(&self.tlscert).ok();
-                let key = std::fs::read_to_string(&self.tlskey).ok();
+                let key = match std::fs::read_to_string(&self.tlskey) {
+                    Ok(k) => Some(crate::daemon::open_node_key_file(&self.tlskey, k)?),
+                    Err(_) => None,
+                };
                 let client = match (&cert, &key) {
                     (Some(c), Some(k)) => Some((c.as_str(), k.as_str())),
                     _ => None,

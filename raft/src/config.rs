@@ -29,6 +29,9 @@ pub struct StoreConfig {
     /// How long `write`, and the search for a leader in membership changes,
     /// may take before giving up with `NoLeader` (default 5s).
     pub write_timeout: Duration,
+    /// Encryption at rest: log entries, object values and snapshots are sealed
+    /// with this key before they reach the disk (`None`: stored in clear).
+    pub data_key: Option<crate::DataKey>,
 }
 
 impl StoreConfig {
@@ -43,6 +46,7 @@ impl StoreConfig {
             election_timeout_max: Duration::from_millis(1500),
             snapshot_interval: 10_000,
             write_timeout: Duration::from_secs(5),
+            data_key: None,
         }
     }
 

@@ -26,5 +26,6 @@ mod tests;
 pub use config::StoreConfig;
 pub use error::StoreError;
 pub use network::Connector;
+pub use store::sealed::{DataKey, SealError};
 pub use store::Store;
 pub use types::{Change, Object, Op, RaftStatus};

@@ -20,6 +20,7 @@
 mod layout;
 mod log;
 mod recovery;
+pub mod sealed;
 mod state_machine;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -94,7 +95,8 @@ impl Store {
     ) -> Result<Store, StoreError> {
         let config = Arc::new(cfg.openraft_config()?);
         let path = cfg.data_dir.clone();
-        let db = tokio::task::spawn_blocking(move || Db::open(&path))
+        let key = cfg.data_key.clone();
+        let db = tokio::task::spawn_blocking(move || Db::open_sealed(&path, key))
             .await
             .map_err(|e| StoreError::storage(&cfg.data_dir, format!("opening database: {e}")))??;
         let (changes, _) = broadcast::channel(WATCH_CAPACITY);
@@ -295,13 +297,15 @@ impl Store {
         match stored {
             None => Ok(None),
             Some(stored) => {
+                let key = object_key(kind, id);
                 let (version, value) = decode_object(&stored)
+                    .and_then(|(v, value)| Ok((v, db.unseal(&key, value)?.into_owned())))
                     .map_err(|e| db.err(format!("reading {kind} {id}: {e}")))?;
                 Ok(Some(Object {
                     kind: kind.to_string(),
                     id: id.to_string(),
                     version,
-                    value: value.to_vec(),
+                    value,
                 }))
             }
         }
@@ -315,13 +319,14 @@ impl Store {
             let (key, stored) = kv.map_err(|e| db.err(format!("listing {kind}: {e}")))?;
             let (_, id) =
                 parse_object_key(&key).map_err(|e| db.err(format!("listing {kind}: {e}")))?;
-            let (version, value) =
-                decode_object(&stored).map_err(|e| db.err(format!("listing {kind}: {e}")))?;
+            let (version, value) = decode_object(&stored)
+                .and_then(|(v, value)| Ok((v, db.unseal(&key, value)?.into_owned())))
+                .map_err(|e| db.err(format!("listing {kind}: {e}")))?;
             out.push(Object {
                 kind: kind.to_string(),
                 id,
                 version,
-                value: value.to_vec(),
+                value,
             });
         }
         Ok(out)

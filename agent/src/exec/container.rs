@@ -181,7 +181,20 @@ impl ContainerController {
                         return Err(Self::rejected(format!("invalid volume name {name:?}")));
                     }
                     let dir = self.volumes_dir.join(&name).join("_data");
+                    // `_data` is the volume's root in the container: 0755 as
+                    // Docker's, whatever the daemon's umask.
+                    let fresh = !dir.exists();
                     std::fs::create_dir_all(&dir)
+                        .and_then(|()| {
+                            use std::os::unix::fs::PermissionsExt;
+                            if fresh {
+                                std::fs::set_permissions(
+                                    &dir,
+                                    std::fs::Permissions::from_mode(0o755),
+                                )?;
+                            }
+                            Ok(())
+                        })
                         .map_err(|e| Self::rejected(format!("creating volume {name}: {e}")))?;
                     MountConfig {
                         kind: MountKind::Bind,

@@ -181,7 +181,7 @@ pub(crate) fn install_layer(
     let hex = sha256_hex(diff_id).ok_or_else(|| format!("invalid diff-id {diff_id:?}"))?;
     let final_dir = layers_dir.join(hex);
     let tmp = layers_dir.join(format!(".tmp-{hex}-{}", super::unique_suffix()));
-    fs::create_dir(&tmp).map_err(|e| format!("creating {}: {e}", tmp.display()))?;
+    create_dir(&tmp)?;
     let result = unpack_verified(&tmp, diff_id, raw);
     let size = match result {
         Ok(size) => size,
@@ -447,8 +447,12 @@ fn apply_metadata<R: Read>(
     Ok(mtime)
 }
 
+/// A directory the archive implies but does not describe: 0755 whatever the
+/// daemon's umask (077), as other tools unpack it.
 fn create_dir(p: &Path) -> Result<(), String> {
-    fs::create_dir(p).map_err(|e| format!("creating {}: {e}", p.display()))
+    fs::create_dir(p)
+        .and_then(|()| fs::set_permissions(p, fs::Permissions::from_mode(0o755)))
+        .map_err(|e| format!("creating {}: {e}", p.display()))
 }
 
 /// Removes whatever is at `p` (not following a symlink); nothing there is fine.

@@ -126,7 +126,7 @@ pub(crate) async fn exec(
     let log_file = dir.join(format!("exec-{n}.log"));
     let json = serde_json::to_vec(&process)
         .map_err(|e| RuntimeError::InvalidConfig(format!("encoding process.json: {e}")))?;
-    std::fs::write(&process_file, json)
+    super::write_private(&process_file, &json)
         .map_err(|e| RuntimeError::io(format!("writing {}", process_file.display()), e))?;
     let res = run(rt, id, p, &process_file, &pid_file, &log_file).await;
     for f in [&process_file, &pid_file, &log_file] {

@@ -73,6 +73,27 @@ mod reaper;
 mod rootfs;
 mod runc;
 mod spec;
+
+/// Sets `path`'s permission bits to exactly `mode`.
+pub(crate) fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+}
+
+/// Writes `data` to `path` (replacing it) readable by root only (0600),
+/// whatever the umask: bundle files that hold a task's environment.
+pub(crate) fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    set_mode(path, 0o600)?;
+    f.write_all(data)
+}
 #[cfg(test)]
 mod tests;
 
@@ -538,6 +559,11 @@ impl Runtime {
         for d in [dir, &rootfs_dir, &upper, &work] {
             std::fs::create_dir_all(d).map_err(|e| io("creating", d, e))?;
         }
+        // The daemon runs with umask 077; the container's `/` (the overlay's
+        // upper dir) must still be 0755 for a non-root process in it.
+        for d in [&rootfs_dir, &upper] {
+            set_mode(d, 0o755).map_err(|e| io("setting the mode of", d, e))?;
+        }
         let mut layers = cfg.layers.clone();
         if layers.is_empty() {
             let empty = dir.join(EMPTY_LOWER);
@@ -584,7 +610,8 @@ impl Runtime {
         let runc_log = dir.join(RUNC_LOG);
         let _ = std::fs::remove_file(&runc_log);
         // config.json last: its presence marks a complete bundle.
-        std::fs::write(dir.join(CONFIG), json).map_err(|e| io("writing", &dir.join(CONFIG), e))?;
+        // 0600 whatever the umask: it holds the task's environment.
+        write_private(&dir.join(CONFIG), &json).map_err(|e| io("writing", &dir.join(CONFIG), e))?;
 
         let mut sources: Vec<(u8, OwnedFd)> = stdio.readers;
         if cfg.tty {

@@ -142,7 +142,10 @@ pub(crate) fn write_etc_files(
     ];
     for (name, content) in files {
         let p = dir.join(name);
+        // Bind-mounted on /etc/… for whatever user the container runs as:
+        // 0644 whatever the daemon's umask.
         std::fs::write(&p, content)
+            .and_then(|()| super::set_mode(&p, 0o644))
             .map_err(|e| RuntimeError::io(format!("writing {}", p.display()), e))?;
     }
     Ok(())

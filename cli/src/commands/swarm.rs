@@ -1,4 +1,5 @@
-//! `rswarm init`, `join`, `swarm join-token`, `swarm leave`: calls to the
+//! `rswarm init`, `join`, `swarm join-token`, `swarm leave`, and autolock's
+//! `swarm unlock`, `swarm unlock-key`, `swarm update --autolock`: calls to the
 //! local daemon (and to the manager for tokens), printed as Docker does.
 
 use clap::{Args, Subcommand};
@@ -7,7 +8,10 @@ use rswarm_proto::control::{
     GetClusterRequest, ListNodesRequest, RotateJoinTokenRequest, RotateRootCaRequest,
 };
 use rswarm_proto::daemon::daemon_client::DaemonClient;
-use rswarm_proto::daemon::{InfoRequest, InitRequest, JoinRequest, LeaveRequest};
+use rswarm_proto::daemon::{
+    InfoRequest, InitRequest, JoinRequest, LeaveRequest, UnlockKeyRequest, UnlockRequest,
+    UpdateAutolockRequest,
+};
 use rswarm_proto::types::{NodeAvailability, NodeRole};
 
 use crate::client::{status_error, ClientOpts, Target};
@@ -25,6 +29,12 @@ pub enum SwarmCommand {
     Leave(LeaveArgs),
     /// Display and rotate the root CA
     Ca(CaArgs),
+    /// Unlock swarm
+    Unlock,
+    /// Manage the unlock key
+    UnlockKey(UnlockKeyArgs),
+    /// Update the swarm
+    Update(UpdateArgs),
 }
 
 #[derive(Args, Debug)]
@@ -38,6 +48,23 @@ pub struct CaArgs {
     /// Suppress progress output
     #[arg(short, long)]
     quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct UnlockKeyArgs {
+    /// Only display the key
+    #[arg(short, long)]
+    quiet: bool,
+    /// Rotate the unlock key
+    #[arg(long)]
+    rotate: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct UpdateArgs {
+    /// Change manager autolocking setting (true|false)
+    #[arg(long, value_name = "true|false", num_args = 0..=1, default_missing_value = "true")]
+    autolock: Option<bool>,
 }
 
 #[derive(Args, Debug)]
@@ -69,6 +96,9 @@ pub struct InitArgs {
     /// Default address pool subnet mask length
     #[arg(long = "default-addr-pool-mask-length", value_name = "uint32")]
     default_addr_pool_mask_length: Option<u32>,
+    /// Enable manager autolocking (requiring an unlock key to start a stopped manager)
+    #[arg(long)]
+    autolock: bool,
 }
 
 #[derive(Args, Debug)]
@@ -154,6 +184,7 @@ pub async fn init(opts: &ClientOpts, a: InitArgs) -> anyhow::Result<()> {
         availability: parse_availability(&a.availability)? as i32,
         default_addr_pool: a.default_addr_pool,
         default_addr_pool_mask_length: a.default_addr_pool_mask_length.unwrap_or(0),
+        autolock: a.autolock,
     };
     let resp = daemon_client(opts)
         .await?
@@ -170,6 +201,101 @@ pub async fn init(opts: &ClientOpts, a: InitArgs) -> anyhow::Result<()> {
         join_instructions("worker", &resp.worker_token, &resp.manager_addr)
     );
     println!("To add a manager to this swarm, run 'rswarm swarm join-token manager' and follow the instructions.\n");
+    if !resp.unlock_key.is_empty() {
+        print!("{}", unlock_instructions(&resp.unlock_key));
+    }
+    Ok(())
+}
+
+/// Docker's words around an unlock key.
+fn unlock_instructions(key: &str) -> String {
+    format!(
+        "To unlock a swarm manager after it restarts, run the `rswarm swarm unlock`\n\
+         command and provide the following key:\n\n    {key}\n\n\
+         Please remember to store this key in a password manager, since without it you\n\
+         will not be able to restart the manager.\n"
+    )
+}
+
+/// The unlock key: prompted for (without echo) on a terminal, else the first
+/// line of stdin.
+fn read_unlock_key() -> anyhow::Result<String> {
+    use std::io::{BufRead, IsTerminal, Read, Write};
+    let stdin = std::io::stdin();
+    let mut line = String::new();
+    if stdin.is_terminal() {
+        print!("Enter unlock key: ");
+        std::io::stdout().flush()?;
+        let fd = std::io::stdin();
+        let saved = nix::sys::termios::tcgetattr(&fd).ok();
+        if let Some(t) = &saved {
+            let mut quiet = t.clone();
+            quiet
+                .local_flags
+                .remove(nix::sys::termios::LocalFlags::ECHO);
+            let _ = nix::sys::termios::tcsetattr(&fd, nix::sys::termios::SetArg::TCSANOW, &quiet);
+        }
+        let read = stdin.lock().read_line(&mut line);
+        if let Some(t) = &saved {
+            let _ = nix::sys::termios::tcsetattr(&fd, nix::sys::termios::SetArg::TCSANOW, t);
+        }
+        println!();
+        read?;
+    } else {
+        // Bounded: a key is ~60 bytes.
+        stdin.lock().take(4096).read_line(&mut line)?;
+    }
+    let key = line.trim().to_string();
+    if key.is_empty() {
+        anyhow::bail!("no unlock key given (type it, or pipe it to stdin)");
+    }
+    Ok(key)
+}
+
+async fn unlock(opts: &ClientOpts) -> anyhow::Result<()> {
+    let unlock_key = read_unlock_key()?;
+    daemon_client(opts)
+        .await?
+        .unlock(UnlockRequest { unlock_key })
+        .await
+        .map_err(status_error)?;
+    Ok(())
+}
+
+async fn unlock_key(opts: &ClientOpts, a: UnlockKeyArgs) -> anyhow::Result<()> {
+    let key = daemon_client(opts)
+        .await?
+        .unlock_key(UnlockKeyRequest { rotate: a.rotate })
+        .await
+        .map_err(status_error)?
+        .into_inner()
+        .unlock_key;
+    if a.quiet {
+        println!("{key}");
+        return Ok(());
+    }
+    if a.rotate {
+        println!("Successfully rotated manager unlock key.\n");
+    }
+    print!("{}", unlock_instructions(&key));
+    Ok(())
+}
+
+async fn update(opts: &ClientOpts, a: UpdateArgs) -> anyhow::Result<()> {
+    let Some(autolock) = a.autolock else {
+        anyhow::bail!("nothing to update: rswarm swarm update takes --autolock=true|false");
+    };
+    let key = daemon_client(opts)
+        .await?
+        .update_autolock(UpdateAutolockRequest { autolock })
+        .await
+        .map_err(status_error)?
+        .into_inner()
+        .unlock_key;
+    println!("Swarm updated.");
+    if !key.is_empty() {
+        print!("{}", unlock_instructions(&key));
+    }
     Ok(())
 }
 
@@ -214,6 +340,9 @@ pub async fn run(opts: &ClientOpts, cmd: SwarmCommand) -> anyhow::Result<()> {
         }
         SwarmCommand::JoinToken(a) => join_token(opts, a).await,
         SwarmCommand::Ca(a) => ca(opts, a).await,
+        SwarmCommand::Unlock => unlock(opts).await,
+        SwarmCommand::UnlockKey(a) => unlock_key(opts, a).await,
+        SwarmCommand::Update(a) => update(opts, a).await,
     }
 }
 

@@ -34,6 +34,30 @@ impl Daemon for LocalDaemon {
     async fn info(&self, _req: Request<InfoRequest>) -> Result<Response<InfoResponse>, Status> {
         Ok(Response::new(self.node.info().await))
     }
+    async fn unlock(
+        &self,
+        req: Request<UnlockRequest>,
+    ) -> Result<Response<UnlockResponse>, Status> {
+        Ok(Response::new(
+            self.node.unlock(&req.into_inner().unlock_key).await?,
+        ))
+    }
+    async fn unlock_key(
+        &self,
+        req: Request<UnlockKeyRequest>,
+    ) -> Result<Response<UnlockKeyResponse>, Status> {
+        Ok(Response::new(
+            self.node.unlock_key(req.into_inner().rotate).await?,
+        ))
+    }
+    async fn update_autolock(
+        &self,
+        req: Request<UpdateAutolockRequest>,
+    ) -> Result<Response<UnlockKeyResponse>, Status> {
+        Ok(Response::new(
+            self.node.update_autolock(req.into_inner().autolock).await?,
+        ))
+    }
 }
 
 /// Control over the local socket: delegates to this node's manager.

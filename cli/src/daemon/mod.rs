@@ -5,7 +5,9 @@
 
 mod config;
 mod images;
+mod keys;
 mod localapi;
+mod lock;
 mod metrics;
 mod netaddr;
 mod node;
@@ -22,6 +24,7 @@ use rswarm_proto::daemon::images_server::ImagesServer;
 use tokio::net::UnixListener;
 
 pub use config::DaemonConfig;
+pub use keys::open_node_key_file;
 
 /// Flags of `rswarm daemon`.
 #[derive(clap::Args, Debug, Clone)]
@@ -71,6 +74,9 @@ pub fn run(args: DaemonArgs) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    // Everything the daemon creates is root's alone unless it says otherwise
+    // (container roots, /etc files and volumes set their modes explicitly).
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     rswarm_proto::identity::tls::install_crypto_provider();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -95,7 +101,10 @@ async fn serve(args: DaemonArgs, cfg: DaemonConfig) -> anyhow::Result<()> {
             .to_string_lossy()
             .into_owned(),
     };
-    state::ensure_dir(&data_dir)?;
+    state::secure_data_dir(&data_dir)?;
+    // Held until this function returns: one daemon per data dir.
+    let lock = lock::lock_data_dir(&data_dir)?;
+    tracing::debug!(pid_file = %lock.path.display(), "holding the data dir's lock");
     let listener = bind_socket(&socket).await?;
     let registry = rswarm_agent::image::RegistryConfig {
         mirrors: cfg.registry_mirrors.clone(),
@@ -105,6 +114,13 @@ async fn serve(args: DaemonArgs, cfg: DaemonConfig) -> anyhow::Result<()> {
             .iter()
             .map(|(host, a)| (host.clone(), (a.username.clone(), a.password.clone())))
             .collect(),
+    };
+    // A locked manager (autolock) starts without its DEK and waits for
+    // `swarm unlock`.
+    let dek = if keys::is_locked(&data_dir) {
+        None
+    } else {
+        Some(keys::load_or_create_dek(&data_dir)?)
     };
     let images = rswarm_agent::image::ImageStore::open(&data_dir.join("images"), registry)
         .with_context(|| {
@@ -124,6 +140,7 @@ async fn serve(args: DaemonArgs, cfg: DaemonConfig) -> anyhow::Result<()> {
         images: images.clone(),
         runtime,
         images_in_use: images_in_use.clone(),
+        dek,
     };
     let runtime = node::NodeRuntime::new(settings);
     tracing::info!(version = rswarm_proto::VERSION, node = %node_name, data_dir = %data_dir.display(), socket = %socket.display(), "rswarm daemon starting");
@@ -175,7 +192,16 @@ async fn serve(args: DaemonArgs, cfg: DaemonConfig) -> anyhow::Result<()> {
 /// replaced, a live one is an error.
 async fn bind_socket(path: &PathBuf) -> anyhow::Result<UnixListener> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        if !dir.exists() {
+            // A socket directory of our making stays traversable (0755), as
+            // it was before the daemon's umask 077; the socket itself is 0660.
+            std::fs::create_dir_all(dir)
+                .and_then(|()| {
+                    use std::os::unix::fs::PermissionsExt;
+                    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
+                })
+                .with_context(|| format!("creating {}", dir.display()))?;
+        }
     }
     if path.exists() {
         if tokio::net::UnixStream::connect(path).await.is_ok() {

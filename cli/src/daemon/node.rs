@@ -43,10 +43,15 @@ pub struct NodeSettings {
     pub runtime: Arc<rswarm_agent::runtime::Runtime>,
     /// Container id → image reference of this node's containers.
     pub images_in_use: Arc<std::sync::Mutex<std::collections::HashMap<String, String>>>,
+    /// The node's data encryption key (keys.rs): seals the Raft store and the
+    /// TLS key on disk. `None` while the node is locked (autolock).
+    pub dek: Option<rswarm_raft::DataKey>,
 }
 
 pub struct NodeRuntime {
     settings: NodeSettings,
+    /// The DEK once known (at start, or after `swarm unlock`).
+    dek: std::sync::Mutex<Option<rswarm_raft::DataKey>>,
     inner: Mutex<Inner>,
     events: mpsc::Sender<AgentEvent>,
 }
@@ -79,6 +84,7 @@ impl NodeRuntime {
     pub fn new(settings: NodeSettings) -> Arc<NodeRuntime> {
         let (tx, mut rx) = mpsc::channel(16);
         let node = Arc::new(NodeRuntime {
+            dek: std::sync::Mutex::new(settings.dek.clone()),
             settings,
             inner: Mutex::new(Inner::default()),
             events: tx,
@@ -95,19 +101,31 @@ impl NodeRuntime {
         node
     }
 
+    /// The DEK, or Docker's "locked" error while the node is locked.
+    fn dek(&self) -> Result<rswarm_raft::DataKey, Status> {
+        self.dek
+            .lock()
+            .ok()
+            .and_then(|d| d.clone())
+            .ok_or_else(|| Status::failed_precondition(super::keys::LOCKED))
+    }
+
+    fn is_locked(&self) -> bool {
+        self.dek.lock().map(|d| d.is_none()).unwrap_or(true)
+    }
+
     /// Resume the swarm membership recorded in the data dir, if any.
     pub async fn resume(&self) -> anyhow::Result<()> {
+        if self.is_locked() {
+            tracing::warn!("this manager is locked (autolock): waiting for `rswarm swarm unlock`");
+            return Ok(());
+        }
         let mut inner = self.inner.lock().await;
         let Some(state) = self.settings.data.load()? else {
             tracing::info!("not part of a swarm; waiting for `rswarm init` or `rswarm join`");
             return Ok(());
         };
-        let node_tls = tls::NodeTls::load(&self.settings.data.certs()).with_context(|| {
-            format!(
-                "loading certificates from {}",
-                self.settings.data.certs().display()
-            )
-        })?;
+        let node_tls = super::keys::load_tls(&self.settings.data.certs(), &self.dek()?)?;
         tracing::info!(node = %state.node_id, role = ?state.role, "resuming swarm membership");
         inner.state = Some(state.clone());
         inner.tls = Some(node_tls.clone());
@@ -147,6 +165,7 @@ impl NodeRuntime {
 
     /// The Control API if this node is a manager.
     pub async fn control(&self) -> Result<rswarm_manager::ControlApi, Status> {
+        self.dek()?;
         let inner = self.inner.lock().await;
         match (&inner.state, &inner.manager) {
             (_, Some(m)) => Ok(m.control()),
@@ -184,6 +203,7 @@ impl NodeRuntime {
     // ---- init -------------------------------------------------------------
 
     pub async fn init(&self, req: InitRequest) -> Result<InitResponse, Status> {
+        self.dek()?;
         let mut inner = self.inner.lock().await;
         if inner.state.is_some() {
             if req.force_new_cluster {
@@ -218,11 +238,21 @@ impl NodeRuntime {
                 listen,
             )
             .await;
+        let result = match result {
+            Ok(token) if req.autolock => self
+                .dek()
+                .map_err(|e| anyhow!(e.message().to_string()))
+                .and_then(|dek| super::keys::set_autolock(&self.settings.data.root, &dek, true))
+                .map(|key| (token, key.unwrap_or_default())),
+            Ok(token) => Ok((token, String::new())),
+            Err(e) => Err(e),
+        };
         match result {
-            Ok(worker_token) => Ok(InitResponse {
+            Ok((worker_token, unlock_key)) => Ok(InitResponse {
                 node_id,
                 worker_token,
                 manager_addr: advertise,
+                unlock_key,
             }),
             Err(e) => {
                 self.teardown(&mut inner).await;
@@ -263,14 +293,7 @@ impl NodeRuntime {
             cert_pem: cert_pem.clone(),
             key_pem,
         };
-        node_tls
-            .save(&self.settings.data.certs())
-            .with_context(|| {
-                format!(
-                    "saving certificates in {}",
-                    self.settings.data.certs().display()
-                )
-            })?;
+        super::keys::save_tls(&self.settings.data.certs(), &self.dek()?, &node_tls)?;
         let state = NodeState {
             node_id: node_id.clone(),
             cluster_id: cluster_id.clone(),
@@ -333,7 +356,7 @@ impl NodeRuntime {
         }
         tracing::warn!("forcing a new cluster from this manager's state");
         self.teardown(inner).await;
-        let cfg = self.store_config(&state);
+        let cfg = self.store_config(&state)?;
         // The stopped manager's tasks may still hold the store's lock for a
         // moment while they wind down.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -350,7 +373,7 @@ impl NodeRuntime {
         }
         inner.state = Some(state.clone());
         inner.tls = Some(
-            tls::NodeTls::load(&self.settings.data.certs())
+            super::keys::load_tls(&self.settings.data.certs(), &self.dek()?)
                 .map_err(|e| Status::internal(format!("loading certificates: {e}")))?,
         );
         self.start_manager(inner, StoreStart::Resume)
@@ -382,12 +405,14 @@ impl NodeRuntime {
             node_id: st.node_id,
             worker_token,
             manager_addr: st.advertise_addr,
+            unlock_key: String::new(),
         })
     }
 
     // ---- join -------------------------------------------------------------
 
     pub async fn join(&self, req: JoinRequest) -> Result<JoinResponse, Status> {
+        self.dek()?;
         let mut inner = self.inner.lock().await;
         if inner.state.is_some() {
             return Err(Status::failed_precondition(ALREADY_IN_SWARM));
@@ -475,14 +500,7 @@ impl NodeRuntime {
             managers,
         };
         let result: anyhow::Result<()> = async {
-            node_tls
-                .save(&self.settings.data.certs())
-                .with_context(|| {
-                    format!(
-                        "saving certificates in {}",
-                        self.settings.data.certs().display()
-                    )
-                })?;
+            super::keys::save_tls(&self.settings.data.certs(), &self.dek()?, &node_tls)?;
             inner.state = Some(state.clone());
             inner.tls = Some(node_tls);
             if role == NodeRole::Manager {
@@ -510,6 +528,7 @@ impl NodeRuntime {
     // ---- leave ------------------------------------------------------------
 
     pub async fn leave(&self, req: LeaveRequest) -> Result<LeaveResponse, Status> {
+        self.dek()?;
         let mut inner = self.inner.lock().await;
         let Some(state) = inner.state.clone() else {
             return Err(Status::failed_precondition(NOT_IN_SWARM));
@@ -582,6 +601,7 @@ impl NodeRuntime {
             p.remove_everything().await;
         }
         self.settings.data.wipe().map_err(internal)?;
+        self.autolock_off_on_disk();
         inner.error = None;
         tracing::info!("left the swarm");
         Ok(LeaveResponse {})
@@ -599,6 +619,11 @@ impl NodeRuntime {
             error: inner.error.clone().unwrap_or_default(),
             ..Default::default()
         };
+        if self.is_locked() {
+            out.local_node_state = "locked".into();
+            out.error = super::keys::LOCKED.into();
+            return out;
+        }
         let Some(state) = &inner.state else {
             return out;
         };
@@ -675,12 +700,86 @@ impl NodeRuntime {
 
     // ---- shared machinery -------------------------------------------------
 
-    fn store_config(&self, state: &NodeState) -> StoreConfig {
-        StoreConfig::new(
+    /// The store's config, sealed with the DEK (never opened in clear).
+    fn store_config(&self, state: &NodeState) -> Result<StoreConfig, Status> {
+        let mut cfg = StoreConfig::new(
             self.settings.data.raft(),
             objects::raft_id_for(&state.node_id),
             state.advertise_addr.clone(),
-        )
+        );
+        cfg.data_key = Some(self.dek()?);
+        Ok(cfg)
+    }
+
+    // ---- autolock ---------------------------------------------------------
+
+    /// A node that leaves the swarm or stops being a manager keeps its keys
+    /// but not autolock: its KEK goes back on disk.
+    fn autolock_off_on_disk(&self) {
+        let Ok(dek) = self.dek() else { return };
+        let root = &self.settings.data.root;
+        if matches!(super::keys::current_unlock_key(root, &dek), Ok(Some(_))) {
+            if let Err(e) = super::keys::set_autolock(root, &dek, false) {
+                tracing::error!(error = %format!("{e:#}"), "turning autolock off");
+            }
+        }
+    }
+
+    /// `swarm unlock`: opens the DEK with the unlock key and resumes.
+    pub async fn unlock(&self, key: &str) -> Result<UnlockResponse, Status> {
+        if !self.is_locked() {
+            return Err(Status::failed_precondition("swarm is not locked"));
+        }
+        let dek = super::keys::unlock(&self.settings.data.root, key)
+            .map_err(|e| Status::invalid_argument(format!("{e:#}")))?;
+        if let Ok(mut d) = self.dek.lock() {
+            *d = Some(dek);
+        }
+        tracing::info!("unlocked: resuming swarm membership");
+        self.resume().await.map_err(internal)?;
+        Ok(UnlockResponse {})
+    }
+
+    async fn require_manager(&self) -> Result<rswarm_raft::DataKey, Status> {
+        self.control().await?;
+        self.dek()
+    }
+
+    /// `swarm unlock-key [--rotate]`.
+    pub async fn unlock_key(&self, rotate: bool) -> Result<UnlockKeyResponse, Status> {
+        let dek = self.require_manager().await?;
+        let root = &self.settings.data.root;
+        let current = super::keys::current_unlock_key(root, &dek).map_err(internal)?;
+        if current.is_none() {
+            return Err(Status::failed_precondition("no unlock key is set"));
+        }
+        let unlock_key = if rotate {
+            super::keys::set_autolock(root, &dek, true)
+                .map_err(internal)?
+                .unwrap_or_default()
+        } else {
+            current.unwrap_or_default()
+        };
+        Ok(UnlockKeyResponse { unlock_key })
+    }
+
+    /// `swarm update --autolock=true|false`.
+    pub async fn update_autolock(&self, on: bool) -> Result<UnlockKeyResponse, Status> {
+        let dek = self.require_manager().await?;
+        let root = &self.settings.data.root;
+        let current = super::keys::current_unlock_key(root, &dek).map_err(internal)?;
+        let unlock_key = match (on, current) {
+            (true, Some(k)) => k,
+            (true, None) => super::keys::set_autolock(root, &dek, true)
+                .map_err(internal)?
+                .unwrap_or_default(),
+            (false, None) => String::new(),
+            (false, Some(_)) => {
+                super::keys::set_autolock(root, &dek, false).map_err(internal)?;
+                String::new()
+            }
+        };
+        Ok(UnlockKeyResponse { unlock_key })
     }
 
     async fn start_manager(&self, inner: &mut Inner, how: StoreStart) -> anyhow::Result<()> {
@@ -692,7 +791,9 @@ impl NodeRuntime {
             .tls
             .clone()
             .ok_or_else(|| anyhow!("no certificates"))?;
-        let cfg = self.store_config(&state);
+        let cfg = self
+            .store_config(&state)
+            .map_err(|e| anyhow!(e.message().to_string()))?;
         let connector = Arc::new(TlsConnector::new(node_tls.clone()));
         let store = Store::open(cfg, connector.clone()).await.with_context(|| {
             format!(
@@ -843,13 +944,14 @@ impl NodeRuntime {
                     p.remove_everything().await;
                 }
                 self.settings.data.wipe()?;
+                self.autolock_off_on_disk();
                 inner.error = None;
             }
             AgentEvent::Renewed {
                 tls: node_tls,
                 role,
             } => {
-                node_tls.save(&self.settings.data.certs())?;
+                super::keys::save_tls(&self.settings.data.certs(), &self.dek()?, &node_tls)?;
                 inner.tls = Some(node_tls.clone());
                 let new_role = if role == NodeRole::Manager {
                     Role::Manager
@@ -874,6 +976,8 @@ impl NodeRuntime {
                     }
                     (Role::Manager, Role::Worker) => {
                         tracing::info!("demoted: stopping the manager");
+                        // Workers do not lock (as Docker's).
+                        self.autolock_off_on_disk();
                         if let Some(m) = inner.manager.take() {
                             m.stop().await;
                         }

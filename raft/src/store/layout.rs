@@ -9,10 +9,16 @@
 //!   `version (8 bytes, big endian) ++ value`; and `m/last_applied`,
 //!   `m/last_membership` (JSON). One entry's effects are one atomic batch.
 //! - `snapshot`: the last snapshot built or installed (`meta` JSON, `data` bytes).
+//!
+//! With a data key (encryption at rest, `sealed.rs`), log entries, object values
+//! and the snapshot's data are stored sealed, bound to their sled key; the
+//! bookkeeping (vote, committed, purge mark, applied index, membership) and the
+//! object versions stay in clear.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use super::sealed::{DataKey, SealError};
 use crate::error::StoreError;
 
 pub(crate) const LOG_TREE: &str = "raft_log";
@@ -45,6 +51,8 @@ pub(crate) enum DbError {
     Json(#[from] serde_json::Error),
     #[error("corrupt record: {0}")]
     Corrupt(String),
+    #[error("encrypted record: {0}")]
+    Sealed(#[from] SealError),
 }
 
 pub(crate) type DbResult<T> = Result<T, DbError>;
@@ -57,12 +65,20 @@ pub(crate) struct Db {
     pub(crate) sm: sled::Tree,
     pub(crate) snapshot: sled::Tree,
     pub(crate) path: PathBuf,
+    /// The data key records are sealed with; `None` stores them in clear.
+    pub(crate) key: Option<DataKey>,
 }
 
 impl Db {
     /// Opens (creating if needed) the database in `path`, waiting a little if
     /// another handle in this process still holds its lock. Blocking.
+    #[cfg(test)]
     pub(crate) fn open(path: &Path) -> Result<Db, StoreError> {
+        Db::open_sealed(path, None)
+    }
+
+    /// [`Db::open`] with records sealed by `key` (in clear with `None`).
+    pub(crate) fn open_sealed(path: &Path, key: Option<DataKey>) -> Result<Db, StoreError> {
         std::fs::create_dir_all(path)
             .map_err(|e| StoreError::storage(path, format!("cannot create directory: {e}")))?;
         let started = Instant::now();
@@ -91,7 +107,29 @@ impl Db {
             snapshot: tree(SNAPSHOT_TREE)?,
             db,
             path: path.to_path_buf(),
+            key,
         })
+    }
+
+    /// The stored form of `plain` under sled key `aad`: sealed when the store
+    /// has a data key.
+    pub(crate) fn seal(&self, aad: &[u8], plain: Vec<u8>) -> DbResult<Vec<u8>> {
+        match &self.key {
+            Some(k) => Ok(k.seal(aad, &plain)?),
+            None => Ok(plain),
+        }
+    }
+
+    /// The clear form of a record stored under sled key `aad`.
+    pub(crate) fn unseal<'a>(
+        &self,
+        aad: &[u8],
+        stored: &'a [u8],
+    ) -> DbResult<std::borrow::Cow<'a, [u8]>> {
+        match &self.key {
+            Some(k) => Ok(std::borrow::Cow::Owned(k.open(aad, stored)?)),
+            None => Ok(std::borrow::Cow::Borrowed(stored)),
+        }
     }
 
     /// Whether any Raft state exists: a vote, a log entry, a purge mark or an

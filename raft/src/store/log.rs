@@ -89,8 +89,8 @@ pub(crate) fn last_entry(db: &Db) -> DbResult<Option<Entry<TypeConfig>>> {
         .next_back()
     {
         Some(kv) => {
-            let (_, value) = kv?;
-            Ok(Some(from_json(&value)?))
+            let (key, value) = kv?;
+            Ok(Some(from_json(&db.unseal(&key, &value)?)?))
         }
         None => Ok(None),
     }
@@ -117,7 +117,7 @@ pub(crate) fn entries(db: &Db, range: impl RangeBounds<u64>) -> DbResult<Vec<Ent
                 break;
             }
         }
-        out.push(from_json(&value)?);
+        out.push(from_json(&db.unseal(&key, &value)?)?);
     }
     Ok(out)
 }
@@ -161,7 +161,8 @@ pub(crate) fn reset(
         Some(p) => batch.insert(PURGED_KEY, to_json(&p)?),
         None => batch.remove(PURGED_KEY),
     }
-    batch.insert(&entry_key(entry.log_id.index)[..], to_json(entry)?);
+    let key = entry_key(entry.log_id.index);
+    batch.insert(&key[..], db.seal(&key, to_json(entry)?)?);
     batch.insert(VOTE_KEY, to_json(vote)?);
     batch.insert(COMMITTED_KEY, to_json(committed)?);
     db.log.apply_batch(batch)?;
@@ -261,10 +262,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let mut batch = sled::Batch::default();
         for entry in entries {
-            batch.insert(
-                &entry_key(entry.log_id.index)[..],
-                to_json(&entry).map_err(write_err)?,
-            );
+            let key = entry_key(entry.log_id.index);
+            let value = to_json(&entry)
+                .and_then(|v| self.db.seal(&key, v))
+                .map_err(write_err)?;
+            batch.insert(&key[..], value);
         }
         self.db
             .log

@@ -25,7 +25,7 @@ use crate::error::StoreError;
 use crate::types::TypeConfig;
 
 pub(crate) fn force_new_cluster(cfg: &StoreConfig) -> Result<(), StoreError> {
-    let db = Db::open(&cfg.data_dir)?;
+    let db = Db::open_sealed(&cfg.data_dir, cfg.data_key.clone())?;
     let fail =
         |what: &str, e: &dyn std::fmt::Display| db.err(format!("force-new-cluster: {what}: {e}"));
 

@@ -146,7 +146,8 @@ fn stage_ops(
             Op::Put {
                 kind, id, value, ..
             } => {
-                batch.insert(key.clone(), encode_object(index, value));
+                let sealed = db.seal(&key, value.clone())?;
+                batch.insert(key.clone(), encode_object(index, &sealed));
                 staged.insert(key, Some(index));
                 changes.push(Change {
                     index,
@@ -181,11 +182,12 @@ pub(crate) fn copy_state(db: &Db) -> DbResult<SnapshotContent> {
         let (key, stored) = kv?;
         let (kind, id) = parse_object_key(&key)?;
         let (version, value) = decode_object(&stored)?;
+        let value = db.unseal(&key, value)?.into_owned();
         objects.push(SnapshotObject {
             kind,
             id,
             version,
-            value: value.to_vec(),
+            value,
         });
     }
     Ok(SnapshotContent {
@@ -208,7 +210,8 @@ pub(crate) fn install_content(
     let mut keep = std::collections::HashSet::new();
     for object in content.objects {
         let key = object_key(&object.kind, &object.id);
-        batch.insert(key.clone(), encode_object(object.version, &object.value));
+        let sealed = db.seal(&key, object.value.clone())?;
+        batch.insert(key.clone(), encode_object(object.version, &sealed));
         keep.insert(key);
         changes.push(Change {
             index,
@@ -243,7 +246,10 @@ pub(crate) fn save_snapshot(
 ) -> DbResult<()> {
     let mut batch = sled::Batch::default();
     batch.insert(SNAPSHOT_META_KEY, to_json(meta)?);
-    batch.insert(SNAPSHOT_DATA_KEY, data);
+    batch.insert(
+        SNAPSHOT_DATA_KEY,
+        db.seal(SNAPSHOT_DATA_KEY, data.to_vec())?,
+    );
     db.snapshot.apply_batch(batch)?;
     Ok(())
 }
@@ -257,9 +263,10 @@ pub(crate) fn load_snapshot(db: &Db) -> DbResult<Option<Snapshot<TypeConfig>>> {
         .snapshot
         .get(SNAPSHOT_DATA_KEY)?
         .ok_or_else(|| DbError::Corrupt("snapshot meta without data".into()))?;
+    let data = db.unseal(SNAPSHOT_DATA_KEY, &data)?.into_owned();
     Ok(Some(Snapshot {
         meta,
-        snapshot: Box::new(Cursor::new(data.to_vec())),
+        snapshot: Box::new(Cursor::new(data)),
     }))
 }
 
@@ -422,6 +429,38 @@ mod tests {
     fn version_of(db: &Db, id: &str) -> Option<u64> {
         let stored = db.sm.get(object_key("service", id)).ok().flatten()?;
         decode_object(&stored).ok().map(|(v, _)| v)
+    }
+
+    #[test]
+    fn with_a_data_key_values_and_snapshots_are_sealed_on_disk(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        use crate::store::sealed::DataKey;
+        let dir = tempfile::tempdir()?;
+        let key = DataKey::generate()?;
+        let db = Db::open_sealed(dir.path(), Some(key.clone()))?;
+        let secret = "SWMTKN-1-very-secret";
+        apply_entry(&db, &entry(1, vec![put("a", secret, None)]))?;
+        let raw = db.sm.get(object_key("service", "a"))?.ok_or("no record")?;
+        assert!(!raw.windows(secret.len()).any(|w| w == secret.as_bytes()));
+        assert_eq!(version_of(&db, "a"), Some(1));
+        let content = copy_state(&db)?;
+        assert_eq!(content.objects[0].value, secret.as_bytes());
+        let meta = SnapshotMeta {
+            last_log_id: content.last_applied,
+            last_membership: content.last_membership.clone(),
+            snapshot_id: "s".into(),
+        };
+        let data = to_json(&content)?;
+        save_snapshot(&db, &meta, &data)?;
+        let raw = db.snapshot.get(SNAPSHOT_DATA_KEY)?.ok_or("no snapshot")?;
+        assert!(!raw.windows(secret.len()).any(|w| w == secret.as_bytes()));
+        let loaded = load_snapshot(&db)?.ok_or("no snapshot")?;
+        assert_eq!(loaded.snapshot.into_inner(), data);
+        drop(db);
+        // Another key reads nothing.
+        let other = Db::open_sealed(dir.path(), Some(DataKey::generate()?))?;
+        assert!(matches!(copy_state(&other), Err(DbError::Sealed(_))));
+        Ok(())
     }
 
     #[test]
