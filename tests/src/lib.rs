@@ -96,6 +96,7 @@ pub use cluster::{Cluster, ClusterBuilder};
 pub use command::{CmdOutput, COMMAND_TIMEOUT};
 pub use containers::Container;
 pub use host::{Background, Host};
+pub use mounts::mounts_under;
 pub use preflight::rswarm_bin;
 pub use registry::Registry;
 pub use wait::{try_wait_for, wait_for};

@@ -9,7 +9,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 /// Mount points at or below `dir`, deepest first.
-pub(crate) fn mounts_under(dir: &Path) -> io::Result<Vec<PathBuf>> {
+pub fn mounts_under(dir: &Path) -> io::Result<Vec<PathBuf>> {
     let table = std::fs::read_to_string("/proc/self/mountinfo")?;
     let mut found: Vec<PathBuf> = table
         .lines()

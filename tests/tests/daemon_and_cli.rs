@@ -53,6 +53,9 @@ fn a_bad_config_file_stops_the_daemon_with_the_reason() {
 fn bad_flags_and_values_are_refused() {
     let out = run(&["node", "ls", "--no-such-flag"]);
     assert!(!out.status.success());
+    // Refused by the argument parser (naming the flag), not by a missing daemon.
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--no-such-flag"), "{err}");
     let out = run(&["-H", "ftp://x", "node", "ls"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid host"));

@@ -126,10 +126,10 @@ fn one_manager_and_two_workers_join_and_show_as_ready() {
 
 #[test]
 fn leader_failover_and_catch_up() {
-    let cluster = Cluster::start(4).unwrap();
+    let cluster = Cluster::with_registry(4).unwrap();
     cluster.init_swarm(3, 1).unwrap();
     let h1 = cluster.host(1);
-    wait_for(Duration::from_secs(30), "3 reachable managers", || {
+    wait_for(Duration::from_secs(60), "3 reachable managers", || {
         let rows = nodes(h1);
         (rows
             .iter()
@@ -142,8 +142,9 @@ fn leader_failover_and_catch_up() {
     let survivor = cluster.hosts().iter().find(|h| h.index() != old).unwrap();
     let killed = Instant::now();
     cluster.host(old).kill();
+    // How fast is bench-foundation's business; here only that it happens.
     wait_for(
-        Duration::from_secs(5),
+        Duration::from_secs(60),
         "a write on a surviving manager after the leader died",
         || {
             survivor
@@ -159,13 +160,26 @@ fn leader_failover_and_catch_up() {
         },
     );
     eprintln!("failover: first write {:?} after kill -9", killed.elapsed());
-    let new = wait_for(Duration::from_secs(10), "a new leader", || {
+    let new = wait_for(Duration::from_secs(60), "a new leader", || {
         leader(&cluster, survivor)
     });
     assert_ne!(new, old);
-    // The worker's agent must follow the new leader: past 3 missed heartbeats
-    // (1 s each in tests) it would be Down if it kept calling the dead one.
-    std::thread::sleep(Duration::from_secs(5));
+    // The worker's agent must follow the new leader: a task assigned to it now
+    // (assignments come from the leader's dispatcher only) runs, and it is Ready.
+    let image = cluster.registry().busybox();
+    survivor.ok(&[
+        "service",
+        "create",
+        "--detach",
+        "--name",
+        "after-failover",
+        "--constraint",
+        "node.hostname==host4",
+        &image,
+        "sleep",
+        "3600",
+    ]);
+    survivor.wait_running_tasks("after-failover", 1);
     let worker = nodes(survivor)
         .into_iter()
         .find(|r| r.0 == "host4")
@@ -177,7 +191,7 @@ fn leader_failover_and_catch_up() {
 
     cluster.host(old).start();
     wait_for(
-        Duration::from_secs(30),
+        Duration::from_secs(60),
         "the old leader to catch up",
         || {
             (label_of(cluster.host(old), survivor.name(), "failover").as_deref() == Some("done"))
@@ -185,7 +199,7 @@ fn leader_failover_and_catch_up() {
         },
     );
     wait_for(
-        Duration::from_secs(30),
+        Duration::from_secs(60),
         "the old leader Ready and Reachable again",
         || {
             nodes(survivor)
@@ -201,7 +215,7 @@ fn a_partitioned_manager_cannot_write_and_converges_after_healing() {
     let cluster = Cluster::start(3).unwrap();
     cluster.init_swarm(3, 0).unwrap();
     let h1 = cluster.host(1);
-    wait_for(Duration::from_secs(30), "3 reachable managers", || {
+    wait_for(Duration::from_secs(60), "3 reachable managers", || {
         (nodes(h1)
             .iter()
             .filter(|r| r.2 == "Leader" || r.2 == "Reachable")
@@ -212,17 +226,12 @@ fn a_partitioned_manager_cannot_write_and_converges_after_healing() {
     let cut = cluster.host(3);
     cut.disconnect();
 
-    let started = Instant::now();
+    // `fails` also fails the test if the command hangs to its deadline.
     let err = cut.fails(&["node", "update", "--label-add", "side=minority", "host3"]);
     assert!(err.contains("does not have a leader"), "{err}");
-    assert!(
-        started.elapsed() < Duration::from_secs(20),
-        "the refusal took {:?}",
-        started.elapsed()
-    );
 
     wait_for(
-        Duration::from_secs(15),
+        Duration::from_secs(60),
         "a write on the majority side",
         || {
             h1.rswarm(&["node", "update", "--label-add", "side=majority", "host1"])
@@ -236,7 +245,7 @@ fn a_partitioned_manager_cannot_write_and_converges_after_healing() {
     );
 
     cut.heal();
-    wait_for(Duration::from_secs(30), "host3 to converge", || {
+    wait_for(Duration::from_secs(60), "host3 to converge", || {
         (label_of(cut, "host1", "side").as_deref() == Some("majority")).then_some(())
     });
     assert_eq!(
@@ -403,7 +412,7 @@ fn bad_tokens_certificates_and_requests_are_refused_without_changing_anything() 
         "{err}"
     );
     wait_for(
-        Duration::from_secs(15),
+        Duration::from_secs(60),
         "the removed node to leave by itself",
         || h2.ok(&["info"]).contains("Swarm: inactive").then_some(()),
     );
@@ -422,11 +431,11 @@ fn nodes_go_down_and_come_back_promote_demote_and_leave() {
     };
 
     h3.kill();
-    wait_for(Duration::from_secs(15), "host3 Down", || {
+    wait_for(Duration::from_secs(60), "host3 Down", || {
         (status("host3")?.0 == "Down").then_some(())
     });
     h3.start();
-    wait_for(Duration::from_secs(15), "host3 Ready again", || {
+    wait_for(Duration::from_secs(60), "host3 Ready again", || {
         (status("host3")?.0 == "Ready").then_some(())
     });
 
@@ -455,7 +464,7 @@ fn nodes_go_down_and_come_back_promote_demote_and_leave() {
     assert!(err.contains("availability"), "{err}");
 
     h1.ok(&["node", "promote", "host2"]);
-    wait_for(Duration::from_secs(30), "host2 a reachable manager", || {
+    wait_for(Duration::from_secs(60), "host2 a reachable manager", || {
         (status("host2")?.1 == "Reachable").then_some(())
     });
     assert!(
@@ -463,11 +472,11 @@ fn nodes_go_down_and_come_back_promote_demote_and_leave() {
         "a promoted node answers Control calls"
     );
     h1.ok(&["node", "demote", "host2"]);
-    wait_for(Duration::from_secs(30), "host2 a worker again", || {
+    wait_for(Duration::from_secs(60), "host2 a worker again", || {
         (status("host2")?.1.is_empty()).then_some(())
     });
     wait_for(
-        Duration::from_secs(30),
+        Duration::from_secs(60),
         "host2's daemon to drop its manager",
         || {
             h2.rswarm(&["node", "ls"])
@@ -482,7 +491,7 @@ fn nodes_go_down_and_come_back_promote_demote_and_leave() {
     assert!(err.contains("last manager"), "{err}");
     assert!(h3.ok(&["swarm", "leave"]).contains("Node left the swarm."));
     assert!(h3.ok(&["info"]).contains("Swarm: inactive"));
-    wait_for(Duration::from_secs(15), "host3 Down after leaving", || {
+    wait_for(Duration::from_secs(60), "host3 Down after leaving", || {
         (status("host3")?.0 == "Down").then_some(())
     });
 }
@@ -492,7 +501,7 @@ fn force_new_cluster_revives_the_last_manager_with_its_data() {
     let cluster = Cluster::start(3).unwrap();
     cluster.init_swarm(3, 0).unwrap();
     let h1 = cluster.host(1);
-    wait_for(Duration::from_secs(30), "3 reachable managers", || {
+    wait_for(Duration::from_secs(60), "3 reachable managers", || {
         (nodes(h1)
             .iter()
             .filter(|r| r.2 == "Leader" || r.2 == "Reachable")
@@ -508,7 +517,7 @@ fn force_new_cluster_revives_the_last_manager_with_its_data() {
 
     let out = h1.ok(&["init", "--force-new-cluster"]);
     assert!(out.contains("Swarm initialized"), "{out}");
-    wait_for(Duration::from_secs(15), "a writable cluster", || {
+    wait_for(Duration::from_secs(60), "a writable cluster", || {
         h1.rswarm(&["node", "update", "--label-add", "after=force", "host1"])
             .success()
             .then_some(())

@@ -223,7 +223,7 @@ fn tasks_on_different_hosts_reach_each_other_by_name_over_the_overlay() {
                 .lines()
                 .filter(|l| l.contains("10.20.0."))
                 .count();
-            (out.success() && addrs >= 2).then_some(out.stdout)
+            (out.success() && addrs == 2).then_some(out.stdout)
         },
     );
     assert!(lookup.contains("10.20.0."), "{lookup}");
@@ -274,8 +274,30 @@ fn tasks_on_different_hosts_reach_each_other_by_name_over_the_overlay() {
         vec!["api-1", "api-2"],
         "both api tasks answer across the overlay"
     );
-    // A task on another network cannot resolve or reach it.
+    // A task on another network cannot resolve or reach it, although the same
+    // probes from the same task work for its own network's names and tasks.
+    wait_for(
+        Duration::from_secs(60),
+        "`stranger` to resolve in stranger.1",
+        || {
+            let out = h1.rswarm(&["exec", "stranger.1", "nslookup", "stranger"]);
+            let addr = out
+                .stdout
+                .lines()
+                .skip_while(|l| !l.starts_with("Name:"))
+                .find_map(|l| {
+                    l.split_whitespace()
+                        .find(|w| w.parse::<std::net::Ipv4Addr>().is_ok())
+                        .map(String::from)
+                });
+            (out.success()).then_some(addr).flatten()
+        },
+    );
     let out = h1.rswarm(&["exec", "stranger.1", "nslookup", "api"]);
+    assert!(
+        out.stdout.contains("Server:"),
+        "nslookup did not run in stranger.1: {out}"
+    );
     assert!(!out.stdout.contains("10.20.0."), "{out}");
     let addr = lookup
         .lines()
@@ -283,8 +305,30 @@ fn tasks_on_different_hosts_reach_each_other_by_name_over_the_overlay() {
         .next()
         .unwrap()
         .to_string();
-    let req = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | busybox nc -w 2 {addr} 80");
+    // The positive twin: the same probe from stranger.1 reaches an address it
+    // may reach (a listener on host2's own address, through the gateway).
+    let listener = cluster.host(2).listen_tcp(7001);
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            let _ = std::io::Write::write_all(&mut conn, b"pong\n");
+        }
+    });
+    let twin = format!("busybox nc -w 2 {} 7001 </dev/null", cluster.host(2).addr());
+    wait_for(
+        Duration::from_secs(60),
+        "stranger.1 to reach host2:7001",
+        || {
+            let out = h1.rswarm(&["exec", "stranger.1", "sh", "-c", &twin]);
+            out.stdout.contains("pong").then_some(())
+        },
+    );
+    let req =
+        format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | busybox nc -w 2 {addr} 80; echo probe-ran");
     let out = h1.rswarm(&["exec", "stranger.1", "sh", "-c", &req]);
+    assert!(
+        out.success() && out.stdout.contains("probe-ran"),
+        "the probe did not run in stranger.1: {out}"
+    );
     assert!(
         !out.stdout.contains("api-"),
         "a task on `other` reached {addr}: {out}"

@@ -67,6 +67,60 @@ fn tasks(host: &Host, service: &str) -> Vec<Task> {
     ]))
 }
 
+/// A positive event for absence checks: the orchestrator's clock has passed a
+/// restart delay of `delay` since now. Creates a service whose one task fails,
+/// with that restart delay and one restart allowed, and waits until its second
+/// task failed: the restart, due `delay` after the first failure (seen after
+/// this call started), has been made. A restart of another slot due by then
+/// would have been made too. The marker service is removed again.
+fn orchestrator_passed_restart_delay(h1: &Host, image: &str, delay: &str) {
+    h1.ok(&[
+        "service",
+        "create",
+        "--detach",
+        "--name",
+        "marker",
+        "--restart-condition",
+        "on-failure",
+        "--restart-max-attempts",
+        "1",
+        "--restart-delay",
+        delay,
+        image,
+        "sh",
+        "-c",
+        "exit 1",
+    ]);
+    wait_tasks(h1, "marker", CONVERGE, "the marker's restart", |tasks| {
+        tasks
+            .iter()
+            .filter(|t| t.current.starts_with("Failed"))
+            .count()
+            == 2
+    });
+    h1.ok(&["service", "rm", "marker"]);
+}
+
+/// A positive event for absence checks on `host`'s agent: a task assigned to it
+/// after now runs, so the agent has handled every assignment before it (its
+/// restart's adoption included). The probe service is removed again.
+fn agent_caught_up(h1: &Host, image: &str, host: &str) {
+    h1.ok(&[
+        "service",
+        "create",
+        "--detach",
+        "--name",
+        "probe",
+        "--constraint",
+        &format!("node.hostname=={host}"),
+        image,
+        "sleep",
+        "3600",
+    ]);
+    h1.wait_running_tasks("probe", 1);
+    h1.ok(&["service", "rm", "probe"]);
+}
+
 /// Running tasks (desired Running, current Running) per node name.
 fn running_per_node(tasks: &[Task]) -> BTreeMap<String, usize> {
     let mut per_node = BTreeMap::new();
@@ -414,8 +468,8 @@ fn a_failing_task_is_restarted_exactly_max_attempts_times() {
     wait_tasks(h1, "flaky", CONVERGE, "4 failed tasks of flaky", |tasks| {
         tasks.iter().filter(|t| failed(t)).count() >= 4
     });
-    // Well past the restart delay: no fifth attempt.
-    std::thread::sleep(Duration::from_secs(6));
+    // Past the moment a fifth attempt would have been due: no fifth attempt.
+    orchestrator_passed_restart_delay(h1, &image, "1s");
     let tasks = tasks(h1, "flaky");
     assert_eq!(
         tasks.len(),
@@ -458,7 +512,8 @@ fn a_job_runs_to_completion_and_is_not_restarted() {
         "3 complete tasks of the job",
         |tasks| tasks.iter().filter(|t| complete(t)).count() == 3,
     );
-    std::thread::sleep(Duration::from_secs(5));
+    // Past the moment a restart (default delay 5 s) would have been due.
+    orchestrator_passed_restart_delay(h1, &image, "5s");
     let tasks = tasks(h1, "once");
     assert_eq!(tasks.len(), 3, "no task was started again: {tasks:#?}");
     assert!(
@@ -589,8 +644,9 @@ fn restarting_a_worker_daemon_leaves_its_containers_running() {
             .any(|l| l == "host2 Ready")
             .then_some(())
     });
-    // Give the restarted agent time to (wrongly) replace what it found.
-    std::thread::sleep(Duration::from_secs(5));
+    // The restarted agent has handled its assignments (and would have
+    // wrongly replaced what it found by now).
+    agent_caught_up(h1, &image, "host2");
     let after = tasks(h1, "keep");
     let summary = |tasks: &[Task]| -> Vec<(String, String, String, bool)> {
         let mut rows: Vec<_> = tasks

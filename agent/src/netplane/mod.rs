@@ -101,11 +101,17 @@ impl NetPlane {
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(SWEEP_EVERY);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut swept = false;
             loop {
                 tick.tick().await;
                 let Some(plane) = weak.upgrade() else { return };
                 if plane.has_state() {
                     plane.sweep().await;
+                    if !swept {
+                        // Once per start: what was adopted is settled (tests wait for it).
+                        tracing::info!("net plane: first sweep since start done");
+                        swept = true;
+                    }
                 }
             }
         });

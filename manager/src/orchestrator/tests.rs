@@ -46,6 +46,20 @@ fn running(tasks: &[Task]) -> Vec<&Task> {
         .collect()
 }
 
+/// A positive event for absence checks: the orchestrator has handled every
+/// change made before this call (it handles them in order), shown by a new
+/// one-replica service getting its task running. The agent must let it run.
+async fn orchestrator_caught_up(swarm: &TestSwarm, tag: &str) {
+    let marker = swarm
+        .create_service(&format!("marker-{tag}"), replicated(1), |_| {})
+        .await;
+    swarm
+        .wait_for("the marker task to run", &marker, |t| {
+            (running(t).len() == 1).then_some(())
+        })
+        .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_down_has_its_tasks_replaced_on_the_other_nodes() {
     let mut swarm = TestSwarm::start(5).await;
@@ -116,8 +130,22 @@ async fn on_failure_with_max_attempts_3_restarts_exactly_three_times() {
                 .then_some(())
         })
         .await;
-    // Give the orchestrator ample time to (wrongly) restart a fifth time.
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // Past the moment a fifth start would have been due: a marker service with
+    // the same delay and one restart allowed (its tasks fail too) has restarted.
+    let marker = swarm
+        .create_service("marker", replicated(1), |t| {
+            t.restart = Some(restart(Condition::OnFailure, Duration::from_millis(50), 1))
+        })
+        .await;
+    swarm
+        .wait_for("the marker's restart to fail too", &marker, |t| {
+            (t.iter()
+                .filter(|t| task::state(t) == TaskState::Failed as i32)
+                .count()
+                == 2)
+                .then_some(())
+        })
+        .await;
     let tasks = swarm.tasks(&svc);
     let counts: BTreeSet<u32> = tasks.iter().map(|t| t.restart_count).collect();
     assert_eq!(tasks.len(), 4, "one task and exactly three restarts");
@@ -167,13 +195,11 @@ async fn the_restart_delay_is_honoured() {
         })
         .await;
     let waited = failed_at.elapsed();
+    // Not before the delay (the measurement starts after the failure was
+    // committed, so a little less is fine); how soon after is a benchmark's.
     assert!(
         waited >= delay - Duration::from_millis(100),
         "restarted after {waited:?}, before the {delay:?} delay"
-    );
-    assert!(
-        waited < delay + Duration::from_secs(2),
-        "restart took {waited:?}"
     );
     assert_eq!(replacement.slot, 1);
     let tasks = swarm.tasks(&svc);
@@ -201,7 +227,7 @@ async fn a_replicated_job_completes_and_is_not_restarted() {
             (t.iter().filter(|t| task::completed(t)).count() == 3).then_some(())
         })
         .await;
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    orchestrator_caught_up(&swarm, "job").await;
     let tasks = swarm.tasks(&svc);
     assert_eq!(tasks.len(), 3, "no task after the job finished");
     let slots: BTreeSet<u64> = tasks.iter().map(|t| t.slot).collect();
@@ -238,7 +264,7 @@ async fn a_failed_job_task_is_retried_then_the_job_finishes() {
             (t.iter().filter(|t| task::completed(t)).count() == 3).then_some(())
         })
         .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    orchestrator_caught_up(&swarm, "retried").await;
     let tasks = swarm.tasks(&svc);
     assert_eq!(tasks.len(), 4, "three completions and one failure");
     let retried: Vec<&Task> = tasks.iter().filter(|t| t.slot == 2).collect();
@@ -308,7 +334,7 @@ async fn scaling_down_stops_the_highest_slots() {
         .collect();
     assert_eq!(stopped, BTreeSet::from([3, 4, 5]));
     // Stopped by the user: not restarted.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    orchestrator_caught_up(&swarm, "scaled").await;
     assert_eq!(swarm.tasks(&svc).len(), 5);
     // Scaling up again refills the slots at once.
     swarm.scale(&svc, 4).await;
@@ -368,7 +394,7 @@ async fn a_global_service_follows_the_nodes() {
             (on_a.len() == 1 && task::state(on_a[0]) == TaskState::Shutdown as i32).then_some(())
         })
         .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    orchestrator_caught_up(&swarm, "drained").await;
     assert_eq!(running(&swarm.tasks(&svc)).len(), 2);
 }
 

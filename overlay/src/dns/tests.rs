@@ -270,31 +270,30 @@ async fn black_hole() -> (UdpSocket, SocketAddr) {
     (sock, addr)
 }
 
+/// A cluster name is answered by the server itself: the upstream (which would
+/// answer too, but counts what it gets) never sees the query.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn aaaa_for_cluster_name_is_empty_at_once() {
-    // A dead upstream: any forwarding would stall for the timeout.
-    let (_hole, dead) = black_hole().await;
+async fn aaaa_for_cluster_name_is_empty_and_not_forwarded() {
+    let (up, count) = fake_upstream().await;
     let s = serve_on(
         test_ip(),
-        vec![dead],
+        vec![up],
         Duration::from_secs(3),
         sample(),
         view(&[N1], None),
     );
-    let started = Instant::now();
     let m = udp_query(s.udp(), "api", RecordType::AAAA).await;
-    let took = started.elapsed();
     assert_eq!(m.metadata.response_code, ResponseCode::NoError);
     assert!(m.answers.is_empty());
-    assert!(took < Duration::from_millis(50), "took {took:?}");
+    assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unknown_single_label_is_nxdomain_at_once() {
-    let (_hole, dead) = black_hole().await;
+async fn unknown_single_label_is_nxdomain_and_not_forwarded() {
+    let (up, count) = fake_upstream().await;
     let s = serve_on(
         test_ip(),
-        vec![dead],
+        vec![up],
         Duration::from_secs(3),
         sample(),
         view(&[N1], None),
@@ -305,21 +304,21 @@ async fn unknown_single_label_is_nxdomain_at_once() {
         ("tasks.nope", RecordType::A),
         ("api.9.zzz", RecordType::A),
     ] {
-        let started = Instant::now();
         let m = udp_query(s.udp(), name, rtype).await;
-        let took = started.elapsed();
         assert_eq!(m.metadata.response_code, ResponseCode::NXDomain, "{name}");
-        assert!(took < Duration::from_millis(50), "{name} took {took:?}");
+        assert_eq!(
+            count.load(std::sync::atomic::Ordering::SeqCst),
+            0,
+            "{name} was forwarded"
+        );
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_upstream_answers_servfail_at_once() {
+async fn no_upstream_answers_servfail() {
     let s = serve(sample(), view(&[N1], None));
-    let started = Instant::now();
     let m = udp_query(s.udp(), "example.test", RecordType::A).await;
     assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
-    assert!(started.elapsed() < Duration::from_millis(50));
 }
 
 /// A fake upstream resolver on loopback: `example.test A` → 192.0.2.1, every
@@ -401,7 +400,12 @@ async fn dead_upstream_gives_servfail_within_timeout() {
     let m = udp_query(s.udp(), "example.test", RecordType::A).await;
     let took = started.elapsed();
     assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
-    assert!(took < timeout + Duration::from_millis(300), "took {took:?}");
+    // It waited for the upstream (the answer is the timeout's, not an early
+    // refusal); how close to the timeout it answers is a benchmark's business.
+    assert!(
+        took >= timeout,
+        "answered after {took:?}, before the timeout"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -443,7 +447,7 @@ async fn dropping_the_handle_ends_serving() {
     let tcp = s.tcp();
     s.handle.stop();
     // The sockets close as the runtime drops the aborted tasks.
-    let deadline = Instant::now() + Duration::from_secs(2);
+    let deadline = Instant::now() + Duration::from_secs(60);
     while TcpStream::connect(tcp).await.is_ok() {
         assert!(Instant::now() < deadline, "still serving after stop()");
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -518,27 +522,26 @@ struct TestNetns {
 }
 
 impl TestNetns {
-    /// `None` (test skipped) when not root or `ip` is missing.
-    fn create(tag: &str) -> Option<TestNetns> {
-        if !nix::unistd::geteuid().is_root() {
-            return None;
-        }
+    /// Panics, saying what is missing, when not root or `ip netns add` fails: the
+    /// test needs both and must not pass without them (CI runs as root).
+    fn create(tag: &str) -> TestNetns {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "this test needs root (it makes a network namespace); run it as root"
+        );
         let name = format!("rswarm-dns-{tag}-{}", std::process::id());
-        let ok = |args: &[&str]| {
-            std::process::Command::new("ip")
-                .args(args)
-                .status()
-                .map(|s| s.success())
-                .unwrap_or(false)
+        let run = |args: &[&str]| {
+            let status = std::process::Command::new("ip").args(args).status();
+            assert!(
+                status.as_ref().is_ok_and(|s| s.success()),
+                "`ip {}` failed ({status:?}): this test needs iproute2 and network namespaces",
+                args.join(" ")
+            );
         };
-        if !ok(&["netns", "add", &name]) {
-            return None;
-        }
+        run(&["netns", "add", &name]);
         let ns = TestNetns { name };
-        if !ok(&["-n", &ns.name, "link", "set", "lo", "up"]) {
-            return None;
-        }
-        Some(ns)
+        run(&["-n", &ns.name, "link", "set", "lo", "up"]);
+        ns
     }
 
     fn path(&self) -> std::path::PathBuf {
@@ -583,10 +586,7 @@ async fn udp_query_in_netns(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serves_at_127_0_0_11_53_inside_a_task_namespace() {
-    let Some(ns) = TestNetns::create("serve") else {
-        eprintln!("skipped: needs root and iproute2");
-        return;
-    };
+    let ns = TestNetns::create("serve");
     let (up, _count) = fake_upstream().await;
     let server = DnsServer::with_forward_timeout(vec![up], Duration::from_secs(2)).expect("server");
     server.set_records(sample());
@@ -600,7 +600,13 @@ async fn serves_at_127_0_0_11_53_inside_a_task_namespace() {
     // loopback is reachable although the task's namespace has no route to it.
     let m = udp_query_in_netns(ns.path(), DNS_ADDR, "example.test").await;
     assert_eq!(addrs(&m), vec![Ipv4Addr::new(192, 0, 2, 1)]);
-    // Nothing listens at 127.0.0.11:53 in the test's own namespace.
+    // Nothing listens at 127.0.0.11:53 in the test's own namespace: the port
+    // there is free to bind, so the server's sockets are the task namespace's.
+    let outside = std::net::UdpSocket::bind(DNS_ADDR);
+    assert!(
+        outside.is_ok(),
+        "127.0.0.11:53 is taken in the test's own namespace: {outside:?}"
+    );
     drop(handle);
 }
 

@@ -594,9 +594,22 @@ mod tests {
     }
 
     #[test]
-    fn crypto_provider_install_is_idempotent() {
+    fn crypto_provider_install_is_idempotent_and_aws_lc() {
         install_crypto_provider();
         install_crypto_provider();
-        assert!(CryptoProvider::get_default().is_some());
+        let installed = CryptoProvider::get_default().expect("a provider is installed");
+        let suites = |p: &CryptoProvider| -> Vec<String> {
+            p.cipher_suites
+                .iter()
+                .map(|s| format!("{:?}", s.suite()))
+                .collect()
+        };
+        // aws-lc-rs is the only crypto backend (see Cargo.toml): the default
+        // provider is its provider, not another one installed first.
+        assert_eq!(
+            suites(installed),
+            suites(&rustls::crypto::aws_lc_rs::default_provider())
+        );
+        assert!(installed.fips() == rustls::crypto::aws_lc_rs::default_provider().fips());
     }
 }
