@@ -1258,11 +1258,12 @@ async fn grpc_rounds(
     let without_cert = rswarm_proto::identity::tls::connect(&addr, &tls.ca_pem, None)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+    // Each line is printed as its service finishes, so a long run shows progress.
     let mut report = String::new();
-    report.push_str(&format!(
-        "{:<32} {:>8} {:>8} {:>9}  status codes\n",
+    println!(
+        "{:<32} {:>8} {:>8} {:>9}  status codes",
         "service", "sent", "ok", "timeouts"
-    ));
+    );
     for (i, service) in services().into_iter().enumerate() {
         let tally = Arc::new(Tally::default());
         let started = Instant::now();
@@ -1305,15 +1306,15 @@ async fn grpc_rounds(
             .await;
         let codes = tally.codes.lock().unwrap_or_else(|p| p.into_inner());
         let codes: Vec<String> = codes.iter().map(|(c, n)| format!("{c} {n}")).collect();
-        report.push_str(&format!(
-            "{:<32} {:>8} {:>8} {:>9}  {} ({:.0}s)\n",
+        println!(
+            "{:<32} {:>8} {:>8} {:>9}  {} ({:.0}s)",
             service.name,
             tally.sent.load(Ordering::Relaxed),
             tally.ok.load(Ordering::Relaxed),
             tally.timeouts.load(Ordering::Relaxed),
             codes.join(", "),
             started.elapsed().as_secs_f64()
-        ));
+        );
     }
     // Raw garbage on the TCP port: no TLS, no HTTP/2, just bytes.
     let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed);
