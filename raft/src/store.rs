@@ -408,6 +408,7 @@ impl Store {
     /// until it has caught up, then as a voter. Forwarded to the leader. The new
     /// manager must already be serving the Raft service.
     pub async fn add_manager(&self, raft_id: u64, addr: String) -> Result<(), StoreError> {
+        check_member_addr(&addr)?;
         let cfg = &self.inner.cfg;
         let forward_timeout = cfg.join_timeout() + cfg.write_timeout * 3;
         self.on_leader("add manager", |store| {
@@ -482,6 +483,7 @@ impl Store {
         raft_id: u64,
         addr: &str,
     ) -> Result<(), LocalError> {
+        check_member_addr(addr).map_err(LocalError::Failed)?;
         let raft = &self.inner.raft();
         let (is_leader, membership, membership_index) = {
             let m = raft.metrics();
@@ -710,6 +712,22 @@ impl Store {
     #[cfg(test)]
     pub(crate) fn raft_metrics(&self) -> openraft::RaftMetrics<u64, BasicNode> {
         self.inner.raft().metrics().borrow().clone()
+    }
+}
+
+/// A manager's Raft address must be `host:port` (found by the fuzzing harness:
+/// an empty one was added as a learner that could never be reached).
+fn check_member_addr(addr: &str) -> Result<(), StoreError> {
+    let valid = addr.len() <= 255
+        && addr.rsplit_once(':').is_some_and(|(host, port)| {
+            !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+        });
+    if valid {
+        Ok(())
+    } else {
+        Err(StoreError::Membership(format!(
+            "manager address {addr:?} is not host:port"
+        )))
     }
 }
 
