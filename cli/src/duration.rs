@@ -42,7 +42,11 @@ pub fn parse(s: &str) -> anyhow::Result<Duration> {
         };
         total += value * scale;
     }
-    Ok(Duration::from_secs_f64(total))
+    // Like Go, refuse what an int64 of nanoseconds cannot hold (about 2562047h).
+    if total > i64::MAX as f64 / 1e9 {
+        bail!("invalid duration {s:?}");
+    }
+    Duration::try_from_secs_f64(total).map_err(|_| anyhow!("invalid duration {s:?}"))
 }
 
 #[cfg(test)]
@@ -58,5 +62,21 @@ mod tests {
         assert!(parse("5").is_err());
         assert!(parse("5x").is_err());
         assert!(parse("").is_err());
+    }
+
+    #[test]
+    fn durations_beyond_go_s_range_are_refused_not_a_panic() {
+        // Found by the fuzzing harness: these used to panic in Duration::from_secs_f64.
+        for s in [
+            "18446744073709551616h",
+            "922337203685477588547758081s",
+            "2562048h",
+        ] {
+            assert_eq!(
+                parse(s).map_err(|e| e.to_string()).err(),
+                Some(format!("invalid duration {s:?}"))
+            );
+        }
+        assert!(parse("2562047h").is_ok());
     }
 }

@@ -2,6 +2,9 @@
 
 use std::path::PathBuf;
 
+/// How a `WriteFailed` message starts; a forwarded write's failure is recognised by it.
+pub(crate) const WRITE_FAILED: &str = "the manager could not write to its store: ";
+
 /// Everything that can go wrong with the replicated store.
 #[derive(thiserror::Error, Debug)]
 pub enum StoreError {
@@ -31,6 +34,12 @@ pub enum StoreError {
         id: String,
         message: String,
     },
+
+    /// This manager could not write to its own disk (disk full, I/O error). The
+    /// write failed; reads keep working, and writes work again once the store has
+    /// healed (see `store::heal`). The reason is in words, e.g. "no space left on device".
+    #[error("the manager could not write to its store: {0}")]
+    WriteFailed(String),
 
     /// The batch itself is malformed (for example an empty kind).
     #[error("invalid store operation: {0}")]
@@ -67,5 +76,20 @@ impl StoreError {
             path: path.to_path_buf(),
             message: message.to_string(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_write_failure_reads_as_one_sentence_with_the_reason() {
+        let e = StoreError::WriteFailed("no space left on device".into());
+        assert_eq!(
+            e.to_string(),
+            "the manager could not write to its store: no space left on device"
+        );
+        assert!(e.to_string().starts_with(WRITE_FAILED));
     }
 }

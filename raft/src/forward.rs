@@ -100,6 +100,12 @@ impl Forwarder {
             Ok(Err(status)) => return Err(self.status_error(addr, status)),
             Ok(Ok(reply)) => reply.into_inner(),
         };
+        if let Some(reason) = reply.error.strip_prefix(crate::error::WRITE_FAILED) {
+            // The leader could not write to its own disk.
+            return Err(ForwardError::Failed(StoreError::WriteFailed(
+                reason.to_string(),
+            )));
+        }
         if !reply.error.is_empty() {
             return Err(ForwardError::Failed(StoreError::Transport {
                 addr: addr.to_string(),

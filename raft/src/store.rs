@@ -17,6 +17,7 @@
 //!   atomic sled batch that rides on the next fsync. After a crash the state
 //!   machine is at some earlier entry and the rest is re-applied from the log.
 
+mod heal;
 mod layout;
 mod log;
 mod recovery;
@@ -25,7 +26,7 @@ mod state_machine;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use openraft::error::{ChangeMembershipError, ClientWriteError, Fatal, InitializeError, RaftError};
@@ -56,11 +57,53 @@ pub struct Store {
 
 pub(crate) struct Inner {
     cfg: StoreConfig,
-    raft: openraft::Raft<TypeConfig>,
-    db: Db,
+    connector: Arc<dyn Connector>,
+    /// The running Raft instance; replaced when the store heals (see `heal`).
+    raft: RwLock<openraft::Raft<TypeConfig>>,
+    /// The open database; `None` only while `heal` reopens it.
+    db: RwLock<Option<Db>>,
+    /// Why the store cannot write right now (set by `heal` until it has healed).
+    fault: Mutex<Option<String>>,
     changes: broadcast::Sender<Change>,
     forwarder: Forwarder,
     shut_down: AtomicBool,
+}
+
+impl Inner {
+    /// The current Raft instance (a cheap handle).
+    pub(crate) fn raft(&self) -> openraft::Raft<TypeConfig> {
+        self.raft
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// The open database. Fails only in the moment `heal` reopens it and the
+    /// reopening failed.
+    pub(crate) fn db(&self) -> Result<Db, StoreError> {
+        self.db
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+            .ok_or_else(|| {
+                StoreError::storage(&self.cfg.data_dir, "the database is being reopened")
+            })
+    }
+
+    /// Why writes fail right now, if they do.
+    pub(crate) fn fault(&self) -> Option<String> {
+        self.fault
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn set_fault(&self, reason: Option<String>) {
+        *self
+            .fault
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = reason;
+    }
 }
 
 impl Drop for Inner {
@@ -70,7 +113,7 @@ impl Drop for Inner {
             return;
         }
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let raft = self.raft.clone();
+            let raft = self.raft();
             runtime.spawn(async move {
                 let _ = raft.shutdown().await;
             });
@@ -100,15 +143,7 @@ impl Store {
             .await
             .map_err(|e| StoreError::storage(&cfg.data_dir, format!("opening database: {e}")))??;
         let (changes, _) = broadcast::channel(WATCH_CAPACITY);
-        let raft = openraft::Raft::new(
-            cfg.raft_id,
-            config,
-            Network::new(connector.clone()),
-            log::LogStore::new(db.clone()),
-            state_machine::StateMachine::new(db.clone(), changes.clone()),
-        )
-        .await
-        .map_err(|e| StoreError::Raft(format!("starting raft for manager {}: {e}", cfg.raft_id)))?;
+        let raft = start_raft(&cfg, config, &connector, &db, &changes).await?;
         // Wait for the first metrics report so `status()` shows the loaded state at once.
         let mut metrics = raft.metrics();
         if tokio::time::timeout(Duration::from_secs(5), metrics.changed())
@@ -121,16 +156,18 @@ impl Store {
             );
         }
         tracing::info!(raft_id = cfg.raft_id, addr = %cfg.addr, data_dir = %cfg.data_dir.display(), "raft store open");
-        Ok(Store {
-            inner: Arc::new(Inner {
-                forwarder: Forwarder::new(connector),
-                cfg,
-                raft,
-                db,
-                changes,
-                shut_down: AtomicBool::new(false),
-            }),
-        })
+        let inner = Arc::new(Inner {
+            forwarder: Forwarder::new(connector.clone()),
+            connector,
+            cfg,
+            raft: RwLock::new(raft),
+            db: RwLock::new(Some(db)),
+            fault: Mutex::new(None),
+            changes,
+            shut_down: AtomicBool::new(false),
+        });
+        tokio::spawn(heal::watch(Arc::downgrade(&inner)));
+        Ok(Store { inner })
     }
 
     pub(crate) fn from_inner(inner: Arc<Inner>) -> Store {
@@ -140,10 +177,13 @@ impl Store {
     /// Whether this manager has Raft state on disk (a vote, log or membership):
     /// it was bootstrapped or has joined a cluster.
     pub fn is_initialized(&self) -> bool {
-        match self.inner.db.has_raft_state() {
+        match self.inner.db().and_then(|db| {
+            db.has_raft_state()
+                .map_err(|e| db.err(format!("reading raft state: {e}")))
+        }) {
             Ok(initialized) => initialized,
             Err(e) => {
-                tracing::warn!(error = %e, path = %self.inner.db.path.display(), "cannot read raft state; assuming initialized");
+                tracing::warn!(error = %e, "cannot read raft state; assuming initialized");
                 true
             }
         }
@@ -158,7 +198,7 @@ impl Store {
             });
         }
         let members = BTreeMap::from([(cfg.raft_id, BasicNode::new(cfg.addr.clone()))]);
-        match self.inner.raft.initialize(members).await {
+        match self.inner.raft().initialize(members).await {
             Ok(()) => {}
             Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {
                 return Err(StoreError::AlreadyInitialized {
@@ -173,7 +213,7 @@ impl Store {
             }
         }
         self.inner
-            .raft
+            .raft()
             .wait(Some(cfg.write_timeout))
             .state(ServerState::Leader, "bootstrap: become leader")
             .await
@@ -192,6 +232,9 @@ impl Store {
         let req = Request { ops };
         let deadline = Instant::now() + self.inner.cfg.write_timeout;
         loop {
+            if let Some(reason) = self.inner.fault() {
+                return Err(StoreError::WriteFailed(reason));
+            }
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
                 return Err(StoreError::NoLeader);
@@ -243,6 +286,15 @@ impl Store {
         }
     }
 
+    /// The error for a write that found Raft stopped: `Shutdown` after `shutdown`,
+    /// otherwise the storage failure that stopped it, in words.
+    fn write_fatal(&self, e: Fatal<u64>) -> StoreError {
+        if self.inner.shut_down.load(Ordering::SeqCst) {
+            return StoreError::Shutdown;
+        }
+        StoreError::WriteFailed(heal::diagnose(&self.inner, &e))
+    }
+
     /// Waits (until `deadline` at the latest) for this manager to apply `index`,
     /// so that its local reads see a write it forwarded. Best effort: the write
     /// is committed either way.
@@ -250,7 +302,7 @@ impl Store {
         let remaining = deadline.saturating_duration_since(Instant::now());
         let waited = self
             .inner
-            .raft
+            .raft()
             .wait(Some(remaining))
             .applied_index_at_least(Some(index), "local apply of a forwarded write")
             .await;
@@ -261,7 +313,10 @@ impl Store {
 
     /// Proposes on this node, which must be the leader; waits for commit and apply.
     pub(crate) async fn propose_local(&self, req: Request) -> Result<ProposeReply, StoreError> {
-        match self.inner.raft.client_write(req).await {
+        if let Some(reason) = self.inner.fault() {
+            return Err(StoreError::WriteFailed(reason));
+        }
+        match self.inner.raft().client_write(req).await {
             Ok(resp) => Ok(match resp.data {
                 Response::Applied => ProposeReply::Committed {
                     index: resp.log_id.index,
@@ -283,13 +338,13 @@ impl Store {
                 Ok(ProposeReply::NotLeader)
             }
             Err(RaftError::APIError(e)) => Err(StoreError::Raft(format!("write: {e}"))),
-            Err(RaftError::Fatal(e)) => Err(fatal(e)),
+            Err(RaftError::Fatal(e)) => Err(self.write_fatal(e)),
         }
     }
 
     /// The object `kind/id` in this manager's copy.
     pub fn get(&self, kind: &str, id: &str) -> Result<Option<Object>, StoreError> {
-        let db = &self.inner.db;
+        let db = &self.inner.db()?;
         let stored = db
             .sm
             .get(object_key(kind, id))
@@ -313,7 +368,7 @@ impl Store {
 
     /// Every object of `kind` in this manager's copy, sorted by id.
     pub fn list(&self, kind: &str) -> Result<Vec<Object>, StoreError> {
-        let db = &self.inner.db;
+        let db = &self.inner.db()?;
         let mut out = Vec::new();
         for kv in db.sm.scan_prefix(kind_prefix(kind)) {
             let (key, stored) = kv.map_err(|e| db.err(format!("listing {kind}: {e}")))?;
@@ -358,6 +413,7 @@ impl Store {
     /// until it has caught up, then as a voter. Forwarded to the leader. The new
     /// manager must already be serving the Raft service.
     pub async fn add_manager(&self, raft_id: u64, addr: String) -> Result<(), StoreError> {
+        check_member_addr(&addr)?;
         let cfg = &self.inner.cfg;
         let forward_timeout = cfg.join_timeout() + cfg.write_timeout * 3;
         self.on_leader("add manager", |store| {
@@ -432,7 +488,8 @@ impl Store {
         raft_id: u64,
         addr: &str,
     ) -> Result<(), LocalError> {
-        let raft = &self.inner.raft;
+        check_member_addr(addr).map_err(LocalError::Failed)?;
+        let raft = &self.inner.raft();
         let (is_leader, membership, membership_index) = {
             let m = raft.metrics();
             let m = m.borrow();
@@ -503,7 +560,7 @@ impl Store {
     /// Leader side of `remove_manager`.
     pub(crate) async fn remove_manager_local(&self, raft_id: u64) -> Result<(), LocalError> {
         let (is_leader, membership) = {
-            let m = self.inner.raft.metrics();
+            let m = self.inner.raft().metrics();
             let m = m.borrow();
             (
                 m.state == ServerState::Leader,
@@ -534,7 +591,8 @@ impl Store {
         let deadline = Instant::now() + self.inner.cfg.write_timeout;
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
-            let attempt = self.inner.raft.change_membership(changes.clone(), false);
+            let raft = self.inner.raft();
+            let attempt = raft.change_membership(changes.clone(), false);
             match tokio::time::timeout(remaining, attempt).await {
                 Err(_) => return Err(LocalError::Failed(StoreError::NoLeader)),
                 Ok(Ok(resp)) => return Ok(resp.log_id.index),
@@ -550,14 +608,16 @@ impl Store {
                 Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))) => {
                     return Err(LocalError::Failed(StoreError::Membership(e.to_string())))
                 }
-                Ok(Err(RaftError::Fatal(e))) => return Err(LocalError::Failed(fatal(e))),
+                Ok(Err(RaftError::Fatal(e))) => {
+                    return Err(LocalError::Failed(self.write_fatal(e)))
+                }
             }
         }
     }
 
     /// A point-in-time view of this manager's Raft state.
     pub fn status(&self) -> RaftStatus {
-        let metrics = self.inner.raft.metrics();
+        let metrics = self.inner.raft().metrics();
         let m = metrics.borrow();
         let membership = m.membership_config.membership();
         RaftStatus {
@@ -584,7 +644,7 @@ impl Store {
 
     /// Raft id and address of the current leader, as this manager knows it.
     pub fn leader(&self) -> Option<(u64, String)> {
-        let metrics = self.inner.raft.metrics();
+        let metrics = self.inner.raft().metrics();
         let m = metrics.borrow();
         let id = m.current_leader?;
         let node = m.membership_config.membership().get_node(&id)?;
@@ -592,7 +652,7 @@ impl Store {
     }
 
     fn leader_route(&self) -> Leader {
-        let metrics = self.inner.raft.metrics();
+        let metrics = self.inner.raft().metrics();
         let m = metrics.borrow();
         match m.current_leader {
             Some(id) if id == self.inner.cfg.raft_id => {
@@ -619,8 +679,8 @@ impl Store {
             .max_encoding_message_size(MAX_MESSAGE_BYTES)
     }
 
-    pub(crate) fn raft(&self) -> &openraft::Raft<TypeConfig> {
-        &self.inner.raft
+    pub(crate) fn raft(&self) -> openraft::Raft<TypeConfig> {
+        self.inner.raft()
     }
 
     pub(crate) fn config(&self) -> &StoreConfig {
@@ -630,18 +690,19 @@ impl Store {
     /// Stops Raft and flushes the database. Reads keep working on the last state.
     pub async fn shutdown(&self) -> Result<(), StoreError> {
         self.inner.shut_down.store(true, Ordering::SeqCst);
-        self.inner.raft.shutdown().await.map_err(|e| {
+        self.inner.raft().shutdown().await.map_err(|e| {
             StoreError::Raft(format!(
                 "shutting down manager {}: {e}",
                 self.inner.cfg.raft_id
             ))
         })?;
-        self.inner
-            .db
-            .db
-            .flush_async()
-            .await
-            .map_err(|e| self.inner.db.err(format!("flushing: {e}")))?;
+        let db = self.inner.db()?;
+        if self.inner.fault().is_none() {
+            db.db
+                .flush_async()
+                .await
+                .map_err(|e| db.err(format!("flushing: {e}")))?;
+        }
         tracing::info!(raft_id = self.inner.cfg.raft_id, "raft store shut down");
         Ok(())
     }
@@ -655,7 +716,23 @@ impl Store {
 
     #[cfg(test)]
     pub(crate) fn raft_metrics(&self) -> openraft::RaftMetrics<u64, BasicNode> {
-        self.inner.raft.metrics().borrow().clone()
+        self.inner.raft().metrics().borrow().clone()
+    }
+}
+
+/// A manager's Raft address must be `host:port` (found by the fuzzing harness:
+/// an empty one was added as a learner that could never be reached).
+fn check_member_addr(addr: &str) -> Result<(), StoreError> {
+    let valid = addr.len() <= 255
+        && addr.rsplit_once(':').is_some_and(|(host, port)| {
+            !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+        });
+    if valid {
+        Ok(())
+    } else {
+        Err(StoreError::Membership(format!(
+            "manager address {addr:?} is not host:port"
+        )))
     }
 }
 
@@ -689,11 +766,23 @@ fn decode_message<M: prost::Message + Default>(object: &Object) -> Result<(u64, 
     Ok((object.version, message))
 }
 
-fn fatal(e: Fatal<u64>) -> StoreError {
-    match e {
-        Fatal::Stopped => StoreError::Shutdown,
-        e => StoreError::Raft(e.to_string()),
-    }
+/// Starts a Raft instance on `db` (at open, and again when the store heals).
+async fn start_raft(
+    cfg: &StoreConfig,
+    config: Arc<openraft::Config>,
+    connector: &Arc<dyn Connector>,
+    db: &Db,
+    changes: &broadcast::Sender<Change>,
+) -> Result<openraft::Raft<TypeConfig>, StoreError> {
+    openraft::Raft::new(
+        cfg.raft_id,
+        config,
+        Network::new(connector.clone()),
+        log::LogStore::new(db.clone()),
+        state_machine::StateMachine::new(db.clone(), changes.clone()),
+    )
+    .await
+    .map_err(|e| StoreError::Raft(format!("starting raft for manager {}: {e}", cfg.raft_id)))
 }
 
 /// Why the leader side of a membership change did not happen here.

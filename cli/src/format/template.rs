@@ -42,6 +42,7 @@ impl Template {
             source: format,
             items: items.into_iter(),
             vars: vec!["$".to_string()],
+            depth: 0,
         };
         let (root, stop) = parser.parse_list()?;
         match stop {
@@ -585,7 +586,14 @@ struct Parser<'s> {
     items: std::vec::IntoIter<Item>,
     /// Variables in scope, innermost last.
     vars: Vec<String>,
+    /// How deep blocks and parentheses nest here (bounded by `MAX_DEPTH`).
+    depth: usize,
 }
+
+/// How deep `{{if}}`/`{{range}}`/`{{with}}` blocks and parentheses may nest. Go
+/// bounds expression depth too ("max expression depth exceeded"); without a bound
+/// a long enough `--format` overflows the stack (found by the fuzzing harness).
+const MAX_DEPTH: usize = 100;
 
 fn describe(tok: &Tok) -> String {
     match tok {
@@ -608,6 +616,15 @@ fn describe(tok: &Tok) -> String {
 impl Parser<'_> {
     fn error(&self, pos: usize, message: impl Into<String>) -> FormatError {
         parse_error(self.source, pos, message)
+    }
+
+    /// One level deeper; refused beyond `MAX_DEPTH`. The caller leaves with `self.depth -= 1`.
+    fn enter(&mut self, pos: usize) -> Result<(), FormatError> {
+        if self.depth >= MAX_DEPTH {
+            return Err(self.error(pos, "max expression depth exceeded"));
+        }
+        self.depth += 1;
+        Ok(())
     }
 
     fn parse_list(&mut self) -> Result<(Vec<Node>, Stop), FormatError> {
@@ -655,6 +672,18 @@ impl Parser<'_> {
     }
 
     fn parse_control(
+        &mut self,
+        keyword: &str,
+        tokens: &[Token],
+        start: usize,
+    ) -> Result<Node, FormatError> {
+        self.enter(start)?;
+        let node = self.parse_control_body(keyword, tokens, start);
+        self.depth -= 1;
+        node
+    }
+
+    fn parse_control_body(
         &mut self,
         keyword: &str,
         tokens: &[Token],
@@ -820,7 +849,10 @@ impl Parser<'_> {
             }
             Tok::Lit(value) => ArgKind::Lit(value.clone()),
             Tok::LParen => {
-                let cmds = self.parse_commands(tokens, cur, token.start, true)?;
+                self.enter(token.start)?;
+                let cmds = self.parse_commands(tokens, cur, token.start, true);
+                self.depth -= 1;
+                let cmds = cmds?;
                 match tokens.get(*cur) {
                     Some(Token {
                         tok: Tok::RParen, ..
@@ -1982,6 +2014,23 @@ mod tests {
             err("{{range .ID}}{{end}}"),
             "template parsing error: template: :1:8: executing \"\" at <.ID>: range can't iterate over k3n8s2j5d0q9x1m4v7b6c2z8a"
         );
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_not_a_stack_overflow() {
+        // Found by the fuzzing harness: these overflowed the stack.
+        let parens = format!("{{{{{}1{}}}}}", "(".repeat(5000), ")".repeat(5000));
+        let blocks = format!("{}{}", "{{if 1}}".repeat(5000), "{{end}}".repeat(5000));
+        for format in [parens, blocks] {
+            let e = Template::parse(&format).err().map(|e| e.to_string());
+            assert!(
+                e.as_deref()
+                    .is_some_and(|e| e.ends_with("max expression depth exceeded")),
+                "{e:?}"
+            );
+        }
+        let ok = format!("{}{}", "{{if 1}}".repeat(50), "{{end}}".repeat(50));
+        assert!(Template::parse(&ok).is_ok());
     }
 
     #[test]

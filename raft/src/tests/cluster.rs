@@ -218,6 +218,16 @@ async fn malformed_batches_are_refused_before_raft() {
         let root = tempfile::tempdir().expect("tempdir");
         let node = Node::fresh(root.path(), 1, &|_| {}).await;
         node.store.bootstrap().await.expect("bootstrap");
+        for addr in ["", ":2377", "10.0.0.1", "10.0.0.1:0", "10.0.0.1:99999"] {
+            assert!(
+                matches!(
+                    node.store.add_manager(7, addr.to_string()).await,
+                    Err(StoreError::Membership(_))
+                ),
+                "manager address {addr:?} accepted"
+            );
+        }
+        assert_eq!(node.store.status().members.len(), 1);
         assert!(matches!(
             node.store.write(vec![]).await,
             Err(StoreError::InvalidOp(_))

@@ -4,6 +4,7 @@
 
 mod cluster;
 mod failures;
+mod heal;
 mod snapshots;
 
 use std::future::Future;
