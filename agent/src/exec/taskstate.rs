@@ -162,9 +162,23 @@ pub async fn drive(
                 }
                 d.report(TaskState::Accepted, "accepted", "").await;
                 d.report(TaskState::Preparing, "preparing", "").await;
+                // A prepare is never dropped half-way: `runc create` would
+                // go on without us and leave a `created` container behind.
+                // A stop that comes meanwhile waits for it, then deletes
+                // the container it made.
+                let (ctl, task) = (d.ctl.clone(), d.task.clone());
+                let prepare = ctl.prepare(&task);
+                tokio::pin!(prepare);
                 let prepared = tokio::select! {
-                    r = d.ctl.prepare(&d.task) => Some(r),
-                    _ = wait_stop(&mut updates) => None,
+                    r = &mut prepare => Some(r),
+                    _ = wait_stop(&mut updates) => {
+                        if prepare.await.is_ok() {
+                            if let Err(e) = d.ctl.shutdown(&d.task).await {
+                                tracing::warn!(task = %id, error = %e, "deleting a container that was not started");
+                            }
+                        }
+                        None
+                    }
                 };
                 match prepared {
                     None => {
@@ -193,6 +207,10 @@ pub async fn drive(
                                 running = true;
                             }
                             Err(e) => {
+                                // Not left `created` (runc init waiting) until removal.
+                                if let Err(e) = d.ctl.shutdown(&d.task).await {
+                                    tracing::warn!(task = %id, error = %e, "deleting a container that did not start");
+                                }
                                 d.report(TaskState::Failed, "starting failed", &e.to_string())
                                     .await;
                             }
