@@ -69,7 +69,7 @@ pub fn exit_status(exit: &Exit) -> (TaskState, String, String) {
 
 struct Driver {
     ctl: Arc<dyn Controller>,
-    reports: mpsc::Sender<Report>,
+    reports: mpsc::UnboundedSender<Report>,
     task: Task,
     state: i32,
     container_status: Option<ContainerStatus>,
@@ -90,13 +90,11 @@ impl Driver {
             ports: vec![],
             health: String::new(),
         };
-        let _ = self
-            .reports
-            .send(Report {
-                task_id: self.task.id.clone(),
-                status,
-            })
-            .await;
+        // Never waits: a slow leader must not hold up the task's progress.
+        let _ = self.reports.send(Report {
+            task_id: self.task.id.clone(),
+            status,
+        });
     }
 }
 
@@ -107,7 +105,7 @@ pub async fn drive(
     ctl: Arc<dyn Controller>,
     task: Task,
     mut updates: watch::Receiver<Task>,
-    reports: mpsc::Sender<Report>,
+    reports: mpsc::UnboundedSender<Report>,
 ) {
     let mut d = Driver {
         state: state_of(&task),
