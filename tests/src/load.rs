@@ -155,6 +155,20 @@ pub fn leftovers(host: &Host, ids: &[String]) -> Leftovers {
     out
 }
 
+/// How many containers runc keeps state for in the host's runc root (its
+/// `<id>/state.json` files): what `runc list` lists, without its failure when a
+/// container goes while it lists.
+pub fn runc_states(host: &Host) -> usize {
+    std::fs::read_dir(host.runc_root())
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| e.path().join("state.json").exists())
+                .count()
+        })
+        .unwrap_or(0)
+}
+
 /// The ids of the host's runc containers.
 pub fn container_ids(host: &Host) -> Vec<String> {
     containers(host).into_iter().map(|c| c.id).collect()
@@ -177,7 +191,7 @@ pub fn remove(
             .hosts()
             .iter()
             .filter(|h| h.is_running())
-            .all(|h| containers(h).is_empty() && ids.iter().all(|id| cgroups_named(id).is_empty()))
+            .all(|h| runc_states(h) == 0 && ids.iter().all(|id| cgroups_named(id).is_empty()))
             .then_some(())
     })
     .ok()
