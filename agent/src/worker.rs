@@ -41,7 +41,7 @@ pub fn spawn(
 }
 
 async fn run(deps: WorkerDeps, mut leader: watch::Receiver<LeaderChannel>) {
-    let (report_tx, report_rx) = mpsc::channel::<Report>(1024);
+    let (report_tx, report_rx) = mpsc::unbounded_channel::<Report>();
     let _reporter = AbortOnDrop(crate::reporter::spawn(report_rx, leader.clone()));
     let tasks: Arc<Mutex<HashMap<String, Running>>> = Arc::new(Mutex::new(HashMap::new()));
     let mut first_complete_seen = false;

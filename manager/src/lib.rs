@@ -119,7 +119,7 @@ impl Manager {
             let store = store.clone();
             let dispatcher = dispatcher.clone();
             tokio::spawn(async move {
-                let mut tick = tokio::time::interval(Duration::from_millis(500));
+                let mut tick = tokio::time::interval(dispatcher::CHECK_EVERY);
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     tick.tick().await;

@@ -85,6 +85,7 @@ pub mod command;
 pub mod containers;
 pub mod host;
 pub mod images;
+pub mod load;
 mod mounts;
 pub mod network;
 pub mod preflight;

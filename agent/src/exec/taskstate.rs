@@ -69,7 +69,7 @@ pub fn exit_status(exit: &Exit) -> (TaskState, String, String) {
 
 struct Driver {
     ctl: Arc<dyn Controller>,
-    reports: mpsc::Sender<Report>,
+    reports: mpsc::UnboundedSender<Report>,
     task: Task,
     state: i32,
     container_status: Option<ContainerStatus>,
@@ -90,13 +90,11 @@ impl Driver {
             ports: vec![],
             health: String::new(),
         };
-        let _ = self
-            .reports
-            .send(Report {
-                task_id: self.task.id.clone(),
-                status,
-            })
-            .await;
+        // Never waits: a slow leader must not hold up the task's progress.
+        let _ = self.reports.send(Report {
+            task_id: self.task.id.clone(),
+            status,
+        });
     }
 }
 
@@ -107,7 +105,7 @@ pub async fn drive(
     ctl: Arc<dyn Controller>,
     task: Task,
     mut updates: watch::Receiver<Task>,
-    reports: mpsc::Sender<Report>,
+    reports: mpsc::UnboundedSender<Report>,
 ) {
     let mut d = Driver {
         state: state_of(&task),
@@ -162,9 +160,23 @@ pub async fn drive(
                 }
                 d.report(TaskState::Accepted, "accepted", "").await;
                 d.report(TaskState::Preparing, "preparing", "").await;
+                // A prepare is never dropped half-way: `runc create` would
+                // go on without us and leave a `created` container behind.
+                // A stop that comes meanwhile waits for it, then deletes
+                // the container it made.
+                let (ctl, task) = (d.ctl.clone(), d.task.clone());
+                let prepare = ctl.prepare(&task);
+                tokio::pin!(prepare);
                 let prepared = tokio::select! {
-                    r = d.ctl.prepare(&d.task) => Some(r),
-                    _ = wait_stop(&mut updates) => None,
+                    r = &mut prepare => Some(r),
+                    _ = wait_stop(&mut updates) => {
+                        if prepare.await.is_ok() {
+                            if let Err(e) = d.ctl.shutdown(&d.task).await {
+                                tracing::warn!(task = %id, error = %e, "deleting a container that was not started");
+                            }
+                        }
+                        None
+                    }
                 };
                 match prepared {
                     None => {
@@ -193,6 +205,10 @@ pub async fn drive(
                                 running = true;
                             }
                             Err(e) => {
+                                // Not left `created` (runc init waiting) until removal.
+                                if let Err(e) = d.ctl.shutdown(&d.task).await {
+                                    tracing::warn!(task = %id, error = %e, "deleting a container that did not start");
+                                }
                                 d.report(TaskState::Failed, "starting failed", &e.to_string())
                                     .await;
                             }

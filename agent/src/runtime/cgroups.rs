@@ -1,7 +1,9 @@
 //! The few cgroup files the runtime reads itself: a container's OOM-kill
 //! count (to tell an OOM kill from any other SIGKILL) and whether swap is
 //! accounted. runc creates, limits and removes the cgroups; nothing here
-//! writes to them.
+//! writes to them. After `runc delete`, [`remove_leftovers`] removes the
+//! empty cgroup directories a failed or interrupted runc left behind (on
+//! v1 and hybrid hosts every controller has its own directory).
 //!
 //! Containers live at cgroupsPath `/rswarm/<id>` (cgroupfs driver). On cgroup
 //! v2 that is `/sys/fs/cgroup/rswarm/<id>`; on v1 and hybrid hosts the memory
@@ -105,4 +107,89 @@ pub(crate) fn swap_accounting() -> bool {
     v1_memory_mount()
         .map(|m| m.join("memory.memsw.limit_in_bytes").exists())
         .unwrap_or(false)
+}
+
+/// Removes the (empty) directories of cgroup `cgroup` left in any hierarchy
+/// under /sys/fs/cgroup: `<controller>/<cgroup>` on v1 and hybrid hosts
+/// (the v2 `unified` one included), `<cgroup>` on v2. A directory that
+/// still holds processes cannot go (EBUSY) and is reported. Blocking.
+pub(crate) fn remove_leftovers(cgroup: &str) {
+    remove_leftovers_under(Path::new("/sys/fs/cgroup"), cgroup)
+}
+
+fn remove_leftovers_under(base: &Path, cgroup: &str) {
+    let rel = cgroup.trim_start_matches('/');
+    if rel.is_empty() || rel.split('/').any(|c| c == ".." || c == ".") {
+        return;
+    }
+    let mut candidates = vec![base.join(rel)];
+    if let Ok(entries) = std::fs::read_dir(base) {
+        candidates.extend(
+            entries
+                .flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|e| e.path().join(rel)),
+        );
+    }
+    for dir in candidates.into_iter().filter(|d| d.is_dir()) {
+        let mut dirs = vec![];
+        collect_dirs(&dir, &mut dirs);
+        // Children before their parents.
+        dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+        for d in dirs {
+            match std::fs::remove_dir(&d) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::warn!(cgroup = %d.display(), error = %e, "cannot remove a container's cgroup");
+                }
+            }
+        }
+    }
+}
+
+fn collect_dirs(dir: &Path, out: &mut Vec<PathBuf>) {
+    out.push(dir.to_path_buf());
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                collect_dirs(&e.path(), out);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod unit {
+    use super::*;
+
+    #[test]
+    fn leftovers_go_in_every_hierarchy_and_nothing_else() {
+        // Plain directories stand in for cgroupfs (where files vanish with rmdir).
+        let base = std::env::temp_dir().join(format!("rswarm-cg-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        for d in [
+            "memory/rswarm/c1",
+            "pids/rswarm/c1/sub",
+            "unified/rswarm/c1",
+            "rswarm/c1",
+            "memory/rswarm/c2",
+        ] {
+            std::fs::create_dir_all(base.join(d)).unwrap();
+        }
+        remove_leftovers_under(&base, "/rswarm/c1");
+        for gone in [
+            "memory/rswarm/c1",
+            "pids/rswarm/c1",
+            "unified/rswarm/c1",
+            "rswarm/c1",
+        ] {
+            assert!(!base.join(gone).exists(), "{gone} is still there");
+        }
+        assert!(base.join("memory/rswarm/c2").is_dir());
+        assert!(base.join("memory/rswarm").is_dir());
+        remove_leftovers_under(&base, "/rswarm/../memory");
+        assert!(base.join("memory/rswarm/c2").is_dir());
+        std::fs::remove_dir_all(&base).unwrap();
+    }
 }

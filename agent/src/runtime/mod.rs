@@ -320,11 +320,34 @@ pub struct Runtime {
     reaper: Reaper,
     tracked: Mutex<HashMap<String, Tracked>>,
     creating: Mutex<HashSet<String>>,
+    /// Bounds the containers being created at once (see [`MAX_CONCURRENT_CREATES`]).
+    create_turns: tokio::sync::Semaphore,
+    /// Bounds the containers being removed at once (see [`MAX_CONCURRENT_REMOVES`]).
+    remove_turns: tokio::sync::Semaphore,
     tasks: Mutex<Vec<AbortHandle>>,
     seq: AtomicU64,
     /// Tests: treat restored containers as not our children, as after a real restart.
     #[cfg(test)]
     assume_foreign: std::sync::atomic::AtomicBool,
+}
+
+/// Containers created at once: each mounts an overlay, writes its bundle and
+/// runs `runc create`; a thousand tasks arriving together queue here instead
+/// of running a thousand of those together.
+pub const MAX_CONCURRENT_CREATES: usize = 4;
+
+/// Containers removed at once (`runc delete`, unmount, bundle removal).
+pub const MAX_CONCURRENT_REMOVES: usize = 8;
+
+/// Runs blocking work (file system, mounts) without holding up the async
+/// worker thread's other tasks: on a multi-thread runtime the thread hands
+/// its tasks to another one first (`block_in_place`); elsewhere (a
+/// current-thread runtime in a test) it just runs.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -414,6 +437,8 @@ impl Runtime {
             reaper,
             tracked: Mutex::new(HashMap::new()),
             creating: Mutex::new(HashSet::new()),
+            create_turns: tokio::sync::Semaphore::new(MAX_CONCURRENT_CREATES),
+            remove_turns: tokio::sync::Semaphore::new(MAX_CONCURRENT_REMOVES),
             tasks: Mutex::new(Vec::new()),
             seq: AtomicU64::new(0),
             #[cfg(test)]
@@ -536,6 +561,7 @@ impl Runtime {
         validate_id(&cfg.id)?;
         spec::validate(cfg)?;
         let _creating = CreatingGuard::new(&self.creating, &cfg.id)?;
+        let _turn = self.create_turns.acquire().await.ok();
         let dir = self.dir(&cfg.id);
         if dir.join(CONFIG).exists() || self.runc.state(&cfg.id).await?.is_some() {
             return Err(RuntimeError::AlreadyExists(cfg.id.clone()));
@@ -544,16 +570,58 @@ impl Runtime {
             Ok(()) => Ok(()),
             Err(e) => {
                 let _ = self.runc.delete_force(&cfg.id).await;
-                let _ = rootfs::unmount_all(&dir.join(ROOTFS));
-                if let Err(e) = std::fs::remove_dir_all(&dir) {
-                    tracing::warn!(dir = %dir.display(), error = %e, "cleanup after failed create");
-                }
+                self.forget(&cfg.id).await;
+                blocking(|| {
+                    cgroups::remove_leftovers(&cgroups::cgroups_path(&cfg.id));
+                    let _ = rootfs::unmount_all(&dir.join(ROOTFS));
+                    if let Err(e) = std::fs::remove_dir_all(&dir) {
+                        tracing::warn!(dir = %dir.display(), error = %e, "cleanup after failed create");
+                    }
+                });
                 Err(e)
             }
         }
     }
 
     async fn create_inner(&self, cfg: &ContainerConfig, dir: &Path) -> Result<(), RuntimeError> {
+        // Directories, the overlay mount and the bundle's files: blocking work,
+        // kept off the threads that run heartbeats.
+        let (stdio, sink) = blocking(|| self.write_bundle(cfg, dir))?;
+        let pid_file = dir.join(PID_FILE);
+        let runc_log = dir.join(RUNC_LOG);
+        let mut sources: Vec<(u8, OwnedFd)> = stdio.readers;
+        if cfg.tty {
+            let console = console::ConsoleSocket::bind(self.runc.root(), self.next_seq())
+                .map_err(|e| RuntimeError::io("console socket", e))?;
+            let create = self.runc.create(
+                &cfg.id,
+                dir,
+                &pid_file,
+                &runc_log,
+                Some(console.path()),
+                stdio.child,
+            );
+            let master = console::with_console(&console, create).await?;
+            sources.push((1, master));
+        } else {
+            self.runc
+                .create(&cfg.id, dir, &pid_file, &runc_log, None, stdio.child)
+                .await?;
+        }
+        let pid = read_pid(&pid_file)?;
+        let task = logs::spawn_reader(&self.handle, sink.clone(), sources);
+        self.track(&cfg.id, pid, Some(sink), Some(task));
+        Ok(())
+    }
+
+    /// The bundle of a new container on disk: its directories, the overlay
+    /// rootfs, /etc files, meta.json, the log pipes and log file, and
+    /// config.json last. Blocking.
+    fn write_bundle(
+        &self,
+        cfg: &ContainerConfig,
+        dir: &Path,
+    ) -> Result<(logs::ContainerStdio, Arc<LogSink>), RuntimeError> {
         let io = |what: &str, p: &Path, e| RuntimeError::io(format!("{what} {}", p.display()), e);
         let (rootfs_dir, upper, work) = (dir.join(ROOTFS), dir.join(UPPER), dir.join(WORK));
         for d in [dir, &rootfs_dir, &upper, &work] {
@@ -606,36 +674,11 @@ impl Runtime {
         let stdio = logs::ContainerStdio::prepare(dir, cfg.tty, cfg.open_stdin)
             .map_err(|e| io("creating log pipes in", dir, e))?;
         let sink = LogSink::open(dir).map_err(|e| io("opening log in", dir, e))?;
-        let pid_file = dir.join(PID_FILE);
-        let runc_log = dir.join(RUNC_LOG);
-        let _ = std::fs::remove_file(&runc_log);
+        let _ = std::fs::remove_file(dir.join(RUNC_LOG));
         // config.json last: its presence marks a complete bundle.
         // 0600 whatever the umask: it holds the task's environment.
         write_private(&dir.join(CONFIG), &json).map_err(|e| io("writing", &dir.join(CONFIG), e))?;
-
-        let mut sources: Vec<(u8, OwnedFd)> = stdio.readers;
-        if cfg.tty {
-            let console = console::ConsoleSocket::bind(self.runc.root(), self.next_seq())
-                .map_err(|e| RuntimeError::io("console socket", e))?;
-            let create = self.runc.create(
-                &cfg.id,
-                dir,
-                &pid_file,
-                &runc_log,
-                Some(console.path()),
-                stdio.child,
-            );
-            let master = console::with_console(&console, create).await?;
-            sources.push((1, master));
-        } else {
-            self.runc
-                .create(&cfg.id, dir, &pid_file, &runc_log, None, stdio.child)
-                .await?;
-        }
-        let pid = read_pid(&pid_file)?;
-        let task = logs::spawn_reader(&self.handle, sink.clone(), sources);
-        self.track(&cfg.id, pid, Some(sink), Some(task));
-        Ok(())
+        Ok((stdio, sink))
     }
 
     fn next_seq(&self) -> u64 {
@@ -725,9 +768,19 @@ impl Runtime {
     pub async fn stop(&self, id: &str, signal: &str, grace: Duration) -> Result<(), RuntimeError> {
         validate_id(id)?;
         let sig = spec::parse_signal(signal)?;
-        let st = self.state(id).await?;
-        if st.status == ContainerStatus::Stopped {
+        if self.exited(id) {
             return Ok(());
+        }
+        let st = self.state(id).await?;
+        match st.status {
+            ContainerStatus::Stopped => return Ok(()),
+            // Its process never ran the task's program and takes no signal
+            // (`runc init` waits for `runc start`): delete it.
+            ContainerStatus::Created => {
+                let _turn = self.remove_turns.acquire().await.ok();
+                return self.runc.delete_force(id).await;
+            }
+            ContainerStatus::Running | ContainerStatus::Paused => {}
         }
         if let Err(e) = self.runc.kill(id, sig).await {
             if self.state(id).await?.status != ContainerStatus::Stopped {
@@ -761,7 +814,28 @@ impl Runtime {
     /// [`Runtime::remove_logs`]. Removing an unknown container is fine.
     pub async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
         validate_id(id)?;
+        let _turn = self.remove_turns.acquire().await.ok();
         self.runc.delete_force(id).await?;
+        self.forget(id).await;
+        let dir = self.dir(id);
+        blocking(|| {
+            // runc removes the cgroup of every hierarchy it knows of; what a
+            // killed or failed runc left behind goes here.
+            cgroups::remove_leftovers(&cgroups::cgroups_path(id));
+            rootfs::unmount_all(&dir.join(ROOTFS))?;
+            remove_bundle(&dir)
+        })
+    }
+
+    /// Whether the container's exit is already known (no need to ask runc).
+    fn exited(&self, id: &str) -> bool {
+        lock(&self.tracked)
+            .get(id)
+            .is_some_and(|t| t.exit.borrow().is_some())
+    }
+
+    /// Stops watching a container (after `runc delete`): its log reader ends.
+    async fn forget(&self, id: &str) {
         let tracked = lock(&self.tracked).remove(id);
         if let Some(mut t) = tracked {
             if let Some(task) = t.log_task.take() {
@@ -775,30 +849,6 @@ impl Runtime {
                 }
             }
         }
-        let dir = self.dir(id);
-        rootfs::unmount_all(&dir.join(ROOTFS))?;
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(RuntimeError::io(format!("reading {}", dir.display()), e)),
-        };
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            if logs::is_log_file(&name) {
-                continue;
-            }
-            let path = entry.path();
-            let res = match entry.file_type() {
-                Ok(t) if t.is_dir() => std::fs::remove_dir_all(&path),
-                _ => std::fs::remove_file(&path),
-            };
-            if let Err(e) = res {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    return Err(RuntimeError::io(format!("removing {}", path.display()), e));
-                }
-            }
-        }
-        Ok(())
     }
 
     /// Deletes the log files (and what is left of the container's directory).
@@ -888,6 +938,32 @@ impl Runtime {
         self.keep_task(task.abort_handle());
         Ok(rx)
     }
+}
+
+/// Removes a container's bundle directory but its log files. Blocking.
+fn remove_bundle(dir: &Path) -> Result<(), RuntimeError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(RuntimeError::io(format!("reading {}", dir.display()), e)),
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if logs::is_log_file(&name) {
+            continue;
+        }
+        let path = entry.path();
+        let res = match entry.file_type() {
+            Ok(t) if t.is_dir() => std::fs::remove_dir_all(&path),
+            _ => std::fs::remove_file(&path),
+        };
+        if let Err(e) = res {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                return Err(RuntimeError::io(format!("removing {}", path.display()), e));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Records the exit of a container and tells the waiters.

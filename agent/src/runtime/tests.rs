@@ -1033,3 +1033,81 @@ async fn restart_keeps_containers_running_and_logging() {
     }
     remove_and_check(&rt2, &f, &id).await;
 }
+
+/// Cgroup directories of a container in any hierarchy (`/sys/fs/cgroup/*/rswarm/<id>`
+/// on v1 and hybrid hosts, `/sys/fs/cgroup/rswarm/<id>` on v2).
+fn cgroup_dirs(id: &str) -> Vec<PathBuf> {
+    let base = Path::new("/sys/fs/cgroup");
+    let mut found: Vec<PathBuf> = std::fs::read_dir(base)
+        .map(|e| {
+            e.flatten()
+                .map(|e| e.path().join("rswarm").join(id))
+                .collect()
+        })
+        .unwrap_or_default();
+    found.push(base.join("rswarm").join(id));
+    found.into_iter().filter(|d| d.is_dir()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_a_created_container_deletes_it_and_removal_leaves_no_cgroup() {
+    let f = fixture("created");
+    let rt = f.runtime();
+    let id = f.id("c");
+    let _g = f.guard(&id);
+    rt.create(&f.config(&id, &["sleep", "60"]))
+        .await
+        .expect("create");
+    assert_eq!(
+        rt.state(&id).await.expect("state").status,
+        ContainerStatus::Created
+    );
+    assert!(!cgroup_dirs(&id).is_empty(), "runc made no cgroup to check");
+    // `runc init` waits for `runc start` and takes no signal: stop deletes it, fast
+    // (the grace period is not waited).
+    let t = Instant::now();
+    rt.stop(&id, "SIGTERM", Duration::from_secs(30))
+        .await
+        .expect("stop a created container");
+    assert!(
+        t.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        t.elapsed()
+    );
+    assert!(matches!(
+        rt.state(&id).await,
+        Err(RuntimeError::NotFound(_))
+    ));
+    tokio::time::timeout(WAIT, rt.wait(&id))
+        .await
+        .expect("its init exits")
+        .expect("wait");
+    remove_and_check(&rt, &f, &id).await;
+    assert_eq!(cgroup_dirs(&id), Vec::<PathBuf>::new());
+
+    // Many at once: every one is created, then removed, with no cgroup left.
+    let ids: Vec<String> = (0..12).map(|i| f.id(&format!("m{i}"))).collect();
+    let _gs: Vec<_> = ids.iter().map(|id| f.guard(id)).collect();
+    let creates = ids.iter().map(|id| {
+        let cfg = f.config(id, &["sleep", "60"]);
+        let rt = rt.clone();
+        async move { rt.create(&cfg).await }
+    });
+    for r in futures::future::join_all(creates).await {
+        r.expect("create");
+    }
+    for id in &ids {
+        rt.start(id).await.expect("start");
+    }
+    let removes = ids.iter().map(|id| {
+        let rt = rt.clone();
+        async move { rt.remove(id).await }
+    });
+    for r in futures::future::join_all(removes).await {
+        r.expect("remove");
+    }
+    for id in &ids {
+        assert_eq!(cgroup_dirs(id), Vec::<PathBuf>::new(), "{id}");
+        assert!(matches!(rt.state(id).await, Err(RuntimeError::NotFound(_))));
+    }
+}

@@ -3,6 +3,12 @@
 //! Down when it misses them (`heartbeat` period × `GRACE`), and tells every
 //! agent the managers to fail over to and the role it should have. A
 //! follower answers with the leader's address so the agent moves there.
+//!
+//! A node is only blamed for time the dispatcher was listening: when the
+//! check itself ran late (this manager's process was too busy to run it,
+//! and so perhaps to take the heartbeats that were waiting), every node's
+//! clock is moved on by the stall first, so a busy manager never marks its
+//! nodes Down for its own delay.
 
 pub mod agents;
 pub mod netstate;
@@ -39,6 +45,29 @@ struct Seen {
     /// Whether this manager was leader at the last check; a new leader gives
     /// every node a fresh grace period.
     was_leader: bool,
+    /// When the last check ran.
+    last_check: Option<Instant>,
+}
+
+/// How often the manager runs [`DispatcherService::check_heartbeats`].
+pub const CHECK_EVERY: Duration = Duration::from_millis(500);
+
+impl Seen {
+    /// Credits every node with a stall of the checker beyond its usual
+    /// interval (see the module docs).
+    fn forgive_stall(&mut self, now: Instant) {
+        if let Some(prev) = self.last_check {
+            let stall = now
+                .saturating_duration_since(prev)
+                .saturating_sub(CHECK_EVERY);
+            if !stall.is_zero() {
+                for t in self.last.values_mut() {
+                    *t = (*t + stall).min(now);
+                }
+            }
+        }
+        self.last_check = Some(now);
+    }
 }
 
 /// The cluster's heartbeat period.
@@ -81,8 +110,10 @@ impl DispatcherService {
                 .map_err(|_| ManagerError::Internal("dispatcher lock poisoned".into()))?;
             if !leader {
                 seen.was_leader = false;
+                seen.last_check = None;
                 return Ok(());
             }
+            seen.forgive_stall(now);
             if !seen.was_leader {
                 // Leadership just arrived: nobody is overdue yet.
                 seen.was_leader = true;
@@ -229,5 +260,26 @@ impl Dispatcher for DispatcherService {
             renew_certificate,
             trust_root_hash,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_late_check_forgives_its_own_delay() {
+        let t0 = Instant::now();
+        let mut seen = Seen::default();
+        seen.last.insert("n1".into(), t0);
+        seen.forgive_stall(t0);
+        // On time: nothing is credited.
+        seen.forgive_stall(t0 + CHECK_EVERY);
+        assert_eq!(seen.last["n1"], t0);
+        // Ten seconds late: the node is credited with the stall, not blamed.
+        let late = t0 + CHECK_EVERY + Duration::from_secs(10);
+        seen.forgive_stall(late);
+        assert_eq!(seen.last["n1"], t0 + Duration::from_secs(10));
+        assert!(late.duration_since(seen.last["n1"]) < GRACE * Duration::from_secs(1));
     }
 }
