@@ -3,8 +3,10 @@
 //! through Raft (forwarded to the leader by the store).
 
 mod cluster;
+pub mod limits;
 pub mod networks;
 mod nodes;
+pub mod paging;
 pub mod services;
 mod streams;
 
@@ -43,10 +45,16 @@ impl Control for ControlApi {
 
     async fn list_nodes(
         &self,
-        _req: Request<ListNodesRequest>,
+        req: Request<ListNodesRequest>,
     ) -> Result<Response<ListNodesResponse>, Status> {
+        let (nodes, next_page_token) = paging::page(
+            nodes::list(&self.store)?,
+            |n| n.id.as_str(),
+            &req.into_inner().page_token,
+        );
         Ok(Response::new(ListNodesResponse {
-            nodes: nodes::list(&self.store)?,
+            nodes,
+            next_page_token,
         }))
     }
 
@@ -124,10 +132,16 @@ impl Services for ServicesApi {
 
     async fn list_services(
         &self,
-        _req: Request<ListServicesRequest>,
+        req: Request<ListServicesRequest>,
     ) -> Result<Response<ListServicesResponse>, Status> {
+        let (services, next_page_token) = paging::page(
+            crate::objects::services(&self.store)?,
+            |s| s.id.as_str(),
+            &req.into_inner().page_token,
+        );
         Ok(Response::new(ListServicesResponse {
-            services: crate::objects::services(&self.store)?,
+            services,
+            next_page_token,
         }))
     }
 
@@ -159,8 +173,15 @@ impl Services for ServicesApi {
         &self,
         req: Request<ListTasksRequest>,
     ) -> Result<Response<ListTasksResponse>, Status> {
+        let req = req.into_inner();
+        let (tasks, next_page_token) = paging::page(
+            services::list_tasks(&self.store, &req)?,
+            |t| t.id.as_str(),
+            &req.page_token,
+        );
         Ok(Response::new(ListTasksResponse {
-            tasks: services::list_tasks(&self.store, &req.into_inner())?,
+            tasks,
+            next_page_token,
         }))
     }
 
