@@ -1,9 +1,9 @@
-//! `rswarm init`, `join`, `swarm join-token`, `swarm leave`: calls to the
+//! `rswarm init`, `join`, `swarm join-token`, `swarm leave`, `swarm update`: calls to the
 //! local daemon (and to the manager for tokens), printed as Docker does.
 
 use clap::{Args, Subcommand};
 use rswarm_proto::control::control_client::ControlClient;
-use rswarm_proto::control::{GetClusterRequest, RotateJoinTokenRequest};
+use rswarm_proto::control::{GetClusterRequest, RotateJoinTokenRequest, UpdateClusterRequest};
 use rswarm_proto::daemon::daemon_client::DaemonClient;
 use rswarm_proto::daemon::{InfoRequest, InitRequest, JoinRequest, LeaveRequest};
 use rswarm_proto::types::{NodeAvailability, NodeRole};
@@ -21,6 +21,15 @@ pub enum SwarmCommand {
     JoinToken(JoinTokenArgs),
     /// Leave the swarm
     Leave(LeaveArgs),
+    /// Update the swarm
+    Update(UpdateArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct UpdateArgs {
+    /// Task history retention limit
+    #[arg(long, value_name = "int")]
+    task_history_limit: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -52,6 +61,9 @@ pub struct InitArgs {
     /// Default address pool subnet mask length
     #[arg(long = "default-addr-pool-mask-length", value_name = "uint32")]
     default_addr_pool_mask_length: Option<u32>,
+    /// Task history retention limit (default 5)
+    #[arg(long, value_name = "int")]
+    task_history_limit: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -126,7 +138,41 @@ async fn daemon_client(
     Ok(DaemonClient::new(ch))
 }
 
+/// `--task-history-limit`: a whole number within the manager's bound.
+fn parse_task_history(v: &str) -> anyhow::Result<u32> {
+    let n: u32 = v.trim().parse().map_err(|_| {
+        anyhow::anyhow!(
+            "invalid argument {v:?} for \"--task-history-limit\" flag: must be a whole number from 0 to {}",
+            rswarm_manager::controlapi::limits::MAX_TASK_HISTORY
+        )
+    })?;
+    rswarm_manager::controlapi::limits::check_task_history(n).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// `swarm update`: only the flags given change.
+pub async fn update(opts: &ClientOpts, a: UpdateArgs) -> anyhow::Result<()> {
+    let Some(limit) = a.task_history_limit.as_deref() else {
+        anyhow::bail!("nothing to update: give a setting such as --task-history-limit");
+    };
+    let req = UpdateClusterRequest {
+        task_history_limit_set: true,
+        task_history_limit: parse_task_history(limit)?,
+    };
+    let (ch, _) = opts.connect().await?;
+    ControlClient::new(ch)
+        .update_cluster(req)
+        .await
+        .map_err(status_error)?;
+    println!("Swarm updated.");
+    Ok(())
+}
+
 pub async fn init(opts: &ClientOpts, a: InitArgs) -> anyhow::Result<()> {
+    let task_history = a
+        .task_history_limit
+        .as_deref()
+        .map(parse_task_history)
+        .transpose()?;
     let req = InitRequest {
         advertise_addr: a.advertise_addr.unwrap_or_default(),
         listen_addr: a.listen_addr,
@@ -137,6 +183,8 @@ pub async fn init(opts: &ClientOpts, a: InitArgs) -> anyhow::Result<()> {
         availability: parse_availability(&a.availability)? as i32,
         default_addr_pool: a.default_addr_pool,
         default_addr_pool_mask_length: a.default_addr_pool_mask_length.unwrap_or(0),
+        task_history_limit_set: task_history.is_some(),
+        task_history_limit: task_history.unwrap_or(0),
     };
     let resp = daemon_client(opts)
         .await?
@@ -196,6 +244,7 @@ pub async fn run(opts: &ClientOpts, cmd: SwarmCommand) -> anyhow::Result<()> {
             Ok(())
         }
         SwarmCommand::JoinToken(a) => join_token(opts, a).await,
+        SwarmCommand::Update(a) => update(opts, a).await,
     }
 }
 
@@ -250,4 +299,24 @@ async fn join_token(opts: &ClientOpts, a: JoinTokenArgs) -> anyhow::Result<()> {
     };
     print!("{}", join_instructions(&a.role, &token, &addr));
     Ok(())
+}
+
+#[cfg(test)]
+mod history_tests {
+    use super::parse_task_history;
+
+    #[test]
+    fn task_history_limit_is_a_bounded_whole_number() {
+        assert_eq!(parse_task_history("0").ok(), Some(0));
+        assert_eq!(parse_task_history("5").ok(), Some(5));
+        let msg = |v| parse_task_history(v).map_err(|e| e.to_string()).err();
+        assert_eq!(
+            msg("101").as_deref(),
+            Some("task history limit 101 is over the limit of 100")
+        );
+        assert_eq!(
+            msg("-1").as_deref(),
+            Some("invalid argument \"-1\" for \"--task-history-limit\" flag: must be a whole number from 0 to 100")
+        );
+    }
 }

@@ -79,6 +79,15 @@ impl Control for ControlApi {
         Ok(Response::new(cluster::get(&self.store)?))
     }
 
+    async fn update_cluster(
+        &self,
+        req: Request<UpdateClusterRequest>,
+    ) -> Result<Response<Cluster>, Status> {
+        Ok(Response::new(
+            cluster::update(&self.store, req.into_inner()).await?,
+        ))
+    }
+
     async fn rotate_join_token(
         &self,
         req: Request<RotateJoinTokenRequest>,
