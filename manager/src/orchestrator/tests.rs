@@ -556,3 +556,38 @@ fn one_pass_plans_at_most_a_batch_per_service() {
     assert_eq!(plan.puts.len(), super::plan::MAX_CREATES_PER_SERVICE);
     assert_eq!(plan.wake_at, Some(clock.instant), "comes back at once");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scaling_a_billion_replicas_down_stops_the_creation() {
+    let swarm = TestSwarm::start(5).await;
+    let huge = swarm
+        .create_service("huge", replicated(1_000_000_000), |_| {})
+        .await;
+    swarm
+        .wait_for("two batches of tasks", &huge, |t| {
+            (t.len() >= 2 * super::plan::MAX_CREATES_PER_SERVICE).then_some(())
+        })
+        .await;
+    swarm.scale(&huge, 2).await;
+    let after = swarm
+        .wait_for("two wanted tasks left", &huge, |t| {
+            let wanted = t.iter().filter(|t| task::is_wanted(t)).count();
+            (wanted == 2).then_some(t.len())
+        })
+        .await;
+    // Proof that the loop made passes after the scale: a new service gets
+    // its task, and the scaled-down one has no more tasks than before.
+    let small = swarm.create_service("small", replicated(1), |_| {}).await;
+    swarm
+        .wait_for("the new service's task", &small, |t| {
+            (t.len() == 1).then_some(())
+        })
+        .await;
+    let tasks = swarm.tasks(&huge);
+    assert!(
+        tasks.len() <= after,
+        "{} tasks, {after} before",
+        tasks.len()
+    );
+    assert_eq!(tasks.iter().filter(|t| task::is_wanted(t)).count(), 2);
+}
