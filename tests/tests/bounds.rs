@@ -11,9 +11,11 @@ use std::time::Duration;
 use rswarm_tests::{try_wait_for, wait_for, Cluster, Host};
 
 /// How long a service may take to converge with other tests beside it.
-const CONVERGE: Duration = Duration::from_secs(120);
-/// How long `service create` may take when it waits for its tasks.
-const CREATE_TIMEOUT: Duration = Duration::from_secs(180);
+const CONVERGE: Duration = Duration::from_secs(240);
+/// How long `service create` of 36 big tasks may take when it waits for
+/// them (about a minute on an idle machine; every status report rewrites a
+/// 500 KB task through Raft, and the machine may be shared).
+const CREATE_TIMEOUT: Duration = Duration::from_secs(480);
 
 /// `-e` flags for an environment of `total` bytes, in values of 100 KB (one
 /// argument of a command line may not pass 128 KiB).
