@@ -170,7 +170,15 @@ fn replicas_and_spec_size_over_the_limits_are_refused_and_big_services_still_lis
         .filter(|(_, desired, current)| desired == "Running" && current.starts_with("Running"))
         .count();
     assert_eq!(running, 36, "{tasks:?}");
-    let node_ps = host.ok(&["node", "ps", "self", "--format", "{{.Name}}"]);
+    let node_ps = host.ok(&[
+        "node",
+        "ps",
+        "self",
+        "--filter",
+        "desired-state=running",
+        "--format",
+        "{{.Name}}",
+    ]);
     assert_eq!(node_ps.lines().count(), 36, "node ps works\n{node_ps}");
     host.ok(&["service", "rm", "big"]);
     wait_for(CONVERGE, "the big service's tasks gone", || {
