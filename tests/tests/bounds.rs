@@ -137,11 +137,9 @@ fn replicas_and_spec_size_over_the_limits_are_refused_and_big_services_still_lis
         "nothing was created"
     );
 
-    // Just under the limit, 36 replicas: ~18 MB of tasks, more than one
-    // answer may carry even with the CLI's raised 16 MiB limit, so only
-    // pages get them across. Created with exit 0 (it waits for its tasks
-    // and lists them), and the lists still work.
-    let mut args: Vec<String> = ["service", "create", "--name", "big", "--replicas", "36"]
+    // Just under the limit, one replica: created with exit 0, and the create
+    // follows its task to Running (the follow-up lists work).
+    let mut args: Vec<String> = ["service", "create", "--name", "big1"]
         .iter()
         .map(|s| s.to_string())
         .collect();
@@ -155,21 +153,47 @@ fn replicas_and_spec_size_over_the_limits_are_refused_and_big_services_still_lis
     );
     assert!(
         !out.stderr.contains("could not be followed"),
-        "create lost sight of its tasks\n{out}"
+        "create lost sight of its task\n{out}"
+    );
+
+    // 36 more replicas of such a spec: ~18 MB of tasks, more than one answer
+    // may carry even with the CLI's raised 16 MiB limit, so only pages get
+    // them across. A constraint no node meets keeps them pending (no
+    // containers: the machine is shared); the task objects are all there.
+    let mut args: Vec<String> = [
+        "service",
+        "create",
+        "--detach",
+        "--name",
+        "big",
+        "--replicas",
+        "36",
+        "--constraint",
+        "node.labels.nowhere==true",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(big_env(500_000));
+    args.extend([image.clone(), "sleep".into(), "3600".into()]);
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    host.ok(&argv);
+    let tasks = wait_for(CONVERGE, "36 tasks of big in service ps", || {
+        ps(host, "big").filter(|t| t.len() == 36)
+    });
+    assert!(
+        tasks.iter().all(|(_, desired, _)| desired == "Running"),
+        "{tasks:?}"
     );
     assert_eq!(
         service_names(host),
-        BTreeSet::from(["big".to_string()]),
+        BTreeSet::from(["big".to_string(), "big1".to_string()]),
         "service ls works"
     );
     let ls = host.ok(&["service", "ls"]);
-    assert!(ls.contains("36/36"), "service ls shows the replicas\n{ls}");
-    let tasks = ps(host, "big").expect("service ps works");
-    let running = tasks
-        .iter()
-        .filter(|(_, desired, current)| desired == "Running" && current.starts_with("Running"))
-        .count();
-    assert_eq!(running, 36, "{tasks:?}");
+    assert!(ls.contains("0/36"), "service ls shows the replicas\n{ls}");
+    let all = host.ok(&["service", "ps", "big", "big1", "--format", "{{.Name}}"]);
+    assert_eq!(all.lines().count(), 37, "service ps of both works\n{all}");
     let node_ps = host.ok(&[
         "node",
         "ps",
@@ -179,8 +203,8 @@ fn replicas_and_spec_size_over_the_limits_are_refused_and_big_services_still_lis
         "--format",
         "{{.Name}}",
     ]);
-    assert_eq!(node_ps.lines().count(), 36, "node ps works\n{node_ps}");
-    host.ok(&["service", "rm", "big"]);
+    assert!(node_ps.contains("big1.1"), "node ps works\n{node_ps}");
+    host.ok(&["service", "rm", "big", "big1"]);
     wait_for(CONVERGE, "the big service's tasks gone", || {
         ps(host, "big").is_none().then_some(())
     });
