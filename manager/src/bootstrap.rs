@@ -33,6 +33,8 @@ pub struct InitParams {
     /// `--default-addr-pool` (empty: 10.0.0.0/8) and its mask length (0: 24).
     pub default_addr_pool: Vec<String>,
     pub default_addr_pool_mask_length: u32,
+    /// `--task-history-limit` (None: 5).
+    pub task_history_limit: Option<u32>,
 }
 
 /// Write the cluster and first node objects. The store must be bootstrapped
@@ -62,7 +64,9 @@ pub async fn create_cluster(
             heartbeat_period_ns: heartbeat.as_nanos() as i64,
             node_cert_expiry_ns: expiry.as_nanos() as i64,
             snapshot_interval: p.snapshot_interval,
-            task_history_retention_limit: 5,
+            task_history_retention_limit: crate::controlapi::limits::check_task_history(
+                p.task_history_limit.unwrap_or(5),
+            )?,
         }),
         root_ca: Some(RootCaObject {
             ca_cert_pem: ca.cert_pem.clone(),

@@ -2,6 +2,7 @@
 
 pub mod exec;
 pub mod image;
+pub mod lists;
 pub mod network;
 pub mod node;
 pub mod service;

@@ -2,9 +2,7 @@
 
 use clap::{Args, Subcommand};
 use rswarm_proto::control::control_client::ControlClient;
-use rswarm_proto::control::{
-    GetNodeRequest, ListNodesRequest, RemoveNodeRequest, UpdateNodeRequest,
-};
+use rswarm_proto::control::{GetNodeRequest, RemoveNodeRequest, UpdateNodeRequest};
 use rswarm_proto::types::{Annotations, Node, NodeRole, NodeSpec};
 use tonic::transport::Channel;
 
@@ -207,13 +205,7 @@ fn parse_filters(raw: &[String]) -> anyhow::Result<Vec<(String, String)>> {
 async fn ls(opts: &ClientOpts, a: LsArgs) -> anyhow::Result<()> {
     let filters = parse_filters(&a.filter)?;
     let mut c = ctx(opts).await?;
-    let mut nodes = c
-        .control
-        .list_nodes(ListNodesRequest {})
-        .await
-        .map_err(status_error)?
-        .into_inner()
-        .nodes;
+    let mut nodes = super::lists::all_nodes(&mut c.control).await?;
     nodes.retain(|n| matches_filters(n, &filters));
     let out = format::nodes::render_node_list(&nodes, &c.self_id, a.format.as_deref(), a.quiet)?;
     print!("{out}");

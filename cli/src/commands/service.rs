@@ -13,8 +13,8 @@ use clap::{Args, Subcommand};
 use rswarm_proto::control::control_client::ControlClient;
 use rswarm_proto::control::services_client::ServicesClient;
 use rswarm_proto::control::{
-    CreateServiceRequest, GetServiceRequest, GetTaskRequest, ListServicesRequest, ListTasksRequest,
-    LogLine, LogSelector, LogsRequest, RemoveServiceRequest, UpdateServiceRequest,
+    CreateServiceRequest, GetServiceRequest, GetTaskRequest, ListTasksRequest, LogLine,
+    LogSelector, LogsRequest, RemoveServiceRequest, UpdateServiceRequest,
 };
 use rswarm_proto::types::service_spec::Mode;
 use rswarm_proto::types::{Service, Task, TaskState};
@@ -212,6 +212,8 @@ async fn create(opts: &ClientOpts, a: CreateArgs) -> anyhow::Result<()> {
         .ok_or_else(|| anyhow::anyhow!("\"service create\" requires at least 1 argument"))?;
     // Everything is parsed and checked before the first call.
     let spec = a.flags.to_spec(image, args)?;
+    // The manager has the final word; refusing early avoids sending 1 MB.
+    rswarm_manager::controlapi::limits::check_spec(&spec).map_err(|e| anyhow::anyhow!("{e}"))?;
     let (channel, _) = opts.connect().await?;
     let mut services = ServicesClient::new(channel.clone());
     let service = services
@@ -224,7 +226,35 @@ async fn create(opts: &ClientOpts, a: CreateArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let mut control = ControlClient::new(channel);
-    wait_for_convergence(&mut services, &mut control, &service.id, a.quiet, false).await
+    match wait_for_convergence(&mut services, &mut control, &service.id, a.quiet, false).await {
+        // The service exists: losing sight of its progress is not a failure
+        // of the create.
+        Err(e) if e.is::<ProgressLost>() => {
+            eprintln!(
+                "service {} was created, but its progress could not be followed: {e}",
+                service.id
+            );
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+/// A call made only to follow a service's progress failed (the service
+/// itself is fine).
+#[derive(Debug)]
+struct ProgressLost(anyhow::Error);
+
+impl std::fmt::Display for ProgressLost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl std::error::Error for ProgressLost {}
+
+fn lost(e: anyhow::Error) -> anyhow::Error {
+    anyhow::Error::new(ProgressLost(e))
 }
 
 // ---- convergence progress ------------------------------------------------
@@ -579,30 +609,29 @@ async fn wait_for_convergence(
     existing: bool,
 ) -> anyhow::Result<()> {
     let mut writer = ProgressWriter::new(quiet);
-    let (mut node_names, _) = node_directory(control).await?;
+    let (mut node_names, _) = node_directory(control).await.map_err(lost)?;
     let started = Instant::now();
     let mut ignore: Option<HashSet<String>> = if existing { None } else { Some(HashSet::new()) };
     let mut last: Option<Snapshot> = None;
     let mut last_change = Instant::now();
     let mut converged_at: Option<Instant> = None;
     loop {
-        let service = get_service(services, service_id).await?;
+        let service = get_service(services, service_id).await.map_err(lost)?;
         let name = service_name(&service).to_string();
-        let tasks = services
-            .list_tasks(ListTasksRequest {
+        let tasks = super::lists::all_tasks(
+            services,
+            ListTasksRequest {
                 service_refs: vec![service.id.clone()],
-                node_refs: vec![],
-                desired_states: vec![],
-            })
-            .await
-            .map_err(status_error)?
-            .into_inner()
-            .tasks;
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(lost)?;
         if tasks
             .iter()
             .any(|t| !t.node_id.is_empty() && !node_names.contains_key(&t.node_id))
         {
-            node_names = node_directory(control).await?.0;
+            node_names = node_directory(control).await.map_err(lost)?.0;
         }
         let ignore = ignore.get_or_insert_with(|| {
             tasks
@@ -736,21 +765,11 @@ async fn ls(opts: &ClientOpts, a: LsArgs) -> anyhow::Result<()> {
     let filters = parse_service_filters(&a.filter)?;
     let (channel, _) = opts.connect().await?;
     let mut services = ServicesClient::new(channel.clone());
-    let mut list = services
-        .list_services(ListServicesRequest {})
-        .await
-        .map_err(status_error)?
-        .into_inner()
-        .services;
+    let mut list = super::lists::all_services(&mut services).await?;
     list.retain(|s| service_matches(s, &filters));
     let mut counts: HashMap<String, ServiceCounts> = HashMap::new();
     if !a.quiet && !list.is_empty() {
-        let tasks = services
-            .list_tasks(ListTasksRequest::default())
-            .await
-            .map_err(status_error)?
-            .into_inner()
-            .tasks;
+        let tasks = super::lists::all_tasks(&mut services, ListTasksRequest::default()).await?;
         let (_, down) = node_directory(&mut ControlClient::new(channel)).await?;
         counts = list
             .iter()
@@ -833,6 +852,9 @@ fn parse_scales(raw: &[String]) -> anyhow::Result<Vec<(String, u64)>> {
                 })?;
             let n = parse_uint(n)
                 .map_err(|e| anyhow::anyhow!("{name}: invalid replicas value {n}: {e}"))?;
+            // The manager checks too; refusing here changes nothing at all.
+            rswarm_manager::controlapi::limits::check_replicas("replicas", n)
+                .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
             Ok((name.to_string(), n))
         })
         .collect()

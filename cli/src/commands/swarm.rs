@@ -1,11 +1,13 @@
-//! `rswarm init`, `join`, `swarm join-token`, `swarm leave`, and autolock's
-//! `swarm unlock`, `swarm unlock-key`, `swarm update --autolock`: calls to the
+//! `rswarm init`, `join`, `swarm join-token`, `swarm leave`, `swarm ca`,
+//! `swarm update` (`--task-history-limit`, `--autolock`) and autolock's
+//! `swarm unlock`, `swarm unlock-key`: calls to the
 //! local daemon (and to the manager for tokens), printed as Docker does.
 
 use clap::{Args, Subcommand};
 use rswarm_proto::control::control_client::ControlClient;
 use rswarm_proto::control::{
     GetClusterRequest, ListNodesRequest, RotateJoinTokenRequest, RotateRootCaRequest,
+    UpdateClusterRequest,
 };
 use rswarm_proto::daemon::daemon_client::DaemonClient;
 use rswarm_proto::daemon::{
@@ -65,6 +67,9 @@ pub struct UpdateArgs {
     /// Change manager autolocking setting (true|false)
     #[arg(long, value_name = "true|false", num_args = 0..=1, default_missing_value = "true")]
     autolock: Option<bool>,
+    /// Task history retention limit
+    #[arg(long, value_name = "int")]
+    task_history_limit: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -99,6 +104,9 @@ pub struct InitArgs {
     /// Enable manager autolocking (requiring an unlock key to start a stopped manager)
     #[arg(long)]
     autolock: bool,
+    /// Task history retention limit (default 5)
+    #[arg(long, value_name = "int")]
+    task_history_limit: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -174,6 +182,11 @@ async fn daemon_client(
 }
 
 pub async fn init(opts: &ClientOpts, a: InitArgs) -> anyhow::Result<()> {
+    let task_history = a
+        .task_history_limit
+        .as_deref()
+        .map(parse_task_history)
+        .transpose()?;
     let req = InitRequest {
         advertise_addr: a.advertise_addr.unwrap_or_default(),
         listen_addr: a.listen_addr,
@@ -185,6 +198,8 @@ pub async fn init(opts: &ClientOpts, a: InitArgs) -> anyhow::Result<()> {
         default_addr_pool: a.default_addr_pool,
         default_addr_pool_mask_length: a.default_addr_pool_mask_length.unwrap_or(0),
         autolock: a.autolock,
+        task_history_limit_set: task_history.is_some(),
+        task_history_limit: task_history.unwrap_or(0),
     };
     let resp = daemon_client(opts)
         .await?
@@ -281,17 +296,50 @@ async fn unlock_key(opts: &ClientOpts, a: UnlockKeyArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `--task-history-limit`: a whole number within the manager's bound.
+fn parse_task_history(v: &str) -> anyhow::Result<u32> {
+    let n: u32 = v.trim().parse().map_err(|_| {
+        anyhow::anyhow!(
+            "invalid argument {v:?} for \"--task-history-limit\" flag: must be a whole number from 0 to {}",
+            rswarm_manager::controlapi::limits::MAX_TASK_HISTORY
+        )
+    })?;
+    rswarm_manager::controlapi::limits::check_task_history(n).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// `swarm update`: only the flags given change. Every value is checked before
+/// anything is changed.
 async fn update(opts: &ClientOpts, a: UpdateArgs) -> anyhow::Result<()> {
-    let Some(autolock) = a.autolock else {
-        anyhow::bail!("nothing to update: rswarm swarm update takes --autolock=true|false");
-    };
-    let key = daemon_client(opts)
-        .await?
-        .update_autolock(UpdateAutolockRequest { autolock })
-        .await
-        .map_err(status_error)?
-        .into_inner()
-        .unlock_key;
+    if a.autolock.is_none() && a.task_history_limit.is_none() {
+        anyhow::bail!(
+            "nothing to update: give a setting such as --task-history-limit or --autolock=true|false"
+        );
+    }
+    let history = a
+        .task_history_limit
+        .as_deref()
+        .map(parse_task_history)
+        .transpose()?;
+    if let Some(limit) = history {
+        let (ch, _) = opts.connect().await?;
+        ControlClient::new(ch)
+            .update_cluster(UpdateClusterRequest {
+                task_history_limit_set: true,
+                task_history_limit: limit,
+            })
+            .await
+            .map_err(status_error)?;
+    }
+    let mut key = String::new();
+    if let Some(autolock) = a.autolock {
+        key = daemon_client(opts)
+            .await?
+            .update_autolock(UpdateAutolockRequest { autolock })
+            .await
+            .map_err(status_error)?
+            .into_inner()
+            .unlock_key;
+    }
     println!("Swarm updated.");
     if !key.is_empty() {
         print!("{}", unlock_instructions(&key));
@@ -528,5 +576,25 @@ mod ca_tests {
             "{third}"
         );
         assert_eq!(progress_bar(0, 0), format!("[{}]", " ".repeat(50)));
+    }
+}
+
+#[cfg(test)]
+mod history_tests {
+    use super::parse_task_history;
+
+    #[test]
+    fn task_history_limit_is_a_bounded_whole_number() {
+        assert_eq!(parse_task_history("0").ok(), Some(0));
+        assert_eq!(parse_task_history("5").ok(), Some(5));
+        let msg = |v| parse_task_history(v).map_err(|e| e.to_string()).err();
+        assert_eq!(
+            msg("101").as_deref(),
+            Some("task history limit 101 is over the limit of 100")
+        );
+        assert_eq!(
+            msg("-1").as_deref(),
+            Some("invalid argument \"-1\" for \"--task-history-limit\" flag: must be a whole number from 0 to 100")
+        );
     }
 }

@@ -7,9 +7,7 @@ use std::collections::{HashMap, HashSet};
 use clap::Args;
 use rswarm_proto::control::control_client::ControlClient;
 use rswarm_proto::control::services_client::ServicesClient;
-use rswarm_proto::control::{
-    GetNodeRequest, GetServiceRequest, ListNodesRequest, ListServicesRequest, ListTasksRequest,
-};
+use rswarm_proto::control::{GetNodeRequest, GetServiceRequest, ListTasksRequest};
 use rswarm_proto::daemon::daemon_client::DaemonClient;
 use rswarm_proto::daemon::InfoRequest;
 use rswarm_proto::types::{NodeState, Task, TaskState};
@@ -135,12 +133,7 @@ pub fn task_matches(task: &Task, filters: &[TaskFilter], view: &TaskView<'_>) ->
 pub async fn node_directory(
     control: &mut ControlClient<Channel>,
 ) -> anyhow::Result<(HashMap<String, String>, HashSet<String>)> {
-    let nodes = control
-        .list_nodes(ListNodesRequest {})
-        .await
-        .map_err(status_error)?
-        .into_inner()
-        .nodes;
+    let nodes = super::lists::all_nodes(control).await?;
     let names = nodes
         .iter()
         .map(|n| {
@@ -173,12 +166,7 @@ async fn service_directory(
     if !missing {
         return Ok(HashMap::new());
     }
-    let list = services
-        .list_services(ListServicesRequest {})
-        .await
-        .map_err(status_error)?
-        .into_inner()
-        .services;
+    let list = super::lists::all_services(services).await?;
     Ok(list
         .into_iter()
         .map(|s| {
@@ -220,12 +208,7 @@ async fn print_tasks(
 ) -> anyhow::Result<()> {
     let mut services = ServicesClient::new(channel.clone());
     let mut control = ControlClient::new(channel);
-    let tasks = services
-        .list_tasks(request)
-        .await
-        .map_err(status_error)?
-        .into_inner()
-        .tasks;
+    let tasks = super::lists::all_tasks(&mut services, request).await?;
     let (node_names, _) = node_directory(&mut control).await?;
     let service_names = service_directory(&mut services, &tasks).await?;
     let view = TaskView {
@@ -279,6 +262,7 @@ pub async fn service_ps(opts: &ClientOpts, a: ServicePsArgs) -> anyhow::Result<(
         service_refs: ids,
         node_refs: vec![],
         desired_states: desired_states(&filters),
+        page_token: String::new(),
     };
     print_tasks(channel, request, &filters, &a.list).await
 }
@@ -315,6 +299,7 @@ pub async fn node_ps(opts: &ClientOpts, a: NodePsArgs) -> anyhow::Result<()> {
         service_refs: vec![],
         node_refs: ids,
         desired_states: desired_states(&filters),
+        page_token: String::new(),
     };
     print_tasks(channel, request, &filters, &a.list).await
 }

@@ -92,6 +92,12 @@ impl Control for LocalControl {
     ) -> Result<Response<Cluster>, Status> {
         self.node.control().await?.get_cluster(req).await
     }
+    async fn update_cluster(
+        &self,
+        req: Request<UpdateClusterRequest>,
+    ) -> Result<Response<Cluster>, Status> {
+        self.node.control().await?.update_cluster(req).await
+    }
     async fn rotate_join_token(
         &self,
         req: Request<RotateJoinTokenRequest>,

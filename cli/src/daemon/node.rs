@@ -331,6 +331,7 @@ impl NodeRuntime {
                 node_cert_pem: cert_pem,
                 default_addr_pool: req.default_addr_pool.clone(),
                 default_addr_pool_mask_length: req.default_addr_pool_mask_length,
+                task_history_limit: req.task_history_limit_set.then_some(req.task_history_limit),
             },
         )
         .await

@@ -1,7 +1,7 @@
 //! Control calls on the cluster object: reading it (without the CA key) and
-//! rotating join tokens.
+//! rotating join tokens, and `swarm update` (the task history limit).
 
-use rswarm_proto::control::RotateJoinTokenRequest;
+use rswarm_proto::control::{RotateJoinTokenRequest, UpdateClusterRequest};
 use rswarm_proto::identity::token;
 use rswarm_proto::types::Cluster;
 use rswarm_raft::Store;
@@ -20,6 +20,28 @@ pub fn redact(mut c: Cluster) -> Cluster {
         ca.rotation_ca_key_pem.clear();
     }
     c
+}
+
+/// `swarm update`: change the settings the request marks as set.
+pub async fn update(store: &Store, req: UpdateClusterRequest) -> Result<Cluster, ManagerError> {
+    if !req.task_history_limit_set {
+        return Err(ManagerError::InvalidArgument(
+            "nothing to update: give a setting such as --task-history-limit".into(),
+        ));
+    }
+    let limit = super::limits::check_task_history(req.task_history_limit)?;
+    loop {
+        let mut cluster = objects::cluster(store)?;
+        cluster
+            .spec
+            .get_or_insert_with(Default::default)
+            .task_history_retention_limit = limit;
+        match store.write(vec![objects::put_cluster(&cluster)]).await {
+            Ok(_) => return get(store),
+            Err(rswarm_raft::StoreError::Conflict { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// Replace the worker and/or manager join token's secret; the old token stops

@@ -4,8 +4,10 @@
 
 pub mod cluster;
 mod image_ref;
+pub mod limits;
 pub mod networks;
 mod nodes;
+pub mod paging;
 pub mod services;
 mod streams;
 
@@ -44,10 +46,16 @@ impl Control for ControlApi {
 
     async fn list_nodes(
         &self,
-        _req: Request<ListNodesRequest>,
+        req: Request<ListNodesRequest>,
     ) -> Result<Response<ListNodesResponse>, Status> {
+        let (nodes, next_page_token) = paging::page(
+            nodes::list(&self.store)?,
+            |n| n.id.as_str(),
+            &req.into_inner().page_token,
+        );
         Ok(Response::new(ListNodesResponse {
-            nodes: nodes::list(&self.store)?,
+            nodes,
+            next_page_token,
         }))
     }
 
@@ -70,6 +78,15 @@ impl Control for ControlApi {
         _req: Request<GetClusterRequest>,
     ) -> Result<Response<Cluster>, Status> {
         Ok(Response::new(cluster::get(&self.store)?))
+    }
+
+    async fn update_cluster(
+        &self,
+        req: Request<UpdateClusterRequest>,
+    ) -> Result<Response<Cluster>, Status> {
+        Ok(Response::new(
+            cluster::update(&self.store, req.into_inner()).await?,
+        ))
     }
 
     async fn rotate_join_token(
@@ -134,10 +151,16 @@ impl Services for ServicesApi {
 
     async fn list_services(
         &self,
-        _req: Request<ListServicesRequest>,
+        req: Request<ListServicesRequest>,
     ) -> Result<Response<ListServicesResponse>, Status> {
+        let (services, next_page_token) = paging::page(
+            crate::objects::services(&self.store)?,
+            |s| s.id.as_str(),
+            &req.into_inner().page_token,
+        );
         Ok(Response::new(ListServicesResponse {
-            services: crate::objects::services(&self.store)?,
+            services,
+            next_page_token,
         }))
     }
 
@@ -169,8 +192,15 @@ impl Services for ServicesApi {
         &self,
         req: Request<ListTasksRequest>,
     ) -> Result<Response<ListTasksResponse>, Status> {
+        let req = req.into_inner();
+        let (tasks, next_page_token) = paging::page(
+            services::list_tasks(&self.store, &req)?,
+            |t| t.id.as_str(),
+            &req.page_token,
+        );
         Ok(Response::new(ListTasksResponse {
-            tasks: services::list_tasks(&self.store, &req.into_inner())?,
+            tasks,
+            next_page_token,
         }))
     }
 

@@ -2,6 +2,7 @@
 //! and rollback included), remove; get and list tasks. Specs are validated
 //! here, before anything is stored, with messages that say what is wrong
 //! and where; published ports are allocated and checked for conflicts.
+//! Every spec keeps the bounds of `limits` (replicas, size, list lengths).
 
 use std::collections::HashSet;
 
@@ -28,6 +29,7 @@ fn invalid(msg: impl Into<String>) -> ManagerError {
 
 /// Check a spec the way swarmkit's controlapi does, naming the field at fault.
 pub fn validate(spec: &ServiceSpec) -> Result<(), ManagerError> {
+    super::limits::check_spec(spec)?;
     let name = spec
         .annotations
         .as_ref()

@@ -191,9 +191,10 @@ impl Tasks for TasksService {
         for _attempt in 0..10 {
             let mut ops = vec![];
             for u in &updates {
-                let Some(status) = u.status.clone() else {
+                let Some(mut status) = u.status.clone() else {
                     continue;
                 };
+                crate::controlapi::limits::bound_status(&mut status);
                 let Some(mut task) = objects::task(&self.store, &u.task_id)? else {
                     continue;
                 };

@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use rswarm_proto::types::{Service, Task, TaskState};
 
 use super::global::{tasks_by_node, NodeRules};
-use super::plan::{fill_slot, keep_one, Filled, Plan, Slot};
+use super::plan::{fill_slot, keep_one, Filled, Plan, Slot, MAX_CREATES_PER_SERVICE};
 use super::restart::{Clock, RestartSupervisor, SlotKey};
 use super::task::{self, job_iteration};
 use super::view::ClusterView;
@@ -101,8 +101,14 @@ pub(crate) fn reconcile_replicated(
         .filter(|s| !slots.contains_key(s))
         .map(|s| (s, &[][..]));
     let mut capacity = max_concurrent.saturating_sub(running);
+    let mut created = 0;
     for (slot, tasks) in waiting.into_iter().chain(never_started) {
         if capacity == 0 {
+            break;
+        }
+        if created == MAX_CREATES_PER_SERVICE {
+            // The rest in the next pass, which comes at once.
+            plan.wake(clock.instant);
             break;
         }
         let key = SlotKey {
@@ -124,6 +130,7 @@ pub(crate) fn reconcile_replicated(
         );
         if filled == Filled::Created {
             capacity -= 1;
+            created += 1;
         }
     }
 }

@@ -13,6 +13,12 @@ use super::restart::{Clock, RestartSupervisor, SlotAction, SlotKey};
 use super::task::{self, new_task};
 use super::update;
 
+/// Most new tasks one service gets in one pass. A service of many replicas
+/// is filled over several passes (the loop comes back at once), so a plan
+/// never holds more than this many new tasks per service, and a service
+/// removed or scaled down meanwhile stops getting tasks at the next pass.
+pub(crate) const MAX_CREATES_PER_SERVICE: usize = 1_000;
+
 /// The writes of one pass, each task at most once.
 #[derive(Default)]
 pub(crate) struct Plan {

@@ -1,6 +1,7 @@
 //! Replicated services: slots 1..=replicas, each with exactly one live task.
 //!
-//! - A slot without a task gets one.
+//! - A slot without a task gets one, at most `MAX_CREATES_PER_SERVICE` per
+//!   pass (the loop comes back at once for the rest).
 //! - Scaling down asks the tasks of the highest slots (above `replicas`) to
 //!   shut down; they are not restarted.
 //! - A task that ended (COMPLETE, FAILED, REJECTED, SHUTDOWN…) or whose node
@@ -13,7 +14,7 @@ use std::collections::BTreeMap;
 
 use rswarm_proto::types::{Service, Task, TaskState};
 
-use super::plan::{fill_slot, Plan, Slot};
+use super::plan::{fill_slot, Plan, Slot, MAX_CREATES_PER_SERVICE};
 use super::restart::{Clock, RestartSupervisor, SlotKey};
 use super::task::{self, new_task};
 use super::view::ClusterView;
@@ -54,9 +55,18 @@ pub(crate) fn reconcile(
         };
         fill_slot(svc, Slot { key, tasks, live }, true, sup, clock, plan);
     }
+    // Missing slots are created in bounded batches (one million replicas
+    // is never one plan); the loop comes back at once for the rest.
+    let mut created = 0;
     for slot in 1..=replicas {
-        if !slots.contains_key(&slot) {
-            plan.create(new_task(svc, slot, None, 0, clock.nanos));
+        if slots.contains_key(&slot) {
+            continue;
         }
+        if created == MAX_CREATES_PER_SERVICE {
+            plan.wake(clock.instant);
+            break;
+        }
+        plan.create(new_task(svc, slot, None, 0, clock.nanos));
+        created += 1;
     }
 }

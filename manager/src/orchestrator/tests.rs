@@ -516,3 +516,104 @@ async fn a_paused_node_keeps_its_tasks_but_gets_no_new_ones() {
     );
     assert_eq!(swarm.tasks(&svc).len(), 4, "nothing was moved");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_billion_replicas_come_in_batches_and_removal_stops_them() {
+    let swarm = TestSwarm::start(5).await;
+    // No node: the tasks stay unplaced, so only the orchestrator works.
+    let huge = swarm
+        .create_service("huge", replicated(1_000_000_000), |_| {})
+        .await;
+    // Several batches went in: the loop keeps coming back on its own.
+    swarm
+        .wait_for("three batches of tasks", &huge, |t| {
+            (t.len() >= 3 * super::plan::MAX_CREATES_PER_SERVICE).then_some(())
+        })
+        .await;
+    swarm.remove_service(&huge).await;
+    swarm
+        .wait_for("the removed service's tasks gone", &huge, |t| {
+            t.is_empty().then_some(())
+        })
+        .await;
+    // Proof that the loop made passes after the removal: a new service
+    // gets its task, and the removed one still has none.
+    let small = swarm.create_service("small", replicated(1), |_| {}).await;
+    swarm
+        .wait_for("the new service's task", &small, |t| {
+            (t.len() == 1).then_some(())
+        })
+        .await;
+    assert!(swarm.tasks(&huge).is_empty(), "tasks created after removal");
+}
+
+#[test]
+fn one_pass_plans_at_most_a_batch_per_service() {
+    use super::restart::{Clock, RestartSupervisor};
+    use super::view::ClusterView;
+    use rswarm_proto::types::{Service, ServiceSpec};
+    let view = ClusterView::<()> {
+        nodes: HashMap::new(),
+        services: HashMap::new(),
+        tasks: HashMap::new(),
+        tasks_by_service: HashMap::new(),
+        cluster: None,
+        observer: (),
+    };
+    let svc = Service {
+        id: "s".into(),
+        spec: Some(ServiceSpec {
+            mode: Some(replicated(1_000_000_000)),
+            ..Default::default()
+        }),
+        spec_version: 1,
+        ..Default::default()
+    };
+    let mut plan = super::plan::Plan::default();
+    let clock = Clock::now();
+    super::replicated::reconcile(
+        &view,
+        &svc,
+        1_000_000_000,
+        &mut RestartSupervisor::default(),
+        clock,
+        &mut plan,
+    );
+    assert_eq!(plan.puts.len(), super::plan::MAX_CREATES_PER_SERVICE);
+    assert_eq!(plan.wake_at, Some(clock.instant), "comes back at once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scaling_a_billion_replicas_down_stops_the_creation() {
+    let swarm = TestSwarm::start(5).await;
+    let huge = swarm
+        .create_service("huge", replicated(1_000_000_000), |_| {})
+        .await;
+    swarm
+        .wait_for("two batches of tasks", &huge, |t| {
+            (t.len() >= 2 * super::plan::MAX_CREATES_PER_SERVICE).then_some(())
+        })
+        .await;
+    swarm.scale(&huge, 2).await;
+    let after = swarm
+        .wait_for("two wanted tasks left", &huge, |t| {
+            let wanted = t.iter().filter(|t| task::is_wanted(t)).count();
+            (wanted == 2).then_some(t.len())
+        })
+        .await;
+    // Proof that the loop made passes after the scale: a new service gets
+    // its task, and the scaled-down one has no more tasks than before.
+    let small = swarm.create_service("small", replicated(1), |_| {}).await;
+    swarm
+        .wait_for("the new service's task", &small, |t| {
+            (t.len() == 1).then_some(())
+        })
+        .await;
+    let tasks = swarm.tasks(&huge);
+    assert!(
+        tasks.len() <= after,
+        "{} tasks, {after} before",
+        tasks.len()
+    );
+    assert_eq!(tasks.iter().filter(|t| task::is_wanted(t)).count(), 2);
+}

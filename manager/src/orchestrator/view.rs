@@ -29,6 +29,36 @@ use crate::objects::{self, KIND_CLUSTER, KIND_NODE, KIND_SERVICE, KIND_TASK};
 /// Ops per store write. Big enough that 100,000 tasks take ~100 Raft entries,
 /// small enough that one conflicting task only delays a few hundred others.
 pub(crate) const WRITE_CHUNK: usize = 1_000;
+/// Bytes of task values per store write: a chunk of big tasks (each up to
+/// a 512 KiB spec) is cut earlier, so one Raft entry stays about 1 MiB.
+pub(crate) const WRITE_CHUNK_BYTES: usize = 1024 * 1024;
+
+/// The bytes an op carries.
+fn op_bytes(op: &Op) -> usize {
+    match op {
+        Op::Put { value, .. } => value.len(),
+        _ => 0,
+    }
+}
+
+/// The next chunk of `ops`: at most [`WRITE_CHUNK`] ops and, past the
+/// first, at most [`WRITE_CHUNK_BYTES`].
+fn next_chunk(ops: &mut std::iter::Peekable<std::vec::IntoIter<Op>>) -> Vec<Op> {
+    let mut chunk = Vec::new();
+    let mut bytes = 0;
+    while chunk.len() < WRITE_CHUNK {
+        let Some(op) = ops.peek() else { break };
+        let size = op_bytes(op);
+        if !chunk.is_empty() && bytes + size > WRITE_CHUNK_BYTES {
+            break;
+        }
+        bytes += size;
+        if let Some(op) = ops.next() {
+            chunk.push(op);
+        }
+    }
+    chunk
+}
 
 /// Sees every change of a task in a view.
 pub(crate) trait TaskObserver {
@@ -380,10 +410,10 @@ pub(crate) async fn commit<O: TaskObserver>(
 ) -> Committed {
     let mut out = Committed::default();
     let Batch { ops, ids, .. } = batch;
-    let mut ops = ops.into_iter();
+    let mut ops = ops.into_iter().peekable();
     let mut ids = ids.into_iter();
     loop {
-        let chunk_ops: Vec<Op> = ops.by_ref().take(WRITE_CHUNK).collect();
+        let chunk_ops: Vec<Op> = next_chunk(&mut ops);
         if chunk_ops.is_empty() {
             break;
         }
@@ -455,6 +485,34 @@ mod tests {
             cluster: None,
             observer: (),
         }
+    }
+
+    #[test]
+    fn chunks_are_bounded_in_ops_and_bytes() {
+        let put = |bytes: usize| Op::Put {
+            kind: KIND_TASK.into(),
+            id: "t".into(),
+            value: vec![0; bytes],
+            expect_version: None,
+        };
+        // Ten 300 KiB tasks: three per ~1 MiB chunk.
+        let mut ops = vec![put(300 * 1024); 10].into_iter().peekable();
+        let sizes: Vec<usize> = std::iter::from_fn(|| {
+            let c = next_chunk(&mut ops);
+            (!c.is_empty()).then_some(c.len())
+        })
+        .collect();
+        assert_eq!(sizes, vec![3, 3, 3, 1]);
+        // A task bigger than a chunk still goes, alone.
+        let mut ops = vec![put(WRITE_CHUNK_BYTES + 1), put(1)]
+            .into_iter()
+            .peekable();
+        assert_eq!(next_chunk(&mut ops).len(), 1);
+        assert_eq!(next_chunk(&mut ops).len(), 1);
+        // Small tasks: WRITE_CHUNK per chunk.
+        let mut ops = vec![put(10); WRITE_CHUNK + 5].into_iter().peekable();
+        assert_eq!(next_chunk(&mut ops).len(), WRITE_CHUNK);
+        assert_eq!(next_chunk(&mut ops).len(), 5);
     }
 
     #[test]

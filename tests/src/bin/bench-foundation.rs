@@ -525,12 +525,15 @@ async fn run_load(
     duration: Duration,
 ) -> anyhow::Result<LoadResult> {
     let mut lister = connect(socket.clone()).await?;
-    let nodes = tokio::time::timeout(REQUEST_TIMEOUT, lister.list_nodes(ListNodesRequest {}))
-        .await
-        .context("ListNodes timed out")?
-        .context("ListNodes")?
-        .into_inner()
-        .nodes;
+    let nodes = tokio::time::timeout(
+        REQUEST_TIMEOUT,
+        lister.list_nodes(ListNodesRequest::default()),
+    )
+    .await
+    .context("ListNodes timed out")?
+    .context("ListNodes")?
+    .into_inner()
+    .nodes;
     let index_before = max_version(&nodes);
     // Each node's current spec: a write changes only its `bench` label.
     let targets: Arc<Vec<(String, NodeSpec)>> = Arc::new(
@@ -591,11 +594,14 @@ async fn run_load(
     }
     let elapsed = started.elapsed();
     latencies.sort();
-    let index_after = tokio::time::timeout(REQUEST_TIMEOUT, lister.list_nodes(ListNodesRequest {}))
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .map(|answer| max_version(&answer.into_inner().nodes));
+    let index_after = tokio::time::timeout(
+        REQUEST_TIMEOUT,
+        lister.list_nodes(ListNodesRequest::default()),
+    )
+    .await
+    .ok()
+    .and_then(Result::ok)
+    .map(|answer| max_version(&answer.into_inner().nodes));
     Ok(LoadResult {
         clients,
         ok: latencies.len(),
