@@ -6,8 +6,7 @@
 use clap::{Args, Subcommand};
 use rswarm_proto::control::control_client::ControlClient;
 use rswarm_proto::control::{
-    GetClusterRequest, ListNodesRequest, RotateJoinTokenRequest, RotateRootCaRequest,
-    UpdateClusterRequest,
+    GetClusterRequest, RotateJoinTokenRequest, RotateRootCaRequest, UpdateClusterRequest,
 };
 use rswarm_proto::daemon::daemon_client::DaemonClient;
 use rswarm_proto::daemon::{
@@ -432,12 +431,7 @@ async fn ca(opts: &ClientOpts, a: CaArgs) -> anyhow::Result<()> {
         .unwrap_or_default();
     let mut last = None;
     loop {
-        let nodes = control
-            .list_nodes(ListNodesRequest {})
-            .await
-            .map_err(status_error)?
-            .into_inner()
-            .nodes;
+        let nodes = crate::commands::lists::all_nodes(&mut control).await?;
         let done = nodes
             .iter()
             .filter(|n| {

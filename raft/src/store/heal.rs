@@ -173,7 +173,7 @@ fn reopen(inner: &Inner) -> Result<Db, StoreError> {
         .write()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     drop(slot.take());
-    let db = Db::open(&inner.cfg.data_dir)?;
+    let db = Db::open_sealed(&inner.cfg.data_dir, inner.cfg.data_key.clone())?;
     *slot = Some(db.clone());
     Ok(db)
 }
