@@ -135,6 +135,8 @@ async fn run(
     let cfg = Arc::new(cfg);
     let mut managers = Managers::new(&cfg.managers);
     let mut target: Option<String> = None;
+    // Whether the manager being called was reached by a follower's redirect.
+    let mut redirected = false;
     let mut period = Duration::from_secs(1);
     let mut channel: Option<(String, tonic::transport::Channel)> = None;
     let mut renew_failures = 0u32;
@@ -160,6 +162,7 @@ async fn run(
                     ch
                 }
                 Err(e) => {
+                    redirected = false;
                     managers.failed(&addr, std::time::Instant::now());
                     tracing::warn!(manager = %addr, next = %managers.next().unwrap_or_default(), error = %e, "cannot reach manager; trying the next one");
                     channel = None;
@@ -193,7 +196,10 @@ async fn run(
                 }
                 match after_answer(&managers, &addr, &resp.leader_addr, started, period) {
                     Next::StayWithLeader => {
+                        redirected = false;
                         managers.succeeded(&addr);
+                        // Stay with the leader while it answers.
+                        target = Some(addr.clone());
                         leader_tx.send_if_modified(|cur| {
                             if cur.as_ref().map(|(a, _)| a.as_str()) == Some(addr.as_str()) {
                                 false
@@ -207,9 +213,14 @@ async fn run(
                         tracing::debug!(%leader, via = %addr, "following the leader");
                         leader_tx.send_if_modified(|cur| cur.take().is_some());
                         target = Some(leader);
-                        wait = Duration::ZERO;
+                        // At once, unless this answer was itself reached by
+                        // a redirect: managers passing the agent back and
+                        // forth mid-election must not make it spin.
+                        wait = if redirected { RETRY } else { Duration::ZERO };
+                        redirected = true;
                     }
                     Next::TryAnother => {
+                        redirected = false;
                         managers.failed(&addr, std::time::Instant::now());
                         tracing::info!(manager = %addr, leader = %resp.leader_addr, next = %managers.next().unwrap_or_default(), "this manager cannot lead to a live leader; trying the next one");
                         leader_tx.send_if_modified(|cur| cur.take().is_some());
@@ -244,6 +255,7 @@ async fn run(
                     let _ = events.send(AgentEvent::Removed).await;
                     return;
                 }
+                redirected = false;
                 managers.failed(&addr, std::time::Instant::now());
                 tracing::warn!(manager = %addr, next = %managers.next().unwrap_or_default(), error = %status.message(), "heartbeat failed; trying the next manager");
                 leader_tx.send_if_modified(|cur| cur.take().is_some());
