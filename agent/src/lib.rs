@@ -5,6 +5,7 @@
 
 pub mod exec;
 pub mod image;
+pub mod managers;
 pub mod netplane;
 pub mod reporter;
 pub mod runtime;

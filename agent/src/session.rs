@@ -1,11 +1,13 @@
 //! The agent's session with the managers. It heartbeats the leader every
-//! period the dispatcher asks for, follows the leader's address when a
-//! follower names it, and moves down the list of managers when one stops
-//! answering. When the cluster wants this node in another role, or its
-//! certificate nears expiry, or the cluster's root CA changed (rotation: the
-//! certificate is not from the signing CA, or the trust root is not the one
-//! the cluster wants), it asks a manager to renew the certificate and hands
-//! the new one to the daemon (`AgentEvent::Renewed`).
+//! period the dispatcher asks for, goes to the leader at once when a
+//! follower names it, and fails over to the next manager of its list
+//! (`managers.rs`: every manager it was ever told of, its own first when the
+//! node is a manager) when one stops answering or cannot name a live leader.
+//! When the cluster wants this node in another role, or its certificate nears
+//! expiry, or the cluster's root CA changed (rotation: the certificate is not
+//! from the signing CA, or the trust root is not the one the cluster wants),
+//! it asks a manager to renew the certificate and hands the new one to the
+//! daemon (`AgentEvent::Renewed`).
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -19,6 +21,8 @@ use rswarm_proto::types::{NodeDescription, NodeRole};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use crate::managers::Managers;
+
 /// What the agent needs to know to reach the cluster.
 #[derive(Clone)]
 pub struct AgentConfig {
@@ -26,8 +30,9 @@ pub struct AgentConfig {
     /// This node's address as others reach it (host or host:port).
     pub advertise_addr: String,
     pub description: NodeDescription,
-    /// Manager addresses (host:port) to try, in order.
-    pub managers: Vec<String>,
+    /// Managers known at start (node ID, may be empty; address host:port):
+    /// the persisted list. The session adds every one it is told of.
+    pub managers: Vec<(String, String)>,
     pub tls: tls::NodeTls,
     /// The role the current certificate carries.
     pub role: NodeRole,
@@ -36,7 +41,8 @@ pub struct AgentConfig {
 /// What the agent tells the daemon.
 #[derive(Debug)]
 pub enum AgentEvent {
-    /// The managers' addresses changed (node ID, address).
+    /// The managers the agent knows of changed: every one it was ever told
+    /// of (node ID, address), in failover order, for the daemon to persist.
     Managers(Vec<(String, String)>),
     /// A renewed certificate; `role` is the role it carries.
     Renewed { tls: tls::NodeTls, role: NodeRole },
@@ -87,6 +93,41 @@ pub fn start(
 }
 
 const MIN_PERIOD: Duration = Duration::from_millis(100);
+/// The pause after a manager failed to answer before the next one is tried.
+const RETRY: Duration = Duration::from_millis(300);
+/// The longest pause once every known manager failed in a row.
+const MAX_ROUND_PAUSE: Duration = Duration::from_secs(2);
+
+/// What one heartbeat answer tells the session to do next.
+#[derive(Debug, PartialEq, Eq)]
+enum Next {
+    /// This manager is the leader: heartbeat it again after the period.
+    StayWithLeader,
+    /// A follower named a leader worth going to: go there now.
+    GoToLeader(String),
+    /// A manager that cannot lead us to a live leader (it knows none, or
+    /// names one that just failed): count it as failed and try the next.
+    TryAnother,
+}
+
+/// Decide where to go after `addr` answered and named `leader_addr`.
+fn after_answer(
+    managers: &Managers,
+    addr: &str,
+    leader_addr: &str,
+    now: tokio::time::Instant,
+    window: Duration,
+) -> Next {
+    if leader_addr == addr {
+        Next::StayWithLeader
+    } else if leader_addr.is_empty()
+        || !managers.worth_following(leader_addr, now.into_std(), window)
+    {
+        Next::TryAnother
+    } else {
+        Next::GoToLeader(leader_addr.to_string())
+    }
+}
 
 async fn run(
     cfg: AgentConfig,
@@ -95,23 +136,21 @@ async fn run(
     leader_tx: watch::Sender<LeaderChannel>,
 ) {
     let cfg = Arc::new(cfg);
-    let mut managers: Vec<String> = cfg.managers.clone();
-    let mut known: Vec<(String, String)> = vec![];
-    let mut current = 0usize;
-    let mut preferred: Option<String> = None;
+    let mut managers = Managers::new(&cfg.managers);
+    let mut target: Option<String> = None;
+    // Whether the manager being called was reached by a follower's redirect.
+    let mut redirected = false;
     let mut period = Duration::from_secs(1);
     let mut channel: Option<(String, tonic::transport::Channel)> = None;
     let mut renew_failures = 0u32;
     loop {
         let (node_tls, role) = identity.borrow_and_update().clone();
-        if managers.is_empty() {
+        managers.set_local((role == NodeRole::Manager).then(|| cfg.advertise_addr.clone()));
+        let Some(addr) = target.take().or_else(|| managers.next()) else {
             tracing::warn!("agent knows no manager to talk to");
             tokio::time::sleep(period).await;
             continue;
-        }
-        let addr = preferred
-            .clone()
-            .unwrap_or_else(|| managers[current % managers.len()].clone());
+        };
         let ch = match &channel {
             Some((a, ch)) if *a == addr => ch.clone(),
             _ => match tls::connect(
@@ -126,11 +165,12 @@ async fn run(
                     ch
                 }
                 Err(e) => {
-                    tracing::warn!(manager = %addr, error = %e, "cannot reach manager; trying the next one");
-                    preferred = None;
-                    current = current.wrapping_add(1);
+                    redirected = false;
+                    managers.failed(&addr, std::time::Instant::now());
+                    tracing::warn!(manager = %addr, next = %managers.next().unwrap_or_default(), error = %e, "cannot reach manager; trying the next one");
                     channel = None;
-                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    leader_tx.send_if_modified(|cur| cur.take().is_some());
+                    tokio::time::sleep(pause(&managers, period)).await;
                     continue;
                 }
             },
@@ -140,6 +180,7 @@ async fn run(
             addr: cfg.advertise_addr.clone(),
         };
         let started = tokio::time::Instant::now();
+        let mut wait = period;
         match DispatcherClient::new(ch.clone()).heartbeat(req).await {
             Ok(resp) => {
                 let resp = resp.into_inner();
@@ -148,38 +189,47 @@ async fn run(
                     return;
                 }
                 period = Duration::from_nanos(resp.period_ns.max(0) as u64).max(MIN_PERIOD);
-                let list: Vec<(String, String)> = resp
+                let list: Vec<(String, String, i32)> = resp
                     .managers
                     .iter()
-                    .map(|m| (m.node_id.clone(), m.addr.clone()))
+                    .map(|m| (m.node_id.clone(), m.addr.clone(), m.weight))
                     .collect();
-                if !list.is_empty() && list != known {
-                    known = list.clone();
-                    managers = list.iter().map(|(_, a)| a.clone()).collect();
-                    let _ = events.send(AgentEvent::Managers(list)).await;
+                if managers.observe(&list) {
+                    let _ = events.send(AgentEvent::Managers(managers.all())).await;
                 }
-                if resp.leader_addr == addr {
-                    leader_tx.send_if_modified(|cur| {
-                        if cur.as_ref().map(|(a, _)| a.as_str()) == Some(addr.as_str()) {
-                            false
-                        } else {
-                            *cur = Some((addr.clone(), ch.clone()));
-                            true
-                        }
-                    });
-                } else {
-                    leader_tx.send_if_modified(|cur| cur.take().is_some());
+                match after_answer(&managers, &addr, &resp.leader_addr, started, period) {
+                    Next::StayWithLeader => {
+                        redirected = false;
+                        managers.succeeded(&addr);
+                        // Stay with the leader while it answers.
+                        target = Some(addr.clone());
+                        leader_tx.send_if_modified(|cur| {
+                            if cur.as_ref().map(|(a, _)| a.as_str()) == Some(addr.as_str()) {
+                                false
+                            } else {
+                                *cur = Some((addr.clone(), ch.clone()));
+                                true
+                            }
+                        });
+                    }
+                    Next::GoToLeader(leader) => {
+                        tracing::debug!(%leader, via = %addr, "following the leader");
+                        leader_tx.send_if_modified(|cur| cur.take().is_some());
+                        target = Some(leader);
+                        // At once, unless this answer was itself reached by
+                        // a redirect: managers passing the agent back and
+                        // forth mid-election must not make it spin.
+                        wait = if redirected { RETRY } else { Duration::ZERO };
+                        redirected = true;
+                    }
+                    Next::TryAnother => {
+                        redirected = false;
+                        managers.failed(&addr, std::time::Instant::now());
+                        tracing::info!(manager = %addr, leader = %resp.leader_addr, next = %managers.next().unwrap_or_default(), "this manager cannot lead to a live leader; trying the next one");
+                        leader_tx.send_if_modified(|cur| cur.take().is_some());
+                        wait = pause(&managers, period);
+                    }
                 }
-                preferred = if !resp.leader_addr.is_empty() && resp.leader_addr != addr {
-                    tracing::debug!(leader = %resp.leader_addr, "following the leader");
-                    Some(resp.leader_addr.clone())
-                } else if resp.leader_addr.is_empty() {
-                    // A manager without a leader: keep moving until one has one.
-                    current = current.wrapping_add(1);
-                    None
-                } else {
-                    Some(addr.clone())
-                };
                 let desired = NodeRole::try_from(resp.desired_role).unwrap_or(NodeRole::Worker);
                 let ca_changed = ca_changed(
                     &node_tls.ca_pem,
@@ -216,18 +266,18 @@ async fn run(
                     let _ = events.send(AgentEvent::Removed).await;
                     return;
                 }
-                tracing::warn!(manager = %addr, error = %status.message(), "heartbeat failed; trying the next manager");
+                redirected = false;
+                managers.failed(&addr, std::time::Instant::now());
+                tracing::warn!(manager = %addr, next = %managers.next().unwrap_or_default(), error = %status.message(), "heartbeat failed; trying the next manager");
                 leader_tx.send_if_modified(|cur| cur.take().is_some());
-                preferred = None;
-                current = current.wrapping_add(1);
                 channel = None;
-                tokio::time::sleep(Duration::from_millis(300)).await;
+                tokio::time::sleep(pause(&managers, period)).await;
                 continue;
             }
         }
         let elapsed = started.elapsed();
         tokio::select! {
-            _ = tokio::time::sleep(period.saturating_sub(elapsed)) => {}
+            _ = tokio::time::sleep(wait.saturating_sub(elapsed)) => {}
             _ = identity.changed() => { channel = None; }
         }
     }
@@ -240,6 +290,17 @@ fn ca_changed(ca_pem: &str, renew_certificate: bool, trust_root_hash: &str) -> b
     renew_certificate
         || (!trust_root_hash.is_empty()
             && rswarm_proto::identity::token::ca_digest(ca_pem.trim()) != trust_root_hash)
+}
+
+/// The pause before the next manager is tried: short, unless every known
+/// manager failed since its last answer (then up to a period, at most
+/// [`MAX_ROUND_PAUSE`], so a cluster-wide outage is not hammered).
+fn pause(managers: &Managers, period: Duration) -> Duration {
+    if managers.all_failing() {
+        period.clamp(RETRY, MAX_ROUND_PAUSE)
+    } else {
+        RETRY
+    }
 }
 
 /// Renew when less than a third of the certificate's validity is left.
@@ -301,5 +362,97 @@ mod tests {
         assert!(ca_changed(PEM, false, &other));
         // Trailing whitespace in the file does not count as a change.
         assert!(!ca_changed(&format!("{PEM}\n\n"), false, &held));
+    }
+
+    fn managers() -> Managers {
+        Managers::new(&[
+            ("n1".into(), "10.0.0.1:2377".into()),
+            ("n2".into(), "10.0.0.2:2377".into()),
+            ("n3".into(), "10.0.0.3:2377".into()),
+        ])
+    }
+
+    #[test]
+    fn the_leader_keeps_the_agent() {
+        let now = tokio::time::Instant::now();
+        let m = managers();
+        let w = Duration::from_secs(1);
+        assert_eq!(
+            after_answer(&m, "10.0.0.2:2377", "10.0.0.2:2377", now, w),
+            Next::StayWithLeader
+        );
+    }
+
+    #[test]
+    fn a_follower_sends_the_agent_to_a_live_leader_at_once() {
+        let now = tokio::time::Instant::now();
+        let m = managers();
+        let w = Duration::from_secs(1);
+        assert_eq!(
+            after_answer(&m, "10.0.0.2:2377", "10.0.0.3:2377", now, w),
+            Next::GoToLeader("10.0.0.3:2377".into())
+        );
+    }
+
+    #[test]
+    fn a_follower_naming_the_dead_leader_or_none_is_passed_over() {
+        let now = tokio::time::Instant::now();
+        let mut m = managers();
+        let w = Duration::from_secs(1);
+        m.failed("10.0.0.1:2377", now.into_std());
+        assert_eq!(
+            after_answer(&m, "10.0.0.2:2377", "10.0.0.1:2377", now, w),
+            Next::TryAnother
+        );
+        assert_eq!(
+            after_answer(&m, "10.0.0.2:2377", "", now, w),
+            Next::TryAnother
+        );
+    }
+
+    #[test]
+    fn after_the_leader_dies_the_agent_reaches_the_new_one() {
+        // host1 (the leader) is dead; host2 has not seen the election yet and
+        // names host1; host3 won it. Drive the session's choices by hand.
+        let now = tokio::time::Instant::now();
+        let w = Duration::from_secs(1);
+        let mut m = managers();
+        let leader_now = |addr: &str| match addr {
+            "10.0.0.2:2377" => Some("10.0.0.1:2377"),
+            "10.0.0.3:2377" => Some("10.0.0.3:2377"),
+            _ => None, // host1 does not answer
+        };
+        let mut target: Option<String> = Some("10.0.0.1:2377".into());
+        for _ in 0..6 {
+            let addr = target.take().or_else(|| m.next()).unwrap();
+            let Some(leader) = leader_now(&addr) else {
+                m.failed(&addr, now.into_std());
+                continue;
+            };
+            match after_answer(&m, &addr, leader, now, w) {
+                Next::StayWithLeader => {
+                    assert_eq!(addr, "10.0.0.3:2377");
+                    return;
+                }
+                Next::GoToLeader(l) => target = Some(l),
+                Next::TryAnother => m.failed(&addr, now.into_std()),
+            }
+        }
+        panic!(
+            "the agent never reached the new leader: {:?}",
+            m.candidates()
+        );
+    }
+
+    #[test]
+    fn a_lone_failure_waits_briefly_and_a_whole_round_waits_longer() {
+        let now = std::time::Instant::now();
+        let mut m = managers();
+        m.failed("10.0.0.1:2377", now);
+        assert_eq!(pause(&m, Duration::from_secs(5)), RETRY);
+        m.failed("10.0.0.2:2377", now);
+        m.failed("10.0.0.3:2377", now);
+        assert_eq!(pause(&m, Duration::from_secs(5)), MAX_ROUND_PAUSE);
+        assert_eq!(pause(&m, Duration::from_secs(1)), Duration::from_secs(1));
     }
 }

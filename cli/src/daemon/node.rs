@@ -830,11 +830,12 @@ impl NodeRuntime {
         if let Some(a) = inner.agent.take() {
             a.stop();
         }
-        let mut managers: Vec<String> = state.managers.iter().map(|m| m.addr.clone()).collect();
-        if state.role == Role::Manager {
-            managers.retain(|a| *a != state.advertise_addr);
-            managers.insert(0, state.advertise_addr.clone());
-        }
+        // The agent puts this node's own manager first while the node is one.
+        let managers: Vec<(String, String)> = state
+            .managers
+            .iter()
+            .map(|m| (m.node_id.clone(), m.addr.clone()))
+            .collect();
         let role = if state.role == Role::Manager {
             NodeRole::Manager
         } else {

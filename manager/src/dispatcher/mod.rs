@@ -1,14 +1,16 @@
 //! The dispatcher: agents' heartbeats. Runs on the leader: it records when
 //! each node was last heard from, turns a node Ready on its heartbeat and
-//! Down when it misses them (`heartbeat` period × `GRACE`), and tells every
-//! agent the managers to fail over to and the role it should have. A
-//! follower answers with the leader's address so the agent moves there.
+//! Down when it misses them (`heartbeat` period × `GRACE`; a new leader
+//! first waits `ELECTION_GRACE` periods from its election, so agents have
+//! time to find it), and tells every agent, in every answer, the weighted
+//! list of managers to fail over to and the role it should have. A follower
+//! answers with the leader's address so the agent moves there.
 //!
 //! A node is only blamed for time the dispatcher was listening: when the
 //! check itself ran late (this manager's process was too busy to run it,
 //! and so perhaps to take the heartbeats that were waiting), every node's
-//! clock is moved on by the stall first, so a busy manager never marks its
-//! nodes Down for its own delay.
+//! clock (and the election's) is moved on by the stall first, so a busy
+//! manager never marks its nodes Down for its own delay.
 
 pub mod agents;
 pub mod netstate;
@@ -32,6 +34,16 @@ use crate::{auth, objects};
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
 /// Missed periods after which a node is Down.
 pub const GRACE: u32 = 3;
+/// Periods a new leader waits, from its election, before it marks a node it
+/// has not heard from yet Down: the agents need time to learn of the
+/// election and find the new leader (swarmkit likewise gives every node a
+/// grace of a heartbeat period times a factor after a leadership change).
+pub const ELECTION_GRACE: u32 = 6;
+/// The weight the dispatcher gives a manager whose node is Ready (or the
+/// leader): swarmkit's default observation weight.
+pub const WEIGHT_REACHABLE: i32 = 10;
+/// The weight of a manager whose node is not Ready: still listed, tried last.
+pub const WEIGHT_UNREACHABLE: i32 = 1;
 
 #[derive(Clone)]
 pub struct DispatcherService {
@@ -39,12 +51,13 @@ pub struct DispatcherService {
     seen: Arc<Mutex<Seen>>,
 }
 
+/// What the failure detector remembers between passes.
 #[derive(Default)]
 struct Seen {
+    /// When each node was last heard from during this leadership term.
     last: HashMap<String, Instant>,
-    /// Whether this manager was leader at the last check; a new leader gives
-    /// every node a fresh grace period.
-    was_leader: bool,
+    /// The Raft term this manager leads in, and when it noticed it leads.
+    led: Option<(u64, Instant)>,
     /// When the last check ran.
     last_check: Option<Instant>,
 }
@@ -53,8 +66,8 @@ struct Seen {
 pub const CHECK_EVERY: Duration = Duration::from_millis(500);
 
 impl Seen {
-    /// Credits every node with a stall of the checker beyond its usual
-    /// interval (see the module docs).
+    /// Credits every node (and the election) with a stall of the checker
+    /// beyond its usual interval (see the module docs).
     fn forgive_stall(&mut self, now: Instant) {
         if let Some(prev) = self.last_check {
             let stall = now
@@ -64,9 +77,46 @@ impl Seen {
                 for t in self.last.values_mut() {
                     *t = (*t + stall).min(now);
                 }
+                if let Some((_, elected)) = self.led.as_mut() {
+                    *elected = (*elected + stall).min(now);
+                }
             }
         }
         self.last_check = Some(now);
+    }
+
+    /// Note this pass's leadership: a new term (or leadership regained)
+    /// starts afresh, forgetting what an earlier term heard.
+    fn lead(&mut self, term: u64, now: Instant) {
+        if self.led.map(|(t, _)| t) != Some(term) {
+            self.led = Some((term, now));
+            self.last.clear();
+        }
+    }
+
+    /// The Ready nodes (ID) that are overdue at `now`: not heard from for
+    /// `period × GRACE`, counting from the election for nodes not heard from
+    /// since, and never before `period × ELECTION_GRACE` after it.
+    fn overdue<'a>(
+        &self,
+        ready: impl IntoIterator<Item = &'a str>,
+        period: Duration,
+        now: Instant,
+    ) -> Vec<String> {
+        let Some((_, elected)) = self.led else {
+            return vec![];
+        };
+        if now.saturating_duration_since(elected) < period * ELECTION_GRACE {
+            return vec![];
+        }
+        ready
+            .into_iter()
+            .filter(|id| {
+                let last = self.last.get(*id).copied().unwrap_or(elected);
+                now.saturating_duration_since(last) > period * GRACE
+            })
+            .map(str::to_string)
+            .collect()
     }
 }
 
@@ -81,6 +131,33 @@ pub fn heartbeat_period(store: &Store) -> Duration {
         .unwrap_or(DEFAULT_HEARTBEAT)
 }
 
+/// The managers for agents to fail over between, weighted: a manager whose
+/// node is Ready, or the leader, above one that is not.
+pub fn weighted_managers(store: &Store) -> Vec<Manager> {
+    let leader = store.leader().map(|(_, a)| a);
+    let nodes = objects::nodes(store).unwrap_or_default();
+    manager_addrs(store)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(node_id, addr)| {
+            let ready = nodes
+                .iter()
+                .find(|n| n.id == node_id)
+                .is_some_and(objects::is_ready);
+            let weight = if ready || leader.as_deref() == Some(addr.as_str()) {
+                WEIGHT_REACHABLE
+            } else {
+                WEIGHT_UNREACHABLE
+            };
+            Manager {
+                node_id,
+                addr,
+                weight,
+            }
+        })
+        .collect()
+}
+
 impl DispatcherService {
     pub fn new(store: Store) -> Self {
         Self {
@@ -90,55 +167,34 @@ impl DispatcherService {
     }
 
     fn managers(&self) -> Vec<Manager> {
-        manager_addrs(&self.store)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(node_id, addr)| Manager { node_id, addr })
-            .collect()
+        weighted_managers(&self.store)
     }
 
     /// One pass of failure detection; called periodically by the manager.
     pub async fn check_heartbeats(&self) -> Result<(), ManagerError> {
-        let leader = self.store.is_leader();
         let period = heartbeat_period(&self.store);
-        let deadline = period * GRACE;
         let now = Instant::now();
         let expired: Vec<String> = {
             let mut seen = self
                 .seen
                 .lock()
                 .map_err(|_| ManagerError::Internal("dispatcher lock poisoned".into()))?;
-            if !leader {
-                seen.was_leader = false;
+            if !self.store.is_leader() {
+                seen.led = None;
                 seen.last_check = None;
                 return Ok(());
             }
             seen.forgive_stall(now);
-            if !seen.was_leader {
-                // Leadership just arrived: nobody is overdue yet.
-                seen.was_leader = true;
-                let ids: Vec<String> = objects::nodes(&self.store)?
-                    .into_iter()
-                    .map(|n| n.id)
-                    .collect();
-                for id in ids {
-                    seen.last.insert(id, now);
-                }
-                return Ok(());
-            }
+            seen.lead(self.store.status().term, now);
             let nodes = objects::nodes(&self.store)?;
-            nodes
-                .iter()
-                .filter(|n| objects::is_ready(n))
-                .filter(|n| match seen.last.get(&n.id) {
-                    Some(t) => now.duration_since(*t) > deadline,
-                    None => {
-                        seen.last.insert(n.id.clone(), now);
-                        false
-                    }
-                })
-                .map(|n| n.id.clone())
-                .collect()
+            seen.overdue(
+                nodes
+                    .iter()
+                    .filter(|n| objects::is_ready(n))
+                    .map(|n| n.id.as_str()),
+                period,
+                now,
+            )
         };
         for id in expired {
             let Some(mut node) = objects::node(&self.store, &id)? else {
@@ -161,6 +217,17 @@ impl DispatcherService {
             }
         }
         Ok(())
+    }
+
+    /// A heartbeat from `node_id` reached this manager while it leads.
+    fn heard(&self, node_id: &str) {
+        if let Ok(mut seen) = self.seen.lock() {
+            let now = Instant::now();
+            if self.store.is_leader() {
+                seen.lead(self.store.status().term, now);
+            }
+            seen.last.insert(node_id.to_string(), now);
+        }
     }
 }
 
@@ -207,9 +274,7 @@ impl Dispatcher for DispatcherService {
             .map(|s| s.desired_role)
             .unwrap_or(node.role);
         if self.store.is_leader() {
-            if let Ok(mut seen) = self.seen.lock() {
-                seen.last.insert(caller.node_id.clone(), Instant::now());
-            }
+            self.heard(&caller.node_id);
             let addr = host_of(&req.addr);
             // The TLS info is the manager's to say, not the agent's: kept, with
             // the issuer of the certificate the node presents now.
@@ -281,5 +346,68 @@ mod tests {
         seen.forgive_stall(late);
         assert_eq!(seen.last["n1"], t0 + Duration::from_secs(10));
         assert!(late.duration_since(seen.last["n1"]) < GRACE * Duration::from_secs(1));
+    }
+
+    const PERIOD: Duration = Duration::from_secs(1);
+
+    fn at(t0: Instant, secs: f64) -> Instant {
+        t0 + Duration::from_secs_f64(secs)
+    }
+
+    #[test]
+    fn a_new_leader_marks_nobody_down_within_the_election_grace() {
+        let t0 = Instant::now();
+        let mut seen = Seen::default();
+        seen.lead(2, t0);
+        let nodes = ["leader", "worker", "dead"];
+        // Past the normal grace (3 periods) but within the election grace:
+        // agents are still finding the new leader.
+        assert!(seen.overdue(nodes, PERIOD, at(t0, 5.9)).is_empty());
+        // Two agents found it; the third node never comes.
+        seen.last.insert("leader".into(), at(t0, 4.0));
+        seen.last.insert("worker".into(), at(t0, 5.0));
+        assert_eq!(seen.overdue(nodes, PERIOD, at(t0, 6.0)), ["dead"]);
+        // Later, the ones heard from go Down only after their own grace.
+        assert_eq!(seen.overdue(nodes, PERIOD, at(t0, 7.5)), ["leader", "dead"]);
+    }
+
+    #[test]
+    fn heartbeats_heard_in_an_earlier_term_do_not_count() {
+        let t0 = Instant::now();
+        let mut seen = Seen::default();
+        seen.lead(2, t0);
+        seen.last.insert("worker".into(), t0);
+        // Leadership lost and won again (term 4) long after: the worker's
+        // old heartbeat must not make it overdue at once.
+        let t1 = at(t0, 100.0);
+        seen.lead(4, t1);
+        assert!(seen.overdue(["worker"], PERIOD, at(t1, 5.0)).is_empty());
+        assert_eq!(seen.overdue(["worker"], PERIOD, at(t1, 6.5)), ["worker"]);
+        // The same term again keeps what it heard.
+        seen.last.insert("worker".into(), at(t1, 6.6));
+        seen.lead(4, at(t1, 6.7));
+        assert!(seen.overdue(["worker"], PERIOD, at(t1, 7.0)).is_empty());
+    }
+
+    #[test]
+    fn a_follower_marks_nobody_down() {
+        let seen = Seen::default();
+        assert!(seen
+            .overdue(
+                ["a", "b"],
+                PERIOD,
+                Instant::now() + Duration::from_secs(3600)
+            )
+            .is_empty());
+    }
+
+    #[test]
+    fn the_grace_scales_with_the_heartbeat_period() {
+        let t0 = Instant::now();
+        let mut seen = Seen::default();
+        seen.lead(7, t0);
+        let five = Duration::from_secs(5);
+        assert!(seen.overdue(["w"], five, at(t0, 29.0)).is_empty());
+        assert_eq!(seen.overdue(["w"], five, at(t0, 30.0)), ["w"]);
     }
 }
