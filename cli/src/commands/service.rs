@@ -211,6 +211,11 @@ async fn create(opts: &ClientOpts, a: CreateArgs) -> anyhow::Result<()> {
         .split_first()
         .ok_or_else(|| anyhow::anyhow!("\"service create\" requires at least 1 argument"))?;
     // Everything is parsed and checked before the first call.
+    if let Some(flag) = a.flags.not_yet_honoured() {
+        anyhow::bail!(
+            "{flag} is not supported yet: rswarm does not run health checks or rolling updates yet, so the setting would be ignored"
+        );
+    }
     let spec = a.flags.to_spec(image, args)?;
     // The manager has the final word; refusing early avoids sending 1 MB.
     rswarm_manager::controlapi::limits::check_spec(&spec).map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -529,6 +529,48 @@ impl ServiceFlags {
         }))
     }
 
+    /// The first flag given that rswarm stores but does not act on yet (health
+    /// checks, rolling-update and rollback settings): refused at create until
+    /// it works, so no setting is silently ignored.
+    pub fn not_yet_honoured(&self) -> Option<&'static str> {
+        [
+            ("--health-cmd", self.health_cmd.is_some()),
+            ("--health-interval", self.health_interval.is_some()),
+            ("--health-retries", self.health_retries.is_some()),
+            ("--health-timeout", self.health_timeout.is_some()),
+            ("--health-start-period", self.health_start_period.is_some()),
+            ("--update-parallelism", self.update_parallelism.is_some()),
+            ("--update-delay", self.update_delay.is_some()),
+            (
+                "--update-failure-action",
+                self.update_failure_action.is_some(),
+            ),
+            ("--update-monitor", self.update_monitor.is_some()),
+            (
+                "--update-max-failure-ratio",
+                self.update_max_failure_ratio.is_some(),
+            ),
+            ("--update-order", self.update_order.is_some()),
+            (
+                "--rollback-parallelism",
+                self.rollback_parallelism.is_some(),
+            ),
+            ("--rollback-delay", self.rollback_delay.is_some()),
+            (
+                "--rollback-failure-action",
+                self.rollback_failure_action.is_some(),
+            ),
+            ("--rollback-monitor", self.rollback_monitor.is_some()),
+            (
+                "--rollback-max-failure-ratio",
+                self.rollback_max_failure_ratio.is_some(),
+            ),
+            ("--rollback-order", self.rollback_order.is_some()),
+        ]
+        .into_iter()
+        .find_map(|(flag, given)| given.then_some(flag))
+    }
+
     /// The `--update-*` (or `--rollback-*`) flags over Docker's defaults.
     fn update_config(&self, rollback: bool) -> Result<UpdateConfig, SpecError> {
         let (prefix, parallelism, delay, action, monitor, max_ratio, order) = if rollback {
@@ -602,6 +644,27 @@ mod tests {
 
     fn no_env(_: &str) -> Option<String> {
         None
+    }
+
+    #[test]
+    fn flags_not_acted_on_yet_are_named_for_refusal() {
+        let given = |line: &str| {
+            let argv = std::iter::once("create").chain(line.split_whitespace());
+            Create::try_parse_from(argv)
+                .map_err(|e| e.to_string())
+                .map(|c| c.flags.not_yet_honoured())
+        };
+        assert_eq!(given("busybox"), Ok(None));
+        assert_eq!(given("--no-healthcheck busybox"), Ok(None));
+        assert_eq!(given("--health-cmd true busybox"), Ok(Some("--health-cmd")));
+        assert_eq!(
+            given("--update-delay 5s busybox"),
+            Ok(Some("--update-delay"))
+        );
+        assert_eq!(
+            given("--rollback-order start-first busybox"),
+            Ok(Some("--rollback-order"))
+        );
     }
 
     fn spec_from(line: &str) -> Result<ServiceSpec, String> {

@@ -54,6 +54,14 @@ pub fn validate(spec: &ServiceSpec) -> Result<(), ManagerError> {
         )));
     }
     super::image_ref::check(&container.image).map_err(invalid)?;
+    // A setting that would be stored and ignored is refused until it works.
+    if let Some(h) = &container.healthcheck {
+        if !h.test.is_empty() && h.test.first().map(String::as_str) != Some("NONE") {
+            return Err(invalid(
+                "health checks are not supported yet: rswarm does not run them, so the check would be ignored",
+            ));
+        }
+    }
     match &spec.mode {
         None => return Err(invalid("service spec has no mode")),
         Some(Mode::ReplicatedJob(j)) if j.max_concurrent == 0 && j.total_completions == 0 => {}
