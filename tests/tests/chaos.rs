@@ -444,12 +444,19 @@ fn check_tasks_and_leftovers(
         }
     }
 
-    let all_running: BTreeSet<String> = running.values().flatten().cloned().collect();
+    // A stopped container of a task in the history keeps its cgroup until it
+    // is deleted: the cgroups allowed are those of the containers that are
+    // there (each checked above to belong to a task).
+    let containers: BTreeSet<String> = cluster
+        .hosts()
+        .iter()
+        .flat_map(|h| h.containers().into_iter().map(|c| c.id))
+        .collect();
     let mut leaked: Vec<String> = Vec::new();
     let clean = try_wait_for(RECOVERY, "no cgroup that no running task owns", || {
         leaked = rswarm_cgroups()
             .difference(cgroups_before)
-            .filter(|id| !all_running.contains(*id))
+            .filter(|id| !containers.contains(*id))
             .cloned()
             .collect();
         leaked.is_empty().then_some(())

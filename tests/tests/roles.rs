@@ -18,9 +18,19 @@ struct TlsFiles {
 }
 
 impl TlsFiles {
-    /// Copy `host`'s certificate files into `dest` (created).
+    /// Copy `host`'s certificate files into `dest/certificates` (created), with
+    /// the data dir's `keys/` beside them: the node key is sealed at rest, and
+    /// the CLI opens it with the keys of the data dir it lies in (as someone
+    /// who copied a manager's files would have to).
     fn copy_from(host: &Host, dest: &Path) -> TlsFiles {
-        std::fs::create_dir_all(dest).unwrap();
+        let keys = dest.join("keys");
+        std::fs::create_dir_all(&keys).unwrap();
+        for entry in std::fs::read_dir(host.data_dir().join("keys")).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), keys.join(entry.file_name())).unwrap();
+        }
+        let dest = dest.join("certificates");
+        std::fs::create_dir_all(&dest).unwrap();
         let src = host.data_dir().join("certificates");
         let copy = |name: &str| {
             let to = dest.join(name);

@@ -103,8 +103,9 @@ fn orchestrator_passed_restart_delay(h1: &Host, image: &str, delay: &str) {
 
 /// A positive event for absence checks on `host`'s agent: a task assigned to it
 /// after now runs, so the agent has handled every assignment before it (its
-/// restart's adoption included). The probe service is removed again.
-fn agent_caught_up(h1: &Host, image: &str, host: &str) {
+/// restart's adoption included). The probe service is removed again, and its
+/// container is gone before this returns, so it shows in no container list.
+fn agent_caught_up(h1: &Host, image: &str, host: &Host) {
     h1.ok(&[
         "service",
         "create",
@@ -112,13 +113,18 @@ fn agent_caught_up(h1: &Host, image: &str, host: &str) {
         "--name",
         "probe",
         "--constraint",
-        &format!("node.hostname=={host}"),
+        &format!("node.hostname=={}", host.name()),
         image,
         "sleep",
         "3600",
     ]);
     h1.wait_running_tasks("probe", 1);
+    let probe = h1.ok(&["service", "ps", "probe", "-q", "--no-trunc"]);
+    let probe = probe.trim().to_string();
     h1.ok(&["service", "rm", "probe"]);
+    wait_for(CONVERGE, "the probe's container to be removed", || {
+        (!host.containers().iter().any(|c| c.id == probe)).then_some(())
+    });
 }
 
 /// Running tasks (desired Running, current Running) per node name.
@@ -646,7 +652,7 @@ fn restarting_a_worker_daemon_leaves_its_containers_running() {
     });
     // The restarted agent has handled its assignments (and would have
     // wrongly replaced what it found by now).
-    agent_caught_up(h1, &image, "host2");
+    agent_caught_up(h1, &image, host2);
     let after = tasks(h1, "keep");
     let summary = |tasks: &[Task]| -> Vec<(String, String, String, bool)> {
         let mut rows: Vec<_> = tasks
