@@ -47,12 +47,38 @@ impl CaService {
 }
 
 /// Node IDs and addresses of the managers, for agents to fail over between.
+/// Taken from the Raft membership, which names a manager the moment it is
+/// added (a node's `manager_status` is only filled in by the next role
+/// reconciliation pass, so an agent joining right after a manager would not
+/// hear of it); node objects' manager status fills in members whose node
+/// this store cannot name.
 pub fn manager_addrs(store: &Store) -> Result<Vec<(String, String)>, ManagerError> {
-    Ok(objects::nodes(store)?
-        .into_iter()
-        .filter_map(|n| n.manager_status.map(|m| (n.id, m.addr)))
-        .filter(|(_, addr)| !addr.is_empty())
-        .collect())
+    let nodes = objects::nodes(store)?;
+    let members = store.status().members;
+    let mut out: Vec<(String, String)> = Vec::new();
+    for (raft_id, addr) in &members {
+        if addr.is_empty() {
+            continue;
+        }
+        let by_raft_id = nodes
+            .iter()
+            .find(|n| objects::raft_id_for(&n.id) == *raft_id);
+        if let Some(node) = by_raft_id {
+            out.push((node.id.clone(), addr.clone()));
+        }
+    }
+    for n in nodes {
+        if let Some(m) = n.manager_status {
+            if !m.addr.is_empty() && !out.iter().any(|(id, _)| *id == n.id) {
+                let still_member =
+                    members.is_empty() || members.iter().any(|(id, _)| *id == m.raft_id);
+                if still_member {
+                    out.push((n.id, m.addr));
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn cert_validity(cluster: &rswarm_proto::types::Cluster) -> Duration {

@@ -260,6 +260,20 @@ impl Host {
         }
     }
 
+    /// The manager addresses this node knows of to fail over between: the
+    /// `Manager Addresses:` block of `rswarm info` (a worker's agent list, a
+    /// manager's Raft membership).
+    pub fn known_managers(&self) -> Vec<String> {
+        let info = self.ok(&["info"]);
+        info.lines()
+            .skip_while(|l| l.trim() != "Manager Addresses:")
+            .skip(1)
+            .map(str::trim)
+            .take_while(|l| l.parse::<std::net::SocketAddr>().is_ok())
+            .map(str::to_string)
+            .collect()
+    }
+
     // ----- anything in the namespace -----
 
     /// Runs `nsenter --net=/var/run/netns/<netns> CMD…` (the network namespace only;

@@ -138,6 +138,14 @@ fn leader_failover_and_catch_up() {
             == 3)
             .then_some(())
     });
+    // A worker fails over only to managers it has heard of (from its join
+    // answer or a heartbeat answer); wait until it knows all three.
+    let worker = cluster.host(4);
+    wait_for(
+        Duration::from_secs(60),
+        "the worker to know 3 managers",
+        || (worker.known_managers().len() == 3).then_some(()),
+    );
     let old = leader(&cluster, h1).expect("a leader");
     let survivor = cluster.hosts().iter().find(|h| h.index() != old).unwrap();
     let killed = Instant::now();
