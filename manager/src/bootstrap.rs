@@ -67,6 +67,8 @@ pub async fn create_cluster(
             task_history_retention_limit: crate::controlapi::limits::check_task_history(
                 p.task_history_limit.unwrap_or(5),
             )?,
+            // `init --autolock` sets it (with the key) once the store is up.
+            autolock_managers: false,
         }),
         root_ca: Some(RootCaObject {
             ca_cert_pem: ca.cert_pem.clone(),
@@ -80,6 +82,7 @@ pub async fn create_cluster(
         }),
         removed_nodes: vec![],
         default_address_pool: Some(pool),
+        unlock_key: String::new(),
     };
     let mut description = p.description;
     description.tls_info = Some(TlsInfo {

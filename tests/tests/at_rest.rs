@@ -453,3 +453,78 @@ fn autolock_seals_a_restarted_manager_until_unlocked() {
     restart_locked(host);
     unlock_ok(host, &key3);
 }
+
+/// How many times `host`'s daemon log says `needle` (across restarts: the
+/// harness appends).
+fn log_count(host: &Host, needle: &str) -> usize {
+    std::fs::read_to_string(host.log_path())
+        .unwrap_or_default()
+        .matches(needle)
+        .count()
+}
+
+const APPLIED_ON: &str = "autolock: this manager's keys now need the cluster's unlock key";
+const APPLIED_OFF: &str = "autolock off: this manager's keys no longer need an unlock key";
+
+/// Waits until `host` logs `needle` more than `before` times: it applied the
+/// cluster's setting to its own keys.
+fn wait_applied(host: &Host, needle: &str, before: usize) {
+    rswarm_tests::wait_for(
+        Duration::from_secs(60),
+        &format!("{} to apply the cluster's autolock setting", host.name()),
+        || (log_count(host, needle) > before).then_some(()),
+    );
+}
+
+#[test]
+fn autolock_is_cluster_wide_every_manager_locks_rotates_and_unlocks_with_one_key() {
+    let cluster = Cluster::start(3).expect("cluster");
+    cluster.init_swarm(3, 0).expect("three managers");
+    let (h1, h2, h3) = (cluster.host(1), cluster.host(2), cluster.host(3));
+    h1.ok(&[
+        "service",
+        "create",
+        "--detach",
+        "--name",
+        "keep",
+        "10.77.0.2:5000/none:1",
+        "true",
+    ]);
+
+    // On from host1: the other managers lock with the same key.
+    let key1 = unlock_key_in(&h1.ok(&["swarm", "update", "--autolock=true"]));
+    for h in [h2, h3] {
+        wait_applied(h, APPLIED_ON, 0);
+        assert_eq!(h.ok(&["swarm", "unlock-key", "-q"]).trim(), key1);
+    }
+    restart_locked(h3);
+    unlock_ok(h3, &key1);
+
+    // Rotated on host2: host1 takes the new key; the old one no longer opens it.
+    let before = log_count(h1, APPLIED_ON);
+    let key2 = unlock_key_in(&h2.ok(&["swarm", "unlock-key", "--rotate"]));
+    assert_ne!(key1, key2);
+    wait_applied(h1, APPLIED_ON, before);
+    restart_locked(h1);
+    assert!(
+        !unlock_with(h1, &key1).status.success(),
+        "the key from before the rotation still opens host1"
+    );
+    unlock_ok(h1, &key2);
+
+    // Off from host3: host2 restarts unlocked.
+    h3.ok(&["swarm", "update", "--autolock=false"]);
+    wait_applied(h2, APPLIED_OFF, 0);
+    let err = h2.fails(&["swarm", "unlock-key"]);
+    assert!(err.contains("no unlock key is set"), "{err}");
+    h2.kill();
+    h2.start();
+    rswarm_tests::wait_for(
+        Duration::from_secs(60),
+        "host2 serves unlocked after a restart",
+        || {
+            let out = h2.rswarm(&["service", "ls", "--format", "{{.Name}}"]);
+            (out.success() && out.stdout.lines().any(|l| l == "keep")).then_some(())
+        },
+    );
+}

@@ -150,14 +150,33 @@ pub fn current_unlock_key(data_dir: &Path, dek: &DataKey) -> anyhow::Result<Opti
 /// also how the key is rotated) or off (a new KEK file wraps it). Gives the
 /// new unlock key when on.
 pub fn set_autolock(data_dir: &Path, dek: &DataKey, on: bool) -> anyhow::Result<Option<String>> {
+    if on {
+        let key = new_unlock_key_text()?;
+        set_unlock_key(data_dir, dek, Some(&key))?;
+        Ok(Some(key))
+    } else {
+        set_unlock_key(data_dir, dek, None)?;
+        Ok(None)
+    }
+}
+
+/// A new unlock key: `SWMKEY-1-` and 32 random bytes in base64, as Docker's.
+pub fn new_unlock_key_text() -> anyhow::Result<String> {
+    Ok(new_unlock_key()?.0)
+}
+
+/// Wraps the DEK with the KEK `key` stands for (autolock on with that key;
+/// the KEK file goes), or with a new KEK file (`None`: autolock off). The
+/// cluster's unlock key is applied to every manager this way.
+pub fn set_unlock_key(data_dir: &Path, dek: &DataKey, key: Option<&str>) -> anyhow::Result<()> {
     let dir = keys_dir(data_dir);
     let (kek_path, dek_path, key_path) = (
         dir.join(KEK_FILE),
         dir.join(DEK_FILE),
         dir.join(UNLOCK_KEY_FILE),
     );
-    if on {
-        let (text, kek) = new_unlock_key()?;
+    if let Some(text) = key {
+        let kek = parse_unlock_key(text).ok_or_else(|| anyhow!("not an unlock key"))?;
         let sealed_text = dek
             .seal(UNLOCK_KEY_AAD, text.as_bytes())
             .map_err(|e| anyhow!("sealing the unlock key: {e}"))?;
@@ -171,7 +190,7 @@ pub fn set_autolock(data_dir: &Path, dek: &DataKey, on: bool) -> anyhow::Result<
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(e).with_context(|| format!("removing {}", kek_path.display())),
         }
-        Ok(Some(text))
+        Ok(())
     } else {
         let kek = DataKey::generate().map_err(|e| anyhow!("making a key-encrypting key: {e}"))?;
         let wrapped = kek
@@ -185,7 +204,7 @@ pub fn set_autolock(data_dir: &Path, dek: &DataKey, on: bool) -> anyhow::Result<
         std::fs::rename(kek_path.with_extension("new"), &kek_path)
             .with_context(|| format!("renaming {}", kek_path.display()))?;
         let _ = std::fs::remove_file(&key_path);
-        Ok(None)
+        Ok(())
     }
 }
 

@@ -76,6 +76,31 @@ enum StoreStart {
     Resume,
 }
 
+/// How often a manager checks the cluster's autolock setting against its keys.
+const AUTOLOCK_SYNC: Duration = Duration::from_secs(2);
+
+/// Writes the cluster's autolock setting (and unlock key), retrying on a
+/// version conflict with the managers' own writes.
+async fn write_autolock(store: &Store, on: bool, key: Option<String>) -> Result<(), Status> {
+    loop {
+        let mut cluster = objects::cluster(store).map_err(|e| internal(e.into()))?;
+        cluster
+            .spec
+            .get_or_insert_with(Default::default)
+            .autolock_managers = on;
+        cluster.unlock_key = key.clone().unwrap_or_default();
+        match store.write(vec![objects::put_cluster(&cluster)]).await {
+            Ok(_) => return Ok(()),
+            Err(rswarm_raft::StoreError::Conflict { .. }) => continue,
+            Err(e) => {
+                return Err(Status::unavailable(format!(
+                    "saving the autolock setting: {e}"
+                )))
+            }
+        }
+    }
+}
+
 fn internal(e: anyhow::Error) -> Status {
     Status::internal(format!("{e:#}"))
 }
@@ -88,6 +113,16 @@ impl NodeRuntime {
             settings,
             inner: Mutex::new(Inner::default()),
             events: tx,
+        });
+        let weak = Arc::downgrade(&node);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(AUTOLOCK_SYNC).await;
+                let Some(node) = weak.upgrade() else { break };
+                if let Err(e) = node.sync_autolock().await {
+                    tracing::error!(error = %format!("{e:#}"), "applying the cluster's autolock setting");
+                }
+            }
         });
         let weak = Arc::downgrade(&node);
         tokio::spawn(async move {
@@ -239,11 +274,7 @@ impl NodeRuntime {
             )
             .await;
         let result = match result {
-            Ok(token) if req.autolock => self
-                .dek()
-                .map_err(|e| anyhow!(e.message().to_string()))
-                .and_then(|dek| super::keys::set_autolock(&self.settings.data.root, &dek, true))
-                .map(|key| (token, key.unwrap_or_default())),
+            Ok(token) if req.autolock => self.init_autolock(&inner).await.map(|key| (token, key)),
             Ok(token) => Ok((token, String::new())),
             Err(e) => Err(e),
         };
@@ -714,6 +745,23 @@ impl NodeRuntime {
 
     // ---- autolock ---------------------------------------------------------
 
+    /// `init --autolock`: the cluster's first unlock key, in the cluster
+    /// object and wrapping this manager's data key.
+    async fn init_autolock(&self, inner: &Inner) -> anyhow::Result<String> {
+        let dek = self.dek().map_err(|e| anyhow!(e.message().to_string()))?;
+        let store = inner
+            .manager
+            .as_ref()
+            .map(|m| m.store().clone())
+            .ok_or_else(|| anyhow!("the manager did not start"))?;
+        let key = super::keys::new_unlock_key_text()?;
+        write_autolock(&store, true, Some(key.clone()))
+            .await
+            .map_err(|e| anyhow!(e.message().to_string()))?;
+        self.apply_unlock_key(&dek, Some(&key))?;
+        Ok(key)
+    }
+
     /// A node that leaves the swarm or stops being a manager keeps its keys
     /// but not autolock: its KEK goes back on disk.
     fn autolock_off_on_disk(&self) {
@@ -746,41 +794,106 @@ impl NodeRuntime {
         self.dek()
     }
 
-    /// `swarm unlock-key [--rotate]`.
+    /// `swarm unlock-key [--rotate]`: the cluster's unlock key (kept in the
+    /// cluster object, so every manager answers the same); `--rotate` puts a
+    /// new one there, which every manager then wraps its data key with.
     pub async fn unlock_key(&self, rotate: bool) -> Result<UnlockKeyResponse, Status> {
         let dek = self.require_manager().await?;
-        let root = &self.settings.data.root;
-        let current = super::keys::current_unlock_key(root, &dek).map_err(internal)?;
-        if current.is_none() {
+        let store = self.manager_store().await?;
+        let cluster = objects::cluster(&store).map_err(|e| internal(e.into()))?;
+        let on = cluster.spec.as_ref().is_some_and(|s| s.autolock_managers);
+        if !on || cluster.unlock_key.is_empty() {
             return Err(Status::failed_precondition("no unlock key is set"));
         }
         let unlock_key = if rotate {
-            super::keys::set_autolock(root, &dek, true)
-                .map_err(internal)?
-                .unwrap_or_default()
+            let key = super::keys::new_unlock_key_text().map_err(internal)?;
+            write_autolock(&store, true, Some(key.clone())).await?;
+            key
         } else {
-            current.unwrap_or_default()
+            cluster.unlock_key
         };
+        super::keys::set_unlock_key(&self.settings.data.root, &dek, Some(&unlock_key))
+            .map_err(internal)?;
         Ok(UnlockKeyResponse { unlock_key })
     }
 
-    /// `swarm update --autolock=true|false`.
+    /// `swarm update --autolock=true|false`: a cluster-wide setting, kept in
+    /// the cluster object; this manager applies it at once, the others within
+    /// [`AUTOLOCK_SYNC`].
     pub async fn update_autolock(&self, on: bool) -> Result<UnlockKeyResponse, Status> {
         let dek = self.require_manager().await?;
-        let root = &self.settings.data.root;
-        let current = super::keys::current_unlock_key(root, &dek).map_err(internal)?;
-        let unlock_key = match (on, current) {
-            (true, Some(k)) => k,
-            (true, None) => super::keys::set_autolock(root, &dek, true)
-                .map_err(internal)?
-                .unwrap_or_default(),
-            (false, None) => String::new(),
-            (false, Some(_)) => {
-                super::keys::set_autolock(root, &dek, false).map_err(internal)?;
+        let store = self.manager_store().await?;
+        let cluster = objects::cluster(&store).map_err(|e| internal(e.into()))?;
+        let unlock_key = match (on, cluster.unlock_key.is_empty()) {
+            (true, false) => cluster.unlock_key,
+            (true, true) => {
+                let key = super::keys::new_unlock_key_text().map_err(internal)?;
+                write_autolock(&store, true, Some(key.clone())).await?;
+                key
+            }
+            (false, _) => {
+                write_autolock(&store, false, None).await?;
                 String::new()
             }
         };
+        let key = (!unlock_key.is_empty()).then_some(unlock_key.as_str());
+        self.apply_unlock_key(&dek, key).map_err(internal)?;
         Ok(UnlockKeyResponse { unlock_key })
+    }
+
+    /// This manager's store (it must be one).
+    async fn manager_store(&self) -> Result<Store, Status> {
+        let inner = self.inner.lock().await;
+        inner
+            .manager
+            .as_ref()
+            .map(|m| m.store().clone())
+            .ok_or_else(|| Status::failed_precondition("this node is not a swarm manager"))
+    }
+
+    /// Wraps this node's data key the way the cluster says (`Some`: with that
+    /// unlock key; `None`: autolock off), unless it already is.
+    fn apply_unlock_key(
+        &self,
+        dek: &rswarm_raft::DataKey,
+        key: Option<&str>,
+    ) -> anyhow::Result<()> {
+        let root = &self.settings.data.root;
+        let current = super::keys::current_unlock_key(root, dek)?;
+        if current.as_deref() == key {
+            return Ok(());
+        }
+        super::keys::set_unlock_key(root, dek, key)?;
+        match key {
+            Some(_) => {
+                tracing::info!("autolock: this manager's keys now need the cluster's unlock key")
+            }
+            None => {
+                tracing::info!("autolock off: this manager's keys no longer need an unlock key")
+            }
+        }
+        Ok(())
+    }
+
+    /// One pass of keeping this manager's keys in line with the cluster's
+    /// autolock setting (another manager may have changed or rotated it).
+    async fn sync_autolock(&self) -> anyhow::Result<()> {
+        let Ok(dek) = self.dek() else { return Ok(()) };
+        let store = {
+            let inner = self.inner.lock().await;
+            match &inner.manager {
+                Some(m) => m.store().clone(),
+                None => return Ok(()),
+            }
+        };
+        let cluster = match objects::cluster(&store) {
+            Ok(c) => c,
+            // No cluster object yet (a manager still joining).
+            Err(_) => return Ok(()),
+        };
+        let on = cluster.spec.as_ref().is_some_and(|s| s.autolock_managers);
+        let key = (on && !cluster.unlock_key.is_empty()).then_some(cluster.unlock_key.as_str());
+        self.apply_unlock_key(&dek, key)
     }
 
     async fn start_manager(&self, inner: &mut Inner, how: StoreStart) -> anyhow::Result<()> {

@@ -9,7 +9,8 @@ use rswarm_raft::Store;
 use crate::error::ManagerError;
 use crate::objects;
 
-/// The cluster object as clients may see it: the CA's private key stripped.
+/// The cluster object as clients may see it: the CA's private key and the
+/// unlock key stripped.
 pub fn get(store: &Store) -> Result<Cluster, ManagerError> {
     Ok(redact(objects::cluster(store)?))
 }
@@ -19,6 +20,7 @@ pub fn redact(mut c: Cluster) -> Cluster {
         ca.ca_key_pem.clear();
         ca.rotation_ca_key_pem.clear();
     }
+    c.unlock_key.clear();
     c
 }
 
