@@ -44,6 +44,11 @@ pub fn runc(root: &Path, args: &[&str]) -> CmdOutput {
     command::run(&argv, &[], COMMAND_TIMEOUT)
 }
 
+/// Whether `runc list` failed only because a container went away while it listed.
+fn deleted_while_listing(stderr: &str) -> bool {
+    stderr.contains("container does not exist") || stderr.contains("no such file or directory")
+}
+
 /// The containers in runc root `root` (none if the root does not exist). Panics when
 /// runc fails or prints something else than its JSON list.
 pub fn list(root: &Path) -> Vec<Container> {
@@ -51,14 +56,28 @@ pub fn list(root: &Path) -> Vec<Container> {
 }
 
 /// [`list`] returning an error instead of panicking.
+///
+/// `runc list` reads the root's directory and then each container's state, so a
+/// container the daemon deletes between the two makes it fail ("container does not
+/// exist", "stat …: no such file or directory"). That is a race in the listing, not
+/// a fault of the daemon: the list is taken again, up to five times, before failing.
 pub fn try_list(root: &Path) -> anyhow::Result<Vec<Container>> {
-    if !root.exists() {
-        return Ok(Vec::new());
-    }
-    let out = runc(root, &["list", "--format", "json"]);
-    if !out.success() {
-        anyhow::bail!("runc list failed:\n{out}");
-    }
+    const ATTEMPTS: u32 = 5;
+    let mut attempt = 0;
+    let out = loop {
+        if !root.exists() {
+            return Ok(Vec::new());
+        }
+        attempt += 1;
+        let out = runc(root, &["list", "--format", "json"]);
+        if out.success() {
+            break out;
+        }
+        if attempt >= ATTEMPTS || !deleted_while_listing(&out.stderr) {
+            anyhow::bail!("runc list failed (attempt {attempt}):\n{out}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
     let text = out.stdout.trim();
     if text.is_empty() || text == "null" {
         return Ok(Vec::new());
