@@ -26,6 +26,11 @@ pub struct StoreConfig {
     pub election_timeout_max: Duration,
     /// Log entries since the last snapshot that trigger a new one (default 10 000).
     pub snapshot_interval: u64,
+    /// Bytes of log appended since the last compaction that trigger a snapshot and
+    /// a purge of the whole log it covers, whatever the entry count (default 64 MiB):
+    /// a few big entries written often (a crash-looping task with a large spec)
+    /// must not grow the log for 10 000 entries.
+    pub snapshot_log_bytes: u64,
     /// How long `write`, and the search for a leader in membership changes,
     /// may take before giving up with `NoLeader` (default 5s).
     pub write_timeout: Duration,
@@ -45,6 +50,7 @@ impl StoreConfig {
             election_timeout_min: Duration::from_millis(750),
             election_timeout_max: Duration::from_millis(1500),
             snapshot_interval: 10_000,
+            snapshot_log_bytes: 64 << 20,
             write_timeout: Duration::from_secs(5),
             data_key: None,
         }

@@ -17,6 +17,7 @@
 //!   atomic sled batch that rides on the next fsync. After a crash the state
 //!   machine is at some earlier entry and the rest is re-applied from the log.
 
+mod compaction;
 mod heal;
 mod layout;
 mod log;
@@ -98,6 +99,11 @@ impl Inner {
             .clone()
     }
 
+    /// Whether `shutdown` was called.
+    pub(crate) fn is_shut_down(&self) -> bool {
+        self.shut_down.load(Ordering::SeqCst)
+    }
+
     pub(crate) fn set_fault(&self, reason: Option<String>) {
         *self
             .fault
@@ -167,6 +173,7 @@ impl Store {
             shut_down: AtomicBool::new(false),
         });
         tokio::spawn(heal::watch(Arc::downgrade(&inner)));
+        tokio::spawn(compaction::watch(Arc::downgrade(&inner)));
         Ok(Store { inner })
     }
 

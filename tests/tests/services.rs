@@ -952,6 +952,19 @@ fn scale_down_then_remove_leaves_no_container() {
     wait_for(CONVERGE, "3 running containers in all", || {
         (containers_per_host(&cluster).values().sum::<usize>() == 3).then_some(())
     });
+    // As in Docker, the dropped slots' tasks leave `service ps` once stopped, and
+    // their containers are deleted with them.
+    wait_tasks(h1, "web", CONVERGE, "only 3 tasks listed", |tasks| {
+        tasks.len() == 3
+    });
+    wait_for(
+        CONVERGE,
+        "only 3 containers left, stopped ones included",
+        || {
+            let all: usize = cluster.hosts().iter().map(|h| h.containers().len()).sum();
+            (all == 3).then_some(())
+        },
+    );
     let ls = h1.ok(&["service", "ls", "--format", "{{.Name}} {{.Replicas}}"]);
     assert_eq!(
         ls.trim(),

@@ -59,7 +59,18 @@ pub(crate) fn reap_history(
 
 /// Winds down the tasks of a service that no longer exists.
 pub(crate) fn reap_removed(view: &ClusterView<()>, service_id: &str, plan: &mut Plan) {
-    for t in view.service_tasks(service_id) {
+    reap_tasks(view, view.service_tasks(service_id), plan);
+}
+
+/// Asks `tasks` to reach REMOVE (agents stop them) and deletes those already
+/// terminated: the tasks of a removed service, or of the slots a scale-down
+/// dropped (swarmkit does the same, so `service ps` stops listing them).
+pub(crate) fn reap_tasks<'a>(
+    view: &ClusterView<()>,
+    tasks: impl IntoIterator<Item = &'a Task>,
+    plan: &mut Plan,
+) {
+    for t in tasks {
         // Terminated as if it were already asked to reach REMOVE.
         let terminated = task::has_ended(t)
             || t.node_id.is_empty()

@@ -3,7 +3,8 @@
 //! - A slot without a task gets one, at most `MAX_CREATES_PER_SERVICE` per
 //!   pass (the loop comes back at once for the rest).
 //! - Scaling down asks the tasks of the highest slots (above `replicas`) to
-//!   shut down; they are not restarted.
+//!   reach REMOVE and deletes them once they have stopped, as swarmkit does:
+//!   they are not restarted and `service ps` no longer lists them.
 //! - A task that ended (COMPLETE, FAILED, REJECTED, SHUTDOWN…) or whose node
 //!   is Down, drained or removed is asked to shut down, and its slot is
 //!   refilled per the restart policy (`restart`); the scheduler places the
@@ -15,6 +16,7 @@ use std::collections::BTreeMap;
 use rswarm_proto::types::{Service, Task, TaskState};
 
 use super::plan::{fill_slot, Plan, Slot, MAX_CREATES_PER_SERVICE};
+use super::reaper;
 use super::restart::{Clock, RestartSupervisor, SlotKey};
 use super::task::{self, new_task};
 use super::view::ClusterView;
@@ -32,21 +34,20 @@ pub(crate) fn reconcile(
         slots.entry(t.slot).or_default().push(t);
     }
     for (&slot, tasks) in &slots {
-        let wanted = (1..=replicas).contains(&slot);
+        if !(1..=replicas).contains(&slot) {
+            reaper::reap_tasks(view, tasks.iter().copied(), plan);
+            continue;
+        }
         let mut live = Vec::new();
         for &t in tasks {
             if t.desired_state > TaskState::Running as i32 {
                 continue;
             }
-            if !wanted || task::has_ended(t) || task::lost_with_node(t, view.nodes.get(&t.node_id))
-            {
+            if task::has_ended(t) || task::lost_with_node(t, view.nodes.get(&t.node_id)) {
                 plan.stop(t, TaskState::Shutdown);
                 continue;
             }
             live.push(t);
-        }
-        if !wanted {
-            continue;
         }
         let key = SlotKey {
             service_id: svc.id.clone(),

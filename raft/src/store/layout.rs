@@ -16,6 +16,8 @@
 //! object versions stay in clear.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::sealed::{DataKey, SealError};
@@ -67,6 +69,9 @@ pub(crate) struct Db {
     pub(crate) path: PathBuf,
     /// The data key records are sealed with; `None` stores them in clear.
     pub(crate) key: Option<DataKey>,
+    /// Bytes of log entries appended through this handle since `compaction` last
+    /// compacted the log (shared by clones).
+    pub(crate) appended_bytes: Arc<AtomicU64>,
 }
 
 impl Db {
@@ -108,6 +113,7 @@ impl Db {
             db,
             path: path.to_path_buf(),
             key,
+            appended_bytes: Arc::new(AtomicU64::new(0)),
         })
     }
 

@@ -4,6 +4,7 @@
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
+use std::sync::atomic::Ordering;
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{
@@ -261,17 +262,20 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let mut batch = sled::Batch::default();
+        let mut bytes = 0u64;
         for entry in entries {
             let key = entry_key(entry.log_id.index);
             let value = to_json(&entry)
                 .and_then(|v| self.db.seal(&key, v))
                 .map_err(write_err)?;
+            bytes += value.len() as u64;
             batch.insert(&key[..], value);
         }
         self.db
             .log
             .apply_batch(batch)
             .map_err(|e| write_err(e.into()))?;
+        self.db.appended_bytes.fetch_add(bytes, Ordering::Relaxed);
         // The flusher answers the callback once the entries are on disk.
         if let Err(mpsc::error::SendError(callback)) = self.flusher.send(callback) {
             let message = format!(

@@ -130,3 +130,62 @@ async fn a_new_manager_catches_up_from_a_snapshot() {
     })
     .await;
 }
+
+/// A few big entries compact the log long before `snapshot_interval` entries: once
+/// the appended bytes pass `snapshot_log_bytes`, a snapshot is built and the whole
+/// log it covers is purged, and the store keeps its objects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn big_entries_compact_the_log_by_size_not_count() {
+    bounded(Duration::from_secs(60), async {
+        let root = tempfile::tempdir().expect("tempdir");
+        let small_log = |cfg: &mut StoreConfig| {
+            cfg.snapshot_interval = 10_000;
+            cfg.snapshot_log_bytes = 256 * 1024;
+        };
+        let node = Node::fresh(root.path(), 1, &small_log).await;
+        node.store.bootstrap().await.expect("bootstrap");
+
+        let big = "x".repeat(32 * 1024);
+        let mut last = 0;
+        for i in 0..30 {
+            last = node
+                .store
+                .write(vec![put("config", "big", &format!("{i}{big}"), None)])
+                .await
+                .expect("write");
+        }
+        assert!(last < 100, "30 writes are far below the entry interval");
+
+        wait_until(
+            Duration::from_secs(20),
+            "a snapshot and the log purged up to it",
+            || {
+                let m = node.store.raft_metrics();
+                match (m.snapshot, m.purged) {
+                    (Some(s), Some(p)) => s.index >= 8 && p.index == s.index,
+                    _ => false,
+                }
+            },
+        )
+        .await;
+
+        let value = node
+            .store
+            .get("config", "big")
+            .expect("get")
+            .expect("the object is still there");
+        assert!(String::from_utf8_lossy(&value.value).starts_with("29x"));
+
+        // After a restart the store loads from the snapshot and the short log.
+        let cfg = node.stop().await;
+        let node = Node::start(cfg, None).await;
+        let value = node
+            .store
+            .get("config", "big")
+            .expect("get")
+            .expect("the object survives a restart");
+        assert!(String::from_utf8_lossy(&value.value).starts_with("29x"));
+        node.stop().await;
+    })
+    .await;
+}
