@@ -11,6 +11,8 @@ pub mod reporter;
 pub mod runtime;
 pub mod session;
 pub mod subscriptions;
+#[cfg(test)]
+mod testing;
 pub mod worker;
 
 pub use session::{start, AgentConfig, AgentEvent, AgentHandle, LeaderChannel};

@@ -69,3 +69,68 @@ pub fn spawn(
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use rswarm_proto::types::TaskState;
+
+    use super::*;
+    use crate::testing::FakeManager;
+
+    fn report(task_id: &str, state: TaskState) -> Report {
+        Report {
+            task_id: task_id.into(),
+            status: TaskStatus {
+                state: state as i32,
+                message: format!("{state:?}"),
+                ..Default::default()
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn what_is_already_reported_goes_in_one_call_latest_state_per_task() {
+        let manager = FakeManager::start().await;
+        let (tx, rx) = mpsc::unbounded_channel();
+        for r in [
+            report("t1", TaskState::Preparing),
+            report("t2", TaskState::Running),
+            report("t1", TaskState::Running),
+        ] {
+            tx.send(r).expect("queued");
+        }
+        let (_leader, leader) =
+            watch::channel::<LeaderChannel>(Some((manager.addr.clone(), manager.channel())));
+        let reporter = spawn(rx, leader);
+        manager
+            .wait_until("the first batch", |m| !m.batches().is_empty())
+            .await;
+        assert_eq!(manager.batches()[0], ["t1", "t2"]);
+        let states =
+            |id: &str| -> Vec<i32> { manager.statuses(id).iter().map(|s| s.state).collect() };
+        assert_eq!(states("t1"), [TaskState::Running as i32]);
+        assert_eq!(states("t2"), [TaskState::Running as i32]);
+        reporter.abort();
+    }
+
+    #[tokio::test]
+    async fn reports_wait_for_a_leader_that_takes_them_and_are_sent_once() {
+        let manager = FakeManager::start().await;
+        let (tx, rx) = mpsc::unbounded_channel();
+        // No leader yet, then one that refuses twice.
+        let (leader_tx, leader) = watch::channel::<LeaderChannel>(None);
+        let reporter = spawn(rx, leader);
+        tx.send(report("t1", TaskState::Running)).expect("queued");
+        manager.refuse_reports(2);
+        leader_tx
+            .send(Some((manager.addr.clone(), manager.channel())))
+            .expect("the reporter listens");
+        let running = manager.wait_state("t1", TaskState::Running).await;
+        assert_eq!(running.message, "Running");
+        // The next transition goes out; the one taken is not sent again.
+        tx.send(report("t1", TaskState::Complete)).expect("queued");
+        manager.wait_state("t1", TaskState::Complete).await;
+        assert_eq!(manager.batches(), [["t1"], ["t1"]]);
+        reporter.abort();
+    }
+}

@@ -344,6 +344,9 @@ async fn renew(ch: tonic::transport::Channel) -> Result<(tls::NodeTls, NodeRole)
 }
 
 #[cfg(test)]
+mod loopback_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -5,6 +5,10 @@
 
 pub mod container;
 pub mod taskstate;
+#[cfg(test)]
+mod taskstate_tests;
+#[cfg(test)]
+pub(crate) mod testing;
 
 use rswarm_proto::types::Task;
 

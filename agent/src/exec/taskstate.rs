@@ -4,7 +4,10 @@
 //! prepared) or SHUTDOWN (the manager asked it to stop). The driver only
 //! moves forward, reports every transition, and follows the desired state
 //! the manager sends (RUNNING/COMPLETE to run, SHUTDOWN to stop, REMOVE to
-//! clean up). A container found already running (live restore) is adopted.
+//! clean up). A container found already running (live restore) is adopted;
+//! a task whose container is gone once made, or whose container's state
+//! cannot be read, fails rather than run a second container. Once a stop is
+//! asked, a container not yet started never starts.
 
 use std::sync::Arc;
 
@@ -122,17 +125,28 @@ pub async fn drive(
     let terminal = |s: i32| s >= TaskState::Complete as i32;
 
     // Adopt what is already there (agent restart), else run from the start.
-    let existing = match d.ctl.inspect(&d.task).await {
-        Ok(e) => e,
-        Err(e) => {
-            tracing::warn!(task = %id, error = %e, "inspecting the task's container");
-            None
-        }
-    };
+    let existing = d.ctl.inspect(&d.task).await;
     let mut running = false;
     if !terminal(d.state) && !wants_stop(&d.task) {
         match existing {
-            Some(Existing::Running { pid }) => {
+            Err(e) => {
+                // Whether a container runs cannot be told: making another
+                // one could run the task twice. It fails; the orchestrator
+                // replaces it.
+                tracing::warn!(task = %id, error = %e, "inspecting the task's container");
+                let err = format!("cannot read the state of the task's container: {e}");
+                d.report(TaskState::Failed, "failed", &err).await;
+            }
+            Ok(None) if d.state >= TaskState::Ready as i32 => {
+                // Its container was made and is gone (deleted behind the
+                // agent's back): the task is not run again under the same
+                // ID; it fails, as Docker's does, and the orchestrator
+                // replaces it.
+                let err = format!("No such container: {container_id}");
+                tracing::warn!(task = %id, "the task's container is gone");
+                d.report(TaskState::Failed, "failed", &err).await;
+            }
+            Ok(Some(Existing::Running { pid })) => {
                 d.container_status = Some(ContainerStatus {
                     container_id: container_id.clone(),
                     pid: pid as i32,
@@ -141,7 +155,7 @@ pub async fn drive(
                 d.report(TaskState::Running, "started", "").await;
                 running = true;
             }
-            Some(Existing::Stopped) if d.state >= TaskState::Running as i32 => {
+            Ok(Some(Existing::Stopped)) if d.state >= TaskState::Running as i32 => {
                 let exit = d.ctl.wait(&d.task).await.unwrap_or(Exit {
                     code: None,
                     oom_killed: false,
@@ -153,7 +167,7 @@ pub async fn drive(
                 }
                 d.report(state, &msg, &err).await;
             }
-            _ => {
+            Ok(existing) => {
                 // Fresh (or a container left half-made): start over cleanly.
                 if existing.is_some() {
                     let _ = d.ctl.remove(&d.task).await;
@@ -177,6 +191,18 @@ pub async fn drive(
                         }
                         None
                     }
+                };
+                // The stop may have come as the prepare ended (both ready
+                // at once, and the prepare taken): once a stop is asked,
+                // the container never starts.
+                let prepared = match prepared {
+                    Some(Ok(())) if wants_stop(&updates.borrow()) => {
+                        if let Err(e) = d.ctl.shutdown(&d.task).await {
+                            tracing::warn!(task = %id, error = %e, "deleting a container that was not started");
+                        }
+                        None
+                    }
+                    other => other,
                 };
                 match prepared {
                     None => {

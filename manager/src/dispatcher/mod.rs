@@ -4,7 +4,9 @@
 //! first waits `ELECTION_GRACE` periods from its election, so agents have
 //! time to find it), and tells every agent, in every answer, the weighted
 //! list of managers to fail over to and the role it should have. A follower
-//! answers with the leader's address so the agent moves there.
+//! answers with the leader's address so the agent moves there; only the
+//! leader tells a node it was removed (a follower's store may not have the
+//! node yet).
 //!
 //! A node is only blamed for time the dispatcher was listening: when the
 //! check itself ran late (this manager's process was too busy to run it,
@@ -14,6 +16,8 @@
 
 pub mod agents;
 pub mod netstate;
+#[cfg(test)]
+mod service_tests;
 pub mod tasks;
 
 use std::collections::HashMap;
@@ -258,6 +262,20 @@ impl Dispatcher for DispatcherService {
         let leader_addr = self.store.leader().map(|(_, a)| a).unwrap_or_default();
         let node = objects::node(&self.store, &caller.node_id)?;
         let Some(mut node) = node else {
+            if !self.store.is_leader() {
+                // A follower's copy of the store may lag (the node joined a
+                // moment ago): only the leader may say a node is gone. Send
+                // the agent there, asking no change of role of it.
+                return Ok(Response::new(HeartbeatResponse {
+                    period_ns: period.as_nanos() as i64,
+                    managers: self.managers(),
+                    desired_role: caller.role as i32,
+                    leader_addr,
+                    removed: false,
+                    renew_certificate: false,
+                    trust_root_hash: String::new(),
+                }));
+            }
             return Ok(Response::new(HeartbeatResponse {
                 period_ns: period.as_nanos() as i64,
                 managers: self.managers(),
