@@ -184,7 +184,9 @@ fn unassign(r: &Running) {
 }
 
 /// Containers on disk that no assignment claims (their tasks were deleted
-/// while this agent was away) are stopped and removed.
+/// while this agent was away) are stopped and removed, all at once and in
+/// the background: each may take its whole stop grace period, and the
+/// worker must go on with its assignments meanwhile.
 async fn remove_orphans(deps: &WorkerDeps, assigned: &HashSet<String>) {
     let ids = match deps.runtime.list() {
         Ok(ids) => ids,
@@ -193,16 +195,35 @@ async fn remove_orphans(deps: &WorkerDeps, assigned: &HashSet<String>) {
             return;
         }
     };
-    for id in ids.into_iter().filter(|id| !assigned.contains(id)) {
-        tracing::info!(container = %id, "removing a container no task claims");
-        let task = Task {
-            id: id.clone(),
-            desired_state: TaskState::Remove as i32,
-            ..Default::default()
-        };
-        let _ = deps.controller.shutdown(&task).await;
-        let _ = deps.controller.remove(&task).await;
-    }
+    let unclaimed = ids.into_iter().filter(|id| !assigned.contains(id));
+    stop_unclaimed(deps.controller.clone(), unclaimed);
+}
+
+/// Stop and remove each container in `ids` on a task of its own; returns at
+/// once with their handles.
+fn stop_unclaimed(
+    controller: Arc<dyn Controller>,
+    ids: impl IntoIterator<Item = String>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    ids.into_iter()
+        .map(|id| {
+            tracing::info!(container = %id, "removing a container no task claims");
+            let controller = controller.clone();
+            tokio::spawn(async move {
+                let task = Task {
+                    id: id.clone(),
+                    desired_state: TaskState::Remove as i32,
+                    ..Default::default()
+                };
+                if let Err(e) = controller.shutdown(&task).await {
+                    tracing::warn!(container = %id, error = %e, "stopping a container no task claims");
+                }
+                if let Err(e) = controller.remove(&task).await {
+                    tracing::warn!(container = %id, error = %e, "removing a container no task claims");
+                }
+            })
+        })
+        .collect()
 }
 
 /// Aborts a helper task when the worker that owns it goes (the worker itself
@@ -217,3 +238,5 @@ impl Drop for AbortOnDrop {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod unclaimed_tests;

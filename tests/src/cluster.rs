@@ -225,6 +225,19 @@ impl Cluster {
     /// one after the other. Waits until `rswarm node ls` on host1 shows every joined
     /// node Ready. Hosts beyond `managers + workers` stay out of the swarm.
     pub fn init_swarm(&self, managers: usize, workers: usize) -> anyhow::Result<()> {
+        self.init_swarm_with_heartbeat(managers, workers, TEST_DISPATCHER_HEARTBEAT)
+    }
+
+    /// [`Cluster::init_swarm`] with another `--dispatcher-heartbeat` than
+    /// [`TEST_DISPATCHER_HEARTBEAT`] (a node is Down after three missed periods):
+    /// e.g. `"30s"` for a test whose node must stay Ready while its daemon is
+    /// restarted.
+    pub fn init_swarm_with_heartbeat(
+        &self,
+        managers: usize,
+        workers: usize,
+        heartbeat: &str,
+    ) -> anyhow::Result<()> {
         if managers == 0 || managers + workers > self.hosts.len() {
             bail!(
                 "init_swarm({managers}, {workers}): needs at least one manager and at most {} nodes",
@@ -237,7 +250,7 @@ impl Cluster {
             "--advertise-addr",
             first.addr(),
             "--dispatcher-heartbeat",
-            TEST_DISPATCHER_HEARTBEAT,
+            heartbeat,
         ])?;
         let manager_token = first
             .try_ok(&["swarm", "join-token", "manager", "-q"])?

@@ -2,7 +2,11 @@
 //! config become a runtime `ContainerConfig` (command and entrypoint, env,
 //! user, workdir, hostname templates, mounts, limits), run by the runtime.
 //! Image pulls go through the image store; failures to pull or to set up
-//! mounts reject the task with the reason a user needs.
+//! mounts reject the task with the reason a user needs. Once a task's
+//! process has ended (it exited, or was stopped), its networking goes (DNS,
+//! VIP and published-port rules, namespace), as Docker disconnects a stopped
+//! container: a stopped task must not stay a backend of its host-mode ports.
+//! The stopped container itself stays, for its logs, until it is removed.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -266,6 +270,13 @@ impl ContainerController {
         })
     }
 
+    /// The task's process has ended: its networking is let go.
+    async fn release_network(&self, task: &Task) {
+        if let Some(plane) = &self.netplane {
+            plane.release_task(container_id(task)).await;
+        }
+    }
+
     fn stop_signal(&self, task: &Task) -> String {
         let spec = task.spec.as_ref().and_then(|s| s.container.as_ref());
         if let Some(sig) = spec
@@ -340,6 +351,7 @@ impl Controller for ContainerController {
             .wait(container_id(task))
             .await
             .map_err(|e| ExecError::Failed(e.to_string()))?;
+        self.release_network(task).await;
         Ok(Exit {
             code: s.code,
             oom_killed: s.oom_killed,
@@ -354,7 +366,9 @@ impl Controller for ContainerController {
                 Self::grace(task),
             )
             .await
-            .map_err(|e| ExecError::Failed(e.to_string()))
+            .map_err(|e| ExecError::Failed(e.to_string()))?;
+        self.release_network(task).await;
+        Ok(())
     }
 
     async fn remove(&self, task: &Task) -> Result<(), ExecError> {
