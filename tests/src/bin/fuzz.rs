@@ -55,6 +55,9 @@ use tonic::Status;
 #[path = "../../../cli/src/daemon/config.rs"]
 mod daemon_config;
 #[allow(dead_code, unused_imports, clippy::all)]
+#[path = "../../../cli/src/daemon/keys.rs"]
+mod node_keys;
+#[allow(dead_code, unused_imports, clippy::all)]
 #[path = "../../../cli/src/duration.rs"]
 mod duration;
 #[allow(dead_code, unused_imports, clippy::all)]
@@ -1197,8 +1200,14 @@ fn fuzz_grpc(args: &Args) -> anyhow::Result<(u64, bool)> {
     cluster.init_swarm(1, 0)?;
     let host = cluster.host(1);
     let pid = host.pid().context("daemon pid")?;
-    let tls = rswarm_proto::identity::tls::NodeTls::load(&host.data_dir().join("certificates"))
+    let certificates = host.data_dir().join("certificates");
+    let mut tls = rswarm_proto::identity::tls::NodeTls::load(&certificates)
         .context("reading the manager's certificates")?;
+    // The node key is sealed at rest; open it with the data dir's keys, as the CLI
+    // does for `--tlskey`.
+    let key_file = certificates.join(rswarm_proto::identity::tls::NodeTls::KEY_FILE);
+    tls.key_pem = node_keys::open_node_key_file(&key_file, tls.key_pem)
+        .context("opening the manager's sealed node key")?;
     let addr = format!("{}:2377", host.addr());
     let socket = host.socket().to_path_buf();
     let messages = args.messages;
