@@ -21,6 +21,10 @@ pub const KIND_NETWORK: &str = "network";
 /// Store kind of the guard every network create rewrites, so that two
 /// concurrent creates cannot take the same name, subnet or VNI.
 pub const KIND_NETWORK_GUARD: &str = "network-allocation";
+/// Store kind of the guard every service create rewrites, so that two
+/// creates on different managers (or one retried after a failover, whose
+/// first try may still commit) cannot both take the same name or port.
+pub const KIND_SERVICE_GUARD: &str = "service-creation";
 /// The cluster object's id in the store (there is exactly one).
 pub const CLUSTER_KEY: &str = "default";
 

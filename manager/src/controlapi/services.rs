@@ -2,6 +2,9 @@
 //! and rollback included), remove; get and list tasks. Specs are validated
 //! here, before anything is stored, with messages that say what is wrong
 //! and where; published ports are allocated and checked for conflicts.
+//! Every create rewrites one guard object at the version it read it, so a
+//! name or port checked against a stale view (a follower behind, a create
+//! retried while its first try still commits) never yields two services.
 //! Every spec keeps the bounds of `limits` (replicas, size, list lengths).
 
 use std::collections::HashSet;
@@ -11,7 +14,7 @@ use rswarm_proto::types::{
     endpoint_spec::ResolutionMode, port_config::PublishMode, service_spec::Mode, Endpoint,
     EndpointSpec, PortConfig, Service, ServiceSpec, Task, TaskState,
 };
-use rswarm_raft::{Store, StoreError};
+use rswarm_raft::{Op, Store, StoreError};
 
 use crate::error::ManagerError;
 use crate::objects;
@@ -19,6 +22,11 @@ use crate::objects;
 /// A boxed response stream, as tonic's streaming handlers return.
 pub type BoxStreamAlias<T> =
     std::pin::Pin<Box<dyn futures::Stream<Item = Result<T, tonic::Status>> + Send + 'static>>;
+
+/// The id of the one service-creation guard object.
+const GUARD_ID: &str = "default";
+/// How often a create looks again after racing with another create.
+const CREATE_ATTEMPTS: usize = 20;
 
 /// Published ports Swarm allocates from when none is given.
 const DYNAMIC_PORTS: std::ops::RangeInclusive<u32> = 30000..=32767;
@@ -329,7 +337,13 @@ pub async fn create(store: &Store, mut spec: ServiceSpec) -> Result<Service, Man
         .as_ref()
         .map(|a| a.name.clone())
         .unwrap_or_default();
-    loop {
+    for _ in 0..CREATE_ATTEMPTS {
+        // The guard first: a create committed after this read changes it,
+        // and then this create's write conflicts and looks again.
+        let guard = store
+            .get(objects::KIND_SERVICE_GUARD, GUARD_ID)?
+            .map(|o| o.version)
+            .unwrap_or(0);
         if objects::services(store)?.iter().any(|s| name_of(s) == name) {
             return Err(ManagerError::AlreadyExists(format!(
                 "name conflicts with an existing object: service {name} already exists"
@@ -360,15 +374,29 @@ pub async fn create(store: &Store, mut spec: ServiceSpec) -> Result<Service, Man
             },
             spec_version: 1,
         };
-        match store.write(vec![objects::put_service(&service)]).await {
+        let ops = vec![
+            objects::put_service(&service),
+            Op::Put {
+                kind: objects::KIND_SERVICE_GUARD.into(),
+                id: GUARD_ID.into(),
+                value: id.clone().into_bytes(),
+                expect_version: Some(guard),
+            },
+        ];
+        match store.write(ops).await {
             Ok(_) => {
                 return objects::service(store, &id)?
                     .ok_or_else(|| ManagerError::Internal("service vanished after create".into()))
             }
+            // Another service was created meanwhile (the store waited until
+            // this manager applied it): look again.
             Err(StoreError::Conflict { .. }) => continue,
             Err(e) => return Err(e.into()),
         }
     }
+    Err(ManagerError::Internal(
+        "service create kept racing with other service creates; try again".into(),
+    ))
 }
 
 pub async fn update(store: &Store, req: UpdateServiceRequest) -> Result<Service, ManagerError> {
@@ -543,6 +571,46 @@ mod tests {
         assert!(validate_constraint("node.role==boss").is_err());
         assert!(validate_constraint("node.colour==red").is_err());
         assert!(validate_constraint("node.labels.==x").is_err());
+    }
+
+    fn web_spec() -> ServiceSpec {
+        ServiceSpec {
+            annotations: Some(rswarm_proto::types::Annotations {
+                name: "web".into(),
+                labels: Default::default(),
+            }),
+            task: Some(rswarm_proto::types::TaskSpec {
+                container: Some(rswarm_proto::types::ContainerSpec {
+                    image: "busybox".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            mode: Some(Mode::Replicated(rswarm_proto::types::ReplicatedService {
+                replicas: 1,
+            })),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn two_creates_of_one_name_at_once_make_one_service() {
+        let (store, _dir) = crate::orchestrator::testing::bare_store().await;
+        // Both check the name before either write is applied.
+        let (a, b) = tokio::join!(create(&store, web_spec()), create(&store, web_spec()));
+        let made = [&a, &b].iter().filter(|r| r.is_ok()).count();
+        assert_eq!(made, 1, "one create wins: {a:?} {b:?}");
+        let lost = if a.is_err() { a } else { b };
+        assert!(
+            matches!(&lost, Err(ManagerError::AlreadyExists(m)) if m.contains("service web already exists")),
+            "{lost:?}"
+        );
+        let named: Vec<Service> = objects::services(&store)
+            .expect("list")
+            .into_iter()
+            .filter(|s| name_of(s) == "web")
+            .collect();
+        assert_eq!(named.len(), 1, "{named:?}");
     }
 
     #[test]

@@ -6,8 +6,11 @@
 //!   restarted in its slot per the restart policy (`any` acts as
 //!   `on-failure` here, `none` gives the slot up). When every slot is done
 //!   (or given up) the job is finished and nothing is restarted.
-//! - Global jobs: one completion on every eligible node (see `global`),
-//!   including nodes that join later.
+//! - Global jobs: one completion on every eligible node that existed when
+//!   the job was last executed (`job_status.last_execution`, else the
+//!   service's creation time), as swarmkit does: a node whose creation time
+//!   is not before that instant gets no task of this iteration. Clocks of
+//!   managers may skew a little; this is a best effort, as in swarmkit.
 //! - A node that is Down, drained or removed loses its running job tasks;
 //!   they are run again elsewhere (replicated) or when it returns (global).
 //! - Only tasks of the service's current `job_iteration` count; tasks of an
@@ -16,7 +19,7 @@
 
 use std::collections::BTreeMap;
 
-use rswarm_proto::types::{Service, Task, TaskState};
+use rswarm_proto::types::{Node, Service, Task, TaskState};
 
 use super::global::{tasks_by_node, NodeRules};
 use super::plan::{fill_slot, keep_one, Filled, Plan, Slot, MAX_CREATES_PER_SERVICE};
@@ -135,6 +138,24 @@ pub(crate) fn reconcile_replicated(
     }
 }
 
+/// The instant (unix nanoseconds) the job's current iteration started: its
+/// last execution, else the service's creation; 0 when neither is known.
+fn last_execution(svc: &Service) -> i64 {
+    svc.job_status
+        .as_ref()
+        .map(|j| j.last_execution)
+        .filter(|&t| t != 0)
+        .or_else(|| svc.meta.as_ref().map(|m| m.created_at))
+        .unwrap_or(0)
+}
+
+/// Whether the node was in the swarm when the job's iteration started. A
+/// node or a job with no known time counts as having been there.
+fn existed_at(node: &Node, started: i64) -> bool {
+    let created = node.meta.as_ref().map(|m| m.created_at).unwrap_or(0);
+    started == 0 || created == 0 || created < started
+}
+
 pub(crate) fn reconcile_global(
     view: &ClusterView<()>,
     svc: &Service,
@@ -144,8 +165,12 @@ pub(crate) fn reconcile_global(
 ) {
     let rules = NodeRules::of(svc);
     let by_node = tasks_by_node(view, svc, plan);
+    let started = last_execution(svc);
     for node in view.nodes.values() {
         let eligible = rules.eligibility(node);
+        // A node that joined after the job started keeps what it has (it
+        // has nothing of this iteration) but is given no task.
+        let create = eligible.create && existed_at(node, started);
         let all = by_node
             .get(node.id.as_str())
             .map(Vec::as_slice)
@@ -167,7 +192,7 @@ pub(crate) fn reconcile_global(
                 tasks: &tasks,
                 live,
             },
-            eligible.create,
+            create,
             sup,
             clock,
             plan,

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use rswarm_proto::types::restart_policy::Condition;
 use rswarm_proto::types::service_spec::Mode;
 use rswarm_proto::types::{
-    GlobalService, NodeAvailability, NodeState, ReplicatedJob, ReplicatedService, RestartPolicy,
-    Task, TaskState,
+    GlobalJob, GlobalService, NodeAvailability, NodeState, ReplicatedJob, ReplicatedService,
+    RestartPolicy, Task, TaskState,
 };
 
 use super::task;
@@ -269,6 +269,51 @@ async fn a_failed_job_task_is_retried_then_the_job_finishes() {
     assert_eq!(tasks.len(), 4, "three completions and one failure");
     let retried: Vec<&Task> = tasks.iter().filter(|t| t.slot == 2).collect();
     assert_eq!(retried.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_global_job_runs_once_per_node_and_not_on_a_node_that_joins_later() {
+    let mut swarm = TestSwarm::start(5).await;
+    swarm.run_agents(obedient_agent());
+    let a = swarm.add_node("host1", |_| {}).await;
+    let b = swarm.add_node("host2", |_| {}).await;
+    let job = swarm
+        .create_service("once", Mode::GlobalJob(GlobalJob {}), |_| {})
+        .await;
+    swarm
+        .wait_for("one completion on host1 and on host2", &job, |t| {
+            let done: Vec<&str> = t
+                .iter()
+                .filter(|t| task::completed(t))
+                .map(|t| t.node_id.as_str())
+                .collect();
+            (done.len() == 2 && BTreeSet::from_iter(done) == BTreeSet::from([&*a, &*b]))
+                .then_some(())
+        })
+        .await;
+
+    let late = swarm.add_node("host3", |_| {}).await;
+    // The positive twin: a global service made now does run on the late
+    // node, so the orchestrator has passed over the swarm with it in.
+    let follower = swarm
+        .create_service("follower", Mode::Global(GlobalService {}), |_| {})
+        .await;
+    swarm
+        .wait_for("the global service on the late node", &follower, |t| {
+            running(t).iter().any(|t| t.node_id == late).then_some(())
+        })
+        .await;
+    orchestrator_caught_up(&swarm, "late").await;
+
+    let tasks = swarm.tasks(&job);
+    assert_eq!(tasks.len(), 2, "one task per node that was there, no rerun");
+    assert!(
+        tasks.iter().all(|t| t.node_id != late),
+        "no task on the node that joined after the job started"
+    );
+    assert!(tasks
+        .iter()
+        .all(|t| task::completed(t) && t.desired_state == TaskState::Complete as i32));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
