@@ -225,6 +225,17 @@ impl Cluster {
     /// one after the other. Waits until `rswarm node ls` on host1 shows every joined
     /// node Ready. Hosts beyond `managers + workers` stay out of the swarm.
     pub fn init_swarm(&self, managers: usize, workers: usize) -> anyhow::Result<()> {
+        self.init_swarm_with(&[], managers, workers)
+    }
+
+    /// [`Cluster::init_swarm`] with more flags for `rswarm init` (such as
+    /// `--cert-expiry 1m`).
+    pub fn init_swarm_with(
+        &self,
+        init_args: &[&str],
+        managers: usize,
+        workers: usize,
+    ) -> anyhow::Result<()> {
         if managers == 0 || managers + workers > self.hosts.len() {
             bail!(
                 "init_swarm({managers}, {workers}): needs at least one manager and at most {} nodes",
@@ -232,13 +243,15 @@ impl Cluster {
             );
         }
         let first = self.host(1);
-        first.try_ok(&[
+        let mut init = vec![
             "init",
             "--advertise-addr",
             first.addr(),
             "--dispatcher-heartbeat",
             TEST_DISPATCHER_HEARTBEAT,
-        ])?;
+        ];
+        init.extend_from_slice(init_args);
+        first.try_ok(&init)?;
         let manager_token = first
             .try_ok(&["swarm", "join-token", "manager", "-q"])?
             .trim()
