@@ -7,6 +7,7 @@ pub mod exec;
 pub mod image;
 pub mod managers;
 pub mod netplane;
+pub mod renewal;
 pub mod reporter;
 pub mod runtime;
 pub mod session;

@@ -4,24 +4,25 @@
 //! (`managers.rs`: every manager it was ever told of, its own first when the
 //! node is a manager) when one stops answering or cannot name a live leader.
 //! When the cluster wants this node in another role, or its certificate nears
-//! expiry, or the cluster's root CA changed (rotation: the certificate is not
+//! expiry (`renewal.rs` says when), or the cluster's root CA changed (rotation: the certificate is not
 //! from the signing CA, or the trust root is not the one the cluster wants),
 //! it asks a manager to renew the certificate and hands the new one to the
 //! daemon (`AgentEvent::Renewed`).
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use rswarm_proto::ca::ca_client::CaClient;
 use rswarm_proto::ca::RenewNodeCertificateRequest;
 use rswarm_proto::dispatcher::dispatcher_client::DispatcherClient;
 use rswarm_proto::dispatcher::HeartbeatRequest;
-use rswarm_proto::identity::{cert, keys, tls};
+use rswarm_proto::identity::{keys, tls};
 use rswarm_proto::types::{NodeDescription, NodeRole};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::managers::Managers;
+use crate::renewal::RenewalClock;
 
 /// What the agent needs to know to reach the cluster.
 #[derive(Clone)]
@@ -143,6 +144,7 @@ async fn run(
     let mut period = Duration::from_secs(1);
     let mut channel: Option<(String, tonic::transport::Channel)> = None;
     let mut renew_failures = 0u32;
+    let mut renewal = RenewalClock::default();
     loop {
         let (node_tls, role) = identity.borrow_and_update().clone();
         managers.set_local((role == NodeRole::Manager).then(|| cfg.advertise_addr.clone()));
@@ -236,7 +238,7 @@ async fn run(
                     resp.renew_certificate,
                     &resp.trust_root_hash,
                 );
-                if desired != role || ca_changed || needs_renewal(&node_tls.cert_pem) {
+                if desired != role || ca_changed || renewal.due(&node_tls.cert_pem) {
                     match renew(ch.clone()).await {
                         Ok((tls, role)) => {
                             renew_failures = 0;
@@ -301,28 +303,6 @@ fn pause(managers: &Managers, period: Duration) -> Duration {
     } else {
         RETRY
     }
-}
-
-/// Renew when less than a third of the certificate's validity is left.
-fn needs_renewal(cert_pem: &str) -> bool {
-    let Ok(id) = cert::parse_cert_pem(cert_pem) else {
-        return false;
-    };
-    let Some(not_before) = not_before(cert_pem) else {
-        return false;
-    };
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    let validity = id.not_after - not_before;
-    validity > 0 && id.not_after - now < validity / 3
-}
-
-fn not_before(cert_pem: &str) -> Option<i64> {
-    let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes()).ok()?;
-    let cert = pem.parse_x509().ok()?;
-    Some(cert.validity().not_before.timestamp())
 }
 
 async fn renew(ch: tonic::transport::Channel) -> Result<(tls::NodeTls, NodeRole), String> {

@@ -62,7 +62,7 @@ pub async fn create_cluster(
                 labels: Default::default(),
             }),
             heartbeat_period_ns: heartbeat.as_nanos() as i64,
-            node_cert_expiry_ns: expiry.as_nanos() as i64,
+            node_cert_expiry_ns: crate::certificates::check_cert_expiry(expiry)?,
             snapshot_interval: p.snapshot_interval,
             task_history_retention_limit: crate::controlapi::limits::check_task_history(
                 p.task_history_limit.unwrap_or(5),

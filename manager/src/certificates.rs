@@ -21,6 +21,39 @@ use crate::{auth, objects};
 
 /// Default validity of node certificates (Swarm's: 90 days).
 pub const DEFAULT_CERT_EXPIRY: Duration = Duration::from_secs(90 * 24 * 3600);
+/// Shortest validity of node certificates (`--cert-expiry`): a node renews
+/// between half and four fifths of the way, so a minute leaves it 12 s or
+/// more (a few heartbeats) to do so before the certificate expires.
+pub const MIN_CERT_EXPIRY: Duration = Duration::from_secs(60);
+
+/// Checks a `--cert-expiry` (at `init` or `swarm update`): at least
+/// [`MIN_CERT_EXPIRY`], and short enough to store in nanoseconds. Returns it
+/// in nanoseconds, as the cluster spec keeps it.
+pub fn check_cert_expiry(expiry: Duration) -> Result<i64, ManagerError> {
+    if expiry < MIN_CERT_EXPIRY {
+        return Err(ManagerError::InvalidArgument(format!(
+            "certificate expiry {} is too short: it must be at least {}s",
+            seconds(expiry),
+            MIN_CERT_EXPIRY.as_secs()
+        )));
+    }
+    i64::try_from(expiry.as_nanos()).map_err(|_| {
+        ManagerError::InvalidArgument(format!(
+            "certificate expiry {} is too long",
+            seconds(expiry)
+        ))
+    })
+}
+
+/// A duration in seconds as a user wrote it ("30s", "0.5s").
+fn seconds(d: Duration) -> String {
+    if d.subsec_nanos() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        let s = format!("{:.9}", d.as_secs_f64());
+        format!("{}s", s.trim_end_matches('0').trim_end_matches('.'))
+    }
+}
 
 #[derive(Clone)]
 pub struct CaService {
@@ -270,4 +303,34 @@ pub fn host_of(addr: &str) -> String {
 /// Compare a presented token with a stored one in constant time.
 fn tokens_equal(presented: &str, stored: &str) -> bool {
     !stored.is_empty() && token::constant_time_eq(presented.trim().as_bytes(), stored.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_certificate_expiry_under_a_minute_is_refused_in_one_line() {
+        assert_eq!(
+            check_cert_expiry(Duration::from_secs(60)).ok(),
+            Some(60_000_000_000)
+        );
+        assert_eq!(
+            check_cert_expiry(DEFAULT_CERT_EXPIRY).ok(),
+            Some(DEFAULT_CERT_EXPIRY.as_nanos() as i64)
+        );
+        for (short, said) in [
+            (Duration::from_secs(59), "59s"),
+            (Duration::from_millis(500), "0.5s"),
+            (Duration::ZERO, "0s"),
+        ] {
+            let err = check_cert_expiry(short).expect_err(said).to_string();
+            assert_eq!(
+                err,
+                format!("certificate expiry {said} is too short: it must be at least 60s")
+            );
+        }
+        let err = check_cert_expiry(Duration::MAX).expect_err("too long");
+        assert!(err.to_string().contains("too long"), "{err}");
+    }
 }

@@ -225,7 +225,7 @@ impl Cluster {
     /// one after the other. Waits until `rswarm node ls` on host1 shows every joined
     /// node Ready. Hosts beyond `managers + workers` stay out of the swarm.
     pub fn init_swarm(&self, managers: usize, workers: usize) -> anyhow::Result<()> {
-        self.init_swarm_with_heartbeat(managers, workers, TEST_DISPATCHER_HEARTBEAT)
+        self.init_swarm_with(&[], managers, workers)
     }
 
     /// [`Cluster::init_swarm`] with another `--dispatcher-heartbeat` than
@@ -238,6 +238,18 @@ impl Cluster {
         workers: usize,
         heartbeat: &str,
     ) -> anyhow::Result<()> {
+        self.init_swarm_with(&["--dispatcher-heartbeat", heartbeat], managers, workers)
+    }
+
+    /// [`Cluster::init_swarm`] with more flags for `rswarm init` (such as
+    /// `--cert-expiry 1m`); a `--dispatcher-heartbeat` among them replaces the
+    /// test default.
+    pub fn init_swarm_with(
+        &self,
+        init_args: &[&str],
+        managers: usize,
+        workers: usize,
+    ) -> anyhow::Result<()> {
         if managers == 0 || managers + workers > self.hosts.len() {
             bail!(
                 "init_swarm({managers}, {workers}): needs at least one manager and at most {} nodes",
@@ -245,13 +257,18 @@ impl Cluster {
             );
         }
         let first = self.host(1);
-        first.try_ok(&[
+        let mut init = vec![
             "init",
             "--advertise-addr",
             first.addr(),
             "--dispatcher-heartbeat",
-            heartbeat,
-        ])?;
+            TEST_DISPATCHER_HEARTBEAT,
+        ];
+        if init_args.contains(&"--dispatcher-heartbeat") {
+            init.truncate(init.len() - 2);
+        }
+        init.extend_from_slice(init_args);
+        first.try_ok(&init)?;
         let manager_token = first
             .try_ok(&["swarm", "join-token", "manager", "-q"])?
             .trim()

@@ -1,5 +1,5 @@
 //! `rswarm init`, `join`, `swarm join-token`, `swarm leave`, `swarm ca`,
-//! `swarm update` (`--task-history-limit`, `--autolock`) and autolock's
+//! `swarm update` (`--task-history-limit`, `--cert-expiry`, `--autolock`) and autolock's
 //! `swarm unlock`, `swarm unlock-key`: calls to the
 //! local daemon (and to the manager for tokens), printed as Docker does.
 
@@ -69,6 +69,9 @@ pub struct UpdateArgs {
     /// Task history retention limit
     #[arg(long, value_name = "int")]
     task_history_limit: Option<String>,
+    /// Validity period for node certificates (ns|us|ms|s|m|h)
+    #[arg(long, value_name = "DURATION")]
+    cert_expiry: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -167,6 +170,16 @@ fn opt_duration(flag: &str, v: &Option<String>) -> anyhow::Result<i64> {
     }
 }
 
+/// `--cert-expiry`: a duration of at least a minute (0: not given).
+fn cert_expiry(v: &Option<String>) -> anyhow::Result<i64> {
+    let Some(s) = v else {
+        return Ok(0);
+    };
+    let d = duration::parse(s).map_err(|e| anyhow::anyhow!("--cert-expiry: {e}"))?;
+    rswarm_manager::certificates::check_cert_expiry(d)
+        .map_err(|e| anyhow::anyhow!("--cert-expiry: {e}"))
+}
+
 async fn daemon_client(
     opts: &ClientOpts,
 ) -> anyhow::Result<DaemonClient<tonic::transport::Channel>> {
@@ -191,7 +204,7 @@ pub async fn init(opts: &ClientOpts, a: InitArgs) -> anyhow::Result<()> {
         listen_addr: a.listen_addr,
         force_new_cluster: a.force_new_cluster,
         heartbeat_period_ns: opt_duration("dispatcher-heartbeat", &a.dispatcher_heartbeat)?,
-        node_cert_expiry_ns: opt_duration("cert-expiry", &a.cert_expiry)?,
+        node_cert_expiry_ns: cert_expiry(&a.cert_expiry)?,
         snapshot_interval: a.snapshot_interval.unwrap_or(0),
         availability: parse_availability(&a.availability)? as i32,
         default_addr_pool: a.default_addr_pool,
@@ -309,9 +322,9 @@ fn parse_task_history(v: &str) -> anyhow::Result<u32> {
 /// `swarm update`: only the flags given change. Every value is checked before
 /// anything is changed.
 async fn update(opts: &ClientOpts, a: UpdateArgs) -> anyhow::Result<()> {
-    if a.autolock.is_none() && a.task_history_limit.is_none() {
+    if a.autolock.is_none() && a.task_history_limit.is_none() && a.cert_expiry.is_none() {
         anyhow::bail!(
-            "nothing to update: give a setting such as --task-history-limit or --autolock=true|false"
+            "nothing to update: give a setting such as --task-history-limit, --cert-expiry or --autolock=true|false"
         );
     }
     let history = a
@@ -319,12 +332,14 @@ async fn update(opts: &ClientOpts, a: UpdateArgs) -> anyhow::Result<()> {
         .as_deref()
         .map(parse_task_history)
         .transpose()?;
-    if let Some(limit) = history {
+    let node_cert_expiry_ns = cert_expiry(&a.cert_expiry)?;
+    if history.is_some() || node_cert_expiry_ns != 0 {
         let (ch, _) = opts.connect().await?;
         ControlClient::new(ch)
             .update_cluster(UpdateClusterRequest {
-                task_history_limit_set: true,
-                task_history_limit: limit,
+                task_history_limit_set: history.is_some(),
+                task_history_limit: history.unwrap_or(0),
+                node_cert_expiry_ns,
             })
             .await
             .map_err(status_error)?;
@@ -590,5 +605,30 @@ mod history_tests {
             msg("-1").as_deref(),
             Some("invalid argument \"-1\" for \"--task-history-limit\" flag: must be a whole number from 0 to 100")
         );
+    }
+}
+
+#[cfg(test)]
+mod cert_expiry_tests {
+    use super::cert_expiry;
+
+    #[test]
+    fn cert_expiry_is_a_duration_of_at_least_a_minute() {
+        assert_eq!(cert_expiry(&None).ok(), Some(0));
+        assert_eq!(cert_expiry(&Some("1m".into())).ok(), Some(60_000_000_000));
+        assert_eq!(
+            cert_expiry(&Some("2160h".into())).ok(),
+            Some(2160 * 3600 * 1_000_000_000)
+        );
+        let msg = |v: &str| {
+            cert_expiry(&Some(v.into()))
+                .map_err(|e| e.to_string())
+                .err()
+        };
+        assert_eq!(
+            msg("30s").as_deref(),
+            Some("--cert-expiry: certificate expiry 30s is too short: it must be at least 60s")
+        );
+        assert!(msg("soon").is_some_and(|m| m.starts_with("--cert-expiry: invalid duration")));
     }
 }

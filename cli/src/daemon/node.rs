@@ -239,6 +239,9 @@ impl NodeRuntime {
 
     pub async fn init(&self, req: InitRequest) -> Result<InitResponse, Status> {
         self.dek()?;
+        // Refused before anything is made (0: the default).
+        cert_expiry(req.node_cert_expiry_ns)
+            .map_err(|e| Status::invalid_argument(format!("--cert-expiry: {e}")))?;
         let mut inner = self.inner.lock().await;
         if inner.state.is_some() {
             if req.force_new_cluster {
@@ -304,8 +307,7 @@ impl NodeRuntime {
         advertise: String,
         listen: String,
     ) -> anyhow::Result<String> {
-        let expiry = (req.node_cert_expiry_ns > 0)
-            .then(|| Duration::from_nanos(req.node_cert_expiry_ns as u64));
+        let expiry = cert_expiry(req.node_cert_expiry_ns)?;
         let root =
             RootCa::generate(&cluster_id).map_err(|e| anyhow!("creating the root CA: {e}"))?;
         let (key_pem, csr_pem) =
@@ -1116,6 +1118,16 @@ impl NodeRuntime {
         }
         Ok(())
     }
+}
+
+/// `init --cert-expiry` in nanoseconds (0: the default), checked.
+fn cert_expiry(ns: i64) -> anyhow::Result<Option<Duration>> {
+    if ns == 0 {
+        return Ok(None);
+    }
+    let d = Duration::from_nanos(u64::try_from(ns).unwrap_or(0));
+    rswarm_manager::certificates::check_cert_expiry(d)?;
+    Ok(Some(d))
 }
 
 async fn wait_leader(store: &Store, timeout: Duration) -> anyhow::Result<()> {

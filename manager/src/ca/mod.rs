@@ -34,8 +34,17 @@ pub const CA_COMMON_NAME: &str = "swarm-ca";
 /// How long a root CA is valid: 20 years.
 pub const CA_VALIDITY: Duration = Duration::from_secs(20 * 365 * 24 * 60 * 60);
 /// Certificates start this long before they are made, so that clocks a little
-/// behind the manager's still accept them.
+/// behind the manager's still accept them; a node certificate by at most a
+/// tenth of its validity ([`backdate`]).
 pub const BACKDATE: Duration = Duration::from_secs(5 * 60);
+
+/// How long before its making a node certificate valid for `validity` starts:
+/// [`BACKDATE`], but no more than a tenth of the validity, so that a short
+/// validity (`--cert-expiry 1m`) is not mostly spent before the certificate is
+/// even made (its holder renews at a share of NotBefore..NotAfter).
+pub fn backdate(validity: Duration) -> Duration {
+    BACKDATE.min(validity / 10)
+}
 
 /// Why the CA could not be created, loaded or sign a certificate.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -162,7 +171,7 @@ impl RootCa {
     /// The subject is ours (CN `node_id`, OU from `role`, O `cluster_id`), never
     /// the CSR's; the DNS names are the role's (`swarm-manager` / `swarm-worker`)
     /// and the node ID; extended key usage is server and client authentication.
-    /// Valid from [`BACKDATE`] ago for `validity`, but never past the CA's own
+    /// Valid from [`backdate`] ago for `validity`, but never past the CA's own
     /// expiry.
     pub fn sign_node_csr(
         &self,
@@ -213,7 +222,7 @@ impl RootCa {
         ];
         params.use_authority_key_identifier_extension = true;
         params.serial_number = Some(random_serial());
-        params.not_before = datetime(now - secs(BACKDATE)).map_err(sign_error)?;
+        params.not_before = datetime(now - secs(backdate(validity))).map_err(sign_error)?;
         let not_after = now.saturating_add(secs(validity)).min(ca_not_after);
         params.not_after = datetime(not_after).map_err(sign_error)?;
 
@@ -508,6 +517,39 @@ mod tests {
             ca.sign_node_csr(&csr, "node1", NodeRole::Worker, "cluster1", Duration::ZERO),
             Err(CaError::InvalidValidity(_))
         ));
+    }
+
+    #[test]
+    fn a_short_validity_is_backdated_by_a_tenth_of_it() {
+        assert_eq!(backdate(90 * DAY), BACKDATE);
+        assert_eq!(backdate(Duration::from_secs(60)), Duration::from_secs(6));
+
+        let ca = RootCa::generate("cluster1").expect("generate");
+        let (_key, csr) = keys::new_key_and_csr().expect("csr");
+        let before = unix_now();
+        let pem = ca
+            .sign_node_csr(
+                &csr,
+                "node1",
+                NodeRole::Worker,
+                "cluster1",
+                Duration::from_secs(60),
+            )
+            .expect("sign");
+        let after = unix_now();
+        let validity = parse(&pem).parse_x509().expect("x509").validity().clone();
+        let (not_before, not_after) = (
+            validity.not_before.timestamp(),
+            validity.not_after.timestamp(),
+        );
+        assert!(
+            (before - 6..=after - 6).contains(&not_before),
+            "{not_before}"
+        );
+        assert!(
+            (before + 60..=after + 60).contains(&not_after),
+            "{not_after}"
+        );
     }
 
     #[test]

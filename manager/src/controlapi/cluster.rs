@@ -1,5 +1,8 @@
 //! Control calls on the cluster object: reading it (without the CA key) and
-//! rotating join tokens, and `swarm update` (the task history limit).
+//! rotating join tokens, and `swarm update` (the task history limit, the node
+//! certificate expiry).
+
+use std::time::Duration;
 
 use rswarm_proto::control::{RotateJoinTokenRequest, UpdateClusterRequest};
 use rswarm_proto::identity::token;
@@ -24,20 +27,35 @@ pub fn redact(mut c: Cluster) -> Cluster {
     c
 }
 
-/// `swarm update`: change the settings the request marks as set.
+/// `swarm update`: change the settings the request marks as set (a task
+/// history limit; a certificate expiry, which the next certificates issued
+/// and renewed carry). Every value is checked before anything changes.
 pub async fn update(store: &Store, req: UpdateClusterRequest) -> Result<Cluster, ManagerError> {
-    if !req.task_history_limit_set {
+    if !req.task_history_limit_set && req.node_cert_expiry_ns == 0 {
         return Err(ManagerError::InvalidArgument(
-            "nothing to update: give a setting such as --task-history-limit".into(),
+            "nothing to update: give a setting such as --task-history-limit or --cert-expiry"
+                .into(),
         ));
     }
-    let limit = super::limits::check_task_history(req.task_history_limit)?;
+    let limit = req
+        .task_history_limit_set
+        .then(|| super::limits::check_task_history(req.task_history_limit))
+        .transpose()?;
+    let cert_expiry = match req.node_cert_expiry_ns {
+        0 => None,
+        ns => Some(crate::certificates::check_cert_expiry(
+            Duration::from_nanos(u64::try_from(ns).unwrap_or(0)),
+        )?),
+    };
     loop {
         let mut cluster = objects::cluster(store)?;
-        cluster
-            .spec
-            .get_or_insert_with(Default::default)
-            .task_history_retention_limit = limit;
+        let spec = cluster.spec.get_or_insert_with(Default::default);
+        if let Some(limit) = limit {
+            spec.task_history_retention_limit = limit;
+        }
+        if let Some(ns) = cert_expiry {
+            spec.node_cert_expiry_ns = ns;
+        }
         match store.write(vec![objects::put_cluster(&cluster)]).await {
             Ok(_) => return get(store),
             Err(rswarm_raft::StoreError::Conflict { .. }) => continue,

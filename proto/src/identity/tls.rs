@@ -333,8 +333,6 @@ fn check_pem_certs(pem: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// One line from an error and its sources, without repeating a message that its
-/// source already says, plus what a certificate failure means for rswarm.
 /// Whether a manager that trusts `ca_pem` would accept `cert_pem` as a
 /// client certificate, checked here the way the manager checks it (rustls's
 /// WebPKI client verifier): the manager refuses a certificate of another
@@ -366,9 +364,10 @@ pub fn check_client_certificate(ca_pem: &str, cert_pem: &str) -> Result<(), Stri
         Err(rustls::Error::InvalidCertificate(Cert::UnknownIssuer | Cert::BadSignature)) => {
             Err("it is not signed by this swarm's CA (a certificate of another swarm?)".into())
         }
-        Err(rustls::Error::InvalidCertificate(Cert::Expired | Cert::ExpiredContext { .. })) => {
-            Err("it has expired".into())
+        Err(rustls::Error::InvalidCertificate(Cert::ExpiredContext { time, not_after })) => {
+            Err(format!("it expired {} ago", ago(not_after, time)))
         }
+        Err(rustls::Error::InvalidCertificate(Cert::Expired)) => Err("it has expired".into()),
         Err(rustls::Error::InvalidCertificate(
             Cert::NotValidYet | Cert::NotValidYetContext { .. },
         )) => Err("it is not valid yet; check the clock".into()),
@@ -391,7 +390,7 @@ pub fn explain(err: &(dyn std::error::Error + 'static)) -> String {
                 .map(|p| p.replace(&format!(": {raw}"), "").replace(&raw, ""))
                 .filter(|p| !p.trim().is_empty())
                 .collect();
-            parts.push(hint.to_string());
+            parts.push(hint);
             break;
         }
         let message = e.to_string();
@@ -414,34 +413,49 @@ fn rustls_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rust
         .downcast_ref::<rustls::Error>()
 }
 
-fn certificate_hint(err: &rustls::Error) -> Option<&'static str> {
+fn certificate_hint(err: &rustls::Error) -> Option<String> {
     use rustls::{AlertDescription as Alert, CertificateError as Cert, Error};
-    match err {
+    let hint = match err {
         Error::InvalidCertificate(Cert::UnknownIssuer | Cert::BadSignature) => {
-            Some("the manager's certificate is not signed by this swarm's CA")
+            "the manager's certificate is not signed by this swarm's CA".to_string()
         }
         Error::InvalidCertificate(Cert::NotValidForName | Cert::NotValidForNameContext { .. }) => {
-            Some("the server's certificate is not a manager certificate")
+            "the server's certificate is not a manager certificate".to_string()
         }
-        Error::InvalidCertificate(
-            Cert::Expired
-            | Cert::ExpiredContext { .. }
-            | Cert::NotValidYet
-            | Cert::NotValidYetContext { .. },
-        ) => Some("the manager's certificate is expired or not yet valid; check both clocks"),
-        Error::AlertReceived(
-            Alert::BadCertificate
-            | Alert::UnknownCA
-            | Alert::CertificateExpired
-            | Alert::CertificateUnknown
-            | Alert::DecryptError,
-        ) => Some(
-            "the manager refused this node's certificate; it may be expired or from another cluster",
+        Error::InvalidCertificate(Cert::ExpiredContext { time, not_after }) => format!(
+            "the manager's certificate expired {} ago; check both clocks",
+            ago(*not_after, *time)
         ),
-        Error::InvalidCertificate(_) => Some("the manager's certificate is not acceptable"),
-        Error::AlertReceived(_) => Some("the manager ended the TLS handshake"),
-        _ => None,
-    }
+        Error::InvalidCertificate(Cert::Expired) => {
+            "the manager's certificate has expired; check both clocks".to_string()
+        }
+        Error::InvalidCertificate(Cert::NotValidYet | Cert::NotValidYetContext { .. }) => {
+            "the manager's certificate is not valid yet; check both clocks".to_string()
+        }
+        Error::AlertReceived(Alert::CertificateExpired) => {
+            "the manager refused this node's certificate because it has expired (a node that was away longer than its certificate lasts must leave and join again)".to_string()
+        }
+        Error::AlertReceived(
+            Alert::BadCertificate | Alert::UnknownCA | Alert::CertificateUnknown | Alert::DecryptError,
+        ) => "the manager refused this node's certificate; it may be from another cluster"
+            .to_string(),
+        Error::InvalidCertificate(_) => "the manager's certificate is not acceptable".to_string(),
+        Error::AlertReceived(_) => "the manager ended the TLS handshake".to_string(),
+        _ => return None,
+    };
+    Some(hint)
+}
+
+/// How long before `now` the time `then` was, in words ("3 minutes").
+fn ago(then: UnixTime, now: UnixTime) -> String {
+    let secs = now.as_secs().saturating_sub(then.as_secs());
+    let (n, unit) = match secs {
+        0..=119 => (secs, "second"),
+        120..=7_199 => (secs / 60, "minute"),
+        7_200..=172_799 => (secs / 3_600, "hour"),
+        _ => (secs / 86_400, "day"),
+    };
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
 }
 
 fn explain_status(status: &tonic::Status) -> String {
@@ -591,6 +605,32 @@ mod tests {
         let err = fetch_root_ca("127.0.0.1:1").await.expect_err("refused");
         let message = err.to_string();
         assert!(message.starts_with("connect to 127.0.0.1:1: "), "{message}");
+    }
+
+    #[test]
+    fn an_expired_certificate_is_said_in_one_line_of_words() {
+        use rustls::{AlertDescription, CertificateError};
+        let refused = rustls::Error::AlertReceived(AlertDescription::CertificateExpired);
+        let line = explain(&io::Error::other(refused));
+        assert_eq!(
+            line,
+            "the manager refused this node's certificate because it has expired (a node that was away longer than its certificate lasts must leave and join again)"
+        );
+        let at = |secs| UnixTime::since_unix_epoch(Duration::from_secs(secs));
+        let expired = rustls::Error::InvalidCertificate(CertificateError::ExpiredContext {
+            time: at(1_000_200),
+            not_after: at(1_000_000),
+        });
+        assert_eq!(
+            explain(&expired),
+            "the manager's certificate expired 3 minutes ago; check both clocks"
+        );
+        assert_eq!(ago(at(10), at(11)), "1 second");
+        assert_eq!(ago(at(0), at(3 * 86_400)), "3 days");
+        assert_eq!(ago(at(10), at(5)), "0 seconds");
+        for line in [line, explain(&expired)] {
+            assert!(!line.contains('\n') && !line.contains("Context"), "{line}");
+        }
     }
 
     #[test]
