@@ -1,8 +1,18 @@
 //! Unit tests of `service`.
 
+use std::collections::{HashMap, HashSet};
+
+use super::converge::{snapshot, ProgressWriter};
+use super::logs::{log_prefix, log_timestamp, parse_since, parse_tail, LogContext};
+use super::ls::{parse_service_filters, service_matches};
+use super::scale::parse_scales;
 use super::*;
 use clap::Parser;
-use rswarm_proto::types::{Annotations, Meta, ReplicatedService, ServiceSpec, TaskStatus};
+use rswarm_proto::control::LogLine;
+use rswarm_proto::types::service_spec::Mode;
+use rswarm_proto::types::{
+    Annotations, Meta, ReplicatedService, ServiceSpec, Task, TaskState, TaskStatus,
+};
 
 #[derive(Parser, Debug)]
 struct Cli {

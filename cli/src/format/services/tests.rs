@@ -1,11 +1,17 @@
 //! Unit tests of `services`.
 
+use std::collections::{HashMap, HashSet};
+
+use super::ls::{ports_cell, replicas_cell};
+use super::pretty::go_duration;
 use super::*;
 use crate::servicespec::ServiceFlags;
 use clap::Parser;
 use rswarm_proto::types::port_config::{Protocol, PublishMode};
+use rswarm_proto::types::service_spec::Mode;
 use rswarm_proto::types::{
-    Endpoint, GlobalService, JobStatus, Meta, ReplicatedJob, TaskStatus, Version, VirtualIp,
+    Endpoint, GlobalService, JobStatus, Meta, PortConfig, ReplicatedJob, ServiceSpec, Task,
+    TaskSpec, TaskState, TaskStatus, Version, VirtualIp,
 };
 use serde_json::json;
 

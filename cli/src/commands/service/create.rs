@@ -1,0 +1,51 @@
+//! `service create`: builds and checks the spec from Docker's flags, sends
+//! it, prints the new ID, then waits for the service to converge unless
+//! `--detach` (losing sight of the progress does not fail the create).
+
+use rswarm_proto::control::control_client::ControlClient;
+use rswarm_proto::control::services_client::ServicesClient;
+use rswarm_proto::control::CreateServiceRequest;
+
+use super::converge::{wait_for_convergence, ProgressLost};
+use super::CreateArgs;
+use crate::client::{status_error, ClientOpts};
+
+pub(super) async fn create(opts: &ClientOpts, a: CreateArgs) -> anyhow::Result<()> {
+    let (image, args) = a
+        .image_and_args
+        .split_first()
+        .ok_or_else(|| anyhow::anyhow!("\"service create\" requires at least 1 argument"))?;
+    // Everything is parsed and checked before the first call.
+    if let Some(flag) = a.flags.not_yet_honoured() {
+        anyhow::bail!(
+            "{flag} is not supported yet: rswarm does not run health checks or rolling updates yet, so the setting would be ignored"
+        );
+    }
+    let spec = a.flags.to_spec(image, args)?;
+    // The manager has the final word; refusing early avoids sending 1 MB.
+    rswarm_manager::controlapi::limits::check_spec(&spec).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (channel, _) = opts.connect().await?;
+    let mut services = ServicesClient::new(channel.clone());
+    let service = services
+        .create_service(CreateServiceRequest { spec: Some(spec) })
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    println!("{}", service.id);
+    if a.detach.unwrap_or(false) {
+        return Ok(());
+    }
+    let mut control = ControlClient::new(channel);
+    match wait_for_convergence(&mut services, &mut control, &service.id, a.quiet, false).await {
+        // The service exists: losing sight of its progress is not a failure
+        // of the create.
+        Err(e) if e.is::<ProgressLost>() => {
+            eprintln!(
+                "service {} was created, but its progress could not be followed: {e}",
+                service.id
+            );
+            Ok(())
+        }
+        other => other,
+    }
+}
