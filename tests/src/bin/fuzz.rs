@@ -55,14 +55,14 @@ use tonic::Status;
 #[path = "../../../cli/src/daemon/config.rs"]
 mod daemon_config;
 #[allow(dead_code, unused_imports, clippy::all)]
-#[path = "../../../cli/src/daemon/keys.rs"]
-mod node_keys;
-#[allow(dead_code, unused_imports, clippy::all)]
 #[path = "../../../cli/src/duration.rs"]
 mod duration;
 #[allow(dead_code, unused_imports, clippy::all)]
 #[path = "../../../cli/src/format/mod.rs"]
 mod format;
+#[allow(dead_code, unused_imports, clippy::all)]
+#[path = "../../../cli/src/daemon/keys.rs"]
+mod node_keys;
 #[allow(dead_code, unused_imports, clippy::all)]
 #[path = "../../../cli/src/servicespec/mod.rs"]
 mod servicespec;
