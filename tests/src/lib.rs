@@ -85,6 +85,7 @@ pub mod command;
 pub mod containers;
 pub mod host;
 pub mod images;
+pub mod lists;
 pub mod load;
 mod mounts;
 pub mod network;

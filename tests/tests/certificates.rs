@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use rswarm_tests::lists::nodes;
 use rswarm_tests::{wait_for, Cluster, Host};
 
 /// The CLI's own code for a node's sealed `certificates/node.key` (opened
@@ -147,26 +148,6 @@ impl Copied {
             "-brief",
         ])
     }
-}
-
-/// Hostname → (status, manager status) rows of `node ls` on `host`.
-fn nodes(host: &Host) -> Vec<(String, String, String)> {
-    host.ok(&[
-        "node",
-        "ls",
-        "--format",
-        "{{.Hostname}}|{{.Status}}|{{.ManagerStatus}}",
-    ])
-    .lines()
-    .filter_map(|l| {
-        let mut p = l.split('|');
-        Some((
-            p.next()?.to_string(),
-            p.next()?.to_string(),
-            p.next()?.to_string(),
-        ))
-    })
-    .collect()
 }
 
 fn wait_ready(host: &Host, hostname: &str, manager_status: &[&str]) {

@@ -10,6 +10,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use rswarm_tests::lists::{self, Task};
 use rswarm_tests::{mounts_under, try_wait_for, wait_for, Cluster, Host};
 
 /// How long a service may take to converge (image pull, scheduling, runc,
@@ -18,67 +19,14 @@ const CONVERGE: Duration = Duration::from_secs(90);
 /// How long a node may take to be seen Down, or Ready again.
 const FAILOVER: Duration = Duration::from_secs(60);
 
-/// One line of `service ps`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Task {
-    id: String,
-    name: String,
-    node: String,
-    desired: String,
-    current: String,
-    error: String,
-}
-
-impl Task {
-    fn is_running(&self) -> bool {
-        self.desired == "Running" && self.current.starts_with("Running")
-    }
-}
-
-const TASK_FORMAT: &str =
-    "{{.ID}}|{{.Name}}|{{.Node}}|{{.DesiredState}}|{{.CurrentState}}|{{.Error}}";
-
-/// Waits until `done(tasks of service)`, panicking with the last `service ps` seen.
+/// Waits until `done(tasks of service)` within [`CONVERGE`].
 fn wait_tasks(
     h1: &Host,
     service: &str,
     what: &str,
-    mut done: impl FnMut(&[Task]) -> bool,
+    done: impl FnMut(&[Task]) -> bool,
 ) -> Vec<Task> {
-    let mut last = String::new();
-    let waited = try_wait_for(CONVERGE, what, || {
-        let out = h1.rswarm(&[
-            "service",
-            "ps",
-            service,
-            "--no-trunc",
-            "--format",
-            TASK_FORMAT,
-        ]);
-        last = out.to_string();
-        if !out.success() {
-            return None;
-        }
-        let tasks: Vec<Task> = out
-            .stdout
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|line| {
-                let mut f = line.splitn(6, '|').map(str::trim);
-                let mut next = || f.next().unwrap_or_default().to_string();
-                Task {
-                    id: next(),
-                    name: next().trim_start_matches("\\_").trim().to_string(),
-                    node: next(),
-                    desired: next(),
-                    current: next(),
-                    error: next(),
-                }
-            })
-            .collect();
-        done(&tasks).then_some(tasks)
-    });
-    waited.unwrap_or_else(|err| panic!("{err}\nthe last `service ps {service}` was:\n{last}"))
+    lists::wait_tasks(h1, service, CONVERGE, what, done)
 }
 
 /// The IDs of the running tasks of `service`, once exactly `n` run.

@@ -4,27 +4,8 @@
 
 use std::time::{Duration, Instant};
 
+use rswarm_tests::lists::nodes;
 use rswarm_tests::{wait_for, Cluster, Host};
-
-/// `node ls` on `host` as (hostname, status, manager status) rows.
-fn nodes(host: &Host) -> Vec<(String, String, String)> {
-    host.ok(&[
-        "node",
-        "ls",
-        "--format",
-        "{{.Hostname}}|{{.Status}}|{{.ManagerStatus}}",
-    ])
-    .lines()
-    .filter_map(|l| {
-        let mut p = l.split('|');
-        Some((
-            p.next()?.to_string(),
-            p.next()?.to_string(),
-            p.next()?.to_string(),
-        ))
-    })
-    .collect()
-}
 
 /// The index of the host whose node is the Raft leader, as `asker` sees it.
 fn leader(cluster: &Cluster, asker: &Host) -> Option<usize> {

@@ -14,83 +14,21 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use rswarm_tests::{try_wait_for, wait_for, Cluster, Host};
+use rswarm_tests::lists::{self, tasks, Task};
+use rswarm_tests::{wait_for, Cluster, Host};
 
 /// How long a job or service may take to get where it goes (image pull,
 /// scheduling, runc), with other tests running beside it on two cores.
 const CONVERGE: Duration = Duration::from_secs(90);
 
-/// One line of `service ps`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Task {
-    id: String,
-    name: String,
-    node: String,
-    desired: String,
-    current: String,
-}
-
-impl Task {
-    fn is_complete(&self) -> bool {
-        self.current.starts_with("Complete")
-    }
-
-    fn is_running(&self) -> bool {
-        self.current.starts_with("Running")
-    }
-}
-
-/// Every task of `service` (history included) as `service ps --no-trunc` on
-/// `host` shows it; None if the command fails.
-fn try_tasks(host: &Host, service: &str) -> Option<Vec<Task>> {
-    let out = host.rswarm(&[
-        "service",
-        "ps",
-        service,
-        "--no-trunc",
-        "--format",
-        "{{.ID}}|{{.Name}}|{{.Node}}|{{.DesiredState}}|{{.CurrentState}}",
-    ]);
-    if !out.success() {
-        return None;
-    }
-    let rows = out
-        .stdout
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|line| {
-            let mut f = line.splitn(5, '|').map(str::trim);
-            let mut next = || f.next().unwrap_or_default().to_string();
-            Task {
-                id: next(),
-                name: next().trim_start_matches("\\_").trim().to_string(),
-                node: next(),
-                desired: next(),
-                current: next(),
-            }
-        })
-        .collect();
-    Some(rows)
-}
-
-fn tasks(host: &Host, service: &str) -> Vec<Task> {
-    try_tasks(host, service).unwrap_or_else(|| panic!("`service ps {service}` failed"))
-}
-
-/// Waits until `done(tasks of service)`; panics with the last answer seen.
+/// Waits until `done(tasks of service)` within [`CONVERGE`].
 fn wait_tasks(
     host: &Host,
     service: &str,
     what: &str,
-    mut done: impl FnMut(&[Task]) -> bool,
+    done: impl FnMut(&[Task]) -> bool,
 ) -> Vec<Task> {
-    let mut last = Vec::new();
-    try_wait_for(CONVERGE, what, || {
-        let tasks = try_tasks(host, service)?;
-        last = tasks.clone();
-        done(&tasks).then_some(tasks)
-    })
-    .unwrap_or_else(|err| panic!("{err}\nthe last `service ps {service}` was: {last:#?}"))
+    lists::wait_tasks(host, service, CONVERGE, what, done)
 }
 
 /// The `service ls` row of `service` as `NAME|MODE|REPLICAS`.
@@ -177,7 +115,7 @@ fn a_global_job_runs_once_on_every_node_and_not_on_a_node_that_joins_later() {
     let everywhere = wait_tasks(h1, "everywhere", "the global service on all 4 nodes", |t| {
         let nodes: BTreeSet<String> = t
             .iter()
-            .filter(|t| t.is_running() && t.desired == "Running")
+            .filter(|t| t.is_running())
             .map(|t| t.node.clone())
             .collect();
         nodes == all_four
@@ -239,7 +177,7 @@ fn a_replicated_job_runs_at_most_max_concurrent_at_once_until_n_completions() {
     let done = wait_tasks(h1, "batch", "6 complete runs of the job", |t| {
         let running = t
             .iter()
-            .filter(|t| t.is_running() && t.desired == "Complete")
+            .filter(|t| t.current.starts_with("Running") && t.desired == "Complete")
             .count();
         most_running = most_running.max(running);
         assert!(running <= 2, "more than 2 runs at once: {t:#?}");

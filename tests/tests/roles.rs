@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use rswarm_proto::identity::cert;
 use rswarm_proto::types::NodeRole;
+use rswarm_tests::lists::nodes;
 use rswarm_tests::{wait_for, Cluster, Host};
 
 /// Copies of a node's CA, certificate and key taken at one moment.
@@ -71,26 +72,6 @@ impl TlsFiles {
 fn role_of(cert_file: &Path) -> NodeRole {
     let pem = std::fs::read_to_string(cert_file).unwrap();
     cert::parse_cert_pem(&pem).unwrap().role
-}
-
-/// Hostname → (status, manager status) from `node ls` on `host`.
-fn nodes(host: &Host) -> Vec<(String, String, String)> {
-    host.ok(&[
-        "node",
-        "ls",
-        "--format",
-        "{{.Hostname}}|{{.Status}}|{{.ManagerStatus}}",
-    ])
-    .lines()
-    .filter_map(|l| {
-        let mut p = l.split('|');
-        Some((
-            p.next()?.to_string(),
-            p.next()?.to_string(),
-            p.next()?.to_string(),
-        ))
-    })
-    .collect()
 }
 
 fn wait_managers(host: &Host, want: usize) {

@@ -7,7 +7,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use rswarm_tests::{images, try_wait_for, wait_for, Cluster, Host};
+use rswarm_tests::lists::{running_per_node, tasks, wait_tasks, Task};
+use rswarm_tests::{images, wait_for, Cluster, Host};
 
 /// How long a service may take to converge (image pull, scheduling, runc), with
 /// other tests running beside it on two cores.
@@ -16,56 +17,6 @@ const CONVERGE: Duration = Duration::from_secs(90);
 const FAILOVER: Duration = Duration::from_secs(60);
 /// How long `service create` may take when it waits for its tasks (no `--detach`).
 const CREATE_TIMEOUT: Duration = Duration::from_secs(150);
-
-/// One line of `service ps` / `node ps`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Task {
-    id: String,
-    name: String,
-    node: String,
-    desired: String,
-    current: String,
-    error: String,
-}
-
-impl Task {
-    fn is_running(&self) -> bool {
-        self.desired == "Running" && self.current.starts_with("Running")
-    }
-}
-
-const TASK_FORMAT: &str =
-    "{{.ID}}|{{.Name}}|{{.Node}}|{{.DesiredState}}|{{.CurrentState}}|{{.Error}}";
-
-fn parse_tasks(out: &str) -> Vec<Task> {
-    out.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|line| {
-            let mut f = line.splitn(6, '|').map(str::trim);
-            let mut next = || f.next().unwrap_or_default().to_string();
-            Task {
-                id: next(),
-                name: next().trim_start_matches("\\_").trim().to_string(),
-                node: next(),
-                desired: next(),
-                current: next(),
-                error: next(),
-            }
-        })
-        .collect()
-}
-
-/// Every task of `service` (history included), as `service ps --no-trunc` on `host`.
-fn tasks(host: &Host, service: &str) -> Vec<Task> {
-    parse_tasks(&host.ok(&[
-        "service",
-        "ps",
-        service,
-        "--no-trunc",
-        "--format",
-        TASK_FORMAT,
-    ]))
-}
 
 /// A positive event for absence checks: the orchestrator's clock has passed a
 /// restart delay of `delay` since now. Creates a service whose one task fails,
@@ -127,49 +78,12 @@ fn agent_caught_up(h1: &Host, image: &str, host: &Host) {
     });
 }
 
-/// Running tasks (desired Running, current Running) per node name.
-fn running_per_node(tasks: &[Task]) -> BTreeMap<String, usize> {
-    let mut per_node = BTreeMap::new();
-    for task in tasks.iter().filter(|t| t.is_running()) {
-        *per_node.entry(task.node.clone()).or_insert(0) += 1;
-    }
-    per_node
-}
-
 fn counts(pairs: &[(&str, usize)]) -> BTreeMap<String, usize> {
     pairs
         .iter()
         .filter(|(_, n)| *n > 0)
         .map(|(node, n)| (node.to_string(), *n))
         .collect()
-}
-
-/// Waits until `done(tasks of service)`, panicking with the last `service ps` seen.
-fn wait_tasks(
-    host: &Host,
-    service: &str,
-    timeout: Duration,
-    what: &str,
-    mut done: impl FnMut(&[Task]) -> bool,
-) -> Vec<Task> {
-    let mut last = String::new();
-    let waited = try_wait_for(timeout, what, || {
-        let out = host.rswarm(&[
-            "service",
-            "ps",
-            service,
-            "--no-trunc",
-            "--format",
-            TASK_FORMAT,
-        ]);
-        last = out.to_string();
-        if !out.success() {
-            return None;
-        }
-        let tasks = parse_tasks(&out.stdout);
-        done(&tasks).then_some(tasks)
-    });
-    waited.unwrap_or_else(|err| panic!("{err}\nthe last `service ps {service}` was:\n{last}"))
 }
 
 /// Waits until the running tasks of `service` per node are exactly `expected`.
