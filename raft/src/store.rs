@@ -17,6 +17,7 @@
 //!   atomic sled batch that rides on the next fsync. After a crash the state
 //!   machine is at some earlier entry and the rest is re-applied from the log.
 
+mod checks;
 mod compaction;
 mod heal;
 mod layout;
@@ -44,6 +45,7 @@ use crate::network::{Connector, Network};
 use crate::service::RaftService;
 use crate::types::{Change, Object, Op, RaftStatus, Request, Response, TypeConfig};
 use crate::wire::{ProposeReply, MAX_MESSAGE_BYTES};
+use checks::{check_member_addr, validate};
 
 /// How many changes the watch channel buffers per receiver.
 const WATCH_CAPACITY: usize = 65_536;
@@ -725,43 +727,6 @@ impl Store {
     pub(crate) fn raft_metrics(&self) -> openraft::RaftMetrics<u64, BasicNode> {
         self.inner.raft().metrics().borrow().clone()
     }
-}
-
-/// A manager's Raft address must be `host:port` (found by the fuzzing harness:
-/// an empty one was added as a learner that could never be reached).
-fn check_member_addr(addr: &str) -> Result<(), StoreError> {
-    let valid = addr.len() <= 255
-        && addr.rsplit_once(':').is_some_and(|(host, port)| {
-            !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
-        });
-    if valid {
-        Ok(())
-    } else {
-        Err(StoreError::Membership(format!(
-            "manager address {addr:?} is not host:port"
-        )))
-    }
-}
-
-fn validate(ops: &[Op]) -> Result<(), StoreError> {
-    if ops.is_empty() {
-        return Err(StoreError::InvalidOp("empty write batch".into()));
-    }
-    for op in ops {
-        if op.kind().is_empty() || op.kind().contains('\0') {
-            return Err(StoreError::InvalidOp(format!(
-                "object kind {:?} must be non-empty and without NUL",
-                op.kind()
-            )));
-        }
-        if op.id().is_empty() {
-            return Err(StoreError::InvalidOp(format!(
-                "{} with an empty id",
-                op.kind()
-            )));
-        }
-    }
-    Ok(())
 }
 
 fn decode_message<M: prost::Message + Default>(object: &Object) -> Result<(u64, M), StoreError> {
