@@ -5,29 +5,13 @@
 
 use std::sync::Arc;
 
-use rswarm_proto::types::{Task, TaskState, TaskStatus};
+use rswarm_proto::types::{Task, TaskState};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::taskstate::{drive, Report};
-use super::testing::{Fake, FakeController, PATIENCE};
+use super::testing::{assigned, task, Fake, FakeController, PATIENCE};
 use super::Exit;
-
-fn task(id: &str, state: TaskState, desired: TaskState) -> Task {
-    Task {
-        id: id.into(),
-        desired_state: desired as i32,
-        status: Some(TaskStatus {
-            state: state as i32,
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-fn assigned(id: &str) -> Task {
-    task(id, TaskState::Assigned, TaskState::Running)
-}
 
 /// One driven task: the manager's side of it.
 struct Driven {

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use rswarm_proto::types::Task;
+use rswarm_proto::types::{Task, TaskState, TaskStatus};
 use tokio::sync::{watch, Semaphore};
 
 use super::{Controller, ExecError, Existing, Exit};
@@ -288,4 +288,22 @@ impl Controller for FakeController {
             Fake::Stopped(_) => Existing::Stopped,
         }))
     }
+}
+
+/// A task in `state`, wanted in `desired`.
+pub(crate) fn task(id: &str, state: TaskState, desired: TaskState) -> Task {
+    Task {
+        id: id.into(),
+        desired_state: desired as i32,
+        status: Some(TaskStatus {
+            state: state as i32,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// A task just assigned to this node, wanted Running.
+pub(crate) fn assigned(id: &str) -> Task {
+    task(id, TaskState::Assigned, TaskState::Running)
 }

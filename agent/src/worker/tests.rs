@@ -9,28 +9,12 @@ use std::sync::Arc;
 use rswarm_proto::dispatcher::assignment_change::Action;
 use rswarm_proto::dispatcher::assignments_message::Type as MsgType;
 use rswarm_proto::dispatcher::{AssignmentChange, AssignmentsMessage};
-use rswarm_proto::types::{Task, TaskState, TaskStatus};
+use rswarm_proto::types::{Task, TaskState};
 use tokio::sync::watch;
 
 use super::*;
-use crate::exec::testing::{Fake, FakeController};
+use crate::exec::testing::{assigned, task, Fake, FakeController};
 use crate::testing::FakeManager;
-
-fn task(id: &str, state: TaskState, desired: TaskState) -> Task {
-    Task {
-        id: id.into(),
-        desired_state: desired as i32,
-        status: Some(TaskStatus {
-            state: state as i32,
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-fn assigned(id: &str) -> Task {
-    task(id, TaskState::Assigned, TaskState::Running)
-}
 
 fn message(kind: MsgType, changes: Vec<(Action, Task)>) -> AssignmentsMessage {
     AssignmentsMessage {
