@@ -5,6 +5,7 @@
 
 mod client;
 mod commands;
+mod compose;
 mod daemon;
 mod duration;
 mod format;
@@ -71,6 +72,9 @@ enum Command {
     /// Manage services
     #[command(subcommand)]
     Service(commands::service::ServiceCommand),
+    /// Manage stacks (applications described in Compose files)
+    #[command(subcommand)]
+    Stack(commands::stack::StackCommand),
     /// Manage images on the node
     #[command(subcommand)]
     Image(commands::image::ImageCommand),
@@ -114,7 +118,11 @@ fn main() {
         other => run_client(opts, other),
     };
     if let Err(e) = result {
-        eprintln!("{}", one_line(&e));
+        match e.downcast_ref::<compose::Problems>() {
+            // Every problem of a Compose file, one line each.
+            Some(problems) => problems.0.iter().for_each(|p| eprintln!("{p}")),
+            None => eprintln!("{}", one_line(&e)),
+        }
         std::process::exit(1);
     }
 }
@@ -136,8 +144,13 @@ fn exit_on_usage_error(e: clap::Error) -> ! {
     let usage = rendered
         .lines()
         .find_map(|l| l.trim().strip_prefix("Usage: "))
-        .and_then(|u| u.split(" [").next())
-        .map(|u| u.split(" <").next().unwrap_or(u).trim().to_string());
+        .map(|u| {
+            // The command words, up to the first argument or option.
+            u.split_whitespace()
+                .take_while(|w| !w.starts_with(['-', '<', '[']))
+                .collect::<Vec<_>>()
+                .join(" ")
+        });
     match usage {
         Some(u) => eprintln!("{first} (see '{u} --help')"),
         None => eprintln!("{first}"),
@@ -194,6 +207,7 @@ fn run_client(opts: client::ClientOpts, command: Command) -> anyhow::Result<()> 
             Command::Swarm(c) => commands::swarm::run(&opts, c).await,
             Command::Node(c) => commands::node::run(&opts, c).await,
             Command::Service(c) => commands::service::run(&opts, c).await,
+            Command::Stack(c) => commands::stack::run(&opts, c).await,
             Command::Image(c) => commands::image::run(&opts, c).await,
             Command::Exec(a) => commands::exec::run(&opts, a).await,
             Command::Network(c) => commands::network::run(&opts, c).await,

@@ -6,6 +6,7 @@ pub mod lists;
 pub mod network;
 pub mod node;
 pub mod service;
+pub mod stack;
 pub mod swarm;
 pub mod system;
 pub mod task;
