@@ -1,16 +1,13 @@
 //! The session against stand-in managers over real mutual TLS on loopback:
-//! a test CA (rcgen) signs the managers' and the node's certificates as the
-//! cluster's CA does, and each stand-in serves the Dispatcher (answers a
+//! the manager's CA signs the managers' and the node's certificates, and each stand-in serves the Dispatcher (answers a
 //! test scripts) and the CA's renewal. What is checked is what the daemon
 //! and the worker see: heartbeats, the leader channel, failover, the events.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use rcgen::{
-    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
-    DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, PublicKeyData, SanType,
-};
+use rcgen::{CertificateParams, KeyPair};
+use rswarm_manager::ca::RootCa;
 use rswarm_proto::ca::ca_server::{Ca, CaServer};
 use rswarm_proto::ca::{
     GetRootCaCertificateRequest, GetRootCaCertificateResponse, IssueNodeCertificateRequest,
@@ -18,7 +15,7 @@ use rswarm_proto::ca::{
 };
 use rswarm_proto::dispatcher::dispatcher_server::{Dispatcher, DispatcherServer};
 use rswarm_proto::dispatcher::{HeartbeatResponse, Manager};
-use rswarm_proto::identity::cert::{role_ou, NodeIdentity};
+use rswarm_proto::identity::cert::NodeIdentity;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -30,59 +27,39 @@ use super::*;
 const PATIENCE: Duration = Duration::from_secs(15);
 const CLUSTER: &str = "testcluster";
 
-/// The cluster's CA, as `rswarm init` makes it.
+/// The cluster's CA: the manager's own (`rswarm_manager::ca::RootCa`).
 struct TestCa {
-    issuer: Issuer<'static, KeyPair>,
-    pem: String,
+    root: RootCa,
 }
 
 impl TestCa {
     fn new() -> Arc<TestCa> {
-        let key = KeyPair::generate().expect("CA key");
-        let mut params = CertificateParams::default();
-        params.distinguished_name = DistinguishedName::new();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "swarm-ca");
-        params
-            .distinguished_name
-            .push(DnType::OrganizationName, CLUSTER);
-        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let pem = params.self_signed(&key).expect("CA certificate").pem();
         Arc::new(TestCa {
-            issuer: Issuer::new(params, key),
-            pem,
+            root: RootCa::generate(CLUSTER).expect("CA"),
         })
     }
 
-    /// A node certificate for `public_key`: CN node ID, OU role, O cluster.
-    fn sign(&self, node_id: &str, role: NodeRole, public_key: &impl PublicKeyData) -> String {
-        let mut params = CertificateParams::default();
-        params.distinguished_name = DistinguishedName::new();
-        params.distinguished_name.push(DnType::CommonName, node_id);
-        params
-            .distinguished_name
-            .push(DnType::OrganizationalUnitName, role_ou(role));
-        params
-            .distinguished_name
-            .push(DnType::OrganizationName, CLUSTER);
-        params.subject_alt_names = [role_ou(role), node_id]
-            .into_iter()
-            .map(|n| SanType::DnsName(n.try_into().expect("DNS name")))
-            .collect();
-        params.use_authority_key_identifier_extension = true;
-        params
-            .signed_by(public_key, &self.issuer)
+    fn pem(&self) -> String {
+        self.root.cert_pem.clone()
+    }
+
+    /// A node certificate for the key behind `csr_pem`, as the CA signs it.
+    fn sign(&self, node_id: &str, role: NodeRole, csr_pem: &str) -> String {
+        self.root
+            .sign_node_csr(csr_pem, node_id, role, CLUSTER, Duration::from_secs(3600))
             .expect("node certificate")
-            .pem()
     }
 
     fn node(&self, node_id: &str, role: NodeRole) -> tls::NodeTls {
         let key = KeyPair::generate().expect("node key");
+        let csr = CertificateParams::default()
+            .serialize_request(&key)
+            .expect("CSR")
+            .pem()
+            .expect("CSR PEM");
         tls::NodeTls {
-            ca_pem: self.pem.clone(),
-            cert_pem: self.sign(node_id, role, &key),
+            ca_pem: self.pem(),
+            cert_pem: self.sign(node_id, role, &csr),
             key_pem: key.serialize_pem(),
         }
     }
@@ -217,16 +194,15 @@ impl Ca for Served {
     ) -> Result<Response<IssueNodeCertificateResponse>, Status> {
         let caller = tls::peer_identity(&req)
             .ok_or_else(|| Status::unauthenticated("no client certificate"))?;
-        let csr = CertificateSigningRequestParams::from_pem(&req.into_inner().csr_pem)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let csr_pem = req.into_inner().csr_pem;
         let role = *lock(&self.0.renew_as);
         Ok(Response::new(IssueNodeCertificateResponse {
             node_id: caller.node_id.clone(),
-            certificate_pem: self.0.ca.sign(&caller.node_id, role, &csr.public_key),
+            certificate_pem: self.0.ca.sign(&caller.node_id, role, &csr_pem),
             role: role as i32,
             cluster_id: CLUSTER.into(),
             managers: vec![],
-            ca_certificate_pem: self.0.ca.pem.clone(),
+            ca_certificate_pem: self.0.ca.pem(),
         }))
     }
 }
