@@ -16,6 +16,7 @@ pub mod certificates;
 pub mod controlapi;
 pub mod dispatcher;
 pub mod error;
+pub mod leader;
 pub mod listener;
 pub mod objects;
 pub mod orchestrator;
@@ -104,50 +105,25 @@ pub struct Manager {
     connector: Arc<TlsConnector>,
     agents: Arc<dispatcher::agents::AgentRegistry>,
     dispatcher: dispatcher::DispatcherService,
-    loops: JoinHandle<()>,
-    orchestrator: JoinHandle<()>,
-    allocator: JoinHandle<()>,
-    scheduler: JoinHandle<()>,
+    /// The leader supervisor: runs the leader-only loops while this
+    /// manager leads.
+    leader: JoinHandle<()>,
     tcp: Mutex<Option<TcpServer>>,
 }
 
 impl Manager {
-    /// Start the manager's loops on an opened store.
+    /// Start the manager on an opened store: the leader supervisor (which
+    /// runs the leader-only loops while this manager leads).
     pub fn start(store: Store, cluster_id: String, connector: Arc<TlsConnector>) -> Arc<Manager> {
         let dispatcher = dispatcher::DispatcherService::new(store.clone());
-        let loops = {
-            let store = store.clone();
-            let dispatcher = dispatcher.clone();
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(dispatcher::CHECK_EVERY);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    tick.tick().await;
-                    if let Err(e) = dispatcher.check_heartbeats().await {
-                        tracing::debug!(error = %e, "heartbeat check");
-                    }
-                    if let Err(e) = roles::reconcile(&store).await {
-                        tracing::debug!(error = %e, "role reconciliation");
-                    }
-                    if let Err(e) = ca::rotation::reconcile(&store).await {
-                        tracing::debug!(error = %e, "root CA rotation");
-                    }
-                }
-            })
-        };
-        let orchestrator = orchestrator::spawn(store.clone());
-        let allocator = allocator::spawn(store.clone());
-        let scheduler = scheduler::spawn(store.clone());
+        let leader = leader::supervise(store.clone(), leader::every_loop(dispatcher.clone()));
         Arc::new(Manager {
             store,
             cluster_id,
             connector,
             agents: Arc::new(dispatcher::agents::AgentRegistry::default()),
             dispatcher,
-            loops,
-            orchestrator,
-            allocator,
-            scheduler,
+            leader,
             tcp: Mutex::new(None),
         })
     }
@@ -271,10 +247,7 @@ impl Manager {
 
     /// Stop loops, the TCP server and the store.
     pub async fn stop(&self) {
-        self.loops.abort();
-        self.orchestrator.abort();
-        self.allocator.abort();
-        self.scheduler.abort();
+        self.leader.abort();
         self.stop_tcp();
         if let Err(e) = self.store.shutdown().await {
             tracing::warn!(error = %e, "store shutdown");

@@ -89,6 +89,12 @@ impl Seen {
         self.last_check = Some(now);
     }
 
+    /// Leadership is gone: the next term starts afresh.
+    fn forget_term(&mut self) {
+        self.led = None;
+        self.last_check = None;
+    }
+
     /// Note this pass's leadership: a new term (or leadership regained)
     /// starts afresh, forgetting what an earlier term heard.
     fn lead(&mut self, term: u64, now: Instant) {
@@ -184,8 +190,7 @@ impl DispatcherService {
                 .lock()
                 .map_err(|_| ManagerError::Internal("dispatcher lock poisoned".into()))?;
             if !self.store.is_leader() {
-                seen.led = None;
-                seen.last_check = None;
+                seen.forget_term();
                 return Ok(());
             }
             seen.forgive_stall(now);
@@ -221,6 +226,14 @@ impl DispatcherService {
             }
         }
         Ok(())
+    }
+
+    /// This manager stopped leading (the leader supervisor stopped the
+    /// check): forget the term, so a later one starts afresh.
+    pub(crate) fn forget_term(&self) {
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.forget_term();
+        }
     }
 
     /// A heartbeat from `node_id` reached this manager while it leads.
