@@ -1,9 +1,11 @@
 //! The manager: everything a manager node runs on top of the replicated
 //! store — the Control API (`controlapi`), the CA service that admits and
 //! renews nodes (`certificates`, signing in `ca`), the dispatcher that keeps
-//! node liveness (`dispatcher`), Raft membership following node roles
-//! (`roles`), the creation of a new swarm (`bootstrap`) and who may call
-//! what over TCP (`auth`).
+//! node liveness and carries tasks to agents (`dispatcher`), the leader-only
+//! loops (`orchestrator`, `allocator`, `scheduler`, and Raft membership
+//! following node roles in `roles`) started and stopped by the leader
+//! supervisor (`leader`), the creation of a new swarm (`bootstrap`) and who
+//! may call what over TCP (`auth`).
 //!
 //! Not here: the node process itself (the `rswarm` binary's `daemon`), the
 //! agent, and the store's consensus (`rswarm-raft`).

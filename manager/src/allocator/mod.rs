@@ -9,7 +9,11 @@
 //!   gateway and VNI (the Control API creates networks with it), the
 //!   `ingress` network made at `init`, and attachment targets;
 //! - `state`: the leader's in-memory accounting (who holds which address,
-//!   which tasks wait in NEW), rebuilt from the objects.
+//!   which tasks wait in NEW), rebuilt from the objects;
+//! - `addresses`: what one service, task or node gets (decisions only);
+//! - `writes`: writing services' VIPs and nodes' addresses back;
+//! - `ports`: the published-port rule (dynamic ports, ingress conflicts),
+//!   which the Control API applies inside `service create` and `update`.
 //!
 //! What the loop does:
 //! - **Services** (endpoint mode `vip`, the default): one VIP per network the
@@ -45,15 +49,16 @@
 //!   logged, nothing fails) and tried again when an address is freed. The
 //!   address goes back when the node object is deleted (`node rm`).
 //!
-//! Only the Raft leader allocates. Every allocation lives in the objects, so
-//! a manager that becomes leader rebuilds the accounting from the store
-//! (tasks, then services, then nodes) before deciding anything, and never
-//! hands out an address twice. Writes go in batches with version checks: a
-//! refused task write is rolled back (its addresses freed) and decided again
-//! from the store's copy; a refused service or node write (the dispatcher,
-//! certificate renewals and `node update` write nodes too) frees its new
-//! addresses, re-reads the object and decides again, so no one else's
-//! fields are ever overwritten.
+//! Only the Raft leader allocates: the leader supervisor (`crate::leader`)
+//! runs [`run`] while this manager leads. Every allocation lives in the
+//! objects, so a manager that becomes leader rebuilds the accounting from
+//! the store (tasks, then services, then nodes) before deciding anything,
+//! and never hands out an address twice. Writes go in batches with version
+//! checks: a refused task write is rolled back (its addresses freed) and
+//! decided again from the store's copy; a refused service or node write (the
+//! dispatcher, certificate renewals and `node update` write nodes too) frees
+//! its new addresses, re-reads the object and decides again, so no one
+//! else's fields are ever overwritten.
 
 mod addresses;
 pub mod ipam;

@@ -8,6 +8,10 @@
 //! leader tells a node it was removed (a follower's store may not have the
 //! node yet).
 //!
+//! The check (`check_heartbeats`) runs in the leader supervisor's
+//! housekeeping loop (`crate::leader`); when this manager stops leading,
+//! the supervisor has it forget the term (`forget_term`).
+//!
 //! A node is only blamed for time the dispatcher was listening: when the
 //! check itself ran late (this manager's process was too busy to run it,
 //! and so perhaps to take the heartbeats that were waiting), every node's

@@ -5,7 +5,7 @@
 //! - `global`: one task per eligible node, including nodes that join later;
 //! - `jobs`: replicated and global jobs, run to completion;
 //! - `restart`: the restart policy (condition, delay, attempts, window);
-//! - `update`: replacing tasks of an older spec (rolling updates build here);
+//! - `update`: replacing tasks of an older spec, all in one pass;
 //! - `reaper`: task history per slot, and removed services' tasks;
 //! - `task`: making new tasks and the task state rules the loops share;
 //! - `plan`: what one pass decided; `view`: the in-memory copy of the store
@@ -16,10 +16,12 @@
 //! batches. The scheduler then places the PENDING tasks it creates, and the
 //! dispatcher carries desired states to agents and their reports back.
 //!
-//! Only the Raft leader orchestrates. A follower idles; a manager that
-//! becomes leader loads everything and reconciles every service, so nothing
-//! depends on what a previous leader kept in memory (restart delays are
-//! counted again from when this leader first sees a task end).
+//! Only the Raft leader orchestrates: the leader supervisor
+//! (`crate::leader`) runs [`run`] while this manager leads and aborts it
+//! when it stops. A manager that becomes leader loads everything and
+//! reconciles every service, so nothing depends on what a previous leader
+//! kept in memory (restart delays are counted again from when this leader
+//! first sees a task end).
 
 mod global;
 mod jobs;

@@ -18,7 +18,8 @@
 //! Per-node load (`nodeinfo`) is kept up to date task by task from the
 //! store's change stream, so a pass costs what is pending, not what runs.
 //! Each pass is written as one batch (in chunks). Only the Raft leader
-//! schedules; a follower idles.
+//! schedules: the leader supervisor (`crate::leader`) runs [`run`] while
+//! this manager leads and aborts it when it stops.
 
 pub(crate) mod constraint;
 pub(crate) mod filter;
