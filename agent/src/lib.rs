@@ -1,7 +1,15 @@
-//! The agent: what every node runs. Today it is the node's session with the
-//! managers (`session`): heartbeats to the leader, failover between managers,
-//! and certificate renewal, which is how a promotion or demotion reaches the
-//! node. Later issues add the task executor beside it.
+//! The agent: what every node runs.
+//!
+//! - `session`: the node's session with the managers — heartbeats to the
+//!   leader, failover between managers (`managers`) and certificate renewal
+//!   (`renewal`), which is how a promotion or demotion reaches the node;
+//! - `worker`: keeps this node's tasks in line with the leader's
+//!   assignments, one driver per task through the executor (`exec`), over
+//!   the container runtime (`runtime`, runc) and the image store (`image`);
+//!   task states go back in batches (`reporter`), and the leader's log and
+//!   exec requests are served (`subscriptions`);
+//! - `netplane`: the node's side of networking (overlay segments, task
+//!   namespaces, service VIPs, the routing mesh, embedded DNS).
 
 pub mod exec;
 pub mod image;

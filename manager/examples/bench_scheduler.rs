@@ -16,7 +16,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use prost::Message;
-use rswarm_manager::{ca, objects, orchestrator, scheduler};
+use rswarm_manager::leader::{supervise, LeaderLoop};
+use rswarm_manager::{allocator, ca, objects, orchestrator, scheduler};
 use rswarm_proto::types::service_spec::Mode;
 use rswarm_proto::types::{
     Annotations, ContainerSpec, Node, NodeAvailability, NodeDescription, NodeRole, NodeSpec,
@@ -181,10 +182,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     println!("{nodes} nodes, {services} services x {replicas} replicas = {total} tasks");
 
-    let _orchestrator = orchestrator::spawn(store.clone());
+    let _orchestrator = supervise(
+        store.clone(),
+        vec![LeaderLoop::new("orchestrator", orchestrator::run)],
+    );
     // NEW -> PENDING (tasks without networks move straight on).
-    let _allocator = rswarm_manager::allocator::spawn(store.clone());
-    let mut scheduler = together.then(|| scheduler::spawn(store.clone()));
+    let _allocator = supervise(
+        store.clone(),
+        vec![LeaderLoop::new("allocator", allocator::run)],
+    );
+    let mut scheduler = together.then(|| run_scheduler(&store));
     // Let the loops take leadership and load the (empty) task set.
     tokio::time::sleep(Duration::from_millis(600)).await;
 
@@ -202,7 +209,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         tally.created.len() as f64 / created.as_secs_f64().max(1e-9)
     );
     if scheduler.is_none() {
-        scheduler = Some(scheduler::spawn(store.clone()));
+        scheduler = Some(run_scheduler(&store));
     }
     let placing = tally.until(&store, |t| t.assigned.len() >= total).await?;
     let placed = tally.assigned.len();
@@ -239,4 +246,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     store.shutdown().await?;
     Ok(())
+}
+
+/// The scheduler alone under its own supervisor (started late in one mode).
+fn run_scheduler(store: &Store) -> tokio::task::JoinHandle<()> {
+    supervise(
+        store.clone(),
+        vec![LeaderLoop::new("scheduler", scheduler::run)],
+    )
 }

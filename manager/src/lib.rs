@@ -1,9 +1,11 @@
 //! The manager: everything a manager node runs on top of the replicated
 //! store — the Control API (`controlapi`), the CA service that admits and
 //! renews nodes (`certificates`, signing in `ca`), the dispatcher that keeps
-//! node liveness (`dispatcher`), Raft membership following node roles
-//! (`roles`), the creation of a new swarm (`bootstrap`) and who may call
-//! what over TCP (`auth`).
+//! node liveness and carries tasks to agents (`dispatcher`), the leader-only
+//! loops (`orchestrator`, `allocator`, `scheduler`, and Raft membership
+//! following node roles in `roles`) started and stopped by the leader
+//! supervisor (`leader`), the creation of a new swarm (`bootstrap`) and who
+//! may call what over TCP (`auth`).
 //!
 //! Not here: the node process itself (the `rswarm` binary's `daemon`), the
 //! agent, and the store's consensus (`rswarm-raft`).
@@ -16,6 +18,7 @@ pub mod certificates;
 pub mod controlapi;
 pub mod dispatcher;
 pub mod error;
+pub mod leader;
 pub mod listener;
 pub mod objects;
 pub mod orchestrator;
@@ -104,50 +107,25 @@ pub struct Manager {
     connector: Arc<TlsConnector>,
     agents: Arc<dispatcher::agents::AgentRegistry>,
     dispatcher: dispatcher::DispatcherService,
-    loops: JoinHandle<()>,
-    orchestrator: JoinHandle<()>,
-    allocator: JoinHandle<()>,
-    scheduler: JoinHandle<()>,
+    /// The leader supervisor: runs the leader-only loops while this
+    /// manager leads.
+    leader: JoinHandle<()>,
     tcp: Mutex<Option<TcpServer>>,
 }
 
 impl Manager {
-    /// Start the manager's loops on an opened store.
+    /// Start the manager on an opened store: the leader supervisor (which
+    /// runs the leader-only loops while this manager leads).
     pub fn start(store: Store, cluster_id: String, connector: Arc<TlsConnector>) -> Arc<Manager> {
         let dispatcher = dispatcher::DispatcherService::new(store.clone());
-        let loops = {
-            let store = store.clone();
-            let dispatcher = dispatcher.clone();
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(dispatcher::CHECK_EVERY);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    tick.tick().await;
-                    if let Err(e) = dispatcher.check_heartbeats().await {
-                        tracing::debug!(error = %e, "heartbeat check");
-                    }
-                    if let Err(e) = roles::reconcile(&store).await {
-                        tracing::debug!(error = %e, "role reconciliation");
-                    }
-                    if let Err(e) = ca::rotation::reconcile(&store).await {
-                        tracing::debug!(error = %e, "root CA rotation");
-                    }
-                }
-            })
-        };
-        let orchestrator = orchestrator::spawn(store.clone());
-        let allocator = allocator::spawn(store.clone());
-        let scheduler = scheduler::spawn(store.clone());
+        let leader = leader::supervise(store.clone(), leader::every_loop(dispatcher.clone()));
         Arc::new(Manager {
             store,
             cluster_id,
             connector,
             agents: Arc::new(dispatcher::agents::AgentRegistry::default()),
             dispatcher,
-            loops,
-            orchestrator,
-            allocator,
-            scheduler,
+            leader,
             tcp: Mutex::new(None),
         })
     }
@@ -271,10 +249,7 @@ impl Manager {
 
     /// Stop loops, the TCP server and the store.
     pub async fn stop(&self) {
-        self.loops.abort();
-        self.orchestrator.abort();
-        self.allocator.abort();
-        self.scheduler.abort();
+        self.leader.abort();
         self.stop_tcp();
         if let Err(e) = self.store.shutdown().await {
             tracing::warn!(error = %e, "store shutdown");

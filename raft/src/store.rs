@@ -2,7 +2,8 @@
 //! openraft over the sled backend (`store::log`, `store::state_machine`), sends
 //! writes and membership changes to the leader (itself, or through `forward`),
 //! answers reads from the local copy, and exposes the change stream, the Raft
-//! status and the gRPC service other managers call.
+//! status and who leads (`store::leadership`, with a wait for this manager's
+//! leadership to change), and the gRPC service other managers call.
 //!
 //! Choices worth knowing:
 //! - `write` retries only while nothing can have been proposed (no leader known,
@@ -21,6 +22,7 @@ mod checks;
 mod compaction;
 mod heal;
 mod layout;
+mod leadership;
 mod log;
 mod recovery;
 pub mod sealed;
@@ -38,12 +40,13 @@ use tokio::sync::broadcast;
 use tokio::time::Instant;
 
 use self::layout::{decode_object, kind_prefix, object_key, parse_object_key, Db};
+use self::leadership::Leader;
 use crate::config::StoreConfig;
 use crate::error::StoreError;
 use crate::forward::{ForwardError, Forwarder};
 use crate::network::{Connector, Network};
 use crate::service::RaftService;
-use crate::types::{Change, Object, Op, RaftStatus, Request, Response, TypeConfig};
+use crate::types::{Change, Object, Op, Request, Response, TypeConfig};
 use crate::wire::{ProposeReply, MAX_MESSAGE_BYTES};
 use checks::{check_member_addr, validate};
 
@@ -127,13 +130,6 @@ impl Drop for Inner {
             });
         }
     }
-}
-
-/// Where a request for the leader should go right now.
-enum Leader {
-    Me,
-    Remote(String),
-    Unknown,
 }
 
 impl Store {
@@ -621,61 +617,6 @@ impl Store {
                     return Err(LocalError::Failed(self.write_fatal(e)))
                 }
             }
-        }
-    }
-
-    /// A point-in-time view of this manager's Raft state.
-    pub fn status(&self) -> RaftStatus {
-        let metrics = self.inner.raft().metrics();
-        let m = metrics.borrow();
-        let membership = m.membership_config.membership();
-        RaftStatus {
-            raft_id: self.inner.cfg.raft_id,
-            state: format!("{:?}", m.state),
-            term: m.current_term,
-            leader: m.current_leader,
-            last_log_index: m.last_log_index.unwrap_or(0),
-            last_applied: m.last_applied.map(|l| l.index).unwrap_or(0),
-            snapshot_index: m.snapshot.map(|l| l.index).unwrap_or(0),
-            voters: membership.voter_ids().collect(),
-            learners: membership.learner_ids().collect(),
-            members: membership
-                .nodes()
-                .map(|(id, n)| (*id, n.addr.clone()))
-                .collect(),
-        }
-    }
-
-    /// Whether this manager is the Raft leader.
-    pub fn is_leader(&self) -> bool {
-        matches!(self.leader_route(), Leader::Me)
-    }
-
-    /// Raft id and address of the current leader, as this manager knows it.
-    pub fn leader(&self) -> Option<(u64, String)> {
-        let metrics = self.inner.raft().metrics();
-        let m = metrics.borrow();
-        let id = m.current_leader?;
-        let node = m.membership_config.membership().get_node(&id)?;
-        Some((id, node.addr.clone()))
-    }
-
-    fn leader_route(&self) -> Leader {
-        let metrics = self.inner.raft().metrics();
-        let m = metrics.borrow();
-        match m.current_leader {
-            Some(id) if id == self.inner.cfg.raft_id => {
-                if m.state == ServerState::Leader {
-                    Leader::Me
-                } else {
-                    Leader::Unknown
-                }
-            }
-            Some(id) => match m.membership_config.membership().get_node(&id) {
-                Some(node) => Leader::Remote(node.addr.clone()),
-                None => Leader::Unknown,
-            },
-            None => Leader::Unknown,
         }
     }
 

@@ -1,11 +1,12 @@
 //! The container runtime: every task is an OCI bundle run by `runc`, with no
 //! helper process per container, and running containers survive a restart of
-//! the daemon (live restore).
+//! the daemon (live restore). What callers pass and get back (container and
+//! exec configs, states, exit statuses, errors) is in types.rs.
 //!
 //! # On disk
 //!
 //! ```text
-//! <data-dir>/containers/<id>/   the bundle
+//! <data-dir>/containers/<id>/   the bundle (bundle.rs creates and removes it)
 //!     config.json               OCI runtime spec (spec.rs)
 //!     rootfs/                   overlayfs mount: lowerdirs = image layers, upper/ + work/ per container
 //!     upper/ work/
@@ -64,6 +65,7 @@
 //! (containerd turns it on; a setuid binary in an image must keep working).
 //! Docker's default seccomp profile is not applied.
 
+mod bundle;
 mod cgroups;
 mod console;
 mod exec;
@@ -73,6 +75,7 @@ mod reaper;
 mod rootfs;
 mod runc;
 mod spec;
+mod types;
 
 /// Sets `path`'s permission bits to exactly `mode`.
 pub(crate) fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
@@ -100,208 +103,27 @@ mod tests;
 pub use exec::{ExecProcess, Pty};
 pub use init::container_init_main;
 pub use spec::{ALL_CAPS, DEFAULT_CAPS};
+pub use types::{
+    ContainerConfig, ContainerState, ContainerStatus, ExecConfig, ExitStatus, LogLine, MountConfig,
+    MountKind, RuntimeError,
+};
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, watch};
 use tokio::task::{AbortHandle, JoinHandle};
 
+use bundle::{
+    read_exit_file, read_pid, remove_bundle, write_exit_file, Meta, CONFIG, META, PID_FILE, ROOTFS,
+};
 use logs::LogSink;
 use reaper::Reaper;
 use runc::Runc;
-
-/// What went wrong in the runtime.
-#[derive(Debug, thiserror::Error)]
-pub enum RuntimeError {
-    /// Neither the data dir nor runc knows this container.
-    #[error("no such container: {0}")]
-    NotFound(String),
-    /// A container with this id exists already.
-    #[error("container {0} already exists")]
-    AlreadyExists(String),
-    /// The operation needs a running container.
-    #[error("container {0} is not running")]
-    NotRunning(String),
-    /// The configuration cannot be run (bad id, user, mount, capability…).
-    #[error("invalid container config: {0}")]
-    InvalidConfig(String),
-    /// `runc` failed; `message` is its own error text.
-    #[error("runc {op} failed: {message}")]
-    Runc { op: String, message: String },
-    /// A system call or file operation failed.
-    #[error("{context}: {source}")]
-    Io {
-        context: String,
-        #[source]
-        source: std::io::Error,
-    },
-    /// The runtime cannot work here (no tokio runtime, no subreaper, …).
-    #[error("container runtime unavailable: {0}")]
-    Unavailable(String),
-}
-
-impl RuntimeError {
-    /// The container is unknown.
-    pub fn is_not_found(&self) -> bool {
-        matches!(self, RuntimeError::NotFound(_))
-    }
-
-    fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        RuntimeError::Io {
-            context: context.into(),
-            source,
-        }
-    }
-}
-
-/// Everything needed to create a container.
-#[derive(Debug, Clone, Default)]
-pub struct ContainerConfig {
-    /// Container id (the lead uses the task id): `[A-Za-z0-9][A-Za-z0-9_.-]*`, at most 128 bytes.
-    pub id: String,
-    /// Unpacked image layers, base first (ready for overlayfs; whiteouts already converted).
-    pub layers: Vec<PathBuf>,
-    /// The process: argv (required), environment (`K=V`), working directory ("" = "/").
-    pub args: Vec<String>,
-    pub env: Vec<String>,
-    pub cwd: String,
-    /// "", "uid", "uid:gid", "name", "name:group" (names resolved from the image's
-    /// /etc/passwd and /etc/group); "" is root.
-    pub user: String,
-    /// Supplementary groups, names or numbers.
-    pub groups: Vec<String>,
-    /// "" means the first 12 characters of the id.
-    pub hostname: String,
-    pub mounts: Vec<MountConfig>,
-    pub read_only_rootfs: bool,
-    pub tty: bool,
-    pub open_stdin: bool,
-    /// CPU limit in billionths of a CPU (0 = unlimited).
-    pub nano_cpus: i64,
-    /// Memory limit in bytes, swap included (0 = unlimited).
-    pub memory_bytes: i64,
-    /// Maximum number of processes (0 = unlimited).
-    pub pids_limit: i64,
-    /// (name, soft, hard), names as in Docker: "nofile", "nproc", "core", …
-    pub ulimits: Vec<(String, u64, u64)>,
-    pub sysctls: HashMap<String, String>,
-    /// Applied to Docker's default capability set; names with or without `CAP_`, or "ALL".
-    pub cap_add: Vec<String>,
-    pub cap_drop: Vec<String>,
-    /// Run a tiny init as PID 1 (see [`container_init_main`]).
-    pub init: bool,
-    /// Extra /etc/hosts entries (ip, names).
-    pub hosts: Vec<(String, Vec<String>)>,
-    /// Contents of /etc/resolv.conf, written as given.
-    pub resolv_conf: String,
-    /// Network namespace to join; None = a new one with only loopback.
-    pub netns: Option<PathBuf>,
-    /// Stored as OCI annotations.
-    pub labels: HashMap<String, String>,
-}
-
-/// The kind of a mount.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum MountKind {
-    /// Bind mount of the host path `source`.
-    #[default]
-    Bind,
-    /// A volume: `source` is the host directory prepared for it (bind-mounted).
-    Volume,
-    /// A tmpfs (`source` unused).
-    Tmpfs,
-}
-
-/// One mount in a container.
-#[derive(Debug, Clone, Default)]
-pub struct MountConfig {
-    pub kind: MountKind,
-    /// Host path (bind, volume).
-    pub source: PathBuf,
-    /// Absolute path in the container.
-    pub target: String,
-    pub read_only: bool,
-    /// tmpfs size in bytes (0 = the kernel's default, half of RAM).
-    pub tmpfs_size: i64,
-    /// tmpfs mode (0 = 1777).
-    pub tmpfs_mode: u32,
-}
-
-/// A process to run in a running container.
-#[derive(Debug, Clone, Default)]
-pub struct ExecConfig {
-    pub args: Vec<String>,
-    /// Added to (and overriding) the container's environment.
-    pub env: Vec<String>,
-    /// "" = the container's user.
-    pub user: String,
-    /// "" = the container's working directory.
-    pub cwd: String,
-    pub tty: bool,
-    pub stdin: bool,
-}
-
-/// One line of a container's output. `data` keeps its trailing newline; a
-/// line longer than 16 KiB is split into several, and a last line without a
-/// newline is kept as it is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LogLine {
-    pub timestamp_ns: i64,
-    /// 1 stdout, 2 stderr (a tty container's output is all stdout).
-    pub stream: u8,
-    pub data: Vec<u8>,
-}
-
-/// How a container ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ExitStatus {
-    /// Exit code, 128+N when killed by signal N; None when it exited while
-    /// this process was not its reaper (across a daemon restart).
-    pub code: Option<i32>,
-    /// The kernel's OOM killer killed a process in the container's cgroup.
-    pub oom_killed: bool,
-}
-
-/// runc's view of a container.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ContainerStatus {
-    Created,
-    Running,
-    Paused,
-    Stopped,
-}
-
-/// State of a container: status and host pid of its init (0 once stopped).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ContainerState {
-    pub status: ContainerStatus,
-    pub pid: u32,
-}
-
-// File names inside a bundle.
-const CONFIG: &str = "config.json";
-const ROOTFS: &str = "rootfs";
-const UPPER: &str = "upper";
-const WORK: &str = "work";
-const EMPTY_LOWER: &str = "empty";
-const META: &str = "meta.json";
-const EXIT: &str = "exit.json";
-const PID_FILE: &str = "init.pid";
-const RUNC_LOG: &str = "runc.log";
-
-/// What live restore needs to know about a container.
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct Meta {
-    tty: bool,
-    open_stdin: bool,
-}
 
 /// A container this runtime watches: its exit status once known, and its log
 /// reader.
@@ -368,22 +190,6 @@ fn validate_id(id: &str) -> Result<(), RuntimeError> {
         Err(RuntimeError::InvalidConfig(format!(
             "invalid container id {id:?}"
         )))
-    }
-}
-
-fn read_exit_file(dir: &Path) -> Option<ExitStatus> {
-    let data = std::fs::read(dir.join(EXIT)).ok()?;
-    serde_json::from_slice(&data).ok()
-}
-
-fn write_exit_file(dir: &Path, st: &ExitStatus) {
-    if !dir.join(CONFIG).exists() {
-        return; // removed meanwhile
-    }
-    if let Ok(data) = serde_json::to_vec(st) {
-        if let Err(e) = std::fs::write(dir.join(EXIT), data) {
-            tracing::warn!(dir = %dir.display(), error = %e, "cannot record exit status");
-        }
     }
 }
 
@@ -552,133 +358,6 @@ impl Runtime {
 
     fn dir(&self, id: &str) -> PathBuf {
         self.root.join(id)
-    }
-
-    /// Creates the container (bundle, overlayfs rootfs, config.json, /etc
-    /// files, log pipes) and runs `runc create`; the process waits for
-    /// [`Runtime::start`]. On failure nothing is left behind.
-    pub async fn create(&self, cfg: &ContainerConfig) -> Result<(), RuntimeError> {
-        validate_id(&cfg.id)?;
-        spec::validate(cfg)?;
-        let _creating = CreatingGuard::new(&self.creating, &cfg.id)?;
-        let _turn = self.create_turns.acquire().await.ok();
-        let dir = self.dir(&cfg.id);
-        if dir.join(CONFIG).exists() || self.runc.state(&cfg.id).await?.is_some() {
-            return Err(RuntimeError::AlreadyExists(cfg.id.clone()));
-        }
-        match self.create_inner(cfg, &dir).await {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                let _ = self.runc.delete_force(&cfg.id).await;
-                self.forget(&cfg.id).await;
-                blocking(|| {
-                    cgroups::remove_leftovers(&cgroups::cgroups_path(&cfg.id));
-                    let _ = rootfs::unmount_all(&dir.join(ROOTFS));
-                    if let Err(e) = std::fs::remove_dir_all(&dir) {
-                        tracing::warn!(dir = %dir.display(), error = %e, "cleanup after failed create");
-                    }
-                });
-                Err(e)
-            }
-        }
-    }
-
-    async fn create_inner(&self, cfg: &ContainerConfig, dir: &Path) -> Result<(), RuntimeError> {
-        // Directories, the overlay mount and the bundle's files: blocking work,
-        // kept off the threads that run heartbeats.
-        let (stdio, sink) = blocking(|| self.write_bundle(cfg, dir))?;
-        let pid_file = dir.join(PID_FILE);
-        let runc_log = dir.join(RUNC_LOG);
-        let mut sources: Vec<(u8, OwnedFd)> = stdio.readers;
-        if cfg.tty {
-            let console = console::ConsoleSocket::bind(self.runc.root(), self.next_seq())
-                .map_err(|e| RuntimeError::io("console socket", e))?;
-            let create = self.runc.create(
-                &cfg.id,
-                dir,
-                &pid_file,
-                &runc_log,
-                Some(console.path()),
-                stdio.child,
-            );
-            let master = console::with_console(&console, create).await?;
-            sources.push((1, master));
-        } else {
-            self.runc
-                .create(&cfg.id, dir, &pid_file, &runc_log, None, stdio.child)
-                .await?;
-        }
-        let pid = read_pid(&pid_file)?;
-        let task = logs::spawn_reader(&self.handle, sink.clone(), sources);
-        self.track(&cfg.id, pid, Some(sink), Some(task));
-        Ok(())
-    }
-
-    /// The bundle of a new container on disk: its directories, the overlay
-    /// rootfs, /etc files, meta.json, the log pipes and log file, and
-    /// config.json last. Blocking.
-    fn write_bundle(
-        &self,
-        cfg: &ContainerConfig,
-        dir: &Path,
-    ) -> Result<(logs::ContainerStdio, Arc<LogSink>), RuntimeError> {
-        let io = |what: &str, p: &Path, e| RuntimeError::io(format!("{what} {}", p.display()), e);
-        let (rootfs_dir, upper, work) = (dir.join(ROOTFS), dir.join(UPPER), dir.join(WORK));
-        for d in [dir, &rootfs_dir, &upper, &work] {
-            std::fs::create_dir_all(d).map_err(|e| io("creating", d, e))?;
-        }
-        // The daemon runs with umask 077; the container's `/` (the overlay's
-        // upper dir) must still be 0755 for a non-root process in it.
-        for d in [&rootfs_dir, &upper] {
-            set_mode(d, 0o755).map_err(|e| io("setting the mode of", d, e))?;
-        }
-        let mut layers = cfg.layers.clone();
-        if layers.is_empty() {
-            let empty = dir.join(EMPTY_LOWER);
-            std::fs::create_dir_all(&empty).map_err(|e| io("creating", &empty, e))?;
-            layers.push(empty);
-        }
-        rootfs::mount_overlay(&layers, &upper, &work, &rootfs_dir)?;
-        let user = rootfs::resolve_user(&rootfs_dir, &cfg.user, &cfg.groups)?;
-        let hostname = if cfg.hostname.is_empty() {
-            cfg.id.chars().take(12).collect()
-        } else {
-            cfg.hostname.clone()
-        };
-        rootfs::write_etc_files(dir, &hostname, &cfg.hosts, &cfg.resolv_conf)?;
-        let init = if cfg.init {
-            Some(self.init.as_ref().map_err(|e| {
-                RuntimeError::InvalidConfig(format!("init requested but unavailable: {e}"))
-            })?)
-        } else {
-            None
-        };
-        let spec = spec::build(&spec::SpecInput {
-            cfg,
-            bundle: dir,
-            hostname: &hostname,
-            user: &user,
-            init,
-            unified: cgroups::is_unified(),
-            swap_accounting: cgroups::swap_accounting(),
-        })?;
-        let json = serde_json::to_vec_pretty(&spec)
-            .map_err(|e| RuntimeError::InvalidConfig(format!("encoding config.json: {e}")))?;
-        let meta = serde_json::to_vec(&Meta {
-            tty: cfg.tty,
-            open_stdin: cfg.open_stdin,
-        })
-        .map_err(|e| RuntimeError::InvalidConfig(format!("encoding meta.json: {e}")))?;
-        std::fs::write(dir.join(META), meta).map_err(|e| io("writing", &dir.join(META), e))?;
-
-        let stdio = logs::ContainerStdio::prepare(dir, cfg.tty, cfg.open_stdin)
-            .map_err(|e| io("creating log pipes in", dir, e))?;
-        let sink = LogSink::open(dir).map_err(|e| io("opening log in", dir, e))?;
-        let _ = std::fs::remove_file(dir.join(RUNC_LOG));
-        // config.json last: its presence marks a complete bundle.
-        // 0600 whatever the umask: it holds the task's environment.
-        write_private(&dir.join(CONFIG), &json).map_err(|e| io("writing", &dir.join(CONFIG), e))?;
-        Ok((stdio, sink))
     }
 
     fn next_seq(&self) -> u64 {
@@ -940,32 +619,6 @@ impl Runtime {
     }
 }
 
-/// Removes a container's bundle directory but its log files. Blocking.
-fn remove_bundle(dir: &Path) -> Result<(), RuntimeError> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(RuntimeError::io(format!("reading {}", dir.display()), e)),
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        if logs::is_log_file(&name) {
-            continue;
-        }
-        let path = entry.path();
-        let res = match entry.file_type() {
-            Ok(t) if t.is_dir() => std::fs::remove_dir_all(&path),
-            _ => std::fs::remove_file(&path),
-        };
-        if let Err(e) = res {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                return Err(RuntimeError::io(format!("removing {}", path.display()), e));
-            }
-        }
-    }
-    Ok(())
-}
-
 /// Records the exit of a container and tells the waiters.
 fn finish(id: &str, dir: &Path, code: Option<i32>, tx: &watch::Sender<Option<ExitStatus>>) {
     let st = ExitStatus {
@@ -975,19 +628,6 @@ fn finish(id: &str, dir: &Path, code: Option<i32>, tx: &watch::Sender<Option<Exi
     write_exit_file(dir, &st);
     tracing::debug!(id, ?st, "container exited");
     tx.send_replace(Some(st));
-}
-
-fn read_pid(path: &Path) -> Result<i32, RuntimeError> {
-    let s = std::fs::read_to_string(path)
-        .map_err(|e| RuntimeError::io(format!("reading {}", path.display()), e))?;
-    s.trim()
-        .parse::<i32>()
-        .ok()
-        .filter(|p| *p > 0)
-        .ok_or_else(|| RuntimeError::Runc {
-            op: "pid-file".into(),
-            message: format!("bad pid file {}: {s:?}", path.display()),
-        })
 }
 
 impl Drop for Runtime {
@@ -1000,29 +640,5 @@ impl Drop for Runtime {
                 task.abort();
             }
         }
-    }
-}
-
-/// Keeps two concurrent `create`s of one id apart.
-struct CreatingGuard<'a> {
-    set: &'a Mutex<HashSet<String>>,
-    id: String,
-}
-
-impl<'a> CreatingGuard<'a> {
-    fn new(set: &'a Mutex<HashSet<String>>, id: &str) -> Result<Self, RuntimeError> {
-        if !lock(set).insert(id.to_string()) {
-            return Err(RuntimeError::AlreadyExists(id.to_string()));
-        }
-        Ok(CreatingGuard {
-            set,
-            id: id.to_string(),
-        })
-    }
-}
-
-impl Drop for CreatingGuard<'_> {
-    fn drop(&mut self) {
-        lock(self.set).remove(&self.id);
     }
 }

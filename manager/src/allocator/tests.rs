@@ -25,6 +25,14 @@ use crate::objects;
 use crate::orchestrator::task::{self, PENDING_MESSAGE};
 use crate::orchestrator::testing::{bare_store, PATIENCE};
 
+/// The allocator under its own leader supervisor.
+fn spawn_allocator(store: Store) -> JoinHandle<()> {
+    crate::leader::supervise(
+        store,
+        vec![crate::leader::LeaderLoop::new("allocator", super::run)],
+    )
+}
+
 struct Swarm {
     store: Store,
     allocator: Option<JoinHandle<()>>,
@@ -57,7 +65,7 @@ impl Swarm {
             ])
             .await
             .expect("init");
-        let allocator = Some(super::spawn(store.clone()));
+        let allocator = Some(spawn_allocator(store.clone()));
         Swarm {
             store,
             allocator,
@@ -71,7 +79,7 @@ impl Swarm {
             a.abort();
             let _ = a.await;
         }
-        self.allocator = Some(super::spawn(self.store.clone()));
+        self.allocator = Some(spawn_allocator(self.store.clone()));
     }
 
     async fn network(&self, name: &str, subnet: &str) -> String {
@@ -537,6 +545,26 @@ async fn a_task_on_an_unknown_network_waits_for_it() {
         .await;
 }
 
+/// The allocator's port rule is the word at `service create`: a second
+/// service publishing the same ingress port is refused, with the message
+/// Docker gives, and nothing is stored.
+#[tokio::test]
+async fn service_create_refuses_an_ingress_port_already_published() {
+    let swarm = Swarm::start().await;
+    let web = swarm.service("web", &[], Some(ingress_port())).await;
+    let mut spec = swarm.read_service(&web).spec.expect("spec");
+    spec.annotations.get_or_insert_with(Default::default).name = "other".into();
+    let err = services::create(&swarm.store, spec)
+        .await
+        .expect_err("port conflict");
+    assert!(
+        matches!(&err, crate::error::ManagerError::InvalidArgument(m)
+            if *m == format!("port '8080' is already in use by service 'web' ({web}) as an ingress port")),
+        "{err}"
+    );
+    assert_eq!(objects::services(&swarm.store).expect("services").len(), 1);
+}
+
 #[tokio::test]
 async fn published_ports_put_services_and_tasks_on_ingress() {
     let swarm = Swarm::start().await;
@@ -698,7 +726,7 @@ async fn orchestrated_tasks_get_addresses_before_they_are_scheduled() {
     use crate::orchestrator::testing::{obedient_agent, placed, TestSwarm};
 
     let mut swarm = TestSwarm::start(5).await;
-    let _allocator = AbortOnDrop(super::spawn(swarm.store.clone()));
+    let _allocator = AbortOnDrop(spawn_allocator(swarm.store.clone()));
     swarm.add_node("node-1", |_| {}).await;
     swarm.add_node("node-2", |_| {}).await;
     swarm.run_agents(obedient_agent());

@@ -1,6 +1,6 @@
-//! The Control API: what `rswarm node …` and `rswarm swarm …` call on a
-//! manager. Reads come from this manager's copy of the store; writes go
-//! through Raft (forwarded to the leader by the store).
+//! The Control API: what `rswarm node …`, `swarm …`, `service …` and
+//! `network …` call on a manager. Reads come from this manager's copy of
+//! the store; writes go through Raft (forwarded to the leader by the store).
 
 pub mod cluster;
 mod image_ref;

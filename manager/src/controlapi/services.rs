@@ -1,7 +1,8 @@
 //! Control calls on services and tasks: create, inspect, list, update (scale
 //! and rollback included), remove; get and list tasks. Specs are validated
 //! here, before anything is stored, with messages that say what is wrong
-//! and where; published ports are allocated and checked for conflicts.
+//! and where; published ports are allocated and checked for conflicts
+//! (by the allocator's rule, `allocator::ports`) in the same write.
 //! Every create rewrites one guard object at the version it read it, so a
 //! name or port checked against a stale view (a follower behind, a create
 //! retried while its first try still commits) never yields two services.
@@ -27,9 +28,6 @@ pub type BoxStreamAlias<T> =
 const GUARD_ID: &str = "default";
 /// How often a create looks again after racing with another create.
 const CREATE_ATTEMPTS: usize = 20;
-
-/// Published ports Swarm allocates from when none is given.
-const DYNAMIC_PORTS: std::ops::RangeInclusive<u32> = 30000..=32767;
 
 fn invalid(msg: impl Into<String>) -> ManagerError {
     ManagerError::InvalidArgument(msg.into())
@@ -269,56 +267,14 @@ pub fn resolve_service(store: &Store, reference: &str) -> Result<Service, Manage
     }
 }
 
-/// Give ingress ports without a published port one from the dynamic range,
-/// and refuse ports another service already publishes.
+/// The ports the service publishes, by the allocator's rule
+/// (`allocator::ports`), against every other service in the store.
 fn allocate_ports(
     store: &Store,
     own_id: &str,
     spec: &EndpointSpec,
 ) -> Result<Vec<PortConfig>, ManagerError> {
-    let services = objects::services(store)?;
-    let mut used: HashSet<(u32, i32)> = HashSet::new();
-    for s in services.iter().filter(|s| s.id != own_id) {
-        for p in s
-            .endpoint
-            .as_ref()
-            .map(|e| e.ports.as_slice())
-            .unwrap_or(&[])
-        {
-            if p.publish_mode == PublishMode::Ingress as i32 && p.published_port != 0 {
-                used.insert((p.published_port, p.protocol));
-            }
-            if p.publish_mode == PublishMode::Ingress as i32 {
-                for q in &spec.ports {
-                    if q.published_port == p.published_port
-                        && q.protocol == p.protocol
-                        && q.published_port != 0
-                    {
-                        return Err(invalid(format!(
-                            "port '{}' is already in use by service '{}' ({}) as an ingress port",
-                            p.published_port,
-                            name_of(s),
-                            s.id
-                        )));
-                    }
-                }
-            }
-        }
-    }
-    let mut out = vec![];
-    for p in &spec.ports {
-        let mut p = p.clone();
-        if p.published_port == 0 && p.publish_mode == PublishMode::Ingress as i32 {
-            let port = DYNAMIC_PORTS
-                .clone()
-                .find(|port| !used.contains(&(*port, p.protocol)))
-                .ok_or_else(|| invalid("no free port in the dynamic range 30000-32767"))?;
-            used.insert((port, p.protocol));
-            p.published_port = port;
-        }
-        out.push(p);
-    }
-    Ok(out)
+    crate::allocator::ports::allocate(&objects::services(store)?, own_id, spec)
 }
 
 pub async fn create(store: &Store, mut spec: ServiceSpec) -> Result<Service, ManagerError> {

@@ -8,6 +8,10 @@
 //! leader tells a node it was removed (a follower's store may not have the
 //! node yet).
 //!
+//! The check (`check_heartbeats`) runs in the leader supervisor's
+//! housekeeping loop (`crate::leader`); when this manager stops leading,
+//! the supervisor has it forget the term (`forget_term`).
+//!
 //! A node is only blamed for time the dispatcher was listening: when the
 //! check itself ran late (this manager's process was too busy to run it,
 //! and so perhaps to take the heartbeats that were waiting), every node's
@@ -87,6 +91,12 @@ impl Seen {
             }
         }
         self.last_check = Some(now);
+    }
+
+    /// Leadership is gone: the next term starts afresh.
+    fn forget_term(&mut self) {
+        self.led = None;
+        self.last_check = None;
     }
 
     /// Note this pass's leadership: a new term (or leadership regained)
@@ -184,8 +194,7 @@ impl DispatcherService {
                 .lock()
                 .map_err(|_| ManagerError::Internal("dispatcher lock poisoned".into()))?;
             if !self.store.is_leader() {
-                seen.led = None;
-                seen.last_check = None;
+                seen.forget_term();
                 return Ok(());
             }
             seen.forgive_stall(now);
@@ -221,6 +230,14 @@ impl DispatcherService {
             }
         }
         Ok(())
+    }
+
+    /// This manager stopped leading (the leader supervisor stopped the
+    /// check): forget the term, so a later one starts afresh.
+    pub(crate) fn forget_term(&self) {
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.forget_term();
+        }
     }
 
     /// A heartbeat from `node_id` reached this manager while it leads.

@@ -5,7 +5,7 @@
 //! - `global`: one task per eligible node, including nodes that join later;
 //! - `jobs`: replicated and global jobs, run to completion;
 //! - `restart`: the restart policy (condition, delay, attempts, window);
-//! - `update`: replacing tasks of an older spec (rolling updates build here);
+//! - `update`: replacing tasks of an older spec, all in one pass;
 //! - `reaper`: task history per slot, and removed services' tasks;
 //! - `task`: making new tasks and the task state rules the loops share;
 //! - `plan`: what one pass decided; `view`: the in-memory copy of the store
@@ -16,10 +16,12 @@
 //! batches. The scheduler then places the PENDING tasks it creates, and the
 //! dispatcher carries desired states to agents and their reports back.
 //!
-//! Only the Raft leader orchestrates. A follower idles; a manager that
-//! becomes leader loads everything and reconciles every service, so nothing
-//! depends on what a previous leader kept in memory (restart delays are
-//! counted again from when this leader first sees a task end).
+//! Only the Raft leader orchestrates: the leader supervisor
+//! (`crate::leader`) runs [`run`] while this manager leads and aborts it
+//! when it stops. A manager that becomes leader loads everything and
+//! reconciles every service, so nothing depends on what a previous leader
+//! kept in memory (restart delays are counted again from when this leader
+//! first sees a task end).
 
 mod global;
 mod jobs;
@@ -42,7 +44,6 @@ use std::time::{Duration, Instant};
 
 use rswarm_raft::{Store, StoreError};
 use tokio::sync::broadcast::error::RecvError;
-use tokio::task::JoinHandle;
 
 use self::plan::Plan;
 use self::restart::{Clock, RestartSupervisor};
@@ -50,7 +51,7 @@ use self::task::ModeKind;
 use self::view::{commit, drain, Batch, ClusterView, Drained, Touched};
 use crate::error::ManagerError;
 
-/// How often the loop checks leadership and due restarts when nothing changes.
+/// How often the loop looks at due restarts and the full pass when nothing changes.
 const TICK: Duration = Duration::from_millis(250);
 /// Every so often everything is reconciled, whether or not it changed.
 const FULL_PASS_EVERY: Duration = Duration::from_secs(30);
@@ -58,24 +59,6 @@ const FULL_PASS_EVERY: Duration = Duration::from_secs(30);
 const CONFLICT_PAUSE: Duration = Duration::from_millis(20);
 /// Pause after the store failed a write for another reason.
 pub(crate) const STORE_ERROR_PAUSE: Duration = Duration::from_secs(1);
-
-/// Starts the orchestrators on `store`. Runs until aborted; works only while
-/// this manager is the Raft leader.
-pub fn spawn(store: Store) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            if store.is_leader() {
-                if let Err(e) = lead(&store).await {
-                    // No leader any more, or the store failed: wait, then
-                    // start over (if still leader) from a fresh view.
-                    tracing::warn!(error = %e, "orchestrator stopped; starting over");
-                    tokio::time::sleep(STORE_ERROR_PAUSE).await;
-                }
-            }
-            tokio::time::sleep(TICK).await;
-        }
-    })
-}
 
 /// Services that need a pass.
 #[derive(Default)]
@@ -123,8 +106,10 @@ struct Orchestrator {
     wakeups: BinaryHeap<Reverse<(Instant, String)>>,
 }
 
-/// Orchestrates until this manager stops leading (Ok) or the store fails.
-async fn lead(store: &Store) -> Result<(), ManagerError> {
+/// Orchestrates for one leadership term: runs until the leader supervisor
+/// (`crate::leader`) aborts it, or the store fails under it.
+pub async fn run(store: Store) -> Result<(), ManagerError> {
+    let store = &store;
     let mut changes = store.watch();
     let mut view = ClusterView::load(store, ())?;
     tracing::info!(
@@ -136,10 +121,6 @@ async fn lead(store: &Store) -> Result<(), ManagerError> {
     let mut dirty = Dirty::everything();
     let mut last_full = Instant::now();
     loop {
-        if !store.is_leader() {
-            tracing::info!("orchestrator: no longer the leader");
-            return Ok(());
-        }
         let clock = Clock::now();
         while let Some(Reverse((at, _))) = orch.wakeups.peek() {
             if *at > clock.instant {

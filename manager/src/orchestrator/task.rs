@@ -2,11 +2,9 @@
 //! asks about a task (is it alive, did it end on its own, did it fail, is its
 //! node gone). One place for the task state rules the loops share.
 //!
-//! A new task starts in PENDING with "pending task scheduling": the scheduler
-//! takes it from there. When the networking allocator arrives it will sit
-//! between the two: tasks will then be created in NEW, the allocator gives
-//! them their network attachments and moves them to PENDING, and only then
-//! does the scheduler see them (it only picks up PENDING tasks).
+//! A new task starts in NEW ("created"): the allocator gives it its network
+//! attachments and moves it to PENDING ("pending task scheduling"), and only
+//! then does the scheduler see it (it only picks up PENDING tasks).
 
 use rswarm_proto::types::service_spec::Mode;
 use rswarm_proto::types::{

@@ -16,6 +16,7 @@ use rswarm_raft::{Connector, Store, StoreConfig, StoreError};
 use tokio::task::JoinHandle;
 
 use super::task;
+use crate::leader::LeaderLoop;
 use crate::objects;
 
 /// A single manager never dials anyone.
@@ -105,11 +106,14 @@ impl TestSwarm {
             .write(vec![objects::put_cluster(&cluster)])
             .await
             .expect("write cluster");
-        let loops = vec![
-            super::spawn(store.clone()),
-            crate::allocator::spawn(store.clone()),
-            crate::scheduler::spawn(store.clone()),
-        ];
+        let loops = vec![crate::leader::supervise(
+            store.clone(),
+            vec![
+                LeaderLoop::new("orchestrator", super::run),
+                LeaderLoop::new("allocator", crate::allocator::run),
+                LeaderLoop::new("scheduler", crate::scheduler::run),
+            ],
+        )];
         TestSwarm {
             store,
             loops,

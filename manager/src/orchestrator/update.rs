@@ -2,12 +2,10 @@
 //! `spec_version` whenever its task template changes; a live task with an
 //! older `spec_version` is outdated and replaced.
 //!
-//! For now every outdated task is replaced in the same pass: the old one is
-//! asked to shut down and its successor (same slot or node, restart count
-//! reset) is created alongside — all at once, no parallelism limit, no delay,
-//! no monitoring. The rolling-update work replaces `replace_outdated_task`'s
-//! callers with an updater honouring `UpdateConfig` (parallelism, delay,
-//! stop-first/start-first order, failure action, monitor, rollback).
+//! Every outdated task is replaced in the same pass: the old one is asked to
+//! shut down and its successor (same slot or node, restart count reset) is
+//! created alongside — all at once. A service's `UpdateConfig` (parallelism,
+//! delay, order, failure action, monitor) is not applied here.
 //!
 //! Jobs are not updated in place: a changed job runs again as a new job
 //! iteration.

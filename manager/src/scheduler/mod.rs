@@ -18,7 +18,8 @@
 //! Per-node load (`nodeinfo`) is kept up to date task by task from the
 //! store's change stream, so a pass costs what is pending, not what runs.
 //! Each pass is written as one batch (in chunks). Only the Raft leader
-//! schedules; a follower idles.
+//! schedules: the leader supervisor (`crate::leader`) runs [`run`] while
+//! this manager leads and aborts it when it stops.
 
 pub(crate) mod constraint;
 pub(crate) mod filter;
@@ -35,7 +36,6 @@ use std::time::Duration;
 use rswarm_proto::types::{TaskState, TaskStatus};
 use rswarm_raft::{Store, StoreError};
 use tokio::sync::broadcast::error::RecvError;
-use tokio::task::JoinHandle;
 
 use self::filter::{Candidate, Request};
 use self::nodeinfo::{Accounting, NodeInfo};
@@ -54,28 +54,8 @@ pub fn constraint_matches(text: &str, node: &rswarm_proto::types::Node) -> Resul
 /// The message of a task the scheduler placed.
 pub const ASSIGNED_MESSAGE: &str = "scheduler assigned task to node";
 
-/// How often the loop checks leadership when nothing changes.
-const TICK: Duration = Duration::from_millis(250);
 /// Pause before retrying tasks whose writes conflicted.
 const CONFLICT_PAUSE: Duration = Duration::from_millis(20);
-
-/// Starts the scheduler on `store`. Runs until aborted; works only while
-/// this manager is the Raft leader.
-pub fn spawn(store: Store) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            if store.is_leader() {
-                if let Err(e) = lead(&store).await {
-                    // No leader any more, or the store failed: wait, then
-                    // start over (if still leader) from a fresh view.
-                    tracing::warn!(error = %e, "scheduler stopped; starting over");
-                    tokio::time::sleep(STORE_ERROR_PAUSE).await;
-                }
-            }
-            tokio::time::sleep(TICK).await;
-        }
-    })
-}
 
 /// The leader's scheduling state: the view with per-node accounting, and
 /// the batch of the pass under way.
@@ -86,7 +66,10 @@ pub(crate) struct Scheduler {
     empty: NodeInfo,
 }
 
-async fn lead(store: &Store) -> Result<(), ManagerError> {
+/// Schedules for one leadership term: runs until the leader supervisor
+/// (`crate::leader`) aborts it, or the store fails under it.
+pub async fn run(store: Store) -> Result<(), ManagerError> {
+    let store = &store;
     let mut changes = store.watch();
     let mut sched = Scheduler::new(ClusterView::load(store, Accounting::default())?);
     tracing::info!(
@@ -96,10 +79,6 @@ async fn lead(store: &Store) -> Result<(), ManagerError> {
     );
     let mut changed = true;
     loop {
-        if !store.is_leader() {
-            tracing::info!("scheduler: no longer the leader");
-            return Ok(());
-        }
         let mut retry = false;
         let mut stream = Drained::CaughtUp;
         if changed && !sched.view.observer.pending.is_empty() {
@@ -135,13 +114,11 @@ async fn lead(store: &Store) -> Result<(), ManagerError> {
         }
         changed |= retry;
         if stream == Drained::CaughtUp && !changed {
-            tokio::select! {
-                r = changes.recv() => match r {
-                    Ok(c) => changed |= sched.view.apply(&c).is_some(),
-                    Err(RecvError::Lagged(_)) => stream = Drained::Lagged,
-                    Err(RecvError::Closed) => stream = Drained::Closed,
-                },
-                _ = tokio::time::sleep(TICK) => {}
+            // Nothing to do until the store changes.
+            match changes.recv().await {
+                Ok(c) => changed |= sched.view.apply(&c).is_some(),
+                Err(RecvError::Lagged(_)) => stream = Drained::Lagged,
+                Err(RecvError::Closed) => stream = Drained::Closed,
             }
         } else if retry {
             tokio::time::sleep(CONFLICT_PAUSE).await;

@@ -5,6 +5,7 @@
 mod cluster;
 mod failures;
 mod heal;
+mod leadership;
 mod snapshots;
 
 use std::future::Future;
