@@ -9,8 +9,13 @@ use rswarm_proto::types::restart_policy::Condition;
 use rswarm_proto::types::service_spec::Mode;
 use rswarm_proto::types::update_config::{FailureAction, UpdateOrder};
 use rswarm_proto::types::{
-    GlobalService, Mount, PortConfig, ReplicatedService, RestartPolicy, Ulimit,
+    Annotations, ContainerSpec, EndpointSpec, GlobalService, Mount, Placement, PortConfig,
+    ReplicatedService, ResourceLimits, ResourceRequirements, RestartPolicy, TaskSpec, Ulimit,
+    UpdateConfig,
 };
+use std::collections::HashMap;
+
+use crate::servicespec::policy::default_update_config;
 
 /// `service create`'s shape: the flags, then IMAGE [COMMAND] [ARG...].
 #[derive(Parser, Debug)]

@@ -5,8 +5,8 @@
 
 use std::path::Path;
 
-use rswarm_proto::types::mount::Type as MountType;
-use rswarm_proto::types::Mount;
+use crate::types::mount::Type as MountType;
+use crate::types::Mount;
 
 use super::units::{parse_bool, parse_memory_bytes};
 use super::{csv_fields, ValueError};

@@ -2,8 +2,8 @@
 //! (`[published:]target[/protocol]`, ranges `8080-8081:80-81`) and long
 //! syntax (`mode=host,target=80,published=8080,protocol=udp`).
 
-use rswarm_proto::types::port_config::{Protocol, PublishMode};
-use rswarm_proto::types::PortConfig;
+use crate::types::port_config::{Protocol, PublishMode};
+use crate::types::PortConfig;
 
 use super::units::parse_uint;
 use super::{csv_fields, ValueError};
