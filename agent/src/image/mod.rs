@@ -9,8 +9,9 @@
 //! [`ImageStore::remove`] untags and garbage-collects.
 //!
 //! # Where things come from
-//! * `reference.rs` — Docker's reference grammar and normalisation (`redis` is
-//!   `docker.io/library/redis:latest`).
+//! * [`normalize`] here — the spec library's one reference parser
+//!   (`rswarm_proto::spec::reference`) with `:latest` added (`redis` is
+//!   `docker.io/library/redis:latest`) and sha256 digests only.
 //! * `pull.rs` — the registry side: endpoints (mirrors for `docker.io`,
 //!   insecure registries over plain HTTP), authentication (anonymous, basic,
 //!   or bearer tokens fetched with the configured credentials), manifests and

@@ -5,7 +5,7 @@
 //!   completions): [`MAX_REPLICAS`];
 //! - the encoded spec: [`MAX_SPEC_BYTES`];
 //! - the lists inside a spec (environment, labels, args, mounts, ports, ...):
-//!   [`MAX_LIST_ENTRIES`], mounts [`MAX_MOUNTS`].
+//!   [`MAX_LIST_ENTRIES`], mounts 100.
 //!
 //! Why these numbers: these machines have 2 cores and ~23 GiB, and the
 //! largest service measured on them is ~2,000 tasks on 2 nodes. 10,000
@@ -31,7 +31,7 @@ pub const MAX_SPEC_BYTES: usize = 512 * 1024;
 /// Most entries in any list or map of a spec (environment, labels, args, ...).
 pub const MAX_LIST_ENTRIES: usize = 1_000;
 /// Most mounts of one container.
-pub const MAX_MOUNTS: usize = 100;
+const MAX_MOUNTS: usize = 100;
 
 /// Refuses a replica count above [`MAX_REPLICAS`], naming the limit.
 pub fn check_replicas(what: &str, n: u64) -> Result<(), ValueError> {

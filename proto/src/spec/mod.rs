@@ -26,7 +26,7 @@ pub mod names;
 pub mod ports;
 pub mod reference;
 pub mod units;
-pub mod validate;
+mod validate;
 
 pub use validate::{check_supported, validate, Problems};
 

@@ -21,7 +21,7 @@ pub fn mount_type_word(t: MountType) -> &'static str {
 }
 
 /// `bind`, `volume` or `tmpfs` (any case).
-pub fn parse_mount_type(value: &str) -> Result<MountType, ValueError> {
+fn parse_mount_type(value: &str) -> Result<MountType, ValueError> {
     match value.to_ascii_lowercase().as_str() {
         "bind" => Ok(MountType::Bind),
         "volume" => Ok(MountType::Volume),

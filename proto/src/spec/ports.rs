@@ -28,7 +28,7 @@ fn is_long_syntax(value: &str) -> bool {
 }
 
 /// `tcp`, `udp` or `sctp`.
-pub fn parse_protocol(value: &str) -> Option<Protocol> {
+fn parse_protocol(value: &str) -> Option<Protocol> {
     match value {
         "tcp" => Some(Protocol::Tcp),
         "udp" => Some(Protocol::Udp),
@@ -38,7 +38,7 @@ pub fn parse_protocol(value: &str) -> Option<Protocol> {
 }
 
 /// `ingress` or `host`.
-pub fn parse_publish_mode(value: &str) -> Option<PublishMode> {
+fn parse_publish_mode(value: &str) -> Option<PublishMode> {
     match value {
         "ingress" => Some(PublishMode::Ingress),
         "host" => Some(PublishMode::Host),
