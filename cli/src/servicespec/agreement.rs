@@ -8,21 +8,9 @@ use rswarm_proto::types::service_spec::Mode;
 use rswarm_proto::types::{ReplicatedService, ServiceSpec};
 
 use super::edits::{apply, defaults, SpecEdit};
+use super::flags::tests::{no_env, Create};
 use super::flags::{read_local_file, LocalInputs};
 use super::policy::ModeKind;
-use super::ServiceFlags;
-
-#[derive(Parser, Debug)]
-struct Create {
-    #[command(flatten)]
-    flags: ServiceFlags,
-    #[arg(required = true, trailing_var_arg = true)]
-    image_and_args: Vec<String>,
-}
-
-fn no_env(_: &str) -> Option<String> {
-    None
-}
 
 /// The CLI's answer for `service create --name NAME [--constraint C] IMAGE`.
 fn cli(name: &str, image: &str, constraint: Option<&str>) -> Result<(), String> {

@@ -636,4 +636,4 @@ impl ServiceFlags {
 }
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;

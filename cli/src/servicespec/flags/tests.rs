@@ -19,14 +19,14 @@ use crate::servicespec::policy::default_update_config;
 
 /// `service create`'s shape: the flags, then IMAGE [COMMAND] [ARG...].
 #[derive(Parser, Debug)]
-struct Create {
+pub(crate) struct Create {
     #[command(flatten)]
-    flags: ServiceFlags,
+    pub flags: ServiceFlags,
     #[arg(required = true, trailing_var_arg = true)]
-    image_and_args: Vec<String>,
+    pub image_and_args: Vec<String>,
 }
 
-fn no_env(_: &str) -> Option<String> {
+pub(crate) fn no_env(_: &str) -> Option<String> {
     None
 }
 
