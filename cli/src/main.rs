@@ -7,7 +7,6 @@ mod client;
 mod commands;
 mod compose;
 mod daemon;
-mod duration;
 mod format;
 mod servicespec;
 

@@ -2,6 +2,9 @@
 //! services between CLI, daemons and managers (`control`, `daemon`, `ca`,
 //! `dispatcher`, `raft`), generated at build time from `protos/`.
 //!
+//! `spec` holds the rules of a service spec, once: image references, units,
+//! ports, mounts, constraints, names, bounds and one `validate()`.
+//!
 //! `identity` holds what both sides of a connection must agree on: the join
 //! token format, what a node certificate says about its holder, and the
 //! rustls configurations every TCP connection between nodes uses.
@@ -30,3 +33,4 @@ pub mod raft {
 /// The version every rswarm binary reports (`rswarm version`, node ENGINE VERSION).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub mod identity;
+pub mod spec;

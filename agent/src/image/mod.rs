@@ -9,8 +9,9 @@
 //! [`ImageStore::remove`] untags and garbage-collects.
 //!
 //! # Where things come from
-//! * `reference.rs` — Docker's reference grammar and normalisation (`redis` is
-//!   `docker.io/library/redis:latest`).
+//! * [`normalize`] here — the spec library's one reference parser
+//!   (`rswarm_proto::spec::reference`) with `:latest` added (`redis` is
+//!   `docker.io/library/redis:latest`) and sha256 digests only.
 //! * `pull.rs` — the registry side: endpoints (mirrors for `docker.io`,
 //!   insecure registries over plain HTTP), authentication (anonymous, basic,
 //!   or bearer tokens fetched with the configured credentials), manifests and
@@ -66,10 +67,11 @@
 mod archive;
 mod config;
 mod pull;
-mod reference;
 mod store;
 mod unpack;
 
+#[cfg(test)]
+mod reference_tests;
 #[cfg(test)]
 mod tests;
 
@@ -79,7 +81,6 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use reference::normalize;
 pub use store::ImageStore;
 
 /// Registry settings, as in Docker's `daemon.json`. `Debug` hides passwords.
@@ -164,6 +165,36 @@ pub struct RemoveReport {
     pub untagged: Vec<String>,
     /// Image IDs and layer diff-ids whose content was deleted.
     pub deleted: Vec<String>,
+}
+
+pub(crate) use rswarm_proto::spec::reference::ImageRef;
+
+/// Parses a reference with the spec library's one parser, adding `:latest`
+/// when there is neither tag nor digest. A digest must be `sha256` (the
+/// only algorithm the store keeps). The error names the image.
+pub(crate) fn parse_reference(input: &str) -> Result<ImageRef, ImageError> {
+    let invalid = |why: &str| {
+        // The variant's own words start with "invalid reference format".
+        ImageError::InvalidReference(match why {
+            "invalid reference format" => format!("image \"{input}\""),
+            _ => {
+                let why = why
+                    .strip_prefix("invalid reference format: ")
+                    .unwrap_or(why);
+                format!("{why} (image \"{input}\")")
+            }
+        })
+    };
+    let r = ImageRef::parse(input).map_err(|e| invalid(&e.0))?;
+    if r.digest.as_deref().is_some_and(|d| sha256_hex(d).is_none()) {
+        return Err(invalid("unsupported digest algorithm (only sha256)"));
+    }
+    Ok(r.with_default_tag())
+}
+
+/// Normalises a reference: `redis` → `docker.io/library/redis:latest`.
+pub fn normalize(reference: &str) -> Result<String, ImageError> {
+    Ok(parse_reference(reference)?.to_string())
 }
 
 /// Image errors: one line, in Docker's words where Docker has them.

@@ -38,7 +38,7 @@ use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
 use serde::Deserialize;
 
 use super::config::{self, ParsedConfig};
-use super::reference::ImageRef;
+use super::ImageRef;
 use super::{host_arch, one_line, sha256_digest, ImageError, RegistryConfig};
 
 const ACCEPT: &[&str] = &[

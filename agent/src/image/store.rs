@@ -25,8 +25,8 @@ use serde::{Deserialize, Serialize};
 mod removal;
 
 use super::pull::{LayerRef, Registry, Session};
-use super::reference::ImageRef;
 use super::unpack;
+use super::{parse_reference, ImageRef};
 use super::{sha256_hex, ImageConfig, ImageError, LocalImage, RegistryConfig};
 
 /// Layers downloaded and unpacked at once per pull (Docker's
@@ -363,7 +363,7 @@ impl ImageStore {
     }
 
     fn local(&self, idx: &Index, reference: &str, manifest: &str, rec: &ImageRecord) -> LocalImage {
-        let digest = match ImageRef::parse(reference).ok().and_then(|r| r.digest) {
+        let digest = match parse_reference(reference).ok().and_then(|r| r.digest) {
             Some(d) => d,
             None => idx
                 .resolved
@@ -386,7 +386,7 @@ impl ImageStore {
     /// reference matching stored content, or (with `ids`) an image ID or
     /// unique ID prefix.
     fn lookup(&self, st: &State, input: &str, ids: bool) -> Option<(String, String)> {
-        if let Ok(r) = ImageRef::parse(input) {
+        if let Ok(r) = parse_reference(input) {
             let key = r.to_string();
             if let Some(m) = st.index.refs.get(&key) {
                 return Some((key, m.clone()));
@@ -473,7 +473,7 @@ impl ImageStore {
     /// image with that manifest or index digest; a tag is used as it is, not
     /// checked against the registry), else [`ImageStore::pull`].
     pub async fn ensure(&self, reference: &str) -> Result<LocalImage, ImageError> {
-        let r = ImageRef::parse(reference)?;
+        let r = parse_reference(reference)?;
         {
             let mut st = self.lock();
             if let Some((key, m)) = self.lookup(&st, reference, false) {
@@ -493,7 +493,7 @@ impl ImageStore {
     /// Pulls from the registry (always asking it, even for a tag present
     /// locally). Concurrent pulls of one reference share one download.
     pub async fn pull(&self, reference: &str) -> Result<LocalImage, ImageError> {
-        let r = ImageRef::parse(reference)?;
+        let r = parse_reference(reference)?;
         let key = r.to_string();
         let fut = {
             let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());

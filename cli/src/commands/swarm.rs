@@ -16,7 +16,7 @@ use rswarm_proto::daemon::{
 use rswarm_proto::types::{NodeAvailability, NodeRole};
 
 use crate::client::{status_error, ClientOpts, Target};
-use crate::duration;
+use rswarm_proto::spec::units::parse_duration;
 
 #[derive(Subcommand, Debug)]
 pub enum SwarmCommand {
@@ -161,7 +161,7 @@ fn opt_duration(flag: &str, v: &Option<String>) -> anyhow::Result<i64> {
     match v {
         None => Ok(0),
         Some(s) => {
-            let d = duration::parse(s).map_err(|e| anyhow::anyhow!("--{flag}: {e}"))?;
+            let d = parse_duration(s).map_err(|e| anyhow::anyhow!("--{flag}: {e}"))?;
             if d.is_zero() {
                 anyhow::bail!("--{flag}: must be greater than zero");
             }
@@ -175,7 +175,7 @@ fn cert_expiry(v: &Option<String>) -> anyhow::Result<i64> {
     let Some(s) = v else {
         return Ok(0);
     };
-    let d = duration::parse(s).map_err(|e| anyhow::anyhow!("--cert-expiry: {e}"))?;
+    let d = parse_duration(s).map_err(|e| anyhow::anyhow!("--cert-expiry: {e}"))?;
     rswarm_manager::certificates::check_cert_expiry(d)
         .map_err(|e| anyhow::anyhow!("--cert-expiry: {e}"))
 }

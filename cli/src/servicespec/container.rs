@@ -1,13 +1,11 @@
 //! What runs in the container besides the image: environment (`-e`,
-//! `--env-file`), labels, ulimits, sysctls, capabilities, the stop signal and
+//! `--env-file`), labels, ulimits, sysctls, the stop signal and
 //! `--entrypoint` words, each as Docker reads and refuses it.
-
-use std::collections::BTreeSet;
 
 use rswarm_proto::types::Ulimit;
 
-use super::units::parse_int;
 use super::ValueError;
+use rswarm_proto::spec::units::parse_int;
 
 /// One `-e` value, Docker's `ValidateEnv`: `KEY=VALUE` is kept as it is;
 /// a bare `KEY` takes its value from `lookup` (the local environment) and
@@ -150,46 +148,6 @@ pub fn parse_ulimit(value: &str) -> Result<Ulimit, ValueError> {
         soft,
         hard,
     })
-}
-
-/// The Linux capabilities, as `--cap-add`/`--cap-drop` name them (the
-/// runtime's list: one place for it).
-use rswarm_agent::runtime::ALL_CAPS as CAPABILITIES;
-
-/// A capability name as Docker normalises it (`net_admin` → `CAP_NET_ADMIN`,
-/// `all` → `ALL`), refused when Linux has no such capability.
-pub fn normalize_capability(value: &str) -> Result<String, ValueError> {
-    let upper = value.trim().to_ascii_uppercase();
-    if upper == "ALL" {
-        return Ok(upper);
-    }
-    let name = if upper.starts_with("CAP_") {
-        upper
-    } else {
-        format!("CAP_{upper}")
-    };
-    if CAPABILITIES.contains(&name.as_str()) {
-        Ok(name)
-    } else {
-        Err(ValueError(format!("unknown capability: {name:?}")))
-    }
-}
-
-/// Docker's `EffectiveCapAddCapDrop` over normalised names: `ALL` trumps
-/// the other names in its list, adding wins over dropping the same name,
-/// both lists sorted.
-pub fn effective_capabilities(add: &[String], drop: &[String]) -> (Vec<String>, Vec<String>) {
-    let only_all = |set: BTreeSet<String>| {
-        if set.contains("ALL") {
-            BTreeSet::from(["ALL".to_string()])
-        } else {
-            set
-        }
-    };
-    let add = only_all(add.iter().cloned().collect());
-    let drop = only_all(drop.iter().cloned().collect());
-    let drop = drop.into_iter().filter(|c| !add.contains(c)).collect();
-    (add.into_iter().collect(), drop)
 }
 
 /// A stop signal Docker accepts: a name with or without `SIG` (`TERM`,
@@ -405,32 +363,6 @@ mod tests {
         assert_eq!(
             err("nofile=lots"),
             Some("strconv.ParseInt: parsing \"lots\": invalid syntax".into())
-        );
-    }
-
-    #[test]
-    fn capabilities() {
-        assert_eq!(
-            normalize_capability("net_admin"),
-            Ok("CAP_NET_ADMIN".into())
-        );
-        assert_eq!(
-            normalize_capability("CAP_SYS_TIME"),
-            Ok("CAP_SYS_TIME".into())
-        );
-        assert_eq!(normalize_capability("all"), Ok("ALL".into()));
-        assert_eq!(
-            normalize_capability("fly"),
-            Err(ValueError::new("unknown capability: \"CAP_FLY\""))
-        );
-        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-        assert_eq!(
-            effective_capabilities(&s(&["CAP_NET_ADMIN", "ALL"]), &s(&["CAP_CHOWN"])),
-            (s(&["ALL"]), s(&["CAP_CHOWN"]))
-        );
-        assert_eq!(
-            effective_capabilities(&s(&["CAP_NET_ADMIN"]), &s(&["CAP_NET_ADMIN", "CAP_KILL"])),
-            (s(&["CAP_NET_ADMIN"]), s(&["CAP_KILL"]))
         );
     }
 

@@ -1,33 +1,32 @@
-//! The `service create` flags, named, spelled and defaulted as Docker's, and
-//! their translation into a [`ServiceSpec`]. Values are taken as text and
-//! parsed here (not by clap) so that every refusal is one line in Docker's
+//! The `service create` flags, named, spelled and defaulted as Docker's:
+//! what was typed. [`ServiceFlags::edits`] turns them into `edits::SpecEdit`s
+//! (what it means), and `to_spec` applies those to the defaults. Values are
+//! taken as text and parsed here (not by clap) so that every refusal is one line in Docker's
 //! words (`invalid argument "64X" for "--limit-memory" flag: invalid size:
 //! '64X'`) and the whole spec is refused before anything is sent.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 
 use clap::Args;
-use rswarm_proto::types::{
-    Annotations, ContainerSpec, EndpointSpec, HealthConfig, NetworkAttachmentConfig, Placement,
-    ResourceLimits, ResourceRequirements, ServiceSpec, TaskSpec, UpdateConfig,
-};
-
-use super::container::{
-    check_signal, effective_capabilities, normalize_capability, parse_env, parse_env_file,
-    parse_label, parse_sysctl, parse_ulimit, split_words,
-};
-use super::mounts::{parse_mount, resolve_bind_source};
-use super::placement::{parse_preference, Constraint};
-use super::policy::{
-    check_failure_ratio, default_restart_policy, default_update_config, parse_endpoint_mode,
-    parse_failure_action, parse_restart_condition, parse_update_order, service_mode, ModeKind,
-};
-use super::ports::parse_publish;
-use super::units::{
+use rswarm_proto::spec::capabilities::normalize_capability;
+use rswarm_proto::spec::constraints::{parse_preference, Constraint};
+use rswarm_proto::spec::mounts::{parse_mount, resolve_bind_source};
+use rswarm_proto::spec::ports::parse_publish;
+use rswarm_proto::spec::units::{
     parse_duration_ns, parse_float, parse_int, parse_memory_bytes, parse_nano_cpus, parse_uint,
 };
-use super::{csv_fields, SpecError, ValueError};
+use rswarm_proto::spec::{csv_fields, ValueError};
+use rswarm_proto::types::{HealthConfig, NetworkAttachmentConfig, ServiceSpec};
+
+use super::container::{
+    check_signal, parse_env, parse_env_file, parse_label, parse_sysctl, parse_ulimit, split_words,
+};
+use super::edits::{apply, defaults, SpecEdit, UpdateField};
+use super::policy::{
+    check_failure_ratio, parse_endpoint_mode, parse_failure_action, parse_restart_condition,
+    parse_update_order, service_mode, ModeKind,
+};
+use super::SpecError;
 
 /// Everything `service create` takes besides IMAGE, COMMAND and ARGs.
 #[derive(Args, Debug, Clone, Default)]
@@ -307,7 +306,8 @@ impl ServiceFlags {
         self.to_spec_with(image, args, &LocalInputs::process())
     }
 
-    /// [`ServiceFlags::to_spec`] with the local inputs given.
+    /// [`ServiceFlags::to_spec`] with the local inputs given: the flags'
+    /// edits applied to the defaults of their mode, then validated.
     pub fn to_spec_with(
         &self,
         image: &str,
@@ -316,6 +316,28 @@ impl ServiceFlags {
     ) -> Result<ServiceSpec, SpecError> {
         let kind =
             ModeKind::parse(&self.mode).map_err(|e| SpecError::flag("--mode", &self.mode, e))?;
+        let mut spec = defaults(kind);
+        let mut edits = vec![
+            SpecEdit::Image(image.to_string()),
+            SpecEdit::Args(args.to_vec()),
+        ];
+        edits.extend(self.edits(kind, local)?);
+        apply(&mut spec, edits);
+        rswarm_proto::spec::validate(&spec).map_err(|p| SpecError::Invalid(p.to_string()))?;
+        Ok(spec)
+    }
+
+    /// What the flags mean, as edits: every value parsed, the first that
+    /// does not parse refused naming its flag.
+    pub fn edits(
+        &self,
+        kind: ModeKind,
+        local: &LocalInputs<'_>,
+    ) -> Result<Vec<SpecEdit>, SpecError> {
+        let mut edits = Vec::new();
+        if let Some(name) = &self.name {
+            edits.push(SpecEdit::Name(name.clone()));
+        }
         let replicas = opt("--replicas", &self.replicas, parse_uint)?;
         let max_concurrent = opt("--max-concurrent", &self.max_concurrent, parse_uint)?;
         let max_per_node = opt(
@@ -324,154 +346,152 @@ impl ServiceFlags {
             parse_uint,
         )?
         .unwrap_or(0);
-        let mode = service_mode(kind, replicas, max_concurrent, max_per_node)?;
+        edits.push(SpecEdit::Mode(service_mode(
+            kind,
+            replicas,
+            max_concurrent,
+            max_per_node,
+        )?));
+        edits.push(SpecEdit::MaxReplicasPerNode(max_per_node));
 
-        let mut ports = Vec::new();
         for p in each("-p, --publish", &self.publish, parse_publish)? {
-            ports.extend(p);
+            edits.extend(p.into_iter().map(SpecEdit::Publish));
         }
-        let endpoint_mode = parse_endpoint_mode(&self.endpoint_mode)
-            .map_err(|e| SpecError::flag("--endpoint-mode", &self.endpoint_mode, e))?;
+        edits.push(SpecEdit::EndpointMode(
+            parse_endpoint_mode(&self.endpoint_mode)
+                .map_err(|e| SpecError::flag("--endpoint-mode", &self.endpoint_mode, e))?,
+        ));
+        edits.extend(each("--constraint", &self.constraint, |c| {
+            Constraint::parse(c).map(|_| SpecEdit::Constraint(c.trim().to_string()))
+        })?);
+        edits.extend(
+            each("--placement-pref", &self.placement_pref, parse_preference)?
+                .into_iter()
+                .map(SpecEdit::Preference),
+        );
 
-        let constraints = each("--constraint", &self.constraint, |c| {
-            Constraint::parse(c).map(|_| c.trim().to_string())
-        })?;
-        let preferences = each("--placement-pref", &self.placement_pref, parse_preference)?;
-
-        let resources = ResourceRequirements {
-            limits: Some(ResourceLimits {
-                nano_cpus: opt("--limit-cpu", &self.limit_cpu, parse_nano_cpus)?.unwrap_or(0),
-                memory_bytes: opt("--limit-memory", &self.limit_memory, parse_memory_bytes)?
-                    .unwrap_or(0),
-                pids: opt("--limit-pids", &self.limit_pids, parse_int)?.unwrap_or(0),
-            }),
-            reservations: Some(ResourceLimits {
-                nano_cpus: opt("--reserve-cpu", &self.reserve_cpu, parse_nano_cpus)?.unwrap_or(0),
-                memory_bytes: opt("--reserve-memory", &self.reserve_memory, parse_memory_bytes)?
-                    .unwrap_or(0),
-                pids: 0,
-            }),
-        };
-
-        let mut restart = default_restart_policy(kind);
+        let resources = [
+            (
+                opt("--limit-cpu", &self.limit_cpu, parse_nano_cpus)?,
+                SpecEdit::LimitNanoCpus as fn(i64) -> SpecEdit,
+            ),
+            (
+                opt("--limit-memory", &self.limit_memory, parse_memory_bytes)?,
+                SpecEdit::LimitMemoryBytes,
+            ),
+            (
+                opt("--limit-pids", &self.limit_pids, parse_int)?,
+                SpecEdit::LimitPids,
+            ),
+            (
+                opt("--reserve-cpu", &self.reserve_cpu, parse_nano_cpus)?,
+                SpecEdit::ReserveNanoCpus,
+            ),
+            (
+                opt("--reserve-memory", &self.reserve_memory, parse_memory_bytes)?,
+                SpecEdit::ReserveMemoryBytes,
+            ),
+        ];
+        edits.extend(resources.into_iter().filter_map(|(v, edit)| v.map(edit)));
         if let Some(c) = opt(
             "--restart-condition",
             &self.restart_condition,
             parse_restart_condition,
         )? {
-            restart.condition = c as i32;
+            edits.push(SpecEdit::RestartCondition(c));
         }
         if let Some(d) = opt("--restart-delay", &self.restart_delay, parse_duration_ns)? {
-            restart.delay_ns = d;
+            edits.push(SpecEdit::RestartDelayNs(d));
         }
         if let Some(n) = opt(
             "--restart-max-attempts",
             &self.restart_max_attempts,
             parse_uint,
         )? {
-            restart.max_attempts = n;
+            edits.push(SpecEdit::RestartMaxAttempts(n));
         }
         if let Some(w) = opt("--restart-window", &self.restart_window, parse_duration_ns)? {
-            restart.window_ns = w;
+            edits.push(SpecEdit::RestartWindowNs(w));
         }
 
-        let mut env = Vec::new();
         for path in &self.env_file {
             let content = (local.read_file)(path).map_err(SpecError::Invalid)?;
-            env.extend(
+            edits.push(SpecEdit::Env(
                 parse_env_file(&content, local.env)
                     .map_err(|e| SpecError::flag("--env-file", path, e))?,
-            );
+            ));
         }
-        env.extend(each("-e, --env", &self.env, |v| parse_env(v, local.env))?);
-
-        let labels: HashMap<String, String> = each("-l, --label", &self.label, parse_label)?
-            .into_iter()
-            .collect();
-        let container_labels: HashMap<String, String> =
-            each("--container-label", &self.container_label, parse_label)?
+        edits.push(SpecEdit::Env(each("-e, --env", &self.env, |v| {
+            parse_env(v, local.env)
+        })?));
+        for (k, v) in each("-l, --label", &self.label, parse_label)? {
+            edits.push(SpecEdit::Label(k, v));
+        }
+        for (k, v) in each("--container-label", &self.container_label, parse_label)? {
+            edits.push(SpecEdit::ContainerLabel(k, v));
+        }
+        for mut m in each("--mount", &self.mount, parse_mount)? {
+            resolve_bind_source(&mut m, &local.cwd);
+            edits.push(SpecEdit::Mount(m));
+        }
+        edits.extend(self.container_edits()?);
+        edits.extend(
+            each("--network", &self.network, parse_network)?
                 .into_iter()
-                .collect();
+                .map(SpecEdit::Network),
+        );
+        edits.extend(self.update_edits(false)?);
+        edits.extend(self.update_edits(true)?);
+        Ok(edits)
+    }
 
-        let mut mounts = each("--mount", &self.mount, parse_mount)?;
-        for m in &mut mounts {
-            resolve_bind_source(m, &local.cwd);
+    /// The container's settings besides env, labels and mounts.
+    fn container_edits(&self) -> Result<Vec<SpecEdit>, SpecError> {
+        let mut edits = Vec::new();
+        if let Some(words) = opt("--entrypoint", &self.entrypoint, split_words)? {
+            edits.push(SpecEdit::Command(words));
         }
-
-        let command = opt("--entrypoint", &self.entrypoint, split_words)?.unwrap_or_default();
         if let Some(s) = &self.stop_signal {
             check_signal(s).map_err(|e| SpecError::flag("--stop-signal", s, e))?;
+            edits.push(SpecEdit::StopSignal(s.clone()));
         }
-        let stop_grace_period_ns = opt(
+        if let Some(n) = opt(
             "--stop-grace-period",
             &self.stop_grace_period,
             parse_duration_ns,
-        )?
-        .unwrap_or(0);
-
-        let healthcheck = self.healthcheck()?;
-        let ulimits = each("--ulimit", &self.ulimit, parse_ulimit)?;
-        let sysctls: HashMap<String, String> = each("--sysctl", &self.sysctl, parse_sysctl)?
-            .into_iter()
-            .collect();
-        let cap_add = each("--cap-add", &self.cap_add, normalize_capability)?;
-        let cap_drop = each("--cap-drop", &self.cap_drop, normalize_capability)?;
-        let (cap_add, cap_drop) = effective_capabilities(&cap_add, &cap_drop);
-        let networks = each("--network", &self.network, parse_network)?;
-
-        let update = self.update_config(false)?;
-        let rollback = self.update_config(true)?;
-
-        let spec = ServiceSpec {
-            annotations: Some(Annotations {
-                name: self.name.clone().unwrap_or_default(),
-                labels,
-            }),
-            task: Some(TaskSpec {
-                container: Some(ContainerSpec {
-                    image: image.to_string(),
-                    labels: container_labels,
-                    command,
-                    args: args.to_vec(),
-                    hostname: self.hostname.clone().unwrap_or_default(),
-                    env,
-                    dir: self.workdir.clone().unwrap_or_default(),
-                    user: self.user.clone().unwrap_or_default(),
-                    groups: self.group.clone(),
-                    mounts,
-                    stop_grace_period_ns,
-                    stop_signal: self.stop_signal.clone().unwrap_or_default(),
-                    init: self.init,
-                    read_only: self.read_only,
-                    healthcheck,
-                    ulimits,
-                    sysctls,
-                    cap_add,
-                    cap_drop,
-                    tty: self.tty,
-                    open_stdin: false,
-                }),
-                resources: Some(resources),
-                restart: Some(restart),
-                placement: Some(Placement {
-                    constraints,
-                    preferences,
-                    max_replicas: max_per_node,
-                    platforms: vec![],
-                }),
-                networks,
-                force_update: 0,
-            }),
-            update: Some(update),
-            rollback: Some(rollback),
-            endpoint: Some(EndpointSpec {
-                mode: endpoint_mode as i32,
-                ports,
-            }),
-            mode: Some(mode),
-        };
-        super::validate(&spec)?;
-        Ok(spec)
+        )? {
+            edits.push(SpecEdit::StopGracePeriodNs(n));
+        }
+        let texts = [
+            (&self.hostname, SpecEdit::Hostname as fn(String) -> SpecEdit),
+            (&self.workdir, SpecEdit::Workdir),
+            (&self.user, SpecEdit::User),
+        ];
+        edits.extend(
+            texts
+                .into_iter()
+                .filter_map(|(v, edit)| v.clone().map(edit)),
+        );
+        if !self.group.is_empty() {
+            edits.push(SpecEdit::Groups(self.group.clone()));
+        }
+        edits.push(SpecEdit::Init(self.init));
+        edits.push(SpecEdit::ReadOnly(self.read_only));
+        edits.push(SpecEdit::Tty(self.tty));
+        edits.push(SpecEdit::Healthcheck(self.healthcheck()?));
+        edits.extend(
+            each("--ulimit", &self.ulimit, parse_ulimit)?
+                .into_iter()
+                .map(SpecEdit::Ulimit),
+        );
+        for (k, v) in each("--sysctl", &self.sysctl, parse_sysctl)? {
+            edits.push(SpecEdit::Sysctl(k, v));
+        }
+        edits.push(SpecEdit::Capabilities {
+            add: each("--cap-add", &self.cap_add, normalize_capability)?,
+            drop: each("--cap-drop", &self.cap_drop, normalize_capability)?,
+        });
+        Ok(edits)
     }
 
     /// Docker's healthcheck flags: `--health-cmd` runs with the shell
@@ -571,8 +591,8 @@ impl ServiceFlags {
         .find_map(|(flag, given)| given.then_some(flag))
     }
 
-    /// The `--update-*` (or `--rollback-*`) flags over Docker's defaults.
-    fn update_config(&self, rollback: bool) -> Result<UpdateConfig, SpecError> {
+    /// The `--update-*` (or `--rollback-*`) flags, as edits of that config.
+    fn update_edits(&self, rollback: bool) -> Result<Vec<SpecEdit>, SpecError> {
         let (prefix, parallelism, delay, action, monitor, max_ratio, order) = if rollback {
             (
                 "--rollback",
@@ -594,30 +614,26 @@ impl ServiceFlags {
                 &self.update_order,
             )
         };
-        let mut config = default_update_config();
-        if let Some(p) = opt(&format!("{prefix}-parallelism"), parallelism, parse_uint)? {
-            config.parallelism = p;
-        }
-        if let Some(d) = opt(&format!("{prefix}-delay"), delay, parse_duration_ns)? {
-            config.delay_ns = d;
-        }
-        if let Some(a) = opt(&format!("{prefix}-failure-action"), action, |v| {
-            parse_failure_action(v, rollback)
-        })? {
-            config.failure_action = a as i32;
-        }
-        if let Some(m) = opt(&format!("{prefix}-monitor"), monitor, parse_duration_ns)? {
-            config.monitor_ns = m;
-        }
-        if let Some(r) = opt(&format!("{prefix}-max-failure-ratio"), max_ratio, ratio)? {
-            config.max_failure_ratio = r;
-        }
-        if let Some(o) = opt(&format!("{prefix}-order"), order, parse_update_order)? {
-            config.order = o as i32;
-        }
-        Ok(config)
+        let flag = |name: &str| format!("{prefix}-{name}");
+        let fields = [
+            opt(&flag("parallelism"), parallelism, parse_uint)?.map(UpdateField::Parallelism),
+            opt(&flag("delay"), delay, parse_duration_ns)?.map(UpdateField::DelayNs),
+            opt(&flag("failure-action"), action, |v| {
+                parse_failure_action(v, rollback)
+            })?
+            .map(UpdateField::FailureAction),
+            opt(&flag("monitor"), monitor, parse_duration_ns)?.map(UpdateField::MonitorNs),
+            opt(&flag("max-failure-ratio"), max_ratio, ratio)?.map(UpdateField::MaxFailureRatio),
+            opt(&flag("order"), order, parse_update_order)?.map(UpdateField::Order),
+        ];
+        let edit = if rollback {
+            SpecEdit::Rollback
+        } else {
+            SpecEdit::Update
+        };
+        Ok(fields.into_iter().flatten().map(edit).collect())
     }
 }
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;

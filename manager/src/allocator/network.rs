@@ -392,20 +392,12 @@ fn parse_subnet(s: &str, what: &str) -> Result<Cidr, ManagerError> {
     })
 }
 
-/// Swarm's rule for object names: a DNS label.
+/// Swarm's rule for object names: a DNS label (the spec library's rule).
 pub fn validate_name(name: &str) -> Result<(), ManagerError> {
     if name.is_empty() {
         return Err(invalid("network name must be provided"));
     }
-    let ok = name.len() <= 63
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        && name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphanumeric());
-    if !ok {
+    if !rswarm_proto::spec::names::is_dns_component(name) {
         return Err(invalid(format!(
             "invalid network name {name:?}: must be valid as a DNS name component"
         )));

@@ -3,7 +3,6 @@
 //! the store; writes go through Raft (forwarded to the leader by the store).
 
 pub mod cluster;
-mod image_ref;
 pub mod limits;
 pub mod networks;
 mod nodes;

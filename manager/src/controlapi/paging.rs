@@ -3,7 +3,7 @@
 //! every page makes progress), ordered by ID; the page token is the last ID
 //! of the page before. No list answer can grow past a gRPC message limit
 //! however many or however big the objects are (a spec is bounded by
-//! `limits::MAX_SPEC_BYTES`, so one object stays far below a page).
+//! `rswarm_proto::spec::bounds::MAX_SPEC_BYTES`, so one object stays far below a page).
 //!
 //! Objects created or removed between two pages may or may not show, as in
 //! any paged API; each object shows at most once.

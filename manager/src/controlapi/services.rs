@@ -1,19 +1,20 @@
 //! Control calls on services and tasks: create, inspect, list, update (scale
 //! and rollback included), remove; get and list tasks. Specs are validated
-//! here, before anything is stored, with messages that say what is wrong
-//! and where; published ports are allocated and checked for conflicts
-//! (by the allocator's rule, `allocator::ports`) in the same write.
+//! here, before anything is stored, by the spec library
+//! (`rswarm_proto::spec`: bounds, rules, every problem in one answer, then
+//! what the cluster does not run yet); published ports are allocated and
+//! checked for conflicts (by the allocator's rule, `allocator::ports`) in the
+//! same write.
 //! Every create rewrites one guard object at the version it read it, so a
 //! name or port checked against a stale view (a follower behind, a create
 //! retried while its first try still commits) never yields two services.
-//! Every spec keeps the bounds of `limits` (replicas, size, list lengths).
 
 use std::collections::HashSet;
 
 use rswarm_proto::control::{ListTasksRequest, UpdateServiceRequest};
 use rswarm_proto::types::{
-    endpoint_spec::ResolutionMode, port_config::PublishMode, service_spec::Mode, Endpoint,
-    EndpointSpec, PortConfig, Service, ServiceSpec, Task, TaskState,
+    port_config::PublishMode, service_spec::Mode, Endpoint, EndpointSpec, PortConfig, Service,
+    ServiceSpec, Task, TaskState,
 };
 use rswarm_raft::{Op, Store, StoreError};
 
@@ -33,127 +34,12 @@ fn invalid(msg: impl Into<String>) -> ManagerError {
     ManagerError::InvalidArgument(msg.into())
 }
 
-/// Check a spec the way swarmkit's controlapi does, naming the field at fault.
+/// The final word on a spec: every problem the spec library finds (the
+/// same `validate` the CLI runs early), then what the cluster does not run
+/// yet.
 pub fn validate(spec: &ServiceSpec) -> Result<(), ManagerError> {
-    super::limits::check_spec(spec)?;
-    let name = spec
-        .annotations
-        .as_ref()
-        .map(|a| a.name.as_str())
-        .unwrap_or("");
-    validate_name(name)?;
-    let task = spec
-        .task
-        .as_ref()
-        .ok_or_else(|| invalid("service spec has no task template"))?;
-    let container = task
-        .container
-        .as_ref()
-        .ok_or_else(|| invalid("task template has no container spec"))?;
-    if container.image.trim().is_empty() {
-        return Err(invalid("ContainerSpec: image reference must be provided"));
-    }
-    if container.image.chars().any(char::is_whitespace) {
-        return Err(invalid(format!(
-            "ContainerSpec: invalid image reference \"{}\"",
-            container.image
-        )));
-    }
-    super::image_ref::check(&container.image).map_err(invalid)?;
-    // A setting that would be stored and ignored is refused until it works.
-    if let Some(h) = &container.healthcheck {
-        if !h.test.is_empty() && h.test.first().map(String::as_str) != Some("NONE") {
-            return Err(invalid(
-                "health checks are not supported yet: rswarm does not run them, so the check would be ignored",
-            ));
-        }
-    }
-    match &spec.mode {
-        None => return Err(invalid("service spec has no mode")),
-        Some(Mode::ReplicatedJob(j)) if j.max_concurrent == 0 && j.total_completions == 0 => {}
-        _ => {}
-    }
-    if let Some(r) = task.resources.as_ref() {
-        for (what, l) in [
-            ("limits", r.limits.as_ref()),
-            ("reservations", r.reservations.as_ref()),
-        ] {
-            if let Some(l) = l {
-                if l.nano_cpus < 0 || l.memory_bytes < 0 || l.pids < 0 {
-                    return Err(invalid(format!(
-                        "TaskSpec: resource {what} must not be negative"
-                    )));
-                }
-                if l.nano_cpus > 0 && l.nano_cpus < 1_000_000 {
-                    return Err(invalid(format!(
-                        "TaskSpec: invalid cpu {what}: must be at least 0.001"
-                    )));
-                }
-            }
-        }
-        if let Some(l) = r.limits.as_ref() {
-            if l.memory_bytes > 0 && l.memory_bytes < 6 * 1024 * 1024 {
-                return Err(invalid("TaskSpec: memory limit must be at least 6MiB"));
-            }
-        }
-    }
-    if let Some(p) = task.placement.as_ref() {
-        for c in &p.constraints {
-            validate_constraint(c)?;
-        }
-        for pref in &p.preferences {
-            if !pref.spread_descriptor.starts_with("node.labels.")
-                && !pref.spread_descriptor.starts_with("engine.labels.")
-            {
-                return Err(invalid(format!(
-                    "invalid placement preference spread={}: must be node.labels.<name> or engine.labels.<name>",
-                    pref.spread_descriptor
-                )));
-            }
-        }
-    }
-    for m in &container.mounts {
-        if m.target.is_empty() || !m.target.starts_with('/') {
-            return Err(invalid(format!(
-                "invalid mount config: target must be an absolute path, got {:?}",
-                m.target
-            )));
-        }
-        if m.r#type == rswarm_proto::types::mount::Type::Bind as i32 && !m.source.starts_with('/') {
-            return Err(invalid(format!(
-                "invalid mount config for type \"bind\": source must be an absolute path, got {:?}",
-                m.source
-            )));
-        }
-    }
-    if let Some(ep) = spec.endpoint.as_ref() {
-        let mut seen = HashSet::new();
-        for p in &ep.ports {
-            if p.target_port == 0 || p.target_port > 65535 || p.published_port > 65535 {
-                return Err(invalid(format!(
-                    "invalid port {}:{}",
-                    p.published_port, p.target_port
-                )));
-            }
-            if p.published_port != 0 && !seen.insert((p.published_port, p.protocol)) {
-                return Err(invalid(format!(
-                    "EndpointSpec: duplicate published ports provided: {}",
-                    p.published_port
-                )));
-            }
-        }
-        if ep.mode == ResolutionMode::Dnsrr as i32
-            && ep
-                .ports
-                .iter()
-                .any(|p| p.publish_mode == PublishMode::Ingress as i32)
-        {
-            return Err(invalid(
-                "EndpointSpec: port published with ingress mode can't be used with dnsrr mode",
-            ));
-        }
-    }
-    Ok(())
+    rswarm_proto::spec::validate(spec).map_err(|p| invalid(p.to_string()))?;
+    rswarm_proto::spec::check_supported(spec).map_err(|e| invalid(e.0))
 }
 
 /// Every network the task template attaches to exists (Docker: "network
@@ -175,62 +61,6 @@ fn check_networks(store: &Store, spec: &ServiceSpec) -> Result<(), ManagerError>
                 n.target
             )));
         }
-    }
-    Ok(())
-}
-
-/// Docker's rule: a valid DNS label.
-pub fn validate_name(name: &str) -> Result<(), ManagerError> {
-    if name.is_empty() {
-        return Err(invalid("service name must not be empty"));
-    }
-    let ok = name.len() <= 63
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        && name
-            .chars()
-            .next()
-            .map(|c| c.is_ascii_alphanumeric())
-            .unwrap_or(false);
-    if !ok {
-        return Err(invalid(format!(
-            "Invalid name {name:?}: must be valid as a DNS name component"
-        )));
-    }
-    Ok(())
-}
-
-/// `node.role==worker`, `node.labels.zone!=b`, ...
-pub fn validate_constraint(c: &str) -> Result<(), ManagerError> {
-    let (key, value) = if let Some((k, v)) = c.split_once("==") {
-        (k, v)
-    } else if let Some((k, v)) = c.split_once("!=") {
-        (k, v)
-    } else {
-        return Err(invalid(format!(
-            "invalid constraint {c:?}: expected key==value or key!=value"
-        )));
-    };
-    let key = key.trim();
-    let value = value.trim();
-    if value.is_empty() {
-        return Err(invalid(format!("invalid constraint {c:?}: empty value")));
-    }
-    let known = matches!(
-        key,
-        "node.id" | "node.hostname" | "node.role" | "node.platform.os" | "node.platform.arch"
-    ) || (key.starts_with("node.labels.") && key.len() > "node.labels.".len())
-        || (key.starts_with("engine.labels.") && key.len() > "engine.labels.".len());
-    if !known {
-        return Err(invalid(format!(
-            "invalid constraint {c:?}: unknown key {key:?}"
-        )));
-    }
-    if key == "node.role" && value != "manager" && value != "worker" {
-        return Err(invalid(format!(
-            "invalid constraint {c:?}: node.role must be manager or worker"
-        )));
     }
     Ok(())
 }
@@ -519,16 +349,6 @@ fn generated_name() -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn constraints_are_checked() {
-        assert!(validate_constraint("node.role==worker").is_ok());
-        assert!(validate_constraint("node.labels.zone!=b").is_ok());
-        assert!(validate_constraint("node.role=worker").is_err());
-        assert!(validate_constraint("node.role==boss").is_err());
-        assert!(validate_constraint("node.colour==red").is_err());
-        assert!(validate_constraint("node.labels.==x").is_err());
-    }
-
     fn web_spec() -> ServiceSpec {
         ServiceSpec {
             annotations: Some(rswarm_proto::types::Annotations {
@@ -567,15 +387,5 @@ mod tests {
             .filter(|s| name_of(s) == "web")
             .collect();
         assert_eq!(named.len(), 1, "{named:?}");
-    }
-
-    #[test]
-    fn names_are_dns_labels() {
-        assert!(validate_name("web").is_ok());
-        assert!(validate_name("my_app-1").is_ok());
-        assert!(validate_name("").is_err());
-        assert!(validate_name("-x").is_err());
-        assert!(validate_name("a.b").is_err());
-        assert!(validate_name(&"a".repeat(64)).is_err());
     }
 }

@@ -21,8 +21,8 @@ use super::plan::{fill_slot, Plan, Slot};
 use super::restart::{Clock, RestartSupervisor, SlotKey};
 use super::task;
 use super::view::ClusterView;
-use crate::scheduler::constraint::Constraint;
 use crate::scheduler::filter::platform_supported;
+use rswarm_proto::spec::constraints::Constraint;
 
 /// Whether a node may keep, and may get new, tasks of a global service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

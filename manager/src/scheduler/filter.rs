@@ -6,9 +6,9 @@
 
 use rswarm_proto::types::{Node, NodeState, Platform, Task};
 
-use super::constraint::Constraint;
 use super::nodeinfo::{self, HostPort, NodeInfo};
 use crate::orchestrator::task as task_state;
+use rswarm_proto::spec::constraints::Constraint;
 
 /// What a task asks of a node, read once from its spec.
 #[derive(Debug, Clone)]
@@ -35,7 +35,8 @@ impl Request {
             memory,
             constraints: Constraint::parse_all(
                 placement.map(|p| p.constraints.as_slice()).unwrap_or(&[]),
-            ),
+            )
+            .map_err(|e| e.0),
             max_replicas: placement.map(|p| p.max_replicas).unwrap_or(0),
             platforms: placement.map(|p| p.platforms.clone()).unwrap_or_default(),
             host_ports: nodeinfo::host_ports(t),

@@ -21,7 +21,6 @@
 //! schedules: the leader supervisor (`crate::leader`) runs [`run`] while
 //! this manager leads and aborts it when it stops.
 
-pub(crate) mod constraint;
 pub(crate) mod filter;
 pub(crate) mod nodeinfo;
 pub(crate) mod pipeline;
@@ -44,12 +43,6 @@ use crate::error::ManagerError;
 use crate::objects::now_nanos;
 use crate::orchestrator::view::{commit, drain, Batch, ClusterView, Drained};
 use crate::orchestrator::STORE_ERROR_PAUSE;
-
-/// Parses a placement constraint as the scheduler does and says whether `node`
-/// satisfies it. Exported for the fuzzing harness (`rswarm-tests --bin fuzz`).
-pub fn constraint_matches(text: &str, node: &rswarm_proto::types::Node) -> Result<bool, String> {
-    constraint::Constraint::parse(text).map(|c| c.matches(node))
-}
 
 /// The message of a task the scheduler placed.
 pub const ASSIGNED_MESSAGE: &str = "scheduler assigned task to node";

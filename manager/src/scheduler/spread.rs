@@ -14,10 +14,10 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 
-use super::constraint::Key;
 use super::filter::{Candidate, Request};
 use super::pipeline::Pipeline;
 use super::Scheduler;
+use rswarm_proto::spec::constraints::Key;
 
 /// Shares of `n` new tasks for groups already holding `counts`, evening
 /// them out: each task goes to the group with the fewest so far (ties: the

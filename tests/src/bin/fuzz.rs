@@ -14,9 +14,10 @@
 //!    soups from each grammar's alphabet, mutations of valid inputs, raw unicode,
 //!    and long repetitions. Every call runs under `catch_unwind`; panics are counted
 //!    and the first inputs that caused them printed.
-//!    The CLI is a binary crate, so its parser modules (`cli/src/duration.rs`,
-//!    `servicespec/`, `format/`, `daemon/config.rs`) are compiled into this binary
-//!    from their own source files (`#[path]`): the same code, no copy.
+//!    The CLI is a binary crate, so its parser modules (`servicespec/`, `format/`,
+//!    `daemon/config.rs`) are compiled into this binary from their own source
+//!    files (`#[path]`): the same code, no copy. The spec library's parsers
+//!    (`rswarm_proto::spec`) are called directly.
 //! 2. **gRPC**: a one-host swarm in a network namespace (the test harness), then `M`
 //!    (default 100,000) messages per service: random bytes and mutations of
 //!    protobuf-shaped messages (random field numbers, wire types and nested
@@ -54,9 +55,6 @@ use tonic::Status;
 #[allow(dead_code, unused_imports, clippy::all)]
 #[path = "../../../cli/src/daemon/config.rs"]
 mod daemon_config;
-#[allow(dead_code, unused_imports, clippy::all)]
-#[path = "../../../cli/src/duration.rs"]
-mod duration;
 #[allow(dead_code, unused_imports, clippy::all)]
 #[path = "../../../cli/src/format/mod.rs"]
 mod format;
@@ -268,7 +266,8 @@ const DIGITS: &[&str] = &[
 ];
 
 fn targets(config_dir: &Path) -> Vec<Target> {
-    use servicespec::{container, mounts, placement, ports, reference, units};
+    use rswarm_proto::spec::{constraints, mounts, ports, reference, units};
+    use servicespec::container;
     let hex64 = "0123456789abcdef".repeat(4);
     let digest_ref = format!("registry:5000/org/app:tag@sha256:{hex64}");
     let image_tokens: Vec<&'static str> = vec![
@@ -609,7 +608,7 @@ fn targets(config_dir: &Path) -> Vec<Target> {
 
     vec![
         Target {
-            name: "image reference (cli)",
+            name: "image reference (spec)",
             tokens: image_tokens.clone(),
             seeds: image_seeds.clone(),
             run: Box::new(|s| {
@@ -632,10 +631,9 @@ fn targets(config_dir: &Path) -> Vec<Target> {
             tokens: duration_tokens,
             seeds: duration_seeds,
             run: Box::new(|s| {
-                let a = duration::parse(s).is_ok();
-                let b = units::parse_duration(s).is_ok();
-                let c = units::parse_duration_ns(s).is_ok();
-                a || b || c
+                let a = units::parse_duration(s).is_ok();
+                let b = units::parse_duration_ns(s).is_ok();
+                a || b
             }),
         },
         Target {
@@ -674,21 +672,25 @@ fn targets(config_dir: &Path) -> Vec<Target> {
             }),
         },
         Target {
-            name: "constraint (cli)",
+            name: "constraint (parse)",
             tokens: constraint_tokens.clone(),
             seeds: constraint_seeds.clone(),
             run: Box::new(|s| {
-                let a = placement::Constraint::parse(s).is_ok();
-                let b = placement::parse_preference(s).is_ok();
-                let c = placement::check_spread_descriptor(s).is_ok();
+                let a = constraints::Constraint::parse(s).is_ok();
+                let b = constraints::parse_preference(s).is_ok();
+                let c = constraints::check_spread_descriptor(s).is_ok();
                 a || b || c
             }),
         },
         Target {
-            name: "constraint (scheduler)",
+            name: "constraint (match)",
             tokens: constraint_tokens,
             seeds: constraint_seeds,
-            run: Box::new(move |s| rswarm_manager::scheduler::constraint_matches(s, &node).is_ok()),
+            run: Box::new(move |s| {
+                constraints::Constraint::parse(s)
+                    .map(|c| c.matches(&node))
+                    .is_ok()
+            }),
         },
         Target {
             name: "join token",

@@ -9,7 +9,7 @@ use std::fs;
 use std::path::PathBuf;
 
 use super::{repository_of, short_id, ImageStore, State};
-use crate::image::reference::ImageRef;
+use crate::image::parse_reference;
 use crate::image::{sha256_hex, unique_suffix, ImageError, LocalImage, RemoveReport};
 
 impl ImageStore {
@@ -34,7 +34,7 @@ impl ImageStore {
         }
         let (target, affected) = {
             let st = self.lock();
-            let by_ref = ImageRef::parse(reference)
+            let by_ref = parse_reference(reference)
                 .ok()
                 .map(|r| r.to_string())
                 .filter(|k| st.index.refs.contains_key(k));

@@ -1,6 +1,7 @@
-//! `service create`: builds and checks the spec from Docker's flags, sends
-//! it, prints the new ID, then waits for the service to converge unless
-//! `--detach` (losing sight of the progress does not fail the create).
+//! `service create`: applies the edits Docker's flags mean to the defaults,
+//! checks the spec, sends it, prints the new ID, then waits for the service
+//! to converge unless `--detach` (losing sight of the progress does not fail
+//! the create).
 
 use rswarm_proto::control::control_client::ControlClient;
 use rswarm_proto::control::services_client::ServicesClient;
@@ -21,9 +22,9 @@ pub(super) async fn create(opts: &ClientOpts, a: CreateArgs) -> anyhow::Result<(
             "{flag} is not supported yet: rswarm does not run health checks or rolling updates yet, so the setting would be ignored"
         );
     }
+    // The flags' edits over the defaults, validated (bounds included) by the
+    // spec library the manager also runs: refusing early avoids sending 1 MB.
     let spec = a.flags.to_spec(image, args)?;
-    // The manager has the final word; refusing early avoids sending 1 MB.
-    rswarm_manager::controlapi::limits::check_spec(&spec).map_err(|e| anyhow::anyhow!("{e}"))?;
     let (channel, _) = opts.connect().await?;
     let mut services = ServicesClient::new(channel.clone());
     let service = services

@@ -9,19 +9,24 @@ use rswarm_proto::types::restart_policy::Condition;
 use rswarm_proto::types::service_spec::Mode;
 use rswarm_proto::types::update_config::{FailureAction, UpdateOrder};
 use rswarm_proto::types::{
-    GlobalService, Mount, PortConfig, ReplicatedService, RestartPolicy, Ulimit,
+    Annotations, ContainerSpec, EndpointSpec, GlobalService, Mount, Placement, PortConfig,
+    ReplicatedService, ResourceLimits, ResourceRequirements, RestartPolicy, TaskSpec, Ulimit,
+    UpdateConfig,
 };
+use std::collections::HashMap;
+
+use crate::servicespec::policy::default_update_config;
 
 /// `service create`'s shape: the flags, then IMAGE [COMMAND] [ARG...].
 #[derive(Parser, Debug)]
-struct Create {
+pub(crate) struct Create {
     #[command(flatten)]
-    flags: ServiceFlags,
+    pub flags: ServiceFlags,
     #[arg(required = true, trailing_var_arg = true)]
-    image_and_args: Vec<String>,
+    pub image_and_args: Vec<String>,
 }
 
-fn no_env(_: &str) -> Option<String> {
+pub(crate) fn no_env(_: &str) -> Option<String> {
     None
 }
 

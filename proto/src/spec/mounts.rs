@@ -5,8 +5,8 @@
 
 use std::path::Path;
 
-use rswarm_proto::types::mount::Type as MountType;
-use rswarm_proto::types::Mount;
+use crate::types::mount::Type as MountType;
+use crate::types::Mount;
 
 use super::units::{parse_bool, parse_memory_bytes};
 use super::{csv_fields, ValueError};
@@ -21,7 +21,7 @@ pub fn mount_type_word(t: MountType) -> &'static str {
 }
 
 /// `bind`, `volume` or `tmpfs` (any case).
-pub fn parse_mount_type(value: &str) -> Result<MountType, ValueError> {
+fn parse_mount_type(value: &str) -> Result<MountType, ValueError> {
     match value.to_ascii_lowercase().as_str() {
         "bind" => Ok(MountType::Bind),
         "volume" => Ok(MountType::Volume),

@@ -2,8 +2,8 @@
 //! (`[published:]target[/protocol]`, ranges `8080-8081:80-81`) and long
 //! syntax (`mode=host,target=80,published=8080,protocol=udp`).
 
-use rswarm_proto::types::port_config::{Protocol, PublishMode};
-use rswarm_proto::types::PortConfig;
+use crate::types::port_config::{Protocol, PublishMode};
+use crate::types::PortConfig;
 
 use super::units::parse_uint;
 use super::{csv_fields, ValueError};
@@ -28,7 +28,7 @@ fn is_long_syntax(value: &str) -> bool {
 }
 
 /// `tcp`, `udp` or `sctp`.
-pub fn parse_protocol(value: &str) -> Option<Protocol> {
+fn parse_protocol(value: &str) -> Option<Protocol> {
     match value {
         "tcp" => Some(Protocol::Tcp),
         "udp" => Some(Protocol::Udp),
@@ -38,7 +38,7 @@ pub fn parse_protocol(value: &str) -> Option<Protocol> {
 }
 
 /// `ingress` or `host`.
-pub fn parse_publish_mode(value: &str) -> Option<PublishMode> {
+fn parse_publish_mode(value: &str) -> Option<PublishMode> {
     match value {
         "ingress" => Some(PublishMode::Ingress),
         "host" => Some(PublishMode::Host),

@@ -1,7 +1,24 @@
-//! Image references in Docker's grammar (`distribution/reference`):
-//! `[domain[:port]/]path[:tag][@algorithm:hex]`, with Docker Hub's short
-//! names (`redis` is `docker.io/library/redis`) and the "familiar" form
-//! Docker shows people (`redis:7` rather than `docker.io/library/redis:7`).
+//! Image references in Docker's grammar (`distribution/reference`'s
+//! `ParseNormalizedNamed`): `[domain[:port]/]path[:tag][@algorithm:hex]`,
+//! the one parser the CLI, the control API and the agent use.
+//!
+//! * `redis` is `docker.io/library/redis`, `me/app` is `docker.io/me/app`,
+//!   `index.docker.io` is `docker.io`; [`ImageRef::with_default_tag`] adds
+//!   `:latest` when there is neither tag nor digest;
+//! * the first path component is a registry when it has a `.` or a `:` or is
+//!   `localhost` (`localhost:5000/a/b:1`, `10.77.0.2:5000/busybox`); a port
+//!   is 0-65535; one that is only upper-case (`UPPER/case`) is refused as a
+//!   repository name that must be lowercase, where Docker would try a
+//!   registry `UPPER`;
+//! * a digest is `sha256:` with 64 hex digits (or `sha384:`/`sha512:` with
+//!   96/128), kept with the tag when both are given; a bare 64-hex string
+//!   is refused (it is an image ID);
+//! * repository components are lowercase `[a-z0-9]` runs joined by `.`, `_`,
+//!   `__` or dashes; a tag is `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`; the name
+//!   is at most 255 characters.
+//!
+//! It also writes the "familiar" form Docker shows people (`redis:7` rather
+//! than `docker.io/library/redis:7`).
 
 use std::fmt;
 
@@ -58,7 +75,7 @@ fn valid_path_component(c: &str) -> bool {
     true
 }
 
-/// A host name or address with an optional port.
+/// A host name or address with an optional port (0-65535).
 fn valid_domain(d: &str) -> bool {
     let (host, port) = if let Some(rest) = d.strip_prefix('[') {
         match rest.split_once(']') {
@@ -77,7 +94,7 @@ fn valid_domain(d: &str) -> bool {
         }
     };
     if let Some(p) = port {
-        if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
+        if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) || p.parse::<u16>().is_err() {
             return false;
         }
     }
@@ -105,26 +122,43 @@ fn valid_tag(t: &str) -> bool {
         && b.iter().all(|&x| word(x) || x == b'.' || x == b'-')
 }
 
-fn valid_digest(d: &str) -> bool {
+/// `algorithm:hex` as the grammar reads it, then as `go-digest` checks it:
+/// a known algorithm with its hex length.
+fn check_digest(d: &str) -> Result<(), ValueError> {
     let Some((algorithm, hex)) = d.split_once(':') else {
-        return false;
+        return Err(invalid());
     };
     let alg_ok = algorithm.split(['+', '.', '-', '_']).all(|c| {
         c.starts_with(|x: char| x.is_ascii_alphabetic())
             && c.bytes().all(|x| x.is_ascii_alphanumeric())
     });
-    alg_ok && hex.len() >= 32 && hex.bytes().all(|x| x.is_ascii_hexdigit())
+    if !alg_ok || hex.len() < 32 || !hex.bytes().all(|x| x.is_ascii_hexdigit()) {
+        return Err(invalid());
+    }
+    let want = match algorithm {
+        "sha256" => 64,
+        "sha384" => 96,
+        "sha512" => 128,
+        _ => return Err(ValueError::new("unsupported digest algorithm")),
+    };
+    if hex.len() != want {
+        return Err(ValueError::new("invalid checksum digest length"));
+    }
+    Ok(())
 }
 
 impl ImageRef {
     /// Docker's `ParseNormalizedNamed`: refuses what Docker refuses with its
     /// words ("invalid reference format", "… must be lowercase").
     pub fn parse(s: &str) -> Result<ImageRef, ValueError> {
+        if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(ValueError(format!(
+                "invalid repository name ({s}), cannot specify 64-byte hexadecimal strings"
+            )));
+        }
         let (rest, digest) = match s.split_once('@') {
             Some((r, d)) => {
-                if !valid_digest(d) {
-                    return Err(invalid());
-                }
+                check_digest(d)?;
                 (r, Some(d.to_string()))
             }
             None => (s, None),
@@ -201,6 +235,20 @@ impl ImageRef {
         self
     }
 
+    /// Whether the registry is Docker Hub.
+    pub fn is_docker_hub(&self) -> bool {
+        self.domain == DEFAULT_DOMAIN
+    }
+
+    /// What to ask a registry for: the digest if there is one, else the tag
+    /// (`latest` when there is neither).
+    pub fn target(&self) -> &str {
+        self.digest
+            .as_deref()
+            .or(self.tag.as_deref())
+            .unwrap_or("latest")
+    }
+
     /// `domain/path`, the full repository name.
     pub fn name(&self) -> String {
         format!("{}/{}", self.domain, self.path)
@@ -210,7 +258,7 @@ impl ImageRef {
     /// and official images without `library/` (`redis`, `user/app`,
     /// `registry.local:5000/busybox`).
     pub fn familiar_name(&self) -> String {
-        if self.domain == DEFAULT_DOMAIN {
+        if self.is_docker_hub() {
             self.path
                 .strip_prefix(OFFICIAL_PREFIX)
                 .filter(|p| !p.contains('/'))
@@ -219,6 +267,21 @@ impl ImageRef {
         } else {
             self.name()
         }
+    }
+
+    /// The familiar name with tag and digest (`redis:latest`,
+    /// `redis:7@sha256:…`): how the agent names what it pulls.
+    pub fn familiar(&self) -> String {
+        let mut s = self.familiar_name();
+        if let Some(t) = &self.tag {
+            s.push(':');
+            s.push_str(t);
+        }
+        if let Some(d) = &self.digest {
+            s.push('@');
+            s.push_str(d);
+        }
+        s
     }
 
     /// The familiar name with the tag, without the digest when there is a
@@ -301,6 +364,56 @@ mod tests {
     }
 
     #[test]
+    fn normalize_table() {
+        let cases: &[(&str, &str)] = &[
+            ("redis", "docker.io/library/redis:latest"),
+            ("redis:7", "docker.io/library/redis:7"),
+            ("me/app", "docker.io/me/app:latest"),
+            ("me/app:v1.2", "docker.io/me/app:v1.2"),
+            ("docker.io/redis", "docker.io/library/redis:latest"),
+            (
+                "index.docker.io/library/redis:6",
+                "docker.io/library/redis:6",
+            ),
+            ("docker.io/me/sub/app", "docker.io/me/sub/app:latest"),
+            ("localhost/app", "localhost/app:latest"),
+            ("localhost:5000/app:1", "localhost:5000/app:1"),
+            ("localhost:5000/a/b:1", "localhost:5000/a/b:1"),
+            ("10.77.0.2:5000/busybox:1", "10.77.0.2:5000/busybox:1"),
+            ("registry.local/team/app", "registry.local/team/app:latest"),
+            ("[::1]:5000/app", "[::1]:5000/app:latest"),
+            ("a-b.c/e__f", "a-b.c/e__f:latest"),
+            ("foo_bar/baz-qux", "docker.io/foo_bar/baz-qux:latest"),
+            ("REG.local:5000/app", "REG.local:5000/app:latest"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(
+                parse(input).with_default_tag().to_string(),
+                *want,
+                "{input}"
+            );
+        }
+        assert_eq!(
+            parse(&format!("busybox@{DIGEST}"))
+                .with_default_tag()
+                .to_string(),
+            format!("docker.io/library/busybox@{DIGEST}")
+        );
+        let r = parse("10.77.0.2:5000/nope");
+        assert_eq!(
+            (r.familiar_name().as_str(), r.target()),
+            ("10.77.0.2:5000/nope", "latest")
+        );
+        assert_eq!(parse("redis").with_default_tag().familiar(), "redis:latest");
+        for bad in [
+            "", "Redis", "me/App", "redis:", "redis:-x", "a//b", "/a", "a/", "a b", " busybox",
+            "x--y/.z", "a_b.c/e",
+        ] {
+            assert!(ImageRef::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn refusals() {
         let err = |s: &str| ImageRef::parse(s).map_err(|e| e.to_string()).err();
         assert_eq!(
@@ -323,6 +436,22 @@ mod tests {
             Some("invalid reference format".into())
         );
         assert_eq!(err("-x"), Some("invalid reference format".into()));
+        assert_eq!(err("reg:99999/x"), Some("invalid reference format".into()));
+        assert_eq!(
+            err(&format!("x@md5:{}", "0".repeat(32))),
+            Some("unsupported digest algorithm".into())
+        );
+        assert_eq!(
+            err(&format!("x@sha256:{}", "0".repeat(40))),
+            Some("invalid checksum digest length".into())
+        );
+        let id = "0123456789abcdef".repeat(4);
+        assert_eq!(
+            err(&id),
+            Some(format!(
+                "invalid repository name ({id}), cannot specify 64-byte hexadecimal strings"
+            ))
+        );
         assert_eq!(display_image("Not Valid"), "Not Valid");
     }
 }

@@ -1,6 +1,7 @@
-//! Numbers, durations, memory sizes and CPU counts as Docker's flags read
-//! them, refused with Docker's (and Go's) words so messages match what users
-//! search for.
+//! Numbers, Go durations (`5s`, `1m30s`, `2160h`), memory sizes (`64M`,
+//! `1g`) and CPU counts as Docker's flags read them, refused with Docker's
+//! (and Go's) words so messages match what users search for; and sizes
+//! written back the way Docker shows them (`6MiB`).
 
 use std::time::Duration;
 
@@ -59,9 +60,58 @@ pub fn parse_bool(s: &str) -> Result<bool, ValueError> {
     }
 }
 
-/// A Go duration (`5s`, `1m30s`, `250ms`) as Docker's duration flags take it.
+/// A Go duration (`5s`, `1m30s`, `250ms`, `2160h`) as Docker's duration
+/// flags take it: a bare `0`, or numbers each with a unit (`ns`, `us`, `µs`,
+/// `ms`, `s`, `m`, `h`). What an int64 of nanoseconds cannot hold is refused.
 pub fn parse_duration(s: &str) -> Result<Duration, ValueError> {
-    crate::duration::parse(s).map_err(|e| ValueError(e.to_string()))
+    let s = s.trim();
+    let invalid = || ValueError(format!("invalid duration {s:?}"));
+    if s.is_empty() {
+        return Err(invalid());
+    }
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let mut total = 0f64;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let num_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(|| {
+                ValueError(format!(
+                    "invalid duration {s:?}: missing unit (ns, us, ms, s, m, h)"
+                ))
+            })?;
+        if num_end == 0 {
+            return Err(invalid());
+        }
+        let value: f64 = rest[..num_end].parse().map_err(|_| invalid())?;
+        rest = &rest[num_end..];
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let unit = &rest[..unit_end];
+        rest = &rest[unit_end..];
+        let scale = match unit {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => {
+                return Err(ValueError(format!(
+                    "invalid duration {s:?}: unknown unit {unit:?}"
+                )))
+            }
+        };
+        total += value * scale;
+    }
+    // Like Go, refuse what an int64 of nanoseconds cannot hold (about 2562047h).
+    if total > i64::MAX as f64 / 1e9 {
+        return Err(invalid());
+    }
+    Duration::try_from_secs_f64(total).map_err(|_| invalid())
 }
 
 /// [`parse_duration`] in nanoseconds, the unit the spec stores.
@@ -116,6 +166,25 @@ pub fn parse_memory_bytes(s: &str) -> Result<i64, ValueError> {
         return Err(invalid());
     }
     Ok(bytes as i64)
+}
+
+/// A byte count as Docker's `HumanSize` shows it in binary units, four
+/// significant digits: `6MiB`, `1.5GiB`, `100B`.
+pub fn human_size(bytes: i64) -> String {
+    const UNITS: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    let mut size = bytes as f64;
+    let mut unit = 0;
+    while size.abs() >= 1024.0 && unit < UNITS.len() - 1 {
+        size /= 1024.0;
+        unit += 1;
+    }
+    let whole_digits = format!("{:.0}", size.abs().trunc()).len();
+    let decimals = 4usize.saturating_sub(whole_digits);
+    let mut text = format!("{size:.decimals$}");
+    if text.contains('.') {
+        text = text.trim_end_matches('0').trim_end_matches('.').to_string();
+    }
+    format!("{text}{}", UNITS[unit])
 }
 
 /// Docker's `NanoCPUs`: a decimal (`0.5`, `2`) or a fraction (`1/4`) of
@@ -249,6 +318,44 @@ mod tests {
         assert_eq!(parse_bool("true"), Ok(true));
         assert_eq!(parse_bool("0"), Ok(false));
         assert!(parse_bool("yes").is_err());
+    }
+
+    #[test]
+    fn sizes_show_like_dockers_human_size() {
+        assert_eq!(human_size(6 << 20), "6MiB");
+        assert_eq!(human_size(4 << 20), "4MiB");
+        assert_eq!(human_size(1_610_612_736), "1.5GiB");
+        assert_eq!(human_size(100), "100B");
+        assert_eq!(human_size(0), "0B");
+        assert_eq!(human_size(1_048_576 + 1), "1MiB");
+    }
+
+    #[test]
+    fn parses_go_durations() {
+        let secs = |s: &str| parse_duration(s).map(|d| d.as_secs_f64());
+        assert_eq!(secs("5s"), Ok(5.0));
+        assert_eq!(secs("1m30s"), Ok(90.0));
+        assert_eq!(secs("250ms"), Ok(0.25));
+        assert_eq!(secs("2160h"), Ok(2160.0 * 3600.0));
+        assert!(parse_duration("5").is_err());
+        assert!(parse_duration("5x").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn durations_beyond_go_s_range_are_refused_not_a_panic() {
+        // Found by the fuzzing harness: these used to panic in Duration::from_secs_f64.
+        for s in [
+            "18446744073709551616h",
+            "922337203685477588547758081s",
+            "2562048h",
+        ] {
+            assert_eq!(
+                parse_duration(s).map_err(|e| e.to_string()).err(),
+                Some(format!("invalid duration {s:?}"))
+            );
+        }
+        assert!(parse_duration("2562047h").is_ok());
     }
 
     #[test]
