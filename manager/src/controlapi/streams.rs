@@ -27,6 +27,7 @@ use tonic::Status;
 use super::services::{resolve_service, resolve_task};
 use crate::dispatcher::agents::AgentRegistry;
 use crate::objects;
+use rswarm_proto::types::{Node, Service, Task};
 
 pub type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
@@ -62,7 +63,7 @@ pub async fn logs(
     for r in &selector.service_refs {
         let svc = resolve_service(&store, r)?;
         tasks.extend(
-            objects::tasks(&store)?
+            objects::list::<Task>(&store)?
                 .into_iter()
                 .filter(|t| t.service_id == svc.id),
         );
@@ -71,11 +72,11 @@ pub async fn logs(
         tasks.push(resolve_task(&store, r)?);
     }
     tasks.retain(|t| !t.node_id.is_empty());
-    let nodes: HashMap<String, String> = objects::nodes(&store)?
+    let nodes: HashMap<String, String> = objects::list::<Node>(&store)?
         .into_iter()
         .map(|n| (n.id.clone(), objects::hostname(&n).to_string()))
         .collect();
-    let services: HashMap<String, String> = objects::services(&store)?
+    let services: HashMap<String, String> = objects::list::<Service>(&store)?
         .into_iter()
         .map(|s| {
             (
@@ -98,7 +99,7 @@ pub async fn logs(
         .iter()
         .map(|t| (t.id.clone(), (t.service_id.clone(), t.slot)))
         .collect();
-    let sub_id = crate::ca::new_node_id();
+    let sub_id = crate::objects::new_id();
     let mut rx = agents.subscribe_logs(&sub_id);
     let mut warnings = vec![];
     let mut asked = vec![];
@@ -248,7 +249,7 @@ pub async fn exec(
                 .unwrap_or_default()
         )));
     }
-    let session = crate::ca::new_node_id();
+    let session = crate::objects::new_id();
     let arrival = agents.expect_exec(&session);
     let work = AgentWork {
         work: Some(Work::Exec(ExecRequest {

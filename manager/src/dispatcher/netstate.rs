@@ -21,6 +21,7 @@ use tonic::{Request, Response, Status};
 use crate::controlapi::services::BoxStreamAlias;
 use crate::error::ManagerError;
 use crate::{auth, objects};
+use rswarm_proto::types::{Network, Node, Service, Task};
 
 const STACK_LABEL: &str = "com.docker.stack.namespace";
 /// Changes this close together go out as one message.
@@ -39,8 +40,8 @@ impl NetworkStateService {
 
 /// Compute the current picture from the store.
 pub fn snapshot(store: &Store) -> Result<NetworkStateMessage, ManagerError> {
-    let networks = objects::networks(store)?;
-    let node_list = objects::nodes(store)?;
+    let networks = objects::list::<Network>(store)?;
+    let node_list = objects::list::<Node>(store)?;
     let mut node_endpoints = vec![];
     for n in &node_list {
         let node_addr = n
@@ -63,7 +64,7 @@ pub fn snapshot(store: &Store) -> Result<NetworkStateMessage, ManagerError> {
         .into_iter()
         .map(|n| (n.id.clone(), n.status.map(|s| s.addr).unwrap_or_default()))
         .collect();
-    let services = objects::services(store)?;
+    let services = objects::list::<Service>(store)?;
     let names: HashMap<String, (String, String)> = services
         .iter()
         .map(|s| {
@@ -77,7 +78,7 @@ pub fn snapshot(store: &Store) -> Result<NetworkStateMessage, ManagerError> {
         })
         .collect();
     let mut endpoints = vec![];
-    for t in objects::tasks(store)? {
+    for t in objects::list::<Task>(store)? {
         if t.node_id.is_empty()
             || t.networks.is_empty()
             || t.desired_state > TaskState::Running as i32
