@@ -55,7 +55,10 @@ pub async fn write_spec<T: Object>(
             // The object changed since it was read (the store waited until
             // this manager applied that change): look again; if it was only
             // status, the spec version still matches and the write is redone.
-            Err(StoreError::Conflict { .. }) => last = key,
+            Err(StoreError::Conflict { .. }) => {
+                tracing::debug!(kind = T::KIND, id = %key, "a spec write raced with another write; redoing it on a fresh read");
+                last = key;
+            }
             Err(e) => return Err(e.into()),
         }
     }
