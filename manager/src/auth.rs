@@ -32,12 +32,11 @@
 
 use rswarm_proto::identity::cert::NodeIdentity;
 use rswarm_proto::identity::tls::peer_identity;
-use rswarm_proto::types::NodeRole;
+use rswarm_proto::types::{Node, NodeRole};
 use rswarm_raft::Store;
 use tonic::{Request, Status};
 
 use crate::objects;
-use rswarm_proto::types::Node;
 
 /// What a service demands of its callers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -6,8 +6,8 @@
 
 use prost::Message;
 use rswarm_proto::types::{
-    Cluster, Meta, Network, NetworkSpec, Node, NodeRole, NodeSpec, NodeState, Service, ServiceSpec,
-    Task, TaskSpec, Version,
+    Cluster, ClusterSpec, Meta, Network, NetworkSpec, Node, NodeRole, NodeSpec, NodeState, Service,
+    ServiceSpec, Task, TaskSpec, Version,
 };
 use rswarm_raft::{Op, Store};
 
@@ -98,7 +98,7 @@ macro_rules! object {
 }
 
 object!(Node, NodeSpec, KIND_NODE, create_only: false, key: |n| &n.id);
-object!(Cluster, rswarm_proto::types::ClusterSpec, KIND_CLUSTER, create_only: false, key: |_c| CLUSTER_KEY);
+object!(Cluster, ClusterSpec, KIND_CLUSTER, create_only: false, key: |_c| CLUSTER_KEY);
 object!(Service, ServiceSpec, KIND_SERVICE, create_only: true, key: |s| &s.id);
 object!(Task, TaskSpec, KIND_TASK, create_only: true, key: |t| &t.id);
 object!(Network, NetworkSpec, KIND_NETWORK, create_only: true, key: |n| &n.id);

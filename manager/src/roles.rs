@@ -4,12 +4,11 @@
 //! its daemon stops the manager); every Raft member's node object carries
 //! its manager status (Raft ID and address).
 
-use rswarm_proto::types::{ManagerStatus, NodeRole};
+use rswarm_proto::types::{ManagerStatus, Node, NodeRole};
 use rswarm_raft::{Store, StoreError};
 
 use crate::error::ManagerError;
 use crate::objects;
-use rswarm_proto::types::Node;
 
 /// One pass; a no-op on followers.
 pub async fn reconcile(store: &Store) -> Result<(), ManagerError> {

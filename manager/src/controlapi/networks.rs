@@ -23,7 +23,7 @@ use rswarm_proto::control::{
     CreateNetworkRequest, GetNetworkRequest, ListNetworksRequest, ListNetworksResponse,
     PruneNetworksRequest, PruneNetworksResponse, RemoveNetworkRequest, RemoveNetworkResponse,
 };
-use rswarm_proto::types::{Network, NetworkSpec, Service, Task, TaskState};
+use rswarm_proto::types::{Network, NetworkSpec, Node, Service, Task, TaskState};
 use rswarm_raft::{Op, Store, StoreError};
 use tonic::{Request, Response, Status};
 
@@ -31,7 +31,6 @@ use crate::allocator::network;
 use crate::error::ManagerError;
 use crate::objects;
 use crate::orchestrator::task;
-use rswarm_proto::types::Node;
 
 /// The guard object's ID (there is one).
 const GUARD_ID: &str = "default";

@@ -12,14 +12,13 @@ use std::collections::HashSet;
 use rswarm_proto::control::{ListTasksRequest, UpdateServiceRequest};
 use rswarm_proto::types::{
     endpoint_spec::ResolutionMode, port_config::PublishMode, service_spec::Mode, Endpoint,
-    EndpointSpec, PortConfig, Service, ServiceSpec, Task, TaskState,
+    EndpointSpec, Network, PortConfig, Service, ServiceSpec, Task, TaskState,
 };
 use rswarm_raft::{Op, Store, StoreError};
 
 use super::spec_write::write_spec;
 use crate::error::ManagerError;
 use crate::objects;
-use rswarm_proto::types::Network;
 
 /// A boxed response stream, as tonic's streaming handlers return.
 pub type BoxStreamAlias<T> =

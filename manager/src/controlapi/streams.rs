@@ -18,7 +18,7 @@ use rswarm_proto::dispatcher::{
     agent_exec_frame::Frame as FromAgent, agent_work::Work, AgentWork, ExecRequest,
     LogSubscription, ManagerExecFrame,
 };
-use rswarm_proto::types::TaskState;
+use rswarm_proto::types::{Node, Service, Task, TaskState};
 use rswarm_raft::{Connector, Store};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -27,7 +27,6 @@ use tonic::Status;
 use super::services::{resolve_service, resolve_task};
 use crate::dispatcher::agents::AgentRegistry;
 use crate::objects;
-use rswarm_proto::types::{Node, Service, Task};
 
 pub type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 

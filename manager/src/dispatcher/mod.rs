@@ -26,14 +26,13 @@ use std::time::{Duration, Instant};
 
 use rswarm_proto::dispatcher::dispatcher_server::Dispatcher;
 use rswarm_proto::dispatcher::{HeartbeatRequest, HeartbeatResponse, Manager};
-use rswarm_proto::types::{NodeDescription, NodeRole, NodeState, NodeStatus};
+use rswarm_proto::types::{Node, NodeDescription, NodeRole, NodeState, NodeStatus};
 use rswarm_raft::{Store, StoreError};
 use tonic::{Request, Response, Status};
 
 use crate::certificates::{host_of, manager_addrs};
 use crate::error::ManagerError;
 use crate::{auth, objects};
-use rswarm_proto::types::Node;
 
 /// Default heartbeat period (Swarm's: 5 s).
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);

@@ -12,7 +12,7 @@ use rswarm_proto::dispatcher::network_state_server::NetworkState;
 use rswarm_proto::dispatcher::{
     NetworkEndpoint, NetworkStateMessage, NetworkStateRequest, NodeEndpoint, ServiceEndpoint,
 };
-use rswarm_proto::types::{endpoint_spec::ResolutionMode, TaskState};
+use rswarm_proto::types::{endpoint_spec::ResolutionMode, Network, Node, Service, Task, TaskState};
 use rswarm_raft::Store;
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
@@ -21,7 +21,6 @@ use tonic::{Request, Response, Status};
 use crate::controlapi::services::BoxStreamAlias;
 use crate::error::ManagerError;
 use crate::{auth, objects};
-use rswarm_proto::types::{Network, Node, Service, Task};
 
 const STACK_LABEL: &str = "com.docker.stack.namespace";
 /// Changes this close together go out as one message.
