@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use prost::Message;
 use rswarm_manager::leader::{supervise, LeaderLoop};
-use rswarm_manager::{allocator, ca, objects, orchestrator, scheduler};
+use rswarm_manager::{allocator, objects, orchestrator, scheduler};
 use rswarm_proto::types::service_spec::Mode;
 use rswarm_proto::types::{
     Annotations, ContainerSpec, Node, NodeAvailability, NodeDescription, NodeRole, NodeSpec,
@@ -44,7 +44,7 @@ fn arg(n: usize, default: usize) -> usize {
 
 fn node(i: usize) -> Node {
     Node {
-        id: ca::new_node_id(),
+        id: objects::new_id(),
         spec: Some(NodeSpec {
             annotations: Some(Annotations {
                 name: String::new(),
@@ -77,7 +77,7 @@ fn node(i: usize) -> Node {
 
 fn service(i: usize, replicas: u64) -> Service {
     Service {
-        id: ca::new_node_id(),
+        id: objects::new_id(),
         spec: Some(ServiceSpec {
             annotations: Some(Annotations {
                 name: format!("svc{i:03}"),
@@ -148,7 +148,7 @@ impl Tally {
                 }
                 Ok(Ok(_)) => {}
                 Ok(Err(RecvError::Lagged(_))) => {
-                    for t in objects::tasks(store)? {
+                    for t in objects::list::<Task>(store)? {
                         self.count(t);
                     }
                 }
@@ -177,7 +177,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let all_nodes: Vec<Node> = (0..nodes).map(node).collect();
     for chunk in all_nodes.chunks(500) {
         store
-            .write(chunk.iter().map(objects::put_node).collect())
+            .write(chunk.iter().map(objects::put).collect())
             .await?;
     }
     println!("{nodes} nodes, {services} services x {replicas} replicas = {total} tasks");
@@ -199,7 +199,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let batch: Vec<Service> = (0..services).map(|i| service(i, replicas as u64)).collect();
     let start = Instant::now();
     store
-        .write(batch.iter().map(objects::put_service).collect())
+        .write(batch.iter().map(objects::put).collect())
         .await?;
     let created = tally.until(&store, |t| t.created.len() >= total).await?;
     println!(

@@ -32,7 +32,7 @@
 
 use rswarm_proto::identity::cert::NodeIdentity;
 use rswarm_proto::identity::tls::peer_identity;
-use rswarm_proto::types::NodeRole;
+use rswarm_proto::types::{Node, NodeRole};
 use rswarm_raft::Store;
 use tonic::{Request, Status};
 
@@ -117,7 +117,7 @@ impl Auth {
         if access == Access::Node {
             return Ok(state);
         }
-        state.node = objects::node(&self.store, node_id)
+        state.node = objects::get::<Node>(&self.store, node_id)
             .map_err(unavailable)?
             .map(|n| {
                 let role = NodeRole::try_from(n.role).unwrap_or(NodeRole::Worker);
@@ -357,8 +357,8 @@ mod tests {
         };
         store
             .write(vec![
-                objects::put_cluster(&cluster),
-                objects::put_node(&node("node1", Manager, Worker)),
+                objects::put(&cluster),
+                objects::put(&node("node1", Manager, Worker)),
             ])
             .await
             .expect("write");

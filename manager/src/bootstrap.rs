@@ -116,9 +116,9 @@ pub async fn create_cluster(
         attachments: vec![],
     };
     let mut ops = vec![
-        objects::put_cluster(&cluster),
-        objects::put_node(&node),
-        objects::put_network(&ingress),
+        objects::put(&cluster),
+        objects::put(&node),
+        objects::put(&ingress),
     ];
     for op in ops.iter_mut() {
         if let Op::Put { expect_version, .. } = op {

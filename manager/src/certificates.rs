@@ -14,9 +14,9 @@ use rswarm_proto::types::{
 use rswarm_raft::{Op, Store};
 use tonic::{Request, Response, Status};
 
-use crate::ca::new_node_id;
 use crate::ca::rotation::{self, Signer};
 use crate::error::ManagerError;
+use crate::objects::new_id;
 use crate::{auth, objects};
 
 /// Default validity of node certificates (Swarm's: 90 days).
@@ -86,7 +86,7 @@ impl CaService {
 /// hear of it); node objects' manager status fills in members whose node
 /// this store cannot name.
 pub fn manager_addrs(store: &Store) -> Result<Vec<(String, String)>, ManagerError> {
-    let nodes = objects::nodes(store)?;
+    let nodes = objects::list::<Node>(store)?;
     let members = store.status().members;
     let mut out: Vec<(String, String)> = Vec::new();
     for (raft_id, addr) in &members {
@@ -172,7 +172,7 @@ impl Ca for CaService {
                 "A valid join token is necessary to join this cluster (the token may have been rotated)",
             ));
         };
-        let node_id = new_node_id();
+        let node_id = new_id();
         let cert_pem = signer
             .ca
             .sign_node_csr(
@@ -210,7 +210,7 @@ impl Ca for CaService {
             cert_expires_at: expiry_of(&cert_pem),
             attachments: vec![],
         };
-        let mut op = objects::put_node(&node);
+        let mut op = objects::put(&node);
         if let Op::Put { expect_version, .. } = &mut op {
             *expect_version = Some(0);
         }
@@ -241,7 +241,7 @@ impl Ca for CaService {
         let req = req.into_inner();
         let (signer, cluster) = self.root_ca()?;
         loop {
-            let Some(mut node) = objects::node(&self.store, &caller.node_id)? else {
+            let Some(mut node) = objects::get::<Node>(&self.store, &caller.node_id)? else {
                 return Err(Status::not_found(format!(
                     "node {} not found",
                     caller.node_id
@@ -270,7 +270,7 @@ impl Ca for CaService {
                 .tls_info
                 .get_or_insert_with(Default::default)
                 .trust_root = signer.trust_root.clone();
-            match self.store.write(vec![objects::put_node(&node)]).await {
+            match self.store.write(vec![objects::put(&node)]).await {
                 Ok(_) => {}
                 Err(rswarm_raft::StoreError::Conflict { .. }) => continue,
                 Err(e) => return Err(ManagerError::from(e).into()),

@@ -16,6 +16,14 @@ pub enum ManagerError {
     PermissionDenied(String),
     #[error("{0}")]
     Unauthenticated(String),
+    /// A user's spec write was based on a spec someone else has changed since.
+    #[error("update out of sequence: the spec of {kind} {id} was changed since it was read (spec version {actual}, the update was based on {expected}); read it again and retry")]
+    OutOfSequence {
+        kind: &'static str,
+        id: String,
+        expected: u64,
+        actual: u64,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("certificate authority: {0}")]
@@ -34,6 +42,7 @@ impl From<ManagerError> for tonic::Status {
             ManagerError::FailedPrecondition(_) => tonic::Status::failed_precondition(msg),
             ManagerError::PermissionDenied(_) => tonic::Status::permission_denied(msg),
             ManagerError::Unauthenticated(_) => tonic::Status::unauthenticated(msg),
+            ManagerError::OutOfSequence { .. } => tonic::Status::aborted(msg),
             ManagerError::Store(StoreError::NoLeader) => tonic::Status::unavailable(msg),
             ManagerError::Store(StoreError::Conflict { .. }) => tonic::Status::aborted(msg),
             ManagerError::Store(_) | ManagerError::Ca(_) | ManagerError::Internal(_) => {

@@ -1,9 +1,14 @@
 //! Typed access to the cluster objects in the replicated store: the object
-//! kinds, (de)serialisation of their protobuf messages, and the lookups the
-//! Control API and loops share (node by reference, the single cluster).
+//! kinds (one `Object` impl each), the generic reads and guarded writes
+//! (`list`, `get`, `put`, `delete`), the spec version every object keeps in
+//! its meta (`set_spec`, `spec_version`), and the lookups the Control API and
+//! loops share (node by reference, the single cluster).
 
 use prost::Message;
-use rswarm_proto::types::{Cluster, Network, Node, NodeRole, NodeState, Service, Task, Version};
+use rswarm_proto::types::{
+    Cluster, ClusterSpec, Meta, Network, NetworkSpec, Node, NodeRole, NodeSpec, NodeState, Service,
+    ServiceSpec, Task, TaskSpec, Version,
+};
 use rswarm_raft::{Op, Store};
 
 use crate::error::ManagerError;
@@ -47,37 +52,144 @@ pub fn raft_id_for(node_id: &str) -> u64 {
     u64::from_be_bytes(bytes).max(1)
 }
 
-/// Read the cluster object (with its store version stamped into `meta`).
-pub fn cluster(store: &Store) -> Result<Cluster, ManagerError> {
-    match store.get_message::<Cluster>(KIND_CLUSTER, CLUSTER_KEY)? {
-        Some((version, mut c)) => {
-            stamp(&mut c.meta, version);
-            Ok(c)
-        }
-        None => Err(ManagerError::NotFound("cluster object".into())),
-    }
+/// A kind of object kept in the store: a protobuf message with an ID, a
+/// `Meta` (versions and timestamps) and a spec that users write.
+pub trait Object: Message + Default + Clone + 'static {
+    /// What users write; status and allocations live beside it.
+    type Spec: PartialEq + Clone;
+    /// The store kind the objects are kept under.
+    const KIND: &'static str;
+    /// How a put of an object never read from the store is guarded: `true`
+    /// makes it a create (refused if one exists), `false` writes over
+    /// whatever is stored.
+    const CREATE_ONLY: bool;
+    /// The object's key in the store.
+    fn key(&self) -> &str;
+    fn meta(&self) -> Option<&Meta>;
+    fn meta_mut(&mut self) -> &mut Option<Meta>;
+    fn spec(&self) -> Option<&Self::Spec>;
+    fn spec_mut(&mut self) -> &mut Option<Self::Spec>;
 }
 
-/// All nodes, versions stamped.
-pub fn nodes(store: &Store) -> Result<Vec<Node>, ManagerError> {
+macro_rules! object {
+    ($ty:ty, $spec:ty, $kind:expr, create_only: $create:expr, key: |$o:ident| $key:expr) => {
+        impl Object for $ty {
+            type Spec = $spec;
+            const KIND: &'static str = $kind;
+            const CREATE_ONLY: bool = $create;
+            fn key(&self) -> &str {
+                let $o = self;
+                $key
+            }
+            fn meta(&self) -> Option<&Meta> {
+                self.meta.as_ref()
+            }
+            fn meta_mut(&mut self) -> &mut Option<Meta> {
+                &mut self.meta
+            }
+            fn spec(&self) -> Option<&$spec> {
+                self.spec.as_ref()
+            }
+            fn spec_mut(&mut self) -> &mut Option<$spec> {
+                &mut self.spec
+            }
+        }
+    };
+}
+
+object!(Node, NodeSpec, KIND_NODE, create_only: false, key: |n| &n.id);
+object!(Cluster, ClusterSpec, KIND_CLUSTER, create_only: false, key: |_c| CLUSTER_KEY);
+object!(Service, ServiceSpec, KIND_SERVICE, create_only: true, key: |s| &s.id);
+object!(Task, TaskSpec, KIND_TASK, create_only: true, key: |t| &t.id);
+object!(Network, NetworkSpec, KIND_NETWORK, create_only: true, key: |n| &n.id);
+
+/// A new object ID: 16 random bytes as 25 lowercase base-36 characters
+/// (Swarm's form). Every ID (nodes, the cluster, services, tasks, networks,
+/// sessions) comes from here.
+pub fn new_id() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    rswarm_proto::identity::token::encode_base36(&bytes, 25)
+}
+
+/// All objects of one kind, store versions stamped into their meta.
+pub fn list<T: Object>(store: &Store) -> Result<Vec<T>, ManagerError> {
     Ok(store
-        .list_messages::<Node>(KIND_NODE)?
+        .list_messages::<T>(T::KIND)?
         .into_iter()
-        .map(|(version, mut n)| {
-            stamp(&mut n.meta, version);
-            n
+        .map(|(version, mut o)| {
+            stamp(o.meta_mut(), version);
+            o
         })
         .collect())
 }
 
-/// One node by full ID.
-pub fn node(store: &Store, id: &str) -> Result<Option<Node>, ManagerError> {
+/// One object by its key, store version stamped into its meta.
+pub fn get<T: Object>(store: &Store, key: &str) -> Result<Option<T>, ManagerError> {
     Ok(store
-        .get_message::<Node>(KIND_NODE, id)?
-        .map(|(version, mut n)| {
-            stamp(&mut n.meta, version);
-            n
+        .get_message::<T>(T::KIND, key)?
+        .map(|(version, mut o)| {
+            stamp(o.meta_mut(), version);
+            o
         }))
+}
+
+/// A put of an object, guarded by the store version it was read at; one
+/// never read is a create or an overwrite as its kind says (`CREATE_ONLY`).
+pub fn put<T: Object>(object: &T) -> Op {
+    let read = object
+        .meta()
+        .and_then(|m| m.version.as_ref())
+        .map(|v| v.index);
+    let expect = if T::CREATE_ONLY {
+        Some(read.unwrap_or(0))
+    } else {
+        read
+    };
+    let mut stored = object.clone();
+    touch(stored.meta_mut());
+    Op::Put {
+        kind: T::KIND.into(),
+        id: object.key().to_string(),
+        value: stored.encode_to_vec(),
+        expect_version: expect,
+    }
+}
+
+/// The version of an object's spec alone (0: never stamped, an object from
+/// before spec versions).
+pub fn spec_version<T: Object>(object: &T) -> u64 {
+    object
+        .meta()
+        .and_then(|m| m.spec_version.as_ref())
+        .map_or(0, |v| v.index)
+}
+
+/// Give an object a spec; its spec version moves on only when the spec
+/// differs from the one it had. Says whether it did.
+pub fn set_spec<T: Object>(object: &mut T, spec: T::Spec) -> bool {
+    if object.spec() == Some(&spec) {
+        return false;
+    }
+    bump_spec_version(object);
+    *object.spec_mut() = Some(spec);
+    true
+}
+
+/// Move an object's spec version on by one (its spec was changed in place).
+pub fn bump_spec_version<T: Object>(object: &mut T) {
+    let next = spec_version(object) + 1;
+    object
+        .meta_mut()
+        .get_or_insert_with(Default::default)
+        .spec_version = Some(Version { index: next });
+}
+
+/// Read the cluster object (with its store version stamped into `meta`).
+pub fn cluster(store: &Store) -> Result<Cluster, ManagerError> {
+    get::<Cluster>(store, CLUSTER_KEY)?
+        .ok_or_else(|| ManagerError::NotFound("cluster object".into()))
 }
 
 /// Resolve a user's node reference as Docker does: full ID, then exact
@@ -88,7 +200,7 @@ pub fn resolve_node(store: &Store, reference: &str) -> Result<Node, ManagerError
             "node reference is empty".into(),
         ));
     }
-    let all = nodes(store)?;
+    let all = list::<Node>(store)?;
     if let Some(n) = all.iter().find(|n| n.id == reference) {
         return Ok(n.clone());
     }
@@ -133,135 +245,8 @@ pub fn is_ready(n: &Node) -> bool {
     n.status.as_ref().map(|s| s.state) == Some(NodeState::Ready as i32)
 }
 
-/// A put of a node, guarded by the version it was read at.
-pub fn put_node(node: &Node) -> Op {
-    let expect = node
-        .meta
-        .as_ref()
-        .and_then(|m| m.version.as_ref())
-        .map(|v| v.index);
-    let mut stored = node.clone();
-    touch(&mut stored.meta);
-    Op::Put {
-        kind: KIND_NODE.into(),
-        id: node.id.clone(),
-        value: stored.encode_to_vec(),
-        expect_version: expect,
-    }
-}
-
-/// A put of the cluster object, guarded by the version it was read at.
-pub fn put_cluster(cluster: &Cluster) -> Op {
-    let expect = cluster
-        .meta
-        .as_ref()
-        .and_then(|m| m.version.as_ref())
-        .map(|v| v.index);
-    let mut stored = cluster.clone();
-    touch(&mut stored.meta);
-    Op::Put {
-        kind: KIND_CLUSTER.into(),
-        id: CLUSTER_KEY.into(),
-        value: stored.encode_to_vec(),
-        expect_version: expect,
-    }
-}
-
-/// All services, versions stamped.
-pub fn services(store: &Store) -> Result<Vec<Service>, ManagerError> {
-    Ok(store
-        .list_messages::<Service>(KIND_SERVICE)?
-        .into_iter()
-        .map(|(version, mut s)| {
-            stamp(&mut s.meta, version);
-            s
-        })
-        .collect())
-}
-
-/// One service by full ID.
-pub fn service(store: &Store, id: &str) -> Result<Option<Service>, ManagerError> {
-    Ok(store
-        .get_message::<Service>(KIND_SERVICE, id)?
-        .map(|(version, mut s)| {
-            stamp(&mut s.meta, version);
-            s
-        }))
-}
-
-/// All tasks, versions stamped.
-pub fn tasks(store: &Store) -> Result<Vec<Task>, ManagerError> {
-    Ok(store
-        .list_messages::<Task>(KIND_TASK)?
-        .into_iter()
-        .map(|(version, mut t)| {
-            stamp(&mut t.meta, version);
-            t
-        })
-        .collect())
-}
-
-/// One task by full ID.
-pub fn task(store: &Store, id: &str) -> Result<Option<Task>, ManagerError> {
-    Ok(store
-        .get_message::<Task>(KIND_TASK, id)?
-        .map(|(version, mut t)| {
-            stamp(&mut t.meta, version);
-            t
-        }))
-}
-
-/// All networks, versions stamped.
-pub fn networks(store: &Store) -> Result<Vec<Network>, ManagerError> {
-    Ok(store
-        .list_messages::<Network>(KIND_NETWORK)?
-        .into_iter()
-        .map(|(version, mut n)| {
-            stamp(&mut n.meta, version);
-            n
-        })
-        .collect())
-}
-
-/// One network by full ID.
-pub fn network(store: &Store, id: &str) -> Result<Option<Network>, ManagerError> {
-    Ok(store
-        .get_message::<Network>(KIND_NETWORK, id)?
-        .map(|(version, mut n)| {
-            stamp(&mut n.meta, version);
-            n
-        }))
-}
-
-/// A put of a network, guarded by the version it was read at (none: must be new).
-pub fn put_network(network: &Network) -> Op {
-    put_versioned(KIND_NETWORK, &network.id, network.meta.as_ref(), |meta| {
-        let mut stored = network.clone();
-        stored.meta = meta;
-        stored.encode_to_vec()
-    })
-}
-
-/// A put of a service, guarded by the version it was read at (none: must be new).
-pub fn put_service(service: &Service) -> Op {
-    put_versioned(KIND_SERVICE, &service.id, service.meta.as_ref(), |meta| {
-        let mut stored = service.clone();
-        stored.meta = meta;
-        stored.encode_to_vec()
-    })
-}
-
-/// A put of a task, guarded by the version it was read at (none: must be new).
-pub fn put_task(task: &Task) -> Op {
-    put_versioned(KIND_TASK, &task.id, task.meta.as_ref(), |meta| {
-        let mut stored = task.clone();
-        stored.meta = meta;
-        stored.encode_to_vec()
-    })
-}
-
 /// Delete guarded by the version the object was read at.
-pub fn delete(kind: &str, id: &str, meta: Option<&rswarm_proto::types::Meta>) -> Op {
+pub fn delete(kind: &str, id: &str, meta: Option<&Meta>) -> Op {
     Op::Delete {
         kind: kind.into(),
         id: id.into(),
@@ -269,40 +254,22 @@ pub fn delete(kind: &str, id: &str, meta: Option<&rswarm_proto::types::Meta>) ->
     }
 }
 
-fn put_versioned(
-    kind: &str,
-    id: &str,
-    meta: Option<&rswarm_proto::types::Meta>,
-    encode: impl FnOnce(Option<rswarm_proto::types::Meta>) -> Vec<u8>,
-) -> Op {
-    // Objects never read from the store (no version) must not exist yet.
-    let expect = Some(
-        meta.and_then(|m| m.version.as_ref())
-            .map(|v| v.index)
-            .unwrap_or(0),
-    );
-    let mut m = meta.cloned();
-    touch(&mut m);
-    Op::Put {
-        kind: kind.into(),
-        id: id.into(),
-        value: encode(m),
-        expect_version: expect,
-    }
-}
-
-fn stamp(meta: &mut Option<rswarm_proto::types::Meta>, version: u64) {
+fn stamp(meta: &mut Option<Meta>, version: u64) {
     let m = meta.get_or_insert_with(Default::default);
     m.version = Some(Version { index: version });
 }
 
-/// Sets created/updated timestamps and clears the version (the store's
-/// version is authoritative and is stamped on read).
-fn touch(meta: &mut Option<rswarm_proto::types::Meta>) {
+/// Sets created/updated timestamps (a new object's spec version starts at
+/// one) and clears the version (the store's version is authoritative and
+/// is stamped on read).
+fn touch(meta: &mut Option<Meta>) {
     let now = now_nanos();
     let m = meta.get_or_insert_with(Default::default);
     if m.created_at == 0 {
         m.created_at = now;
+        if m.spec_version.is_none() {
+            m.spec_version = Some(Version { index: 1 });
+        }
     }
     m.updated_at = now;
     m.version = None;
@@ -317,5 +284,17 @@ mod tests {
         assert_eq!(raft_id_for("abc"), raft_id_for("abc"));
         assert_ne!(raft_id_for("abc"), raft_id_for("abd"));
         assert_ne!(raft_id_for(""), 0);
+    }
+
+    #[test]
+    fn ids_look_like_swarm_ids() {
+        let (a, b) = (new_id(), new_id());
+        assert_ne!(a, b);
+        for id in [a, b] {
+            assert_eq!(id.len(), 25);
+            assert!(id
+                .bytes()
+                .all(|c| c.is_ascii_digit() || c.is_ascii_lowercase()));
+        }
     }
 }

@@ -4,7 +4,7 @@
 //! its daemon stops the manager); every Raft member's node object carries
 //! its manager status (Raft ID and address).
 
-use rswarm_proto::types::{ManagerStatus, NodeRole};
+use rswarm_proto::types::{ManagerStatus, Node, NodeRole};
 use rswarm_raft::{Store, StoreError};
 
 use crate::error::ManagerError;
@@ -16,7 +16,7 @@ pub async fn reconcile(store: &Store) -> Result<(), ManagerError> {
         return Ok(());
     }
     let status = store.status();
-    for node in objects::nodes(store)? {
+    for node in objects::list::<Node>(store)? {
         let raft_id = objects::raft_id_for(&node.id);
         let member = status.voters.contains(&raft_id) || status.learners.contains(&raft_id);
         let desired = node
@@ -27,7 +27,7 @@ pub async fn reconcile(store: &Store) -> Result<(), ManagerError> {
         if desired == NodeRole::Worker as i32 && member {
             tracing::info!(node = %node.id, raft_id, "demoted: removing the node from the Raft membership");
             store.remove_manager(raft_id).await?;
-            let Some(mut fresh) = objects::node(store, &node.id)? else {
+            let Some(mut fresh) = objects::get::<Node>(store, &node.id)? else {
                 continue;
             };
             fresh.manager_status = None;
@@ -62,7 +62,7 @@ async fn write_ignoring_conflict(
     store: &Store,
     node: &rswarm_proto::types::Node,
 ) -> Result<(), ManagerError> {
-    match store.write(vec![objects::put_node(node)]).await {
+    match store.write(vec![objects::put(node)]).await {
         Ok(_) | Err(StoreError::Conflict { .. }) => Ok(()),
         Err(e) => Err(e.into()),
     }

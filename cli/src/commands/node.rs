@@ -275,34 +275,19 @@ async fn update(opts: &ClientOpts, a: UpdateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Write `spec` over `node`'s. When the node changed meanwhile but not its
-/// spec (a heartbeat's status, the allocator's addresses), the write is
-/// sent again on the new version; a spec someone else changed is a conflict.
+/// Write `spec` over `node`'s. The manager refuses it only if someone else
+/// changed the node's spec since it was read; status changes meanwhile (a
+/// heartbeat, the allocator's addresses) never refuse it.
 async fn write_spec(c: &mut Ctx, node: &Node, spec: NodeSpec) -> anyhow::Result<Node> {
-    let mut version = node.meta.as_ref().and_then(|m| m.version);
-    let mut attempts = 0;
-    loop {
-        let res = c
-            .control
-            .update_node(UpdateNodeRequest {
-                node_ref: node.id.clone(),
-                version,
-                spec: Some(spec.clone()),
-            })
-            .await;
-        match res {
-            Ok(n) => return Ok(n.into_inner()),
-            Err(s) if s.message().contains("out of sequence") && attempts < 5 => {
-                attempts += 1;
-                let fresh = c.get(&node.id).await?;
-                if fresh.spec != node.spec {
-                    return Err(status_error(s));
-                }
-                version = fresh.meta.as_ref().and_then(|m| m.version);
-            }
-            Err(s) => return Err(status_error(s)),
-        }
-    }
+    c.control
+        .update_node(UpdateNodeRequest {
+            node_ref: node.id.clone(),
+            spec_version: node.meta.as_ref().and_then(|m| m.spec_version),
+            spec: Some(spec),
+        })
+        .await
+        .map(tonic::Response::into_inner)
+        .map_err(status_error)
 }
 
 async fn set_role(opts: &ClientOpts, refs: Vec<String>, role: NodeRole) -> anyhow::Result<()> {

@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{anyhow, Context};
 use rswarm_agent::{AgentConfig, AgentEvent, AgentHandle};
 use rswarm_manager::bootstrap::{self, InitParams};
-use rswarm_manager::ca::{self, RootCa};
+use rswarm_manager::ca::RootCa;
 use rswarm_manager::{objects, Manager, TlsConnector};
 use rswarm_proto::ca::ca_client::CaClient;
 use rswarm_proto::ca::IssueNodeCertificateRequest;
@@ -20,7 +20,7 @@ use rswarm_proto::identity::{keys, tls, token};
 use rswarm_proto::raft::raft_client::RaftClient;
 use rswarm_proto::raft::AddMemberRequest;
 use rswarm_proto::types::{
-    EngineDescription, NodeAvailability, NodeDescription, NodeRole, Platform, Resources,
+    EngineDescription, Node, NodeAvailability, NodeDescription, NodeRole, Platform, Resources,
 };
 use rswarm_raft::{Store, StoreConfig};
 use tokio::sync::{mpsc, Mutex};
@@ -89,7 +89,7 @@ async fn write_autolock(store: &Store, on: bool, key: Option<String>) -> Result<
             .get_or_insert_with(Default::default)
             .autolock_managers = on;
         cluster.unlock_key = key.clone().unwrap_or_default();
-        match store.write(vec![objects::put_cluster(&cluster)]).await {
+        match store.write(vec![objects::put(&cluster)]).await {
             Ok(_) => return Ok(()),
             Err(rswarm_raft::StoreError::Conflict { .. }) => continue,
             Err(e) => {
@@ -264,8 +264,8 @@ impl NodeRuntime {
             netaddr::with_port(&req.advertise_addr, port)
                 .map_err(|e| Status::invalid_argument(format!("--advertise-addr: {e}")))?
         };
-        let node_id = ca::new_node_id();
-        let cluster_id = ca::new_cluster_id();
+        let node_id = objects::new_id();
+        let cluster_id = objects::new_id();
         let result = self
             .init_inner(
                 &mut inner,
@@ -571,7 +571,7 @@ impl NodeRuntime {
             let store = manager.store().clone();
             let status = store.status();
             let me = objects::raft_id_for(&state.node_id);
-            let nodes = objects::nodes(&store).unwrap_or_default();
+            let nodes = objects::list::<Node>(&store).unwrap_or_default();
             let reachable = status
                 .voters
                 .iter()
@@ -600,14 +600,15 @@ impl NodeRuntime {
             }
             if voters > 1 {
                 // Step out of the Raft membership first so the others keep quorum.
-                if let Ok(Some(mut node)) = objects::node(&store, &state.node_id) {
-                    if let Some(spec) = node.spec.as_mut() {
+                if let Ok(Some(mut node)) = objects::get::<Node>(&store, &state.node_id) {
+                    if let Some(mut spec) = node.spec.clone() {
                         spec.desired_role = NodeRole::Worker as i32;
+                        objects::set_spec(&mut node, spec);
                     }
                     node.manager_status = None;
                     let _ = tokio::time::timeout(
                         Duration::from_secs(5),
-                        store.write(vec![objects::put_node(&node)]),
+                        store.write(vec![objects::put(&node)]),
                     )
                     .await;
                 }
@@ -692,7 +693,7 @@ impl NodeRuntime {
             out.control_available = true;
             let store = m.store();
             let s = store.status();
-            let nodes = objects::nodes(store).unwrap_or_default();
+            let nodes = objects::list::<Node>(store).unwrap_or_default();
             out.nodes = nodes.len() as u32;
             out.manager_count = nodes.iter().filter(|n| n.manager_status.is_some()).count() as u32;
             out.raft = Some(RaftInfo {
@@ -728,7 +729,7 @@ impl NodeRuntime {
         inner
             .manager
             .as_ref()
-            .and_then(|m| objects::nodes(m.store()).ok())
+            .and_then(|m| objects::list::<Node>(m.store()).ok())
             .unwrap_or_default()
     }
 

@@ -361,6 +361,7 @@ mod tests {
                 version: None,
                 created_at: created,
                 updated_at: created,
+                spec_version: None,
             }),
             spec: Some(TaskSpec {
                 container: Some(ContainerSpec {

@@ -296,7 +296,7 @@ pub fn allocate_network_beside(
         .find(|v| !used.contains(v))
         .ok_or_else(|| invalid("no free VXLAN network identifier left"))?;
     Ok(Network {
-        id: crate::ca::new_node_id(),
+        id: crate::objects::new_id(),
         meta: None,
         spec: Some(spec),
         ipam: allocated,

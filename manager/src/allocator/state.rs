@@ -211,7 +211,7 @@ impl Allocations {
     /// addresses; then account every service, then every node.
     pub fn load(store: &Store) -> Result<Allocations, ManagerError> {
         let mut a = Allocations::default();
-        for n in objects::networks(store)? {
+        for n in objects::list::<Network>(store)? {
             a.put_network(n);
         }
         Ok(a)

@@ -59,10 +59,7 @@ impl Swarm {
         };
         let ingress = network::ingress_network(&pool).expect("ingress");
         store
-            .write(vec![
-                objects::put_cluster(&cluster),
-                objects::put_network(&ingress),
-            ])
+            .write(vec![objects::put(&cluster), objects::put(&ingress)])
             .await
             .expect("init");
         let allocator = Some(spawn_allocator(store.clone()));
@@ -145,7 +142,7 @@ impl Swarm {
     }
 
     fn read_service(&self, id: &str) -> Service {
-        objects::service(&self.store, id)
+        objects::get::<Service>(&self.store, id)
             .expect("read service")
             .expect("service exists")
     }
@@ -163,14 +160,14 @@ impl Swarm {
                 s.message = "created".into();
             }
             ids.push(t.id.clone());
-            ops.push(objects::put_task(&t));
+            ops.push(objects::put(&t));
         }
         self.store.write(ops).await.expect("write tasks");
         ids
     }
 
     fn task(&self, id: &str) -> Task {
-        objects::task(&self.store, id)
+        objects::get::<Task>(&self.store, id)
             .expect("read task")
             .expect("task exists")
     }
@@ -180,7 +177,7 @@ impl Swarm {
         for _ in 0..50 {
             let mut t = self.task(id);
             t.status.get_or_insert_with(Default::default).state = state as i32;
-            if self.store.write(vec![objects::put_task(&t)]).await.is_ok() {
+            if self.store.write(vec![objects::put(&t)]).await.is_ok() {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -195,7 +192,7 @@ impl Swarm {
                 return v;
             }
             if tokio::time::Instant::now() >= deadline {
-                let tasks: Vec<String> = objects::tasks(&self.store)
+                let tasks: Vec<String> = objects::list::<Task>(&self.store)
                     .expect("tasks")
                     .iter()
                     .map(|t| {
@@ -252,7 +249,7 @@ impl Swarm {
     /// A node as the CA writes it when the node joins: no attachments yet.
     async fn join(&self, hostname: &str) -> String {
         let node = Node {
-            id: crate::ca::new_node_id(),
+            id: crate::objects::new_id(),
             spec: Some(NodeSpec {
                 annotations: None,
                 desired_role: NodeRole::Worker as i32,
@@ -271,14 +268,14 @@ impl Swarm {
             ..Default::default()
         };
         self.store
-            .write(vec![objects::put_node(&node)])
+            .write(vec![objects::put(&node)])
             .await
             .expect("write node");
         node.id
     }
 
     fn node(&self, id: &str) -> Node {
-        objects::node(&self.store, id)
+        objects::get::<Node>(&self.store, id)
             .expect("read node")
             .expect("node exists")
     }
@@ -314,7 +311,7 @@ impl Swarm {
         for _ in 0..100 {
             let mut n = self.node(id);
             change(&mut n);
-            if self.store.write(vec![objects::put_node(&n)]).await.is_ok() {
+            if self.store.write(vec![objects::put(&n)]).await.is_ok() {
                 return;
             }
         }
@@ -354,7 +351,7 @@ fn assert_no_duplicates(store: &Store) -> usize {
             "{addr} on {net} handed out twice (again to {who})"
         );
     };
-    for t in objects::tasks(store).expect("tasks") {
+    for t in objects::list::<Task>(store).expect("tasks") {
         if !super::state::holds_addresses(&t) {
             continue;
         }
@@ -364,12 +361,12 @@ fn assert_no_duplicates(store: &Store) -> usize {
             }
         }
     }
-    for s in objects::services(store).expect("services") {
+    for s in objects::list::<Service>(store).expect("services") {
         for v in s.endpoint.iter().flat_map(|e| e.virtual_ips.iter()) {
             check(&v.network_id, &v.addr, &s.id);
         }
     }
-    for n in objects::nodes(store).expect("nodes") {
+    for n in objects::list::<Node>(store).expect("nodes") {
         for a in &n.attachments {
             for addr in &a.addresses {
                 check(&a.network_id, addr, &n.id);
@@ -526,7 +523,7 @@ async fn a_task_on_an_unknown_network_waits_for_it() {
     }
     swarm
         .store
-        .write(vec![objects::put_service(&raw)])
+        .write(vec![objects::put(&raw)])
         .await
         .expect("attach to a network that does not exist");
     let ids = swarm.tasks(&svc, 1, 1).await;
@@ -562,7 +559,7 @@ async fn service_create_refuses_an_ingress_port_already_published() {
             if *m == format!("port '8080' is already in use by service 'web' ({web}) as an ingress port")),
         "{err}"
     );
-    assert_eq!(objects::services(&swarm.store).expect("services").len(), 1);
+    assert_eq!(objects::list::<Service>(&swarm.store).expect("services").len(), 1);
 }
 
 #[tokio::test]
@@ -661,7 +658,7 @@ async fn vips_are_freed_on_detach_and_removal() {
     svc.spec = Some(spec);
     swarm
         .store
-        .write(vec![objects::put_service(&svc)])
+        .write(vec![objects::put(&svc)])
         .await
         .expect("update a");
     let b_vip = swarm

@@ -48,7 +48,7 @@ impl Holder for Service {
     }
 
     fn put(&self) -> Op {
-        objects::put_service(self)
+        objects::put(self)
     }
 
     fn written(mut self, view: &mut View, index: u64) {
@@ -59,7 +59,7 @@ impl Holder for Service {
     }
 
     fn reread(store: &Store, view: &mut View, id: &str) {
-        match objects::service(store, id) {
+        match objects::get::<Service>(store, id) {
             Ok(Some(s)) => {
                 view.services.insert(id.to_string(), s);
             }
@@ -95,7 +95,7 @@ impl Holder for Node {
         // dispatcher's status, a `node update`'s spec) is never overwritten.
         // A copy without a version (never the case for one read from the
         // store) is refused rather than written blindly.
-        let mut op = objects::put_node(self);
+        let mut op = objects::put(self);
         if let Op::Put { expect_version, .. } = &mut op {
             expect_version.get_or_insert(0);
         }
@@ -110,7 +110,7 @@ impl Holder for Node {
     }
 
     fn reread(store: &Store, view: &mut View, id: &str) {
-        match objects::node(store, id) {
+        match objects::get::<Node>(store, id) {
             Ok(Some(n)) => {
                 view.nodes.insert(id.to_string(), n);
             }

@@ -21,7 +21,8 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Channel, Server};
 use tonic::{Request, Response, Status};
 
-use super::{new_cluster_id, new_node_id, RootCa};
+use super::RootCa;
+use crate::objects::new_id;
 
 const DAY: Duration = Duration::from_secs(24 * 60 * 60);
 
@@ -33,7 +34,7 @@ struct Cluster {
 
 impl Cluster {
     fn new() -> Cluster {
-        let id = new_cluster_id();
+        let id = new_id();
         let ca = RootCa::generate(&id).expect("root CA");
         Cluster { id, ca }
     }
@@ -41,7 +42,7 @@ impl Cluster {
     /// A node that has joined: its own key, a certificate for `role`.
     fn node(&self, role: NodeRole) -> (String, NodeTls) {
         let (key_pem, csr_pem) = keys::new_key_and_csr().expect("key and CSR");
-        let node_id = new_node_id();
+        let node_id = new_id();
         let cert_pem = self
             .ca
             .sign_node_csr(&csr_pem, &node_id, role, &self.id, DAY)
@@ -276,7 +277,7 @@ async fn cross_signed_certificates_bridge_a_root_rotation() {
     let rotated = |role| {
         let (key_pem, csr_pem) = keys::new_key_and_csr().expect("key and CSR");
         let leaf = new_root
-            .sign_node_csr(&csr_pem, &new_node_id(), role, &cluster.id, DAY)
+            .sign_node_csr(&csr_pem, &new_id(), role, &cluster.id, DAY)
             .expect("sign");
         NodeTls {
             ca_pem: cluster.ca.cert_pem.clone(),

@@ -20,7 +20,6 @@ use rcgen::{
     PKCS_ECDSA_P256_SHA256,
 };
 use rswarm_proto::identity::cert::role_ou;
-use rswarm_proto::identity::token::encode_base36;
 use rswarm_proto::types::NodeRole;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
@@ -294,28 +293,12 @@ fn ca_params(
     Ok(params)
 }
 
-/// A new node ID: 16 random bytes as 25 lowercase base-36 characters (Swarm's form).
-pub fn new_node_id() -> String {
-    random_id()
-}
-
-/// A new cluster ID, in the same form as node IDs.
-pub fn new_cluster_id() -> String {
-    random_id()
-}
-
 /// Hex SHA-256 of a CA certificate PEM, as recorded on the Cluster object.
 pub fn ca_hash(cert_pem: &str) -> String {
     Sha256::digest(cert_pem.as_bytes())
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
-}
-
-fn random_id() -> String {
-    let mut bytes = [0u8; 16];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    encode_base36(&bytes, 25)
 }
 
 fn random_serial() -> SerialNumber {
@@ -384,6 +367,7 @@ fn datetime(unix_secs: i64) -> Result<OffsetDateTime, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::objects::new_id;
     use rswarm_proto::identity::{cert, keys, token};
     use x509_parser::extensions::GeneralName;
 
@@ -397,7 +381,7 @@ mod tests {
 
     #[test]
     fn root_ca_is_a_self_signed_ca_for_twenty_years() {
-        let cluster_id = new_cluster_id();
+        let cluster_id = new_id();
         let ca = RootCa::generate(&cluster_id).expect("generate");
         let pem = parse(&ca.cert_pem);
         let cert = pem.parse_x509().expect("x509");
@@ -417,10 +401,10 @@ mod tests {
 
     #[test]
     fn issued_certificate_says_who_the_node_is() {
-        let cluster_id = new_cluster_id();
+        let cluster_id = new_id();
         let ca = RootCa::generate(&cluster_id).expect("generate");
         let (_key, csr) = keys::new_key_and_csr().expect("csr");
-        let node_id = new_node_id();
+        let node_id = new_id();
 
         for role in [NodeRole::Worker, NodeRole::Manager] {
             let pem = ca
@@ -601,19 +585,6 @@ mod tests {
         assert!(mixed
             .sign_node_csr(&csr, "node1", NodeRole::Worker, "cluster1", DAY)
             .is_err());
-    }
-
-    #[test]
-    fn ids_look_like_swarm_ids() {
-        let a = new_node_id();
-        let b = new_node_id();
-        assert_ne!(a, b);
-        for id in [a, b, new_cluster_id()] {
-            assert_eq!(id.len(), 25);
-            assert!(id
-                .bytes()
-                .all(|c| c.is_ascii_digit() || c.is_ascii_lowercase()));
-        }
     }
 
     #[test]

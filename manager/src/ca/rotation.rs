@@ -148,7 +148,7 @@ pub async fn start(store: &Store) -> Result<Cluster, ManagerError> {
         root.rotation_ca_cert_pem = new.cert_pem;
         root.rotation_ca_key_pem = new.key_pem;
         root.rotation_cross_signed_pem = cross;
-        match store.write(vec![objects::put_cluster(&cluster)]).await {
+        match store.write(vec![objects::put(&cluster)]).await {
             Ok(_) => {
                 tracing::info!("root CA rotation started");
                 return Ok(redact(objects::cluster(store)?));
@@ -170,7 +170,7 @@ pub async fn reconcile(store: &Store) -> Result<(), ManagerError> {
     if !rotating(&cluster) {
         return Ok(());
     }
-    let nodes = objects::nodes(store)?;
+    let nodes = objects::list::<Node>(store)?;
     let Some(root) = cluster.root_ca.as_mut() else {
         return Ok(());
     };
@@ -178,7 +178,7 @@ pub async fn reconcile(store: &Store) -> Result<(), ManagerError> {
         return Ok(());
     }
     finish(root);
-    match store.write(vec![objects::put_cluster(&cluster)]).await {
+    match store.write(vec![objects::put(&cluster)]).await {
         Ok(_) => {
             tracing::info!(
                 nodes = nodes.len(),
@@ -324,9 +324,9 @@ mod tests {
         let old = RootCa::generate("cluster1").expect("old");
         store
             .write(vec![
-                objects::put_cluster(&cluster_with(&old)),
-                objects::put_node(&node_with_key_id("a", &old.key_id().expect("id"))),
-                objects::put_node(&node_with_key_id("b", &old.key_id().expect("id"))),
+                objects::put(&cluster_with(&old)),
+                objects::put(&node_with_key_id("a", &old.key_id().expect("id"))),
+                objects::put(&node_with_key_id("b", &old.key_id().expect("id"))),
             ])
             .await
             .expect("write");
@@ -338,14 +338,14 @@ mod tests {
         assert_ne!(key_id, old.key_id().expect("id"));
 
         store
-            .write(vec![objects::put_node(&node_with_key_id("a", &key_id))])
+            .write(vec![objects::put(&node_with_key_id("a", &key_id))])
             .await
             .expect("a renewed");
         reconcile(&store).await.expect("pass");
         assert!(rotating(&objects::cluster(&store).expect("cluster")));
 
         store
-            .write(vec![objects::put_node(&node_with_key_id("b", &key_id))])
+            .write(vec![objects::put(&node_with_key_id("b", &key_id))])
             .await
             .expect("b renewed");
         reconcile(&store).await.expect("pass");

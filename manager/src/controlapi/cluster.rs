@@ -1,6 +1,6 @@
 //! Control calls on the cluster object: reading it (without the CA key) and
 //! rotating join tokens, and `swarm update` (the task history limit, the node
-//! certificate expiry).
+//! certificate expiry, written as a spec write: `controlapi::spec_write`).
 
 use std::time::Duration;
 
@@ -47,21 +47,23 @@ pub async fn update(store: &Store, req: UpdateClusterRequest) -> Result<Cluster,
             Duration::from_nanos(u64::try_from(ns).unwrap_or(0)),
         )?),
     };
-    loop {
-        let mut cluster = objects::cluster(store)?;
-        let spec = cluster.spec.get_or_insert_with(Default::default);
-        if let Some(limit) = limit {
-            spec.task_history_retention_limit = limit;
-        }
-        if let Some(ns) = cert_expiry {
-            spec.node_cert_expiry_ns = ns;
-        }
-        match store.write(vec![objects::put_cluster(&cluster)]).await {
-            Ok(_) => return get(store),
-            Err(rswarm_raft::StoreError::Conflict { .. }) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
+    let cluster = super::spec_write::write_spec(
+        store,
+        0,
+        || objects::cluster(store),
+        |cluster: &mut Cluster| {
+            let spec = cluster.spec.get_or_insert_with(Default::default);
+            if let Some(limit) = limit {
+                spec.task_history_retention_limit = limit;
+            }
+            if let Some(ns) = cert_expiry {
+                spec.node_cert_expiry_ns = ns;
+            }
+            Ok(())
+        },
+    )
+    .await?;
+    Ok(redact(cluster))
 }
 
 /// Replace the worker and/or manager join token's secret; the old token stops
@@ -85,7 +87,7 @@ pub async fn rotate(store: &Store, req: RotateJoinTokenRequest) -> Result<Cluste
         if req.manager {
             tokens.manager = token::generate(&ca.ca_cert_pem);
         }
-        match store.write(vec![objects::put_cluster(&cluster)]).await {
+        match store.write(vec![objects::put(&cluster)]).await {
             Ok(_) => return get(store),
             Err(rswarm_raft::StoreError::Conflict { .. }) => continue,
             Err(e) => return Err(e.into()),

@@ -8,6 +8,7 @@ pub mod networks;
 mod nodes;
 pub mod paging;
 pub mod services;
+pub mod spec_write;
 mod streams;
 
 use rswarm_proto::control::control_server::Control;
@@ -153,7 +154,7 @@ impl Services for ServicesApi {
         req: Request<ListServicesRequest>,
     ) -> Result<Response<ListServicesResponse>, Status> {
         let (services, next_page_token) = paging::page(
-            crate::objects::services(&self.store)?,
+            crate::objects::list::<Service>(&self.store)?,
             |s| s.id.as_str(),
             &req.into_inner().page_token,
         );

@@ -23,7 +23,7 @@ use rswarm_proto::control::{
     CreateNetworkRequest, GetNetworkRequest, ListNetworksRequest, ListNetworksResponse,
     PruneNetworksRequest, PruneNetworksResponse, RemoveNetworkRequest, RemoveNetworkResponse,
 };
-use rswarm_proto::types::{Network, NetworkSpec, Service, Task, TaskState};
+use rswarm_proto::types::{Network, NetworkSpec, Node, Service, Task, TaskState};
 use rswarm_raft::{Op, Store, StoreError};
 use tonic::{Request, Response, Status};
 
@@ -106,7 +106,7 @@ pub async fn create(store: &Store, spec: NetworkSpec) -> Result<Network, Manager
             .get(objects::KIND_NETWORK_GUARD, GUARD_ID)?
             .map(|o| o.version)
             .unwrap_or(0);
-        let existing = objects::networks(store)?;
+        let existing = objects::list::<Network>(store)?;
         let cluster = match objects::cluster(store) {
             Ok(c) => Some(c),
             Err(ManagerError::NotFound(_)) => None,
@@ -116,7 +116,7 @@ pub async fn create(store: &Store, spec: NetworkSpec) -> Result<Network, Manager
         let reserved = reserved(store)?;
         let created = network::allocate_network_beside(spec.clone(), &existing, &pool, &reserved)?;
         let ops = vec![
-            objects::put_network(&created),
+            objects::put(&created),
             Op::Put {
                 kind: objects::KIND_NETWORK_GUARD.into(),
                 id: GUARD_ID.into(),
@@ -126,7 +126,7 @@ pub async fn create(store: &Store, spec: NetworkSpec) -> Result<Network, Manager
         ];
         match store.write(ops).await {
             Ok(_) => {
-                return objects::network(store, &created.id)?
+                return objects::get::<Network>(store, &created.id)?
                     .ok_or_else(|| ManagerError::Internal("network vanished after create".into()))
             }
             // Another network was created meanwhile: look again.
@@ -146,7 +146,7 @@ fn reserved(store: &Store) -> Result<Vec<network::Reserved>, ManagerError> {
     let mut out = vec![network::Reserved::GatewayBridge(
         crate::allocator::ipam::Cidr::new(gw, prefix),
     )];
-    for node in objects::nodes(store)? {
+    for node in objects::list::<Node>(store)? {
         let addr = node.status.as_ref().map(|s| s.addr.as_str()).unwrap_or("");
         let ip = addr
             .parse::<std::net::Ipv4Addr>()
@@ -167,7 +167,7 @@ fn reserved(store: &Store) -> Result<Vec<network::Reserved>, ManagerError> {
 
 /// All networks, by name.
 pub fn list(store: &Store) -> Result<Vec<Network>, ManagerError> {
-    let mut all = objects::networks(store)?;
+    let mut all = objects::list::<Network>(store)?;
     all.sort_by(|a, b| network::name(a).cmp(network::name(b)).then(a.id.cmp(&b.id)));
     Ok(all)
 }
@@ -179,7 +179,7 @@ pub fn resolve_network(store: &Store, reference: &str) -> Result<Network, Manage
             "network reference is empty".into(),
         ));
     }
-    let all = objects::networks(store)?;
+    let all = objects::list::<Network>(store)?;
     if let Some(n) = all.iter().find(|n| n.id == reference) {
         return Ok(n.clone());
     }
@@ -201,8 +201,8 @@ pub fn resolve_network(store: &Store, reference: &str) -> Result<Network, Manage
 /// Removes a network nothing uses.
 pub async fn remove(store: &Store, reference: &str) -> Result<(), ManagerError> {
     let n = resolve_network(store, reference)?;
-    let services = objects::services(store)?;
-    let tasks = objects::tasks(store)?;
+    let services = objects::list::<Service>(store)?;
+    let tasks = objects::list::<Task>(store)?;
     check_unused(&n, &services, &tasks)?;
     match store
         .write(vec![objects::delete(
@@ -224,8 +224,8 @@ pub async fn remove(store: &Store, reference: &str) -> Result<(), ManagerError> 
 /// Removes every network nothing uses, except the ingress network. Returns
 /// the names of those removed.
 pub async fn prune(store: &Store) -> Result<Vec<String>, ManagerError> {
-    let services = objects::services(store)?;
-    let tasks = objects::tasks(store)?;
+    let services = objects::list::<Service>(store)?;
+    let tasks = objects::list::<Task>(store)?;
     let mut removed = Vec::new();
     for n in list(store)? {
         if network::is_ingress(&n) || check_unused(&n, &services, &tasks).is_err() {
@@ -345,10 +345,7 @@ mod tests {
         };
         let ingress = network::ingress_network(&pool.unwrap_or_default()).expect("ingress");
         store
-            .write(vec![
-                objects::put_cluster(&cluster),
-                objects::put_network(&ingress),
-            ])
+            .write(vec![objects::put(&cluster), objects::put(&ingress)])
             .await
             .expect("init");
         (store, dir)
@@ -521,7 +518,7 @@ mod tests {
         // A running task attached to a network keeps it, even without a
         // service naming it.
         let mut t = Task {
-            id: crate::ca::new_node_id(),
+            id: crate::objects::new_id(),
             service_id: "gone".into(),
             annotations: Some(Annotations {
                 name: "old.1".into(),
@@ -539,22 +536,18 @@ mod tests {
             }],
             ..Default::default()
         };
-        store
-            .write(vec![objects::put_task(&t)])
-            .await
-            .expect("task");
+        store.write(vec![objects::put(&t)]).await.expect("task");
         assert_eq!(
             message(remove(&store, "spare").await),
             format!("network spare is in use by task old.1.{}", t.id)
         );
         assert!(prune(&store).await.expect("prune").is_empty());
         // Once the task is told to stop, the network is free.
-        t = objects::task(&store, &t.id).expect("read").expect("task");
+        t = objects::get::<Task>(&store, &t.id)
+            .expect("read")
+            .expect("task");
         t.desired_state = TaskState::Shutdown as i32;
-        store
-            .write(vec![objects::put_task(&t)])
-            .await
-            .expect("stop");
+        store.write(vec![objects::put(&t)]).await.expect("stop");
         assert_eq!(
             prune(&store).await.expect("prune"),
             vec!["spare".to_string()]

@@ -6,6 +6,7 @@ use rswarm_proto::control::{RemoveNodeRequest, UpdateNodeRequest};
 use rswarm_proto::types::{Node, NodeRole, Reachability};
 use rswarm_raft::{Store, StoreError};
 
+use super::spec_write::write_spec;
 use crate::error::ManagerError;
 use crate::objects;
 
@@ -15,7 +16,7 @@ pub fn get(store: &Store, reference: &str) -> Result<Node, ManagerError> {
 }
 
 pub fn list(store: &Store) -> Result<Vec<Node>, ManagerError> {
-    Ok(objects::nodes(store)?
+    Ok(objects::list::<Node>(store)?
         .into_iter()
         .map(|n| decorate(store, n))
         .collect())
@@ -38,63 +39,41 @@ pub fn decorate(store: &Store, mut node: Node) -> Node {
     node
 }
 
+/// `node update` (and promote, demote): write the node's spec, refused only
+/// if its spec changed since the caller read the version it sends.
 pub async fn update(store: &Store, req: UpdateNodeRequest) -> Result<Node, ManagerError> {
     let Some(spec) = req.spec else {
         return Err(ManagerError::InvalidArgument(
             "node update without a spec".into(),
         ));
     };
-    // Without a version the caller wants its spec applied whatever the
-    // node's version: retry on conflicts with concurrent writers.
-    let any_version = req.version.as_ref().map(|v| v.index).unwrap_or(0) == 0;
-    loop {
-        match update_once(store, &req.node_ref, req.version.as_ref(), spec.clone()).await {
-            Err(ManagerError::Store(StoreError::Conflict { .. })) if any_version => continue,
-            other => return other,
-        }
-    }
-}
-
-async fn update_once(
-    store: &Store,
-    node_ref: &str,
-    version: Option<&rswarm_proto::types::Version>,
-    spec: rswarm_proto::types::NodeSpec,
-) -> Result<Node, ManagerError> {
-    let mut node = objects::resolve_node(store, node_ref)?;
-    let current_version = node
-        .meta
-        .as_ref()
-        .and_then(|m| m.version.as_ref())
-        .map(|v| v.index)
-        .unwrap_or(0);
-    if let Some(v) = version {
-        if v.index != 0 && v.index != current_version {
-            return Err(ManagerError::Store(StoreError::Conflict {
-                kind: objects::KIND_NODE.into(),
-                id: node.id.clone(),
-                expected: v.index,
-                actual: current_version,
-            }));
-        }
-    }
-    let old_role = node
-        .spec
-        .as_ref()
-        .map(|s| s.desired_role)
-        .unwrap_or(node.role);
-    if old_role == NodeRole::Manager as i32 && spec.desired_role == NodeRole::Worker as i32 {
-        check_demotion(store, &node)?;
-    }
-    node.spec = Some(spec);
-    store.write(vec![objects::put_node(&node)]).await?;
-    get(store, &node.id)
+    let based_on = req.spec_version.as_ref().map_or(0, |v| v.index);
+    let node = write_spec(
+        store,
+        based_on,
+        || objects::resolve_node(store, &req.node_ref),
+        |node: &mut Node| {
+            let old_role = node
+                .spec
+                .as_ref()
+                .map(|s| s.desired_role)
+                .unwrap_or(node.role);
+            if old_role == NodeRole::Manager as i32 && spec.desired_role == NodeRole::Worker as i32
+            {
+                check_demotion(store, node)?;
+            }
+            node.spec = Some(spec.clone());
+            Ok(())
+        },
+    )
+    .await?;
+    Ok(decorate(store, node))
 }
 
 /// Refuse a demotion that would leave the swarm without managers or without
 /// a Raft quorum.
 fn check_demotion(store: &Store, node: &Node) -> Result<(), ManagerError> {
-    let nodes = objects::nodes(store)?;
+    let nodes = objects::list::<Node>(store)?;
     let managers = nodes
         .iter()
         .filter(|n| n.spec.as_ref().map(|s| s.desired_role) == Some(NodeRole::Manager as i32))
@@ -150,7 +129,7 @@ pub async fn remove(store: &Store, req: RemoveNodeRequest) -> Result<(), Manager
             cluster.removed_nodes.push(node.id.clone());
         }
         let ops = vec![
-            objects::put_cluster(&cluster),
+            objects::put(&cluster),
             rswarm_raft::Op::Delete {
                 kind: objects::KIND_NODE.into(),
                 id: node.id.clone(),

@@ -13,11 +13,12 @@ use std::collections::HashSet;
 
 use rswarm_proto::control::{ListTasksRequest, UpdateServiceRequest};
 use rswarm_proto::types::{
-    port_config::PublishMode, service_spec::Mode, Endpoint, EndpointSpec, PortConfig, Service,
-    ServiceSpec, Task, TaskState,
+    service_spec::Mode, Endpoint,
+    EndpointSpec, Network, PortConfig, Service, ServiceSpec, Task, TaskState,
 };
 use rswarm_raft::{Op, Store, StoreError};
 
+use super::spec_write::write_spec;
 use crate::error::ManagerError;
 use crate::objects;
 
@@ -53,7 +54,7 @@ fn check_networks(store: &Store, spec: &ServiceSpec) -> Result<(), ManagerError>
     if wanted.is_empty() {
         return Ok(());
     }
-    let all = objects::networks(store)?;
+    let all = objects::list::<Network>(store)?;
     for n in wanted {
         if crate::allocator::network::resolve_target(&all, &n.target).is_none() {
             return Err(ManagerError::NotFound(format!(
@@ -75,7 +76,7 @@ fn name_of(s: &Service) -> &str {
 
 /// Resolve a service by ID, name, or unique ID prefix.
 pub fn resolve_service(store: &Store, reference: &str) -> Result<Service, ManagerError> {
-    let all = objects::services(store)?;
+    let all = objects::list::<Service>(store)?;
     if let Some(s) = all.iter().find(|s| s.id == reference) {
         return Ok(s.clone());
     }
@@ -104,7 +105,7 @@ fn allocate_ports(
     own_id: &str,
     spec: &EndpointSpec,
 ) -> Result<Vec<PortConfig>, ManagerError> {
-    crate::allocator::ports::allocate(&objects::services(store)?, own_id, spec)
+    crate::allocator::ports::allocate(&objects::list::<Service>(store)?, own_id, spec)
 }
 
 pub async fn create(store: &Store, mut spec: ServiceSpec) -> Result<Service, ManagerError> {
@@ -130,12 +131,15 @@ pub async fn create(store: &Store, mut spec: ServiceSpec) -> Result<Service, Man
             .get(objects::KIND_SERVICE_GUARD, GUARD_ID)?
             .map(|o| o.version)
             .unwrap_or(0);
-        if objects::services(store)?.iter().any(|s| name_of(s) == name) {
+        if objects::list::<Service>(store)?
+            .iter()
+            .any(|s| name_of(s) == name)
+        {
             return Err(ManagerError::AlreadyExists(format!(
                 "name conflicts with an existing object: service {name} already exists"
             )));
         }
-        let id = crate::ca::new_node_id();
+        let id = objects::new_id();
         let endpoint_spec = spec.endpoint.clone().unwrap_or_default();
         let ports = allocate_ports(store, &id, &endpoint_spec)?;
         let service = Service {
@@ -161,7 +165,7 @@ pub async fn create(store: &Store, mut spec: ServiceSpec) -> Result<Service, Man
             spec_version: 1,
         };
         let ops = vec![
-            objects::put_service(&service),
+            objects::put(&service),
             Op::Put {
                 kind: objects::KIND_SERVICE_GUARD.into(),
                 id: GUARD_ID.into(),
@@ -171,7 +175,7 @@ pub async fn create(store: &Store, mut spec: ServiceSpec) -> Result<Service, Man
         ];
         match store.write(ops).await {
             Ok(_) => {
-                return objects::service(store, &id)?
+                return objects::get::<Service>(store, &id)?
                     .ok_or_else(|| ManagerError::Internal("service vanished after create".into()))
             }
             // Another service was created meanwhile (the store waited until
@@ -185,77 +189,64 @@ pub async fn create(store: &Store, mut spec: ServiceSpec) -> Result<Service, Man
     ))
 }
 
+/// `service update`, `scale` and `rollback`: write the service's spec,
+/// refused only if its spec changed since the caller read the version it
+/// sends (the allocator's VIPs and a job's status never refuse it).
 pub async fn update(store: &Store, req: UpdateServiceRequest) -> Result<Service, ManagerError> {
-    loop {
-        let mut service = resolve_service(store, &req.service_ref)?;
-        let current = service
-            .meta
-            .as_ref()
-            .and_then(|m| m.version.as_ref())
-            .map(|v| v.index)
-            .unwrap_or(0);
-        let wanted = req.version.as_ref().map(|v| v.index).unwrap_or(0);
-        if wanted != 0 && wanted != current {
-            return Err(ManagerError::Store(StoreError::Conflict {
-                kind: objects::KIND_SERVICE.into(),
-                id: service.id.clone(),
-                expected: wanted,
-                actual: current,
-            }));
-        }
-        let old = service.spec.clone().unwrap_or_default();
-        let mut new = if req.rollback {
-            service.previous_spec.clone().ok_or_else(|| {
-                ManagerError::FailedPrecondition(format!(
-                    "service {} does not have a previous spec",
-                    name_of(&service)
-                ))
-            })?
-        } else {
-            req.spec
-                .clone()
-                .ok_or_else(|| invalid("update without a spec"))?
-        };
-        let old_name = old
-            .annotations
-            .as_ref()
-            .map(|a| a.name.clone())
-            .unwrap_or_default();
-        let new_name = new
-            .annotations
-            .as_ref()
-            .map(|a| a.name.clone())
-            .unwrap_or_default();
-        if new_name.is_empty() {
-            new.annotations.get_or_insert_with(Default::default).name = old_name.clone();
-        } else if new_name != old_name {
-            return Err(invalid("renaming services is not supported"));
-        }
-        validate(&new)?;
-        check_networks(store, &new)?;
-        let mode_kind = |s: &ServiceSpec| std::mem::discriminant(&s.mode);
-        if mode_kind(&old) != mode_kind(&new) {
-            return Err(invalid("service mode change is not allowed"));
-        }
-        let endpoint_spec = new.endpoint.clone().unwrap_or_default();
-        let ports = allocate_ports(store, &service.id, &endpoint_spec)?;
-        if new.task != old.task {
-            service.spec_version += 1;
-        }
-        service.previous_spec = Some(old);
-        service.spec = Some(new);
-        let endpoint = service.endpoint.get_or_insert_with(Default::default);
-        endpoint.spec = Some(endpoint_spec);
-        endpoint.ports = ports;
-        match store.write(vec![objects::put_service(&service)]).await {
-            Ok(_) => {
-                return objects::service(store, &service.id)?
-                    .ok_or_else(|| ManagerError::Internal("service vanished after update".into()))
+    let based_on = req.spec_version.as_ref().map_or(0, |v| v.index);
+    write_spec(
+        store,
+        based_on,
+        || resolve_service(store, &req.service_ref),
+        |service: &mut Service| {
+            let old = service.spec.clone().unwrap_or_default();
+            let mut new = if req.rollback {
+                service.previous_spec.clone().ok_or_else(|| {
+                    ManagerError::FailedPrecondition(format!(
+                        "service {} does not have a previous spec",
+                        name_of(service)
+                    ))
+                })?
+            } else {
+                req.spec
+                    .clone()
+                    .ok_or_else(|| invalid("update without a spec"))?
+            };
+            let old_name = old
+                .annotations
+                .as_ref()
+                .map(|a| a.name.clone())
+                .unwrap_or_default();
+            let new_name = new
+                .annotations
+                .as_ref()
+                .map(|a| a.name.clone())
+                .unwrap_or_default();
+            if new_name.is_empty() {
+                new.annotations.get_or_insert_with(Default::default).name = old_name.clone();
+            } else if new_name != old_name {
+                return Err(invalid("renaming services is not supported"));
             }
-            Err(StoreError::Conflict { .. }) if wanted == 0 => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
+            validate(&new)?;
+            check_networks(store, &new)?;
+            let mode_kind = |s: &ServiceSpec| std::mem::discriminant(&s.mode);
+            if mode_kind(&old) != mode_kind(&new) {
+                return Err(invalid("service mode change is not allowed"));
+            }
+            let endpoint_spec = new.endpoint.clone().unwrap_or_default();
+            let ports = allocate_ports(store, &service.id, &endpoint_spec)?;
+            if new.task != old.task {
+                service.spec_version += 1;
+            }
+            service.previous_spec = Some(old);
+            service.spec = Some(new);
+            let endpoint = service.endpoint.get_or_insert_with(Default::default);
+            endpoint.spec = Some(endpoint_spec);
+            endpoint.ports = ports;
+            Ok(())
+        },
+    )
+    .await
 }
 
 pub async fn remove(store: &Store, reference: &str) -> Result<(), ManagerError> {
@@ -273,7 +264,7 @@ pub async fn remove(store: &Store, reference: &str) -> Result<(), ManagerError> 
 /// Resolve a task: full ID, unique ID prefix, or `<service>.<slot>` (the
 /// slot's current task).
 pub fn resolve_task(store: &Store, reference: &str) -> Result<Task, ManagerError> {
-    let tasks = objects::tasks(store)?;
+    let tasks = objects::list::<Task>(store)?;
     if let Some(t) = tasks.iter().find(|t| t.id == reference) {
         return Ok(t.clone());
     }
@@ -318,7 +309,7 @@ pub fn list_tasks(store: &Store, req: &ListTasksRequest) -> Result<Vec<Task>, Ma
     for r in &req.node_refs {
         nodes.insert(objects::resolve_node(store, r)?.id);
     }
-    Ok(objects::tasks(store)?
+    Ok(objects::list::<Task>(store)?
         .into_iter()
         .filter(|t| services.is_empty() || services.contains(&t.service_id))
         .filter(|t| nodes.is_empty() || nodes.contains(&t.node_id))
@@ -381,7 +372,7 @@ mod tests {
             matches!(&lost, Err(ManagerError::AlreadyExists(m)) if m.contains("service web already exists")),
             "{lost:?}"
         );
-        let named: Vec<Service> = objects::services(&store)
+        let named: Vec<Service> = objects::list::<Service>(&store)
             .expect("list")
             .into_iter()
             .filter(|s| name_of(s) == "web")

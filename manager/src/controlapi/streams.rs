@@ -18,7 +18,7 @@ use rswarm_proto::dispatcher::{
     agent_exec_frame::Frame as FromAgent, agent_work::Work, AgentWork, ExecRequest,
     LogSubscription, ManagerExecFrame,
 };
-use rswarm_proto::types::TaskState;
+use rswarm_proto::types::{Node, Service, Task, TaskState};
 use rswarm_raft::{Connector, Store};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -62,7 +62,7 @@ pub async fn logs(
     for r in &selector.service_refs {
         let svc = resolve_service(&store, r)?;
         tasks.extend(
-            objects::tasks(&store)?
+            objects::list::<Task>(&store)?
                 .into_iter()
                 .filter(|t| t.service_id == svc.id),
         );
@@ -71,11 +71,11 @@ pub async fn logs(
         tasks.push(resolve_task(&store, r)?);
     }
     tasks.retain(|t| !t.node_id.is_empty());
-    let nodes: HashMap<String, String> = objects::nodes(&store)?
+    let nodes: HashMap<String, String> = objects::list::<Node>(&store)?
         .into_iter()
         .map(|n| (n.id.clone(), objects::hostname(&n).to_string()))
         .collect();
-    let services: HashMap<String, String> = objects::services(&store)?
+    let services: HashMap<String, String> = objects::list::<Service>(&store)?
         .into_iter()
         .map(|s| {
             (
@@ -98,7 +98,7 @@ pub async fn logs(
         .iter()
         .map(|t| (t.id.clone(), (t.service_id.clone(), t.slot)))
         .collect();
-    let sub_id = crate::ca::new_node_id();
+    let sub_id = crate::objects::new_id();
     let mut rx = agents.subscribe_logs(&sub_id);
     let mut warnings = vec![];
     let mut asked = vec![];
@@ -248,7 +248,7 @@ pub async fn exec(
                 .unwrap_or_default()
         )));
     }
-    let session = crate::ca::new_node_id();
+    let session = crate::objects::new_id();
     let arrival = agents.expect_exec(&session);
     let work = AgentWork {
         work: Some(Work::Exec(ExecRequest {

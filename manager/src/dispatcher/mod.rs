@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use rswarm_proto::dispatcher::dispatcher_server::Dispatcher;
 use rswarm_proto::dispatcher::{HeartbeatRequest, HeartbeatResponse, Manager};
-use rswarm_proto::types::{NodeDescription, NodeRole, NodeState, NodeStatus};
+use rswarm_proto::types::{Node, NodeDescription, NodeRole, NodeState, NodeStatus};
 use rswarm_raft::{Store, StoreError};
 use tonic::{Request, Response, Status};
 
@@ -149,7 +149,7 @@ pub fn heartbeat_period(store: &Store) -> Duration {
 /// node is Ready, or the leader, above one that is not.
 pub fn weighted_managers(store: &Store) -> Vec<Manager> {
     let leader = store.leader().map(|(_, a)| a);
-    let nodes = objects::nodes(store).unwrap_or_default();
+    let nodes = objects::list::<Node>(store).unwrap_or_default();
     manager_addrs(store)
         .unwrap_or_default()
         .into_iter()
@@ -199,7 +199,7 @@ impl DispatcherService {
             }
             seen.forgive_stall(now);
             seen.lead(self.store.status().term, now);
-            let nodes = objects::nodes(&self.store)?;
+            let nodes = objects::list::<Node>(&self.store)?;
             seen.overdue(
                 nodes
                     .iter()
@@ -210,7 +210,7 @@ impl DispatcherService {
             )
         };
         for id in expired {
-            let Some(mut node) = objects::node(&self.store, &id)? else {
+            let Some(mut node) = objects::get::<Node>(&self.store, &id)? else {
                 continue;
             };
             let addr = node
@@ -224,7 +224,7 @@ impl DispatcherService {
                 addr,
             });
             tracing::warn!(node = %id, "node missed its heartbeats; marking it down");
-            match self.store.write(vec![objects::put_node(&node)]).await {
+            match self.store.write(vec![objects::put(&node)]).await {
                 Ok(_) | Err(StoreError::Conflict { .. }) => {}
                 Err(e) => return Err(e.into()),
             }
@@ -277,7 +277,7 @@ impl Dispatcher for DispatcherService {
         };
         let trust_root_hash = crate::ca::rotation::trust_root_hash(&cluster);
         let leader_addr = self.store.leader().map(|(_, a)| a).unwrap_or_default();
-        let node = objects::node(&self.store, &caller.node_id)?;
+        let node = objects::get::<Node>(&self.store, &caller.node_id)?;
         let Some(mut node) = node else {
             if !self.store.is_leader() {
                 // A follower's copy of the store may lag (the node joined a
@@ -345,7 +345,7 @@ impl Dispatcher for DispatcherService {
                 if description.is_some() {
                     node.description = description;
                 }
-                match self.store.write(vec![objects::put_node(&node)]).await {
+                match self.store.write(vec![objects::put(&node)]).await {
                     Ok(_) | Err(StoreError::Conflict { .. }) => {}
                     Err(e) => return Err(ManagerError::from(e).into()),
                 }

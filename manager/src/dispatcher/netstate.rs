@@ -12,7 +12,7 @@ use rswarm_proto::dispatcher::network_state_server::NetworkState;
 use rswarm_proto::dispatcher::{
     NetworkEndpoint, NetworkStateMessage, NetworkStateRequest, NodeEndpoint, ServiceEndpoint,
 };
-use rswarm_proto::types::{endpoint_spec::ResolutionMode, TaskState};
+use rswarm_proto::types::{endpoint_spec::ResolutionMode, Network, Node, Service, Task, TaskState};
 use rswarm_raft::Store;
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
@@ -39,8 +39,8 @@ impl NetworkStateService {
 
 /// Compute the current picture from the store.
 pub fn snapshot(store: &Store) -> Result<NetworkStateMessage, ManagerError> {
-    let networks = objects::networks(store)?;
-    let node_list = objects::nodes(store)?;
+    let networks = objects::list::<Network>(store)?;
+    let node_list = objects::list::<Node>(store)?;
     let mut node_endpoints = vec![];
     for n in &node_list {
         let node_addr = n
@@ -63,7 +63,7 @@ pub fn snapshot(store: &Store) -> Result<NetworkStateMessage, ManagerError> {
         .into_iter()
         .map(|n| (n.id.clone(), n.status.map(|s| s.addr).unwrap_or_default()))
         .collect();
-    let services = objects::services(store)?;
+    let services = objects::list::<Service>(store)?;
     let names: HashMap<String, (String, String)> = services
         .iter()
         .map(|s| {
@@ -77,7 +77,7 @@ pub fn snapshot(store: &Store) -> Result<NetworkStateMessage, ManagerError> {
         })
         .collect();
     let mut endpoints = vec![];
-    for t in objects::tasks(store)? {
+    for t in objects::list::<Task>(store)? {
         if t.node_id.is_empty()
             || t.networks.is_empty()
             || t.desired_state > TaskState::Running as i32

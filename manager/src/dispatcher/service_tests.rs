@@ -101,7 +101,7 @@ fn task(id: &str, node_id: &str, state: TaskState) -> Task {
 async fn leader_store(period: Duration) -> (Store, tempfile::TempDir) {
     let (store, dir) = bare_store().await;
     store
-        .write(vec![objects::put_cluster(&cluster(period))])
+        .write(vec![objects::put(&cluster(period))])
         .await
         .expect("write cluster");
     assert!(store.is_leader());
@@ -109,7 +109,9 @@ async fn leader_store(period: Duration) -> (Store, tempfile::TempDir) {
 }
 
 async fn state_of(store: &Store, id: &str) -> NodeState {
-    let n = objects::node(store, id).expect("read").expect("node");
+    let n = objects::get::<Node>(store, id)
+        .expect("read")
+        .expect("node");
     NodeState::try_from(n.status.map(|s| s.state).unwrap_or(0)).unwrap_or(NodeState::Unknown)
 }
 
@@ -198,14 +200,19 @@ async fn leader_and_follower() -> TwoManagers {
     m2.role = NodeRole::Manager as i32;
     leader
         .write(vec![
-            objects::put_cluster(&cluster(DEFAULT_HEARTBEAT)),
-            objects::put_node(&m1),
-            objects::put_node(&m2),
+            objects::put(&cluster(DEFAULT_HEARTBEAT)),
+            objects::put(&m1),
+            objects::put(&m2),
         ])
         .await
         .expect("write");
     let deadline = tokio::time::Instant::now() + PATIENCE;
-    while objects::node(&follower, "m2").ok().flatten().is_none() || follower.leader().is_none() {
+    while objects::get::<Node>(&follower, "m2")
+        .ok()
+        .flatten()
+        .is_none()
+        || follower.leader().is_none()
+    {
         assert!(
             tokio::time::Instant::now() < deadline,
             "the follower never caught up"
@@ -226,7 +233,7 @@ async fn leader_and_follower() -> TwoManagers {
 async fn a_heartbeat_turns_the_node_ready_and_records_its_address() {
     let (store, _dir) = leader_store(Duration::from_secs(2)).await;
     store
-        .write(vec![objects::put_node(&node(
+        .write(vec![objects::put(&node(
             "w1",
             NodeState::Down,
             NodeRole::Worker,
@@ -243,7 +250,9 @@ async fn a_heartbeat_turns_the_node_ready_and_records_its_address() {
     assert_eq!(answer.period_ns, Duration::from_secs(2).as_nanos() as i64);
     assert_eq!(answer.leader_addr, "127.0.0.1:1");
     assert_eq!(answer.desired_role, NodeRole::Worker as i32);
-    let stored = objects::node(&store, "w1").expect("read").expect("node");
+    let stored = objects::get::<Node>(&store, "w1")
+        .expect("read")
+        .expect("node");
     let status = stored.status.expect("status");
     assert_eq!(status.state, NodeState::Ready as i32);
     assert_eq!(status.addr, "10.1.2.3");
@@ -274,8 +283,8 @@ async fn the_answer_carries_the_role_the_cluster_wants() {
     // Promoted: its certificate still says worker, its spec says manager.
     store
         .write(vec![
-            objects::put_node(&node("w1", NodeState::Ready, NodeRole::Manager)),
-            objects::put_node(&node("w2", NodeState::Ready, NodeRole::Worker)),
+            objects::put(&node("w1", NodeState::Ready, NodeRole::Manager)),
+            objects::put(&node("w2", NodeState::Ready, NodeRole::Worker)),
         ])
         .await
         .expect("write nodes");
@@ -290,7 +299,7 @@ async fn the_answer_carries_the_role_the_cluster_wants() {
 async fn the_leader_tells_a_node_it_does_not_know_that_it_was_removed() {
     let (store, _dir) = leader_store(DEFAULT_HEARTBEAT).await;
     store
-        .write(vec![objects::put_node(&node(
+        .write(vec![objects::put(&node(
             "w1",
             NodeState::Ready,
             NodeRole::Worker,
@@ -370,8 +379,8 @@ async fn a_silent_node_goes_down_and_a_heartbeating_one_stays_ready() {
     let (store, _dir) = leader_store(period).await;
     store
         .write(vec![
-            objects::put_node(&node("alive", NodeState::Ready, NodeRole::Worker)),
-            objects::put_node(&node("silent", NodeState::Ready, NodeRole::Worker)),
+            objects::put(&node("alive", NodeState::Ready, NodeRole::Worker)),
+            objects::put(&node("silent", NodeState::Ready, NodeRole::Worker)),
         ])
         .await
         .expect("write nodes");
@@ -391,7 +400,7 @@ async fn a_silent_node_goes_down_and_a_heartbeating_one_stays_ready() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let silent = objects::node(&store, "silent")
+    let silent = objects::get::<Node>(&store, "silent")
         .expect("read")
         .expect("node");
     assert_eq!(silent.status.expect("status").message, "heartbeat failure");
@@ -408,10 +417,10 @@ async fn assignments_start_with_the_nodes_tasks_then_follow_changes() {
     let (store, _dir) = leader_store(DEFAULT_HEARTBEAT).await;
     store
         .write(vec![
-            objects::put_task(&task("mine", "w1", TaskState::Assigned)),
-            objects::put_task(&task("running", "w1", TaskState::Running)),
-            objects::put_task(&task("not-yet", "w1", TaskState::Pending)),
-            objects::put_task(&task("theirs", "w2", TaskState::Assigned)),
+            objects::put(&task("mine", "w1", TaskState::Assigned)),
+            objects::put(&task("running", "w1", TaskState::Running)),
+            objects::put(&task("not-yet", "w1", TaskState::Pending)),
+            objects::put(&task("theirs", "w2", TaskState::Assigned)),
         ])
         .await
         .expect("write tasks");
@@ -431,11 +440,7 @@ async fn assignments_start_with_the_nodes_tasks_then_follow_changes() {
 
     // A task placed here arrives as an update...
     store
-        .write(vec![objects::put_task(&task(
-            "new",
-            "w1",
-            TaskState::Assigned,
-        ))])
+        .write(vec![objects::put(&task("new", "w1", TaskState::Assigned))])
         .await
         .expect("write");
     let msg = next_message(&mut stream).await;
@@ -444,20 +449,22 @@ async fn assignments_start_with_the_nodes_tasks_then_follow_changes() {
 
     // ...one moved to another node, and one deleted, as removals; another
     // node's task is not sent at all.
-    let mut moved = objects::task(&store, "mine").expect("read").expect("task");
-    moved.node_id = "w2".into();
-    let running = objects::task(&store, "running")
+    let mut moved = objects::get::<Task>(&store, "mine")
         .expect("read")
         .expect("task");
-    let theirs = objects::task(&store, "theirs")
+    moved.node_id = "w2".into();
+    let running = objects::get::<Task>(&store, "running")
+        .expect("read")
+        .expect("task");
+    let theirs = objects::get::<Task>(&store, "theirs")
         .expect("read")
         .expect("task");
     let mut theirs_changed = theirs.clone();
     theirs_changed.desired_state = TaskState::Shutdown as i32;
     store
         .write(vec![
-            objects::put_task(&moved),
-            objects::put_task(&theirs_changed),
+            objects::put(&moved),
+            objects::put(&theirs_changed),
             objects::delete(objects::KIND_TASK, "running", running.meta.as_ref()),
         ])
         .await
@@ -521,7 +528,9 @@ fn report(task_id: &str, state: TaskState, message: &str) -> TaskStatusUpdate {
 }
 
 fn stored_state(store: &Store, id: &str) -> (i32, String) {
-    let t = objects::task(store, id).expect("read").expect("task");
+    let t = objects::get::<Task>(store, id)
+        .expect("read")
+        .expect("task");
     let s = t.status.unwrap_or_default();
     (s.state, s.message)
 }
@@ -531,9 +540,9 @@ async fn status_reports_move_the_agents_own_tasks_forward_only() {
     let (store, _dir) = leader_store(DEFAULT_HEARTBEAT).await;
     store
         .write(vec![
-            objects::put_task(&task("t1", "w1", TaskState::Assigned)),
-            objects::put_task(&task("t2", "w1", TaskState::Running)),
-            objects::put_task(&task("other", "w2", TaskState::Assigned)),
+            objects::put(&task("t1", "w1", TaskState::Assigned)),
+            objects::put(&task("t2", "w1", TaskState::Running)),
+            objects::put(&task("other", "w2", TaskState::Assigned)),
         ])
         .await
         .expect("write tasks");
@@ -561,7 +570,9 @@ async fn status_reports_move_the_agents_own_tasks_forward_only() {
     );
     assert_eq!(stored_state(&store, "t2").0, TaskState::Running as i32);
     assert_eq!(stored_state(&store, "other").0, TaskState::Assigned as i32);
-    assert!(objects::task(&store, "ghost").expect("read").is_none());
+    assert!(objects::get::<Task>(&store, "ghost")
+        .expect("read")
+        .is_none());
 
     // The owner of "other" moves it on.
     svc.update_task_status(from_node(
@@ -586,7 +597,7 @@ async fn status_reports_move_the_agents_own_tasks_forward_only() {
 #[tokio::test]
 async fn a_follower_answers_a_known_node_and_names_the_leader_without_writing() {
     let c = leader_and_follower().await;
-    let before = objects::node(&c.follower, "m2")
+    let before = objects::get::<Node>(&c.follower, "m2")
         .expect("read")
         .expect("node");
     let answer = DispatcherService::new(c.follower.clone())
@@ -598,7 +609,9 @@ async fn a_follower_answers_a_known_node_and_names_the_leader_without_writing() 
     assert_eq!(answer.leader_addr, c.leader_addr);
     assert_eq!(answer.desired_role, NodeRole::Manager as i32);
     // Only the leader records liveness: the node is as it was, Down.
-    let after = objects::node(&c.leader, "m2").expect("read").expect("node");
+    let after = objects::get::<Node>(&c.leader, "m2")
+        .expect("read")
+        .expect("node");
     assert_eq!(after.status, before.status);
     assert_eq!(state_of(&c.follower, "m2").await, NodeState::Down);
 }

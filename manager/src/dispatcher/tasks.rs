@@ -49,7 +49,7 @@ fn is_for(task: &Task, node_id: &str) -> bool {
 }
 
 fn complete_set(store: &Store, node_id: &str) -> Result<Vec<Task>, ManagerError> {
-    Ok(objects::tasks(store)?
+    Ok(objects::list::<Task>(store)?
         .into_iter()
         .filter(|t| is_for(t, node_id))
         .collect())
@@ -195,7 +195,7 @@ impl Tasks for TasksService {
                     continue;
                 };
                 crate::controlapi::limits::bound_status(&mut status);
-                let Some(mut task) = objects::task(&self.store, &u.task_id)? else {
+                let Some(mut task) = objects::get::<Task>(&self.store, &u.task_id)? else {
                     continue;
                 };
                 if task.node_id != caller.node_id {
@@ -206,7 +206,7 @@ impl Tasks for TasksService {
                     continue;
                 }
                 task.status = Some(status);
-                ops.push(objects::put_task(&task));
+                ops.push(objects::put(&task));
             }
             if ops.is_empty() {
                 break;

@@ -12,7 +12,7 @@ use rswarm_proto::types::{
     TaskStatus,
 };
 
-use crate::ca::new_node_id;
+use crate::objects::new_id;
 
 /// The message of a task waiting for the scheduler.
 pub const PENDING_MESSAGE: &str = "pending task scheduling";
@@ -121,11 +121,12 @@ pub(crate) fn new_task(
         })
     });
     Task {
-        id: new_node_id(),
+        id: new_id(),
         meta: Some(Meta {
             version: None,
             created_at: now,
             updated_at: now,
+            spec_version: None,
         }),
         spec: spec.and_then(|s| s.task.clone()),
         spec_version: svc.spec_version,

@@ -103,7 +103,7 @@ impl TestSwarm {
             ..Default::default()
         };
         store
-            .write(vec![objects::put_cluster(&cluster)])
+            .write(vec![objects::put(&cluster)])
             .await
             .expect("write cluster");
         let loops = vec![crate::leader::supervise(
@@ -128,7 +128,7 @@ impl TestSwarm {
         self.loops.push(tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_millis(20)).await;
-                let Ok(tasks) = objects::tasks(&store) else {
+                let Ok(tasks) = objects::list::<Task>(&store) else {
                     continue;
                 };
                 let mut ops = Vec::new();
@@ -148,7 +148,7 @@ impl TestSwarm {
                         exit_code: exit,
                         ..Default::default()
                     });
-                    ops.push(objects::put_task(&t));
+                    ops.push(objects::put(&t));
                 }
                 if !ops.is_empty() {
                     // Conflicts: the loops wrote first; look again next round.
@@ -161,7 +161,7 @@ impl TestSwarm {
     /// Adds a Ready, Active node; `tweak` adjusts it before it is written.
     pub async fn add_node(&self, hostname: &str, tweak: impl FnOnce(&mut Node)) -> String {
         let mut node = Node {
-            id: crate::ca::new_node_id(),
+            id: crate::objects::new_id(),
             spec: Some(NodeSpec {
                 annotations: Some(Annotations::default()),
                 desired_role: NodeRole::Worker as i32,
@@ -190,7 +190,7 @@ impl TestSwarm {
         tweak(&mut node);
         let id = node.id.clone();
         self.store
-            .write(vec![objects::put_node(&node)])
+            .write(vec![objects::put(&node)])
             .await
             .expect("write node");
         id
@@ -199,9 +199,9 @@ impl TestSwarm {
     /// Changes a node as the dispatcher or `node update` would.
     pub async fn update_node(&self, id: &str, change: impl Fn(&mut Node)) {
         self.retry_on_conflict(|| {
-            let mut n = objects::node(&self.store, id).ok()??;
+            let mut n = objects::get::<Node>(&self.store, id).ok()??;
             change(&mut n);
-            Some(objects::put_node(&n))
+            Some(objects::put(&n))
         })
         .await;
     }
@@ -236,7 +236,7 @@ impl TestSwarm {
         };
         tweak(&mut task);
         let svc = Service {
-            id: crate::ca::new_node_id(),
+            id: crate::objects::new_id(),
             spec: Some(ServiceSpec {
                 annotations: Some(Annotations {
                     name: name.into(),
@@ -251,7 +251,7 @@ impl TestSwarm {
         };
         let id = svc.id.clone();
         self.store
-            .write(vec![objects::put_service(&svc)])
+            .write(vec![objects::put(&svc)])
             .await
             .expect("write service");
         id
@@ -261,14 +261,14 @@ impl TestSwarm {
     /// the task template changes).
     pub async fn update_service(&self, id: &str, change: impl Fn(&mut ServiceSpec)) {
         self.retry_on_conflict(|| {
-            let mut s = objects::service(&self.store, id).ok()??;
+            let mut s = objects::get::<Service>(&self.store, id).ok()??;
             let mut spec = s.spec.clone().unwrap_or_default();
             change(&mut spec);
             if spec.task != s.spec.as_ref().and_then(|old| old.task.clone()) {
                 s.spec_version += 1;
             }
             s.spec = Some(spec);
-            Some(objects::put_service(&s))
+            Some(objects::put(&s))
         })
         .await;
     }
@@ -282,7 +282,7 @@ impl TestSwarm {
 
     pub async fn remove_service(&self, id: &str) {
         self.retry_on_conflict(|| {
-            let s = objects::service(&self.store, id).ok()??;
+            let s = objects::get::<Service>(&self.store, id).ok()??;
             Some(objects::delete(objects::KIND_SERVICE, id, s.meta.as_ref()))
         })
         .await;
@@ -306,7 +306,7 @@ impl TestSwarm {
 
     /// The service's tasks as the store has them.
     pub fn tasks(&self, service_id: &str) -> Vec<Task> {
-        objects::tasks(&self.store)
+        objects::list::<Task>(&self.store)
             .expect("list tasks")
             .into_iter()
             .filter(|t| t.service_id == service_id)

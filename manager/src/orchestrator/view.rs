@@ -114,13 +114,13 @@ impl<O: TaskObserver> ClusterView<O> {
             cluster: objects::cluster(store).ok(),
             observer,
         };
-        for n in objects::nodes(store)? {
+        for n in objects::list::<Node>(store)? {
             view.nodes.insert(n.id.clone(), n);
         }
-        for s in objects::services(store)? {
+        for s in objects::list::<Service>(store)? {
             view.services.insert(s.id.clone(), s);
         }
-        for t in objects::tasks(store)? {
+        for t in objects::list::<Task>(store)? {
             view.insert_task(t);
         }
         Ok(view)
@@ -362,7 +362,7 @@ impl Batch {
         if !self.touched.insert(task.id.clone()) {
             return false;
         }
-        self.ops.push(objects::put_task(&task));
+        self.ops.push(objects::put(&task));
         self.ids.push(task.id.clone());
         view.insert_task(task);
         true
@@ -449,7 +449,7 @@ pub(crate) async fn commit<O: TaskObserver>(
         between_chunks(view);
     }
     for id in &out.rolled_back {
-        match objects::task(store, id) {
+        match objects::get::<Task>(store, id) {
             Ok(Some(t)) => view.insert_task(t),
             Ok(None) => {
                 view.remove_task(id);
@@ -546,7 +546,7 @@ mod tests {
             ..Default::default()
         };
         store
-            .write(vec![objects::put_task(&task("t1", 1))])
+            .write(vec![objects::put(&task("t1", 1))])
             .await
             .expect("create t1");
         let mut view = ClusterView::load(&store, ()).expect("load");
@@ -554,7 +554,7 @@ mod tests {
         let mut theirs = view.tasks["t1"].clone();
         theirs.slot = 7;
         store
-            .write(vec![objects::put_task(&theirs)])
+            .write(vec![objects::put(&theirs)])
             .await
             .expect("their write");
 
@@ -584,7 +584,9 @@ mod tests {
         batch.put_task(&mut view, again);
         let done = commit(&store, &mut view, batch, |_| {}).await;
         assert_eq!((done.written, done.rolled_back.len()), (1, 0));
-        let stored = objects::task(&store, "t1").expect("read").expect("exists");
+        let stored = objects::get::<Task>(&store, "t1")
+            .expect("read")
+            .expect("exists");
         assert_eq!(stored.slot, 2);
         assert_eq!(
             version_of(view.tasks["t1"].meta.as_ref()),

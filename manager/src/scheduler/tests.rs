@@ -228,7 +228,7 @@ async fn max_replicas_and_host_ports_limit_tasks_per_node() {
     // Host-mode ports: the service's endpoint, as the Control API stores it.
     let svc = {
         let mut s = rswarm_proto::types::Service {
-            id: crate::ca::new_node_id(),
+            id: crate::objects::new_id(),
             spec_version: 1,
             ..Default::default()
         };
@@ -254,7 +254,7 @@ async fn max_replicas_and_host_ports_limit_tasks_per_node() {
     };
     swarm
         .store
-        .write(vec![objects::put_service(&svc)])
+        .write(vec![objects::put(&svc)])
         .await
         .expect("write service");
     let t = swarm

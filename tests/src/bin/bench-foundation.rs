@@ -8,7 +8,7 @@
 //!    (so it includes one CLI start-up). The killed daemon is then restarted, and the
 //!    next round waits until it is Ready and Reachable again. Median, min and max.
 //! 2. **Raft write throughput and commit latency.** A fresh 3-manager swarm; clients
-//!    call the Control API's `UpdateNode` (a label change, `version: None`) over the
+//!    call the Control API's `UpdateNode` (a label change, `spec_version: None`) over the
 //!    leader's unix socket, spreading the writes over the three nodes' objects: one
 //!    client issuing writes back to back, then 64 concurrent clients (one connection
 //!    each). Then one client over a follower's socket, which forwards to the leader.
@@ -568,7 +568,7 @@ async fn run_load(
                     .insert("bench".into(), format!("c{client_no}-{seq}"));
                 let request = UpdateNodeRequest {
                     node_ref: id.clone(),
-                    version: None,
+                    spec_version: None,
                     spec: Some(spec),
                 };
                 seq += 1;

@@ -1,6 +1,7 @@
 //! `service scale SERVICE=REPLICAS…`: checks every argument first, sets the
-//! replicas (or a job's total completions) retrying on a version race the
-//! spec did not cause, then waits for convergence unless `--detach`.
+//! replicas (or a job's total completions) on the spec version it read (the
+//! manager redoes the write itself when only status changed meanwhile), then
+//! waits for convergence unless `--detach`.
 
 use rswarm_proto::control::control_client::ControlClient;
 use rswarm_proto::control::services_client::ServicesClient;
@@ -47,33 +48,17 @@ pub(super) async fn scale(opts: &ClientOpts, a: ScaleArgs) -> anyhow::Result<()>
                 Some(Mode::ReplicatedJob(j)) => j.total_completions = replicas,
                 _ => anyhow::bail!("scale can only be used with replicated or replicated-job mode"),
             }
-            // The service may change meanwhile without its spec changing
-            // (the allocator's VIPs, a job's status): send again on the new
-            // version; a spec someone else changed is a conflict.
-            let mut version = service.meta.as_ref().and_then(|m| m.version);
-            let mut attempts = 0;
-            loop {
-                let res = services
-                    .update_service(UpdateServiceRequest {
-                        service_ref: service.id.clone(),
-                        version,
-                        spec: Some(spec.clone()),
-                        rollback: false,
-                    })
-                    .await;
-                match res {
-                    Ok(_) => break,
-                    Err(s) if s.message().contains("out of sequence") && attempts < 5 => {
-                        attempts += 1;
-                        let fresh = get_service(&mut services, &service.id).await?;
-                        if fresh.spec != service.spec {
-                            return Err(status_error(s));
-                        }
-                        version = fresh.meta.as_ref().and_then(|m| m.version);
-                    }
-                    Err(s) => return Err(status_error(s)),
-                }
-            }
+            // Refused only if someone else changed the spec since it was
+            // read; the allocator's VIPs or a job's status never refuse it.
+            services
+                .update_service(UpdateServiceRequest {
+                    service_ref: service.id.clone(),
+                    spec_version: service.meta.as_ref().and_then(|m| m.spec_version),
+                    spec: Some(spec),
+                    rollback: false,
+                })
+                .await
+                .map_err(status_error)?;
             println!("{name} scaled to {replicas}");
             if !a.detach.unwrap_or(false) {
                 wait_for_convergence(&mut services, &mut control, &service.id, false, true).await?;

@@ -155,6 +155,7 @@ fn t(id: &str, slot: u64, state: TaskState, created: i64, err: &str) -> Task {
             version: None,
             created_at: created,
             updated_at: created,
+            spec_version: None,
         }),
         desired_state: TaskState::Running as i32,
         status: Some(TaskStatus {

@@ -24,6 +24,7 @@ fn node(id: &str, hostname: &str, manager: Option<ManagerStatus>) -> Node {
             version: Some(Version { index: 10 }),
             created_at: 1_494_975_164_991_066_200,
             updated_at: 1_494_975_165_230_878_043,
+            spec_version: None,
         }),
         spec: Some(NodeSpec {
             annotations: Some(Annotations {

@@ -42,6 +42,7 @@ fn service(id: &str, line: &str) -> Service {
             version: Some(Version { index: 19 }),
             created_at: 1_494_975_164_991_066_200,
             updated_at: 1_494_975_165_230_878_043,
+            spec_version: None,
         }),
         endpoint: Some(Endpoint {
             spec: spec.endpoint.clone(),
