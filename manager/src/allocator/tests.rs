@@ -559,7 +559,12 @@ async fn service_create_refuses_an_ingress_port_already_published() {
             if *m == format!("port '8080' is already in use by service 'web' ({web}) as an ingress port")),
         "{err}"
     );
-    assert_eq!(objects::list::<Service>(&swarm.store).expect("services").len(), 1);
+    assert_eq!(
+        objects::list::<Service>(&swarm.store)
+            .expect("services")
+            .len(),
+        1
+    );
 }
 
 #[tokio::test]

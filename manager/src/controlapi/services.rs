@@ -13,8 +13,8 @@ use std::collections::HashSet;
 
 use rswarm_proto::control::{ListTasksRequest, UpdateServiceRequest};
 use rswarm_proto::types::{
-    service_spec::Mode, Endpoint,
-    EndpointSpec, Network, PortConfig, Service, ServiceSpec, Task, TaskState,
+    service_spec::Mode, Endpoint, EndpointSpec, Network, PortConfig, Service, ServiceSpec, Task,
+    TaskState,
 };
 use rswarm_raft::{Op, Store, StoreError};
 
