@@ -10,7 +10,10 @@ mod interpolate;
 mod merge;
 pub mod model;
 mod read;
+mod read_deploy;
+mod read_ports;
 mod read_service;
+mod read_volumes;
 mod value;
 mod yaml;
 
