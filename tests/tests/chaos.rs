@@ -371,54 +371,29 @@ fn check_tasks_and_leftovers(
             })
             .unwrap_or(0),
     );
-    // host name → IDs of the tasks meant to run there, and of every task there
-    // (history included: a stopped task keeps its container, as in Docker).
-    let mut running: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    let mut owned: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for (name, replicas) in services {
-        let ps = leader.ok(&[
-            "service",
-            "ps",
-            name,
-            "--no-trunc",
-            "--format",
-            "{{.ID}} {{.Name}} {{.Node}} {{.DesiredState}} {{.CurrentState}}",
-        ]);
-        let rows: Vec<Vec<&str>> = ps.lines().map(|l| l.split(' ').collect()).collect();
-        let meant: Vec<&Vec<&str>> = rows.iter().filter(|r| r[3] == "Running").collect();
-        let slots: BTreeSet<&str> = meant
-            .iter()
-            .map(|r| r[1].trim_start_matches("\\_"))
-            .collect();
-        assert_eq!(slots.len(), meant.len(), "{name}: a slot runs twice:\n{ps}");
-        assert_eq!(
-            meant.len() as u64,
-            *replicas,
-            "{name}: tasks meant to run:\n{ps}"
-        );
-        for row in &rows {
-            if row[3] == "Running" {
-                assert!(row[4] == "Running", "{name}: not running:\n{ps}");
-                running
-                    .entry(row[2].to_string())
-                    .or_default()
-                    .insert(row[0].to_string());
-            }
-            owned
-                .entry(row[2].to_string())
-                .or_default()
-                .insert(row[0].to_string());
-        }
-    }
+    let (mut running, mut owned) =
+        tasks_by_host(leader, services).unwrap_or_else(|e| panic!("{e}"));
 
+    // The store may still move on (a task history pruned, a task replaced):
+    // each look compares a host with the tasks the leader lists at that time.
     for host in cluster.hosts() {
-        let want = running.get(host.name()).cloned().unwrap_or_default();
-        let tasks = owned.get(host.name()).cloned().unwrap_or_default();
         let mut last = String::new();
+        let mut first = true;
         let settled = try_wait_for(
             RECOVERY,
             "only the tasks' containers, bundles and mounts",
             || {
+                if !std::mem::take(&mut first) {
+                    match tasks_by_host(leader, services) {
+                        Ok(now) => (running, owned) = now,
+                        Err(e) => {
+                            last = e;
+                            return None;
+                        }
+                    }
+                }
+                let want = running.get(host.name()).cloned().unwrap_or_default();
+                let tasks = owned.get(host.name()).cloned().unwrap_or_default();
                 let containers = host.containers();
                 let live: BTreeSet<String> = containers
                     .iter()
@@ -464,6 +439,67 @@ fn check_tasks_and_leftovers(
     if let Err(err) = clean {
         panic!("{err}: leaked cgroups {leaked:?}");
     }
+}
+
+/// Host name → IDs of the tasks meant to run there, and of every task there
+/// (history included: a stopped task keeps its container, as in Docker), as
+/// the leader lists them now; an error when a slot runs twice, a service has
+/// not its replicas meant to run, or one of them is not running.
+#[allow(clippy::type_complexity)]
+fn tasks_by_host(
+    leader: &Host,
+    services: &BTreeMap<String, u64>,
+) -> Result<
+    (
+        BTreeMap<String, BTreeSet<String>>,
+        BTreeMap<String, BTreeSet<String>>,
+    ),
+    String,
+> {
+    let mut running: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut owned: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (name, replicas) in services {
+        let ps = leader.ok(&[
+            "service",
+            "ps",
+            name,
+            "--no-trunc",
+            "--format",
+            "{{.ID}} {{.Name}} {{.Node}} {{.DesiredState}} {{.CurrentState}}",
+        ]);
+        let rows: Vec<Vec<&str>> = ps.lines().map(|l| l.split(' ').collect()).collect();
+        let meant: Vec<&Vec<&str>> = rows.iter().filter(|r| r[3] == "Running").collect();
+        let slots: BTreeSet<&str> = meant
+            .iter()
+            .map(|r| r[1].trim_start_matches("\\_"))
+            .collect();
+        if slots.len() != meant.len() {
+            return Err(format!("{name}: a slot runs twice:\n{ps}"));
+        }
+        if meant.len() as u64 != *replicas {
+            return Err(format!(
+                "{name}: {} tasks meant to run, not {replicas}:\n{ps}",
+                meant.len()
+            ));
+        }
+        for row in &rows {
+            if row[3] == "Running" {
+                if row[4] != "Running" {
+                    return Err(format!("{name}: not running:\n{ps}"));
+                }
+                running
+                    .entry(row[2].to_string())
+                    .or_default()
+                    .insert(row[0].to_string());
+            }
+            owned
+                .entry(row[2].to_string())
+                .or_default()
+                .insert(row[0].to_string());
+        }
+    }
+
+    Ok((running, owned))
 }
 
 /// The names of the entries of a directory (none if it does not exist).

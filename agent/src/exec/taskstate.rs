@@ -126,6 +126,7 @@ pub async fn drive(
 
     // Adopt what is already there (agent restart), else run from the start.
     let existing = d.ctl.inspect(&d.task).await;
+    let found_running = matches!(existing, Ok(Some(Existing::Running { .. })));
     let mut running = false;
     if !terminal(d.state) && !wants_stop(&d.task) {
         match existing {
@@ -282,6 +283,14 @@ pub async fn drive(
     } else if wants_stop(&updates.borrow()) && !terminal(d.state) {
         let _ = d.ctl.shutdown(&d.task).await;
         d.report(TaskState::Shutdown, "shutdown", "").await;
+    } else if found_running && terminal(d.state) {
+        // The store has the task ended (it was given up on while this agent
+        // was away) yet its container runs: it is replaced elsewhere, so it
+        // stops here.
+        tracing::info!(task = %id, "stopping the container of a task that has ended");
+        if let Err(e) = d.ctl.shutdown(&d.task).await {
+            tracing::warn!(task = %id, error = %e, "stopping the task");
+        }
     }
 
     // Terminal: keep the stopped container (for logs and inspection) until

@@ -372,3 +372,15 @@ async fn an_ended_task_is_not_run_again_and_is_cleaned_up_on_removal() {
     assert_eq!(fake.calls("t1"), ["inspect", "remove"]);
     assert_eq!(fake.container("t1"), None);
 }
+
+#[tokio::test]
+async fn the_running_container_of_a_task_given_up_on_while_away_is_stopped() {
+    let fake = FakeController::new();
+    fake.put("t1", Fake::Running { pid: 4242 });
+    let d = drive_task(&fake, task("t1", TaskState::Orphaned, TaskState::Shutdown));
+    fake.wait_call("t1", "shutdown").await;
+    assert!(!fake.calls("t1").contains(&"start"));
+    d.remove().await;
+    assert_eq!(fake.calls("t1"), ["inspect", "shutdown", "remove"]);
+    assert_eq!(fake.container("t1"), None);
+}
