@@ -120,11 +120,7 @@ fn cert_validity(cluster: &rswarm_proto::types::Cluster) -> Duration {
         .as_ref()
         .map(|s| s.node_cert_expiry_ns)
         .unwrap_or(0);
-    if ns > 0 {
-        Duration::from_nanos(ns as u64)
-    } else {
-        DEFAULT_CERT_EXPIRY
-    }
+    rswarm_proto::spec::units::nanos_or(ns, DEFAULT_CERT_EXPIRY)
 }
 
 fn expiry_of(cert_pem: &str) -> i64 {

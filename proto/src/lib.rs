@@ -33,4 +33,5 @@ pub mod raft {
 /// The version every rswarm binary reports (`rswarm version`, node ENGINE VERSION).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub mod identity;
+pub mod paging;
 pub mod spec;

@@ -3,25 +3,27 @@
 //! line naming the full disk, `service ls` keeps answering, and once space is
 //! freed `service create` works again, with the same daemon process.
 
-use std::io::Write;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use rswarm_tests::Cluster;
 
-/// Writes zeros to `path` until the filesystem is full.
+/// Fills the filesystem of `path` with zeros (`dd` stops at "No space left
+/// on device"); returns the bytes written.
 fn fill(path: &Path) -> u64 {
-    let mut file = std::fs::File::create(path).expect("create filler");
-    let mut written = 0u64;
-    for chunk in [1 << 20, 4096, 512] {
-        let buf = vec![0u8; chunk];
-        while file.write_all(&buf).is_ok() {
-            written += chunk as u64;
-        }
-    }
-    let _ = file.sync_all();
-    written
+    let out = Command::new("dd")
+        .arg("if=/dev/zero")
+        .arg(format!("of={}", path.display()))
+        .args(["bs=64K", "conv=fsync"])
+        .output()
+        .expect("run dd");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("No space left on device"),
+        "dd did not fill the disk: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
 }
 
 fn create(name: &str) -> Vec<&str> {

@@ -297,11 +297,7 @@ impl ContainerController {
             .and_then(|s| s.container.as_ref())
             .map(|c| c.stop_grace_period_ns)
             .unwrap_or(0);
-        if ns > 0 {
-            Duration::from_nanos(ns as u64)
-        } else {
-            DEFAULT_STOP_GRACE
-        }
+        rswarm_proto::spec::units::nanos_or(ns, DEFAULT_STOP_GRACE)
     }
 }
 

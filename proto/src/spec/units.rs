@@ -120,6 +120,16 @@ pub fn parse_duration_ns(s: &str) -> Result<i64, ValueError> {
     i64::try_from(d.as_nanos()).map_err(|_| ValueError(format!("invalid duration {s:?}: too long")))
 }
 
+/// A spec's duration in nanoseconds, or `default` when it is unset (0) or
+/// negative, as Swarm reads its optional durations.
+pub fn nanos_or(ns: i64, default: Duration) -> Duration {
+    if ns > 0 {
+        Duration::from_nanos(ns as u64)
+    } else {
+        default
+    }
+}
+
 /// go-units' `RAMInBytes`: a number with an optional binary unit
 /// (`64M`, `1.5G`, `512k`, `2gb`, `100`), any case, an optional blank
 /// before the unit and an optional `i`/`b` after it. `64M` is 64 MiB.

@@ -457,7 +457,11 @@ fn rswarm_phase(binary: &Path, archive: &Path, settings: &Settings) -> anyhow::R
             };
             timeline.observe_containers(elapsed, count_dirs(&bundles), count_dirs(&runc_root));
             let answer = runtime.block_on(async {
-                tokio::time::timeout(REQUEST_TIMEOUT, all_tasks(&mut client, request)).await
+                tokio::time::timeout(
+                    REQUEST_TIMEOUT,
+                    rswarm_proto::paging::all_tasks(&client, request),
+                )
+                .await
             });
             timeline.poll_took(elapsed, started.elapsed() - elapsed);
             match answer {
@@ -2118,28 +2122,4 @@ fn min(values: &[f64]) -> f64 {
 
 fn max(values: &[f64]) -> f64 {
     values.iter().copied().fold(f64::NEG_INFINITY, f64::max)
-}
-
-/// Every task `request` selects, page by page (a ListTasks answer is one
-/// page of at most ~2 MiB).
-async fn all_tasks(
-    client: &mut ServicesClient<Channel>,
-    request: ListTasksRequest,
-) -> Result<Vec<rswarm_proto::types::Task>, tonic::Status> {
-    let mut out = Vec::new();
-    let mut token = String::new();
-    loop {
-        let page = client
-            .list_tasks(ListTasksRequest {
-                page_token: token.clone(),
-                ..request.clone()
-            })
-            .await?
-            .into_inner();
-        out.extend(page.tasks);
-        if page.next_page_token.is_empty() || page.next_page_token <= token {
-            return Ok(out);
-        }
-        token = page.next_page_token;
-    }
 }
