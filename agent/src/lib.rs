@@ -1,4 +1,5 @@
-//! The agent: what every node runs.
+//! The agent: what every node runs. It starts itself from [`AgentSettings`]
+//! ([`start`]):
 //!
 //! - `session`: the node's session with the managers — heartbeats to the
 //!   leader, failover between managers (`managers`) and certificate renewal
@@ -19,9 +20,11 @@ pub mod renewal;
 pub mod reporter;
 pub mod runtime;
 pub mod session;
+mod start;
 pub mod subscriptions;
 #[cfg(test)]
 mod testing;
 pub mod worker;
 
-pub use session::{start, AgentConfig, AgentEvent, AgentHandle, LeaderChannel};
+pub use session::{AgentConfig, AgentEvent, AgentHandle, LeaderChannel};
+pub use start::{start, AgentSettings};

@@ -1,8 +1,8 @@
 //! Who may call what over TCP. Every TCP call carries the caller's node
 //! certificate (verified against the cluster CA by rustls); this module turns
-//! it into a `NodeIdentity` and decides, one layer in front of every service
-//! (a tonic interceptor per service, never a check per method), whether the
-//! caller may make the call. Calls over the local unix socket never pass
+//! it into a `NodeIdentity` and decides, in one layer in front of all the
+//! manager's services (`grpc::AuthLayer`, never a check per method), whether
+//! the caller may make the call. Calls over the local unix socket never pass
 //! here: the socket is root's, like dockerd's.
 //!
 //! A certificate says what a node *was* when it was signed; the cluster says
@@ -136,22 +136,6 @@ impl Auth {
         }
         Ok(state)
     }
-
-    /// A tonic interceptor enforcing `access`; the identity is put into the
-    /// request's extensions for handlers that need it.
-    pub fn interceptor(
-        &self,
-        access: Access,
-    ) -> impl FnMut(Request<()>) -> Result<Request<()>, Status> + Clone + Send + Sync + 'static
-    {
-        let auth = self.clone();
-        move |mut req: Request<()>| {
-            if let Some(id) = auth.check(&req, access)? {
-                req.extensions_mut().insert(id);
-            }
-            Ok(req)
-        }
-    }
 }
 
 /// The rule itself: may the holder of certificate `id` make a call needing
@@ -207,7 +191,7 @@ pub fn decide(id: &NodeIdentity, access: Access, state: &CallerState) -> Result<
     }
 }
 
-/// The identity an interceptor placed on the request, if any.
+/// The identity the auth layer placed on the request, if any.
 pub fn caller<T>(req: &Request<T>) -> Option<NodeIdentity> {
     req.extensions().get::<NodeIdentity>().cloned()
 }

@@ -1,29 +1,37 @@
 //! The manager: everything a manager node runs on top of the replicated
-//! store — the Control API (`controlapi`), the CA service that admits and
-//! renews nodes (`certificates`, signing in `ca`), the dispatcher that keeps
-//! node liveness and carries tasks to agents (`dispatcher`), the leader-only
-//! loops (`orchestrator`, `allocator`, `scheduler`, and Raft membership
-//! following node roles in `roles`) started and stopped by the leader
-//! supervisor (`leader`), the creation of a new swarm (`bootstrap`) and who
-//! may call what over TCP (`auth`).
+//! store. It starts itself from a settings value ([`start`]: founding a
+//! swarm, joining one, resuming or forcing a new cluster; `membership` for
+//! its own place in Raft, `autolock` for the cluster's autolock setting) and
+//! serves one set of gRPC services (`grpc`: the table of what each demands)
+//! on TCP behind the role check (`auth`) and on the daemon's local socket:
+//! the Control API (`controlapi`), the CA service that admits and renews
+//! nodes (`certificates`, signing in `ca`), the dispatcher (`dispatcher`),
+//! the first objects of a new swarm (`bootstrap`), and the leader-only loops
+//! (`orchestrator`, `allocator`, `scheduler`, Raft membership following node
+//! roles in `roles`) started and stopped by the leader supervisor (`leader`).
 //!
-//! Not here: the node process itself (the `rswarm` binary's `daemon`), the
-//! agent, and the store's consensus (`rswarm-raft`).
+//! Not here: the node process itself (the `rswarm` binary's `daemon`, which
+//! composes this crate and the agent), and the store's consensus
+//! (`rswarm-raft`).
 
 pub mod allocator;
 pub mod auth;
+mod autolock;
 pub mod bootstrap;
 pub mod ca;
 pub mod certificates;
 pub mod controlapi;
 pub mod dispatcher;
 pub mod error;
+pub mod grpc;
 pub mod leader;
 pub mod listener;
+mod membership;
 pub mod objects;
 pub mod orchestrator;
 pub mod roles;
 pub mod scheduler;
+mod start;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -39,10 +47,10 @@ use rswarm_proto::identity::tls::{self, NodeTls};
 use rswarm_raft::{Connector, Store};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tonic::service::interceptor::InterceptedService;
 
 pub use controlapi::ControlApi;
 pub use error::ManagerError;
+pub use start::{found_identity, start, ManagerSettings, Start};
 
 /// Dials other managers with this node's certificate (mTLS), for Raft and
 /// for relaying streams to the leader. The certificate is replaced when the
@@ -150,6 +158,30 @@ impl Manager {
         )
     }
 
+    /// The manager's gRPC services, without the role check (the TCP listener
+    /// puts `grpc::AuthLayer` in front; the local socket serves the client
+    /// APIs of it as they are). The table of what each demands is `grpc::ACCESS`.
+    pub fn routes(&self) -> tonic::service::Routes {
+        let mut routes = tonic::service::Routes::builder();
+        routes
+            .add_service(ControlServer::new(self.control()))
+            .add_service(ServicesServer::new(self.services()))
+            .add_service(NetworksServer::new(self.networks()))
+            .add_service(CaServer::new(certificates::CaService::new(
+                self.store.clone(),
+            )))
+            .add_service(DispatcherServer::new(self.dispatcher.clone()))
+            .add_service(TasksServer::new(dispatcher::tasks::TasksService::new(
+                self.store.clone(),
+                self.agents.clone(),
+            )))
+            .add_service(NetworkStateServer::new(
+                dispatcher::netstate::NetworkStateService::new(self.store.clone()),
+            ))
+            .add_service(self.store.service());
+        routes.routes()
+    }
+
     /// The connector to other managers (update it when the certificate is renewed).
     pub fn connector(&self) -> &Arc<TlsConnector> {
         &self.connector
@@ -166,47 +198,11 @@ impl Manager {
         self.stop_tcp();
         let listener = bind_with_retry(listen_addr).await?;
         let auth = auth::Auth::new(self.store.clone(), self.cluster_id.clone());
-        let control = ControlServer::with_interceptor(
-            self.control(),
-            auth.interceptor(auth::Access::Manager),
-        );
-        let ca = CaServer::with_interceptor(
-            certificates::CaService::new(self.store.clone()),
-            ca_interceptor(auth.clone()),
-        );
-        let dispatcher = DispatcherServer::with_interceptor(
-            self.dispatcher.clone(),
-            auth.interceptor(auth::Access::Node),
-        );
-        let raft =
-            InterceptedService::new(self.store.service(), auth.interceptor(auth::Access::Raft));
-        let services = ServicesServer::with_interceptor(
-            self.services(),
-            auth.interceptor(auth::Access::Manager),
-        );
-        let networks = NetworksServer::with_interceptor(
-            self.networks(),
-            auth.interceptor(auth::Access::Manager),
-        );
-        let netstate = NetworkStateServer::with_interceptor(
-            dispatcher::netstate::NetworkStateService::new(self.store.clone()),
-            auth.interceptor(auth::Access::Node),
-        );
-        let tasks = TasksServer::with_interceptor(
-            dispatcher::tasks::TasksService::new(self.store.clone(), self.agents.clone()),
-            auth.interceptor(auth::Access::Node),
-        );
         let router = tonic::transport::Server::builder()
             .tls_config(tls::server_tls_config(node_tls))
             .map_err(|e| ManagerError::Internal(format!("TLS configuration: {e}")))?
-            .add_service(control)
-            .add_service(ca)
-            .add_service(dispatcher)
-            .add_service(services)
-            .add_service(networks)
-            .add_service(tasks)
-            .add_service(netstate)
-            .add_service(raft);
+            .layer(grpc::AuthLayer::new(auth))
+            .add_routes(self.routes());
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         // Raft's small messages must not wait for Nagle's algorithm; every
         // connection is tracked so stopping the manager can cut them all.
@@ -275,25 +271,4 @@ async fn bind_with_retry(addr: &str) -> Result<tokio::net::TcpListener, ManagerE
         "binding {addr}: {}",
         last.map(|e| e.to_string()).unwrap_or_default()
     )))
-}
-
-/// The Ca service is open to nodes without certificates (the join token
-/// authorises them), except renewal, which needs the node's certificate.
-fn ca_interceptor(
-    auth: auth::Auth,
-) -> impl FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status>
-       + Clone
-       + Send
-       + Sync
-       + 'static {
-    let mut open = auth.interceptor(auth::Access::Open);
-    let mut node = auth.interceptor(auth::Access::Node);
-    move |req: tonic::Request<()>| {
-        // Renewal is the only Ca call that needs a certificate; the others
-        // pass with whatever identity the caller has (if any).
-        match req.peer_certs() {
-            Some(_) => node(req),
-            None => open(req),
-        }
-    }
 }

@@ -16,9 +16,6 @@ mod state;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use rswarm_proto::control::control_server::ControlServer;
-use rswarm_proto::control::networks_server::NetworksServer;
-use rswarm_proto::control::services_server::ServicesServer;
 use rswarm_proto::daemon::daemon_server::DaemonServer;
 use rswarm_proto::daemon::images_server::ImagesServer;
 use tokio::net::UnixListener;
@@ -137,9 +134,13 @@ async fn serve(args: DaemonArgs, cfg: DaemonConfig) -> anyhow::Result<()> {
         data: state::DataDir::new(data_dir.clone()),
         node_name: node_name.clone(),
         engine_labels: cfg.engine_labels()?,
-        images: images.clone(),
-        runtime,
-        images_in_use: images_in_use.clone(),
+        agent: rswarm_agent::AgentSettings::new(
+            data_dir.clone(),
+            node_name.clone(),
+            images.clone(),
+            runtime,
+            images_in_use.clone(),
+        ),
         dek,
     };
     let runtime = node::NodeRuntime::new(settings);
@@ -163,17 +164,12 @@ async fn serve(args: DaemonArgs, cfg: DaemonConfig) -> anyhow::Result<()> {
         },
     }
     let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
+    let route = std::sync::Arc::new(localapi::NodeRoute {
+        node: runtime.clone(),
+    });
     let server = tonic::transport::Server::builder()
+        .layer(rswarm_manager::grpc::RoutedLayer::new(route))
         .add_service(DaemonServer::new(localapi::LocalDaemon {
-            node: runtime.clone(),
-        }))
-        .add_service(ControlServer::new(localapi::LocalControl {
-            node: runtime.clone(),
-        }))
-        .add_service(ServicesServer::new(localapi::LocalServices {
-            node: runtime.clone(),
-        }))
-        .add_service(NetworksServer::new(localapi::LocalNetworks {
             node: runtime.clone(),
         }))
         .add_service(ImagesServer::new(images::LocalImages {

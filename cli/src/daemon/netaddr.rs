@@ -32,15 +32,6 @@ pub fn with_port(addr: &str, port: u16) -> anyhow::Result<String> {
     Ok(format!("{addr}:{port}"))
 }
 
-/// The IPv4 address of "ip:port".
-pub fn host_ip(addr: &str) -> Option<std::net::Ipv4Addr> {
-    addr.rsplit_once(':')
-        .map(|(h, _)| h)
-        .unwrap_or(addr)
-        .parse()
-        .ok()
-}
-
 /// The port of a listen address such as "0.0.0.0:2377".
 pub fn port_of(addr: &str) -> u16 {
     addr.rsplit_once(':')
