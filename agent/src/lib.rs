@@ -12,19 +12,21 @@
 //! - `netplane`: the node's side of networking (overlay segments, task
 //!   namespaces, service VIPs, the routing mesh, embedded DNS).
 
-pub mod exec;
+#![warn(unreachable_pub)]
+
+pub(crate) mod exec;
 pub mod image;
-pub mod managers;
+pub(crate) mod managers;
 pub mod netplane;
-pub mod renewal;
-pub mod reporter;
+pub(crate) mod renewal;
+pub(crate) mod reporter;
 pub mod runtime;
-pub mod session;
+pub(crate) mod session;
 mod start;
-pub mod subscriptions;
+pub(crate) mod subscriptions;
 #[cfg(test)]
 mod testing;
-pub mod worker;
+pub(crate) mod worker;
 
 pub use session::{AgentConfig, AgentEvent, AgentHandle, LeaderChannel};
 pub use start::{start, AgentSettings};

@@ -12,15 +12,15 @@ use std::time::{Duration, Instant};
 /// The weight of a manager the agent knows of but was not told a weight for
 /// (from the join answer or the persisted state). Swarmkit's default
 /// observation weight.
-pub const DEFAULT_WEIGHT: i32 = 10;
+pub(crate) const DEFAULT_WEIGHT: i32 = 10;
 
 /// At most this many managers are remembered; beyond it, the lowest
 /// weighted that the dispatcher no longer lists are forgotten first.
-pub const MAX_MANAGERS: usize = 64;
+pub(crate) const MAX_MANAGERS: usize = 64;
 
 /// One manager the agent knows of.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Peer {
+pub(crate) struct Peer {
     pub node_id: String,
     pub addr: String,
     pub weight: i32,
@@ -31,7 +31,7 @@ pub struct Peer {
 
 /// The managers to fail over between.
 #[derive(Debug, Clone, Default)]
-pub struct Managers {
+pub(crate) struct Managers {
     peers: Vec<Peer>,
     /// This node's own manager address, when the node is a manager.
     local: Option<String>,
@@ -39,7 +39,7 @@ pub struct Managers {
 
 impl Managers {
     /// Start from the managers known at start (node ID, address).
-    pub fn new(initial: &[(String, String)]) -> Self {
+    pub(crate) fn new(initial: &[(String, String)]) -> Self {
         let mut m = Managers::default();
         for (id, addr) in initial {
             m.remember(id, addr, DEFAULT_WEIGHT);
@@ -48,7 +48,7 @@ impl Managers {
     }
 
     /// This node's own manager (Some while the node is a manager).
-    pub fn set_local(&mut self, local: Option<String>) {
+    pub(crate) fn set_local(&mut self, local: Option<String>) {
         if let Some(addr) = &local {
             if !self.peers.iter().any(|p| p.addr == *addr) {
                 self.remember("", addr, DEFAULT_WEIGHT);
@@ -57,14 +57,10 @@ impl Managers {
         self.local = local;
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.peers.is_empty()
-    }
-
     /// Take in the dispatcher's weighted list (node ID, address, weight).
     /// Managers it does not name are kept with weight 0. Returns whether
     /// the remembered set (IDs and addresses) changed, i.e. whether to save it.
-    pub fn observe(&mut self, list: &[(String, String, i32)]) -> bool {
+    pub(crate) fn observe(&mut self, list: &[(String, String, i32)]) -> bool {
         if list.is_empty() {
             return false;
         }
@@ -121,7 +117,7 @@ impl Managers {
 
     /// Every remembered manager (node ID, address), in failover order: what
     /// the daemon persists.
-    pub fn all(&self) -> Vec<(String, String)> {
+    pub(crate) fn all(&self) -> Vec<(String, String)> {
         self.order()
             .into_iter()
             .map(|p| (p.node_id.clone(), p.addr.clone()))
@@ -129,7 +125,8 @@ impl Managers {
     }
 
     /// Addresses in the order to try them.
-    pub fn candidates(&self) -> Vec<String> {
+    #[cfg(test)]
+    pub(crate) fn candidates(&self) -> Vec<String> {
         self.order().into_iter().map(|p| p.addr.clone()).collect()
     }
 
@@ -147,12 +144,12 @@ impl Managers {
     }
 
     /// The manager to try next.
-    pub fn next(&self) -> Option<String> {
+    pub(crate) fn next(&self) -> Option<String> {
         self.order().first().map(|p| p.addr.clone())
     }
 
     /// `addr` could not be reached or did not answer.
-    pub fn failed(&mut self, addr: &str, now: Instant) {
+    pub(crate) fn failed(&mut self, addr: &str, now: Instant) {
         if let Some(p) = self.peers.iter_mut().find(|p| p.addr == addr) {
             p.failures = p.failures.saturating_add(1);
             p.last_failure = Some(now);
@@ -160,12 +157,12 @@ impl Managers {
     }
 
     /// Whether every known manager failed since its last answer.
-    pub fn all_failing(&self) -> bool {
+    pub(crate) fn all_failing(&self) -> bool {
         !self.peers.is_empty() && self.peers.iter().all(|p| p.failures > 0)
     }
 
     /// `addr` answered.
-    pub fn succeeded(&mut self, addr: &str) {
+    pub(crate) fn succeeded(&mut self, addr: &str) {
         if let Some(p) = self.peers.iter_mut().find(|p| p.addr == addr) {
             p.failures = 0;
             p.last_failure = None;
@@ -175,7 +172,7 @@ impl Managers {
     /// Whether a manager named as the leader is worth going to: not when it
     /// failed within `window` (a follower that has not yet seen the election
     /// keeps naming the dead leader; going back there would lose the round).
-    pub fn worth_following(&self, addr: &str, now: Instant, window: Duration) -> bool {
+    pub(crate) fn worth_following(&self, addr: &str, now: Instant, window: Duration) -> bool {
         match self.peers.iter().find(|p| p.addr == addr) {
             Some(p) => match p.last_failure {
                 Some(t) if p.failures > 0 => now.saturating_duration_since(t) >= window,

@@ -9,14 +9,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rand::Rng;
 
 /// The earliest share of the validity at which a node renews.
-pub const LOWER: f64 = 0.5;
+pub(crate) const LOWER: f64 = 0.5;
 /// The latest share of the validity at which a node renews.
-pub const UPPER: f64 = 0.8;
+pub(crate) const UPPER: f64 = 0.8;
 
 /// The renewal time of the certificate the node holds, picked when it first
 /// sees that certificate.
 #[derive(Default)]
-pub struct RenewalClock {
+pub(crate) struct RenewalClock {
     cert_pem: String,
     /// Unix seconds; `None` when the certificate's dates cannot be read.
     at: Option<i64>,
@@ -24,7 +24,7 @@ pub struct RenewalClock {
 
 impl RenewalClock {
     /// Whether the certificate `cert_pem` is due for renewal now.
-    pub fn due(&mut self, cert_pem: &str) -> bool {
+    pub(crate) fn due(&mut self, cert_pem: &str) -> bool {
         if self.cert_pem != cert_pem {
             self.cert_pem = cert_pem.to_string();
             self.at = validity(cert_pem).and_then(|(not_before, not_after)| {

@@ -22,7 +22,7 @@ const FLUSH_EVERY: Duration = Duration::from_millis(25);
 /// wait for the next call.
 const MAX_BATCH: usize = 500;
 
-pub fn spawn(
+pub(crate) fn spawn(
     mut reports: mpsc::UnboundedReceiver<Report>,
     leader: watch::Receiver<LeaderChannel>,
 ) -> tokio::task::JoinHandle<()> {

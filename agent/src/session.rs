@@ -77,7 +77,7 @@ impl AgentHandle {
 }
 
 /// Start the session loop, and the worker when an executor is given.
-pub fn start(
+pub(crate) fn start(
     cfg: AgentConfig,
     events: mpsc::Sender<AgentEvent>,
     worker: Option<crate::worker::WorkerDeps>,

@@ -22,7 +22,7 @@ use tonic::transport::Channel;
 
 use crate::runtime::{ExecConfig, Runtime};
 
-pub fn spawn(
+pub(crate) fn spawn(
     mut work: tonic::Streaming<AgentWork>,
     channel: Channel,
     runtime: Arc<Runtime>,

@@ -22,7 +22,7 @@ use crate::subscriptions;
 
 /// What the worker needs besides the leader channel.
 #[derive(Clone)]
-pub struct WorkerDeps {
+pub(crate) struct WorkerDeps {
     pub controller: Arc<dyn Controller>,
     pub runtime: Arc<crate::runtime::Runtime>,
     /// Overlay networking, fed from the leader's network state.
@@ -33,7 +33,7 @@ struct Running {
     updates: watch::Sender<Task>,
 }
 
-pub fn spawn(
+pub(crate) fn spawn(
     deps: WorkerDeps,
     leader: watch::Receiver<LeaderChannel>,
 ) -> tokio::task::JoinHandle<()> {

@@ -40,7 +40,7 @@ use crate::objects;
 
 /// What a service demands of its callers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Access {
+pub(crate) enum Access {
     /// Any node of this cluster (dispatcher, certificate renewal).
     Node,
     /// A node that is a manager now, by certificate and by the store
@@ -54,7 +54,7 @@ pub enum Access {
 
 /// What this manager's store says about a caller, read per call.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct CallerState {
+pub(crate) struct CallerState {
     /// The cluster object is not there yet (a manager catching up after joining).
     pub store_empty: bool,
     /// The caller is on the cluster's removed-node list.
@@ -68,18 +68,18 @@ pub struct CallerState {
 /// Checks callers against the cluster's CA, ID, removed-node list and the
 /// roles the store gives them.
 #[derive(Clone)]
-pub struct Auth {
+pub(crate) struct Auth {
     store: Store,
     cluster_id: String,
 }
 
 impl Auth {
-    pub fn new(store: Store, cluster_id: String) -> Self {
+    pub(crate) fn new(store: Store, cluster_id: String) -> Self {
         Self { store, cluster_id }
     }
 
     /// Authorise one call; on success the caller's identity (if any) is returned.
-    pub fn check<T>(
+    pub(crate) fn check<T>(
         &self,
         req: &Request<T>,
         access: Access,
@@ -140,7 +140,7 @@ impl Auth {
 
 /// The rule itself: may the holder of certificate `id` make a call needing
 /// `access`, given what the store says about it (`state`)?
-pub fn decide(id: &NodeIdentity, access: Access, state: &CallerState) -> Result<(), Status> {
+pub(crate) fn decide(id: &NodeIdentity, access: Access, state: &CallerState) -> Result<(), Status> {
     if access == Access::Open {
         return Ok(());
     }
@@ -192,7 +192,7 @@ pub fn decide(id: &NodeIdentity, access: Access, state: &CallerState) -> Result<
 }
 
 /// The identity the auth layer placed on the request, if any.
-pub fn caller<T>(req: &Request<T>) -> Option<NodeIdentity> {
+pub(crate) fn caller<T>(req: &Request<T>) -> Option<NodeIdentity> {
     req.extensions().get::<NodeIdentity>().cloned()
 }
 

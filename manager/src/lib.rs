@@ -14,22 +14,24 @@
 //! composes this crate and the agent), and the store's consensus
 //! (`rswarm-raft`).
 
+#![warn(unreachable_pub)]
+
 pub mod allocator;
-pub mod auth;
+pub(crate) mod auth;
 mod autolock;
 pub mod bootstrap;
 pub mod ca;
 pub mod certificates;
 pub mod controlapi;
-pub mod dispatcher;
-pub mod error;
+pub(crate) mod dispatcher;
+mod error;
 pub mod grpc;
 pub mod leader;
-pub mod listener;
+pub(crate) mod listener;
 mod membership;
 pub mod objects;
 pub mod orchestrator;
-pub mod roles;
+pub(crate) mod roles;
 pub mod scheduler;
 mod start;
 

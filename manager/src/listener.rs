@@ -16,14 +16,14 @@ use tonic::transport::server::{Connected, TcpConnectInfo};
 
 /// The open connections of one listener.
 #[derive(Default)]
-pub struct Connections {
+pub(crate) struct Connections {
     next: AtomicU64,
     open: Mutex<HashMap<u64, RawFd>>,
 }
 
 impl Connections {
     /// Track an accepted connection.
-    pub fn track(self: &Arc<Self>, stream: TcpStream) -> TrackedStream {
+    pub(crate) fn track(self: &Arc<Self>, stream: TcpStream) -> TrackedStream {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut open) = self.open.lock() {
             open.insert(id, stream.as_raw_fd());
@@ -37,7 +37,7 @@ impl Connections {
 
     /// Shut every open connection down (both directions): pending reads end,
     /// the server drops the connection and what it held.
-    pub fn cut_all(&self) {
+    pub(crate) fn cut_all(&self) {
         if let Ok(open) = self.open.lock() {
             for fd in open.values() {
                 // SAFETY: the fd belongs to a live TrackedStream: it is removed
@@ -51,7 +51,7 @@ impl Connections {
 }
 
 /// An accepted connection that unregisters itself when dropped.
-pub struct TrackedStream {
+pub(crate) struct TrackedStream {
     inner: TcpStream,
     id: u64,
     owner: Arc<Connections>,

@@ -11,7 +11,7 @@ use crate::error::ManagerError;
 use crate::objects;
 
 /// One pass; a no-op on followers.
-pub async fn reconcile(store: &Store) -> Result<(), ManagerError> {
+pub(crate) async fn reconcile(store: &Store) -> Result<(), ManagerError> {
     if !store.is_leader() {
         return Ok(());
     }

@@ -22,16 +22,16 @@ use crate::runtime::{
 };
 
 /// Default stop grace period (Docker's: 10 s).
-pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// Facts about the node a task's hostname template may use.
 #[derive(Clone, Debug, Default)]
-pub struct NodeFacts {
+pub(crate) struct NodeFacts {
     pub node_id: String,
     pub hostname: String,
 }
 
-pub struct ContainerController {
+pub(crate) struct ContainerController {
     pub images: Arc<ImageStore>,
     pub runtime: Arc<Runtime>,
     /// Where named volumes live: `<data-dir>/volumes/<name>/_data`.
@@ -47,14 +47,14 @@ pub struct ContainerController {
 }
 
 /// The container of a task is named after the task.
-pub fn container_id(task: &Task) -> &str {
+pub(crate) fn container_id(task: &Task) -> &str {
     &task.id
 }
 
 /// Expand Swarm's hostname templates: {{.Task.Slot}}, {{.Task.ID}},
 /// {{.Task.Name}}, {{.Service.Name}}, {{.Service.ID}}, {{.Node.ID}},
 /// {{.Node.Hostname}}.
-pub fn expand_template(template: &str, task: &Task, node: &NodeFacts) -> String {
+pub(crate) fn expand_template(template: &str, task: &Task, node: &NodeFacts) -> String {
     let service_name = task
         .service_annotations
         .as_ref()
@@ -95,7 +95,7 @@ pub fn expand_template(template: &str, task: &Task, node: &NodeFacts) -> String 
 
 /// Entrypoint/cmd as Docker combines them: the spec's command replaces the
 /// image's entrypoint (and drops its cmd), the spec's args replace its cmd.
-pub fn process_args(
+pub(crate) fn process_args(
     spec_command: &[String],
     spec_args: &[String],
     image: &LocalImage,
@@ -116,7 +116,7 @@ pub fn process_args(
 }
 
 /// Image env first, the spec's env overriding by key.
-pub fn merge_env(image_env: &[String], spec_env: &[String]) -> Vec<String> {
+pub(crate) fn merge_env(image_env: &[String], spec_env: &[String]) -> Vec<String> {
     let mut out: Vec<String> = vec![];
     let mut index: HashMap<String, usize> = HashMap::new();
     for e in image_env.iter().chain(spec_env.iter()) {

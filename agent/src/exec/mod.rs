@@ -3,8 +3,8 @@
 //! container runtime behind it (`container`); `taskstate` drives a task
 //! through Swarm's states with it, in one place.
 
-pub mod container;
-pub mod taskstate;
+pub(crate) mod container;
+pub(crate) mod taskstate;
 #[cfg(test)]
 mod taskstate_tests;
 #[cfg(test)]
@@ -14,7 +14,7 @@ use rswarm_proto::types::Task;
 
 /// How a task's process ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Exit {
+pub(crate) struct Exit {
     /// None when the process ended while the agent was not its parent.
     pub code: Option<i32>,
     pub oom_killed: bool,
@@ -22,14 +22,14 @@ pub struct Exit {
 
 /// What a container looks like right now, for adopting it after a restart.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Existing {
+pub(crate) enum Existing {
     Created,
     Running { pid: u32 },
     Stopped,
 }
 
 #[derive(thiserror::Error, Debug)]
-pub enum ExecError {
+pub(crate) enum ExecError {
     /// The task cannot run here as specified (image missing, bad mount...):
     /// it is rejected, not retried on this node.
     #[error("{0}")]
@@ -41,7 +41,7 @@ pub enum ExecError {
 
 /// The executor interface of one task kind (containers today).
 #[tonic::async_trait]
-pub trait Controller: Send + Sync + 'static {
+pub(crate) trait Controller: Send + Sync + 'static {
     /// Pull the image and create the container, ready to start.
     async fn prepare(&self, task: &Task) -> Result<(), ExecError>;
     /// Start the prepared container; returns its PID.

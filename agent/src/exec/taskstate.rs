@@ -18,7 +18,7 @@ use super::{Controller, ExecError, Existing, Exit};
 
 /// A status report for the manager.
 #[derive(Clone, Debug)]
-pub struct Report {
+pub(crate) struct Report {
     pub task_id: String,
     pub status: TaskStatus,
 }
@@ -44,7 +44,7 @@ fn wants_remove(task: &Task) -> bool {
 
 /// The exit as Swarm shows it: COMPLETE for 0, FAILED otherwise with
 /// Docker's "task: non-zero exit (N)".
-pub fn exit_status(exit: &Exit) -> (TaskState, String, String) {
+pub(crate) fn exit_status(exit: &Exit) -> (TaskState, String, String) {
     if exit.oom_killed {
         let code = exit.code.unwrap_or(137);
         return (
@@ -104,7 +104,7 @@ impl Driver {
 /// Drive one task until it ends and the manager no longer wants it. `updates`
 /// carries new versions of the task (desired state changes); it closes when
 /// the task is no longer assigned here, which removes the container.
-pub async fn drive(
+pub(crate) async fn drive(
     ctl: Arc<dyn Controller>,
     task: Task,
     mut updates: watch::Receiver<Task>,

@@ -84,7 +84,7 @@ fn sorted_keys(m: Option<HashMap<String, serde_json::Value>>) -> Vec<String> {
 impl ParsedConfig {
     /// Refuses images for another OS (Docker's words); another architecture
     /// only gets a warning, as in Docker (it may run under binfmt emulation).
-    pub fn check_platform(&self) -> Result<(), String> {
+    pub(super) fn check_platform(&self) -> Result<(), String> {
         if !self.os.is_empty() && self.os != "linux" {
             return Err(format!(
                 "image operating system \"{}\" cannot be used on this platform",

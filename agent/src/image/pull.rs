@@ -158,7 +158,7 @@ fn in_cidr(ip: IpAddr, cidr: &str) -> bool {
 }
 
 impl Registry {
-    pub fn new(cfg: &RegistryConfig) -> Result<Registry, ImageError> {
+    pub(super) fn new(cfg: &RegistryConfig) -> Result<Registry, ImageError> {
         let insecure: Vec<String> = cfg
             .insecure_registries
             .iter()
@@ -210,7 +210,7 @@ impl Registry {
 
     /// Docker's rule: listed `host:port`, or an IP in a listed CIDR or in
     /// 127.0.0.0/8 / ::1.
-    pub fn is_insecure(&self, host: &str) -> bool {
+    pub(super) fn is_insecure(&self, host: &str) -> bool {
         if self.insecure.iter().any(|e| e == host) {
             return true;
         }
@@ -221,7 +221,7 @@ impl Registry {
     }
 
     /// Where to pull `r` from, in order.
-    pub fn endpoints(&self, r: &ImageRef) -> Vec<Endpoint> {
+    pub(super) fn endpoints(&self, r: &ImageRef) -> Vec<Endpoint> {
         let mut v = Vec::new();
         if r.is_docker_hub() {
             for (host, transport) in &self.mirrors {
@@ -249,7 +249,11 @@ impl Registry {
     }
 
     /// Pings and authenticates against an endpoint.
-    pub async fn session(&self, r: &ImageRef, ep: &Endpoint) -> Result<Session<'_>, ImageError> {
+    pub(super) async fn session(
+        &self,
+        r: &ImageRef,
+        ep: &Endpoint,
+    ) -> Result<Session<'_>, ImageError> {
         let creds = self.auths.get(&auth_key(&ep.host)).cloned();
         let candidates: Vec<(&Client, Option<bool>)> = match ep.transport {
             Transport::Https => vec![(&self.secure, None)],
@@ -416,7 +420,7 @@ impl<'a> Session<'a> {
     }
 
     /// A blob as a stream; a digest mismatch shows as an error at its end.
-    pub async fn blob_stream(&self, digest: &str) -> Result<SizedStream, ImageError> {
+    pub(super) async fn blob_stream(&self, digest: &str) -> Result<SizedStream, ImageError> {
         self.client
             .pull_blob_stream(&self.oci_ref(digest), digest)
             .await
@@ -438,7 +442,7 @@ impl<'a> Session<'a> {
     }
 
     /// Manifest (through the index if any), config, and the layer list.
-    pub async fn fetch(&self) -> Result<Fetched, ImageError> {
+    pub(super) async fn fetch(&self) -> Result<Fetched, ImageError> {
         let (bytes, digest) = match self.manifest(self.r.target()).await {
             Err(ImageError::NotFound { .. }) if self.repository_missing().await => {
                 return Err(ImageError::AccessDenied {

@@ -51,7 +51,7 @@ pub(crate) struct HashingReader<R> {
 }
 
 impl<R: Read> HashingReader<R> {
-    pub fn new(inner: R) -> Self {
+    pub(super) fn new(inner: R) -> Self {
         HashingReader {
             inner,
             hasher: Sha256::new(),
@@ -60,16 +60,16 @@ impl<R: Read> HashingReader<R> {
     }
 
     /// `sha256:<hex>` of everything read so far.
-    pub fn digest(&self) -> String {
+    pub(super) fn digest(&self) -> String {
         format!("sha256:{:x}", self.hasher.clone().finalize())
     }
 
-    pub fn count(&self) -> u64 {
+    pub(super) fn count(&self) -> u64 {
         self.count
     }
 
     /// Reads the rest of the stream (so the digest covers all of it).
-    pub fn drain(&mut self) -> io::Result<()> {
+    pub(super) fn drain(&mut self) -> io::Result<()> {
         io::copy(self, &mut io::sink()).map(|_| ())
     }
 }

@@ -24,7 +24,7 @@ pub struct LocalTask {
 }
 
 /// The ID of the ingress network in the state, if there is one.
-pub fn ingress_id(state: &NetworkStateMessage) -> Option<&str> {
+pub(super) fn ingress_id(state: &NetworkStateMessage) -> Option<&str> {
     state
         .networks
         .iter()
@@ -61,7 +61,7 @@ fn backends(state: &NetworkStateMessage) -> HashMap<(&str, &str), Vec<Backend>> 
 /// The VIPs a task on `networks` sees: every service with a VIP on one of
 /// them (not `ingress`: it is only the routing mesh's path), all ports,
 /// balanced over the service's running tasks on that network.
-pub fn task_vips(state: &NetworkStateMessage, networks: &[String]) -> Vec<VipService> {
+pub(super) fn task_vips(state: &NetworkStateMessage, networks: &[String]) -> Vec<VipService> {
     let ingress = ingress_id(state);
     let backends = backends(state);
     let mut out: Vec<VipService> = state
@@ -89,7 +89,7 @@ pub fn task_vips(state: &NetworkStateMessage, networks: &[String]) -> Vec<VipSer
 /// balanced over the service's running tasks on `ingress` cluster-wide, and
 /// the host-mode ports of this node's tasks, balanced over those tasks'
 /// gateway addresses.
-pub fn node_ports(state: &NetworkStateMessage, local: &[&LocalTask]) -> Vec<PublishedPort> {
+pub(super) fn node_ports(state: &NetworkStateMessage, local: &[&LocalTask]) -> Vec<PublishedPort> {
     let mut by_port: BTreeMap<(Proto, u16), PublishedPort> = BTreeMap::new();
     if let Some(ingress) = ingress_id(state) {
         let backends = backends(state);
@@ -158,7 +158,7 @@ pub fn node_ports(state: &NetworkStateMessage, local: &[&LocalTask]) -> Vec<Publ
 }
 
 /// The host-mode ports of a task (from its endpoint, published ports set).
-pub fn host_ports(task: &rswarm_proto::types::Task) -> Vec<PortConfig> {
+pub(super) fn host_ports(task: &rswarm_proto::types::Task) -> Vec<PortConfig> {
     task.endpoint
         .as_ref()
         .map(|e| {

@@ -8,7 +8,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 /// The (device, inode) of every network namespace some process is in.
-pub fn namespaces_in_use() -> HashSet<(u64, u64)> {
+pub(super) fn namespaces_in_use() -> HashSet<(u64, u64)> {
     let mut out = HashSet::new();
     let Ok(procs) = std::fs::read_dir("/proc") else {
         return out;
@@ -28,7 +28,7 @@ pub fn namespaces_in_use() -> HashSet<(u64, u64)> {
 }
 
 /// True when a process is in the namespace bound at `path`.
-pub fn in_use(path: &Path, used: &HashSet<(u64, u64)>) -> bool {
+pub(super) fn in_use(path: &Path, used: &HashSet<(u64, u64)>) -> bool {
     std::fs::metadata(path)
         .map(|m| used.contains(&(m.dev(), m.ino())))
         .unwrap_or(false)

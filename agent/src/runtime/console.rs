@@ -23,7 +23,7 @@ pub(crate) struct ConsoleSocket {
 impl ConsoleSocket {
     /// Binds a fresh socket in `dir` (or the temp dir when that path would
     /// be too long for a unix socket address).
-    pub fn bind(dir: &Path, seq: u64) -> std::io::Result<ConsoleSocket> {
+    pub(super) fn bind(dir: &Path, seq: u64) -> std::io::Result<ConsoleSocket> {
         let name = format!("console-{}-{seq}.sock", std::process::id());
         let mut path = dir.join(&name);
         if path.as_os_str().len() > 100 {
@@ -34,12 +34,12 @@ impl ConsoleSocket {
         Ok(ConsoleSocket { listener, path })
     }
 
-    pub fn path(&self) -> &Path {
+    pub(super) fn path(&self) -> &Path {
         &self.path
     }
 
     /// Accepts runc's connection and receives the pty master.
-    pub async fn receive(&self) -> std::io::Result<OwnedFd> {
+    pub(super) async fn receive(&self) -> std::io::Result<OwnedFd> {
         let (stream, _) = self.listener.accept().await?;
         recv_fd(&stream).await
     }

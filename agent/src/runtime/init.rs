@@ -38,7 +38,7 @@ pub(crate) struct InitPlan {
 
 impl InitPlan {
     /// Works out the plan for `binary` (its loader and libraries, if any).
-    pub fn for_binary(binary: &Path) -> Result<InitPlan, String> {
+    pub(super) fn for_binary(binary: &Path) -> Result<InitPlan, String> {
         let bin = std::fs::canonicalize(binary)
             .map_err(|e| format!("init binary {}: {e}", binary.display()))?;
         let Some(interp) =

@@ -104,7 +104,7 @@ fn open_fifo_rdwr(path: &Path) -> std::io::Result<File> {
 
 impl ContainerStdio {
     /// Makes the FIFOs in `dir` and opens both sides.
-    pub fn prepare(dir: &Path, tty: bool, open_stdin: bool) -> std::io::Result<Self> {
+    pub(super) fn prepare(dir: &Path, tty: bool, open_stdin: bool) -> std::io::Result<Self> {
         let null = || File::options().read(true).write(true).open("/dev/null");
         if tty {
             // runc gives a tty container the pty; its own stdio only carries
@@ -179,7 +179,7 @@ fn open_append(path: &Path) -> std::io::Result<File> {
 }
 
 impl LogSink {
-    pub fn open(dir: &Path) -> std::io::Result<Arc<LogSink>> {
+    pub(super) fn open(dir: &Path) -> std::io::Result<Arc<LogSink>> {
         let file = open_append(&dir.join(LOG_FILE))?;
         let size = file.metadata()?.len();
         let (tx, _) = broadcast::channel(1024);
@@ -246,7 +246,7 @@ impl LogSink {
 
     /// The log files as they are now (each with the length to read up to) and,
     /// if `follow`, a subscription to the lines written after that point.
-    pub fn snapshot(
+    pub(super) fn snapshot(
         &self,
         follow: bool,
     ) -> (Vec<(File, u64)>, Option<broadcast::Receiver<LogLine>>) {

@@ -52,7 +52,7 @@ pub(crate) struct Reaper {
 
 impl Reaper {
     /// Makes this process a child subreaper and starts the reaper task.
-    pub fn start(handle: &Handle) -> Result<Reaper, RuntimeError> {
+    pub(super) fn start(handle: &Handle) -> Result<Reaper, RuntimeError> {
         nix::sys::prctl::set_child_subreaper(true)
             .map_err(|e| RuntimeError::Unavailable(format!("PR_SET_CHILD_SUBREAPER: {e}")))?;
         let mut sigchld = {
@@ -79,7 +79,7 @@ impl Reaper {
     }
 
     /// Waits for the exit of `pid`, a child of this process.
-    pub fn register(&self, pid: i32) -> oneshot::Receiver<Reaped> {
+    pub(super) fn register(&self, pid: i32) -> oneshot::Receiver<Reaped> {
         let (tx, rx) = oneshot::channel();
         lock(&self.shared.pending).insert(pid, tx);
         self.shared.kick.notify_one();

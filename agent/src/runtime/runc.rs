@@ -46,7 +46,7 @@ pub(crate) struct RuncState {
 
 impl RuncState {
     /// The container has a process (created, running or paused).
-    pub fn alive(&self) -> bool {
+    pub(super) fn alive(&self) -> bool {
         self.pid > 0
             && matches!(
                 self.status.as_str(),
@@ -138,7 +138,7 @@ fn runc_failed(op: &str, message: String) -> RuntimeError {
 }
 
 impl Runc {
-    pub fn new(bin: PathBuf, root: PathBuf) -> Self {
+    pub(super) fn new(bin: PathBuf, root: PathBuf) -> Self {
         Runc {
             bin,
             root,
@@ -152,7 +152,7 @@ impl Runc {
         self.permits.acquire().await.ok()
     }
 
-    pub fn root(&self) -> &Path {
+    pub(super) fn root(&self) -> &Path {
         &self.root
     }
 
@@ -219,7 +219,7 @@ impl Runc {
     }
 
     /// `runc create --bundle <bundle> --pid-file <pid_file> [--console-socket] <id>`.
-    pub async fn create(
+    pub(super) async fn create(
         &self,
         id: &str,
         bundle: &Path,
@@ -244,7 +244,7 @@ impl Runc {
     }
 
     /// `runc exec --detach --process <process> --pid-file <pid_file> [--console-socket] <id>`.
-    pub async fn exec_detached(
+    pub(super) async fn exec_detached(
         &self,
         id: &str,
         process: &Path,
@@ -269,7 +269,7 @@ impl Runc {
         self.run_passthrough("exec", log_file, args, stdio).await
     }
 
-    pub async fn start(&self, id: &str) -> Result<(), RuntimeError> {
+    pub(super) async fn start(&self, id: &str) -> Result<(), RuntimeError> {
         self.run("start", vec!["start".into(), id.into()])
             .await
             .map(|_| ())
@@ -279,12 +279,12 @@ impl Runc {
     /// (`<root>/<id>`) is there. False is certain (runc keeps every
     /// container it knows there), so callers skip running `runc state` for
     /// containers that were never made, which costs a process start each.
-    pub fn may_exist(&self, id: &str) -> bool {
+    pub(super) fn may_exist(&self, id: &str) -> bool {
         self.root.join(id).exists()
     }
 
     /// None when runc does not know the container.
-    pub async fn state(&self, id: &str) -> Result<Option<RuncState>, RuntimeError> {
+    pub(super) async fn state(&self, id: &str) -> Result<Option<RuncState>, RuntimeError> {
         if !self.may_exist(id) {
             return Ok(None);
         }
@@ -302,7 +302,7 @@ impl Runc {
 
     /// Sends a signal to the container's init. A container that is no
     /// longer running gives [`RuntimeError::NotRunning`].
-    pub async fn kill(&self, id: &str, signal: i32) -> Result<(), RuntimeError> {
+    pub(super) async fn kill(&self, id: &str, signal: i32) -> Result<(), RuntimeError> {
         match self
             .run(
                 "kill",
@@ -323,7 +323,7 @@ impl Runc {
 
     /// `runc delete --force`: kills the container if needed and removes its
     /// cgroup and state; fine if runc does not know it.
-    pub async fn delete_force(&self, id: &str) -> Result<(), RuntimeError> {
+    pub(super) async fn delete_force(&self, id: &str) -> Result<(), RuntimeError> {
         match self
             .run("delete", vec!["delete".into(), "--force".into(), id.into()])
             .await
@@ -335,7 +335,7 @@ impl Runc {
     }
 
     /// `runc list --format json`, blocking (used once at startup).
-    pub fn list_blocking(&self) -> Result<Vec<RuncState>, RuntimeError> {
+    pub(super) fn list_blocking(&self) -> Result<Vec<RuncState>, RuntimeError> {
         let out = std::process::Command::new(&self.bin)
             .arg("--root")
             .arg(&self.root)

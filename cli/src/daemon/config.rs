@@ -11,7 +11,7 @@ use serde::Deserialize;
 /// Keys accepted in the config file.
 #[derive(Debug, Default, Deserialize, Clone)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct DaemonConfig {
+pub(crate) struct DaemonConfig {
     /// Engine labels, `key=value` strings, shown on the node.
     #[serde(default)]
     pub labels: Vec<String>,
@@ -46,20 +46,20 @@ pub struct DaemonConfig {
 
 #[derive(Debug, Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
-pub struct RegistryAuth {
+pub(crate) struct RegistryAuth {
     pub username: String,
     pub password: String,
 }
 
 #[derive(Debug, Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
-pub struct RuntimeEntry {
+pub(crate) struct RuntimeEntry {
     pub path: PathBuf,
 }
 
 impl DaemonConfig {
     /// Read and validate a config file.
-    pub fn load(path: &Path) -> anyhow::Result<DaemonConfig> {
+    pub(crate) fn load(path: &Path) -> anyhow::Result<DaemonConfig> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading daemon config {}", path.display()))?;
         let cfg: DaemonConfig = serde_json::from_str(&text)
@@ -80,7 +80,7 @@ impl DaemonConfig {
     }
 
     /// Labels as a map; each must be `key=value`.
-    pub fn engine_labels(&self) -> anyhow::Result<BTreeMap<String, String>> {
+    pub(crate) fn engine_labels(&self) -> anyhow::Result<BTreeMap<String, String>> {
         let mut out = BTreeMap::new();
         for l in &self.labels {
             let Some((k, v)) = l.split_once('=') else {
@@ -96,7 +96,7 @@ impl DaemonConfig {
 
     /// The OCI runtime binary: `default-runtime` looked up in `runtimes`,
     /// else `runc` from PATH.
-    pub fn runtime_path(&self) -> anyhow::Result<PathBuf> {
+    pub(crate) fn runtime_path(&self) -> anyhow::Result<PathBuf> {
         let name = self
             .default_runtime
             .clone()
@@ -111,7 +111,7 @@ impl DaemonConfig {
     }
 
     /// The log filter the daemon should use.
-    pub fn log_filter(&self) -> String {
+    pub(crate) fn log_filter(&self) -> String {
         if self.debug {
             return "debug".into();
         }

@@ -10,7 +10,7 @@ use rswarm_proto::daemon::*;
 use tonic::{Request, Response, Status};
 
 #[derive(Clone)]
-pub struct LocalImages {
+pub(crate) struct LocalImages {
     pub store: Arc<ImageStore>,
     pub in_use: Arc<Mutex<HashMap<String, String>>>,
 }

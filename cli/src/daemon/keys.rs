@@ -31,9 +31,9 @@ const UNLOCK_KEY_AAD: &[u8] = b"rswarm unlock key v1";
 /// Docker's unlock key prefix.
 const UNLOCK_PREFIX: &str = "SWMKEY-1-";
 /// Docker's words for a call to a locked manager.
-pub const LOCKED: &str = "Swarm is encrypted and needs to be unlocked before it can be used. Please use \"rswarm swarm unlock\" to unlock it.";
+pub(crate) const LOCKED: &str = "Swarm is encrypted and needs to be unlocked before it can be used. Please use \"rswarm swarm unlock\" to unlock it.";
 /// swarmkit's words for a wrong unlock key.
-pub const INVALID_KEY: &str = "swarm could not be unlocked: invalid key provided";
+pub(crate) const INVALID_KEY: &str = "swarm could not be unlocked: invalid key provided";
 /// Associated data of the wrapped DEK.
 const DEK_AAD: &[u8] = b"rswarm dek v1";
 /// Associated data of the sealed TLS key.
@@ -42,12 +42,12 @@ const BEGIN: &str = "-----BEGIN RSWARM SEALED NODE KEY-----";
 const END: &str = "-----END RSWARM SEALED NODE KEY-----";
 
 /// `<data-dir>/keys`.
-pub fn keys_dir(data_dir: &Path) -> PathBuf {
+pub(crate) fn keys_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("keys")
 }
 
 /// Whether the node's keys are locked (autolock on: no KEK on disk).
-pub fn is_locked(data_dir: &Path) -> bool {
+pub(crate) fn is_locked(data_dir: &Path) -> bool {
     let dir = keys_dir(data_dir);
     finish_autolock_off(&dir);
     dir.join(DEK_FILE).exists() && !dir.join(KEK_FILE).exists()
@@ -70,7 +70,7 @@ fn finish_autolock_off(dir: &Path) {
 
 /// The node's DEK: unwrapped from `keys/dek` with `keys/kek`, or made (with a
 /// new KEK) on the first start. Not for a locked node ([`is_locked`]).
-pub fn load_or_create_dek(data_dir: &Path) -> anyhow::Result<DataKey> {
+pub(crate) fn load_or_create_dek(data_dir: &Path) -> anyhow::Result<DataKey> {
     let dir = keys_dir(data_dir);
     let (kek_path, dek_path) = (dir.join(KEK_FILE), dir.join(DEK_FILE));
     if dek_path.exists() {
@@ -121,7 +121,7 @@ fn parse_unlock_key(text: &str) -> Option<DataKey> {
 
 /// Unwraps the DEK of a locked node with `unlock_key`; the node stays locked
 /// on disk (the KEK is never written).
-pub fn unlock(data_dir: &Path, unlock_key: &str) -> anyhow::Result<DataKey> {
+pub(crate) fn unlock(data_dir: &Path, unlock_key: &str) -> anyhow::Result<DataKey> {
     let dek_path = keys_dir(data_dir).join(DEK_FILE);
     let kek = parse_unlock_key(unlock_key).ok_or_else(|| anyhow!(INVALID_KEY))?;
     let wrapped =
@@ -133,7 +133,7 @@ pub fn unlock(data_dir: &Path, unlock_key: &str) -> anyhow::Result<DataKey> {
 }
 
 /// The current unlock key, if autolock is on.
-pub fn current_unlock_key(data_dir: &Path, dek: &DataKey) -> anyhow::Result<Option<String>> {
+pub(crate) fn current_unlock_key(data_dir: &Path, dek: &DataKey) -> anyhow::Result<Option<String>> {
     let p = keys_dir(data_dir).join(UNLOCK_KEY_FILE);
     let sealed = match std::fs::read(&p) {
         Ok(b) => b,
@@ -149,7 +149,11 @@ pub fn current_unlock_key(data_dir: &Path, dek: &DataKey) -> anyhow::Result<Opti
 /// Turns autolock on (a new unlock key wraps the DEK, the KEK file goes;
 /// also how the key is rotated) or off (a new KEK file wraps it). Gives the
 /// new unlock key when on.
-pub fn set_autolock(data_dir: &Path, dek: &DataKey, on: bool) -> anyhow::Result<Option<String>> {
+pub(crate) fn set_autolock(
+    data_dir: &Path,
+    dek: &DataKey,
+    on: bool,
+) -> anyhow::Result<Option<String>> {
     if on {
         let key = new_unlock_key_text()?;
         set_unlock_key(data_dir, dek, Some(&key))?;
@@ -161,14 +165,18 @@ pub fn set_autolock(data_dir: &Path, dek: &DataKey, on: bool) -> anyhow::Result<
 }
 
 /// A new unlock key: `SWMKEY-1-` and 32 random bytes in base64, as Docker's.
-pub fn new_unlock_key_text() -> anyhow::Result<String> {
+pub(crate) fn new_unlock_key_text() -> anyhow::Result<String> {
     Ok(new_unlock_key()?.0)
 }
 
 /// Wraps the DEK with the KEK `key` stands for (autolock on with that key;
 /// the KEK file goes), or with a new KEK file (`None`: autolock off). The
 /// cluster's unlock key is applied to every manager this way.
-pub fn set_unlock_key(data_dir: &Path, dek: &DataKey, key: Option<&str>) -> anyhow::Result<()> {
+pub(crate) fn set_unlock_key(
+    data_dir: &Path,
+    dek: &DataKey,
+    key: Option<&str>,
+) -> anyhow::Result<()> {
     let dir = keys_dir(data_dir);
     let (kek_path, dek_path, key_path) = (
         dir.join(KEK_FILE),
@@ -228,7 +236,7 @@ fn write_private(path: &Path, data: &[u8]) -> anyhow::Result<()> {
 }
 
 /// The TLS key PEM sealed by `dek`, armored.
-pub fn seal_key_pem(dek: &DataKey, key_pem: &str) -> anyhow::Result<String> {
+pub(crate) fn seal_key_pem(dek: &DataKey, key_pem: &str) -> anyhow::Result<String> {
     let sealed = dek
         .seal(TLS_KEY_AAD, key_pem.as_bytes())
         .map_err(|e| anyhow!("encrypting the node key: {e}"))?;
@@ -247,7 +255,7 @@ pub fn seal_key_pem(dek: &DataKey, key_pem: &str) -> anyhow::Result<String> {
 
 /// The clear TLS key PEM of a sealed block; `None` when `text` is not sealed (a
 /// key written in clear by an older version).
-pub fn open_key_pem(dek: &DataKey, text: &str) -> anyhow::Result<Option<String>> {
+pub(crate) fn open_key_pem(dek: &DataKey, text: &str) -> anyhow::Result<Option<String>> {
     let Some(rest) = text.trim().strip_prefix(BEGIN) else {
         return Ok(None);
     };
@@ -269,7 +277,7 @@ pub fn open_key_pem(dek: &DataKey, text: &str) -> anyhow::Result<Option<String>>
 /// A `--tlskey` file for the CLI: a clear key as is; a node's sealed
 /// `certificates/node.key` opened with the DEK of its data dir (root reads
 /// `<data-dir>/keys/`), unless the node is locked.
-pub fn open_node_key_file(path: &Path, text: String) -> anyhow::Result<String> {
+pub(crate) fn open_node_key_file(path: &Path, text: String) -> anyhow::Result<String> {
     if !text.trim_start().starts_with(BEGIN) {
         return Ok(text);
     }
@@ -295,7 +303,7 @@ pub fn open_node_key_file(path: &Path, text: String) -> anyhow::Result<String> {
 }
 
 /// Saves the node's certificates with its key sealed by `dek`.
-pub fn save_tls(dir: &Path, dek: &DataKey, node_tls: &NodeTls) -> anyhow::Result<()> {
+pub(crate) fn save_tls(dir: &Path, dek: &DataKey, node_tls: &NodeTls) -> anyhow::Result<()> {
     let mut sealed = node_tls.clone();
     sealed.key_pem = seal_key_pem(dek, &node_tls.key_pem)?;
     sealed
@@ -305,7 +313,7 @@ pub fn save_tls(dir: &Path, dek: &DataKey, node_tls: &NodeTls) -> anyhow::Result
 
 /// Loads the node's certificates and opens its key; a key found in clear (an
 /// older version's) is sealed on the spot.
-pub fn load_tls(dir: &Path, dek: &DataKey) -> anyhow::Result<NodeTls> {
+pub(crate) fn load_tls(dir: &Path, dek: &DataKey) -> anyhow::Result<NodeTls> {
     let mut node_tls = NodeTls::load(dir)
         .with_context(|| format!("loading certificates from {}", dir.display()))?;
     match open_key_pem(dek, &node_tls.key_pem)

@@ -12,7 +12,7 @@ use tonic::{Request, Response, Status};
 use super::node::NodeRuntime;
 
 #[derive(Clone)]
-pub struct LocalDaemon {
+pub(crate) struct LocalDaemon {
     pub node: Arc<NodeRuntime>,
 }
 
@@ -57,7 +57,7 @@ impl Daemon for LocalDaemon {
 }
 
 /// The local socket's way to this node's manager.
-pub struct NodeRoute {
+pub(crate) struct NodeRoute {
     pub node: Arc<NodeRuntime>,
 }
 

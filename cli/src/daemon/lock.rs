@@ -13,17 +13,17 @@ use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 
 /// The lock file's name in the data dir.
-pub const PID_FILE: &str = "rswarm.pid";
+pub(crate) const PID_FILE: &str = "rswarm.pid";
 
 /// Held for as long as the daemon runs; dropping it releases the lock.
-pub struct DataDirLock {
+pub(crate) struct DataDirLock {
     _file: Flock<File>,
     pub path: PathBuf,
 }
 
 /// Takes the data dir's lock and writes this process's pid in it, or fails
 /// with a one-line error naming the pid of the daemon that holds it.
-pub fn lock_data_dir(data_dir: &Path) -> anyhow::Result<DataDirLock> {
+pub(crate) fn lock_data_dir(data_dir: &Path) -> anyhow::Result<DataDirLock> {
     let path = data_dir.join(PID_FILE);
     let file = std::fs::OpenOptions::new()
         .read(true)

@@ -26,7 +26,7 @@ struct StateLabels {
 }
 
 /// Render the node's metrics now.
-pub async fn render(node: &NodeRuntime) -> String {
+pub(crate) async fn render(node: &NodeRuntime) -> String {
     let info = node.info().await;
     let nodes: Vec<Node> = node.nodes().await;
     let mut registry = Registry::with_prefix("rswarm");
@@ -135,7 +135,7 @@ async fn handler(State(node): State<Arc<NodeRuntime>>) -> impl IntoResponse {
 }
 
 /// Serve `/metrics` on `addr` until the process ends.
-pub async fn serve(addr: &str, node: Arc<NodeRuntime>) -> anyhow::Result<()> {
+pub(crate) async fn serve(addr: &str, node: Arc<NodeRuntime>) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding the metrics listener on {addr}"))?;

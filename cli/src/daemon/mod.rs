@@ -1,7 +1,13 @@
 //! `rswarm daemon`: the node process. It reads its config, takes its data
 //! dir and control socket, resumes any swarm membership found on disk and
-//! serves the local API until SIGTERM/SIGINT, when it stops the manager and
-//! agent cleanly (containers of later issues keep running).
+//! serves the local socket until SIGTERM/SIGINT, when it stops the manager and
+//! agent cleanly (their containers keep running). It only composes: the
+//! manager and the agent start themselves from settings values
+//! (`rswarm_manager::start`, `rswarm_agent::start`), `node/` decides when.
+//! The socket serves the node's own APIs (`Daemon`, `Images`); the manager's
+//! client APIs go to this node's manager through
+//! `rswarm_manager::grpc::RoutedLayer`, the same services its TCP listener
+//! serves.
 
 mod config;
 mod images;
@@ -20,12 +26,12 @@ use rswarm_proto::daemon::daemon_server::DaemonServer;
 use rswarm_proto::daemon::images_server::ImagesServer;
 use tokio::net::UnixListener;
 
-pub use config::DaemonConfig;
-pub use keys::open_node_key_file;
+pub(crate) use config::DaemonConfig;
+pub(crate) use keys::open_node_key_file;
 
 /// Flags of `rswarm daemon`.
 #[derive(clap::Args, Debug, Clone)]
-pub struct DaemonArgs {
+pub(crate) struct DaemonArgs {
     /// Directory for all of this node's state
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
@@ -43,12 +49,12 @@ pub struct DaemonArgs {
     pub config: Option<PathBuf>,
 }
 
-pub const DEFAULT_DATA_DIR: &str = "/var/lib/rswarm";
-pub const DEFAULT_SOCKET: &str = "/run/rswarm/rswarm.sock";
+pub(crate) const DEFAULT_DATA_DIR: &str = "/var/lib/rswarm";
+pub(crate) const DEFAULT_SOCKET: &str = "/run/rswarm/rswarm.sock";
 /// Metrics listen on the node's loopback unless configured otherwise.
-pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9323";
+pub(crate) const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9323";
 
-pub fn run(args: DaemonArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: DaemonArgs) -> anyhow::Result<()> {
     let cfg = match &args.config {
         Some(p) => DaemonConfig::load(p)?,
         None => {

@@ -7,10 +7,10 @@ use std::net::{IpAddr, SocketAddr, UdpSocket};
 
 use anyhow::{anyhow, bail};
 
-pub const DEFAULT_PORT: u16 = 2377;
+pub(crate) const DEFAULT_PORT: u16 = 2377;
 
 /// "ip" or "ip:port" → "ip:port" (port defaulting to `port`).
-pub fn with_port(addr: &str, port: u16) -> anyhow::Result<String> {
+pub(crate) fn with_port(addr: &str, port: u16) -> anyhow::Result<String> {
     if let Ok(sa) = addr.parse::<SocketAddr>() {
         return Ok(sa.to_string());
     }
@@ -33,7 +33,7 @@ pub fn with_port(addr: &str, port: u16) -> anyhow::Result<String> {
 }
 
 /// The port of a listen address such as "0.0.0.0:2377".
-pub fn port_of(addr: &str) -> u16 {
+pub(crate) fn port_of(addr: &str) -> u16 {
     addr.rsplit_once(':')
         .and_then(|(_, p)| p.parse().ok())
         .unwrap_or(DEFAULT_PORT)
@@ -41,7 +41,7 @@ pub fn port_of(addr: &str) -> u16 {
 
 /// The machine's single non-loopback IPv4 address, for `init` without
 /// `--advertise-addr`.
-pub fn auto_advertise_ip() -> anyhow::Result<IpAddr> {
+pub(crate) fn auto_advertise_ip() -> anyhow::Result<IpAddr> {
     let mut found: Vec<(String, IpAddr)> = vec![];
     let addrs =
         nix::ifaddrs::getifaddrs().map_err(|e| anyhow!("listing network interfaces: {e}"))?;
@@ -71,7 +71,7 @@ pub fn auto_advertise_ip() -> anyhow::Result<IpAddr> {
 }
 
 /// The local address the kernel would use to reach `remote` (host:port).
-pub fn local_ip_towards(remote: &str) -> anyhow::Result<IpAddr> {
+pub(crate) fn local_ip_towards(remote: &str) -> anyhow::Result<IpAddr> {
     let remote: SocketAddr = remote
         .parse()
         .map_err(|_| anyhow!("invalid manager address {remote:?}: expected IP:PORT"))?;

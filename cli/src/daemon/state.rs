@@ -10,20 +10,20 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
-pub enum Role {
+pub(crate) enum Role {
     Manager,
     Worker,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PeerAddr {
+pub(crate) struct PeerAddr {
     pub node_id: String,
     pub addr: String,
 }
 
 /// The node's membership in a swarm.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct NodeState {
+pub(crate) struct NodeState {
     pub node_id: String,
     pub cluster_id: String,
     pub role: Role,
@@ -37,25 +37,25 @@ pub struct NodeState {
 
 /// Paths under the data dir.
 #[derive(Debug, Clone)]
-pub struct DataDir {
+pub(crate) struct DataDir {
     pub root: PathBuf,
 }
 
 impl DataDir {
-    pub fn new(root: PathBuf) -> Self {
+    pub(crate) fn new(root: PathBuf) -> Self {
         Self { root }
     }
-    pub fn state_file(&self) -> PathBuf {
+    pub(crate) fn state_file(&self) -> PathBuf {
         self.root.join("state.json")
     }
-    pub fn certs(&self) -> PathBuf {
+    pub(crate) fn certs(&self) -> PathBuf {
         self.root.join("certificates")
     }
-    pub fn raft(&self) -> PathBuf {
+    pub(crate) fn raft(&self) -> PathBuf {
         self.root.join("raft")
     }
 
-    pub fn load(&self) -> anyhow::Result<Option<NodeState>> {
+    pub(crate) fn load(&self) -> anyhow::Result<Option<NodeState>> {
         let p = self.state_file();
         if !p.exists() {
             return Ok(None);
@@ -67,7 +67,7 @@ impl DataDir {
     }
 
     /// Write atomically (temp file + rename).
-    pub fn save(&self, st: &NodeState) -> anyhow::Result<()> {
+    pub(crate) fn save(&self, st: &NodeState) -> anyhow::Result<()> {
         std::fs::create_dir_all(&self.root)
             .with_context(|| format!("creating {}", self.root.display()))?;
         let p = self.state_file();
@@ -79,7 +79,7 @@ impl DataDir {
     }
 
     /// Forget the swarm: state, certificates and Raft data.
-    pub fn wipe(&self) -> anyhow::Result<()> {
+    pub(crate) fn wipe(&self) -> anyhow::Result<()> {
         for p in [self.state_file()] {
             if p.exists() {
                 std::fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
@@ -99,7 +99,7 @@ impl DataDir {
 /// tokens and the Raft store get files 0600 and directories 0700, so a data dir
 /// written by an older version under umask 022 is tightened too. Everything new
 /// is created under the daemon's umask 077.
-pub fn secure_data_dir(p: &Path) -> anyhow::Result<()> {
+pub(crate) fn secure_data_dir(p: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(p).with_context(|| format!("creating {}", p.display()))?;
     set_mode(p, 0o700)?;
     for sub in ["certificates", "raft", "keys", "state.json", "rswarm.pid"] {

@@ -20,11 +20,11 @@ use rswarm_proto::types::{EndpointSpec, PortConfig, Service};
 use crate::error::ManagerError;
 
 /// Published ports Swarm allocates from when none is given.
-pub const DYNAMIC_PORTS: std::ops::RangeInclusive<u32> = 30000..=32767;
+pub(crate) const DYNAMIC_PORTS: std::ops::RangeInclusive<u32> = 30000..=32767;
 
 /// The ports the service `own_id` publishes with `spec`, given the other
 /// services (`services` may include `own_id` itself, which is skipped).
-pub fn allocate(
+pub(crate) fn allocate(
     services: &[Service],
     own_id: &str,
     spec: &EndpointSpec,

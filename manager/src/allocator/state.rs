@@ -209,7 +209,7 @@ impl Allocations {
     /// The networks and their pools as the store has them. Load the view
     /// (with this as its observer) right after: it claims the tasks'
     /// addresses; then account every service, then every node.
-    pub fn load(store: &Store) -> Result<Allocations, ManagerError> {
+    pub(crate) fn load(store: &Store) -> Result<Allocations, ManagerError> {
         let mut a = Allocations::default();
         for n in objects::list::<Network>(store)? {
             a.put_network(n);
@@ -229,7 +229,7 @@ impl Allocations {
     }
 
     /// Applies a change of a network object. Returns whether anything changed.
-    pub fn network_changed(&mut self, change: &Change) -> bool {
+    pub(crate) fn network_changed(&mut self, change: &Change) -> bool {
         if let Some(known) = self.networks.get(&change.id) {
             if version_of(known.meta.as_ref()) > change.index {
                 return false;
@@ -262,13 +262,13 @@ impl Allocations {
     }
 
     /// The network an attachment target means (full ID, else name).
-    pub fn resolve(&self, target: &str) -> Option<&Network> {
+    pub(crate) fn resolve(&self, target: &str) -> Option<&Network> {
         network::resolve_target(self.networks.values(), target)
     }
 
     /// The routing-mesh network, if there is one (the lowest ID, should
     /// there ever be two).
-    pub fn ingress(&self) -> Option<&Network> {
+    pub(crate) fn ingress(&self) -> Option<&Network> {
         self.networks
             .values()
             .filter(|n| network::is_ingress(n))
@@ -276,7 +276,7 @@ impl Allocations {
     }
 
     /// The network's name (its ID if it is unknown).
-    pub fn name_of<'a>(&'a self, network_id: &'a str) -> &'a str {
+    pub(crate) fn name_of<'a>(&'a self, network_id: &'a str) -> &'a str {
         self.networks
             .get(network_id)
             .map(network::name)
@@ -284,7 +284,7 @@ impl Allocations {
     }
 
     /// Hands `owner` a free address on the network.
-    pub fn allocate(
+    pub(crate) fn allocate(
         &mut self,
         network_id: &str,
         owner: &Owner,
@@ -312,13 +312,13 @@ impl Allocations {
     }
 
     /// Whether `owner` holds the address.
-    pub fn owns(&self, held: &Held, owner: &Owner) -> bool {
+    pub(crate) fn owns(&self, held: &Held, owner: &Owner) -> bool {
         self.owners.get(held) == Some(owner)
     }
 
     /// Records that `owner` holds `held` (read back from an object). True if
     /// it does now; false if someone else holds it, or it belongs to no pool.
-    pub fn claim(&mut self, held: &Held, owner: &Owner) -> bool {
+    pub(crate) fn claim(&mut self, held: &Held, owner: &Owner) -> bool {
         match self.owners.get(held) {
             Some(o) if o == owner => return true,
             Some(other) => {
@@ -345,7 +345,7 @@ impl Allocations {
     }
 
     /// Gives back an address `owner` holds. Does nothing for anyone else's.
-    pub fn release(&mut self, held: &Held, owner: &Owner) -> bool {
+    pub(crate) fn release(&mut self, held: &Held, owner: &Owner) -> bool {
         if self.owners.get(held) != Some(owner) {
             return false;
         }
@@ -358,7 +358,7 @@ impl Allocations {
 
     /// Brings the accounting of a service's VIPs in line with `current` (the
     /// view's copy; `None`: the service is gone).
-    pub fn account_service(&mut self, id: &str, current: Option<&Service>) {
+    pub(crate) fn account_service(&mut self, id: &str, current: Option<&Service>) {
         let want = current.map(service_addresses).unwrap_or_default();
         let had = self.service_vips.remove(id).unwrap_or_default();
         let owner = Owner::Service(id.to_string());
@@ -370,7 +370,7 @@ impl Allocations {
 
     /// Brings the accounting of a node's addresses in line with `current`
     /// (the view's copy; `None`: the node is gone).
-    pub fn account_node(&mut self, id: &str, current: Option<&Node>) {
+    pub(crate) fn account_node(&mut self, id: &str, current: Option<&Node>) {
         let want = current.map(node_addresses).unwrap_or_default();
         let had = self.node_addrs.remove(id).unwrap_or_default();
         let owner = Owner::Node(id.to_string());
@@ -398,7 +398,7 @@ impl Allocations {
     }
 
     /// Whether a pass has anything to do.
-    pub fn has_work(&self) -> bool {
+    pub(crate) fn has_work(&self) -> bool {
         self.work
             || self.arrived
             || self.released

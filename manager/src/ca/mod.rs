@@ -26,7 +26,7 @@ use time::OffsetDateTime;
 
 #[cfg(test)]
 mod loopback_tests;
-pub mod rotation;
+pub(crate) mod rotation;
 
 /// Subject CN of the root CA certificate.
 pub const CA_COMMON_NAME: &str = "swarm-ca";

@@ -37,7 +37,7 @@ use crate::error::ManagerError;
 use crate::objects;
 
 /// Who signs node certificates now, and what nodes must trust.
-pub struct Signer {
+pub(crate) struct Signer {
     /// The CA that signs (the new root during a rotation).
     pub ca: RootCa,
     /// Sent after each certificate it signs (the cross-signed new root during
@@ -49,7 +49,7 @@ pub struct Signer {
 
 impl Signer {
     /// A signed certificate as handed to the node: leaf, then the chain.
-    pub fn with_chain(&self, leaf_pem: String) -> String {
+    pub(crate) fn with_chain(&self, leaf_pem: String) -> String {
         if self.chain.is_empty() {
             leaf_pem
         } else {
@@ -59,7 +59,7 @@ impl Signer {
 }
 
 /// Whether a root CA rotation is under way.
-pub fn rotating(cluster: &Cluster) -> bool {
+pub(crate) fn rotating(cluster: &Cluster) -> bool {
     cluster
         .root_ca
         .as_ref()
@@ -67,7 +67,7 @@ pub fn rotating(cluster: &Cluster) -> bool {
 }
 
 /// The signer of `cluster`.
-pub fn signer(cluster: &Cluster) -> Result<Signer, ManagerError> {
+pub(crate) fn signer(cluster: &Cluster) -> Result<Signer, ManagerError> {
     let root = cluster
         .root_ca
         .as_ref()
@@ -98,7 +98,7 @@ pub fn signer(cluster: &Cluster) -> Result<Signer, ManagerError> {
 
 /// The key identifier node certificates must carry as issuer now; `None` if
 /// it cannot be told (then nobody is asked to renew for it).
-pub fn signing_key_id(cluster: &Cluster) -> Option<Vec<u8>> {
+pub(crate) fn signing_key_id(cluster: &Cluster) -> Option<Vec<u8>> {
     let root = cluster.root_ca.as_ref()?;
     if rotating(cluster) {
         return Some(root.rotation_key_id.clone());
@@ -113,7 +113,7 @@ pub fn signing_key_id(cluster: &Cluster) -> Option<Vec<u8>> {
 
 /// The digest of the trust root nodes must hold (as the agent computes it
 /// over its `ca.crt`).
-pub fn trust_root_hash(cluster: &Cluster) -> String {
+pub(crate) fn trust_root_hash(cluster: &Cluster) -> String {
     cluster
         .root_ca
         .as_ref()
@@ -122,7 +122,7 @@ pub fn trust_root_hash(cluster: &Cluster) -> String {
 }
 
 /// Whether `node` presented a certificate from the CA signing now.
-pub fn node_renewed(node: &Node, key_id: &[u8]) -> bool {
+pub(crate) fn node_renewed(node: &Node, key_id: &[u8]) -> bool {
     node.description
         .as_ref()
         .and_then(|d| d.tls_info.as_ref())
@@ -131,7 +131,7 @@ pub fn node_renewed(node: &Node, key_id: &[u8]) -> bool {
 
 /// Start a rotation: a new root, cross-signed by the current one. A rotation
 /// already under way is replaced by a new one (its nodes renew again).
-pub async fn start(store: &Store) -> Result<Cluster, ManagerError> {
+pub(crate) async fn start(store: &Store) -> Result<Cluster, ManagerError> {
     loop {
         let mut cluster = objects::cluster(store)?;
         let root = cluster
@@ -162,7 +162,7 @@ pub async fn start(store: &Store) -> Result<Cluster, ManagerError> {
 /// One pass on the leader: finish the rotation once every node presents a
 /// certificate from the new root. A no-op on followers and when no rotation
 /// runs.
-pub async fn reconcile(store: &Store) -> Result<(), ManagerError> {
+pub(crate) async fn reconcile(store: &Store) -> Result<(), ManagerError> {
     if !store.is_leader() {
         return Ok(());
     }

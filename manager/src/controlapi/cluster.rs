@@ -14,11 +14,11 @@ use crate::objects;
 
 /// The cluster object as clients may see it: the CA's private key and the
 /// unlock key stripped.
-pub fn get(store: &Store) -> Result<Cluster, ManagerError> {
+pub(crate) fn get(store: &Store) -> Result<Cluster, ManagerError> {
     Ok(redact(objects::cluster(store)?))
 }
 
-pub fn redact(mut c: Cluster) -> Cluster {
+pub(crate) fn redact(mut c: Cluster) -> Cluster {
     if let Some(ca) = c.root_ca.as_mut() {
         ca.ca_key_pem.clear();
         ca.rotation_ca_key_pem.clear();
@@ -30,7 +30,10 @@ pub fn redact(mut c: Cluster) -> Cluster {
 /// `swarm update`: change the settings the request marks as set (a task
 /// history limit; a certificate expiry, which the next certificates issued
 /// and renewed carry). Every value is checked before anything changes.
-pub async fn update(store: &Store, req: UpdateClusterRequest) -> Result<Cluster, ManagerError> {
+pub(crate) async fn update(
+    store: &Store,
+    req: UpdateClusterRequest,
+) -> Result<Cluster, ManagerError> {
     if !req.task_history_limit_set && req.node_cert_expiry_ns == 0 {
         return Err(ManagerError::InvalidArgument(
             "nothing to update: give a setting such as --task-history-limit or --cert-expiry"
@@ -68,7 +71,10 @@ pub async fn update(store: &Store, req: UpdateClusterRequest) -> Result<Cluster,
 
 /// Replace the worker and/or manager join token's secret; the old token stops
 /// working at once.
-pub async fn rotate(store: &Store, req: RotateJoinTokenRequest) -> Result<Cluster, ManagerError> {
+pub(crate) async fn rotate(
+    store: &Store,
+    req: RotateJoinTokenRequest,
+) -> Result<Cluster, ManagerError> {
     if !req.worker && !req.manager {
         return Err(ManagerError::InvalidArgument(
             "nothing to rotate: name the worker or the manager token".into(),

@@ -2,11 +2,11 @@
 //! `network …` call on a manager. Reads come from this manager's copy of
 //! the store; writes go through Raft (forwarded to the leader by the store).
 
-pub mod cluster;
+pub(crate) mod cluster;
 pub mod limits;
-pub mod networks;
+pub(crate) mod networks;
 mod nodes;
-pub mod paging;
+pub(crate) mod paging;
 pub mod services;
 pub mod spec_write;
 mod streams;

@@ -100,7 +100,7 @@ impl Networks for NetworksApi {
 }
 
 /// Creates a network: validated, with its subnets, gateways and VNI.
-pub async fn create(store: &Store, spec: NetworkSpec) -> Result<Network, ManagerError> {
+pub(crate) async fn create(store: &Store, spec: NetworkSpec) -> Result<Network, ManagerError> {
     for _ in 0..CREATE_ATTEMPTS {
         let guard = store
             .get(objects::KIND_NETWORK_GUARD, GUARD_ID)?
@@ -166,14 +166,14 @@ fn reserved(store: &Store) -> Result<Vec<network::Reserved>, ManagerError> {
 }
 
 /// All networks, by name.
-pub fn list(store: &Store) -> Result<Vec<Network>, ManagerError> {
+pub(crate) fn list(store: &Store) -> Result<Vec<Network>, ManagerError> {
     let mut all = objects::list::<Network>(store)?;
     all.sort_by(|a, b| network::name(a).cmp(network::name(b)).then(a.id.cmp(&b.id)));
     Ok(all)
 }
 
 /// Resolves a network by full ID, name, or unique ID prefix.
-pub fn resolve_network(store: &Store, reference: &str) -> Result<Network, ManagerError> {
+pub(crate) fn resolve_network(store: &Store, reference: &str) -> Result<Network, ManagerError> {
     if reference.is_empty() {
         return Err(ManagerError::InvalidArgument(
             "network reference is empty".into(),
@@ -199,7 +199,7 @@ pub fn resolve_network(store: &Store, reference: &str) -> Result<Network, Manage
 }
 
 /// Removes a network nothing uses.
-pub async fn remove(store: &Store, reference: &str) -> Result<(), ManagerError> {
+pub(crate) async fn remove(store: &Store, reference: &str) -> Result<(), ManagerError> {
     let n = resolve_network(store, reference)?;
     let services = objects::list::<Service>(store)?;
     let tasks = objects::list::<Task>(store)?;
@@ -223,7 +223,7 @@ pub async fn remove(store: &Store, reference: &str) -> Result<(), ManagerError> 
 
 /// Removes every network nothing uses, except the ingress network. Returns
 /// the names of those removed.
-pub async fn prune(store: &Store) -> Result<Vec<String>, ManagerError> {
+pub(crate) async fn prune(store: &Store) -> Result<Vec<String>, ManagerError> {
     let services = objects::list::<Service>(store)?;
     let tasks = objects::list::<Task>(store)?;
     let mut removed = Vec::new();

@@ -10,12 +10,12 @@ use super::spec_write::write_spec;
 use crate::error::ManagerError;
 use crate::objects;
 
-pub fn get(store: &Store, reference: &str) -> Result<Node, ManagerError> {
+pub(super) fn get(store: &Store, reference: &str) -> Result<Node, ManagerError> {
     let node = objects::resolve_node(store, reference)?;
     Ok(decorate(store, node))
 }
 
-pub fn list(store: &Store) -> Result<Vec<Node>, ManagerError> {
+pub(super) fn list(store: &Store) -> Result<Vec<Node>, ManagerError> {
     Ok(objects::list::<Node>(store)?
         .into_iter()
         .map(|n| decorate(store, n))
@@ -24,7 +24,7 @@ pub fn list(store: &Store) -> Result<Vec<Node>, ManagerError> {
 
 /// Fill in `manager_status.leader` and `reachability` from this manager's
 /// Raft view; they change too often to be stored.
-pub fn decorate(store: &Store, mut node: Node) -> Node {
+pub(super) fn decorate(store: &Store, mut node: Node) -> Node {
     let status = store.status();
     let ready = objects::is_ready(&node);
     if let Some(ms) = node.manager_status.as_mut() {
@@ -41,7 +41,7 @@ pub fn decorate(store: &Store, mut node: Node) -> Node {
 
 /// `node update` (and promote, demote): write the node's spec, refused only
 /// if its spec changed since the caller read the version it sends.
-pub async fn update(store: &Store, req: UpdateNodeRequest) -> Result<Node, ManagerError> {
+pub(super) async fn update(store: &Store, req: UpdateNodeRequest) -> Result<Node, ManagerError> {
     let Some(spec) = req.spec else {
         return Err(ManagerError::InvalidArgument(
             "node update without a spec".into(),
@@ -104,7 +104,7 @@ fn check_demotion(store: &Store, node: &Node) -> Result<(), ManagerError> {
     Ok(())
 }
 
-pub async fn remove(store: &Store, req: RemoveNodeRequest) -> Result<(), ManagerError> {
+pub(super) async fn remove(store: &Store, req: RemoveNodeRequest) -> Result<(), ManagerError> {
     let node = objects::resolve_node(store, &req.node_ref)?;
     let raft_id = objects::raft_id_for(&node.id);
     let status = store.status();

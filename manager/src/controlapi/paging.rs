@@ -11,11 +11,11 @@
 use prost::Message;
 
 /// Most bytes of objects in one page (well under tonic's 4 MiB default).
-pub const PAGE_BYTES: usize = 2 * 1024 * 1024;
+pub(crate) const PAGE_BYTES: usize = 2 * 1024 * 1024;
 
 /// The page of `items` after `token` (empty: from the start), and the token
 /// of the next page (empty: this is the last).
-pub fn page<T: Message>(
+pub(crate) fn page<T: Message>(
     mut items: Vec<T>,
     id: impl Fn(&T) -> &str,
     token: &str,

@@ -28,7 +28,7 @@ use super::services::{resolve_service, resolve_task};
 use crate::dispatcher::agents::AgentRegistry;
 use crate::objects;
 
-pub type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+pub(super) type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
 /// A channel to the current leader, for relaying streams.
 fn leader_client(
@@ -44,7 +44,7 @@ fn leader_client(
     Ok(ServicesClient::new(ch))
 }
 
-pub async fn logs(
+pub(super) async fn logs(
     store: Store,
     agents: Arc<AgentRegistry>,
     connector: Arc<dyn Connector>,
@@ -208,7 +208,7 @@ fn tasks_node(by_node: &BTreeMap<String, Vec<String>>, task_id: &str) -> String 
         .unwrap_or_default()
 }
 
-pub async fn exec(
+pub(super) async fn exec(
     store: Store,
     agents: Arc<AgentRegistry>,
     connector: Arc<dyn Connector>,

@@ -18,11 +18,11 @@
 //! clock (and the election's) is moved on by the stall first, so a busy
 //! manager never marks its nodes Down for its own delay.
 
-pub mod agents;
-pub mod netstate;
+pub(crate) mod agents;
+pub(crate) mod netstate;
 #[cfg(test)]
 mod service_tests;
-pub mod tasks;
+pub(crate) mod tasks;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -39,22 +39,22 @@ use crate::error::ManagerError;
 use crate::{auth, objects};
 
 /// Default heartbeat period (Swarm's: 5 s).
-pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
+pub(crate) const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
 /// Missed periods after which a node is Down.
-pub const GRACE: u32 = 3;
+pub(crate) const GRACE: u32 = 3;
 /// Periods a new leader waits, from its election, before it marks a node it
 /// has not heard from yet Down: the agents need time to learn of the
 /// election and find the new leader (swarmkit likewise gives every node a
 /// grace of a heartbeat period times a factor after a leadership change).
-pub const ELECTION_GRACE: u32 = 6;
+pub(crate) const ELECTION_GRACE: u32 = 6;
 /// The weight the dispatcher gives a manager whose node is Ready (or the
 /// leader): swarmkit's default observation weight.
-pub const WEIGHT_REACHABLE: i32 = 10;
+pub(crate) const WEIGHT_REACHABLE: i32 = 10;
 /// The weight of a manager whose node is not Ready: still listed, tried last.
-pub const WEIGHT_UNREACHABLE: i32 = 1;
+pub(crate) const WEIGHT_UNREACHABLE: i32 = 1;
 
 #[derive(Clone)]
-pub struct DispatcherService {
+pub(crate) struct DispatcherService {
     store: Store,
     seen: Arc<Mutex<Seen>>,
 }
@@ -71,7 +71,7 @@ struct Seen {
 }
 
 /// How often the manager runs [`DispatcherService::check_heartbeats`].
-pub const CHECK_EVERY: Duration = Duration::from_millis(500);
+pub(crate) const CHECK_EVERY: Duration = Duration::from_millis(500);
 
 impl Seen {
     /// Credits every node (and the election) with a stall of the checker
@@ -135,7 +135,7 @@ impl Seen {
 }
 
 /// The cluster's heartbeat period.
-pub fn heartbeat_period(store: &Store) -> Duration {
+pub(crate) fn heartbeat_period(store: &Store) -> Duration {
     objects::cluster(store)
         .ok()
         .and_then(|c| c.spec)
@@ -147,7 +147,7 @@ pub fn heartbeat_period(store: &Store) -> Duration {
 
 /// The managers for agents to fail over between, weighted: a manager whose
 /// node is Ready, or the leader, above one that is not.
-pub fn weighted_managers(store: &Store) -> Vec<Manager> {
+pub(crate) fn weighted_managers(store: &Store) -> Vec<Manager> {
     let leader = store.leader().map(|(_, a)| a);
     let nodes = objects::list::<Node>(store).unwrap_or_default();
     manager_addrs(store)
@@ -173,7 +173,7 @@ pub fn weighted_managers(store: &Store) -> Vec<Manager> {
 }
 
 impl DispatcherService {
-    pub fn new(store: Store) -> Self {
+    pub(crate) fn new(store: Store) -> Self {
         Self {
             store,
             seen: Arc::new(Mutex::new(Seen::default())),
@@ -185,7 +185,7 @@ impl DispatcherService {
     }
 
     /// One pass of failure detection; called periodically by the manager.
-    pub async fn check_heartbeats(&self) -> Result<(), ManagerError> {
+    pub(crate) async fn check_heartbeats(&self) -> Result<(), ManagerError> {
         let period = heartbeat_period(&self.store);
         let now = Instant::now();
         let expired: Vec<String> = {

@@ -27,18 +27,18 @@ const STACK_LABEL: &str = "com.docker.stack.namespace";
 const FOLD: Duration = Duration::from_millis(25);
 
 #[derive(Clone)]
-pub struct NetworkStateService {
+pub(crate) struct NetworkStateService {
     store: Store,
 }
 
 impl NetworkStateService {
-    pub fn new(store: Store) -> Self {
+    pub(crate) fn new(store: Store) -> Self {
         Self { store }
     }
 }
 
 /// Compute the current picture from the store.
-pub fn snapshot(store: &Store) -> Result<NetworkStateMessage, ManagerError> {
+pub(crate) fn snapshot(store: &Store) -> Result<NetworkStateMessage, ManagerError> {
     let networks = objects::list::<Network>(store)?;
     let node_list = objects::list::<Node>(store)?;
     let mut node_endpoints = vec![];

@@ -24,13 +24,13 @@ use crate::error::ManagerError;
 use crate::{auth, objects};
 
 #[derive(Clone)]
-pub struct TasksService {
+pub(crate) struct TasksService {
     store: Store,
     agents: Arc<AgentRegistry>,
 }
 
 impl TasksService {
-    pub fn new(store: Store, agents: Arc<AgentRegistry>) -> Self {
+    pub(crate) fn new(store: Store, agents: Arc<AgentRegistry>) -> Self {
         Self { store, agents }
     }
 

@@ -39,7 +39,7 @@ pub(crate) struct NodeRules {
 }
 
 impl NodeRules {
-    pub fn of(svc: &Service) -> NodeRules {
+    pub(super) fn of(svc: &Service) -> NodeRules {
         let placement = svc
             .spec
             .as_ref()
@@ -59,7 +59,7 @@ impl NodeRules {
         }
     }
 
-    pub fn eligibility(&self, node: &Node) -> Eligibility {
+    pub(super) fn eligibility(&self, node: &Node) -> Eligibility {
         let fits = self
             .constraints
             .as_ref()

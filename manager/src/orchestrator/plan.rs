@@ -31,30 +31,30 @@ pub(crate) struct Plan {
 
 impl Plan {
     /// Whether the plan already writes this task.
-    pub fn touches(&self, id: &str) -> bool {
+    pub(super) fn touches(&self, id: &str) -> bool {
         self.touched.contains(id)
     }
 
     /// Ask `t` to reach `desired` (SHUTDOWN or REMOVE) unless it already is.
-    pub fn stop(&mut self, t: &Task, desired: TaskState) {
+    pub(super) fn stop(&mut self, t: &Task, desired: TaskState) {
         if t.desired_state >= desired as i32 || !self.touched.insert(t.id.clone()) {
             return;
         }
         self.puts.push(task::with_desired(t, desired));
     }
 
-    pub fn create(&mut self, t: Task) {
+    pub(super) fn create(&mut self, t: Task) {
         self.touched.insert(t.id.clone());
         self.puts.push(t);
     }
 
-    pub fn delete(&mut self, t: &Task) {
+    pub(super) fn delete(&mut self, t: &Task) {
         if self.touched.insert(t.id.clone()) {
             self.deletes.push(t.id.clone());
         }
     }
 
-    pub fn wake(&mut self, at: Instant) {
+    pub(super) fn wake(&mut self, at: Instant) {
         self.wake_at = Some(self.wake_at.map_or(at, |w| w.min(at)));
     }
 }

@@ -29,7 +29,7 @@ use rswarm_proto::types::{Service, Task};
 use super::task::{self, ModeKind};
 
 /// Docker's default restart delay.
-pub const DEFAULT_DELAY: Duration = Duration::from_secs(5);
+pub(super) const DEFAULT_DELAY: Duration = Duration::from_secs(5);
 
 /// The two clocks a decision needs: the loop's monotonic one for delays,
 /// wall time (unix ns, as stored in tasks) for windows.
@@ -40,7 +40,7 @@ pub(crate) struct Clock {
 }
 
 impl Clock {
-    pub fn now() -> Clock {
+    pub(super) fn now() -> Clock {
         Clock {
             instant: Instant::now(),
             nanos: crate::objects::now_nanos(),
@@ -119,7 +119,7 @@ pub(crate) struct RestartSupervisor {
 impl RestartSupervisor {
     /// Decides for a slot without a live task. `tasks` are the slot's tasks
     /// (any state, the current job iteration only for jobs).
-    pub fn next_for_empty_slot(
+    pub(super) fn next_for_empty_slot(
         &mut self,
         key: &SlotKey,
         tasks: &[&Task],
@@ -216,7 +216,7 @@ impl RestartSupervisor {
     }
 
     /// Forgets tasks and services that are gone.
-    pub fn forget_missing(&mut self, tasks: &HashSet<&str>, services: &HashSet<&str>) {
+    pub(super) fn forget_missing(&mut self, tasks: &HashSet<&str>, services: &HashSet<&str>) {
         self.dead_since.retain(|id, _| tasks.contains(id.as_str()));
         self.history
             .retain(|k, _| services.contains(k.service_id.as_str()));

@@ -34,7 +34,7 @@ pub(crate) enum ModeKind {
 
 impl ModeKind {
     /// A service without a mode is replicated with one replica (Docker's default).
-    pub fn of(svc: &Service) -> ModeKind {
+    pub(crate) fn of(svc: &Service) -> ModeKind {
         match svc.spec.as_ref().and_then(|s| s.mode.as_ref()) {
             None => ModeKind::Replicated { replicas: 1 },
             Some(Mode::Replicated(r)) => ModeKind::Replicated {
@@ -61,16 +61,16 @@ impl ModeKind {
         }
     }
 
-    pub fn is_job(self) -> bool {
+    pub(crate) fn is_job(self) -> bool {
         matches!(self, ModeKind::ReplicatedJob { .. } | ModeKind::GlobalJob)
     }
 
-    pub fn is_global(self) -> bool {
+    pub(crate) fn is_global(self) -> bool {
         matches!(self, ModeKind::Global | ModeKind::GlobalJob)
     }
 
     /// What the tasks of this mode are asked to reach.
-    pub fn desired(self) -> TaskState {
+    pub(crate) fn desired(self) -> TaskState {
         if self.is_job() {
             TaskState::Complete
         } else {

@@ -92,7 +92,7 @@ pub(crate) const PATIENCE: Duration = Duration::from_secs(15);
 impl TestSwarm {
     /// A bootstrapped one-manager store with the orchestrator and scheduler
     /// running, and a cluster object keeping `history` tasks per slot.
-    pub async fn start(history: u32) -> TestSwarm {
+    pub(crate) async fn start(history: u32) -> TestSwarm {
         let (store, dir) = bare_store().await;
         let cluster = Cluster {
             id: "cluster".into(),
@@ -123,7 +123,7 @@ impl TestSwarm {
 
     /// Runs a fake agent for every node: it polls the store and reports
     /// what `behaviour` says for each task assigned to a node.
-    pub fn run_agents(&mut self, behaviour: AgentBehaviour) {
+    pub(crate) fn run_agents(&mut self, behaviour: AgentBehaviour) {
         let store = self.store.clone();
         self.loops.push(tokio::spawn(async move {
             loop {
@@ -159,7 +159,7 @@ impl TestSwarm {
     }
 
     /// Adds a Ready, Active node; `tweak` adjusts it before it is written.
-    pub async fn add_node(&self, hostname: &str, tweak: impl FnOnce(&mut Node)) -> String {
+    pub(crate) async fn add_node(&self, hostname: &str, tweak: impl FnOnce(&mut Node)) -> String {
         let mut node = Node {
             id: crate::objects::new_id(),
             spec: Some(NodeSpec {
@@ -197,7 +197,7 @@ impl TestSwarm {
     }
 
     /// Changes a node as the dispatcher or `node update` would.
-    pub async fn update_node(&self, id: &str, change: impl Fn(&mut Node)) {
+    pub(crate) async fn update_node(&self, id: &str, change: impl Fn(&mut Node)) {
         self.retry_on_conflict(|| {
             let mut n = objects::get::<Node>(&self.store, id).ok()??;
             change(&mut n);
@@ -206,14 +206,14 @@ impl TestSwarm {
         .await;
     }
 
-    pub async fn set_availability(&self, id: &str, availability: NodeAvailability) {
+    pub(crate) async fn set_availability(&self, id: &str, availability: NodeAvailability) {
         self.update_node(id, |n| {
             n.spec.get_or_insert_with(Default::default).availability = availability as i32
         })
         .await;
     }
 
-    pub async fn set_state(&self, id: &str, state: NodeState) {
+    pub(crate) async fn set_state(&self, id: &str, state: NodeState) {
         self.update_node(id, |n| {
             n.status.get_or_insert_with(Default::default).state = state as i32
         })
@@ -221,7 +221,7 @@ impl TestSwarm {
     }
 
     /// Creates a service as the Control API does (spec_version 1).
-    pub async fn create_service(
+    pub(crate) async fn create_service(
         &self,
         name: &str,
         mode: Mode,
@@ -259,7 +259,7 @@ impl TestSwarm {
 
     /// Changes a service as `service update` does (bumping spec_version when
     /// the task template changes).
-    pub async fn update_service(&self, id: &str, change: impl Fn(&mut ServiceSpec)) {
+    pub(crate) async fn update_service(&self, id: &str, change: impl Fn(&mut ServiceSpec)) {
         self.retry_on_conflict(|| {
             let mut s = objects::get::<Service>(&self.store, id).ok()??;
             let mut spec = s.spec.clone().unwrap_or_default();
@@ -273,14 +273,14 @@ impl TestSwarm {
         .await;
     }
 
-    pub async fn scale(&self, id: &str, replicas: u64) {
+    pub(crate) async fn scale(&self, id: &str, replicas: u64) {
         self.update_service(id, |s| {
             s.mode = Some(Mode::Replicated(ReplicatedService { replicas }))
         })
         .await;
     }
 
-    pub async fn remove_service(&self, id: &str) {
+    pub(crate) async fn remove_service(&self, id: &str) {
         self.retry_on_conflict(|| {
             let s = objects::get::<Service>(&self.store, id).ok()??;
             Some(objects::delete(objects::KIND_SERVICE, id, s.meta.as_ref()))
@@ -305,7 +305,7 @@ impl TestSwarm {
     }
 
     /// The service's tasks as the store has them.
-    pub fn tasks(&self, service_id: &str) -> Vec<Task> {
+    pub(crate) fn tasks(&self, service_id: &str) -> Vec<Task> {
         objects::list::<Task>(&self.store)
             .expect("list tasks")
             .into_iter()
@@ -315,7 +315,7 @@ impl TestSwarm {
 
     /// Polls `check` every 25 ms until it gives a value; panics with `what`
     /// (and the tasks of `service_id`) after `PATIENCE`.
-    pub async fn wait_for<T>(
+    pub(crate) async fn wait_for<T>(
         &self,
         what: &str,
         service_id: &str,

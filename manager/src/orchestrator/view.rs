@@ -105,7 +105,7 @@ fn stamp(meta: &mut Option<Meta>, index: u64) {
 impl<O: TaskObserver> ClusterView<O> {
     /// Reads everything from the store. Subscribe to `store.watch()` before
     /// calling, so nothing written meanwhile is missed.
-    pub fn load(store: &Store, observer: O) -> Result<Self, ManagerError> {
+    pub(crate) fn load(store: &Store, observer: O) -> Result<Self, ManagerError> {
         let mut view = ClusterView {
             nodes: HashMap::new(),
             services: HashMap::new(),
@@ -127,7 +127,10 @@ impl<O: TaskObserver> ClusterView<O> {
     }
 
     /// Tasks of a service, in no particular order.
-    pub fn service_tasks<'a>(&'a self, service_id: &str) -> impl Iterator<Item = &'a Task> + 'a {
+    pub(crate) fn service_tasks<'a>(
+        &'a self,
+        service_id: &str,
+    ) -> impl Iterator<Item = &'a Task> + 'a {
         self.tasks_by_service
             .get(service_id)
             .into_iter()
@@ -136,7 +139,7 @@ impl<O: TaskObserver> ClusterView<O> {
     }
 
     /// The cluster's task history retention limit (Docker's default: 5).
-    pub fn history_limit(&self) -> usize {
+    pub(crate) fn history_limit(&self) -> usize {
         self.cluster
             .as_ref()
             .and_then(|c| c.spec.as_ref())
@@ -146,7 +149,7 @@ impl<O: TaskObserver> ClusterView<O> {
 
     /// Applies one change from the store's stream. Changes older than what
     /// the view holds (our own writes already applied) are ignored.
-    pub fn apply(&mut self, change: &Change) -> Option<Touched> {
+    pub(crate) fn apply(&mut self, change: &Change) -> Option<Touched> {
         match change.kind.as_str() {
             KIND_TASK => {
                 let current = self
@@ -220,7 +223,7 @@ impl<O: TaskObserver> ClusterView<O> {
     }
 
     /// Puts a task into the view (replacing the one with its ID).
-    pub fn insert_task(&mut self, task: Task) {
+    pub(crate) fn insert_task(&mut self, task: Task) {
         if let Some(slot) = self.tasks.get_mut(&task.id) {
             let old = std::mem::replace(slot, task);
             let new = &*slot;
@@ -246,7 +249,7 @@ impl<O: TaskObserver> ClusterView<O> {
     }
 
     /// Takes a task out of the view.
-    pub fn remove_task(&mut self, id: &str) -> Option<Task> {
+    pub(crate) fn remove_task(&mut self, id: &str) -> Option<Task> {
         let old = self.tasks.remove(id)?;
         self.unindex(&old.service_id, id);
         self.observer.task_changed(Some(&old), None);
@@ -341,16 +344,16 @@ pub(crate) struct Batch {
 }
 
 impl Batch {
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.ops.is_empty()
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.ops.len()
     }
 
     /// Whether the batch already writes this task.
-    pub fn touches(&self, task_id: &str) -> bool {
+    pub(crate) fn touches(&self, task_id: &str) -> bool {
         self.touched.contains(task_id)
     }
 
@@ -358,7 +361,11 @@ impl Batch {
     /// task without one must be new). Returns false, and does nothing, if the
     /// batch already writes that task (a batch must not write an object
     /// twice: the second op would carry a stale version).
-    pub fn put_task<O: TaskObserver>(&mut self, view: &mut ClusterView<O>, task: Task) -> bool {
+    pub(crate) fn put_task<O: TaskObserver>(
+        &mut self,
+        view: &mut ClusterView<O>,
+        task: Task,
+    ) -> bool {
         if !self.touched.insert(task.id.clone()) {
             return false;
         }
@@ -369,7 +376,11 @@ impl Batch {
     }
 
     /// Deletes a task (guarded by the version it was read at).
-    pub fn delete_task<O: TaskObserver>(&mut self, view: &mut ClusterView<O>, id: &str) -> bool {
+    pub(crate) fn delete_task<O: TaskObserver>(
+        &mut self,
+        view: &mut ClusterView<O>,
+        id: &str,
+    ) -> bool {
         let Some(meta) = view.tasks.get(id).map(|t| t.meta) else {
             return false;
         };

@@ -26,7 +26,7 @@ pub(crate) struct Request {
 }
 
 impl Request {
-    pub fn of(t: &Task) -> Request {
+    pub(crate) fn of(t: &Task) -> Request {
         let placement = t.spec.as_ref().and_then(|s| s.placement.as_ref());
         let (cpu, memory) = nodeinfo::reservations(t);
         Request {

@@ -33,21 +33,21 @@ pub(crate) struct NodeInfo {
 }
 
 impl NodeInfo {
-    pub fn tasks_of(&self, service_id: &str) -> u32 {
+    pub(crate) fn tasks_of(&self, service_id: &str) -> u32 {
         self.service_tasks.get(service_id).copied().unwrap_or(0)
     }
 
     /// CPU left for reservations (nano CPUs); negative when overcommitted.
-    pub fn available_cpu(&self, node: &Node) -> i64 {
+    pub(crate) fn available_cpu(&self, node: &Node) -> i64 {
         capacity(node).0.saturating_sub(self.reserved_cpu)
     }
 
     /// Memory left for reservations (bytes).
-    pub fn available_memory(&self, node: &Node) -> i64 {
+    pub(crate) fn available_memory(&self, node: &Node) -> i64 {
         capacity(node).1.saturating_sub(self.reserved_memory)
     }
 
-    pub fn port_in_use(&self, port: &HostPort) -> bool {
+    pub(crate) fn port_in_use(&self, port: &HostPort) -> bool {
         self.host_ports.get(port).is_some_and(|n| *n > 0)
     }
 }

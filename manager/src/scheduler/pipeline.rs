@@ -13,7 +13,7 @@ pub(crate) struct Pipeline<'r> {
 }
 
 impl<'r> Pipeline<'r> {
-    pub fn new(req: &'r Request) -> Pipeline<'r> {
+    pub(crate) fn new(req: &'r Request) -> Pipeline<'r> {
         Pipeline {
             req,
             filters: FILTERS.iter().copied().filter(|f| f.enabled(req)).collect(),
@@ -26,12 +26,12 @@ impl<'r> Pipeline<'r> {
     }
 
     /// Whether the node passes every filter.
-    pub fn passes(&self, c: Candidate<'_>) -> bool {
+    pub(crate) fn passes(&self, c: Candidate<'_>) -> bool {
         self.first_failure(c).is_none()
     }
 
     /// The pending message for a task none of `candidates` can take.
-    pub fn explain<'a>(&self, candidates: impl Iterator<Item = Candidate<'a>>) -> String {
+    pub(crate) fn explain<'a>(&self, candidates: impl Iterator<Item = Candidate<'a>>) -> String {
         let mut failures = vec![0usize; self.filters.len()];
         for c in candidates {
             if let Some(i) = self.first_failure(c) {

@@ -61,7 +61,7 @@ impl NodeRuntime {
     }
 
     /// `swarm unlock`: opens the DEK with the unlock key and resumes.
-    pub async fn unlock(&self, key: &str) -> Result<UnlockResponse, Status> {
+    pub(crate) async fn unlock(&self, key: &str) -> Result<UnlockResponse, Status> {
         if !self.is_locked() {
             return Err(Status::failed_precondition("swarm is not locked"));
         }
@@ -78,7 +78,7 @@ impl NodeRuntime {
     /// `swarm unlock-key [--rotate]`: the cluster's unlock key (kept in the
     /// cluster object, so every manager answers the same); `--rotate` puts a
     /// new one there, which every manager then wraps its data key with.
-    pub async fn unlock_key(&self, rotate: bool) -> Result<UnlockKeyResponse, Status> {
+    pub(crate) async fn unlock_key(&self, rotate: bool) -> Result<UnlockKeyResponse, Status> {
         let manager = self.manager().await?;
         let dek = self.dek()?;
         let current = manager
@@ -102,7 +102,7 @@ impl NodeRuntime {
     /// `swarm update --autolock=true|false`: a cluster-wide setting, kept in
     /// the cluster object; this manager applies it at once, the others within
     /// [`AUTOLOCK_SYNC`].
-    pub async fn update_autolock(&self, on: bool) -> Result<UnlockKeyResponse, Status> {
+    pub(crate) async fn update_autolock(&self, on: bool) -> Result<UnlockKeyResponse, Status> {
         let manager = self.manager().await?;
         let dek = self.dek()?;
         let current = manager

@@ -8,7 +8,7 @@ use super::super::state::Role;
 use super::NodeRuntime;
 
 impl NodeRuntime {
-    pub async fn info(&self) -> InfoResponse {
+    pub(crate) async fn info(&self) -> InfoResponse {
         let inner = self.inner.lock().await;
         let mut out = InfoResponse {
             node_name: self.settings.node_name.clone(),
@@ -60,7 +60,7 @@ impl NodeRuntime {
     }
 
     /// The nodes this manager knows (empty on workers).
-    pub async fn nodes(&self) -> Vec<rswarm_proto::types::Node> {
+    pub(crate) async fn nodes(&self) -> Vec<rswarm_proto::types::Node> {
         let inner = self.inner.lock().await;
         inner
             .manager

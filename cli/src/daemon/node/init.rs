@@ -15,7 +15,7 @@ use super::super::state::{NodeState, PeerAddr, Role};
 use super::{cert_expiry, internal, Inner, NodeRuntime, ALREADY_IN_SWARM, NOT_IN_SWARM};
 
 impl NodeRuntime {
-    pub async fn init(&self, req: InitRequest) -> Result<InitResponse, Status> {
+    pub(crate) async fn init(&self, req: InitRequest) -> Result<InitResponse, Status> {
         self.dek()?;
         // Refused before anything is made (0: the default).
         cert_expiry(req.node_cert_expiry_ns)

@@ -15,7 +15,7 @@ use super::super::state::{NodeState, PeerAddr, Role};
 use super::{NodeRuntime, ALREADY_IN_SWARM};
 
 impl NodeRuntime {
-    pub async fn join(&self, req: JoinRequest) -> Result<JoinResponse, Status> {
+    pub(crate) async fn join(&self, req: JoinRequest) -> Result<JoinResponse, Status> {
         self.dek()?;
         let mut inner = self.inner.lock().await;
         if inner.state.is_some() {

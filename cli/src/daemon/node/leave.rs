@@ -8,7 +8,7 @@ use tonic::Status;
 use super::{internal, NodeRuntime, NOT_IN_SWARM};
 
 impl NodeRuntime {
-    pub async fn leave(&self, req: LeaveRequest) -> Result<LeaveResponse, Status> {
+    pub(crate) async fn leave(&self, req: LeaveRequest) -> Result<LeaveResponse, Status> {
         self.dek()?;
         let mut inner = self.inner.lock().await;
         let Some(state) = inner.state.clone() else {

@@ -33,7 +33,7 @@ const ALREADY_IN_SWARM: &str =
 const NOT_IN_SWARM: &str = "This node is not part of a swarm";
 
 /// Daemon-wide settings the runtime needs.
-pub struct NodeSettings {
+pub(crate) struct NodeSettings {
     pub data: DataDir,
     pub node_name: String,
     pub engine_labels: BTreeMap<String, String>,
@@ -44,7 +44,7 @@ pub struct NodeSettings {
     pub dek: Option<rswarm_raft::DataKey>,
 }
 
-pub struct NodeRuntime {
+pub(crate) struct NodeRuntime {
     settings: NodeSettings,
     /// The DEK once known (at start, or after `swarm unlock`).
     dek: std::sync::Mutex<Option<rswarm_raft::DataKey>>,
@@ -66,7 +66,7 @@ fn internal(e: anyhow::Error) -> Status {
 }
 
 impl NodeRuntime {
-    pub fn new(settings: NodeSettings) -> Arc<NodeRuntime> {
+    pub(crate) fn new(settings: NodeSettings) -> Arc<NodeRuntime> {
         let (tx, mut rx) = mpsc::channel(16);
         let node = Arc::new(NodeRuntime {
             dek: std::sync::Mutex::new(settings.dek.clone()),
@@ -101,7 +101,7 @@ impl NodeRuntime {
     }
 
     /// Resume the swarm membership recorded in the data dir, if any.
-    pub async fn resume(&self) -> anyhow::Result<()> {
+    pub(crate) async fn resume(&self) -> anyhow::Result<()> {
         if self.is_locked() {
             tracing::warn!("this manager is locked (autolock): waiting for `rswarm swarm unlock`");
             return Ok(());
@@ -127,7 +127,7 @@ impl NodeRuntime {
 
     /// This node's manager's gRPC services, for the local socket; refused
     /// with Docker's words while the node is locked or not a manager.
-    pub async fn manager_routes(&self) -> Result<tonic::service::Routes, Status> {
+    pub(crate) async fn manager_routes(&self) -> Result<tonic::service::Routes, Status> {
         Ok(self.manager().await?.routes())
     }
 
@@ -251,7 +251,7 @@ impl NodeRuntime {
     }
 
     /// Daemon shutdown: stop everything, keep the data dir.
-    pub async fn shutdown(&self) {
+    pub(crate) async fn shutdown(&self) {
         let mut inner = self.inner.lock().await;
         self.teardown(&mut inner).await;
     }
