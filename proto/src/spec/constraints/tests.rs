@@ -1,3 +1,6 @@
+//! Constraint parsing and matching: every operator, key and refusal, and
+//! `matches` against nodes (node.ip with addresses and CIDR blocks).
+
 use super::*;
 use crate::types::{Annotations, NodeDescription, NodeSpec, NodeStatus, Platform};
 

@@ -1,3 +1,6 @@
+//! `validate()` and `check_supported()`: every rule of a service spec, all
+//! problems in one answer.
+
 use super::*;
 use crate::types::{
     Annotations, ContainerSpec, HealthConfig, Placement, ReplicatedService, ResourceRequirements,
