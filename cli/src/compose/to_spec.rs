@@ -57,9 +57,10 @@ pub fn plan(project: &Project, stack: &str, file: &str) -> Result<StackPlan, Vec
         errors: Vec::new(),
     };
     if !rswarm_proto::spec::names::is_dns_component(stack) {
-        c.errors.push(format!(
+        // Every service name would repeat it: the one line says it all.
+        return Err(vec![format!(
             "invalid stack name {stack:?}: a stack name must be valid as a DNS name component"
-        ));
+        )]);
     }
     for (kind, present) in [
         ("volumes", !project.volumes.is_empty()),

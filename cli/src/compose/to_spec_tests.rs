@@ -254,7 +254,7 @@ fn bad_values_name_their_key() {
             "app.yml: services.web.networks.nowhere: network nowhere is not declared under the top-level networks key",
             "app.yml: services.web.deploy: replicas can only be used with replicated or replicated-job mode",
             "app.yml: services.web.deploy.resources.limits.memory: invalid value \"64X\": invalid size: '64X'",
-            "app.yml: services.web.stop_grace_period: invalid value \"soon\": time: invalid duration \"soon\"",
+            "app.yml: services.web.stop_grace_period: invalid value \"soon\": invalid duration \"soon\"",
         ]
     );
 }
