@@ -54,6 +54,9 @@ pub enum SpecEdit {
     Init(bool),
     ReadOnly(bool),
     Tty(bool),
+    /// Keep standard input open (Compose's `stdin_open`).
+    #[allow(dead_code)]
+    OpenStdin(bool),
     /// The whole health check (`None`: the image's).
     Healthcheck(Option<HealthConfig>),
     Ulimit(Ulimit),
@@ -219,6 +222,7 @@ fn apply_container(c: &mut ContainerSpec, edit: SpecEdit) {
         E::Init(i) => c.init = i,
         E::ReadOnly(r) => c.read_only = r,
         E::Tty(t) => c.tty = t,
+        E::OpenStdin(o) => c.open_stdin = o,
         E::Healthcheck(h) => c.healthcheck = h,
         E::Ulimit(u) => c.ulimits.push(u),
         E::Sysctl(k, v) => {
