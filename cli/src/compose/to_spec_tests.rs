@@ -164,14 +164,14 @@ networks:
     let pl = t.placement.clone().unwrap_or_default();
     assert_eq!(pl.constraints, ["node.role==manager"]);
     assert_eq!(pl.preferences[0].spread_descriptor, "node.labels.zone");
-    let r = t.resources.clone().unwrap_or_default();
+    let r = t.resources.unwrap_or_default();
     let limits = r.limits.unwrap_or_default();
     assert_eq!(
         (limits.nano_cpus, limits.memory_bytes, limits.pids),
         (500_000_000, 64 << 20, 100)
     );
     assert_eq!(r.reservations.unwrap_or_default().memory_bytes, 32 << 20);
-    let rp = t.restart.clone().unwrap_or_default();
+    let rp = t.restart.unwrap_or_default();
     assert_eq!(
         (rp.delay_ns, rp.max_attempts, rp.window_ns),
         (2_000_000_000, 3, 10_000_000_000)
