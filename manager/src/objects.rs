@@ -275,6 +275,15 @@ fn touch(meta: &mut Option<Meta>) {
     m.version = None;
 }
 
+/// A service's name (empty when its spec has none).
+pub(crate) fn service_name(s: &Service) -> &str {
+    s.spec
+        .as_ref()
+        .and_then(|s| s.annotations.as_ref())
+        .map(|a| a.name.as_str())
+        .unwrap_or("")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

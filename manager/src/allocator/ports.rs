@@ -18,6 +18,7 @@ use rswarm_proto::types::port_config::PublishMode;
 use rswarm_proto::types::{EndpointSpec, PortConfig, Service};
 
 use crate::error::ManagerError;
+use crate::objects;
 
 /// Published ports Swarm allocates from when none is given.
 pub(crate) const DYNAMIC_PORTS: std::ops::RangeInclusive<u32> = 30000..=32767;
@@ -49,7 +50,7 @@ pub(crate) fn allocate(
                 return Err(ManagerError::InvalidArgument(format!(
                     "port '{}' is already in use by service '{}' ({}) as an ingress port",
                     p.published_port,
-                    name_of(s),
+                    objects::service_name(s),
                     s.id
                 )));
             }
@@ -77,14 +78,6 @@ pub(crate) fn allocate(
 
 fn is_ingress(p: &PortConfig) -> bool {
     p.publish_mode == PublishMode::Ingress as i32
-}
-
-fn name_of(s: &Service) -> &str {
-    s.spec
-        .as_ref()
-        .and_then(|s| s.annotations.as_ref())
-        .map(|a| a.name.as_str())
-        .unwrap_or("")
 }
 
 #[cfg(test)]

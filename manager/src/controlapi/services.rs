@@ -66,21 +66,13 @@ fn check_networks(store: &Store, spec: &ServiceSpec) -> Result<(), ManagerError>
     Ok(())
 }
 
-fn name_of(s: &Service) -> &str {
-    s.spec
-        .as_ref()
-        .and_then(|s| s.annotations.as_ref())
-        .map(|a| a.name.as_str())
-        .unwrap_or("")
-}
-
 /// Resolve a service by ID, name, or unique ID prefix.
 pub fn resolve_service(store: &Store, reference: &str) -> Result<Service, ManagerError> {
     let all = objects::list::<Service>(store)?;
     if let Some(s) = all.iter().find(|s| s.id == reference) {
         return Ok(s.clone());
     }
-    if let Some(s) = all.iter().find(|s| name_of(s) == reference) {
+    if let Some(s) = all.iter().find(|s| objects::service_name(s) == reference) {
         return Ok(s.clone());
     }
     let by_prefix: Vec<&Service> = all
@@ -133,7 +125,7 @@ pub async fn create(store: &Store, mut spec: ServiceSpec) -> Result<Service, Man
             .unwrap_or(0);
         if objects::list::<Service>(store)?
             .iter()
-            .any(|s| name_of(s) == name)
+            .any(|s| objects::service_name(s) == name)
         {
             return Err(ManagerError::AlreadyExists(format!(
                 "name conflicts with an existing object: service {name} already exists"
@@ -204,7 +196,7 @@ pub async fn update(store: &Store, req: UpdateServiceRequest) -> Result<Service,
                 service.previous_spec.clone().ok_or_else(|| {
                     ManagerError::FailedPrecondition(format!(
                         "service {} does not have a previous spec",
-                        name_of(service)
+                        objects::service_name(service)
                     ))
                 })?
             } else {
@@ -375,7 +367,7 @@ mod tests {
         let named: Vec<Service> = objects::list::<Service>(&store)
             .expect("list")
             .into_iter()
-            .filter(|s| name_of(s) == "web")
+            .filter(|s| objects::service_name(s) == "web")
             .collect();
         assert_eq!(named.len(), 1, "{named:?}");
     }
