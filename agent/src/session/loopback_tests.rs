@@ -1,6 +1,7 @@
 //! The session against stand-in managers over real mutual TLS on loopback:
-//! the manager's CA signs the managers' and the node's certificates, and each stand-in serves the Dispatcher (answers a
-//! test scripts) and the CA's renewal. What is checked is what the daemon
+//! the manager's own CA (`RootCa`) signs the managers' and the node's
+//! certificates, and each stand-in serves the Dispatcher (answers a test
+//! scripts) and the CA's renewal. What is checked is what the daemon
 //! and the worker see: heartbeats, the leader channel, failover, the events.
 
 use std::net::SocketAddr;

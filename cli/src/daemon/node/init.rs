@@ -12,7 +12,7 @@ use tonic::Status;
 
 use super::super::netaddr;
 use super::super::state::{NodeState, PeerAddr, Role};
-use super::{cert_expiry, internal, Inner, NodeRuntime, ALREADY_IN_SWARM, NOT_IN_SWARM};
+use super::{addresses, cert_expiry, internal, Inner, NodeRuntime, ALREADY_IN_SWARM, NOT_IN_SWARM};
 
 impl NodeRuntime {
     pub(crate) async fn init(&self, req: InitRequest) -> Result<InitResponse, Status> {
@@ -27,21 +27,9 @@ impl NodeRuntime {
             }
             return Err(Status::failed_precondition(ALREADY_IN_SWARM));
         }
-        let listen = if req.listen_addr.is_empty() {
-            format!("0.0.0.0:{}", netaddr::DEFAULT_PORT)
-        } else {
-            netaddr::with_port(&req.listen_addr, netaddr::DEFAULT_PORT)
-                .map_err(|e| Status::invalid_argument(format!("--listen-addr: {e}")))?
-        };
-        let port = netaddr::port_of(&listen);
-        let advertise = if req.advertise_addr.is_empty() {
-            let ip = netaddr::auto_advertise_ip()
-                .map_err(|e| Status::invalid_argument(e.to_string()))?;
-            format!("{ip}:{port}")
-        } else {
-            netaddr::with_port(&req.advertise_addr, port)
-                .map_err(|e| Status::invalid_argument(format!("--advertise-addr: {e}")))?
-        };
+        let (listen, advertise) = addresses(&req.listen_addr, &req.advertise_addr, || {
+            netaddr::auto_advertise_ip()
+        })?;
         let node_id = rswarm_manager::objects::new_id();
         let cluster_id = rswarm_manager::objects::new_id();
         let result = self

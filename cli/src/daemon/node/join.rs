@@ -12,7 +12,7 @@ use tonic::Status;
 
 use super::super::netaddr;
 use super::super::state::{NodeState, PeerAddr, Role};
-use super::{NodeRuntime, ALREADY_IN_SWARM};
+use super::{addresses, NodeRuntime, ALREADY_IN_SWARM};
 
 impl NodeRuntime {
     pub(crate) async fn join(&self, req: JoinRequest) -> Result<JoinResponse, Status> {
@@ -25,21 +25,9 @@ impl NodeRuntime {
             token::parse(&req.token).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let remote = netaddr::with_port(&req.remote_addr, netaddr::DEFAULT_PORT)
             .map_err(|e| Status::invalid_argument(format!("manager address: {e}")))?;
-        let listen = if req.listen_addr.is_empty() {
-            format!("0.0.0.0:{}", netaddr::DEFAULT_PORT)
-        } else {
-            netaddr::with_port(&req.listen_addr, netaddr::DEFAULT_PORT)
-                .map_err(|e| Status::invalid_argument(format!("--listen-addr: {e}")))?
-        };
-        let port = netaddr::port_of(&listen);
-        let advertise = if req.advertise_addr.is_empty() {
-            let ip = netaddr::local_ip_towards(&remote)
-                .map_err(|e| Status::invalid_argument(e.to_string()))?;
-            format!("{ip}:{port}")
-        } else {
-            netaddr::with_port(&req.advertise_addr, port)
-                .map_err(|e| Status::invalid_argument(format!("--advertise-addr: {e}")))?
-        };
+        let (listen, advertise) = addresses(&req.listen_addr, &req.advertise_addr, || {
+            netaddr::local_ip_towards(&remote)
+        })?;
         let ca_pem = tls::fetch_root_ca(&remote).await.map_err(|e| {
             Status::unavailable(format!("could not reach a manager at {remote}: {e}"))
         })?;

@@ -26,6 +26,7 @@ use rswarm_proto::types::{EngineDescription, NodeDescription, NodeRole, Platform
 use tokio::sync::{mpsc, Mutex};
 use tonic::Status;
 
+use super::netaddr;
 use super::state::{DataDir, NodeState, PeerAddr, Role};
 
 const ALREADY_IN_SWARM: &str =
@@ -59,6 +60,31 @@ struct Inner {
     manager: Option<Arc<Manager>>,
     agent: Option<AgentHandle>,
     error: Option<String>,
+}
+
+/// The addresses `init` and `join` listen on and advertise: `--listen-addr`
+/// (default 0.0.0.0:2377) and `--advertise-addr` (default `auto()` on the
+/// listening port), each given a port when it has none.
+fn addresses(
+    listen_addr: &str,
+    advertise_addr: &str,
+    auto: impl FnOnce() -> anyhow::Result<std::net::IpAddr>,
+) -> Result<(String, String), Status> {
+    let listen = if listen_addr.is_empty() {
+        format!("0.0.0.0:{}", netaddr::DEFAULT_PORT)
+    } else {
+        netaddr::with_port(listen_addr, netaddr::DEFAULT_PORT)
+            .map_err(|e| Status::invalid_argument(format!("--listen-addr: {e}")))?
+    };
+    let port = netaddr::port_of(&listen);
+    let advertise = if advertise_addr.is_empty() {
+        let ip = auto().map_err(|e| Status::invalid_argument(e.to_string()))?;
+        format!("{ip}:{port}")
+    } else {
+        netaddr::with_port(advertise_addr, port)
+            .map_err(|e| Status::invalid_argument(format!("--advertise-addr: {e}")))?
+    };
+    Ok((listen, advertise))
 }
 
 fn internal(e: anyhow::Error) -> Status {
