@@ -210,6 +210,8 @@ fn service(s: &Service) -> Value {
                             k.clone(),
                             Map::default()
                                 .put("condition", Value::Str(d.condition.clone()))
+                                .flag("restart", d.restart)
+                                .put("required", Value::Bool(d.required))
                                 .done(),
                         )
                     })

@@ -133,6 +133,10 @@ pub struct Logging {
 pub struct Dependency {
     /// service_started, service_healthy or service_completed_successfully.
     pub condition: String,
+    /// Restart this service when the dependency is updated (Compose 2.17).
+    pub restart: bool,
+    /// `false`: a dependency that is not in the project is skipped.
+    pub required: bool,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]

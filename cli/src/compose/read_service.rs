@@ -506,30 +506,47 @@ fn depends_on(r: &mut Reader, path: &str, v: &Value) -> IndexMap<String, Depende
     let Some(m) = r.map(path, v) else { return out };
     for (name, item) in m {
         let dpath = join(path, name);
-        let condition = match item {
+        let mut dep = Dependency {
+            condition: "service_started".into(),
+            restart: false,
+            required: true,
+        };
+        match item {
             Value::Map(d) => {
                 r.check_keys(&dpath, d, &["condition", "restart", "required"], &[]);
-                d.get("condition")
-                    .and_then(|c| {
-                        r.choice(
-                            &join(&dpath, "condition"),
-                            c,
-                            &[
-                                "service_started",
-                                "service_healthy",
-                                "service_completed_successfully",
-                            ],
-                        )
-                    })
-                    .unwrap_or_else(|| "service_started".into())
+                if let Some(c) = d.get("condition").and_then(|c| {
+                    r.choice(
+                        &join(&dpath, "condition"),
+                        c,
+                        &[
+                            "service_started",
+                            "service_healthy",
+                            "service_completed_successfully",
+                        ],
+                    )
+                }) {
+                    dep.condition = c;
+                }
+                if let Some(b) = d
+                    .get("restart")
+                    .and_then(|b| r.bool(&join(&dpath, "restart"), b))
+                {
+                    dep.restart = b;
+                }
+                if let Some(b) = d
+                    .get("required")
+                    .and_then(|b| r.bool(&join(&dpath, "required"), b))
+                {
+                    dep.required = b;
+                }
             }
-            Value::Null => "service_started".into(),
+            Value::Null => {}
             other => {
                 r.error(&dpath, format!("must be a mapping, not {}", other.kind()));
                 continue;
             }
-        };
-        out.insert(name.clone(), Dependency { condition });
+        }
+        out.insert(name.clone(), dep);
     }
     out
 }

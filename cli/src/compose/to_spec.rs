@@ -2,13 +2,16 @@
 //! Compose service and the networks they use, named `<stack>_<name>` and
 //! labelled with the stack, as `docker stack deploy` does it.
 //!
+//! Services come in creation order (dependencies first) with their
+//! `depends_on` (`to_spec_depends`).
+//!
 //! Each Compose key becomes the `servicespec::edits::SpecEdit` its
 //! `service create` flag means, parsed by the same functions (ports and
 //! mounts through the flags' own long syntax), applied to the same
 //! `defaults()` and checked by the same `rswarm_proto::spec::validate`: a
 //! key and its flag are honoured by one code path. A key this conversion
 //! cannot honour yet (secrets, configs, named volumes, health checks,
-//! `depends_on`, update and rollback configs, logging, dns, extra hosts, …)
+//! update and rollback configs, logging, dns, extra hosts, …)
 //! is refused, naming the file and key path; nothing is accepted and then
 //! ignored. Every problem of every service is collected before returning.
 
@@ -27,6 +30,7 @@ use rswarm_proto::types::{
 };
 
 use super::model::{MountKind, Project, Service};
+use super::to_spec_depends;
 use crate::servicespec::container::check_signal;
 use crate::servicespec::edits::{apply, defaults, SpecEdit};
 use crate::servicespec::policy::{
@@ -115,10 +119,25 @@ pub fn plan(project: &Project, stack: &str, file: &str) -> Result<StackPlan, Vec
             }
         }
     }
+    // Dependencies first, so each is there when its dependents are created.
+    let order = to_spec_depends::creation_order(file, project).unwrap_or_else(|cycle| {
+        c.errors.push(cycle);
+        project.services.keys().cloned().collect()
+    });
     let mut services = Vec::new();
-    for (name, service) in &project.services {
-        if let Some(spec) = c.service(stack, name, service, &used) {
-            services.push(spec);
+    for name in &order {
+        let Some(service) = project.services.get(name) else {
+            continue;
+        };
+        let deps = to_spec_depends::dependencies(file, stack, project, name, service);
+        let spec = c.service(stack, name, service, &used);
+        match (spec, deps) {
+            (Some(mut spec), Ok(deps)) => {
+                spec.depends_on = deps;
+                services.push(spec);
+            }
+            (_, Err(lines)) => c.errors.extend(lines),
+            (None, Ok(_)) => {}
         }
     }
     if c.errors.is_empty() {
@@ -328,11 +347,6 @@ impl Conv<'_> {
         let not_yet = [
             ("secrets", !s.secrets.is_empty(), "secrets are not supported yet"),
             ("configs", !s.configs.is_empty(), "configs are not supported yet"),
-            (
-                "depends_on",
-                !s.depends_on.is_empty(),
-                "depends_on is not supported yet: rswarm would not wait for the services named",
-            ),
             ("dns", !s.dns.is_empty(), "dns is not supported yet"),
             ("dns_search", !s.dns_search.is_empty(), "dns_search is not supported yet"),
             ("dns_opt", !s.dns_opt.is_empty(), "dns_opt is not supported yet"),

@@ -224,7 +224,6 @@ volumes:
             "app.yml: volumes: volumes are not supported yet",
             "app.yml: secrets: secrets are not supported yet",
             "app.yml: services.web.secrets: secrets are not supported yet",
-            "app.yml: services.web.depends_on: depends_on is not supported yet: rswarm would not wait for the services named",
             "app.yml: services.web.dns: dns is not supported yet",
             "app.yml: services.web.deploy.update_config: update_config is not supported yet: rswarm does not run rolling updates yet, so the setting would be ignored",
             "app.yml: services.web.healthcheck: health checks are not supported yet: rswarm does not run them, so the check would be ignored",
@@ -288,5 +287,86 @@ fn a_bad_stack_name_is_refused() {
     assert_eq!(
         e,
         ["invalid stack name \"-bad\": a stack name must be valid as a DNS name component"]
+    );
+}
+
+#[test]
+fn depends_on_orders_services_and_names_their_dependencies() {
+    use rswarm_proto::types::service_dependency::Condition;
+    let p = ok("services:
+  web:
+    image: busybox
+    depends_on:
+      api: {condition: service_healthy}
+  api:
+    image: busybox
+    depends_on:
+      migrate: {condition: service_completed_successfully}
+      cache: {required: false}
+  migrate:
+    image: busybox
+    deploy: {mode: replicated-job}
+");
+    let names: Vec<&str> = p
+        .services
+        .iter()
+        .map(|s| {
+            s.annotations
+                .as_ref()
+                .map(|a| a.name.as_str())
+                .unwrap_or("")
+        })
+        .collect();
+    assert_eq!(names, ["shop_migrate", "shop_api", "shop_web"]);
+    let deps = |i: usize| -> Vec<(String, Condition)> {
+        p.services[i]
+            .depends_on
+            .iter()
+            .map(|d| (d.service.clone(), d.condition()))
+            .collect()
+    };
+    assert_eq!(deps(0), []);
+    assert_eq!(
+        deps(1),
+        [("shop_migrate".to_string(), Condition::CompletedSuccessfully)],
+        "the optional cache that is not in the file is skipped"
+    );
+    assert_eq!(deps(2), [("shop_api".to_string(), Condition::Healthy)]);
+}
+
+#[test]
+fn depends_on_mistakes_name_their_key() {
+    let e = errors(
+        "services:
+  a:
+    image: busybox
+    depends_on:
+      b: {condition: service_completed_successfully}
+      ghost: {}
+      c: {restart: true}
+  b:
+    image: busybox
+  c:
+    image: busybox
+",
+    );
+    assert_eq!(
+        e,
+        [
+            "app.yml: services.a.depends_on.b.condition: service_completed_successfully needs b to be a job (deploy.mode: replicated-job or global-job); a service that is not a job never completes",
+            "app.yml: services.a.depends_on.ghost: service ghost is not defined in this file (a stack's services can only depend on each other)",
+            "app.yml: services.a.depends_on.c.restart: not supported: rswarm does not restart a service when its dependency is updated",
+        ]
+    );
+    let cycle = errors(
+        "services:
+  a: {image: busybox, depends_on: [b]}
+  b: {image: busybox, depends_on: [c]}
+  c: {image: busybox, depends_on: [a]}
+",
+    );
+    assert_eq!(
+        cycle,
+        ["app.yml: services.a.depends_on: dependency cycle: a -> b -> c -> a"]
     );
 }

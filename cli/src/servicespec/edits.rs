@@ -110,6 +110,7 @@ pub fn defaults(kind: ModeKind) -> ServiceSpec {
             ports: vec![],
         }),
         mode: None,
+        depends_on: vec![],
     }
 }
 

@@ -12,6 +12,7 @@
 use std::collections::HashSet;
 
 use rswarm_proto::control::{ListTasksRequest, UpdateServiceRequest};
+use rswarm_proto::types::service_dependency::Condition;
 use rswarm_proto::types::{
     service_spec::Mode, Endpoint, EndpointSpec, Network, PortConfig, Service, ServiceSpec, Task,
     TaskState,
@@ -66,6 +67,35 @@ fn check_networks(store: &Store, spec: &ServiceSpec) -> Result<(), ManagerError>
     Ok(())
 }
 
+/// Every service `depends_on` names exists (by name), and one waited on to
+/// complete successfully is a job, so no service waits for what can never
+/// happen.
+fn check_dependencies(store: &Store, spec: &ServiceSpec) -> Result<(), ManagerError> {
+    if spec.depends_on.is_empty() {
+        return Ok(());
+    }
+    let all = objects::list::<Service>(store)?;
+    for d in &spec.depends_on {
+        let Some(dep) = all.iter().find(|s| objects::service_name(s) == d.service) else {
+            return Err(ManagerError::NotFound(format!(
+                "depends_on: service {} not found",
+                d.service
+            )));
+        };
+        let is_job = matches!(
+            dep.spec.as_ref().and_then(|s| s.mode.as_ref()),
+            Some(Mode::ReplicatedJob(_)) | Some(Mode::GlobalJob(_))
+        );
+        if d.condition() == Condition::CompletedSuccessfully && !is_job {
+            return Err(invalid(format!(
+                "depends_on: service {} is not a job, so it never completes: service_completed_successfully needs a replicated-job or global-job",
+                d.service
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Resolve a service by ID, name, or unique ID prefix.
 pub fn resolve_service(store: &Store, reference: &str) -> Result<Service, ManagerError> {
     let all = objects::list::<Service>(store)?;
@@ -111,6 +141,7 @@ pub async fn create(store: &Store, mut spec: ServiceSpec) -> Result<Service, Man
     }
     validate(&spec)?;
     check_networks(store, &spec)?;
+    check_dependencies(store, &spec)?;
     let name = spec
         .annotations
         .as_ref()
@@ -221,6 +252,7 @@ pub async fn update(store: &Store, req: UpdateServiceRequest) -> Result<Service,
             }
             validate(&new)?;
             check_networks(store, &new)?;
+            check_dependencies(store, &new)?;
             let mode_kind = |s: &ServiceSpec| std::mem::discriminant(&s.mode);
             if mode_kind(&old) != mode_kind(&new) {
                 return Err(invalid("service mode change is not allowed"));

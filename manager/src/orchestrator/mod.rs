@@ -6,6 +6,8 @@
 //! - `jobs`: replicated and global jobs, run to completion;
 //! - `restart`: the restart policy (condition, delay, attempts, window);
 //! - `update`: replacing tasks of an older spec, all in one pass;
+//! - `depends`: `depends_on`, a service's first tasks wait for its
+//!   dependencies;
 //! - `reaper`: task history per slot, and removed services' tasks;
 //! - `task`: making new tasks and the task state rules the loops share;
 //! - `plan`: what one pass decided; `view`: the in-memory copy of the store
@@ -23,6 +25,7 @@
 //! kept in memory (restart delays are counted again from when this leader
 //! first sees a task end).
 
+mod depends;
 mod global;
 mod jobs;
 mod plan;
@@ -104,6 +107,8 @@ struct Orchestrator {
     restarts: RestartSupervisor,
     /// Services to look at again when a delayed restart is due.
     wakeups: BinaryHeap<Reverse<(Instant, String)>>,
+    /// Services held back by `depends_on`, with the reason last logged.
+    waiting: HashMap<String, String>,
 }
 
 /// Orchestrates for one leadership term: runs until the leader supervisor
@@ -210,6 +215,19 @@ impl Orchestrator {
         let limit = view.history_limit();
         let mut plan = Plan::default();
         for id in &ids {
+            let waiting = view
+                .services
+                .get(id)
+                .and_then(|svc| depends::waiting_for(view, svc));
+            if let Some(why) = waiting {
+                if self.waiting.insert(id.clone(), why.clone()).as_ref() != Some(&why) {
+                    tracing::info!(service = %id, "orchestrator: {why}");
+                }
+                self.wakeups
+                    .push(Reverse((clock.instant + depends::RECHECK, id.clone())));
+                continue;
+            }
+            self.waiting.remove(id);
             match view.services.get(id) {
                 Some(svc) => match ModeKind::of(svc) {
                     ModeKind::Replicated { replicas } => replicated::reconcile(

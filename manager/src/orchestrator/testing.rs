@@ -227,25 +227,38 @@ impl TestSwarm {
         mode: Mode,
         tweak: impl FnOnce(&mut TaskSpec),
     ) -> String {
-        let mut task = TaskSpec {
-            container: Some(ContainerSpec {
-                image: "busybox".into(),
+        self.create_service_spec(name, mode, |s| {
+            tweak(s.task.get_or_insert_with(Default::default))
+        })
+        .await
+    }
+
+    /// Like `create_service`, with `tweak` given the whole service spec.
+    pub(crate) async fn create_service_spec(
+        &self,
+        name: &str,
+        mode: Mode,
+        tweak: impl FnOnce(&mut ServiceSpec),
+    ) -> String {
+        let mut spec = ServiceSpec {
+            annotations: Some(Annotations {
+                name: name.into(),
+                labels: Default::default(),
+            }),
+            task: Some(TaskSpec {
+                container: Some(ContainerSpec {
+                    image: "busybox".into(),
+                    ..Default::default()
+                }),
                 ..Default::default()
             }),
+            mode: Some(mode),
             ..Default::default()
         };
-        tweak(&mut task);
+        tweak(&mut spec);
         let svc = Service {
             id: crate::objects::new_id(),
-            spec: Some(ServiceSpec {
-                annotations: Some(Annotations {
-                    name: name.into(),
-                    labels: Default::default(),
-                }),
-                task: Some(task),
-                mode: Some(mode),
-                ..Default::default()
-            }),
+            spec: Some(spec),
             spec_version: 1,
             ..Default::default()
         };

@@ -660,3 +660,78 @@ async fn scaling_a_billion_replicas_down_stops_the_creation() {
     );
     assert_eq!(tasks.iter().filter(|t| task::is_wanted(t)).count(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_waits_for_the_job_it_depends_on_to_complete() {
+    use rswarm_proto::types::service_dependency::Condition as Needs;
+    use rswarm_proto::types::ServiceDependency;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let mut swarm = TestSwarm::start(5).await;
+    let release = Arc::new(AtomicBool::new(false));
+    let released = release.clone();
+    // The job's task runs until the test releases it, then completes.
+    swarm.run_agents(Arc::new(move |t: &Task| {
+        let job = t.desired_state == TaskState::Complete as i32;
+        if job && task::state(t) == TaskState::Running as i32 && released.load(Ordering::SeqCst) {
+            return Some((TaskState::Complete, 0));
+        }
+        default_reaction(t).map(|(s, e)| {
+            if job && s == TaskState::Complete {
+                (TaskState::Running, 0)
+            } else {
+                (s, e)
+            }
+        })
+    }));
+    swarm.add_node("host1", |_| {}).await;
+    let job = swarm
+        .create_service(
+            "migrate",
+            Mode::ReplicatedJob(ReplicatedJob {
+                max_concurrent: 1,
+                total_completions: 1,
+            }),
+            |t| t.restart = Some(restart(Condition::None, Duration::ZERO, 0)),
+        )
+        .await;
+    let web = swarm
+        .create_service_spec("web", replicated(2), |s| {
+            s.depends_on = vec![ServiceDependency {
+                service: "migrate".into(),
+                condition: Needs::CompletedSuccessfully as i32,
+            }]
+        })
+        .await;
+    swarm
+        .wait_for("the job's task to run", &job, |t| {
+            (running(t).len() == 1).then_some(())
+        })
+        .await;
+    orchestrator_caught_up(&swarm, "before").await;
+    assert!(
+        swarm.tasks(&web).is_empty(),
+        "web has tasks before its dependency completed: {:?}",
+        swarm.tasks(&web)
+    );
+
+    release.store(true, Ordering::SeqCst);
+    let done_at = swarm
+        .wait_for("the job to complete", &job, |t| {
+            t.iter()
+                .find(|t| task::completed(t))
+                .and_then(|t| t.status.as_ref().map(|s| s.timestamp))
+        })
+        .await;
+    let tasks = swarm
+        .wait_for("web's 2 tasks to run", &web, |t| {
+            (running(t).len() == 2).then(|| t.to_vec())
+        })
+        .await;
+    for t in &tasks {
+        assert!(
+            task::created_at(t) >= done_at,
+            "web's task was created before the job completed"
+        );
+    }
+}

@@ -106,14 +106,8 @@ impl<O: TaskObserver> ClusterView<O> {
     /// Reads everything from the store. Subscribe to `store.watch()` before
     /// calling, so nothing written meanwhile is missed.
     pub(crate) fn load(store: &Store, observer: O) -> Result<Self, ManagerError> {
-        let mut view = ClusterView {
-            nodes: HashMap::new(),
-            services: HashMap::new(),
-            tasks: HashMap::new(),
-            tasks_by_service: HashMap::new(),
-            cluster: objects::cluster(store).ok(),
-            observer,
-        };
+        let mut view = ClusterView::empty(observer);
+        view.cluster = objects::cluster(store).ok();
         for n in objects::list::<Node>(store)? {
             view.nodes.insert(n.id.clone(), n);
         }
@@ -124,6 +118,18 @@ impl<O: TaskObserver> ClusterView<O> {
             view.insert_task(t);
         }
         Ok(view)
+    }
+
+    /// A view of nothing.
+    pub(crate) fn empty(observer: O) -> Self {
+        ClusterView {
+            nodes: HashMap::new(),
+            services: HashMap::new(),
+            tasks: HashMap::new(),
+            tasks_by_service: HashMap::new(),
+            cluster: None,
+            observer,
+        }
     }
 
     /// Tasks of a service, in no particular order.

@@ -69,6 +69,7 @@ pub(super) fn problems(spec: &ServiceSpec) -> Vec<String> {
     if let Some(a) = spec.annotations.as_ref() {
         lists.push(("service labels", a.labels.len(), MAX_LIST_ENTRIES));
     }
+    lists.push(("dependencies", spec.depends_on.len(), MAX_LIST_ENTRIES));
     if let Some(task) = spec.task.as_ref() {
         if let Some(c) = task.container.as_ref() {
             lists.extend([

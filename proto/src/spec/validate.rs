@@ -104,6 +104,7 @@ pub fn validate(spec: &ServiceSpec) -> Result<(), Problems> {
         }
     }
     check_endpoint(spec, &mut out);
+    check_dependencies(spec, &mut out);
     if out.is_empty() {
         Ok(())
     } else {
@@ -127,6 +128,30 @@ pub fn check_supported(spec: &ServiceSpec) -> Result<(), ValueError> {
         }
     }
     Ok(())
+}
+
+/// `depends_on` names other services, each once.
+fn check_dependencies(spec: &ServiceSpec, out: &mut Vec<String>) {
+    let own = spec.annotations.as_ref().map(|a| a.name.as_str());
+    let mut seen = HashSet::new();
+    for d in &spec.depends_on {
+        if !is_dns_component(&d.service) {
+            out.push(format!(
+                "depends_on: invalid service name {:?}: name must be valid as a DNS name component",
+                d.service
+            ));
+        } else if own == Some(d.service.as_str()) {
+            out.push(format!(
+                "depends_on: service {} cannot depend on itself",
+                d.service
+            ));
+        } else if !seen.insert(d.service.as_str()) {
+            out.push(format!(
+                "depends_on: service {} is named more than once",
+                d.service
+            ));
+        }
+    }
 }
 
 fn check_annotations(spec: &ServiceSpec, out: &mut Vec<String>) {

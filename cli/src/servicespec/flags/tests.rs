@@ -136,6 +136,7 @@ fn the_issues_example_becomes_this_spec() {
                 publish_mode: PublishMode::Ingress as i32,
             }],
         }),
+        depends_on: vec![],
     };
     assert_eq!(s, expected);
 }
