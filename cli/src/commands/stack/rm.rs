@@ -2,7 +2,7 @@
 //! with each stack, with Docker's lines ("Removing service shop_web",
 //! "Removing network shop_default"). A network is removed once the removed
 //! services' tasks have let go of it: its removal is retried while the
-//! manager says it is in use, for a bounded time. Nothing without the
+//! manager says a task uses it, for a bounded time (a minute). Nothing without the
 //! stack's label is touched. Each kind of object is one call of `rm_stack`,
 //! in Docker's order.
 
@@ -136,10 +136,11 @@ async fn remove_networks(networks: &mut NetworksClient<Channel>, list: &Objects)
             match r {
                 Ok(_) => break,
                 Err(s) if s.code() == tonic::Code::NotFound => break,
-                // The removed services' tasks still hold it: wait for them.
+                // The removed services' tasks still hold it: wait for them
+                // (a service that still uses it is an error at once).
                 Err(s)
                     if s.code() == tonic::Code::FailedPrecondition
-                        && s.message().contains("in use")
+                        && s.message().contains("in use by task")
                         && Instant::now() < deadline =>
                 {
                     tokio::time::sleep(NETWORK_RETRY_INTERVAL).await;
