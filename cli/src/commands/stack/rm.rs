@@ -2,9 +2,10 @@
 //! with each stack, with Docker's lines ("Removing service shop_web",
 //! "Removing network shop_default"). A network is removed once the removed
 //! services' tasks have let go of it: its removal is retried while the
-//! manager says a task uses it, for a bounded time (a minute). Nothing without the
-//! stack's label is touched. Each kind of object is one call of `rm_stack`,
-//! in Docker's order.
+//! manager says a task uses it, for a bounded time (a minute). Nothing
+//! without the stack's label is touched. In `rm_stack`, each kind of object
+//! is one list and one remove call, in Docker's order (secrets and configs
+//! will be two more).
 
 use std::time::{Duration, Instant};
 
