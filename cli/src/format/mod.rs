@@ -11,6 +11,7 @@
 //! - `tasks`: task rows for `service ps` / `node ps` (history under ` \_ `, "Running 3 seconds ago").
 //! - `images`: local images for `image ls`.
 //! - `networks`: Network objects (`network ls` rows, `network inspect` JSON).
+//! - `volumes`: a node's volumes (`volume ls` rows and filters, `volume inspect` JSON).
 //!
 //! This module only renders: it never talks to a daemon or a manager.
 
@@ -25,6 +26,7 @@ pub mod services;
 pub mod table;
 pub mod tasks;
 pub mod template;
+pub mod volumes;
 
 /// Why a `--format` string could not be rendered. The message is the line the
 /// user sees, worded like Docker's.
