@@ -18,6 +18,7 @@ mod read_volumes;
 #[allow(dead_code)]
 pub mod to_spec;
 mod to_spec_depends;
+mod to_spec_volumes;
 mod value;
 mod yaml;
 
