@@ -254,6 +254,35 @@ fn the_images_content_fills_a_new_volume_unless_nocopy() {
     // What the task sees is the volume.
     let seen = h1.ok(&["exec", "copy.1", "cat", "/etc/passwd"]);
     assert_eq!(seen, passwd);
+
+    // An anonymous volume is the task's own: listed while it exists, gone with it.
+    h1.ok(&[
+        "service",
+        "create",
+        "--detach",
+        "--name",
+        "anon",
+        "--constraint",
+        &on_host1,
+        "--mount",
+        "type=volume,target=/cache",
+        &image,
+        "sleep",
+        "100000",
+    ]);
+    one_running(h1, "anon");
+    let named = ["etc-copy", "etc-empty"];
+    let listed = h1.ok(&["volume", "ls", "-q"]);
+    let anonymous: Vec<&str> = listed.lines().filter(|n| !named.contains(n)).collect();
+    assert!(
+        anonymous.len() == 1 && anonymous[0].len() == 64,
+        "one anonymous volume: {listed}"
+    );
+    h1.ok(&["service", "rm", "anon"]);
+    wait_for(CONVERGE, "the anonymous volume gone with its task", || {
+        let listed = h1.ok(&["volume", "ls", "-q"]);
+        (listed == "etc-copy\netc-empty\n").then_some(())
+    });
 }
 
 #[test]

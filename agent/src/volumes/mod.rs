@@ -206,6 +206,7 @@ impl VolumeStore {
                 name.unwrap_or("")
             )));
         }
+        check_label_bounds(labels)?;
         let name = name
             .filter(|n| !n.is_empty())
             .map(str::to_string)
@@ -352,6 +353,18 @@ impl VolumeStore {
         }
         Ok((deleted, bytes))
     }
+}
+
+/// A volume's labels are bounded as a spec's lists and size are.
+fn check_label_bounds(labels: &BTreeMap<String, String>) -> Result<(), VolumeError> {
+    use rswarm_proto::spec::bounds::{MAX_LIST_ENTRIES, MAX_SPEC_BYTES};
+    let bytes: usize = labels.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if labels.len() > MAX_LIST_ENTRIES || bytes > MAX_SPEC_BYTES {
+        return Err(VolumeError::Unsupported(format!(
+            "a volume may have at most {MAX_LIST_ENTRIES} labels of {MAX_SPEC_BYTES} bytes in all"
+        )));
+    }
+    Ok(())
 }
 
 /// Bytes of the regular files under `dir` (symlinks not followed).

@@ -65,6 +65,13 @@ fn bad_names_other_drivers_and_options_are_refused() {
         err(store.create(Some("x1"), "local", &none, &labels(&[("type", "tmpfs")]))),
         "create x1: options of the local driver (--opt) are not supported"
     );
+    let many: BTreeMap<String, String> = (0..1001)
+        .map(|i| (format!("k{i}"), String::new()))
+        .collect();
+    assert_eq!(
+        err(store.create(Some("x1"), "local", &many, &none)),
+        "a volume may have at most 1000 labels of 524288 bytes in all"
+    );
     assert_eq!(
         store.get("nope").expect_err("missing").to_string(),
         "No such volume: nope"
