@@ -78,8 +78,14 @@ pub fn parse_mount(value: &str) -> Result<Mount, ValueError> {
                 mount.tmpfs_mode = u32::from_str_radix(val, 8).map_err(|_| bad_value())?;
                 tmpfs_options = true;
             }
-            "bind-propagation" | "bind-nonrecursive" | "consistency" | "volume-driver"
-            | "volume-opt" => {
+            // The local driver is the one there is: naming it is fine.
+            "volume-driver" if val == "local" => volume_options = true,
+            "volume-driver" => {
+                return Err(ValueError(format!(
+                    "volume driver '{val}' is not supported: rswarm volumes use the local driver"
+                )))
+            }
+            "bind-propagation" | "bind-nonrecursive" | "consistency" | "volume-opt" => {
                 return Err(ValueError(format!(
                     "mount option '{key}' is not supported by rswarm"
                 )))
@@ -200,6 +206,20 @@ mod tests {
             Ok(m) => panic!("{value}: expected an error, got {m:?}"),
             Err(e) => e.to_string(),
         }
+    }
+
+    #[test]
+    fn only_the_local_volume_driver_is_accepted() {
+        let m = parse_mount("type=volume,source=db,target=/d,volume-driver=local").expect("local");
+        assert_eq!(m.source, "db");
+        assert_eq!(
+            err("type=volume,source=db,target=/d,volume-driver=nfs"),
+            "volume driver 'nfs' is not supported: rswarm volumes use the local driver"
+        );
+        assert_eq!(
+            err("type=volume,source=db,target=/d,volume-opt=type=tmpfs"),
+            "mount option 'volume-opt' is not supported by rswarm"
+        );
     }
 
     #[test]
