@@ -10,7 +10,9 @@
 //!   task states go back in batches (`reporter`), and the leader's log and
 //!   exec requests are served (`subscriptions`);
 //! - `netplane`: the node's side of networking (overlay segments, task
-//!   namespaces, service VIPs, the routing mesh, embedded DNS).
+//!   namespaces, service VIPs, the routing mesh, embedded DNS);
+//! - `volumes`: the node's named volumes (Docker's `local` driver), made
+//!   for tasks and served to `rswarm volume` by the daemon.
 
 #![warn(unreachable_pub)]
 
@@ -26,6 +28,7 @@ mod start;
 pub(crate) mod subscriptions;
 #[cfg(test)]
 mod testing;
+pub mod volumes;
 pub(crate) mod worker;
 
 pub use session::{AgentConfig, AgentEvent, AgentHandle, LeaderChannel};

@@ -17,11 +17,12 @@ use crate::image::ImageStore;
 use crate::netplane::NetPlane;
 use crate::runtime::Runtime;
 use crate::session::{AgentConfig, AgentEvent, AgentHandle};
+use crate::volumes::VolumeStore;
 use crate::worker::WorkerDeps;
 
 /// What the agent keeps for the life of the daemon, whatever the swarm.
 pub struct AgentSettings {
-    /// The node's data dir (`netns/` and `volumes/` live under it).
+    /// The node's data dir (`netns/` lives under it).
     pub data_dir: PathBuf,
     /// The node's name, given to containers as their node's hostname.
     pub hostname: String,
@@ -29,6 +30,8 @@ pub struct AgentSettings {
     pub runtime: Arc<Runtime>,
     /// Container id → image reference of this node's containers.
     pub images_in_use: Arc<Mutex<HashMap<String, String>>>,
+    /// This node's named volumes.
+    pub volumes: Arc<VolumeStore>,
     /// The overlay data plane, once made (at the first start in a swarm).
     netplane: tokio::sync::Mutex<Option<Arc<NetPlane>>>,
 }
@@ -40,6 +43,7 @@ impl AgentSettings {
         images: Arc<ImageStore>,
         runtime: Arc<Runtime>,
         images_in_use: Arc<Mutex<HashMap<String, String>>>,
+        volumes: Arc<VolumeStore>,
     ) -> Self {
         Self {
             data_dir,
@@ -47,6 +51,7 @@ impl AgentSettings {
             images,
             runtime,
             images_in_use,
+            volumes,
             netplane: tokio::sync::Mutex::new(None),
         }
     }
@@ -111,7 +116,7 @@ pub async fn start(
     let controller = ContainerController {
         images: settings.images.clone(),
         runtime: settings.runtime.clone(),
-        volumes_dir: settings.data_dir.join("volumes"),
+        volumes: settings.volumes.clone(),
         node: NodeFacts {
             node_id: cfg.node_id.clone(),
             hostname: settings.hostname.clone(),

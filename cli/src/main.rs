@@ -82,6 +82,9 @@ enum Command {
     /// Manage networks
     #[command(subcommand)]
     Network(commands::network::NetworkCommand),
+    /// Manage volumes on the node
+    #[command(subcommand)]
+    Volume(commands::volume::VolumeCommand),
     /// Display system-wide information
     Info(commands::system::InfoArgs),
     /// Show the rswarm version information
@@ -210,6 +213,7 @@ fn run_client(opts: client::ClientOpts, command: Command) -> anyhow::Result<()> 
             Command::Image(c) => commands::image::run(&opts, c).await,
             Command::Exec(a) => commands::exec::run(&opts, a).await,
             Command::Network(c) => commands::network::run(&opts, c).await,
+            Command::Volume(c) => commands::volume::run(&opts, c).await,
             Command::Info(a) => commands::system::info(&opts, a).await,
             Command::Version(a) => commands::system::version(&opts, a).await,
             Command::Daemon(_) | Command::ContainerInit { .. } => {

@@ -2,7 +2,10 @@
 //! config become a runtime `ContainerConfig` (command and entrypoint, env,
 //! user, workdir, hostname templates, mounts, limits), run by the runtime.
 //! Image pulls go through the image store; failures to pull or to set up
-//! mounts reject the task with the reason a user needs. Once a task's
+//! mounts reject the task with the reason a user needs (a missing bind
+//! source, a missing external volume). Named volumes come from the node's
+//! volume store (made there when missing, filled with the image's content
+//! unless `volume-nocopy`); a task's anonymous volumes go with the task. Once a task's
 //! process has ended (it exited, or was stopped), its networking goes (DNS,
 //! VIP and published-port rules, namespace), as Docker disconnects a stopped
 //! container: a stopped task must not stay a backend of its host-mode ports.
@@ -34,8 +37,8 @@ pub(crate) struct NodeFacts {
 pub(crate) struct ContainerController {
     pub images: Arc<ImageStore>,
     pub runtime: Arc<Runtime>,
-    /// Where named volumes live: `<data-dir>/volumes/<name>/_data`.
-    pub volumes_dir: PathBuf,
+    /// This node's named volumes (`<data-dir>/volumes/<name>/_data`).
+    pub volumes: Arc<crate::volumes::VolumeStore>,
     pub node: NodeFacts,
     /// Host resolver configuration given to containers.
     pub resolv_conf: String,
@@ -45,6 +48,10 @@ pub(crate) struct ContainerController {
     /// Overlay networking; tasks on networks need it.
     pub netplane: Option<Arc<crate::netplane::NetPlane>>,
 }
+
+/// A task's runtime config and the volumes to fill from its image
+/// (target in the container, volume folder).
+type Prepared = (ContainerConfig, Vec<(String, PathBuf)>);
 
 /// The container of a task is named after the task.
 pub(crate) fn container_id(task: &Task) -> &str {
@@ -140,7 +147,9 @@ impl ContainerController {
         ExecError::Rejected(e.to_string())
     }
 
-    fn config(&self, task: &Task, image: &LocalImage) -> Result<ContainerConfig, ExecError> {
+    /// The runtime config of `task`, and the volumes that get the image's
+    /// content at their target once the container exists (target, folder).
+    fn config(&self, task: &Task, image: &LocalImage) -> Result<Prepared, ExecError> {
         let spec = task
             .spec
             .as_ref()
@@ -159,6 +168,7 @@ impl ContainerController {
             expand_template(&spec.hostname, task, &self.node)
         };
         let mut mounts = vec![];
+        let mut copies = vec![];
         for m in &spec.mounts {
             let kind = MountType::try_from(m.r#type).unwrap_or(MountType::Bind);
             let mc = match kind {
@@ -176,33 +186,25 @@ impl ContainerController {
                     }
                 }
                 MountType::Volume => {
-                    let name = if m.source.is_empty() {
-                        task.id.clone()
+                    let (name, labels) = if m.source.is_empty() {
+                        // An anonymous volume: the task's own, removed with it.
+                        let mut l = std::collections::BTreeMap::new();
+                        l.insert(crate::volumes::ANONYMOUS_LABEL.to_string(), task.id.clone());
+                        (crate::volumes::anonymous_name(&task.id, &m.target), l)
                     } else {
-                        m.source.clone()
+                        let l = m.volume_labels.clone().into_iter().collect();
+                        (m.source.clone(), l)
                     };
-                    if name.contains('/') || name.contains("..") {
-                        return Err(Self::rejected(format!("invalid volume name {name:?}")));
+                    let (volume, _) = self
+                        .volumes
+                        .claim(&name, &labels, m.volume_external, &task.id)
+                        .map_err(Self::rejected)?;
+                    if !m.volume_nocopy {
+                        copies.push((m.target.clone(), volume.mountpoint.clone()));
                     }
-                    let dir = self.volumes_dir.join(&name).join("_data");
-                    // `_data` is the volume's root in the container: 0755 as
-                    // Docker's, whatever the daemon's umask.
-                    let fresh = !dir.exists();
-                    std::fs::create_dir_all(&dir)
-                        .and_then(|()| {
-                            use std::os::unix::fs::PermissionsExt;
-                            if fresh {
-                                std::fs::set_permissions(
-                                    &dir,
-                                    std::fs::Permissions::from_mode(0o755),
-                                )?;
-                            }
-                            Ok(())
-                        })
-                        .map_err(|e| Self::rejected(format!("creating volume {name}: {e}")))?;
                     MountConfig {
-                        kind: MountKind::Bind,
-                        source: dir,
+                        kind: MountKind::Volume,
+                        source: volume.mountpoint,
                         target: m.target.clone(),
                         read_only: m.read_only,
                         tmpfs_size: 0,
@@ -226,7 +228,7 @@ impl ContainerController {
             .and_then(|s| s.resources.as_ref())
             .and_then(|r| r.limits)
             .unwrap_or_default();
-        Ok(ContainerConfig {
+        let cfg = ContainerConfig {
             id: container_id(task).to_string(),
             layers: image.layers.clone(),
             args,
@@ -267,7 +269,61 @@ impl ContainerController {
             resolv_conf: self.resolv_conf.clone(),
             netns: None,
             labels: spec.labels.clone().into_iter().collect(),
-        })
+        };
+        Ok((cfg, copies))
+    }
+
+    /// The container of `task`: volumes claimed, networking prepared, the
+    /// container created, then the image's content copied into empty volumes.
+    async fn prepare_container(&self, task: &Task, image: &LocalImage) -> Result<(), ExecError> {
+        let (mut cfg, copies) = self.config(task, image)?;
+        match &self.netplane {
+            Some(plane) => {
+                cfg.netns = plane.prepare_task(task).await.map_err(Self::rejected)?;
+                if !task.networks.is_empty() {
+                    cfg.resolv_conf = crate::netplane::TASK_RESOLV_CONF.to_string();
+                }
+            }
+            None if !task.networks.is_empty() => {
+                return Err(Self::rejected("this node has no overlay data plane"));
+            }
+            None => {}
+        }
+        self.runtime.create(&cfg).await.map_err(Self::rejected)?;
+        let rootfs = self.runtime.rootfs(&cfg.id);
+        for (target, data) in copies {
+            let (root, at) = (rootfs.clone(), target.clone());
+            let copied = tokio::task::spawn_blocking(move || {
+                crate::volumes::copy_image_content(&root, &at, &data).map_err(|e| e.to_string())
+            })
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()));
+            if let Err(e) = copied {
+                return Err(Self::rejected(format!(
+                    "copying the image's content at {target} into its volume: {e}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The task's anonymous volumes go with it (as Swarm removes a task's
+    /// container with its volumes).
+    fn remove_anonymous_volumes(&self, task: &Task) {
+        let mounts = task
+            .spec
+            .as_ref()
+            .and_then(|s| s.container.as_ref())
+            .map(|c| c.mounts.as_slice())
+            .unwrap_or_default();
+        for m in mounts {
+            if m.r#type() == MountType::Volume && m.source.is_empty() {
+                let name = crate::volumes::anonymous_name(&task.id, &m.target);
+                if let Err(e) = self.volumes.remove(&name, true, &self.runtime) {
+                    tracing::warn!(task = %task.id, volume = %name, error = %e, "removing an anonymous volume");
+                }
+            }
+        }
     }
 
     /// The task's process has ended: its networking is let go.
@@ -318,20 +374,9 @@ impl Controller for ContainerController {
         if let Ok(mut m) = self.in_use.lock() {
             m.insert(container_id(task).to_string(), image.reference.clone());
         }
-        let mut cfg = self.config(task, &image)?;
-        match &self.netplane {
-            Some(plane) => {
-                cfg.netns = plane.prepare_task(task).await.map_err(Self::rejected)?;
-                if !task.networks.is_empty() {
-                    cfg.resolv_conf = crate::netplane::TASK_RESOLV_CONF.to_string();
-                }
-            }
-            None if !task.networks.is_empty() => {
-                return Err(Self::rejected("this node has no overlay data plane"));
-            }
-            None => {}
-        }
-        self.runtime.create(&cfg).await.map_err(Self::rejected)
+        let prepared = self.prepare_container(task, &image).await;
+        self.volumes.release(&task.id);
+        prepared
     }
 
     async fn start(&self, task: &Task) -> Result<u32, ExecError> {
@@ -376,6 +421,7 @@ impl Controller for ContainerController {
         if let Ok(mut m) = self.in_use.lock() {
             m.remove(container_id(task));
         }
+        self.remove_anonymous_volumes(task);
         if let Some(plane) = &self.netplane {
             plane.release_task(container_id(task)).await;
         }

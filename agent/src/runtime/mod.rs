@@ -552,6 +552,30 @@ impl Runtime {
         }
     }
 
+    /// The container's root file system as the host sees it (the overlay
+    /// mount of a created container).
+    pub fn rootfs(&self, id: &str) -> PathBuf {
+        self.dir(id).join(ROOTFS)
+    }
+
+    /// The host paths bind-mounted into the container, from its config.json
+    /// (empty when it has none or it cannot be read): how volumes in use are
+    /// found, whether the container runs or not.
+    pub fn bind_sources(&self, id: &str) -> Vec<PathBuf> {
+        let Ok(text) = std::fs::read(self.dir(id).join(CONFIG)) else {
+            return vec![];
+        };
+        let Ok(spec) = serde_json::from_slice::<oci_spec::runtime::Spec>(&text) else {
+            return vec![];
+        };
+        spec.mounts()
+            .iter()
+            .flatten()
+            .filter(|m| m.typ().as_deref() == Some("bind"))
+            .filter_map(|m| m.source().clone())
+            .collect()
+    }
+
     /// Ids of the containers known on disk (a bundle with config.json) or to
     /// runc, sorted: what to reconcile after a restart.
     pub fn list(&self) -> Result<Vec<String>, RuntimeError> {

@@ -10,3 +10,4 @@ pub mod stack;
 pub mod swarm;
 pub mod system;
 pub mod task;
+pub mod volume;

@@ -16,6 +16,7 @@ mod read_service;
 mod read_volumes;
 pub mod to_spec;
 mod to_spec_depends;
+mod to_spec_volumes;
 mod value;
 mod yaml;
 

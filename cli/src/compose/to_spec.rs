@@ -10,10 +10,11 @@
 //! mounts through the flags' own long syntax), applied to the same
 //! `defaults()` and checked by the same `rswarm_proto::spec::validate`: a
 //! key and its flag are honoured by one code path. A key this conversion
-//! cannot honour yet (secrets, configs, named volumes, health checks,
+//! cannot honour yet (secrets, configs, health checks,
 //! update and rollback configs, logging, dns, extra hosts, …)
 //! is refused, naming the file and key path; nothing is accepted and then
 //! ignored. Every problem of every service is collected before returning.
+//! Volumes (top-level and of type volume) are mapped in `to_spec_volumes`.
 
 use indexmap::IndexMap;
 use rswarm_proto::spec::capabilities::normalize_capability;
@@ -59,6 +60,8 @@ pub fn plan(project: &Project, stack: &str, file: &str) -> Result<StackPlan, Vec
     let mut c = Conv {
         file,
         errors: Vec::new(),
+        stack,
+        volumes: &project.volumes,
     };
     if !rswarm_proto::spec::names::is_dns_component(stack) {
         // Every service name would repeat it: the one line says it all.
@@ -66,8 +69,10 @@ pub fn plan(project: &Project, stack: &str, file: &str) -> Result<StackPlan, Vec
             "invalid stack name {stack:?}: a stack name must be valid as a DNS name component"
         )]);
     }
+    for (path, why) in super::to_spec_volumes::check_top_level(&project.volumes) {
+        c.refuse(&path, &why);
+    }
     for (kind, present) in [
-        ("volumes", !project.volumes.is_empty()),
         ("secrets", !project.secrets.is_empty()),
         ("configs", !project.configs.is_empty()),
     ] {
@@ -175,6 +180,9 @@ fn csv(field: String) -> String {
 struct Conv<'a> {
     file: &'a str,
     errors: Vec<String>,
+    stack: &'a str,
+    /// The top-level volumes (`to_spec_volumes`).
+    volumes: &'a IndexMap<String, super::model::Volume>,
 }
 
 impl Conv<'_> {
@@ -475,10 +483,10 @@ impl Conv<'_> {
             let mut fields = vec![format!("target={}", m.target)];
             match m.kind {
                 MountKind::Volume => {
-                    self.refuse(
-                        &path,
-                        "volumes are not supported yet (bind mounts and tmpfs are)",
-                    );
+                    match super::to_spec_volumes::volume_mount(self.volumes, self.stack, m) {
+                        Ok(mount) => edits.push(SpecEdit::Mount(mount)),
+                        Err(why) => self.refuse(&path, &why),
+                    }
                     continue;
                 }
                 MountKind::Bind => {

@@ -221,13 +221,11 @@ volumes:
     assert_eq!(
         e,
         [
-            "app.yml: volumes: volumes are not supported yet",
             "app.yml: secrets: secrets are not supported yet",
             "app.yml: services.web.secrets: secrets are not supported yet",
             "app.yml: services.web.dns: dns is not supported yet",
             "app.yml: services.web.deploy.update_config: update_config is not supported yet: rswarm does not run rolling updates yet, so the setting would be ignored",
             "app.yml: services.web.healthcheck: health checks are not supported yet: rswarm does not run them, so the check would be ignored",
-            "app.yml: services.web.volumes[0]: volumes are not supported yet (bind mounts and tmpfs are)",
         ]
     );
 }

@@ -4,7 +4,7 @@
 //! agent cleanly (their containers keep running). It only composes: the
 //! manager and the agent start themselves from settings values
 //! (`rswarm_manager::start`, `rswarm_agent::start`), `node/` decides when.
-//! The socket serves the node's own APIs (`Daemon`, `Images`); the manager's
+//! The socket serves the node's own APIs (`Daemon`, `Images`, `Volumes`); the manager's
 //! client APIs go to this node's manager through
 //! `rswarm_manager::grpc::RoutedLayer`, the same services its TCP listener
 //! serves.
@@ -18,12 +18,14 @@ mod metrics;
 mod netaddr;
 mod node;
 mod state;
+mod volumes;
 
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use rswarm_proto::daemon::daemon_server::DaemonServer;
 use rswarm_proto::daemon::images_server::ImagesServer;
+use rswarm_proto::daemon::volumes_server::VolumesServer;
 use tokio::net::UnixListener;
 
 pub(crate) use config::DaemonConfig;
@@ -136,6 +138,9 @@ async fn serve(args: DaemonArgs, cfg: DaemonConfig) -> anyhow::Result<()> {
         .with_context(|| format!("starting the container runtime in {}", data_dir.display()))?;
     let images_in_use =
         std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
+    let volumes_dir = data_dir.join("volumes");
+    let volumes = rswarm_agent::volumes::VolumeStore::open(&volumes_dir)
+        .with_context(|| format!("opening the volume store in {}", volumes_dir.display()))?;
     let settings = node::NodeSettings {
         data: state::DataDir::new(data_dir.clone()),
         node_name: node_name.clone(),
@@ -144,11 +149,13 @@ async fn serve(args: DaemonArgs, cfg: DaemonConfig) -> anyhow::Result<()> {
             data_dir.clone(),
             node_name.clone(),
             images.clone(),
-            runtime,
+            runtime.clone(),
             images_in_use.clone(),
+            volumes.clone(),
         ),
         dek,
     };
+    let container_runtime = runtime;
     let runtime = node::NodeRuntime::new(settings);
     tracing::info!(version = rswarm_proto::VERSION, node = %node_name, data_dir = %data_dir.display(), socket = %socket.display(), "rswarm daemon starting");
     if let Err(e) = runtime.resume().await {
@@ -181,6 +188,10 @@ async fn serve(args: DaemonArgs, cfg: DaemonConfig) -> anyhow::Result<()> {
         .add_service(ImagesServer::new(images::LocalImages {
             store: images,
             in_use: images_in_use,
+        }))
+        .add_service(VolumesServer::new(volumes::LocalVolumes {
+            store: volumes,
+            runtime: container_runtime,
         }))
         .serve_with_incoming_shutdown(incoming, shutdown_signal());
     server.await.context("serving the control socket")?;

@@ -12,6 +12,7 @@
 //! - `images`: local images for `image ls`.
 //! - `networks`: Network objects (`network ls` rows, `network inspect` JSON).
 //! - `stacks`: `stack ls` rows.
+//! - `volumes`: a node's volumes (`volume ls` rows and filters, `volume inspect` JSON).
 //!
 //! This module only renders: it never talks to a daemon or a manager.
 
@@ -27,6 +28,7 @@ pub mod stacks;
 pub mod table;
 pub mod tasks;
 pub mod template;
+pub mod volumes;
 
 /// Why a `--format` string could not be rendered. The message is the line the
 /// user sees, worded like Docker's.

@@ -78,8 +78,14 @@ pub fn parse_mount(value: &str) -> Result<Mount, ValueError> {
                 mount.tmpfs_mode = u32::from_str_radix(val, 8).map_err(|_| bad_value())?;
                 tmpfs_options = true;
             }
-            "bind-propagation" | "bind-nonrecursive" | "consistency" | "volume-driver"
-            | "volume-opt" => {
+            // The local driver is the one there is: naming it is fine.
+            "volume-driver" if val == "local" => volume_options = true,
+            "volume-driver" => {
+                return Err(ValueError(format!(
+                    "volume driver '{val}' is not supported: rswarm volumes use the local driver"
+                )))
+            }
+            "bind-propagation" | "bind-nonrecursive" | "consistency" | "volume-opt" => {
                 return Err(ValueError(format!(
                     "mount option '{key}' is not supported by rswarm"
                 )))
@@ -127,6 +133,32 @@ pub fn resolve_bind_source(mount: &mut Mount, base: &Path) {
     }
 }
 
+/// The longest volume name (one file name on the node).
+pub const MAX_VOLUME_NAME: usize = 255;
+
+/// Docker's rule for a local volume's name: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`,
+/// at most [`MAX_VOLUME_NAME`] characters.
+pub fn check_volume_name(name: &str) -> Result<(), ValueError> {
+    let b = name.as_bytes();
+    let ok = b.len() >= 2
+        && b.len() <= MAX_VOLUME_NAME
+        && b[0].is_ascii_alphanumeric()
+        && b[1..]
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'));
+    if ok {
+        return Ok(());
+    }
+    if b.len() > MAX_VOLUME_NAME {
+        return Err(ValueError(format!(
+            "volume name is longer than {MAX_VOLUME_NAME} characters"
+        )));
+    }
+    Err(ValueError(format!(
+        "{name:?} includes invalid characters for a local volume name, only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed. If you intended to pass a host directory, use absolute path"
+    )))
+}
+
 /// The rules a mount must follow (the daemon's, in Docker): an absolute
 /// target; a bind needs an absolute source; a tmpfs has none.
 pub fn check_mount(mount: &Mount) -> Result<(), ValueError> {
@@ -153,6 +185,11 @@ pub fn check_mount(mount: &Mount) -> Result<(), ValueError> {
             "invalid mount config for type \"{kind}\": invalid volume name '{}': a volume is named, use type=bind for a host path",
             mount.source
         ))),
+        MountType::Volume if !mount.source.is_empty() => check_volume_name(&mount.source)
+            .map_err(|e| ValueError(format!("invalid mount config for type \"{kind}\": {e}"))),
+        MountType::Volume if mount.volume_external => Err(ValueError(format!(
+            "invalid mount config for type \"{kind}\": an external volume needs a name"
+        ))),
         _ if mount.tmpfs_size_bytes < 0 => Err(ValueError(format!(
             "invalid mount config for type \"{kind}\": tmpfs-size must not be negative"
         ))),
@@ -169,6 +206,34 @@ mod tests {
             Ok(m) => panic!("{value}: expected an error, got {m:?}"),
             Err(e) => e.to_string(),
         }
+    }
+
+    #[test]
+    fn only_the_local_volume_driver_is_accepted() {
+        let m = parse_mount("type=volume,source=db,target=/d,volume-driver=local").expect("local");
+        assert_eq!(m.source, "db");
+        assert_eq!(
+            err("type=volume,source=db,target=/d,volume-driver=nfs"),
+            "volume driver 'nfs' is not supported: rswarm volumes use the local driver"
+        );
+        assert_eq!(
+            err("type=volume,source=db,target=/d,volume-opt=type=tmpfs"),
+            "mount option 'volume-opt' is not supported by rswarm"
+        );
+    }
+
+    #[test]
+    fn volume_names_follow_docker() {
+        for ok in ["ab", "data", "shop_db", "v.1-x", &"a".repeat(255)] {
+            assert_eq!(check_volume_name(ok), Ok(()), "{ok}");
+        }
+        for bad in ["", "a", "_x", "-x", "a b", "a:b", "ä1", &"a".repeat(256)] {
+            assert!(check_volume_name(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            check_volume_name("a b").map_err(|e| e.to_string()),
+            Err("\"a b\" includes invalid characters for a local volume name, only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed. If you intended to pass a host directory, use absolute path".into())
+        );
     }
 
     #[test]

@@ -309,7 +309,7 @@ fn inspect_shows_container_options_mounts_and_jobs() {
     let mut job = service(
         "j0bj0bj0bj0bj0bj0bj0bj0bj",
         "--name migrate --mode replicated-job --replicas 5 -e A=1 --init --read-only \
-         --mount type=tmpfs,target=/t,tmpfs-size=64m --mount type=volume,source=v,target=/d,volume-nocopy \
+         --mount type=tmpfs,target=/t,tmpfs-size=64m --mount type=volume,source=vol,target=/d,volume-nocopy \
          --health-cmd true --health-interval 2s --ulimit nofile=1024:2048 --cap-add net_admin \
          --update-max-failure-ratio 0.1 --restart-window 1m busybox",
     );
@@ -326,7 +326,7 @@ fn inspect_shows_container_options_mounts_and_jobs() {
         c["Mounts"],
         json!([
             {"Type": "tmpfs", "Target": "/t", "TmpfsOptions": {"SizeBytes": 67108864}},
-            {"Type": "volume", "Source": "v", "Target": "/d", "VolumeOptions": {"NoCopy": true}}
+            {"Type": "volume", "Source": "vol", "Target": "/d", "VolumeOptions": {"NoCopy": true}}
         ])
     );
     assert_eq!(
