@@ -17,6 +17,7 @@ mod read_volumes;
 // Used by `stack deploy`, the next slice (not wired yet).
 #[allow(dead_code)]
 pub mod to_spec;
+mod to_spec_health;
 mod value;
 mod yaml;
 
