@@ -86,6 +86,8 @@ struct Driver {
     task: Task,
     state: i32,
     container_status: Option<ContainerStatus>,
+    /// When the current state was entered (unix ns), 0 before a report.
+    since: i64,
     /// The task's health check, once it is known to run.
     check: Option<Check>,
     /// "" without a check, else "starting", "healthy" or "unhealthy".
@@ -106,9 +108,14 @@ impl Driver {
         if (state as i32) < self.state {
             return;
         }
+        // The timestamp is the last state change's: a health report within
+        // RUNNING keeps it ("Running 5 minutes ago (healthy)").
+        if state as i32 != self.state || self.since == 0 {
+            self.since = now_nanos();
+        }
         self.state = state as i32;
         let status = TaskStatus {
-            timestamp: now_nanos(),
+            timestamp: self.since,
             state: state as i32,
             message: message.to_string(),
             err: err.to_string(),
@@ -202,6 +209,7 @@ pub(crate) async fn drive(
         ctl,
         reports,
         task,
+        since: 0,
         check: None,
         health: String::new(),
         health_output: String::new(),
