@@ -85,6 +85,8 @@ enum Command {
     /// Manage volumes on the node
     #[command(subcommand)]
     Volume(commands::volume::VolumeCommand),
+    /// Return low-level information on tasks
+    Inspect(commands::inspect::InspectArgs),
     /// Display system-wide information
     Info(commands::system::InfoArgs),
     /// Show the rswarm version information
@@ -214,6 +216,7 @@ fn run_client(opts: client::ClientOpts, command: Command) -> anyhow::Result<()> 
             Command::Exec(a) => commands::exec::run(&opts, a).await,
             Command::Network(c) => commands::network::run(&opts, c).await,
             Command::Volume(c) => commands::volume::run(&opts, c).await,
+            Command::Inspect(a) => commands::inspect::run(&opts, a).await,
             Command::Info(a) => commands::system::info(&opts, a).await,
             Command::Version(a) => commands::system::version(&opts, a).await,
             Command::Daemon(_) | Command::ContainerInit { .. } => {

@@ -99,6 +99,34 @@ pub fn busybox() -> &'static TestImage {
     })
 }
 
+/// The busybox image with a `HEALTHCHECK` in its config, as `docker build`
+/// writes it: `CMD-SHELL test ! -e /tmp/sick` every second, 1 s timeout, 2
+/// retries (a task is unhealthy two seconds after `touch /tmp/sick`).
+/// Built once per test process, like [`busybox`].
+pub fn busybox_with_healthcheck() -> &'static TestImage {
+    static IMAGE: OnceLock<TestImage> = OnceLock::new();
+    IMAGE.get_or_init(|| {
+        let dir = images_dir().join("busybox-health");
+        let build = || -> anyhow::Result<TestImage> {
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir)?;
+            }
+            let rootfs = dir.join("rootfs");
+            make_busybox_rootfs(&rootfs)?;
+            let healthcheck = serde_json::json!({
+                "Test": ["CMD-SHELL", "test ! -e /tmp/sick"],
+                "Interval": 1_000_000_000u64,
+                "Timeout": 1_000_000_000u64,
+                "Retries": 2,
+            });
+            write_oci_layout_with(&dir.join("oci"), &rootfs, "1", Some(healthcheck))
+        };
+        build().unwrap_or_else(|err| {
+            panic!("rswarm-tests: cannot build the healthchecked busybox image: {err:#}")
+        })
+    })
+}
+
 /// `/tmp/rsw<pid>img`: this process's test images. Created on first use, removed when
 /// the process exits.
 pub fn images_dir() -> &'static Path {
@@ -184,6 +212,16 @@ fn make_busybox_rootfs(rootfs: &Path) -> anyhow::Result<()> {
 /// Writes an OCI image layout at `layout` holding one image, tagged `tag`, whose one
 /// layer is `rootfs`.
 fn write_oci_layout(layout: &Path, rootfs: &Path, tag: &str) -> anyhow::Result<TestImage> {
+    write_oci_layout_with(layout, rootfs, tag, None)
+}
+
+/// [`write_oci_layout`], with a `Healthcheck` in the image's config.
+fn write_oci_layout_with(
+    layout: &Path,
+    rootfs: &Path,
+    tag: &str,
+    healthcheck: Option<serde_json::Value>,
+) -> anyhow::Result<TestImage> {
     let blobs = layout.join("blobs/sha256");
     std::fs::create_dir_all(&blobs)?;
     let work = layout.parent().unwrap_or(layout);
@@ -222,7 +260,7 @@ fn write_oci_layout(layout: &Path, rootfs: &Path, tag: &str) -> anyhow::Result<T
     std::fs::rename(&gz_path, blobs.join(hex_of(&layer_digest)))?;
 
     let created = "2024-01-01T00:00:00Z";
-    let config = serde_json::json!({
+    let mut config = serde_json::json!({
         "created": created,
         "architecture": "amd64",
         "os": "linux",
@@ -236,6 +274,9 @@ fn write_oci_layout(layout: &Path, rootfs: &Path, tag: &str) -> anyhow::Result<T
             {"created": created, "created_by": "CMD [\"sh\"]", "empty_layer": true},
         ],
     });
+    if let Some(h) = healthcheck {
+        config["config"]["Healthcheck"] = h;
+    }
     let (config_digest, config_size) = write_blob(&blobs, &serde_json::to_vec(&config)?)?;
     let manifest = serde_json::json!({
         "schemaVersion": 2,

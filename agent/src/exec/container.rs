@@ -10,6 +10,9 @@
 //! VIP and published-port rules, namespace), as Docker disconnects a stopped
 //! container: a stopped task must not stay a backend of its host-mode ports.
 //! The stopped container itself stays, for its logs, until it is removed.
+//! Health probes run in the container (`probe`); an unhealthy task is
+//! drained (waits until the node's data plane no longer has it as a
+//! backend) before it is stopped.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -18,11 +21,16 @@ use std::time::Duration;
 
 use rswarm_proto::types::{mount::Type as MountType, Task};
 
-use super::{Controller, ExecError, Existing, Exit};
+use super::{health, probe, Controller, ExecError, Existing, Exit};
 use crate::image::{ImageStore, LocalImage};
 use crate::runtime::{
     ContainerConfig, ContainerStatus as RtStatus, MountConfig, MountKind, Runtime,
 };
+
+/// The longest an unhealthy task waits to leave its load balancers.
+const DRAIN_WAIT: Duration = Duration::from_secs(5);
+/// Time given to the other nodes once this one has applied the change.
+const DRAIN_MARGIN: Duration = Duration::from_millis(300);
 
 /// Default stop grace period (Docker's: 10 s).
 pub(crate) const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
@@ -448,6 +456,27 @@ impl Controller for ContainerController {
             }
             Err(crate::runtime::RuntimeError::NotFound(_)) => Ok(None),
             Err(e) => Err(ExecError::Failed(e.to_string())),
+        }
+    }
+
+    fn health_check(&self, task: &Task) -> Option<health::Check> {
+        let spec = task.spec.as_ref().and_then(|s| s.container.as_ref())?;
+        let image = self.images.get(&spec.image);
+        let config = image.map(|i| i.config.clone()).unwrap_or_default();
+        health::effective(spec.healthcheck.as_ref(), &config)
+    }
+
+    async fn probe(&self, task: &Task, args: &[String], timeout: Duration) -> health::Probe {
+        probe::run(&self.runtime, container_id(task), args, timeout).await
+    }
+
+    async fn drain(&self, task: &Task) {
+        if let Some(plane) = &self.netplane {
+            if !task.networks.is_empty() {
+                plane.wait_not_backend(&task.id, DRAIN_WAIT).await;
+                // The other nodes apply the same picture at about the same time.
+                tokio::time::sleep(DRAIN_MARGIN).await;
+            }
         }
     }
 }

@@ -1,14 +1,19 @@
 //! The executor: what the agent does with one task. `Controller` is the
 //! interface (prepare, start, wait, shutdown, remove, inspect) with the
 //! container runtime behind it (`container`); `taskstate` drives a task
-//! through Swarm's states with it, in one place.
+//! through Swarm's states with it, in one place, and runs its health
+//! checks (`health`) while it runs.
 
 pub(crate) mod container;
+pub(crate) mod health;
+mod probe;
 pub(crate) mod taskstate;
 #[cfg(test)]
 mod taskstate_tests;
 #[cfg(test)]
 pub(crate) mod testing;
+
+use std::time::Duration;
 
 use rswarm_proto::types::Task;
 
@@ -54,4 +59,18 @@ pub(crate) trait Controller: Send + Sync + 'static {
     async fn remove(&self, task: &Task) -> Result<(), ExecError>;
     /// The container of this task, if it exists (after a restart of the agent).
     async fn inspect(&self, task: &Task) -> Result<Option<Existing>, ExecError>;
+    /// The health check the task runs (its spec's, else its image's); None
+    /// without one. Asked once the image is on the node.
+    fn health_check(&self, _task: &Task) -> Option<health::Check> {
+        None
+    }
+    /// Runs one probe inside the task's running container, killed at
+    /// `timeout`. A probe that cannot run is a failed probe.
+    async fn probe(&self, _task: &Task, _args: &[String], _timeout: Duration) -> health::Probe {
+        health::Probe::not_run("this executor cannot run health probes")
+    }
+    /// Returns once the task is no longer a backend of its services' VIPs,
+    /// routing mesh and DNS (the manager was told it is unhealthy), or after
+    /// a bounded wait.
+    async fn drain(&self, _task: &Task) {}
 }

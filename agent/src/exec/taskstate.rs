@@ -10,10 +10,12 @@
 //! asked, a container not yet started never starts.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use rswarm_proto::types::{ContainerStatus, Task, TaskState, TaskStatus};
 use tokio::sync::{mpsc, watch};
 
+use super::health::{Check, Health, Tracker};
 use super::{Controller, ExecError, Existing, Exit};
 
 /// A status report for the manager.
@@ -70,12 +72,35 @@ pub(crate) fn exit_status(exit: &Exit) -> (TaskState, String, String) {
     }
 }
 
+/// Docker's error for a task failed by its health check.
+pub(crate) fn unhealthy_error(exit: &Exit) -> String {
+    match exit.code {
+        Some(code) => format!("task: non-zero exit ({code}): dockerexec: unhealthy container"),
+        None => "dockerexec: unhealthy container".into(),
+    }
+}
+
 struct Driver {
     ctl: Arc<dyn Controller>,
     reports: mpsc::UnboundedSender<Report>,
     task: Task,
     state: i32,
     container_status: Option<ContainerStatus>,
+    /// When the current state was entered (unix ns), 0 before a report.
+    since: i64,
+    /// The task's health check, once it is known to run.
+    check: Option<Check>,
+    /// "" without a check, else "starting", "healthy" or "unhealthy".
+    health: String,
+    health_output: String,
+    failing_streak: u32,
+}
+
+/// How a running task stopped running.
+enum End {
+    Exited(Result<Exit, ExecError>),
+    Stop,
+    Unhealthy,
 }
 
 impl Driver {
@@ -83,21 +108,86 @@ impl Driver {
         if (state as i32) < self.state {
             return;
         }
+        // The timestamp is the last state change's: a health report within
+        // RUNNING keeps it ("Running 5 minutes ago (healthy)").
+        if state as i32 != self.state || self.since == 0 {
+            self.since = now_nanos();
+        }
         self.state = state as i32;
         let status = TaskStatus {
-            timestamp: now_nanos(),
+            timestamp: self.since,
             state: state as i32,
             message: message.to_string(),
             err: err.to_string(),
             container_status: self.container_status.clone(),
             ports: vec![],
-            health: String::new(),
+            health: self.health.clone(),
+            health_output: self.health_output.clone(),
+            health_failing_streak: i32::try_from(self.failing_streak).unwrap_or(i32::MAX),
         };
         // Never waits: a slow leader must not hold up the task's progress.
         let _ = self.reports.send(Report {
             task_id: self.task.id.clone(),
             status,
         });
+    }
+
+    /// About to report RUNNING: a task with a health check is "starting"
+    /// from its first RUNNING report on, so it never enters a load balancer
+    /// before its first passing probe.
+    fn arm_health(&mut self) {
+        self.check = self.ctl.health_check(&self.task);
+        if self.check.is_some() {
+            self.health = Health::Starting.as_str().to_string();
+        }
+    }
+
+    /// Runs the task's health probes until its process ends, the manager
+    /// asks it to stop, or it turns unhealthy; health changes are reported
+    /// as they happen (the state stays RUNNING).
+    async fn run(&mut self, updates: &mut watch::Receiver<Task>) -> End {
+        let (ctl, task, check) = (self.ctl.clone(), self.task.clone(), self.check.clone());
+        let mut tracker = check.as_ref().map(|c| Tracker::new(c, Instant::now()));
+        let wait = ctl.wait(&task);
+        tokio::pin!(wait);
+        let stop = wait_stop(updates);
+        tokio::pin!(stop);
+        loop {
+            let probe = async {
+                let Some(c) = &check else {
+                    return std::future::pending().await;
+                };
+                tokio::time::sleep(c.interval).await;
+                let at = Instant::now();
+                (at, ctl.probe(&task, &c.args, c.timeout).await)
+            };
+            tokio::select! {
+                r = &mut wait => return End::Exited(r),
+                _ = &mut stop => return End::Stop,
+                (at, p) = probe => {
+                    let Some(t) = tracker.as_mut() else { continue };
+                    let streak_before = t.failing_streak();
+                    let changed = t.observe(at, p.passed());
+                    self.failing_streak = t.failing_streak();
+                    self.health_output = p.output;
+                    if changed || streak_before != self.failing_streak {
+                        self.health = t.status().as_str().to_string();
+                        self.report(TaskState::Running, "started", "").await;
+                    }
+                    if t.status() == Health::Unhealthy {
+                        tracing::info!(task = %task.id, "the task is unhealthy");
+                        return End::Unhealthy;
+                    }
+                }
+            }
+        }
+    }
+
+    fn note_exit(&mut self, exit: &Exit) {
+        if let Some(cs) = self.container_status.as_mut() {
+            cs.exit_code = exit.code.unwrap_or(-1);
+            cs.oom_killed = exit.oom_killed;
+        }
     }
 }
 
@@ -119,6 +209,11 @@ pub(crate) async fn drive(
         ctl,
         reports,
         task,
+        since: 0,
+        check: None,
+        health: String::new(),
+        health_output: String::new(),
+        failing_streak: 0,
     };
     let id = d.task.id.clone();
     let container_id = id.clone();
@@ -153,6 +248,7 @@ pub(crate) async fn drive(
                     pid: pid as i32,
                     ..Default::default()
                 });
+                d.arm_health();
                 d.report(TaskState::Running, "started", "").await;
                 running = true;
             }
@@ -228,6 +324,7 @@ pub(crate) async fn drive(
                                     pid: pid as i32,
                                     ..Default::default()
                                 });
+                                d.arm_health();
                                 d.report(TaskState::Running, "started", "").await;
                                 running = true;
                             }
@@ -247,28 +344,17 @@ pub(crate) async fn drive(
     }
 
     if running {
-        let exited = {
-            let wait = d.ctl.wait(&d.task);
-            tokio::pin!(wait);
-            tokio::select! {
-                r = &mut wait => Some(r),
-                _ = wait_stop(&mut updates) => None,
-            }
-        };
-        match exited {
-            Some(r) => {
+        match d.run(&mut updates).await {
+            End::Exited(r) => {
                 let exit = r.unwrap_or(Exit {
                     code: None,
                     oom_killed: false,
                 });
                 let (state, msg, err) = exit_status(&exit);
-                if let Some(cs) = d.container_status.as_mut() {
-                    cs.exit_code = exit.code.unwrap_or(-1);
-                    cs.oom_killed = exit.oom_killed;
-                }
+                d.note_exit(&exit);
                 d.report(state, &msg, &err).await;
             }
-            None => {
+            End::Stop => {
                 if let Err(e) = d.ctl.shutdown(&d.task).await {
                     tracing::warn!(task = %id, error = %e, "stopping the task");
                 }
@@ -278,6 +364,22 @@ pub(crate) async fn drive(
                     }
                 }
                 d.report(TaskState::Shutdown, "shutdown", "").await;
+            }
+            End::Unhealthy => {
+                // Out of the VIPs, the mesh and DNS first (the manager has
+                // the "unhealthy" report), then stopped and failed as
+                // Docker fails it, so the restart policy replaces it.
+                d.ctl.drain(&d.task).await;
+                if let Err(e) = d.ctl.shutdown(&d.task).await {
+                    tracing::warn!(task = %id, error = %e, "stopping an unhealthy task");
+                }
+                let exit = d.ctl.wait(&d.task).await.unwrap_or(Exit {
+                    code: None,
+                    oom_killed: false,
+                });
+                d.note_exit(&exit);
+                d.report(TaskState::Failed, "unhealthy", &unhealthy_error(&exit))
+                    .await;
             }
         }
     } else if wants_stop(&updates.borrow()) && !terminal(d.state) {

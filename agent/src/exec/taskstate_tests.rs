@@ -384,3 +384,97 @@ async fn the_running_container_of_a_task_given_up_on_while_away_is_stopped() {
     assert_eq!(fake.calls("t1"), ["inspect", "shutdown", "remove"]);
     assert_eq!(fake.container("t1"), None);
 }
+
+fn quick_check(retries: u32) -> super::health::Check {
+    super::health::Check {
+        args: vec!["true".into()],
+        interval: std::time::Duration::from_millis(10),
+        timeout: std::time::Duration::from_secs(1),
+        start_period: std::time::Duration::ZERO,
+        retries,
+    }
+}
+
+#[tokio::test]
+async fn a_checked_task_runs_starting_then_healthy() {
+    let fake = FakeController::new();
+    fake.set_check("t1", quick_check(3), true);
+    let mut d = drive_task(&fake, assigned("t1"));
+    d.until(TaskState::Running).await;
+    // RUNNING is first reported "starting": not a backend before a pass.
+    let healthy = d.next().await;
+    assert_eq!(healthy.status.state, TaskState::Running as i32);
+    assert_eq!(healthy.status.health, "healthy");
+    assert_eq!(healthy.status.health_output, "ok\n");
+    assert_eq!(healthy.status.health_failing_streak, 0);
+    d.set_desired(TaskState::Shutdown);
+    let end = d.end().await;
+    assert_eq!(end.status.state, TaskState::Shutdown as i32);
+    assert!(!fake.calls("t1").contains(&"drain"));
+}
+
+#[tokio::test]
+async fn the_first_running_report_of_a_checked_task_says_starting() {
+    let fake = FakeController::new();
+    fake.set_check("t1", quick_check(3), false);
+    let (updates, rx) = watch::channel(assigned("t1"));
+    let (tx, mut reports) = mpsc::unbounded_channel();
+    let driver = tokio::spawn(drive(fake.clone(), assigned("t1"), rx, tx));
+    loop {
+        let r = reports.recv().await.expect("a report");
+        if r.status.state == TaskState::Running as i32 {
+            assert_eq!(r.status.health, "starting");
+            break;
+        }
+        assert!(r.status.health.is_empty(), "no health before RUNNING");
+    }
+    updates.send_modify(|t| t.desired_state = TaskState::Remove as i32);
+    let _ = tokio::time::timeout(PATIENCE, driver).await;
+}
+
+#[tokio::test]
+async fn an_unhealthy_task_is_drained_stopped_and_failed_like_docker() {
+    let fake = FakeController::new();
+    fake.set_check("t1", quick_check(2), true);
+    let mut d = drive_task(&fake, assigned("t1"));
+    d.until(TaskState::Running).await;
+    assert_eq!(d.next().await.status.health, "healthy");
+    fake.set_passing("t1", false);
+    // One failure is reported (the streak), the second makes it unhealthy.
+    let first = d.next().await;
+    assert_eq!(
+        (
+            first.status.health.as_str(),
+            first.status.health_failing_streak
+        ),
+        ("healthy", 1)
+    );
+    let unhealthy = d.next().await;
+    assert_eq!(unhealthy.status.state, TaskState::Running as i32);
+    assert_eq!(unhealthy.status.health, "unhealthy");
+    assert_eq!(unhealthy.status.health_output, "down\n");
+    let end = d.end().await;
+    assert_eq!(end.status.state, TaskState::Failed as i32);
+    assert_eq!(
+        end.status.err,
+        "task: non-zero exit (143): dockerexec: unhealthy container"
+    );
+    assert_eq!(end.status.health, "unhealthy");
+    let calls = fake.calls("t1");
+    let at = |op| calls.iter().position(|c| *c == op).expect(op);
+    assert!(
+        at("drain") < at("shutdown"),
+        "drained before stopped: {calls:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_task_that_exits_while_checked_ends_as_usual() {
+    let fake = FakeController::new();
+    fake.set_check("t1", quick_check(3), false);
+    let mut d = drive_task(&fake, assigned("t1"));
+    d.until(TaskState::Running).await;
+    fake.exit("t1", 0, false);
+    let end = d.end().await;
+    assert_eq!(end.status.state, TaskState::Complete as i32);
+}

@@ -11,6 +11,7 @@ use std::time::Duration;
 use rswarm_proto::types::{Task, TaskState, TaskStatus};
 use tokio::sync::{watch, Semaphore};
 
+use super::health::{Check, Probe};
 use super::{Controller, ExecError, Existing, Exit};
 
 /// Bounds every wait in these tests.
@@ -39,6 +40,9 @@ struct Inner {
     /// Runs inside prepare, just before it returns.
     on_prepare: Option<Arc<Hook>>,
     next_pid: u32,
+    /// Health checks of tasks, and whether their probes pass now.
+    checks: HashMap<String, Check>,
+    passing: HashMap<String, bool>,
 }
 
 #[derive(Clone)]
@@ -125,6 +129,18 @@ impl FakeController {
     /// Runs `hook` inside every prepare, just before it returns.
     pub(crate) fn on_prepare(&self, hook: impl Fn(&Task) + Send + Sync + 'static) {
         self.lock().on_prepare = Some(Arc::new(Box::new(hook)));
+    }
+
+    /// Task `id` has `check`, whose probes pass while `passing` holds.
+    pub(crate) fn set_check(&self, id: &str, check: Check, passing: bool) {
+        let mut inner = self.lock();
+        inner.checks.insert(id.into(), check);
+        inner.passing.insert(id.into(), passing);
+    }
+
+    /// From now on the probes of `id` pass (or fail).
+    pub(crate) fn set_passing(&self, id: &str, passing: bool) {
+        self.lock().passing.insert(id.into(), passing);
     }
 
     /// The container's process ends.
@@ -287,6 +303,23 @@ impl Controller for FakeController {
             Fake::Running { pid } => Existing::Running { pid: *pid },
             Fake::Stopped(_) => Existing::Stopped,
         }))
+    }
+
+    fn health_check(&self, task: &Task) -> Option<Check> {
+        self.lock().checks.get(&task.id).cloned()
+    }
+
+    async fn probe(&self, task: &Task, _args: &[String], _timeout: Duration) -> Probe {
+        self.record("probe", task);
+        let passing = self.lock().passing.get(&task.id).copied().unwrap_or(false);
+        Probe {
+            exit_code: Some(if passing { 0 } else { 1 }),
+            output: if passing { "ok\n" } else { "down\n" }.into(),
+        }
+    }
+
+    async fn drain(&self, task: &Task) {
+        self.record("drain", task);
     }
 }
 

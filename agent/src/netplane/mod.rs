@@ -165,6 +165,31 @@ impl NetPlane {
             .collect()
     }
 
+    /// Returns once the leader's latest picture no longer has task `task_id`
+    /// as a running backend (the rules and DNS that follow it are applied
+    /// with it), or after `max`.
+    pub async fn wait_not_backend(&self, task_id: &str, max: Duration) {
+        let mut rx = self.state.subscribe();
+        let gone = async {
+            loop {
+                let backend = rx
+                    .borrow_and_update()
+                    .endpoints
+                    .iter()
+                    .any(|e| e.task_id == task_id && e.running);
+                if !backend || rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        };
+        if tokio::time::timeout(max, gone).await.is_err() {
+            tracing::warn!(task = %task_id, "still a backend of its services after {max:?}");
+        }
+        // `apply` stores the picture before it applies it: wait for that
+        // apply to finish.
+        drop(self.applied.lock().await);
+    }
+
     /// A new picture from the leader: devices, peers, DNS records and rules
     /// follow it.
     pub async fn apply(&self, msg: NetworkStateMessage) {

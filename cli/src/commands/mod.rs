@@ -2,6 +2,7 @@
 
 pub mod exec;
 pub mod image;
+pub mod inspect;
 pub mod lists;
 pub mod network;
 pub mod node;

@@ -10,7 +10,7 @@
 //! mounts through the flags' own long syntax), applied to the same
 //! `defaults()` and checked by the same `rswarm_proto::spec::validate`: a
 //! key and its flag are honoured by one code path. A key this conversion
-//! cannot honour yet (secrets, configs, health checks,
+//! cannot honour yet (secrets, configs,
 //! update and rollback configs, logging, dns, extra hosts, …)
 //! is refused, naming the file and key path; nothing is accepted and then
 //! ignored. Every problem of every service is collected before returning.
@@ -26,8 +26,7 @@ use rswarm_proto::spec::units::{
 };
 use rswarm_proto::spec::ValueError;
 use rswarm_proto::types::{
-    Annotations, HealthConfig, IpamConfig, NetworkAttachmentConfig, NetworkSpec, ServiceSpec,
-    Ulimit,
+    Annotations, IpamConfig, NetworkAttachmentConfig, NetworkSpec, ServiceSpec, Ulimit,
 };
 
 use super::model::{MountKind, Project, Service};
@@ -381,15 +380,6 @@ impl Conv<'_> {
                 self.refuse(&format!("services.{name}.{key}"), why);
             }
         }
-        if let Some(h) = &s.healthcheck {
-            let none = h.disable || h.test.first().map(String::as_str) == Some("NONE");
-            if !none {
-                self.refuse(
-                    &format!("services.{name}.healthcheck"),
-                    "health checks are not supported yet: rswarm does not run them, so the check would be ignored",
-                );
-            }
-        }
     }
 
     fn resources(&mut self, name: &str, s: &Service, edits: &mut Vec<SpecEdit>) {
@@ -521,11 +511,11 @@ impl Conv<'_> {
         edits.push(SpecEdit::ReadOnly(s.read_only));
         edits.push(SpecEdit::Tty(s.tty));
         edits.push(SpecEdit::OpenStdin(s.stdin_open));
-        if s.healthcheck.is_some() {
-            edits.push(SpecEdit::Healthcheck(Some(HealthConfig {
-                test: vec!["NONE".into()],
-                ..Default::default()
-            })));
+        if let Some(h) = &s.healthcheck {
+            match super::to_spec_health::health_config(h, &at("healthcheck")) {
+                Ok(c) => edits.push(SpecEdit::Healthcheck(Some(c))),
+                Err(errors) => errors.iter().for_each(|(p, why)| self.refuse(p, why)),
+            }
         }
         if let Some(v) = &s.stop_grace_period {
             edits.extend(

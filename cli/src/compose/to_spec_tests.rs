@@ -225,7 +225,6 @@ volumes:
             "app.yml: services.web.secrets: secrets are not supported yet",
             "app.yml: services.web.dns: dns is not supported yet",
             "app.yml: services.web.deploy.update_config: update_config is not supported yet: rswarm does not run rolling updates yet, so the setting would be ignored",
-            "app.yml: services.web.healthcheck: health checks are not supported yet: rswarm does not run them, so the check would be ignored",
         ]
     );
 }
@@ -268,6 +267,52 @@ fn a_disabled_healthcheck_is_the_flag_no_healthcheck() {
     assert_eq!(
         c.healthcheck.map(|h| h.test),
         Some(vec!["NONE".to_string()])
+    );
+}
+
+#[test]
+fn a_healthcheck_is_the_same_spec_as_the_health_flags() {
+    let p = ok("services:
+  web:
+    image: busybox
+    healthcheck:
+      test: wget -q -O- localhost
+      interval: 2s
+      timeout: 1s
+      retries: 5
+      start_period: 10s
+  api:
+    image: busybox
+    healthcheck:
+      test: [CMD, /bin/check, --quick]
+");
+    let health = |i: usize| {
+        p.services[i]
+            .task
+            .clone()
+            .unwrap_or_default()
+            .container
+            .unwrap_or_default()
+            .healthcheck
+            .unwrap_or_default()
+    };
+    // What `--health-cmd 'wget -q -O- localhost' --health-interval 2s
+    // --health-timeout 1s --health-retries 5 --health-start-period 10s` gives.
+    let expected = rswarm_proto::types::HealthConfig {
+        test: vec!["CMD-SHELL".into(), "wget -q -O- localhost".into()],
+        interval_ns: 2_000_000_000,
+        timeout_ns: 1_000_000_000,
+        start_period_ns: 10_000_000_000,
+        retries: 5,
+    };
+    assert_eq!(health(0), expected);
+    assert_eq!(health(1).test, ["CMD", "/bin/check", "--quick"]);
+    let e = errors(
+        "services:\n  web:\n    image: busybox\n    healthcheck: {test: true, interval: often}\n",
+    );
+    assert_eq!(
+        e,
+        ["app.yml: services.web.healthcheck.interval: invalid value \"often\": invalid duration \"often\""]
     );
 }
 

@@ -9,6 +9,7 @@
 //! - `nodes`: Node objects in Docker's shapes (`node ls` rows, `node inspect` JSON, `--pretty`).
 //! - `services`: Service objects in Docker's shapes (`service ls` rows, `service inspect` JSON, `--pretty`).
 //! - `tasks`: task rows for `service ps` / `node ps` (history under ` \_ `, "Running 3 seconds ago").
+//! - `task_inspect`: a task in Docker's `inspect` shape, with its health.
 //! - `images`: local images for `image ls`.
 //! - `networks`: Network objects (`network ls` rows, `network inspect` JSON).
 //! - `stacks`: `stack ls` rows.
@@ -26,6 +27,7 @@ pub mod output;
 pub mod services;
 pub mod stacks;
 pub mod table;
+pub mod task_inspect;
 pub mod tasks;
 pub mod template;
 pub mod volumes;

@@ -194,8 +194,25 @@ fn state(task: &Task) -> TaskState {
     task.status.as_ref().map(|s| s.state()).unwrap_or_default()
 }
 
-/// "Running 3 seconds ago", from the task's last state change.
+/// "Running 3 seconds ago", from the task's last state change. A running
+/// task with a health check says how it is, as `docker ps` does ("Running 3
+/// seconds ago (healthy)", "(health: starting)", "(unhealthy)"); Docker's
+/// `service ps` does not show health, rswarm's does.
 pub fn current_state(task: &Task, now: i64) -> String {
+    let text = state_since(task, now);
+    let health = task
+        .status
+        .as_ref()
+        .map(|s| s.health.as_str())
+        .unwrap_or("");
+    match (state(task), health) {
+        (TaskState::Running, "starting") => format!("{text} (health: starting)"),
+        (TaskState::Running, "healthy" | "unhealthy") => format!("{text} ({health})"),
+        _ => text,
+    }
+}
+
+fn state_since(task: &Task, now: i64) -> String {
     let word = pretty_print(task_state_word(state(task)));
     let since = task
         .status
@@ -585,5 +602,47 @@ mod tests {
         assert_eq!(ellipsis("abcdef", 4), "abc…");
         assert_eq!(ellipsis("abc", 4), "abc");
         assert_eq!(short_id("0123456789abcdef"), "0123456789ab");
+    }
+
+    #[test]
+    fn a_running_task_with_a_check_shows_its_health() {
+        let mut t = task(
+            "t1",
+            1,
+            "n1",
+            TaskState::Running,
+            TaskState::Running,
+            5,
+            0,
+            "",
+        );
+        let with = |t: &mut Task, h: &str| {
+            if let Some(s) = t.status.as_mut() {
+                s.health = h.into();
+            }
+        };
+        assert_eq!(current_state(&t, NOW), "Running 5 seconds ago");
+        with(&mut t, "starting");
+        assert_eq!(
+            current_state(&t, NOW),
+            "Running 5 seconds ago (health: starting)"
+        );
+        with(&mut t, "healthy");
+        assert_eq!(current_state(&t, NOW), "Running 5 seconds ago (healthy)");
+        with(&mut t, "unhealthy");
+        assert_eq!(current_state(&t, NOW), "Running 5 seconds ago (unhealthy)");
+        // Once ended, the error says why; the state is the state.
+        let mut failed = task(
+            "t2",
+            1,
+            "n1",
+            TaskState::Shutdown,
+            TaskState::Failed,
+            5,
+            0,
+            "task: non-zero exit (137): dockerexec: unhealthy container",
+        );
+        with(&mut failed, "unhealthy");
+        assert_eq!(current_state(&failed, NOW), "Failed 5 seconds ago");
     }
 }

@@ -549,16 +549,11 @@ impl ServiceFlags {
         }))
     }
 
-    /// The first flag given that rswarm stores but does not act on yet (health
-    /// checks, rolling-update and rollback settings): refused at create until
-    /// it works, so no setting is silently ignored.
+    /// The first flag given that rswarm stores but does not act on yet
+    /// (rolling-update and rollback settings): refused at create until it
+    /// works, so no setting is silently ignored.
     pub fn not_yet_honoured(&self) -> Option<&'static str> {
         [
-            ("--health-cmd", self.health_cmd.is_some()),
-            ("--health-interval", self.health_interval.is_some()),
-            ("--health-retries", self.health_retries.is_some()),
-            ("--health-timeout", self.health_timeout.is_some()),
-            ("--health-start-period", self.health_start_period.is_some()),
             ("--update-parallelism", self.update_parallelism.is_some()),
             ("--update-delay", self.update_delay.is_some()),
             (

@@ -41,12 +41,16 @@ pub fn truncate_text(s: &mut String, max: usize) {
     s.push_str(MARK);
 }
 
+/// The most of a health probe's output kept (Docker's 4 KiB).
+pub const MAX_HEALTH_OUTPUT: usize = 4096;
+
 /// Bounds what a task status carries before it is stored.
 pub fn bound_status(status: &mut rswarm_proto::types::TaskStatus) {
     truncate_text(&mut status.message, MAX_STATUS_TEXT);
     truncate_text(&mut status.err, MAX_STATUS_TEXT);
     status.ports.truncate(MAX_LIST_ENTRIES);
     truncate_text(&mut status.health, 64);
+    truncate_text(&mut status.health_output, MAX_HEALTH_OUTPUT);
 }
 
 fn invalid(msg: String) -> ManagerError {

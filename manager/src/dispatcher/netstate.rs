@@ -1,5 +1,6 @@
 //! The network state agents need for their data plane: every overlay
-//! network, every task endpoint (address, node, running or not) and every
+//! network, every task endpoint (address, node, whether it serves: running
+//! and, with a health check, healthy) and every
 //! service VIP with its published ports, and every node's own addresses
 //! (its `ingress` address, for the routing mesh). Sent whole on connect and
 //! again after each change (changes within 25 ms are folded into one
@@ -25,6 +26,15 @@ use crate::{auth, objects};
 const STACK_LABEL: &str = "com.docker.stack.namespace";
 /// Changes this close together go out as one message.
 const FOLD: Duration = Duration::from_millis(25);
+
+/// A task is a backend of its VIPs, the routing mesh and `tasks.<service>`
+/// while it is RUNNING and, when it has a health check, healthy: not while
+/// it is still "starting", nor once it is "unhealthy" (Docker's rule).
+pub(crate) fn serves(t: &Task) -> bool {
+    t.status.as_ref().is_some_and(|s| {
+        s.state == TaskState::Running as i32 && (s.health.is_empty() || s.health == "healthy")
+    })
+}
 
 #[derive(Clone)]
 pub(crate) struct NetworkStateService {
@@ -100,7 +110,7 @@ pub(crate) fn snapshot(store: &Store) -> Result<NetworkStateMessage, ManagerErro
                     addr: addr.clone(),
                     node_id: t.node_id.clone(),
                     node_addr: nodes.get(&t.node_id).cloned().unwrap_or_default(),
-                    running: state == TaskState::Running as i32,
+                    running: serves(&t),
                     aliases: att.aliases.clone(),
                     stack: stack.clone(),
                 });
@@ -240,5 +250,33 @@ impl NetworkState for NetworkStateService {
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rswarm_proto::types::TaskStatus;
+
+    fn task(state: TaskState, health: &str) -> Task {
+        Task {
+            status: Some(TaskStatus {
+                state: state as i32,
+                health: health.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn only_running_tasks_that_are_healthy_or_unchecked_serve() {
+        assert!(serves(&task(TaskState::Running, "")));
+        assert!(serves(&task(TaskState::Running, "healthy")));
+        assert!(!serves(&task(TaskState::Running, "starting")));
+        assert!(!serves(&task(TaskState::Running, "unhealthy")));
+        assert!(!serves(&task(TaskState::Starting, "")));
+        assert!(!serves(&task(TaskState::Failed, "unhealthy")));
+        assert!(!serves(&Task::default()));
     }
 }

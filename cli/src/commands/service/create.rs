@@ -19,7 +19,7 @@ pub(super) async fn create(opts: &ClientOpts, a: CreateArgs) -> anyhow::Result<(
     // Everything is parsed and checked before the first call.
     if let Some(flag) = a.flags.not_yet_honoured() {
         anyhow::bail!(
-            "{flag} is not supported yet: rswarm does not run health checks or rolling updates yet, so the setting would be ignored"
+            "{flag} is not supported yet: rswarm does not run rolling updates yet, so the setting would be ignored"
         );
     }
     // The flags' edits over the defaults, validated (bounds included) by the

@@ -205,7 +205,7 @@ fn limits_json(l: &ResourceLimits, with_pids: bool) -> Value {
     Value::Object(m)
 }
 
-fn task_template_json(t: &TaskSpec) -> Value {
+pub(crate) fn task_template_json(t: &TaskSpec) -> Value {
     let mut m = Map::new();
     m.insert(
         "ContainerSpec".into(),

@@ -20,6 +20,7 @@ use serde_json::Value;
 use super::output::render_inspect;
 use super::FormatError;
 use inspect::service_inspect_json;
+pub(crate) use inspect::task_template_json;
 pub(crate) use ls::{render_service_list, service_counts, ServiceCounts};
 use pretty::service_pretty;
 

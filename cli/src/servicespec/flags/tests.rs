@@ -40,7 +40,11 @@ fn flags_not_acted_on_yet_are_named_for_refusal() {
     };
     assert_eq!(given("busybox"), Ok(None));
     assert_eq!(given("--no-healthcheck busybox"), Ok(None));
-    assert_eq!(given("--health-cmd true busybox"), Ok(Some("--health-cmd")));
+    assert_eq!(
+        given("--health-cmd true busybox"),
+        Ok(None),
+        "health checks run"
+    );
     assert_eq!(
         given("--update-delay 5s busybox"),
         Ok(Some("--update-delay"))
