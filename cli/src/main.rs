@@ -17,14 +17,10 @@ use clap::{Parser, Subcommand};
 #[derive(Parser, Debug)]
 #[command(name = "rswarm", version = rswarm_proto::VERSION, about = "A multi-host container orchestrator in the Docker Swarm mould")]
 struct Cli {
-    /// Daemon to talk to: unix:///path/to.sock or tcp://host:2377
-    #[arg(
-        short = 'H',
-        long = "host",
-        env = "RSWARM_HOST",
-        global = true,
-        value_name = "HOST"
-    )]
+    /// Daemon to talk to: unix:///path/to.sock or tcp://host:2377. Given
+    /// before the subcommand only, as Docker's: `--host` after it is
+    /// `service create`'s add-host.
+    #[arg(short = 'H', long = "host", env = "RSWARM_HOST", value_name = "HOST")]
     host: Option<String>,
     /// CA certificate for tcp:// hosts
     #[arg(
@@ -241,5 +237,26 @@ mod tests {
         assert!(line.contains("<NAME>"), "{line}");
         let line = usage_error(&["rswarm", "node", "ls", "--nope"]);
         assert!(line.contains("'--nope'"), "{line}");
+    }
+
+    #[test]
+    fn the_daemon_address_comes_before_the_subcommand() {
+        let cli = Cli::try_parse_from(["rswarm", "-H", "unix:///x.sock", "node", "ls"])
+            .expect("-H before the subcommand");
+        assert_eq!(cli.host.as_deref(), Some("unix:///x.sock"));
+        // After it, -H is not the daemon's address...
+        let line = usage_error(&["rswarm", "node", "ls", "-H", "unix:///x.sock"]);
+        assert!(line.contains("'-H'"), "{line}");
+        // ...and `service create --host` is Docker's add-host.
+        let cli = Cli::try_parse_from([
+            "rswarm",
+            "service",
+            "create",
+            "--host",
+            "db:10.0.0.9",
+            "busybox",
+        ])
+        .expect("--host of service create");
+        assert_eq!(cli.host, None);
     }
 }

@@ -1,9 +1,11 @@
 //! The executor: what the agent does with one task. `Controller` is the
 //! interface (prepare, start, wait, shutdown, remove, inspect) with the
 //! container runtime behind it (`container`); `taskstate` drives a task
-//! through Swarm's states with it, in one place.
+//! through Swarm's states with it, in one place; `resolv` writes a task's
+//! resolv.conf and extra /etc/hosts entries from its spec.
 
 pub(crate) mod container;
+pub(crate) mod resolv;
 pub(crate) mod taskstate;
 #[cfg(test)]
 mod taskstate_tests;
