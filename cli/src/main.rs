@@ -8,6 +8,7 @@ mod commands;
 mod compose;
 mod daemon;
 mod format;
+mod registry_auth;
 mod servicespec;
 
 use std::path::PathBuf;
@@ -78,6 +79,10 @@ enum Command {
     /// Manage networks
     #[command(subcommand)]
     Network(commands::network::NetworkCommand),
+    /// Log in to a registry
+    Login(commands::login::LoginArgs),
+    /// Log out from a registry
+    Logout(commands::login::LogoutArgs),
     /// Display system-wide information
     Info(commands::system::InfoArgs),
     /// Show the rswarm version information
@@ -206,6 +211,8 @@ fn run_client(opts: client::ClientOpts, command: Command) -> anyhow::Result<()> 
             Command::Image(c) => commands::image::run(&opts, c).await,
             Command::Exec(a) => commands::exec::run(&opts, a).await,
             Command::Network(c) => commands::network::run(&opts, c).await,
+            Command::Login(a) => commands::login::login(&opts, a).await,
+            Command::Logout(a) => commands::login::logout(a),
             Command::Info(a) => commands::system::info(&opts, a).await,
             Command::Version(a) => commands::system::version(&opts, a).await,
             Command::Daemon(_) | Command::ContainerInit { .. } => {

@@ -3,6 +3,7 @@
 pub mod exec;
 pub mod image;
 pub mod lists;
+pub mod login;
 pub mod network;
 pub mod node;
 pub mod service;
