@@ -8,7 +8,7 @@
 //! `defaults()` and checked by the same `rswarm_proto::spec::validate`: a
 //! key and its flag are honoured by one code path. A key this conversion
 //! cannot honour yet (secrets, configs, named volumes, health checks,
-//! `depends_on`, update and rollback configs, logging, dns, extra hosts, …)
+//! `depends_on`, update and rollback configs, logging, …)
 //! is refused, naming the file and key path; nothing is accepted and then
 //! ignored. Every problem of every service is collected before returning.
 
@@ -277,6 +277,7 @@ impl Conv<'_> {
         self.resources(name, s, &mut edits);
         self.restart(name, s, &mut edits);
         self.container(name, s, &mut edits);
+        self.dns(name, s, &mut edits);
         for (i, p) in s.ports.iter().enumerate() {
             let mut text = format!(
                 "target={},protocol={},mode={}",
@@ -333,10 +334,6 @@ impl Conv<'_> {
                 !s.depends_on.is_empty(),
                 "depends_on is not supported yet: rswarm would not wait for the services named",
             ),
-            ("dns", !s.dns.is_empty(), "dns is not supported yet"),
-            ("dns_search", !s.dns_search.is_empty(), "dns_search is not supported yet"),
-            ("dns_opt", !s.dns_opt.is_empty(), "dns_opt is not supported yet"),
-            ("extra_hosts", !s.extra_hosts.is_empty(), "extra_hosts is not supported yet"),
             ("logging", s.logging.is_some(), "logging is not supported yet: tasks log to the node's local log"),
             (
                 "deploy.update_config",
@@ -546,6 +543,9 @@ fn is_cidr(s: &str) -> bool {
     };
     ip.parse::<std::net::Ipv4Addr>().is_ok() && parse_uint(len).is_ok_and(|l| l <= 32)
 }
+
+#[path = "to_spec_dns.rs"]
+mod dns;
 
 #[cfg(test)]
 #[path = "to_spec_tests.rs"]
