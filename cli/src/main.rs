@@ -8,6 +8,7 @@ mod commands;
 mod compose;
 mod daemon;
 mod format;
+mod registry_auth;
 mod servicespec;
 
 use std::path::PathBuf;
@@ -17,14 +18,10 @@ use clap::{Parser, Subcommand};
 #[derive(Parser, Debug)]
 #[command(name = "rswarm", version = rswarm_proto::VERSION, about = "A multi-host container orchestrator in the Docker Swarm mould")]
 struct Cli {
-    /// Daemon to talk to: unix:///path/to.sock or tcp://host:2377
-    #[arg(
-        short = 'H',
-        long = "host",
-        env = "RSWARM_HOST",
-        global = true,
-        value_name = "HOST"
-    )]
+    /// Daemon to talk to: unix:///path/to.sock or tcp://host:2377. Given
+    /// before the subcommand only, as Docker's: `--host` after it is
+    /// `service create`'s add-host.
+    #[arg(short = 'H', long = "host", env = "RSWARM_HOST", value_name = "HOST")]
     host: Option<String>,
     /// CA certificate for tcp:// hosts
     #[arg(
@@ -87,6 +84,10 @@ enum Command {
     Volume(commands::volume::VolumeCommand),
     /// Return low-level information on tasks
     Inspect(commands::inspect::InspectArgs),
+    /// Log in to a registry
+    Login(commands::login::LoginArgs),
+    /// Log out from a registry
+    Logout(commands::login::LogoutArgs),
     /// Display system-wide information
     Info(commands::system::InfoArgs),
     /// Show the rswarm version information
@@ -217,6 +218,8 @@ fn run_client(opts: client::ClientOpts, command: Command) -> anyhow::Result<()> 
             Command::Network(c) => commands::network::run(&opts, c).await,
             Command::Volume(c) => commands::volume::run(&opts, c).await,
             Command::Inspect(a) => commands::inspect::run(&opts, a).await,
+            Command::Login(a) => commands::login::login(&opts, a).await,
+            Command::Logout(a) => commands::login::logout(a),
             Command::Info(a) => commands::system::info(&opts, a).await,
             Command::Version(a) => commands::system::version(&opts, a).await,
             Command::Daemon(_) | Command::ContainerInit { .. } => {
@@ -248,5 +251,26 @@ mod tests {
         assert!(line.contains("<NAME>"), "{line}");
         let line = usage_error(&["rswarm", "node", "ls", "--nope"]);
         assert!(line.contains("'--nope'"), "{line}");
+    }
+
+    #[test]
+    fn the_daemon_address_comes_before_the_subcommand() {
+        let cli = Cli::try_parse_from(["rswarm", "-H", "unix:///x.sock", "node", "ls"])
+            .expect("-H before the subcommand");
+        assert_eq!(cli.host.as_deref(), Some("unix:///x.sock"));
+        // After it, -H is not the daemon's address...
+        let line = usage_error(&["rswarm", "node", "ls", "-H", "unix:///x.sock"]);
+        assert!(line.contains("'-H'"), "{line}");
+        // ...and `service create --host` is Docker's add-host.
+        let cli = Cli::try_parse_from([
+            "rswarm",
+            "service",
+            "create",
+            "--host",
+            "db:10.0.0.9",
+            "busybox",
+        ])
+        .expect("--host of service create");
+        assert_eq!(cli.host, None);
     }
 }

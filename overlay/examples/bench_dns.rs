@@ -132,6 +132,7 @@ async fn main() -> Result<(), String> {
     let view = View {
         networks: vec![NET.into()],
         stack: None,
+        upstreams: vec![],
     };
     let handle = server.serve(view, udp, tcp).map_err(|e| e.to_string())?;
     let addr = handle.udp_addr();

@@ -164,7 +164,7 @@ impl Host {
     // ----- the CLI -----
 
     /// Runs `rswarm -H unix://<socket> ARGS` inside the host's namespace. When `args`
-    /// name a host themselves (`-H`, `--host`, `--host=`), no `-H` is added, so
+    /// start with a host themselves (`-H`, `--host`, `--host=`), no `-H` is added, so
     /// `host2.rswarm(&["-H", "tcp://10.77.0.11:2377", "node", "ls"])` goes from host2
     /// to host1 over the cluster network.
     pub fn rswarm(&self, args: &[&str]) -> CmdOutput {
@@ -173,9 +173,11 @@ impl Host {
 
     /// [`Host::rswarm`] with a deadline other than [`COMMAND_TIMEOUT`].
     pub fn rswarm_timeout(&self, args: &[&str], timeout: Duration) -> CmdOutput {
+        // The daemon address comes before the subcommand (after it, `--host`
+        // is `service create`'s add-host).
         let names_host = args
-            .iter()
-            .any(|a| *a == "-H" || *a == "--host" || a.starts_with("--host="));
+            .first()
+            .is_some_and(|a| *a == "-H" || *a == "--host" || a.starts_with("--host="));
         let mut argv = vec![self.binary().display().to_string()];
         if !names_host {
             argv.push("-H".into());

@@ -31,6 +31,8 @@ use crate::network;
 pub const REGISTRY_IP: &str = "10.77.0.2";
 /// The registry's port.
 pub const REGISTRY_PORT: u16 = 5000;
+/// The port of a registry with basic auth ([`Registry::start_with_auth`]).
+pub const AUTH_REGISTRY_PORT: u16 = 5001;
 /// Debian's registry binary (package `docker-registry`).
 pub const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
 /// How long the registry may take to answer `GET /v2/` after it is started.
@@ -44,6 +46,8 @@ pub struct Registry {
     dir: PathBuf,
     log_path: PathBuf,
     child: Mutex<Option<Child>>,
+    /// `user:password` for pushes (a registry with auth).
+    creds: Option<String>,
 }
 
 impl Registry {
@@ -51,24 +55,61 @@ impl Registry {
     /// namespace `switch_netns`, with its config, storage and log under `dir`. Returns
     /// once it answers `GET /v2/`.
     pub(crate) fn start(switch_netns: &str, dir: &Path) -> anyhow::Result<Registry> {
+        Self::start_on(switch_netns, dir, REGISTRY_PORT, None)
+    }
+
+    /// A second registry beside the cluster's, on [`REGISTRY_IP`]`:`
+    /// [`AUTH_REGISTRY_PORT`], that wants HTTP basic auth (`htpasswd`: one
+    /// `user:bcrypt-hash` line) and is pushed to with `user`/`password`.
+    /// The cluster's registry must be running (it gives the switch its IP).
+    pub fn start_with_auth(
+        switch_netns: &str,
+        dir: &Path,
+        htpasswd: &str,
+        user: &str,
+        password: &str,
+    ) -> anyhow::Result<Registry> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let path = dir.join("htpasswd");
+        std::fs::write(&path, htpasswd).with_context(|| format!("writing {}", path.display()))?;
+        let mut r = Self::start_on(switch_netns, dir, AUTH_REGISTRY_PORT, Some(&path))?;
+        r.creds = Some(format!("{user}:{password}"));
+        Ok(r)
+    }
+
+    fn start_on(
+        switch_netns: &str,
+        dir: &Path,
+        port: u16,
+        htpasswd: Option<&Path>,
+    ) -> anyhow::Result<Registry> {
         if !Path::new(REGISTRY_BIN).is_file() {
             bail!(
                 "{REGISTRY_BIN} is missing: apt-get install docker-registry (see tests/packages.txt)"
             );
         }
-        network::ip(&[
-            "-n",
-            switch_netns,
-            "addr",
-            "add",
-            &format!("{REGISTRY_IP}/{}", network::SUBNET_PREFIX_LEN),
-            "dev",
-            "br0",
-        ])?;
+        if htpasswd.is_none() {
+            network::ip(&[
+                "-n",
+                switch_netns,
+                "addr",
+                "add",
+                &format!("{REGISTRY_IP}/{}", network::SUBNET_PREFIX_LEN),
+                "dev",
+                "br0",
+            ])?;
+        }
         let storage = dir.join("storage");
         std::fs::create_dir_all(&storage)
             .with_context(|| format!("creating {}", storage.display()))?;
-        let addr = format!("{REGISTRY_IP}:{REGISTRY_PORT}");
+        let addr = format!("{REGISTRY_IP}:{port}");
+        let auth = match htpasswd {
+            Some(p) => format!(
+                "auth:\n  htpasswd:\n    realm: rswarm-tests\n    path: {}\n",
+                p.display()
+            ),
+            None => String::new(),
+        };
         let config_path = dir.join("config.yml");
         std::fs::write(
             &config_path,
@@ -76,7 +117,7 @@ impl Registry {
                 "version: 0.1\n\
                  log:\n  level: info\n  accesslog:\n    disabled: false\n\
                  storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
-                 http:\n  addr: {addr}\n  secret: rswarm-tests-not-a-secret\n",
+                 http:\n  addr: {addr}\n  secret: rswarm-tests-not-a-secret\n{auth}",
                 storage.display()
             ),
         )
@@ -104,6 +145,7 @@ impl Registry {
             dir: dir.to_path_buf(),
             log_path,
             child: Mutex::new(Some(child)),
+            creds: None,
         };
         registry.wait_until_serving()?;
         Ok(registry)
@@ -140,8 +182,12 @@ impl Registry {
 
     /// The daemon config (Docker's `daemon.json` keys) that makes a daemon use this
     /// registry over plain HTTP.
+    /// The registry [`Registry::start_with_auth`] starts is listed too.
     pub fn daemon_config(&self) -> serde_json::Value {
-        serde_json::json!({ "insecure-registries": [self.addr] })
+        serde_json::json!({ "insecure-registries": [
+            self.addr,
+            format!("{REGISTRY_IP}:{AUTH_REGISTRY_PORT}"),
+        ] })
     }
 
     /// Pushes `image` to the registry as `name_tag` (e.g. `busybox:1`) with skopeo,
@@ -158,7 +204,11 @@ impl Registry {
 
     fn push_as(&self, image: &TestImage, name_tag: &str, format: &str) -> anyhow::Result<String> {
         let reference = self.image(name_tag);
-        let argv: Vec<String> = [
+        let creds: Vec<String> = match &self.creds {
+            Some(c) => vec!["--dest-creds".into(), c.clone()],
+            None => vec![],
+        };
+        let mut argv: Vec<String> = [
             "nsenter",
             &format!("--net=/var/run/netns/{}", self.netns),
             "--",
@@ -175,6 +225,9 @@ impl Registry {
         .iter()
         .map(|a| a.to_string())
         .collect();
+        // Before the source and destination.
+        let at = argv.len() - 2;
+        argv.splice(at..at, creds);
         let out = command::run(&argv, &[], COMMAND_TIMEOUT);
         if !out.success() {
             bail!(
@@ -232,7 +285,7 @@ impl Registry {
     fn wait_until_serving(&self) -> anyhow::Result<()> {
         let started = Instant::now();
         loop {
-            if let Ok((200, _)) = self.get("/v2/") {
+            if let Ok((200 | 401, _)) = self.get("/v2/") {
                 return Ok(());
             }
             let exited = self

@@ -22,7 +22,7 @@ use std::time::Duration;
 use rswarm_proto::types::{mount::Type as MountType, Task};
 
 use super::{health, probe, Controller, ExecError, Existing, Exit};
-use crate::image::{ImageStore, LocalImage};
+use crate::image::{ImageStore, LocalImage, PullAuth};
 use crate::runtime::{
     ContainerConfig, ContainerStatus as RtStatus, MountConfig, MountKind, Runtime,
 };
@@ -273,8 +273,12 @@ impl ContainerController {
             cap_add: spec.cap_add.clone(),
             cap_drop: spec.cap_drop.clone(),
             init: spec.init,
-            hosts: vec![],
-            resolv_conf: self.resolv_conf.clone(),
+            hosts: super::resolv::extra_hosts(&spec.hosts),
+            resolv_conf: super::resolv::resolv_conf(
+                &self.resolv_conf,
+                spec.dns_config.as_ref(),
+                false,
+            ),
             netns: None,
             labels: spec.labels.clone().into_iter().collect(),
         };
@@ -289,7 +293,12 @@ impl ContainerController {
             Some(plane) => {
                 cfg.netns = plane.prepare_task(task).await.map_err(Self::rejected)?;
                 if !task.networks.is_empty() {
-                    cfg.resolv_conf = crate::netplane::TASK_RESOLV_CONF.to_string();
+                    let dns = task
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.container.as_ref())
+                        .and_then(|c| c.dns_config.as_ref());
+                    cfg.resolv_conf = super::resolv::resolv_conf("", dns, true);
                 }
             }
             None if !task.networks.is_empty() => {
@@ -368,15 +377,23 @@ impl ContainerController {
 #[tonic::async_trait]
 impl Controller for ContainerController {
     async fn prepare(&self, task: &Task) -> Result<(), ExecError> {
-        let image_ref = task
+        let container = task
             .spec
             .as_ref()
             .and_then(|s| s.container.as_ref())
-            .map(|c| c.image.clone())
             .ok_or_else(|| Self::rejected("task has no container spec"))?;
+        let image_ref = container.image.clone();
+        // `--with-registry-auth`: the credentials came with the task.
+        let auth = container
+            .pull_options
+            .as_ref()
+            .filter(|p| !p.registry_auth.is_empty())
+            .map(|p| PullAuth::decode(&p.registry_auth))
+            .transpose()
+            .map_err(Self::rejected)?;
         let image = self
             .images
-            .ensure(&image_ref)
+            .ensure_with(&image_ref, auth.as_ref())
             .await
             .map_err(Self::rejected)?;
         if let Ok(mut m) = self.in_use.lock() {

@@ -2,11 +2,13 @@
 //! interface (prepare, start, wait, shutdown, remove, inspect) with the
 //! container runtime behind it (`container`); `taskstate` drives a task
 //! through Swarm's states with it, in one place, and runs its health
-//! checks (`health`) while it runs.
+//! checks (`health`) while it runs; `resolv` writes a task's resolv.conf
+//! and extra /etc/hosts entries from its spec.
 
 pub(crate) mod container;
 pub(crate) mod health;
 mod probe;
+pub(crate) mod resolv;
 pub(crate) mod taskstate;
 #[cfg(test)]
 mod taskstate_tests;

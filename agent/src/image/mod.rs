@@ -54,6 +54,9 @@
 //! * Mirrors serve `docker.io` only, are tried in order, and any failure moves
 //!   on to the next one and finally to Docker Hub; the last error is reported.
 //!   A mirror URL's path is ignored (`oci-client` addresses a host).
+//! * `auth.rs` — credentials sent with a task (`--with-registry-auth`, used
+//!   only for the registry they name, before the configured ones) and the
+//!   check behind `rswarm login` ([`ImageStore::login`]).
 //! * Credentials are looked up by registry host (`docker.io`,
 //!   `index.docker.io` and `https://index.docker.io/v1/` are one key). They
 //!   are sent as HTTP basic auth or exchanged for a bearer token, whichever
@@ -65,6 +68,7 @@
 //!   leftovers and garbage-collects unreferenced blobs and layers.
 
 mod archive;
+mod auth;
 mod config;
 mod pull;
 mod store;
@@ -81,6 +85,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use auth::PullAuth;
 pub use store::ImageStore;
 
 /// Registry settings, as in Docker's `daemon.json`. `Debug` hides passwords.
@@ -231,6 +236,12 @@ pub enum ImageError {
     /// A layer could not be unpacked.
     #[error("failed to register layer {digest}: {detail}")]
     Layer { digest: String, detail: String },
+    /// A task's `--with-registry-auth` credentials could not be read.
+    #[error("invalid registry credentials sent with the service: {0}")]
+    BadCredentials(String),
+    /// `rswarm login`: the registry refused the user name or password.
+    #[error("login to {registry} failed: unauthorized: incorrect username or password")]
+    LoginRefused { registry: String },
     #[error("No such image: {0}")]
     NoSuchImage(String),
     /// Removal refused (image in use, or referenced by several repositories).

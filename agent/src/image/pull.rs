@@ -20,6 +20,7 @@
 //!   "pull access denied …", a missing tag "manifest for … not found: manifest
 //!   unknown", a registry that does not answer "… unreachable: …".
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
@@ -37,6 +38,7 @@ use oci_client::{Client, Reference, RegistryOperation};
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
 use serde::Deserialize;
 
+use super::auth::PullAuth;
 use super::config::{self, ParsedConfig};
 use super::ImageRef;
 use super::{host_arch, one_line, sha256_digest, ImageError, RegistryConfig};
@@ -249,15 +251,36 @@ impl Registry {
     }
 
     /// Pings and authenticates against an endpoint.
+    /// Credentials sent with the pull (`extra`) are used only for the
+    /// registry they name, before the configured ones.
     pub(super) async fn session(
         &self,
         r: &ImageRef,
         ep: &Endpoint,
+        extra: Option<&PullAuth>,
     ) -> Result<Session<'_>, ImageError> {
-        let creds = self.auths.get(&auth_key(&ep.host)).cloned();
-        let candidates: Vec<(&Client, Option<bool>)> = match ep.transport {
-            Transport::Https => vec![(&self.secure, None)],
-            Transport::Http => vec![(&self.plain, None)],
+        let sent = extra.filter(|a| a.is_for(&ep.host));
+        let creds = sent
+            .map(|a| (a.username.clone(), a.password.clone()))
+            .or_else(|| self.auths.get(&auth_key(&ep.host)).cloned());
+        // oci-client keeps the credentials and tokens of a registry in the
+        // client: credentials sent with one task get clients of their own,
+        // so no other pull ever uses them.
+        let (secure, insecure_tls, plain) = match sent {
+            Some(_) => (
+                Cow::Owned(client(ClientProtocol::Https, false)?),
+                Cow::Owned(client(ClientProtocol::Https, true)?),
+                Cow::Owned(client(ClientProtocol::Http, false)?),
+            ),
+            None => (
+                Cow::Borrowed(&self.secure),
+                Cow::Borrowed(&self.insecure_tls),
+                Cow::Borrowed(&self.plain),
+            ),
+        };
+        let candidates: Vec<(Cow<'_, Client>, Option<bool>)> = match ep.transport {
+            Transport::Https => vec![(secure, None)],
+            Transport::Http => vec![(plain, None)],
             Transport::Insecure => {
                 let known = self
                     .plain_http
@@ -265,9 +288,9 @@ impl Registry {
                     .ok()
                     .and_then(|m| m.get(&ep.host).copied());
                 match known {
-                    Some(true) => vec![(&self.plain, Some(true))],
-                    Some(false) => vec![(&self.insecure_tls, Some(false))],
-                    None => vec![(&self.insecure_tls, Some(false)), (&self.plain, Some(true))],
+                    Some(true) => vec![(plain, Some(true))],
+                    Some(false) => vec![(insecure_tls, Some(false))],
+                    None => vec![(insecure_tls, Some(false)), (plain, Some(true))],
                 }
             }
         };
@@ -324,7 +347,7 @@ enum Phase {
 
 /// An authenticated conversation with one endpoint about one repository.
 pub(crate) struct Session<'a> {
-    client: &'a Client,
+    client: Cow<'a, Client>,
     r: ImageRef,
     mirror: Option<String>,
     pub host: String,
@@ -385,6 +408,30 @@ impl<'a> Session<'a> {
                 Ok(())
             }
             Err(e) => Err(self.error(e, Phase::Login)),
+        }
+    }
+
+    /// `rswarm login`'s proof that the credentials work: a token was given
+    /// for them, or (basic auth) an authenticated `GET /v2/_catalog` is not
+    /// refused. A registry without a catalog counts as accepting.
+    pub(super) async fn verify_login(&self) -> Result<(), ImageError> {
+        if self.bearer {
+            return Ok(());
+        }
+        let refused = ImageError::LoginRefused {
+            registry: self.host.clone(),
+        };
+        match self
+            .client
+            .catalog(&self.oci_ref("latest"), &self.auth, Some(1), None)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => match self.error(e, Phase::Tags) {
+                ImageError::Unauthorized { .. } | ImageError::AccessDenied { .. } => Err(refused),
+                e @ ImageError::Unreachable { .. } => Err(e),
+                _ => Ok(()),
+            },
         }
     }
 

@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 mod removal;
 
+use super::auth::PullAuth;
 use super::pull::{LayerRef, Registry, Session};
 use super::unpack;
 use super::{parse_reference, ImageRef};
@@ -473,6 +474,16 @@ impl ImageStore {
     /// image with that manifest or index digest; a tag is used as it is, not
     /// checked against the registry), else [`ImageStore::pull`].
     pub async fn ensure(&self, reference: &str) -> Result<LocalImage, ImageError> {
+        self.ensure_with(reference, None).await
+    }
+
+    /// [`ImageStore::ensure`] with credentials sent with the task (see
+    /// [`PullAuth`]) for the pull, if one is needed.
+    pub async fn ensure_with(
+        &self,
+        reference: &str,
+        auth: Option<&PullAuth>,
+    ) -> Result<LocalImage, ImageError> {
         let r = parse_reference(reference)?;
         {
             let mut st = self.lock();
@@ -487,14 +498,28 @@ impl ImageStore {
                 }
             }
         }
-        self.pull(&r.to_string()).await
+        self.pull_with(&r.to_string(), auth).await
     }
 
     /// Pulls from the registry (always asking it, even for a tag present
     /// locally). Concurrent pulls of one reference share one download.
     pub async fn pull(&self, reference: &str) -> Result<LocalImage, ImageError> {
+        self.pull_with(reference, None).await
+    }
+
+    /// [`ImageStore::pull`] with credentials sent with the task; pulls with
+    /// other credentials do not share a download.
+    pub async fn pull_with(
+        &self,
+        reference: &str,
+        auth: Option<&PullAuth>,
+    ) -> Result<LocalImage, ImageError> {
         let r = parse_reference(reference)?;
-        let key = r.to_string();
+        let key = match auth {
+            Some(a) => format!("{r}\0{}", a.pull_key()),
+            None => r.to_string(),
+        };
+        let auth = auth.cloned();
         let fut = {
             let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
             match inflight.get(&key) {
@@ -521,7 +546,7 @@ impl ImageStore {
                         key: key.clone(),
                     };
                     tokio::spawn(async move {
-                        let res = this.pull_endpoints(&r).await;
+                        let res = this.pull_endpoints(&r, auth.as_ref()).await;
                         drop(guard);
                         let _ = tx.send(res);
                     });
@@ -532,11 +557,58 @@ impl ImageStore {
         fut.await
     }
 
-    async fn pull_endpoints(&self, r: &ImageRef) -> Result<LocalImage, ImageError> {
+    /// `rswarm login`: checks `username` and `password` against the
+    /// registry at `server` (see the `auth` module); nothing is kept.
+    pub async fn login(
+        &self,
+        server: &str,
+        username: &str,
+        password: &str,
+    ) -> Result<(), ImageError> {
+        let host = super::pull::auth_key(server);
+        // Any repository: the check is about the registry.
+        let probe = if host == "docker.io" {
+            "docker.io/library/hello-world:latest".to_string()
+        } else {
+            format!("{host}/rswarm-login:latest")
+        };
+        let r = parse_reference(&probe)?;
+        let auth = PullAuth {
+            server: host.clone(),
+            username: username.to_string(),
+            password: password.to_string(),
+        };
+        let refused = |e: ImageError| match e {
+            ImageError::Unauthorized { .. } | ImageError::AccessDenied { .. } => {
+                ImageError::LoginRefused {
+                    registry: host.clone(),
+                }
+            }
+            other => other,
+        };
+        let endpoint = self
+            .registry
+            .endpoints(&r)
+            .into_iter()
+            .rfind(|ep| !ep.mirror)
+            .ok_or_else(|| ImageError::Storage("no registry endpoint".into()))?;
+        let session = self
+            .registry
+            .session(&r, &endpoint, Some(&auth))
+            .await
+            .map_err(refused)?;
+        session.verify_login().await
+    }
+
+    async fn pull_endpoints(
+        &self,
+        r: &ImageRef,
+        auth: Option<&PullAuth>,
+    ) -> Result<LocalImage, ImageError> {
         let endpoints = self.registry.endpoints(r);
         let mut last = None;
         for (i, ep) in endpoints.iter().enumerate() {
-            let res = match self.registry.session(r, ep).await {
+            let res = match self.registry.session(r, ep, auth).await {
                 Ok(s) => self.pull_via(r, &s).await,
                 Err(e) => Err(e),
             };

@@ -951,3 +951,57 @@ fn load_docker_save_and_oci_archives_then_remove_with_gc() {
     assert!(store.list().is_empty());
     let _: Arc<ImageStore> = store;
 }
+
+/// `rswarm login`'s check and a pull with credentials sent with the task
+/// (`--with-registry-auth`), against a registry with basic auth.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_checks_credentials_and_a_pull_uses_the_ones_sent_with_it() {
+    let reg = TestRegistry::start(Some(("alice", "s3cret")));
+    let host = reg.host();
+    let creds = RegistryAuth::Basic("alice".into(), "s3cret".into());
+    let img = image(vec![base_layer()], host_arch(), "y");
+    let r = format!("{host}/test/sent:1");
+    push(&pusher(), &creds, &r, &img, false).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let store =
+        ImageStore::open_without_hub(&tmp.path().join("s"), RegistryConfig::default()).unwrap();
+
+    store.login(&host, "alice", "s3cret").await.unwrap();
+    let e = store.login(&host, "alice", "nope").await.unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!("login to {host} failed: unauthorized: incorrect username or password")
+    );
+
+    let sent = |server: &str, password: &str| PullAuth {
+        server: server.to_string(),
+        username: "alice".into(),
+        password: password.into(),
+    };
+    let denied = format!(
+        "pull access denied for {host}/test/sent, repository does not exist or may require 'docker login'"
+    );
+    assert_eq!(store.pull(&r).await.unwrap_err().to_string(), denied);
+    // Credentials for another registry are not sent to this one.
+    let other = sent("127.0.0.1:1", "s3cret");
+    assert_eq!(
+        store
+            .pull_with(&r, Some(&other))
+            .await
+            .unwrap_err()
+            .to_string(),
+        denied
+    );
+    let wrong = sent(&host, "nope");
+    assert!(store
+        .pull_with(&r, Some(&wrong))
+        .await
+        .unwrap_err()
+        .to_string()
+        .contains("incorrect username or password"));
+    let got = store
+        .pull_with(&r, Some(&sent(&host, "s3cret")))
+        .await
+        .unwrap();
+    assert_eq!(got.id, sha256_digest(&img.config));
+}

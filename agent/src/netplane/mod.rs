@@ -37,9 +37,6 @@ use tokio::sync::{watch, Mutex};
 
 pub use rules::LocalTask;
 
-/// The resolv.conf of a task on overlay networks.
-pub const TASK_RESOLV_CONF: &str = "nameserver 127.0.0.11\noptions ndots:0\n";
-
 /// The node's own namespace, where the routing mesh lives.
 const NODE_NETNS: &str = "/proc/self/ns/net";
 /// How often leftovers are swept.
@@ -511,14 +508,14 @@ impl NetPlane {
         let path = self.overlay.task_netns_path(&task.id);
         let (udp, tcp) = dns::bind_in_netns(&path, dns::DNS_ADDR)
             .map_err(|e| format!("DNS in task {}: {e}", task.id))?;
-        let stack = task
-            .spec
-            .as_ref()
-            .and_then(|s| s.container.as_ref())
-            .and_then(|c| c.labels.get("com.docker.stack.namespace").cloned());
+        let container = task.spec.as_ref().and_then(|s| s.container.as_ref());
+        let stack = container.and_then(|c| c.labels.get("com.docker.stack.namespace").cloned());
         let view = View {
             networks: task.networks.iter().map(|n| n.network_id.clone()).collect(),
             stack,
+            // `--dns`: the embedded server stays the task's nameserver and
+            // forwards what it does not know to these.
+            upstreams: crate::exec::resolv::task_upstreams(container),
         };
         let handle = self
             .dns

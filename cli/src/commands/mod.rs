@@ -4,6 +4,7 @@ pub mod exec;
 pub mod image;
 pub mod inspect;
 pub mod lists;
+pub mod login;
 pub mod network;
 pub mod node;
 pub mod service;

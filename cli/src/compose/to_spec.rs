@@ -11,7 +11,7 @@
 //! `defaults()` and checked by the same `rswarm_proto::spec::validate`: a
 //! key and its flag are honoured by one code path. A key this conversion
 //! cannot honour yet (secrets, configs,
-//! update and rollback configs, logging, dns, extra hosts, …)
+//! update and rollback configs, logging, …)
 //! is refused, naming the file and key path; nothing is accepted and then
 //! ignored. Every problem of every service is collected before returning.
 //! Volumes (top-level and of type volume) are mapped in `to_spec_volumes`.
@@ -303,6 +303,7 @@ impl Conv<'_> {
         self.resources(name, s, &mut edits);
         self.restart(name, s, &mut edits);
         self.container(name, s, &mut edits);
+        self.dns(name, s, &mut edits);
         for (i, p) in s.ports.iter().enumerate() {
             let mut text = format!(
                 "target={},protocol={},mode={}",
@@ -354,10 +355,6 @@ impl Conv<'_> {
         let not_yet = [
             ("secrets", !s.secrets.is_empty(), "secrets are not supported yet"),
             ("configs", !s.configs.is_empty(), "configs are not supported yet"),
-            ("dns", !s.dns.is_empty(), "dns is not supported yet"),
-            ("dns_search", !s.dns_search.is_empty(), "dns_search is not supported yet"),
-            ("dns_opt", !s.dns_opt.is_empty(), "dns_opt is not supported yet"),
-            ("extra_hosts", !s.extra_hosts.is_empty(), "extra_hosts is not supported yet"),
             ("logging", s.logging.is_some(), "logging is not supported yet: tasks log to the node's local log"),
             (
                 "deploy.update_config",
@@ -558,6 +555,9 @@ fn is_cidr(s: &str) -> bool {
     };
     ip.parse::<std::net::Ipv4Addr>().is_ok() && parse_uint(len).is_ok_and(|l| l <= 32)
 }
+
+#[path = "to_spec_dns.rs"]
+mod dns;
 
 #[cfg(test)]
 #[path = "to_spec_tests.rs"]

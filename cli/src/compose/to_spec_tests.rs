@@ -207,7 +207,6 @@ fn what_cannot_be_honoured_yet_is_refused_with_its_key_path() {
     healthcheck: {test: [CMD, true]}
     depends_on: [db]
     volumes: [data:/data]
-    dns: 8.8.8.8
     deploy:
       update_config: {parallelism: 2}
   db:
@@ -223,7 +222,6 @@ volumes:
         [
             "app.yml: secrets: secrets are not supported yet",
             "app.yml: services.web.secrets: secrets are not supported yet",
-            "app.yml: services.web.dns: dns is not supported yet",
             "app.yml: services.web.deploy.update_config: update_config is not supported yet: rswarm does not run rolling updates yet, so the setting would be ignored",
         ]
     );

@@ -72,6 +72,22 @@ impl Images for LocalImages {
         }))
     }
 
+    /// `rswarm login`: checked against the registry by this node's image
+    /// store, with the rules of its pulls; nothing is stored here.
+    async fn registry_login(
+        &self,
+        req: Request<RegistryLoginRequest>,
+    ) -> Result<Response<RegistryLoginResponse>, Status> {
+        let req = req.into_inner();
+        self.store
+            .login(&req.server, &req.username, &req.password)
+            .await
+            .map_err(|e| Status::failed_precondition(e.to_string()))?;
+        Ok(Response::new(RegistryLoginResponse {
+            status: "Login Succeeded".into(),
+        }))
+    }
+
     async fn load_image(
         &self,
         req: Request<LoadImageRequest>,

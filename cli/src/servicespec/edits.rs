@@ -60,6 +60,17 @@ pub enum SpecEdit {
     Healthcheck(Option<HealthConfig>),
     Ulimit(Ulimit),
     Sysctl(String, String),
+    /// `--dns`: a nameserver added (an IP address).
+    DnsServer(String),
+    /// `--dns-search`: a search domain added.
+    DnsSearch(String),
+    /// `--dns-option`: a resolv.conf option added.
+    DnsOption(String),
+    /// `--host`: an `"IP HOSTNAME"` line added to /etc/hosts.
+    Host(String),
+    /// `--with-registry-auth`: Docker's encoded credentials for the image's
+    /// registry, sent with the tasks.
+    RegistryAuth(String),
     /// Capabilities added and dropped (normalised names), combined with
     /// the spec's as Docker's `EffectiveCapAddCapDrop` does.
     Capabilities {
@@ -227,6 +238,25 @@ fn apply_container(c: &mut ContainerSpec, edit: SpecEdit) {
         E::Ulimit(u) => c.ulimits.push(u),
         E::Sysctl(k, v) => {
             c.sysctls.insert(k, v);
+        }
+        E::DnsServer(n) => c
+            .dns_config
+            .get_or_insert_with(Default::default)
+            .nameservers
+            .push(n),
+        E::DnsSearch(d) => c
+            .dns_config
+            .get_or_insert_with(Default::default)
+            .search
+            .push(d),
+        E::DnsOption(o) => c
+            .dns_config
+            .get_or_insert_with(Default::default)
+            .options
+            .push(o),
+        E::Host(line) => c.hosts.push(line),
+        E::RegistryAuth(a) => {
+            c.pull_options = Some(rswarm_proto::types::PullOptions { registry_auth: a })
         }
         E::Capabilities { add, drop } => {
             let add: Vec<String> = c.cap_add.iter().cloned().chain(add).collect();

@@ -10,6 +10,9 @@ use std::path::PathBuf;
 use clap::Args;
 use rswarm_proto::spec::capabilities::normalize_capability;
 use rswarm_proto::spec::constraints::{parse_preference, Constraint};
+use rswarm_proto::spec::dns::{
+    parse_dns_option, parse_dns_search, parse_dns_server, parse_extra_host,
+};
 use rswarm_proto::spec::mounts::{parse_mount, resolve_bind_source};
 use rswarm_proto::spec::ports::parse_publish;
 use rswarm_proto::spec::units::{
@@ -151,6 +154,18 @@ pub struct ServiceFlags {
     /// Disable any container-specified HEALTHCHECK
     #[arg(long = "no-healthcheck")]
     pub no_healthcheck: bool,
+    /// Set custom DNS servers
+    #[arg(long, value_name = "list")]
+    pub dns: Vec<String>,
+    /// Set DNS options
+    #[arg(long = "dns-option", value_name = "list")]
+    pub dns_option: Vec<String>,
+    /// Set custom DNS search domains
+    #[arg(long = "dns-search", value_name = "list")]
+    pub dns_search: Vec<String>,
+    /// Set one or more custom host-to-IP mappings (host:ip)
+    #[arg(long = "host", value_name = "list")]
+    pub add_host: Vec<String>,
     /// Ulimit options
     #[arg(long, value_name = "ulimit")]
     pub ulimit: Vec<String>,
@@ -483,6 +498,26 @@ impl ServiceFlags {
             each("--ulimit", &self.ulimit, parse_ulimit)?
                 .into_iter()
                 .map(SpecEdit::Ulimit),
+        );
+        edits.extend(
+            each("--dns", &self.dns, parse_dns_server)?
+                .into_iter()
+                .map(SpecEdit::DnsServer),
+        );
+        edits.extend(
+            each("--dns-search", &self.dns_search, parse_dns_search)?
+                .into_iter()
+                .map(SpecEdit::DnsSearch),
+        );
+        edits.extend(
+            each("--dns-option", &self.dns_option, parse_dns_option)?
+                .into_iter()
+                .map(SpecEdit::DnsOption),
+        );
+        edits.extend(
+            each("--host", &self.add_host, parse_extra_host)?
+                .into_iter()
+                .map(SpecEdit::Host),
         );
         for (k, v) in each("--sysctl", &self.sysctl, parse_sysctl)? {
             edits.push(SpecEdit::Sysctl(k, v));

@@ -7,6 +7,7 @@ pub mod limits;
 pub(crate) mod networks;
 mod nodes;
 pub(crate) mod paging;
+pub mod redact;
 pub mod services;
 pub mod spec_write;
 mod streams;
@@ -136,17 +137,19 @@ impl Services for ServicesApi {
             .into_inner()
             .spec
             .ok_or_else(|| Status::invalid_argument("create without a service spec"))?;
-        Ok(Response::new(services::create(&self.store, spec).await?))
+        Ok(Response::new(redact::service(
+            services::create(&self.store, spec).await?,
+        )))
     }
 
     async fn get_service(
         &self,
         req: Request<GetServiceRequest>,
     ) -> Result<Response<Service>, Status> {
-        Ok(Response::new(services::resolve_service(
+        Ok(Response::new(redact::service(services::resolve_service(
             &self.store,
             &req.into_inner().service_ref,
-        )?))
+        )?)))
     }
 
     async fn list_services(
@@ -159,7 +162,7 @@ impl Services for ServicesApi {
             &req.into_inner().page_token,
         );
         Ok(Response::new(ListServicesResponse {
-            services,
+            services: services.into_iter().map(redact::service).collect(),
             next_page_token,
         }))
     }
@@ -168,9 +171,9 @@ impl Services for ServicesApi {
         &self,
         req: Request<UpdateServiceRequest>,
     ) -> Result<Response<Service>, Status> {
-        Ok(Response::new(
+        Ok(Response::new(redact::service(
             services::update(&self.store, req.into_inner()).await?,
-        ))
+        )))
     }
 
     async fn remove_service(
@@ -182,10 +185,10 @@ impl Services for ServicesApi {
     }
 
     async fn get_task(&self, req: Request<GetTaskRequest>) -> Result<Response<Task>, Status> {
-        Ok(Response::new(services::resolve_task(
+        Ok(Response::new(redact::task(services::resolve_task(
             &self.store,
             &req.into_inner().task_ref,
-        )?))
+        )?)))
     }
 
     async fn list_tasks(
@@ -199,7 +202,7 @@ impl Services for ServicesApi {
             &req.page_token,
         );
         Ok(Response::new(ListTasksResponse {
-            tasks,
+            tasks: tasks.into_iter().map(redact::task).collect(),
             next_page_token,
         }))
     }

@@ -235,6 +235,9 @@ pub async fn update(store: &Store, req: UpdateServiceRequest) -> Result<Service,
                     .clone()
                     .ok_or_else(|| invalid("update without a spec"))?
             };
+            if !req.rollback {
+                super::redact::keep_registry_auth(&old, &mut new);
+            }
             let old_name = old
                 .annotations
                 .as_ref()

@@ -75,6 +75,8 @@ impl Shared {
 pub(crate) struct TaskHandler {
     pub(crate) shared: Arc<Shared>,
     pub(crate) view: View,
+    /// The task's own resolvers (`--dns`), used instead of the host's.
+    pub(crate) own_upstream: Option<NameServerPool<TokioRuntimeProvider>>,
 }
 
 /// What to send back, before it is encoded.
@@ -200,9 +202,10 @@ impl TaskHandler {
         }
     }
 
-    /// Forwards to the host's resolvers and relays their answer.
+    /// Forwards to the task's resolvers (else the host's) and relays their
+    /// answer.
     async fn forward(&self, request: &Request, query: &LowerQuery) -> Reply {
-        let Some(pool) = &self.shared.upstream else {
+        let Some(pool) = self.own_upstream.as_ref().or(self.shared.upstream.as_ref()) else {
             debug!(name = %query.name(), "dns: no upstream, SERVFAIL");
             return Reply::new(request, ResponseCode::ServFail, false);
         };

@@ -23,7 +23,8 @@
 //! - Unknown single labels, `tasks.<label>` and `<service>.<slot>.<id>`
 //!   look-alikes: NXDOMAIN at once. Anything else goes to the upstreams with a
 //!   short timeout (SERVFAIL when they fail, or at once when there are none)
-//!   and their answer is relayed.
+//!   and their answer is relayed. The upstreams are the task's own (its
+//!   `--dns` servers, [`View::upstreams`]) when it has some, else the host's.
 
 mod handler;
 mod table;
@@ -86,6 +87,10 @@ pub struct View {
     pub networks: Vec<String>,
     /// The task's `com.docker.stack.namespace`, if any.
     pub stack: Option<String>,
+    /// The task's own resolvers (`--dns`): names the server does not know
+    /// go there instead of the host's, as Docker's embedded server does.
+    /// Empty: the host's.
+    pub upstreams: Vec<SocketAddr>,
 }
 
 /// The whole record set; [`DnsServer::set_records`] replaces it at once.
@@ -153,28 +158,7 @@ impl DnsServer {
     ) -> Result<Arc<DnsServer>, DnsError> {
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|e| DnsError::NoRuntime(e.to_string()))?;
-        let upstream = if upstreams.is_empty() {
-            None
-        } else {
-            let mut options = ResolverOpts::default();
-            options.timeout = forward_timeout;
-            options.attempts = 1;
-            options.cache_size = 0;
-            let tls = TlsConfig::new().map_err(|e| DnsError::Upstream(e.to_string()))?;
-            let cx = Arc::new(PoolContext::new(options, tls));
-            let configs = upstreams.iter().map(|addr| {
-                let mut udp = ConnectionConfig::udp();
-                udp.port = addr.port();
-                let mut tcp = ConnectionConfig::tcp();
-                tcp.port = addr.port();
-                NameServerConfig::new(addr.ip(), true, vec![udp, tcp])
-            });
-            Some(NameServerPool::from_config(
-                configs,
-                cx,
-                TokioRuntimeProvider::default(),
-            ))
-        };
+        let upstream = upstream_pool(&upstreams, forward_timeout)?;
         Ok(Arc::new(DnsServer {
             shared: Arc::new(Shared::new(upstream, forward_timeout)),
             runtime,
@@ -224,9 +208,11 @@ impl DnsServer {
         let udp = tokio::net::UdpSocket::from_std(udp)?;
         let tcp = tokio::net::TcpListener::from_std(tcp)?;
 
+        let own_upstream = upstream_pool(&view.upstreams, self.shared.forward_timeout)?;
         let mut server = Server::new(TaskHandler {
             shared: self.shared.clone(),
             view,
+            own_upstream,
         });
         server.register_socket(udp);
         server.register_listener(tcp, TCP_IDLE_TIMEOUT, 64);
@@ -241,6 +227,35 @@ impl DnsServer {
     pub fn set_records(&self, records: Records) {
         self.shared.set_table(Table::build(&records));
     }
+}
+
+/// A pool forwarding to `upstreams` (none when empty), each tried once
+/// within `timeout`, nothing cached.
+fn upstream_pool(
+    upstreams: &[SocketAddr],
+    timeout: Duration,
+) -> Result<Option<NameServerPool<TokioRuntimeProvider>>, DnsError> {
+    if upstreams.is_empty() {
+        return Ok(None);
+    }
+    let mut options = ResolverOpts::default();
+    options.timeout = timeout;
+    options.attempts = 1;
+    options.cache_size = 0;
+    let tls = TlsConfig::new().map_err(|e| DnsError::Upstream(e.to_string()))?;
+    let cx = Arc::new(PoolContext::new(options, tls));
+    let configs = upstreams.iter().map(|addr| {
+        let mut udp = ConnectionConfig::udp();
+        udp.port = addr.port();
+        let mut tcp = ConnectionConfig::tcp();
+        tcp.port = addr.port();
+        NameServerConfig::new(addr.ip(), true, vec![udp, tcp])
+    });
+    Ok(Some(NameServerPool::from_config(
+        configs,
+        cx,
+        TokioRuntimeProvider::default(),
+    )))
 }
 
 /// A served socket pair; dropping it (or [`ServeHandle::stop`]) ends serving

@@ -309,6 +309,7 @@ mod tests {
         View {
             networks: nets.iter().map(|s| s.to_string()).collect(),
             stack: stack.map(Into::into),
+            upstreams: vec![],
         }
     }
 

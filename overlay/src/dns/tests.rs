@@ -84,6 +84,7 @@ fn view(nets: &[&str], stack: Option<&str>) -> View {
     View {
         networks: nets.iter().map(|s| s.to_string()).collect(),
         stack: stack.map(Into::into),
+        upstreams: vec![],
     }
 }
 
@@ -617,4 +618,29 @@ fn handles_can_cross_threads() {
     send_sync::<ServeHandle>();
     send_sync::<Records>();
     send_sync::<View>();
+}
+
+/// A task with its own resolvers (`--dns`) has its unknown names forwarded
+/// there, not to the host's; cluster names are still answered locally.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_with_its_own_resolvers_forwards_there() {
+    let (host_up, host_count) = fake_upstream().await;
+    let (task_up, task_count) = fake_upstream().await;
+    let mut own = view(&[N1], None);
+    own.upstreams = vec![task_up];
+    let s = serve_on(
+        test_ip(),
+        vec![host_up],
+        Duration::from_secs(2),
+        sample(),
+        own,
+    );
+    let m = udp_query(s.udp(), "example.test", RecordType::A).await;
+    assert_eq!(addrs(&m), vec![Ipv4Addr::new(192, 0, 2, 1)]);
+    assert_eq!(task_count.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(host_count.load(std::sync::atomic::Ordering::SeqCst), 0);
+    let m = udp_query(s.udp(), "api", RecordType::A).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    assert!(!addrs(&m).is_empty(), "a cluster name still resolves");
+    assert_eq!(task_count.load(std::sync::atomic::Ordering::SeqCst), 1);
 }

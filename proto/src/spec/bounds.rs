@@ -30,6 +30,9 @@ pub const MAX_REPLICAS: u64 = 10_000;
 pub const MAX_SPEC_BYTES: usize = 512 * 1024;
 /// Most entries in any list or map of a spec (environment, labels, args, ...).
 pub const MAX_LIST_ENTRIES: usize = 1_000;
+/// Most bytes of the registry credentials sent with a spec (base64 JSON of
+/// a user name, a password or token, and a server address).
+pub const MAX_REGISTRY_AUTH_BYTES: usize = 16 * 1024;
 /// Most mounts of one container.
 const MAX_MOUNTS: usize = 100;
 
@@ -83,7 +86,14 @@ pub(super) fn problems(spec: &ServiceSpec) -> Vec<String> {
                 ("sysctls", c.sysctls.len(), MAX_LIST_ENTRIES),
                 ("added capabilities", c.cap_add.len(), MAX_LIST_ENTRIES),
                 ("dropped capabilities", c.cap_drop.len(), MAX_LIST_ENTRIES),
+                ("host entries", c.hosts.len(), MAX_LIST_ENTRIES),
             ]);
+            let auth = c.pull_options.as_ref().map_or(0, |p| p.registry_auth.len());
+            if auth > MAX_REGISTRY_AUTH_BYTES {
+                out.push(format!(
+                    "registry credentials are {auth} bytes, over the limit of {MAX_REGISTRY_AUTH_BYTES}"
+                ));
+            }
         }
         if let Some(p) = task.placement.as_ref() {
             lists.push((

@@ -10,6 +10,8 @@
 //! - [`mounts`]: `--mount` values and the rules of a mount.
 //! - [`constraints`]: placement constraints (parse, and `matches(&Node)`)
 //!   and `spread=` preferences.
+//! - [`dns`]: `--dns`, `--dns-search`, `--dns-option`, `--host` values and
+//!   the rules of a task's resolver settings and host entries.
 //! - [`names`]: the DNS-name rule for service and network names.
 //! - [`capabilities`]: Linux capability names.
 //! - [`bounds`]: size limits every spec keeps.
@@ -21,6 +23,7 @@
 pub mod bounds;
 pub mod capabilities;
 pub mod constraints;
+pub mod dns;
 pub mod mounts;
 pub mod names;
 pub mod ports;

@@ -158,6 +158,7 @@ fn check_annotations(spec: &ServiceSpec, out: &mut Vec<String>) {
 }
 
 fn check_container(container: &crate::types::ContainerSpec, out: &mut Vec<String>) {
+    super::dns::check_dns(container, out);
     if let Err(e) = ImageRef::parse(&container.image) {
         out.push(format!(
             "ContainerSpec: \"{}\" is not a valid repository/tag: {e}",

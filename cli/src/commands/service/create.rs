@@ -10,6 +10,7 @@ use rswarm_proto::control::CreateServiceRequest;
 use super::converge::{wait_for_convergence, ProgressLost};
 use super::CreateArgs;
 use crate::client::{status_error, ClientOpts};
+use crate::servicespec::edits::{self, SpecEdit};
 
 pub(super) async fn create(opts: &ClientOpts, a: CreateArgs) -> anyhow::Result<()> {
     let (image, args) = a
@@ -24,7 +25,14 @@ pub(super) async fn create(opts: &ClientOpts, a: CreateArgs) -> anyhow::Result<(
     }
     // The flags' edits over the defaults, validated (bounds included) by the
     // spec library the manager also runs: refusing early avoids sending 1 MB.
-    let spec = a.flags.to_spec(image, args)?;
+    let mut spec = a.flags.to_spec(image, args)?;
+    // `--with-registry-auth`: the stored credentials of the image's
+    // registry go with the spec; without the flag, none leave the client.
+    if a.with_registry_auth {
+        if let Some(auth) = crate::registry_auth::registry_auth_for(image)? {
+            edits::apply(&mut spec, [SpecEdit::RegistryAuth(auth)]);
+        }
+    }
     let (channel, _) = opts.connect().await?;
     let mut services = ServicesClient::new(channel.clone());
     let service = services

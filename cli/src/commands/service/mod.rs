@@ -72,6 +72,9 @@ pub struct CreateArgs {
     /// Suppress progress output
     #[arg(short, long)]
     pub quiet: bool,
+    /// Send registry authentication details to swarm agents
+    #[arg(long = "with-registry-auth")]
+    pub with_registry_auth: bool,
     /// IMAGE [COMMAND] [ARG...]
     #[arg(
         value_name = "IMAGE",
