@@ -47,6 +47,8 @@ const ACCESS: &[(&str, Option<Access>)] = &[
         control::networks_server::SERVICE_NAME,
         Some(Access::Manager),
     ),
+    (control::secrets_server::SERVICE_NAME, Some(Access::Manager)),
+    (control::configs_server::SERVICE_NAME, Some(Access::Manager)),
     (ca::ca_server::SERVICE_NAME, None),
     (
         dispatcher::dispatcher_server::SERVICE_NAME,

@@ -4,7 +4,7 @@
 //! its own place in Raft, `autolock` for the cluster's autolock setting) and
 //! serves one set of gRPC services (`grpc`: the table of what each demands)
 //! on TCP behind the role check (`auth`) and on the daemon's local socket:
-//! the Control API (`controlapi`), the CA service that admits and renews
+//! the Control API (`controlapi`; secret values sealed by `secrets`), the CA service that admits and renews
 //! nodes (`certificates`, signing in `ca`), the dispatcher (`dispatcher`),
 //! the first objects of a new swarm (`bootstrap`), and the leader-only loops
 //! (`orchestrator`, `allocator`, `scheduler`, Raft membership following node
@@ -33,14 +33,17 @@ pub mod objects;
 pub mod orchestrator;
 pub(crate) mod roles;
 pub mod scheduler;
+pub(crate) mod secrets;
 mod start;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rswarm_proto::ca::ca_server::CaServer;
+use rswarm_proto::control::configs_server::ConfigsServer;
 use rswarm_proto::control::control_server::ControlServer;
 use rswarm_proto::control::networks_server::NetworksServer;
+use rswarm_proto::control::secrets_server::SecretsServer;
 use rswarm_proto::control::services_server::ServicesServer;
 use rswarm_proto::dispatcher::dispatcher_server::DispatcherServer;
 use rswarm_proto::dispatcher::network_state_server::NetworkStateServer;
@@ -169,6 +172,12 @@ impl Manager {
             .add_service(ControlServer::new(self.control()))
             .add_service(ServicesServer::new(self.services()))
             .add_service(NetworksServer::new(self.networks()))
+            .add_service(SecretsServer::new(controlapi::secrets::SecretsApi::new(
+                self.store.clone(),
+            )))
+            .add_service(ConfigsServer::new(controlapi::configs::ConfigsApi::new(
+                self.store.clone(),
+            )))
             .add_service(CaServer::new(certificates::CaService::new(
                 self.store.clone(),
             )))

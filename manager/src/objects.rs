@@ -6,8 +6,8 @@
 
 use prost::Message;
 use rswarm_proto::types::{
-    Cluster, ClusterSpec, Meta, Network, NetworkSpec, Node, NodeRole, NodeSpec, NodeState, Service,
-    ServiceSpec, Task, TaskSpec, Version,
+    Cluster, ClusterSpec, Config, ConfigSpec, Meta, Network, NetworkSpec, Node, NodeRole, NodeSpec,
+    NodeState, Secret, SecretSpec, Service, ServiceSpec, Task, TaskSpec, Version,
 };
 use rswarm_raft::{Op, Store};
 
@@ -30,6 +30,15 @@ pub const KIND_NETWORK_GUARD: &str = "network-allocation";
 /// creates on different managers (or one retried after a failover, whose
 /// first try may still commit) cannot both take the same name or port.
 pub const KIND_SERVICE_GUARD: &str = "service-creation";
+/// Store kind of secret objects (values sealed: see `crate::secrets`).
+pub const KIND_SECRET: &str = "secret";
+/// Store kind of config objects.
+pub const KIND_CONFIG: &str = "config";
+/// Store kind of the name guards of secrets (id: the name), written with
+/// every create, so that two creates cannot take one name.
+pub const KIND_SECRET_NAME: &str = "secret-name";
+/// Store kind of the name guards of configs.
+pub const KIND_CONFIG_NAME: &str = "config-name";
 /// The cluster object's id in the store (there is exactly one).
 pub const CLUSTER_KEY: &str = "default";
 
@@ -102,6 +111,8 @@ object!(Cluster, ClusterSpec, KIND_CLUSTER, create_only: false, key: |_c| CLUSTE
 object!(Service, ServiceSpec, KIND_SERVICE, create_only: true, key: |s| &s.id);
 object!(Task, TaskSpec, KIND_TASK, create_only: true, key: |t| &t.id);
 object!(Network, NetworkSpec, KIND_NETWORK, create_only: true, key: |n| &n.id);
+object!(Secret, SecretSpec, KIND_SECRET, create_only: true, key: |s| &s.id);
+object!(Config, ConfigSpec, KIND_CONFIG, create_only: true, key: |c| &c.id);
 
 /// A new object ID: 16 random bytes as 25 lowercase base-36 characters
 /// (Swarm's form). Every ID (nodes, the cluster, services, tasks, networks,

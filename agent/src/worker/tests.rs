@@ -24,6 +24,8 @@ fn message(kind: MsgType, changes: Vec<(Action, Task)>) -> AssignmentsMessage {
             .map(|(action, task)| AssignmentChange {
                 action: action as i32,
                 task: Some(task),
+                secret: None,
+                config: None,
             })
             .collect(),
     }

@@ -1,15 +1,18 @@
-//! The Control API: what `rswarm node …`, `swarm …`, `service …` and
-//! `network …` call on a manager. Reads come from this manager's copy of
+//! The Control API: what `rswarm node …`, `swarm …`, `service …`,
+//! `network …`, `secret …` and `config …` call on a manager. Reads come from this manager's copy of
 //! the store; writes go through Raft (forwarded to the leader by the store).
 
 pub(crate) mod cluster;
+pub mod configs;
 pub mod limits;
 pub(crate) mod networks;
 mod nodes;
 pub(crate) mod paging;
 pub mod redact;
+pub mod secrets;
 pub mod services;
 pub mod spec_write;
+pub(crate) mod stored_files;
 mod streams;
 
 use rswarm_proto::control::control_server::Control;

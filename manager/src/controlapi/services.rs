@@ -142,6 +142,7 @@ pub async fn create(store: &Store, mut spec: ServiceSpec) -> Result<Service, Man
     validate(&spec)?;
     check_networks(store, &spec)?;
     check_dependencies(store, &spec)?;
+    super::stored_files::resolve_references(store, &mut spec)?;
     let name = spec
         .annotations
         .as_ref()
@@ -256,6 +257,7 @@ pub async fn update(store: &Store, req: UpdateServiceRequest) -> Result<Service,
             validate(&new)?;
             check_networks(store, &new)?;
             check_dependencies(store, &new)?;
+            super::stored_files::resolve_references(store, &mut new)?;
             let mode_kind = |s: &ServiceSpec| std::mem::discriminant(&s.mode);
             if mode_kind(&old) != mode_kind(&new) {
                 return Err(invalid("service mode change is not allowed"));

@@ -19,6 +19,7 @@
 //! manager never marks its nodes Down for its own delay.
 
 pub(crate) mod agents;
+mod files;
 pub(crate) mod netstate;
 #[cfg(test)]
 mod service_tests;

@@ -1,6 +1,7 @@
 //! The Tasks service on the leader: each agent's task assignments as a
 //! stream (a complete set first, then incremental changes taken from the
-//! store's change stream), the agents' batched status reports written back,
+//! store's change stream, with the secrets and configs those tasks need:
+//! `files`), the agents' batched status reports written back,
 //! and the channel by which the leader asks an agent for logs or an exec.
 
 use std::collections::HashSet;
@@ -19,6 +20,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::agents::{AgentExecStream, AgentRegistry};
+use super::files::NodeFiles;
 use crate::controlapi::services::BoxStreamAlias;
 use crate::error::ManagerError;
 use crate::{auth, objects};
@@ -59,6 +61,32 @@ fn update(task: Task) -> AssignmentChange {
     AssignmentChange {
         action: Action::Update as i32,
         task: Some(task),
+        secret: None,
+        config: None,
+    }
+}
+
+fn remove(task: Task) -> AssignmentChange {
+    AssignmentChange {
+        action: Action::Remove as i32,
+        task: Some(task),
+        secret: None,
+        config: None,
+    }
+}
+
+/// A complete set of the node's tasks, with the secrets and configs they
+/// need first.
+fn complete_message(store: &Store, all: Vec<Task>, files: &mut NodeFiles) -> AssignmentsMessage {
+    files.reset();
+    for t in &all {
+        files.task(&t.id, Some(t));
+    }
+    let (mut changes, _) = files.changes(store);
+    changes.extend(all.into_iter().map(update));
+    AssignmentsMessage {
+        r#type: MsgType::Complete as i32,
+        changes,
     }
 }
 
@@ -82,10 +110,8 @@ impl Tasks for TasksService {
         let (tx, rx) = mpsc::channel::<Result<AssignmentsMessage, Status>>(16);
         tokio::spawn(async move {
             let mut known: HashSet<String> = initial.iter().map(|t| t.id.clone()).collect();
-            let first = AssignmentsMessage {
-                r#type: MsgType::Complete as i32,
-                changes: initial.into_iter().map(update).collect(),
-            };
+            let mut files = NodeFiles::default();
+            let first = complete_message(&store, initial, &mut files);
             if tx.send(Ok(first)).await.is_err() {
                 return;
             }
@@ -120,10 +146,7 @@ impl Tasks for TasksService {
                     match complete_set(&store, &node) {
                         Ok(all) => {
                             known = all.iter().map(|t| t.id.clone()).collect();
-                            AssignmentsMessage {
-                                r#type: MsgType::Complete as i32,
-                                changes: all.into_iter().map(update).collect(),
-                            }
+                            complete_message(&store, all, &mut files)
                         }
                         Err(e) => {
                             let _ = tx.send(Err(e.into())).await;
@@ -140,24 +163,21 @@ impl Tasks for TasksService {
                                     m.version =
                                         Some(rswarm_proto::types::Version { index: c.index });
                                     known.insert(t.id.clone());
+                                    files.task(&t.id, Some(&t));
                                     out.push(update(t));
                                 } else if known.remove(&t.id) {
-                                    out.push(AssignmentChange {
-                                        action: Action::Remove as i32,
-                                        task: Some(t),
-                                    });
+                                    files.task(&t.id, None);
+                                    out.push(remove(t));
                                 }
                             }
                             Some(Err(_)) => {}
                             None => {
                                 if known.remove(&c.id) {
-                                    out.push(AssignmentChange {
-                                        action: Action::Remove as i32,
-                                        task: Some(Task {
-                                            id: c.id.clone(),
-                                            ..Default::default()
-                                        }),
-                                    });
+                                    files.task(&c.id, None);
+                                    out.push(remove(Task {
+                                        id: c.id.clone(),
+                                        ..Default::default()
+                                    }));
                                 }
                             }
                         }
@@ -165,9 +185,12 @@ impl Tasks for TasksService {
                     if out.is_empty() {
                         continue;
                     }
+                    let (mut changes, after) = files.changes(&store);
+                    changes.extend(out);
+                    changes.extend(after);
                     AssignmentsMessage {
                         r#type: MsgType::Incremental as i32,
-                        changes: out,
+                        changes,
                     }
                 };
                 if tx.send(Ok(msg)).await.is_err() {

@@ -15,6 +15,8 @@
 //! - [`names`]: the DNS-name rule for service and network names.
 //! - [`capabilities`]: Linux capability names.
 //! - [`bounds`]: size limits every spec keeps.
+//! - [`secrets`]: secret and config names, values and a container's
+//!   references to them.
 //! - [`validate`]: every problem of a whole spec, and what the cluster does
 //!   not run yet.
 //!
@@ -28,6 +30,7 @@ pub mod mounts;
 pub mod names;
 pub mod ports;
 pub mod reference;
+pub mod secrets;
 pub mod units;
 mod validate;
 

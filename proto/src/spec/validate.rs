@@ -113,9 +113,18 @@ pub fn validate(spec: &ServiceSpec) -> Result<(), Problems> {
 }
 
 /// Refuses what is valid but that rswarm would store and ignore, so no
-/// setting is silently dropped. Nothing today: health checks run (the
-/// agent's), the one setting this refused before.
-pub fn check_supported(_spec: &ServiceSpec) -> Result<(), ValueError> {
+/// setting is silently dropped: secrets and configs until nodes mount them.
+pub fn check_supported(spec: &ServiceSpec) -> Result<(), ValueError> {
+    let files = spec
+        .task
+        .as_ref()
+        .and_then(|t| t.container.as_ref())
+        .is_some_and(|c| !c.secrets.is_empty() || !c.configs.is_empty());
+    if files {
+        return Err(ValueError::new(
+            "secrets and configs in services are not supported yet: nodes do not mount them, so they would be ignored",
+        ));
+    }
     Ok(())
 }
 
@@ -165,6 +174,7 @@ fn check_container(container: &crate::types::ContainerSpec, out: &mut Vec<String
             container.image
         ));
     }
+    out.extend(super::secrets::reference_problems(container));
     let mut targets = HashSet::new();
     for m in &container.mounts {
         if let Err(e) = check_mount(m) {
