@@ -1,4 +1,4 @@
-//! `rswarm service ps` and `rswarm node ps`: the one task listing both share
+//! `rswarm service ps`, `node ps` and `stack ps`: the one task listing they share
 //! (Docker's columns, filters and history under ` \_ `), and the lookups it
 //! needs: node names, service names, which node is "self", what time it is.
 
@@ -258,13 +258,24 @@ pub async fn service_ps(opts: &ClientOpts, a: ServicePsArgs) -> anyhow::Result<(
             .into_inner();
         ids.push(service.id);
     }
+    print_service_tasks(channel, ids, &filters, &a.list).await
+}
+
+/// The tasks of these services (IDs), as `service ps` lists them; `stack
+/// ps` too.
+pub async fn print_service_tasks(
+    channel: Channel,
+    service_ids: Vec<String>,
+    filters: &[TaskFilter],
+    args: &TaskListArgs,
+) -> anyhow::Result<()> {
     let request = ListTasksRequest {
-        service_refs: ids,
+        service_refs: service_ids,
         node_refs: vec![],
-        desired_states: desired_states(&filters),
+        desired_states: desired_states(filters),
         page_token: String::new(),
     };
-    print_tasks(channel, request, &filters, &a.list).await
+    print_tasks(channel, request, filters, args).await
 }
 
 /// `rswarm node ps`.

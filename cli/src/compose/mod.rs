@@ -14,8 +14,6 @@ mod read_deploy;
 mod read_ports;
 mod read_service;
 mod read_volumes;
-// Used by `stack deploy`, the next slice (not wired yet).
-#[allow(dead_code)]
 pub mod to_spec;
 mod to_spec_depends;
 mod value;

@@ -11,6 +11,7 @@
 //! - `tasks`: task rows for `service ps` / `node ps` (history under ` \_ `, "Running 3 seconds ago").
 //! - `images`: local images for `image ls`.
 //! - `networks`: Network objects (`network ls` rows, `network inspect` JSON).
+//! - `stacks`: `stack ls` rows.
 //!
 //! This module only renders: it never talks to a daemon or a manager.
 
@@ -22,6 +23,7 @@ pub mod networks;
 pub mod nodes;
 pub mod output;
 pub mod services;
+pub mod stacks;
 pub mod table;
 pub mod tasks;
 pub mod template;

@@ -55,7 +55,6 @@ pub enum SpecEdit {
     ReadOnly(bool),
     Tty(bool),
     /// Keep standard input open (Compose's `stdin_open`).
-    #[allow(dead_code)]
     OpenStdin(bool),
     /// The whole health check (`None`: the image's).
     Healthcheck(Option<HealthConfig>),

@@ -378,7 +378,7 @@ const POLL_INTERVAL: Duration = Duration::from_millis(250);
 /// Fails with the task's error when one fails or is rejected, or when
 /// nothing moves for too long. `existing`: failed tasks already there when
 /// the wait starts (a `scale`) are history, not failures.
-pub(super) async fn wait_for_convergence(
+pub(crate) async fn wait_for_convergence(
     services: &mut ServicesClient<Channel>,
     control: &mut ControlClient<Channel>,
     service_id: &str,

@@ -1,4 +1,5 @@
-//! `service ls`: its `--filter`s (id, name, mode, label; Docker's OR within
+//! `service ls` (and `stack services`, which is `service ls` of one
+//! stack's services): its `--filter`s (id, name, mode, label; Docker's OR within
 //! a key, AND across keys), and fetching the tasks and down nodes that the
 //! REPLICAS counts come from (the table itself is `format::services`).
 
@@ -18,7 +19,7 @@ use crate::servicespec::policy::ModeKind;
 
 /// One `service ls --filter`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum ServiceFilter {
+pub(crate) enum ServiceFilter {
     Id(String),
     Name(String),
     Mode(ModeKind),
@@ -70,11 +71,28 @@ pub(super) fn service_matches(service: &Service, filters: &[ServiceFilter]) -> b
 }
 
 pub(super) async fn ls(opts: &ClientOpts, a: LsArgs) -> anyhow::Result<()> {
+    ls_selected(opts, a, &[], None).await
+}
+
+/// `service ls` of the services `base` selects (`stack services`: those of
+/// one stack), the user's filters applied on top; `empty` is said on stderr
+/// instead of the table when no service is left.
+pub(crate) async fn ls_selected(
+    opts: &ClientOpts,
+    a: LsArgs,
+    base: &[ServiceFilter],
+    empty: Option<String>,
+) -> anyhow::Result<()> {
     let filters = parse_service_filters(&a.filter)?;
     let (channel, _) = opts.connect().await?;
     let mut services = ServicesClient::new(channel.clone());
     let mut list = crate::commands::lists::all_services(&mut services).await?;
-    list.retain(|s| service_matches(s, &filters));
+    // Apart: one key's values are ORed, and the base must hold regardless.
+    list.retain(|s| service_matches(s, base) && service_matches(s, &filters));
+    if let (true, Some(note)) = (list.is_empty(), empty) {
+        eprintln!("{note}");
+        return Ok(());
+    }
     let mut counts: HashMap<String, ServiceCounts> = HashMap::new();
     if !a.quiet && !list.is_empty() {
         let tasks =

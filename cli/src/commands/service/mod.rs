@@ -27,6 +27,9 @@ use crate::client::{status_error, ClientOpts};
 use crate::format;
 use crate::servicespec::ServiceFlags;
 
+pub(crate) use converge::wait_for_convergence;
+pub(crate) use ls::{ls_selected, ServiceFilter};
+
 use create::create;
 use logs::logs;
 use ls::ls;

@@ -1,61 +1,20 @@
-//! `rswarm stack`: applications described in Compose files. Today:
-//! `stack config`, which loads, merges, interpolates and checks the files
-//! and prints the result, without a daemon.
+//! Reading the `-c` files of `stack config` and `stack deploy`: each file
+//! (or stdin, once) bounded in size, and the folder relative paths and the
+//! default `.env` are taken against.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context};
-use clap::{Args, Subcommand};
 
-use crate::client::ClientOpts;
-use crate::compose::{self, Problems, Source};
-
-#[derive(Subcommand, Debug)]
-pub enum StackCommand {
-    /// Outputs the final config file, after doing merges and interpolations
-    Config(ConfigArgs),
-}
-
-#[derive(Args, Debug)]
-pub struct ConfigArgs {
-    /// Path to a Compose file, or "-" to read from stdin (repeatable: merged in order)
-    #[arg(
-        short = 'c',
-        long = "compose-file",
-        value_name = "FILE",
-        required = true
-    )]
-    compose_file: Vec<String>,
-    /// Read variables from this file instead of the .env beside the first Compose file
-    #[arg(long, value_name = "FILE")]
-    env_file: Option<PathBuf>,
-}
-
-pub async fn run(_opts: &ClientOpts, cmd: StackCommand) -> anyhow::Result<()> {
-    match cmd {
-        StackCommand::Config(args) => config(args),
-    }
-}
-
-fn config(args: ConfigArgs) -> anyhow::Result<()> {
-    let (sources, dir) = read_sources(&args.compose_file)?;
-    let environ = |k: &str| std::env::var(k).ok();
-    let loaded =
-        compose::load(&sources, &dir, args.env_file.as_deref(), &environ).map_err(Problems)?;
-    for w in &loaded.warnings {
-        eprintln!("{w}");
-    }
-    print!("{}", compose::to_yaml(&loaded.project));
-    Ok(())
-}
+use crate::compose::Source;
 
 /// Bounds one Compose file (and stdin).
 const MAX_FILE_BYTES: u64 = 4 << 20;
 
 /// Reads every `-c` file (`-` is stdin, at most once); the folder relative
 /// paths are taken against is the first file's (the current one for stdin).
-fn read_sources(files: &[String]) -> anyhow::Result<(Vec<Source>, PathBuf)> {
+pub(super) fn read_sources(files: &[String]) -> anyhow::Result<(Vec<Source>, PathBuf)> {
     let mut sources = Vec::new();
     let mut dir = None;
     let mut stdin_used = false;
