@@ -86,6 +86,7 @@ async fn rig(before: impl FnOnce(&Path, &FakeController)) -> Rig {
         controller: fake.clone(),
         runtime,
         netplane: None,
+        files: Default::default(),
     };
     let worker = spawn(deps, rx);
     Rig {
