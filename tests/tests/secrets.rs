@@ -142,6 +142,33 @@ fn secrets_and_configs_reach_only_their_tasks_in_memory() {
         "a config's data is shown"
     );
 
+    // Bad input: one line each, nothing created.
+    assert_eq!(
+        h1.fails(&["secret", "create", "db_pw", &file.display().to_string()])
+            .trim(),
+        "Error response from daemon: secret db_pw already exists"
+    );
+    assert_eq!(
+        h1.fails(&["secret", "create", "x", "/nonexistent"]).trim(),
+        "open /nonexistent: no such file or directory"
+    );
+    let big = cluster.dir().join("big");
+    std::fs::write(&big, vec![b'x'; 500 * 1024]).expect("big file");
+    assert_eq!(
+        h1.fails(&["config", "create", "big", &big.display().to_string()])
+            .trim(),
+        "config data must be larger than 0 and less than 500 KiB"
+    );
+    let configs = h1.ok(&["config", "ls"]);
+    let head: Vec<&str> = configs
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(head, ["ID", "NAME", "CREATED", "UPDATED"], "{configs}");
+    assert_eq!(configs.lines().count(), 2, "{configs}");
+
     // A secret nobody created is refused by name.
     assert_eq!(
         h1.fails(&["service", "create", "--secret", "nosuch", &image])
