@@ -1,9 +1,9 @@
 //! The worker: keeps this node's tasks in line with the leader's
 //! assignments. It holds the Assignments stream (a complete set, then
 //! changes, with the secrets and configs the tasks need: those go to the
-//! in-memory `taskfiles`), runs one task driver per task, adopts containers that survived
-//! an agent restart, removes containers no assignment claims, and serves the
-//! leader's log and exec requests for local tasks.
+//! in-memory `taskfiles`), runs one task driver per task, adopts containers
+//! that survived an agent restart, removes containers no assignment claims,
+//! and serves the leader's log and exec requests for local tasks.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
