@@ -11,6 +11,8 @@
 //!   exec requests are served (`subscriptions`);
 //! - `netplane`: the node's side of networking (overlay segments, task
 //!   namespaces, service VIPs, the routing mesh, embedded DNS);
+//! - `taskfiles`: the secrets and configs sent for this node's tasks, in
+//!   memory only, mounted into each task on a tmpfs of its own;
 //! - `volumes`: the node's named volumes (Docker's `local` driver), made
 //!   for tasks and served to `rswarm volume` by the daemon.
 
@@ -26,6 +28,7 @@ pub mod runtime;
 pub(crate) mod session;
 mod start;
 pub(crate) mod subscriptions;
+pub(crate) mod taskfiles;
 #[cfg(test)]
 mod testing;
 pub mod volumes;

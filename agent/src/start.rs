@@ -113,6 +113,7 @@ pub async fn start(
     events: mpsc::Sender<AgentEvent>,
 ) -> AgentHandle {
     let netplane = settings.netplane(&cfg.node_id, &cfg.advertise_addr).await;
+    let files = Arc::new(crate::taskfiles::TaskFiles::default());
     let controller = ContainerController {
         images: settings.images.clone(),
         runtime: settings.runtime.clone(),
@@ -124,11 +125,13 @@ pub async fn start(
         resolv_conf: std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
         in_use: settings.images_in_use.clone(),
         netplane: netplane.clone(),
+        files: files.clone(),
     };
     let deps = WorkerDeps {
         controller: Arc::new(controller),
         runtime: settings.runtime.clone(),
         netplane,
+        files,
     };
     crate::session::start(cfg, events, Some(deps))
 }

@@ -1,8 +1,9 @@
 //! The worker: keeps this node's tasks in line with the leader's
 //! assignments. It holds the Assignments stream (a complete set, then
-//! changes), runs one task driver per task, adopts containers that survived
-//! an agent restart, removes containers no assignment claims, and serves the
-//! leader's log and exec requests for local tasks.
+//! changes, with the secrets and configs the tasks need: those go to the
+//! in-memory `taskfiles`), runs one task driver per task, adopts containers
+//! that survived an agent restart, removes containers no assignment claims,
+//! and serves the leader's log and exec requests for local tasks.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -27,6 +28,8 @@ pub(crate) struct WorkerDeps {
     pub runtime: Arc<crate::runtime::Runtime>,
     /// Overlay networking, fed from the leader's network state.
     pub netplane: Option<Arc<crate::netplane::NetPlane>>,
+    /// Where the secrets and configs of the stream go (memory only).
+    pub files: Arc<crate::taskfiles::TaskFiles>,
 }
 
 struct Running {
@@ -112,6 +115,9 @@ async fn run(deps: WorkerDeps, mut leader: watch::Receiver<LeaderChannel>) {
                 }
             };
             let mut map = tasks.lock().await;
+            // Secrets and configs come before the tasks that use them.
+            deps.files
+                .apply(msg.r#type == MsgType::Complete as i32, &msg.changes);
             if msg.r#type == MsgType::Complete as i32 {
                 let keep: HashSet<String> = msg
                     .changes

@@ -79,6 +79,12 @@ enum Command {
     /// Manage networks
     #[command(subcommand)]
     Network(commands::network::NetworkCommand),
+    /// Manage Swarm secrets
+    #[command(subcommand)]
+    Secret(commands::secret::SecretCommand),
+    /// Manage Swarm configs
+    #[command(subcommand)]
+    Config(commands::config::ConfigCommand),
     /// Manage volumes on the node
     #[command(subcommand)]
     Volume(commands::volume::VolumeCommand),
@@ -217,6 +223,8 @@ fn run_client(opts: client::ClientOpts, command: Command) -> anyhow::Result<()> 
             Command::Exec(a) => commands::exec::run(&opts, a).await,
             Command::Network(c) => commands::network::run(&opts, c).await,
             Command::Volume(c) => commands::volume::run(&opts, c).await,
+            Command::Secret(c) => commands::secret::run(&opts, c).await,
+            Command::Config(c) => commands::config::run(&opts, c).await,
             Command::Inspect(a) => commands::inspect::run(&opts, a).await,
             Command::Login(a) => commands::login::login(&opts, a).await,
             Command::Logout(a) => commands::login::logout(a),

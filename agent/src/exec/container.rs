@@ -12,7 +12,10 @@
 //! The stopped container itself stays, for its logs, until it is removed.
 //! Health probes run in the container (`probe`); an unhealthy task is
 //! drained (waits until the node's data plane no longer has it as a
-//! backend) before it is stopped.
+//! backend) before it is stopped. A task's secrets and configs come from
+//! the node's in-memory `taskfiles` and go on the container's own tmpfs
+//! (the runtime's `files`); a task whose secret this node was not sent is
+//! rejected with that reason, never started without it.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -55,7 +58,12 @@ pub(crate) struct ContainerController {
     pub in_use: Arc<std::sync::Mutex<HashMap<String, String>>>,
     /// Overlay networking; tasks on networks need it.
     pub netplane: Option<Arc<crate::netplane::NetPlane>>,
+    /// The secrets and configs the managers sent for this node's tasks.
+    pub files: Arc<crate::taskfiles::TaskFiles>,
 }
+
+/// How long a task waits for a secret or config the managers have not sent.
+const FILES_PATIENCE: Duration = Duration::from_secs(10);
 
 /// A task's runtime config and the volumes to fill from its image
 /// (target in the container, volume folder).
@@ -281,6 +289,7 @@ impl ContainerController {
             ),
             netns: None,
             labels: spec.labels.clone().into_iter().collect(),
+            files: vec![],
         };
         Ok((cfg, copies))
     }
@@ -289,6 +298,11 @@ impl ContainerController {
     /// container created, then the image's content copied into empty volumes.
     async fn prepare_container(&self, task: &Task, image: &LocalImage) -> Result<(), ExecError> {
         let (mut cfg, copies) = self.config(task, image)?;
+        cfg.files = self
+            .files
+            .wait_files_for(task, FILES_PATIENCE)
+            .await
+            .map_err(Self::rejected)?;
         match &self.netplane {
             Some(plane) => {
                 cfg.netns = plane.prepare_task(task).await.map_err(Self::rejected)?;

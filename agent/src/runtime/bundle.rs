@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::logs::{self, LogSink};
 use super::{
-    blocking, cgroups, console, lock, rootfs, set_mode, spec, validate_id, write_private,
+    blocking, cgroups, console, files, lock, rootfs, set_mode, spec, validate_id, write_private,
     ContainerConfig, ExitStatus, Runtime, RuntimeError,
 };
 
@@ -113,6 +113,7 @@ impl Runtime {
                 blocking(|| {
                     cgroups::remove_leftovers(&cgroups::cgroups_path(&cfg.id));
                     let _ = rootfs::unmount_all(&dir.join(ROOTFS));
+                    let _ = files::remove(&dir);
                     if let Err(e) = std::fs::remove_dir_all(&dir) {
                         tracing::warn!(dir = %dir.display(), error = %e, "cleanup after failed create");
                     }
@@ -185,6 +186,7 @@ impl Runtime {
             cfg.hostname.clone()
         };
         rootfs::write_etc_files(dir, &hostname, &cfg.hosts, &cfg.resolv_conf)?;
+        files::write(dir, &cfg.files)?;
         let init = if cfg.init {
             Some(self.init.as_ref().map_err(|e| {
                 RuntimeError::InvalidConfig(format!("init requested but unavailable: {e}"))

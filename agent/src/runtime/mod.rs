@@ -13,6 +13,7 @@
 //!     hostname hosts resolv.conf  bind-mounted (writable) on /etc/… in the container
 //!     stdout.fifo stderr.fifo   the container's stdout/stderr (not for tty containers)
 //!     stdin.fifo                only with `open_stdin`
+//!     files/                    a tmpfs with the secret and config files (files.rs)
 //!     log.jsonl log.jsonl.1     timestamped log lines, rotated at 10 MiB (logs.rs)
 //!     meta.json                 what live restore needs (tty or not)
 //!     exit.json                 the exit status, once known
@@ -69,6 +70,7 @@ mod bundle;
 mod cgroups;
 mod console;
 mod exec;
+mod files;
 mod init;
 mod logs;
 mod reaper;
@@ -104,8 +106,8 @@ pub use exec::{ExecProcess, Pty};
 pub use init::container_init_main;
 pub use spec::{ALL_CAPS, DEFAULT_CAPS};
 pub use types::{
-    ContainerConfig, ContainerState, ContainerStatus, ExecConfig, ExitStatus, LogLine, MountConfig,
-    MountKind, RuntimeError,
+    ContainerConfig, ContainerFile, ContainerState, ContainerStatus, ExecConfig, ExitStatus,
+    LogLine, MountConfig, MountKind, RuntimeError,
 };
 
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -502,6 +504,7 @@ impl Runtime {
             // killed or failed runc left behind goes here.
             cgroups::remove_leftovers(&cgroups::cgroups_path(id));
             rootfs::unmount_all(&dir.join(ROOTFS))?;
+            files::remove(&dir)?;
             remove_bundle(&dir)
         })
     }

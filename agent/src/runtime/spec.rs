@@ -10,7 +10,8 @@
 //! - mounts: /proc, /dev (tmpfs), /dev/pts, /dev/shm (64 MiB), /dev/mqueue,
 //!   /sys read-only, /sys/fs/cgroup read-only, the bundle's hostname, hosts
 //!   and resolv.conf on /etc (writable, unless the user mounts over them),
-//!   then the user's mounts, then the init;
+//!   then the user's mounts, then the secret and config files (read-only
+//!   binds of the bundle's `files` tmpfs), then the init;
 //! - masked and read-only /proc and /sys paths; a devices cgroup that denies
 //!   everything but the standard devices (runc adds null, zero, full, tty,
 //!   random, urandom, ptmx and the pts);
@@ -108,6 +109,15 @@ pub(crate) fn validate(cfg: &ContainerConfig) -> Result<(), RuntimeError> {
             return Err(invalid(format!(
                 "mount source {} does not exist",
                 m.source.display()
+            )));
+        }
+    }
+    for f in &cfg.files {
+        check_target(&f.target)?;
+        if f.mode > 0o777 {
+            return Err(invalid(format!(
+                "file {}: mode {:o} is not within 0777",
+                f.target, f.mode
             )));
         }
     }
@@ -453,6 +463,15 @@ pub(crate) fn build(inp: &SpecInput) -> Result<Spec, RuntimeError> {
                 mounts.push(mount(&m.target, "tmpfs", Path::new("tmpfs"), &refs)?);
             }
         }
+    }
+    // Secret and config files, read-only from the bundle's tmpfs (files.rs).
+    for (n, f) in cfg.files.iter().enumerate() {
+        mounts.push(mount(
+            &f.target,
+            "bind",
+            &super::files::source(inp.bundle, n),
+            &["rbind", "rprivate", "ro", "nosuid", "nodev", "noexec"],
+        )?);
     }
     if let Some(plan) = inp.init {
         for (src, dest) in &plan.mounts {

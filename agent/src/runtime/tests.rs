@@ -206,10 +206,12 @@ impl Drop for Guard {
             .args(["delete", "--force", &self.id])
             .stderr(std::process::Stdio::null())
             .status();
-        let rootfs = self.data.join("containers").join(&self.id).join("rootfs");
-        for _ in 0..8 {
-            if nix::mount::umount2(&rootfs, nix::mount::MntFlags::MNT_DETACH).is_err() {
-                break;
+        let bundle = self.data.join("containers").join(&self.id);
+        for m in [bundle.join("rootfs"), bundle.join("files")] {
+            for _ in 0..8 {
+                if nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH).is_err() {
+                    break;
+                }
             }
         }
     }
@@ -583,6 +585,84 @@ async fn read_only_rootfs_with_a_tmpfs() {
     assert!(out.contains("wrote-tmpfs"), "{out}");
     assert!(out.contains("755\n"), "{out}");
     remove_and_check(&rt, &f, &id).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_and_config_files_are_read_only_on_a_tmpfs_with_owner_and_mode() {
+    let f = fixture("files");
+    let rt = f.runtime();
+    let id = f.id("c");
+    let _g = f.guard(&id);
+    let value = "s3cr3t-value-files-test";
+    let mut cfg = f.config(
+        &id,
+        &[
+            "sh",
+            "-c",
+            "cat /run/secrets/pw; echo; stat -c '%u %g %a' /run/secrets/pw /etc/app.conf; \
+             echo x > /run/secrets/pw || echo ro-refused; sleep 30",
+        ],
+    );
+    cfg.read_only_rootfs = true;
+    cfg.files = vec![
+        ContainerFile {
+            target: "/run/secrets/pw".into(),
+            data: value.as_bytes().to_vec(),
+            uid: 1000,
+            gid: 1001,
+            mode: 0o400,
+        },
+        ContainerFile {
+            target: "/etc/app.conf".into(),
+            data: b"conf\n".to_vec(),
+            uid: 0,
+            gid: 0,
+            mode: 0o444,
+        },
+    ];
+    assert!(
+        !format!("{cfg:?}").contains(value),
+        "no value in debug output"
+    );
+    rt.create(&cfg).await.expect("create");
+    rt.start(&id).await.expect("start");
+    let mut logs = rt.logs(&id, -1, 0, true).expect("logs");
+    let seen = text(&wait_for_line(&mut logs, "ro-refused").await);
+    assert!(seen.contains(value), "{seen}");
+    assert!(seen.contains("1000 1001 400\n0 0 444\n"), "{seen}");
+    // On the host the value lives only on the bundle's tmpfs (and in the
+    // log, where this container printed it)...
+    let bundle = f.data.join("containers").join(&id);
+    let files = bundle.join("files");
+    assert_eq!(
+        nix::sys::statfs::statfs(&files)
+            .expect("statfs")
+            .filesystem_type(),
+        nix::sys::statfs::TMPFS_MAGIC
+    );
+    assert!(mounts_under(&bundle).iter().any(|m| m.ends_with("/files")));
+    let on_disk = std::process::Command::new("grep")
+        .args([
+            "-rl",
+            "--exclude-dir=files",
+            "--exclude-dir=rootfs",
+            "--exclude=log.jsonl",
+            value,
+        ])
+        .arg(&bundle)
+        .output()
+        .expect("grep");
+    assert!(
+        on_disk.stdout.is_empty(),
+        "value on disk: {}",
+        String::from_utf8_lossy(&on_disk.stdout)
+    );
+    // ...which goes with the container.
+    rt.stop(&id, "SIGKILL", Duration::from_secs(1))
+        .await
+        .expect("stop");
+    remove_and_check(&rt, &f, &id).await;
+    assert!(!files.exists());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

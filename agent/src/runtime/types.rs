@@ -71,6 +71,9 @@ pub struct ContainerConfig {
     /// "" means the first 12 characters of the id.
     pub hostname: String,
     pub mounts: Vec<MountConfig>,
+    /// Secret and config files, on a tmpfs of the container's own and
+    /// bind-mounted read-only at their targets (after `mounts`).
+    pub files: Vec<ContainerFile>,
     pub read_only_rootfs: bool,
     pub tty: bool,
     pub open_stdin: bool,
@@ -108,6 +111,31 @@ pub enum MountKind {
     Volume,
     /// A tmpfs (`source` unused).
     Tmpfs,
+}
+
+/// A secret's or config's file in a container. Its value never shows in
+/// `Debug` output (only its length).
+#[derive(Clone, Default)]
+pub struct ContainerFile {
+    /// Absolute path in the container.
+    pub target: String,
+    pub data: Vec<u8>,
+    pub uid: u32,
+    pub gid: u32,
+    /// Permission bits (within 0777).
+    pub mode: u32,
+}
+
+impl std::fmt::Debug for ContainerFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ContainerFile")
+            .field("target", &self.target)
+            .field("bytes", &self.data.len())
+            .field("uid", &self.uid)
+            .field("gid", &self.gid)
+            .field("mode", &format_args!("{:o}", self.mode))
+            .finish()
+    }
 }
 
 /// One mount in a container.

@@ -64,6 +64,7 @@ struct Rig {
     fake: Arc<FakeController>,
     leader: watch::Sender<LeaderChannel>,
     worker: tokio::task::JoinHandle<()>,
+    files: Arc<crate::taskfiles::TaskFiles>,
     _dir: tempfile::TempDir,
 }
 
@@ -82,10 +83,12 @@ async fn rig(before: impl FnOnce(&Path, &FakeController)) -> Rig {
     let manager = FakeManager::start().await;
     let (leader, rx) =
         watch::channel::<LeaderChannel>(Some((manager.addr.clone(), manager.channel())));
+    let files = Arc::new(crate::taskfiles::TaskFiles::default());
     let deps = WorkerDeps {
         controller: fake.clone(),
         runtime,
         netplane: None,
+        files: files.clone(),
     };
     let worker = spawn(deps, rx);
     Rig {
@@ -93,6 +96,7 @@ async fn rig(before: impl FnOnce(&Path, &FakeController)) -> Rig {
         fake,
         leader,
         worker,
+        files,
         _dir: dir,
     }
 }
@@ -250,4 +254,57 @@ async fn a_new_leader_does_not_restart_running_tasks() {
         1,
         "{calls:?}"
     );
+}
+
+/// A secret change of an assignments message.
+fn secret_change(id: &str, action: Action) -> AssignmentChange {
+    AssignmentChange {
+        action: action as i32,
+        task: None,
+        secret: Some(rswarm_proto::types::Secret {
+            id: id.into(),
+            spec: Some(rswarm_proto::types::SecretSpec {
+                annotations: None,
+                data: b"v".to_vec(),
+            }),
+            ..Default::default()
+        }),
+        config: None,
+    }
+}
+
+#[tokio::test]
+async fn secrets_of_the_stream_are_held_until_removed() {
+    let r = rig(|_, _| {}).await;
+    let mut first = complete(vec![assigned("t1")]);
+    first.changes.insert(0, secret_change("s1", Action::Update));
+    r.manager.assign(first).await;
+    r.manager.wait_state("t1", TaskState::Running).await;
+    assert_eq!(r.files.counts(), (1, 0));
+    r.manager
+        .assign(AssignmentsMessage {
+            r#type: MsgType::Incremental as i32,
+            changes: vec![secret_change("s1", Action::Remove)],
+        })
+        .await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    while r.files.counts() != (0, 0) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the secret was not forgotten"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // A later complete set (a new stream) brings its own.
+    let mut again = complete(vec![assigned("t1")]);
+    again.changes.insert(0, secret_change("s2", Action::Update));
+    r.manager.assign(again).await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    while r.files.counts() != (1, 0) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the new set was not held"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }

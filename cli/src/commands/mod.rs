@@ -1,5 +1,6 @@
 //! The client commands, one module per Docker command group.
 
+pub mod config;
 pub mod exec;
 pub mod image;
 pub mod inspect;
@@ -7,8 +8,10 @@ pub mod lists;
 pub mod login;
 pub mod network;
 pub mod node;
+pub mod secret;
 pub mod service;
 pub mod stack;
+pub mod stored_files;
 pub mod swarm;
 pub mod system;
 pub mod task;

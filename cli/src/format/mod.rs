@@ -13,6 +13,7 @@
 //! - `images`: local images for `image ls`.
 //! - `networks`: Network objects (`network ls` rows, `network inspect` JSON).
 //! - `stacks`: `stack ls` rows.
+//! - `stored_files`: secrets and configs (`ls` rows and filters, `inspect` JSON, `--pretty`).
 //! - `volumes`: a node's volumes (`volume ls` rows and filters, `volume inspect` JSON).
 //!
 //! This module only renders: it never talks to a daemon or a manager.
@@ -26,6 +27,7 @@ pub mod nodes;
 pub mod output;
 pub mod services;
 pub mod stacks;
+pub mod stored_files;
 pub mod table;
 pub mod task_inspect;
 pub mod tasks;

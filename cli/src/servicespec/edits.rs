@@ -12,9 +12,9 @@ use rswarm_proto::types::restart_policy::Condition;
 use rswarm_proto::types::service_spec::Mode;
 use rswarm_proto::types::update_config::{FailureAction, UpdateOrder};
 use rswarm_proto::types::{
-    Annotations, ContainerSpec, EndpointSpec, HealthConfig, Mount, NetworkAttachmentConfig,
-    Placement, PlacementPreference, PortConfig, ResourceLimits, ResourceRequirements, ServiceSpec,
-    TaskSpec, Ulimit, UpdateConfig,
+    Annotations, ConfigReference, ContainerSpec, EndpointSpec, HealthConfig, Mount,
+    NetworkAttachmentConfig, Placement, PlacementPreference, PortConfig, ResourceLimits,
+    ResourceRequirements, SecretReference, ServiceSpec, TaskSpec, Ulimit, UpdateConfig,
 };
 
 use super::policy::{default_restart_policy, default_update_config, ModeKind};
@@ -49,6 +49,11 @@ pub enum SpecEdit {
     Env(Vec<String>),
     ContainerLabel(String, String),
     Mount(Mount),
+    /// A secret given to the task (`--secret`), by name: the control API
+    /// resolves it to the secret's ID.
+    Secret(SecretReference),
+    /// A config given to the task (`--config`), by name.
+    Config(ConfigReference),
     StopSignal(String),
     StopGracePeriodNs(i64),
     Init(bool),
@@ -228,6 +233,8 @@ fn apply_container(c: &mut ContainerSpec, edit: SpecEdit) {
             c.labels.insert(k, v);
         }
         E::Mount(m) => c.mounts.push(m),
+        E::Secret(r) => c.secrets.push(r),
+        E::Config(r) => c.configs.push(r),
         E::StopSignal(s) => c.stop_signal = s,
         E::StopGracePeriodNs(n) => c.stop_grace_period_ns = n,
         E::Init(i) => c.init = i,

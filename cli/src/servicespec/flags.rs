@@ -15,11 +15,14 @@ use rswarm_proto::spec::dns::{
 };
 use rswarm_proto::spec::mounts::{parse_mount, resolve_bind_source};
 use rswarm_proto::spec::ports::parse_publish;
+use rswarm_proto::spec::secrets::{parse_reference, Kind};
 use rswarm_proto::spec::units::{
     parse_duration_ns, parse_float, parse_int, parse_memory_bytes, parse_nano_cpus, parse_uint,
 };
 use rswarm_proto::spec::{csv_fields, ValueError};
-use rswarm_proto::types::{HealthConfig, NetworkAttachmentConfig, ServiceSpec};
+use rswarm_proto::types::{
+    ConfigReference, HealthConfig, NetworkAttachmentConfig, SecretReference, ServiceSpec,
+};
 
 use super::container::{
     check_signal, parse_env, parse_env_file, parse_label, parse_sysctl, parse_ulimit, split_words,
@@ -106,6 +109,12 @@ pub struct ServiceFlags {
     /// Attach a filesystem mount to the service
     #[arg(long, value_name = "mount")]
     pub mount: Vec<String>,
+    /// Specify secrets to expose to the service
+    #[arg(long, value_name = "secret")]
+    pub secret: Vec<String>,
+    /// Specify configurations to expose to the service
+    #[arg(long, value_name = "config")]
+    pub config: Vec<String>,
     /// Working directory inside the container
     #[arg(short = 'w', long, value_name = "string")]
     pub workdir: Option<String>,
@@ -449,6 +458,7 @@ impl ServiceFlags {
             resolve_bind_source(&mut m, &local.cwd);
             edits.push(SpecEdit::Mount(m));
         }
+        edits.extend(self.file_edits()?);
         edits.extend(self.container_edits()?);
         edits.extend(
             each("--network", &self.network, parse_network)?
@@ -458,6 +468,31 @@ impl ServiceFlags {
         edits.extend(self.update_edits(false)?);
         edits.extend(self.update_edits(true)?);
         Ok(edits)
+    }
+
+    /// `--secret` and `--config`, by name (the control API resolves them).
+    fn file_edits(&self) -> Result<Vec<SpecEdit>, SpecError> {
+        let secrets = each("--secret", &self.secret, |v| {
+            parse_reference(Kind::Secret, v)
+        })?;
+        let configs = each("--config", &self.config, |v| {
+            parse_reference(Kind::Config, v)
+        })?;
+        let secrets = secrets.into_iter().map(|(name, file)| {
+            SpecEdit::Secret(SecretReference {
+                secret_id: String::new(),
+                secret_name: name,
+                file: Some(file),
+            })
+        });
+        let configs = configs.into_iter().map(|(name, file)| {
+            SpecEdit::Config(ConfigReference {
+                config_id: String::new(),
+                config_name: name,
+                file: Some(file),
+            })
+        });
+        Ok(secrets.chain(configs).collect())
     }
 
     /// The container's settings besides env, labels and mounts.

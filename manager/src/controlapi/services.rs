@@ -408,4 +408,59 @@ mod tests {
             .collect();
         assert_eq!(named.len(), 1, "{named:?}");
     }
+
+    #[tokio::test]
+    async fn secret_references_are_resolved_by_name_and_unknown_ones_refused() {
+        use rswarm_proto::types::{SecretFileTarget, SecretReference, SecretSpec};
+        let (store, _dir) = crate::orchestrator::testing::bare_store().await;
+        let secret = super::super::secrets::create(
+            &store,
+            SecretSpec {
+                annotations: Some(rswarm_proto::types::Annotations {
+                    name: "pw".into(),
+                    labels: Default::default(),
+                }),
+                data: b"hunter2".to_vec(),
+            },
+            false,
+        )
+        .await
+        .expect("secret");
+        let with = |name: &str| {
+            let mut spec = web_spec();
+            if let Some(c) = spec.task.as_mut().and_then(|t| t.container.as_mut()) {
+                c.secrets.push(SecretReference {
+                    secret_id: String::new(),
+                    secret_name: name.into(),
+                    file: Some(SecretFileTarget {
+                        name: name.into(),
+                        uid: "0".into(),
+                        gid: "0".into(),
+                        mode: 0o444,
+                    }),
+                });
+            }
+            spec
+        };
+        let e = create(&store, with("nosuch")).await.unwrap_err();
+        assert!(
+            matches!(&e, ManagerError::InvalidArgument(m) if m == "secret not found: nosuch"),
+            "{e:?}"
+        );
+        let svc = create(&store, with("pw")).await.expect("service");
+        let refs = svc
+            .spec
+            .and_then(|s| s.task)
+            .and_then(|t| t.container)
+            .map(|c| c.secrets)
+            .unwrap_or_default();
+        assert_eq!(refs[0].secret_id, secret.id);
+        let e = super::super::stored_files::remove::<rswarm_proto::types::Secret>(&store, "pw")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, ManagerError::InvalidArgument(m) if m == "secret 'pw' is in use by the following service: web"),
+            "{e:?}"
+        );
+    }
 }

@@ -6,15 +6,18 @@
 //!   letter or digit ([`check_name`]);
 //! - a value is 1 byte to under 500 KiB ([`MAX_DATA_BYTES`]);
 //! - labels: at most [`super::bounds::MAX_LIST_ENTRIES`];
-//! - a reference names its object, a file target that is a plain name for a
-//!   secret (`/run/secrets/<name>`) or a path for a config, numeric uid and
-//!   gid, a mode within 0777; no two references of a container share a
-//!   target ([`reference_problems`]).
+//! - a reference names its object, a file target (a relative one is under
+//!   `/run/secrets` for a secret, under `/` for a config; an absolute one is
+//!   used as it is, as Docker does), numeric uid and gid, a mode within
+//!   0777; no two references of a container share a target
+//!   ([`reference_problems`]);
+//! - `--secret` and `--config` values in Docker's syntax
+//!   ([`parse_reference`]).
 
 use crate::types::{Annotations, ContainerSpec, SecretFileTarget};
 
 use super::bounds::MAX_LIST_ENTRIES;
-use super::ValueError;
+use super::{csv_fields, ValueError};
 
 /// Values must be shorter than this (Docker's 500 KiB).
 pub const MAX_DATA_BYTES: usize = 500 * 1024;
@@ -84,6 +87,85 @@ pub fn check_spec(
     Ok(())
 }
 
+/// One `--secret` / `--config` value in Docker's syntax (`opts.SecretOpt`):
+/// `NAME` (target NAME), or `source=NAME[,target=…][,uid=…][,gid=…][,mode=…]`
+/// (`src` for short; keys in any case); uid and gid default to "0", mode to
+/// 0444 and is read as Go's `ParseUint(v, 0, 32)` does (`0440` octal, `0o440`,
+/// `0x…`, else decimal). Returns the object's name and its file target.
+pub fn parse_reference(kind: Kind, value: &str) -> Result<(String, SecretFileTarget), ValueError> {
+    let mut file = SecretFileTarget {
+        name: String::new(),
+        uid: "0".into(),
+        gid: "0".into(),
+        mode: DEFAULT_MODE,
+    };
+    let fields = csv_fields(value)?;
+    if fields.len() == 1 && !fields[0].contains('=') {
+        file.name = fields[0].clone();
+        return Ok((fields[0].clone(), file));
+    }
+    let mut source = String::new();
+    for field in &fields {
+        let Some((key, val)) = field.split_once('=').filter(|(k, _)| !k.is_empty()) else {
+            return Err(ValueError(format!(
+                "invalid field '{field}' must be a key=value pair"
+            )));
+        };
+        match key.to_ascii_lowercase().as_str() {
+            "source" | "src" => source = val.to_string(),
+            "target" => file.name = val.to_string(),
+            "uid" => file.uid = val.to_string(),
+            "gid" => file.gid = val.to_string(),
+            "mode" => {
+                file.mode = parse_go_uint32(val).ok_or_else(|| {
+                    ValueError(format!(
+                        "invalid mode specified: strconv.ParseUint: parsing {val:?}: invalid syntax"
+                    ))
+                })?
+            }
+            _ => {
+                return Err(ValueError(format!(
+                    "invalid field in {} request: {key}",
+                    kind.word()
+                )))
+            }
+        }
+    }
+    if source.is_empty() {
+        return Err(ValueError::new("source is required"));
+    }
+    if file.name.is_empty() {
+        file.name = source.clone();
+    }
+    Ok((source, file))
+}
+
+/// Go's `strconv.ParseUint(v, 0, 32)`: a `0x`, `0o`, `0b` or `0` prefix
+/// picks the base, `_` may separate digits after a prefix.
+fn parse_go_uint32(v: &str) -> Option<u32> {
+    let lower = v.to_ascii_lowercase();
+    let (digits, radix) = if let Some(d) = lower.strip_prefix("0x") {
+        (d.to_string(), 16)
+    } else if let Some(d) = lower.strip_prefix("0o") {
+        (d.to_string(), 8)
+    } else if let Some(d) = lower.strip_prefix("0b") {
+        (d.to_string(), 2)
+    } else if lower.len() > 1 && lower.starts_with('0') {
+        (lower[1..].to_string(), 8)
+    } else {
+        (lower.clone(), 10)
+    };
+    let digits = if radix == 10 {
+        digits
+    } else {
+        digits.replace('_', "")
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return None;
+    }
+    u32::from_str_radix(&digits, radix).ok()
+}
+
 /// Where a reference's file appears in the container.
 pub fn target_path(kind: Kind, file: &SecretFileTarget) -> String {
     match kind {
@@ -103,7 +185,7 @@ fn check_target(kind: Kind, object: &str, file: Option<&SecretFileTarget>) -> Ve
         || name.len() > 4096
         || name.contains('\0')
         || name.split('/').any(|c| c == "..")
-        || (kind == Kind::Secret && name.starts_with('/') && !name.starts_with(SECRETS_DIR));
+        || name.trim_end_matches('/').is_empty();
     if bad_name {
         out.push(format!(
             "{} {object:?}: invalid target {name:?}",
@@ -222,6 +304,66 @@ mod tests {
     }
 
     #[test]
+    fn flag_values_read_as_dockers() {
+        let (name, f) = parse_reference(Kind::Secret, "db_pw").unwrap();
+        assert_eq!(name, "db_pw");
+        assert_eq!(f, file("db_pw").unwrap());
+        let (name, f) = parse_reference(
+            Kind::Secret,
+            "source=db_pw,target=/etc/pw,uid=1000,gid=1001,mode=0400",
+        )
+        .unwrap();
+        assert_eq!(name, "db_pw");
+        assert_eq!(
+            f,
+            SecretFileTarget {
+                name: "/etc/pw".into(),
+                uid: "1000".into(),
+                gid: "1001".into(),
+                mode: 0o400,
+            }
+        );
+        let (name, f) = parse_reference(Kind::Config, "SRC=app,Mode=0o640").unwrap();
+        assert_eq!(
+            (name.as_str(), f.name.as_str(), f.mode),
+            ("app", "app", 0o640)
+        );
+        // Go reads a mode without a leading 0 as decimal.
+        assert_eq!(
+            parse_reference(Kind::Config, "src=a,mode=292")
+                .unwrap()
+                .1
+                .mode,
+            0o444
+        );
+        assert_eq!(
+            parse_reference(Kind::Config, "src=a,mode=0x1ff")
+                .unwrap()
+                .1
+                .mode,
+            0o777
+        );
+        let err = |k, v| parse_reference(k, v).unwrap_err().0;
+        assert_eq!(err(Kind::Secret, "target=x"), "source is required");
+        assert_eq!(
+            err(Kind::Secret, "src=a,b"),
+            "invalid field 'b' must be a key=value pair"
+        );
+        assert_eq!(
+            err(Kind::Config, "src=a,size=3"),
+            "invalid field in config request: size"
+        );
+        assert_eq!(
+            err(Kind::Secret, "src=a,mode=rw"),
+            "invalid mode specified: strconv.ParseUint: parsing \"rw\": invalid syntax"
+        );
+        assert_eq!(
+            err(Kind::Secret, "src=a,mode=09"),
+            "invalid mode specified: strconv.ParseUint: parsing \"09\": invalid syntax"
+        );
+    }
+
+    #[test]
     fn references_need_distinct_sane_targets() {
         let mut c = ContainerSpec {
             secrets: vec![SecretReference {
@@ -246,6 +388,11 @@ mod tests {
         assert_eq!(
             reference_problems(&c),
             vec!["config \"conf\": target /run/secrets/pw is used more than once"]
+        );
+        c.configs[0].file = file("/");
+        assert_eq!(
+            reference_problems(&c),
+            vec!["config \"conf\": invalid target \"/\""]
         );
         c.configs[0].file = file("../x");
         assert_eq!(

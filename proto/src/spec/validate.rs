@@ -4,8 +4,8 @@
 //! makes so that a spec the scheduler could never satisfy is refused up
 //! front. [`validate`] reports every problem at once; the CLI calls it for
 //! early errors and the control API as the final word. [`check_supported`]
-//! refuses what is valid but not run by the cluster yet (the control API's
-//! call).
+//! is where what is valid but not run by the cluster yet is refused (the
+//! control API's call; nothing is, today).
 
 use std::collections::HashSet;
 use std::fmt;
@@ -113,18 +113,9 @@ pub fn validate(spec: &ServiceSpec) -> Result<(), Problems> {
 }
 
 /// Refuses what is valid but that rswarm would store and ignore, so no
-/// setting is silently dropped: secrets and configs until nodes mount them.
-pub fn check_supported(spec: &ServiceSpec) -> Result<(), ValueError> {
-    let files = spec
-        .task
-        .as_ref()
-        .and_then(|t| t.container.as_ref())
-        .is_some_and(|c| !c.secrets.is_empty() || !c.configs.is_empty());
-    if files {
-        return Err(ValueError::new(
-            "secrets and configs in services are not supported yet: nodes do not mount them, so they would be ignored",
-        ));
-    }
+/// setting is silently dropped. Nothing today: secrets and configs are
+/// mounted by the nodes since they are sent to them.
+pub fn check_supported(_spec: &ServiceSpec) -> Result<(), ValueError> {
     Ok(())
 }
 

@@ -124,6 +124,29 @@ fn mount_json(mount: &Mount) -> Value {
     Value::Object(m)
 }
 
+/// A secret or config reference as Docker shows it: File (Name, UID, GID,
+/// Mode as a number), then the object's ID and name.
+fn file_ref_json(
+    file: Option<&rswarm_proto::types::SecretFileTarget>,
+    id: (&str, &str),
+    name: (&str, &str),
+) -> Value {
+    let f = file.cloned().unwrap_or_default();
+    obj(vec![
+        (
+            "File",
+            obj(vec![
+                ("Name", f.name.into()),
+                ("UID", f.uid.into()),
+                ("GID", f.gid.into()),
+                ("Mode", f.mode.into()),
+            ]),
+        ),
+        (id.0, id.1.into()),
+        (name.0, name.1.into()),
+    ])
+}
+
 fn healthcheck_json(h: &HealthConfig) -> Value {
     let mut m = Map::new();
     put_strings(&mut m, "Test", &h.test);
@@ -171,6 +194,27 @@ fn container_json(c: &ContainerSpec) -> Value {
     m.insert("StopGracePeriod".into(), grace.into());
     if let Some(h) = &c.healthcheck {
         m.insert("Healthcheck".into(), healthcheck_json(h));
+    }
+    // References only: a spec never holds a value.
+    if !c.secrets.is_empty() {
+        let refs = c.secrets.iter().map(|r| {
+            file_ref_json(
+                r.file.as_ref(),
+                ("SecretID", &r.secret_id),
+                ("SecretName", &r.secret_name),
+            )
+        });
+        m.insert("Secrets".into(), refs.collect());
+    }
+    if !c.configs.is_empty() {
+        let refs = c.configs.iter().map(|r| {
+            file_ref_json(
+                r.file.as_ref(),
+                ("ConfigID", &r.config_id),
+                ("ConfigName", &r.config_name),
+            )
+        });
+        m.insert("Configs".into(), refs.collect());
     }
     m.insert("Isolation".into(), "default".into());
     if !c.sysctls.is_empty() {

@@ -226,6 +226,26 @@ pub(super) fn service_pretty(service: &Service, now: i64) -> String {
             mount_type_word(m.r#type())
         ));
     }
+    if !c.secrets.is_empty() {
+        out.push_str("\nSecrets:");
+    }
+    for r in &c.secrets {
+        let target = r.file.as_ref().map(|f| f.name.as_str()).unwrap_or("");
+        out.push_str(&format!(
+            "\n Target:\t{target}\n  Source:\t{}",
+            r.secret_name
+        ));
+    }
+    if !c.configs.is_empty() {
+        out.push_str("\nConfigs:");
+    }
+    for r in &c.configs {
+        let target = r.file.as_ref().map(|f| f.name.as_str()).unwrap_or("");
+        out.push_str(&format!(
+            "\n Target:\t{target}\n  Source:\t{}",
+            r.config_name
+        ));
+    }
     if let Some(r) = &task.resources {
         out.push_str("\nResources:");
         if let Some(res) = r

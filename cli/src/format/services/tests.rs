@@ -412,3 +412,35 @@ fn go_durations() {
     assert_eq!(go_duration(2_500_000_000), "2.5s");
     assert_eq!(go_duration(750), "750ns");
 }
+
+#[test]
+fn secrets_and_configs_show_as_references() {
+    let mut s = service(
+        "s3cs3cs3cs3cs3cs3cs3cs3cs",
+        "--name app --secret source=pw,target=db_pw,uid=100,mode=0400 --config src=conf,target=/etc/app.conf busybox",
+    );
+    if let Some(c) = s
+        .spec
+        .as_mut()
+        .and_then(|s| s.task.as_mut())
+        .and_then(|t| t.container.as_mut())
+    {
+        c.secrets[0].secret_id = "pwid".into();
+        c.configs[0].config_id = "confid".into();
+    }
+    let v = service_inspect_json(&s);
+    let c = &v["Spec"]["TaskTemplate"]["ContainerSpec"];
+    assert_eq!(
+        c["Secrets"],
+        json!([{"File": {"Name": "db_pw", "UID": "100", "GID": "0", "Mode": 256}, "SecretID": "pwid", "SecretName": "pw"}])
+    );
+    assert_eq!(
+        c["Configs"],
+        json!([{"File": {"Name": "/etc/app.conf", "UID": "0", "GID": "0", "Mode": 292}, "ConfigID": "confid", "ConfigName": "conf"}])
+    );
+    let p = service_pretty(&s, 0);
+    assert!(
+        p.contains("Secrets:\n Target:\tdb_pw\n  Source:\tpw\nConfigs:\n Target:\t/etc/app.conf\n  Source:\tconf\n"),
+        "{p}"
+    );
+}

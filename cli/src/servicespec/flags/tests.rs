@@ -450,3 +450,55 @@ fn network_long_syntax() {
         Err("network name/id is not specified".into())
     );
 }
+
+#[test]
+fn secrets_and_configs_by_name_with_their_files() {
+    let s = spec("--secret db_pw --secret source=tls,target=/etc/tls.key,uid=100,gid=101,mode=0400 --config src=app.conf,target=/etc/app.conf busybox");
+    let c = s.task.and_then(|t| t.container).unwrap_or_default();
+    let secrets: Vec<(String, String, String, String, u32)> = c
+        .secrets
+        .iter()
+        .map(|r| {
+            let f = r.file.clone().unwrap_or_default();
+            (r.secret_name.clone(), f.name, f.uid, f.gid, f.mode)
+        })
+        .collect();
+    assert_eq!(
+        secrets,
+        vec![
+            (
+                "db_pw".into(),
+                "db_pw".into(),
+                "0".into(),
+                "0".into(),
+                0o444
+            ),
+            (
+                "tls".into(),
+                "/etc/tls.key".into(),
+                "100".into(),
+                "101".into(),
+                0o400
+            ),
+        ]
+    );
+    assert!(c.secrets.iter().all(|r| r.secret_id.is_empty()));
+    assert_eq!(c.configs.len(), 1);
+    assert_eq!(c.configs[0].config_name, "app.conf");
+    assert_eq!(
+        c.configs[0].file.as_ref().map(|f| f.name.as_str()),
+        Some("/etc/app.conf")
+    );
+    assert_eq!(
+        err("--secret target=x busybox"),
+        "invalid argument \"target=x\" for \"--secret\" flag: source is required"
+    );
+    assert_eq!(
+        err("--config src=a,mode=0999 busybox"),
+        "invalid argument \"src=a,mode=0999\" for \"--config\" flag: invalid mode specified: strconv.ParseUint: parsing \"0999\": invalid syntax"
+    );
+    assert_eq!(
+        err("--secret a --secret src=b,target=a busybox"),
+        "secret \"b\": target /run/secrets/a is used more than once"
+    );
+}
