@@ -8,7 +8,8 @@
 # 3. starts `rswarm daemon` in the background (data in /var/lib/rswarm, socket
 #    /run/rswarm/rswarm.sock, log /var/log/rswarm-quickstart.log),
 # 4. makes it a one-node swarm (`rswarm init`),
-# 5. runs the main job as far as the project goes today.
+# 5. runs the main job: deploys the web + redis example stack (stack-examples/web-redis)
+#    with `rswarm stack deploy` and shows it answering through the routing mesh.
 #
 # Safe to run again: a daemon from an earlier run is stopped first, and a node that
 # is already a swarm manager is kept as it is (no second init).
@@ -84,52 +85,36 @@ else
     rswarm init --advertise-addr "$addr"
 fi
 
-step "The main job: a service on real containers"
+step "The main job: a stack from a Compose file (stack-examples/web-redis)"
 rswarm node ls
 
-# No registry on the internet here: build a small image from Debian's
-# busybox-static (a docker-save archive: one layer, a config, a manifest) and
-# load it into this node's image store.
+# No registry on the internet here: the examples' image is built offline from
+# Debian's busybox-static (a docker-save archive) and loaded into this node's
+# image store.
 image_dir=$(mktemp -d)
 trap 'rm -rf "$image_dir"' EXIT
-mkdir -p "$image_dir/rootfs/bin" "$image_dir/rootfs/etc" "$image_dir/rootfs/tmp" "$image_dir/rootfs/var/www" "$image_dir/out"
-cp /bin/busybox "$image_dir/rootfs/bin/busybox"
-for applet in sh httpd sleep echo cat ls wget hostname env id; do ln -sf busybox "$image_dir/rootfs/bin/$applet"; done
-echo 'root:x:0:0:root:/root:/bin/sh' >"$image_dir/rootfs/etc/passwd"
-echo 'root:x:0:' >"$image_dir/rootfs/etc/group"
-echo '<h1>hello from rswarm</h1>' >"$image_dir/rootfs/var/www/index.html"
-chmod 1777 "$image_dir/rootfs/tmp"
-tar --numeric-owner -C "$image_dir/rootfs" -cf "$image_dir/layer.tar" .
-diff_id=$(sha256sum "$image_dir/layer.tar" | cut -d' ' -f1)
-mkdir -p "$image_dir/out/$diff_id"
-mv "$image_dir/layer.tar" "$image_dir/out/$diff_id/layer.tar"
-printf '{"architecture":"%s","os":"linux","config":{"Cmd":["sh"],"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]},"rootfs":{"type":"layers","diff_ids":["sha256:%s"]}}' \
-    "$(dpkg --print-architecture)" "$diff_id" >"$image_dir/config.json"
-config_id=$(sha256sum "$image_dir/config.json" | cut -d' ' -f1)
-mv "$image_dir/config.json" "$image_dir/out/$config_id.json"
-printf '[{"Config":"%s.json","RepoTags":["quickstart/busybox:1"],"Layers":["%s/layer.tar"]}]' "$config_id" "$diff_id" >"$image_dir/out/manifest.json"
-tar -C "$image_dir/out" -cf "$image_dir/busybox.tar" .
+bash stack-examples/busybox-image.sh "$image_dir/busybox.tar"
 rswarm image load -i "$image_dir/busybox.tar"
 
-rswarm service rm hello >/dev/null 2>&1 || true
-rswarm service create --name hello --replicas 2 --publish 8080:80 --update-monitor 1s \
-    --hostname 'hello-{{.Task.Slot}}' quickstart/busybox:1 \
-    sh -c 'echo "<h1>hello from $(hostname)</h1>" >/var/www/index.html && exec httpd -f -p 80 -h /var/www'
-rswarm service ls
-rswarm service ps hello
-echo "--- hello answering on this node's published port 8080 (the routing mesh balances over both tasks):"
+rswarm stack deploy --detach=false -c stack-examples/web-redis/app.yml shop
+rswarm stack ls
+rswarm stack services shop
+rswarm stack ps shop
+echo "--- shop_web answering on this node's published port 8080 (the routing mesh balances"
+echo "    over both web tasks; each asks shop_redis, by its short name, for the next count):"
 ok=0
-for _ in $(seq 50); do
-    if curl -fsS -m 2 http://127.0.0.1:8080/; then ok=1; break; fi
+for _ in $(seq 100); do
+    if curl -fsS -m 3 http://127.0.0.1:8080/cgi-bin/hit; then ok=1; break; fi
     sleep 0.2
 done
-[ "$ok" = 1 ] || die "http://127.0.0.1:8080/ did not answer; see $log"
-for _ in 1 2 3; do curl -fsS -m 2 http://127.0.0.1:8080/; done
+[ "$ok" = 1 ] || die "http://127.0.0.1:8080/cgi-bin/hit did not answer; see $log"
+for _ in 1 2 3; do curl -fsS -m 3 http://127.0.0.1:8080/cgi-bin/hit; done
 
 cat <<DONE
 
 rswarm is running: a one-node swarm on this machine.
-  use it:   $bin -H unix://$socket service ps hello
+  use it:   $bin -H unix://$socket stack ps shop
+  more:     stack-examples/README.md (three more stacks to deploy)
   its log:  $log
   stop it:  kill \$(cat $pidfile)
   again:    bash cli/quickstart.sh   (stops this daemon, keeps the swarm)

@@ -131,7 +131,8 @@
 //!   hook, but a packet with source 127.0.0.1 may only be routed out of a
 //!   non-loopback interface, and its replies accepted, when
 //!   `net.ipv4.conf.<iface>.route_localnet` is 1. [`apply_node_mesh`] sets it
-//!   (on `ingress_iface` if given, otherwise on `all`) whenever a port has
+//!   (on `ingress_iface` if given, plus the gateway bridge when a host-mode
+//!   port has local backends; otherwise on `all`) whenever a port has
 //!   backends, and adds the `localnet_guard` chain that drops what that
 //!   setting would otherwise let in from the network: packets arriving for
 //!   127.0.0.0/8 on a non-loopback interface (the same protection kube-proxy
@@ -296,7 +297,8 @@ pub fn apply_task_vips(netns: &Path, services: &[VipService]) -> Result<(), NftE
 /// `ip rswarm_mesh` atomically; empty `ports` removes it.
 ///
 /// `ingress_iface` is the interface through which the node reaches the
-/// ingress network; `route_localnet` (needed for 127.0.0.1) is enabled on it,
+/// ingress network; `route_localnet` (needed for 127.0.0.1) is enabled on it
+/// (and on the gateway bridge when a host-mode port has local backends),
 /// or on `all` when `None`. See the module docs for what the caller provides
 /// (forwarding, routes).
 pub fn apply_node_mesh(
@@ -306,9 +308,14 @@ pub fn apply_node_mesh(
 ) -> Result<(), NftError> {
     let ruleset = rules::node_mesh(ports, ingress_iface)?;
     if ports.iter().any(|p| !p.backends.is_empty()) {
-        let iface = ingress_iface.unwrap_or("all");
-        let key = format!("net/ipv4/conf/{iface}/route_localnet");
-        exec::ensure_sysctl(netns, &key, "1")?;
+        let mut ifaces = vec![ingress_iface.unwrap_or("all")];
+        if ingress_iface.is_some() && rules::host_mode_backends(ports) {
+            ifaces.push(crate::GATEWAY_BRIDGE);
+        }
+        for iface in ifaces {
+            let key = format!("net/ipv4/conf/{iface}/route_localnet");
+            exec::ensure_sysctl(netns, &key, "1")?;
+        }
         match exec::read_sysctl(netns, "net/ipv4/ip_forward") {
             Ok(v) if v.trim() == "1" => {}
             Ok(_) => tracing::warn!(

@@ -379,6 +379,12 @@ pub(crate) fn check_iface(name: &str) -> Result<(), NftError> {
     }
 }
 
+/// Whether a host-mode port has local backends: they sit on the gateway
+/// bridge, which then needs `route_localnet` for connections from 127.0.0.1.
+pub(crate) fn host_mode_backends(ports: &[PublishedPort]) -> bool {
+    ports.iter().any(|p| p.host_mode && !p.backends.is_empty())
+}
+
 /// The transaction that replaces table `ip rswarm_mesh` with `ports`.
 pub(crate) fn node_mesh(
     ports: &[PublishedPort],
@@ -478,19 +484,37 @@ pub(crate) fn node_mesh(
     let iifname = Expression::Named(NamedExpression::Meta(Meta {
         key: MetaKey::Iifname,
     }));
-    let from = match ingress_iface {
-        Some(iface) => eq(iifname, Expression::String(iface.to_string().into())),
-        None => matches(iifname, Operator::NEQ, Expression::String("lo".into())),
+    let guarded: Vec<Statement> = match ingress_iface {
+        Some(iface) => {
+            let mut v = vec![eq(
+                iifname.clone(),
+                Expression::String(iface.to_string().into()),
+            )];
+            if host_mode_backends(ports) {
+                v.push(eq(
+                    iifname,
+                    Expression::String(crate::GATEWAY_BRIDGE.into()),
+                ));
+            }
+            v
+        }
+        None => vec![matches(
+            iifname,
+            Operator::NEQ,
+            Expression::String("lo".into()),
+        )],
     };
-    tx.rule(
-        "localnet_guard",
-        vec![
-            from,
-            eq(payload("ip", "daddr"), loopback_net()),
-            Statement::Drop(None),
-        ],
-        Some("martians that route_localnet lets in".into()),
-    );
+    for from in guarded {
+        tx.rule(
+            "localnet_guard",
+            vec![
+                from,
+                eq(payload("ip", "daddr"), loopback_net()),
+                Statement::Drop(None),
+            ],
+            Some("martians that route_localnet lets in".into()),
+        );
+    }
     Ok(tx.finish())
 }
 
