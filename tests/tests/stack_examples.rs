@@ -145,3 +145,51 @@ fn the_examples_deploy_as_they_are_and_do_what_they_say() {
     }
     assert_eq!(h.ok(&["stack", "ls"]), "NAME      SERVICES\n");
 }
+
+/// three-tier: front → api → db, where api and db read the database
+/// password from the stack's secret at /run/secrets/db_password (needs
+/// nodes that mount secrets), each tier started once the one below is
+/// healthy.
+#[test]
+fn the_three_tier_example_reads_its_password_from_the_secret() {
+    let cluster = Cluster::start(1).unwrap();
+    cluster.init_swarm(1, 0).unwrap();
+    let h = cluster.host(1);
+    load_image(h, cluster.dir());
+
+    let out = h.rswarm_timeout(
+        &[
+            "stack",
+            "deploy",
+            "-c",
+            &example("three-tier"),
+            "--detach=false",
+            "shop3",
+        ],
+        DEPLOY_TIMEOUT,
+    );
+    assert!(out.success(), "{out}");
+    assert!(
+        out.stdout.starts_with(
+            "Creating secret shop3_db_password\nCreating network shop3_default\nCreating service shop3_db\nCreating service shop3_api\nCreating service shop3_front\n"
+        ),
+        "{out}"
+    );
+    let body = wait_get(
+        h,
+        "http://127.0.0.1:8081/cgi-bin/index",
+        "front -> api -> db",
+    );
+    assert_eq!(body.trim(), "front -> api -> db: rows: 42", "{body}");
+    // The same file again changes nothing.
+    let out = h.rswarm(&["stack", "deploy", "-c", &example("three-tier"), "shop3"]);
+    assert!(out.success(), "{out}");
+    assert_eq!(out.stdout, "", "{out}");
+    let out = h.rswarm_timeout(&["stack", "rm", "shop3"], DEPLOY_TIMEOUT);
+    assert!(out.success(), "{out}");
+    assert_eq!(
+        out.stdout,
+        "Removing service shop3_api\nRemoving service shop3_db\nRemoving service shop3_front\nRemoving secret shop3_db_password\nRemoving network shop3_default\n",
+        "{out}"
+    );
+}

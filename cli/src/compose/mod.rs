@@ -17,6 +17,7 @@ mod read_volumes;
 pub mod to_spec;
 mod to_spec_depends;
 mod to_spec_health;
+mod to_spec_secrets;
 mod to_spec_volumes;
 mod value;
 mod yaml;

@@ -229,6 +229,9 @@ pub struct FileObject {
     pub file: Option<String>,
     /// `environment:`: the variable whose value is the content.
     pub environment: Option<String>,
+    /// That variable's value, looked up when the file was read (never
+    /// printed by `stack config`, which shows the variable's name).
+    pub environment_value: Option<String>,
     /// `content:` (configs).
     pub content: Option<String>,
     pub labels: IndexMap<String, String>,

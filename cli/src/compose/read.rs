@@ -512,7 +512,8 @@ fn file_object(
         ),
     }
     if let Some(var) = &o.environment {
-        if (r.lookup)(var).is_none() {
+        o.environment_value = (r.lookup)(var);
+        if o.environment_value.is_none() {
             r.error(
                 &join(path, "environment"),
                 format!("environment variable {var} is not set"),

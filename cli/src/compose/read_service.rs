@@ -423,6 +423,25 @@ pub(super) fn octal(r: &mut Reader, path: &str, text: &str) -> Option<u32> {
     }
 }
 
+/// A secret's or config's `mode:` as Docker reads it: a YAML number is the
+/// mode itself (`0o440`, or 288 written in decimal); `0440` (which YAML 1.2
+/// reads as a string) and any other text are octal digits.
+fn file_mode(r: &mut Reader, path: &str, v: &Value) -> Option<u32> {
+    match v {
+        Value::Int(n) => match u32::try_from(*n) {
+            Ok(m) if m <= 0o7777 => Some(m),
+            _ => {
+                r.error(path, format!("invalid file mode {n} (octal, e.g. 0440)"));
+                None
+            }
+        },
+        other => {
+            let text = r.string(path, other)?;
+            octal(r, path, &text)
+        }
+    }
+}
+
 fn file_refs(r: &mut Reader, path: &str, v: &Value) -> Vec<FileRef> {
     let Value::Seq(items) = v else {
         r.error(path, format!("must be a list, not {}", v.kind()));
@@ -452,8 +471,7 @@ fn file_refs(r: &mut Reader, path: &str, v: &Value) -> Vec<FileRef> {
                 };
                 let mode = m
                     .get("mode")
-                    .and_then(|v| r.string(&join(&ipath, "mode"), v))
-                    .and_then(|t| octal(r, &join(&ipath, "mode"), &t));
+                    .and_then(|v| file_mode(r, &join(&ipath, "mode"), v));
                 out.push(FileRef {
                     source,
                     target: m

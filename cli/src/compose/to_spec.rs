@@ -10,11 +10,11 @@
 //! mounts through the flags' own long syntax), applied to the same
 //! `defaults()` and checked by the same `rswarm_proto::spec::validate`: a
 //! key and its flag are honoured by one code path. A key this conversion
-//! cannot honour yet (secrets, configs,
-//! update and rollback configs, logging, …)
+//! cannot honour yet (update and rollback configs, logging, …)
 //! is refused, naming the file and key path; nothing is accepted and then
 //! ignored. Every problem of every service is collected before returning.
-//! Volumes (top-level and of type volume) are mapped in `to_spec_volumes`.
+//! Volumes (top-level and of type volume) are mapped in `to_spec_volumes`,
+//! secrets and configs (objects and references) in `to_spec_secrets`.
 
 use indexmap::IndexMap;
 use rswarm_proto::spec::capabilities::normalize_capability;
@@ -26,7 +26,8 @@ use rswarm_proto::spec::units::{
 };
 use rswarm_proto::spec::ValueError;
 use rswarm_proto::types::{
-    Annotations, IpamConfig, NetworkAttachmentConfig, NetworkSpec, ServiceSpec, Ulimit,
+    Annotations, ConfigSpec, IpamConfig, NetworkAttachmentConfig, NetworkSpec, SecretSpec,
+    ServiceSpec, Ulimit,
 };
 
 use super::model::{MountKind, Project, Service};
@@ -51,6 +52,15 @@ pub struct StackPlan {
     pub external_networks: Vec<String>,
     /// One validated spec per Compose service, in the file's order.
     pub services: Vec<ServiceSpec>,
+    /// Secrets the stack owns (created if missing), with their data, in the
+    /// file's order.
+    pub secrets: Vec<SecretSpec>,
+    /// Configs the stack owns, likewise.
+    pub configs: Vec<ConfigSpec>,
+    /// `external: true` secrets: looked up by name, never created.
+    pub external_secrets: Vec<String>,
+    /// `external: true` configs: looked up by name, never created.
+    pub external_configs: Vec<String>,
 }
 
 /// Turns `project` into the stack `stack`'s objects. `file` names the
@@ -61,6 +71,7 @@ pub fn plan(project: &Project, stack: &str, file: &str) -> Result<StackPlan, Vec
         errors: Vec::new(),
         stack,
         volumes: &project.volumes,
+        project,
     };
     if !rswarm_proto::spec::names::is_dns_component(stack) {
         // Every service name would repeat it: the one line says it all.
@@ -71,13 +82,9 @@ pub fn plan(project: &Project, stack: &str, file: &str) -> Result<StackPlan, Vec
     for (path, why) in super::to_spec_volumes::check_top_level(&project.volumes) {
         c.refuse(&path, &why);
     }
-    for (kind, present) in [
-        ("secrets", !project.secrets.is_empty()),
-        ("configs", !project.configs.is_empty()),
-    ] {
-        if present {
-            c.refuse(kind, &format!("{kind} are not supported yet"));
-        }
+    let (files, problems) = super::to_spec_secrets::objects(project, stack);
+    for (path, why) in problems {
+        c.refuse(&path, &why);
     }
     // The networks the services use, each once: Compose name → real name.
     let mut used: IndexMap<String, String> = IndexMap::new();
@@ -149,6 +156,10 @@ pub fn plan(project: &Project, stack: &str, file: &str) -> Result<StackPlan, Vec
             networks,
             external_networks,
             services,
+            secrets: files.secrets,
+            configs: files.configs,
+            external_secrets: files.external_secrets,
+            external_configs: files.external_configs,
         })
     } else {
         Err(c.errors)
@@ -182,6 +193,8 @@ struct Conv<'a> {
     stack: &'a str,
     /// The top-level volumes (`to_spec_volumes`).
     volumes: &'a IndexMap<String, super::model::Volume>,
+    /// The whole project (secrets and configs: `to_spec_secrets`).
+    project: &'a Project,
 }
 
 impl Conv<'_> {
@@ -335,11 +348,18 @@ impl Conv<'_> {
                 aliases,
             }));
         }
+        let (secrets, configs, problems) =
+            super::to_spec_secrets::references(self.project, stack, name, &s.secrets, &s.configs);
+        problems.iter().for_each(|(p, why)| self.refuse(p, why));
         if self.errors.len() > before {
             return None;
         }
         let mut spec = defaults(kind.unwrap_or(ModeKind::Replicated));
         apply(&mut spec, edits);
+        if let Some(c) = spec.task.as_mut().and_then(|t| t.container.as_mut()) {
+            c.secrets = secrets;
+            c.configs = configs;
+        }
         if let Err(p) = rswarm_proto::spec::validate(&spec) {
             for line in p.to_string().lines() {
                 self.refuse(&format!("services.{name}"), line);
@@ -353,8 +373,6 @@ impl Conv<'_> {
     fn refuse_unsupported(&mut self, name: &str, s: &Service) {
         let d = &s.deploy;
         let not_yet = [
-            ("secrets", !s.secrets.is_empty(), "secrets are not supported yet"),
-            ("configs", !s.configs.is_empty(), "configs are not supported yet"),
             ("logging", s.logging.is_some(), "logging is not supported yet: tasks log to the node's local log"),
             (
                 "deploy.update_config",

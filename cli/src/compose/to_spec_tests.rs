@@ -204,6 +204,7 @@ fn what_cannot_be_honoured_yet_is_refused_with_its_key_path() {
   web:
     image: busybox
     secrets: [pw]
+    configs: [conf]
     healthcheck: {test: [CMD, true]}
     depends_on: [db]
     volumes: [data:/data]
@@ -212,19 +213,80 @@ fn what_cannot_be_honoured_yet_is_refused_with_its_key_path() {
   db:
     image: busybox
 secrets:
-  pw: {file: ./pw.txt}
+  pw: {external: true}
+configs:
+  conf: {content: x}
 volumes:
   data: {}
 ",
     );
+    // Secrets and configs are honoured (`to_spec_secrets`): only the rest.
     assert_eq!(
         e,
         [
-            "app.yml: secrets: secrets are not supported yet",
-            "app.yml: services.web.secrets: secrets are not supported yet",
             "app.yml: services.web.deploy.update_config: update_config is not supported yet: rswarm does not run rolling updates yet, so the setting would be ignored",
         ]
     );
+}
+
+/// Every stack in stack-examples/ plans as it is, with the files beside it.
+#[test]
+fn every_stack_example_plans() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../stack-examples");
+    let mut planned = Vec::new();
+    let dirs = std::fs::read_dir(&root).unwrap_or_else(|e| panic!("{}: {e}", root.display()));
+    for entry in dirs {
+        let dir = entry.expect("entry").path();
+        let file = dir.join("app.yml");
+        if !file.is_file() {
+            continue;
+        }
+        let name = file.display().to_string();
+        let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let sources = [Source {
+            name: name.clone(),
+            text,
+        }];
+        let loaded = load(&sources, &dir, None, &|_| None)
+            .unwrap_or_else(|e| panic!("{name}: {}", e.join("\n")));
+        let p = plan(&loaded.project, "example", &name)
+            .unwrap_or_else(|e| panic!("{name}: {}", e.join("\n")));
+        assert!(!p.services.is_empty(), "{name}");
+        planned.push((
+            dir.file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .to_string(),
+            p,
+        ));
+    }
+    assert!(planned.len() >= 4, "the examples: {}", planned.len());
+    let (_, three) = planned
+        .iter()
+        .find(|(d, _)| d == "three-tier")
+        .expect("the three-tier example");
+    assert_eq!(three.secrets.len(), 1);
+    let s = &three.secrets[0];
+    assert_eq!(
+        s.annotations.as_ref().map(|a| a.name.as_str()),
+        Some("example_db_password")
+    );
+    let on_disk = std::fs::read(root.join("three-tier/db_password.txt")).expect("password file");
+    assert_eq!(s.data, on_disk);
+    let api = three
+        .services
+        .iter()
+        .find(|s| {
+            s.annotations
+                .as_ref()
+                .is_some_and(|a| a.name == "example_api")
+        })
+        .and_then(|s| s.task.clone())
+        .and_then(|t| t.container)
+        .expect("api");
+    assert_eq!(api.secrets.len(), 1);
+    assert_eq!(api.secrets[0].secret_name, "example_db_password");
+    assert_eq!(api.secrets[0].file.as_ref().map(|f| f.mode), Some(0o400));
 }
 
 #[test]

@@ -1,27 +1,66 @@
 //! `stack deploy`: the files are loaded and checked whole, turned into the
 //! stack's specs (`compose::to_spec`), compared with what the cluster has
-//! (`diff`), and only then changed, one call per object with Docker's line
-//! before it. A call that fails stops the deploy; what was and was not
-//! changed is said, one line each. With `--detach=false` the command then
-//! waits for every service of the file to converge (`service create`'s
-//! wait, one service after another).
+//! (`diff`; the stack's existing secrets are confirmed unchanged by the
+//! control API, which alone sees their values), and only then changed, one
+//! call per object with Docker's line before it ("Creating secret
+//! shop_db_password"). A call that fails stops the deploy; what was and was
+//! not changed is said, one line each. With `--with-registry-auth` each
+//! service carries the user's credentials for its image's registry
+//! (`registry_auth`). With `--detach=false` the command then waits for
+//! every service of the file to converge (`service create`'s wait, one
+//! service after another).
 
+use rswarm_proto::control::configs_client::ConfigsClient;
 use rswarm_proto::control::control_client::ControlClient;
 use rswarm_proto::control::networks_client::NetworksClient;
+use rswarm_proto::control::secrets_client::SecretsClient;
 use rswarm_proto::control::services_client::ServicesClient;
 use rswarm_proto::control::{
-    CreateNetworkRequest, CreateServiceRequest, ListNetworksRequest, RemoveServiceRequest,
-    UpdateServiceRequest,
+    CreateConfigRequest, CreateNetworkRequest, CreateSecretRequest, CreateServiceRequest,
+    ListConfigsRequest, ListNetworksRequest, ListSecretsRequest, RemoveConfigRequest,
+    RemoveSecretRequest, RemoveServiceRequest, UpdateServiceRequest,
 };
+use rswarm_proto::types::SecretSpec;
 use tonic::transport::Channel;
 
-use super::diff::{diff, Action};
+use super::diff::{diff, Action, Cluster};
 use super::files::read_sources;
 use super::DeployArgs;
 use crate::client::{status_error, ClientOpts};
 use crate::commands::lists::all_services;
 use crate::commands::service::wait_for_convergence;
+use crate::compose::to_spec::StackPlan;
 use crate::compose::{self, to_spec, Problems};
+use crate::servicespec::edits::{self, SpecEdit};
+
+/// The control API's services a deploy calls.
+struct Clients {
+    services: ServicesClient<Channel>,
+    networks: NetworksClient<Channel>,
+    secrets: SecretsClient<Channel>,
+    configs: ConfigsClient<Channel>,
+}
+
+/// `--with-registry-auth`: each service gets what `auth_for` gives for its
+/// image (`registry_auth::registry_auth_for`: the stored credentials of the
+/// image's registry); a service whose registry has none gets nothing.
+pub(super) fn add_registry_auth(
+    plan: &mut StackPlan,
+    auth_for: impl Fn(&str) -> anyhow::Result<Option<String>>,
+) -> anyhow::Result<()> {
+    for spec in &mut plan.services {
+        let image = spec
+            .task
+            .as_ref()
+            .and_then(|t| t.container.as_ref())
+            .map(|c| c.image.clone())
+            .unwrap_or_default();
+        if let Some(auth) = auth_for(&image)? {
+            edits::apply(spec, [SpecEdit::RegistryAuth(auth)]);
+        }
+    }
+    Ok(())
+}
 
 /// What `--resolve-image` may be; only `never` is what rswarm does.
 pub(super) fn check_resolve_image(value: &str) -> anyhow::Result<()> {
@@ -51,24 +90,53 @@ pub(super) async fn deploy(opts: &ClientOpts, a: DeployArgs) -> anyhow::Result<(
         }
     }
     let label: Vec<&str> = sources.iter().map(|s| s.name.as_str()).collect();
-    let plan = to_spec::plan(&loaded.project, &a.stack, &label.join(", ")).map_err(Problems)?;
+    let mut plan = to_spec::plan(&loaded.project, &a.stack, &label.join(", ")).map_err(Problems)?;
+    if a.with_registry_auth {
+        add_registry_auth(&mut plan, crate::registry_auth::registry_auth_for)?;
+    }
 
     let (channel, _) = opts.connect().await?;
-    let mut services = ServicesClient::new(channel.clone());
-    let mut networks = NetworksClient::new(channel.clone());
-    let existing = all_services(&mut services).await?;
-    let nets = networks
+    let mut c = Clients {
+        services: ServicesClient::new(channel.clone()),
+        networks: NetworksClient::new(channel.clone()),
+        secrets: SecretsClient::new(channel.clone()),
+        configs: ConfigsClient::new(channel.clone()),
+    };
+    let existing = all_services(&mut c.services).await?;
+    let nets = c
+        .networks
         .list_networks(ListNetworksRequest {})
         .await
         .map_err(status_error)?
         .into_inner()
         .networks;
-    let changes = diff(&plan, &a.stack, &existing, &nets, a.prune).map_err(Problems)?;
+    let secrets = c
+        .secrets
+        .list_secrets(ListSecretsRequest {})
+        .await
+        .map_err(status_error)?
+        .into_inner()
+        .secrets;
+    let configs = c
+        .configs
+        .list_configs(ListConfigsRequest {})
+        .await
+        .map_err(status_error)?
+        .into_inner()
+        .configs;
+    let cluster = Cluster {
+        services: &existing,
+        networks: &nets,
+        secrets: &secrets,
+        configs: &configs,
+    };
+    let changes = diff(&plan, &a.stack, &cluster, a.prune).map_err(Problems)?;
+    confirm_secrets(&mut c.secrets, &changes.confirm_secrets).await?;
 
     let mut ids: Vec<(String, String, bool)> = Vec::new();
     for (i, action) in changes.actions.iter().enumerate() {
         println!("{}", action.announce());
-        match apply(&mut services, &mut networks, action).await {
+        match apply(&mut c, action).await {
             Ok(Some(id)) => ids.push((
                 id,
                 action.name().to_string(),
@@ -97,13 +165,76 @@ pub(super) async fn deploy(opts: &ClientOpts, a: DeployArgs) -> anyhow::Result<(
     Ok(())
 }
 
+/// The stack's existing secrets hold what the file says: the control API
+/// answers a create of the same name and value (`reuse_if_same`) with the
+/// existing secret and refuses another value; nothing is created, as the
+/// name is taken. Every refusal is reported before anything is changed.
+async fn confirm_secrets(
+    secrets: &mut SecretsClient<Channel>,
+    specs: &[SecretSpec],
+) -> anyhow::Result<()> {
+    let mut errors = Vec::new();
+    for spec in specs {
+        let r = secrets
+            .create_secret(CreateSecretRequest {
+                spec: Some(spec.clone()),
+                reuse_if_same: true,
+            })
+            .await;
+        if let Err(s) = r {
+            errors.push(format!("{}", status_error(s)));
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(Problems(errors).into())
+    }
+}
+
 /// Makes one call; answers the service's ID for a created or updated one.
-async fn apply(
-    services: &mut ServicesClient<Channel>,
-    networks: &mut NetworksClient<Channel>,
-    action: &Action,
-) -> anyhow::Result<Option<String>> {
+async fn apply(c: &mut Clients, action: &Action) -> anyhow::Result<Option<String>> {
+    let (services, networks) = (&mut c.services, &mut c.networks);
     match action {
+        Action::CreateSecret(spec) => {
+            // The same secret created meanwhile is not an error.
+            c.secrets
+                .create_secret(CreateSecretRequest {
+                    spec: Some(spec.clone()),
+                    reuse_if_same: true,
+                })
+                .await
+                .map_err(status_error)?;
+            Ok(None)
+        }
+        Action::CreateConfig(spec) => {
+            c.configs
+                .create_config(CreateConfigRequest {
+                    spec: Some(spec.clone()),
+                    reuse_if_same: true,
+                })
+                .await
+                .map_err(status_error)?;
+            Ok(None)
+        }
+        Action::RemoveSecret { id, .. } => {
+            c.secrets
+                .remove_secret(RemoveSecretRequest {
+                    secret_ref: id.clone(),
+                })
+                .await
+                .map_err(status_error)?;
+            Ok(None)
+        }
+        Action::RemoveConfig { id, .. } => {
+            c.configs
+                .remove_config(RemoveConfigRequest {
+                    config_ref: id.clone(),
+                })
+                .await
+                .map_err(status_error)?;
+            Ok(None)
+        }
         Action::RemoveService { id, .. } => {
             services
                 .remove_service(RemoveServiceRequest {

@@ -12,13 +12,24 @@
 //!   identical one is not touched; a service name taken outside the stack,
 //!   or a service whose mode would change (Swarm cannot), is an error;
 //! - with `--prune`, the stack's services the file no longer names are
-//!   removed (first, as Docker does).
+//!   removed (first, as Docker does);
+//! - secrets and configs (`diff_files`): the stack's missing ones are
+//!   created before the networks and services (Docker's order), external
+//!   ones must exist, an existing one must hold what the file says (Docker
+//!   cannot update one in place); a planned service's references get the
+//!   IDs of the objects of their names, as the control API stores them;
+//!   with `--prune`, the stack's ones the file dropped are removed last;
+//! - registry credentials (`--with-registry-auth`) are not part of the
+//!   comparison: the control API never answers them, and sending them
+//!   alone does not make a service change.
 //!
 //! Every error is collected, so a deploy that would fail changes nothing.
 
 use std::collections::HashSet;
 
-use rswarm_proto::types::{Network, NetworkSpec, Service, ServiceSpec, Version};
+use rswarm_proto::types::{
+    Config, ConfigSpec, Network, NetworkSpec, Secret, SecretSpec, Service, ServiceSpec, Version,
+};
 
 use crate::compose::to_spec::{StackPlan, NAMESPACE_LABEL};
 use crate::servicespec::policy::ModeKind;
@@ -30,6 +41,8 @@ pub(super) enum Action {
         id: String,
         name: String,
     },
+    CreateSecret(SecretSpec),
+    CreateConfig(ConfigSpec),
     CreateNetwork(NetworkSpec),
     CreateService(ServiceSpec),
     UpdateService {
@@ -39,13 +52,26 @@ pub(super) enum Action {
         spec_version: Option<Version>,
         spec: ServiceSpec,
     },
+    RemoveSecret {
+        id: String,
+        name: String,
+    },
+    RemoveConfig {
+        id: String,
+        name: String,
+    },
 }
 
 impl Action {
     /// The name of the object the call is about.
     pub(super) fn name(&self) -> &str {
         match self {
-            Action::RemoveService { name, .. } | Action::UpdateService { name, .. } => name,
+            Action::RemoveService { name, .. }
+            | Action::UpdateService { name, .. }
+            | Action::RemoveSecret { name, .. }
+            | Action::RemoveConfig { name, .. } => name,
+            Action::CreateSecret(spec) => annotations_name(spec.annotations.as_ref()),
+            Action::CreateConfig(spec) => annotations_name(spec.annotations.as_ref()),
             Action::CreateNetwork(spec) => network_spec_name(spec),
             Action::CreateService(spec) => spec_name(spec),
         }
@@ -53,19 +79,25 @@ impl Action {
 
     /// The object's kind and name ("service shop_web").
     pub(super) fn object(&self) -> String {
-        match self {
-            Action::CreateNetwork(_) => format!("network {}", self.name()),
-            _ => format!("service {}", self.name()),
-        }
+        let kind = match self {
+            Action::CreateNetwork(_) => "network",
+            Action::CreateSecret(_) | Action::RemoveSecret { .. } => "secret",
+            Action::CreateConfig(_) | Action::RemoveConfig { .. } => "config",
+            _ => "service",
+        };
+        format!("{kind} {}", self.name())
     }
 
     /// What Docker prints before the call ("Creating service shop_web").
     pub(super) fn announce(&self) -> String {
         match self {
-            Action::RemoveService { name, .. } => format!("Removing service {name}"),
-            Action::CreateNetwork(_) | Action::CreateService(_) => {
-                format!("Creating {}", self.object())
-            }
+            Action::RemoveService { .. }
+            | Action::RemoveSecret { .. }
+            | Action::RemoveConfig { .. } => format!("Removing {}", self.object()),
+            Action::CreateNetwork(_)
+            | Action::CreateService(_)
+            | Action::CreateSecret(_)
+            | Action::CreateConfig(_) => format!("Creating {}", self.object()),
             Action::UpdateService { id, name, .. } => {
                 format!("Updating service {name} (id: {id})")
             }
@@ -75,11 +107,26 @@ impl Action {
     /// The verb of the change, for the report of a deploy that failed.
     pub(super) fn verb(&self) -> (&'static str, &'static str) {
         match self {
-            Action::RemoveService { .. } => ("removed", "remove"),
-            Action::CreateNetwork(_) | Action::CreateService(_) => ("created", "create"),
+            Action::RemoveService { .. }
+            | Action::RemoveSecret { .. }
+            | Action::RemoveConfig { .. } => ("removed", "remove"),
+            Action::CreateNetwork(_)
+            | Action::CreateService(_)
+            | Action::CreateSecret(_)
+            | Action::CreateConfig(_) => ("created", "create"),
             Action::UpdateService { .. } => ("updated", "update"),
         }
     }
+}
+
+/// What the cluster has, as listed before a deploy.
+#[derive(Clone, Copy, Default)]
+pub(super) struct Cluster<'a> {
+    pub(super) services: &'a [Service],
+    pub(super) networks: &'a [Network],
+    /// Without their values (the control API never answers them).
+    pub(super) secrets: &'a [Secret],
+    pub(super) configs: &'a [Config],
 }
 
 /// Everything a deploy will do.
@@ -89,10 +136,30 @@ pub(super) struct Changes {
     /// Services of the file whose stored spec is already the planned one:
     /// (ID, name).
     pub(super) unchanged: Vec<(String, String)>,
+    /// The stack's existing secrets, as the file has them: the control API
+    /// (which alone sees their values) must confirm they hold the same
+    /// before anything is changed.
+    pub(super) confirm_secrets: Vec<SecretSpec>,
+}
+
+fn annotations_name(a: Option<&rswarm_proto::types::Annotations>) -> &str {
+    a.map_or("", |a| a.name.as_str())
 }
 
 fn spec_name(spec: &ServiceSpec) -> &str {
-    spec.annotations.as_ref().map_or("", |a| a.name.as_str())
+    annotations_name(spec.annotations.as_ref())
+}
+
+/// Two specs alike but for the registry credentials.
+fn same_spec(stored: &ServiceSpec, planned: &ServiceSpec) -> bool {
+    let without_auth = |s: &ServiceSpec| {
+        let mut s = s.clone();
+        if let Some(c) = s.task.as_mut().and_then(|t| t.container.as_mut()) {
+            c.pull_options = None;
+        }
+        s
+    };
+    without_auth(stored) == without_auth(planned)
 }
 
 fn network_spec_name(spec: &NetworkSpec) -> &str {
@@ -108,7 +175,7 @@ fn service_name(s: &Service) -> &str {
 }
 
 /// The stack an object's labels put it in ("" for none).
-fn namespace(labels: Option<&std::collections::HashMap<String, String>>) -> &str {
+pub(super) fn namespace(labels: Option<&std::collections::HashMap<String, String>>) -> &str {
     labels
         .and_then(|l| l.get(NAMESPACE_LABEL))
         .map_or("", String::as_str)
@@ -141,18 +208,20 @@ fn mode_word(kind: ModeKind) -> &'static str {
     }
 }
 
-/// Decides what deploying `plan` as stack `stack` does to a cluster that
-/// has `services` and `networks`; every reason it cannot is returned.
+/// Decides what deploying `plan` as stack `stack` does to `cluster`; every
+/// reason it cannot is returned.
 pub(super) fn diff(
     plan: &StackPlan,
     stack: &str,
-    services: &[Service],
-    networks: &[Network],
+    cluster: &Cluster,
     prune: bool,
 ) -> Result<Changes, Vec<String>> {
+    let (services, networks) = (cluster.services, cluster.networks);
     let mut errors = Vec::new();
     let mut actions = Vec::new();
     let mut unchanged = Vec::new();
+    let files = diff_files::diff(plan, stack, cluster, prune);
+    errors.extend(files.errors);
 
     for ext in &plan.external_networks {
         let found = networks
@@ -177,6 +246,7 @@ pub(super) fn diff(
             name: service_name(s).to_string(),
         }));
     }
+    actions.extend(files.create);
 
     for spec in &plan.networks {
         let name = network_spec_name(spec);
@@ -191,6 +261,7 @@ pub(super) fn diff(
 
     for spec in &plan.services {
         let name = spec_name(spec);
+        let spec = &diff_files::with_ids(spec, cluster);
         let Some(current) = services.iter().find(|s| service_name(s) == name) else {
             actions.push(Action::CreateService(spec.clone()));
             continue;
@@ -202,7 +273,7 @@ pub(super) fn diff(
             continue;
         }
         let stored = current.spec.as_ref();
-        if stored == Some(spec) {
+        if stored.is_some_and(|s| same_spec(s, spec)) {
             unchanged.push((current.id.clone(), name.to_string()));
             continue;
         }
@@ -226,12 +297,21 @@ pub(super) fn diff(
         });
     }
 
+    actions.extend(files.remove);
+
     if errors.is_empty() {
-        Ok(Changes { actions, unchanged })
+        Ok(Changes {
+            actions,
+            unchanged,
+            confirm_secrets: files.confirm_secrets,
+        })
     } else {
         Err(errors)
     }
 }
+
+#[path = "diff_files.rs"]
+mod diff_files;
 
 #[cfg(test)]
 #[path = "diff_tests.rs"]

@@ -4,10 +4,10 @@
 
 use std::path::Path;
 
-use rswarm_proto::types::{Meta, Network, Service, ServiceSpec, Version};
+use rswarm_proto::types::{Config, Meta, Network, Secret, Service, ServiceSpec, Version};
 
 use super::*;
-use crate::commands::stack::deploy::failure_report;
+use crate::commands::stack::deploy::{add_registry_auth, failure_report};
 use crate::compose::{load, to_spec::plan, Source};
 
 const TWO: &str = "services:
@@ -70,7 +70,12 @@ fn announced(c: &Changes) -> Vec<String> {
 }
 
 fn diff_ok(p: &StackPlan, services: &[Service], networks: &[Network], prune: bool) -> Changes {
-    diff(p, "shop", services, networks, prune).unwrap_or_else(|e| panic!("diffs: {e:?}"))
+    let cluster = Cluster {
+        services,
+        networks,
+        ..Default::default()
+    };
+    diff(p, "shop", &cluster, prune).unwrap_or_else(|e| panic!("diffs: {e:?}"))
 }
 
 #[test]
@@ -181,7 +186,12 @@ networks:
   outside:
     external: true
 ";
-    let errors = match diff(&plan_of("shop", text), "shop", &services, &networks, true) {
+    let cluster = Cluster {
+        services: &services,
+        networks: &networks,
+        ..Default::default()
+    };
+    let errors = match diff(&plan_of("shop", text), "shop", &cluster, true) {
         Ok(c) => panic!("should fail: {:?}", announced(&c)),
         Err(e) => e,
     };
@@ -227,13 +237,12 @@ fn a_mode_change_is_refused_up_front() {
         "[sleep, '3600']",
         "[sleep, '3600']\n    deploy:\n      mode: global",
     );
-    let errors = match diff(
-        &plan_of("shop", &global),
-        "shop",
-        &services,
-        &networks,
-        false,
-    ) {
+    let cluster = Cluster {
+        services: &services,
+        networks: &networks,
+        ..Default::default()
+    };
+    let errors = match diff(&plan_of("shop", &global), "shop", &cluster, false) {
         Ok(c) => panic!("should fail: {:?}", announced(&c)),
         Err(e) => e,
     };
@@ -269,4 +278,381 @@ fn a_deploy_that_fails_halfway_says_what_was_and_was_not_changed() {
             "not changed: service shop_web (update failed), service shop_worker (not created)",
         ]
     );
+}
+
+/// A stack with a secret (from a variable), a config, and an external one
+/// of each, used by both services.
+const FILES: &str = "services:
+  web:
+    image: busybox
+    command: [httpd, -f]
+    secrets: [pw, {source: token, target: token.txt, mode: 0400}]
+    configs: [{source: conf, target: /etc/web.conf}]
+  worker:
+    image: busybox
+    secrets: [pw]
+secrets:
+  pw:
+    environment: PW
+  token:
+    external: true
+    name: team_token
+configs:
+  conf:
+    content: 'listen 80'
+  certs:
+    external: true
+";
+
+fn plan_env(stack: &str, text: &str, pw: &str) -> StackPlan {
+    let sources = [Source {
+        name: "app.yml".into(),
+        text: text.into(),
+    }];
+    let environ = |k: &str| (k == "PW").then(|| pw.to_string());
+    let loaded = load(&sources, Path::new("/srv/app"), None, &environ)
+        .unwrap_or_else(|e| panic!("loads: {e:?}"));
+    plan(&loaded.project, stack, "app.yml").unwrap_or_else(|e| panic!("plans: {e:?}"))
+}
+
+fn secret(id: &str, spec: &rswarm_proto::types::SecretSpec) -> Secret {
+    // Listed secrets come without their value.
+    let mut spec = spec.clone();
+    spec.data.clear();
+    Secret {
+        id: id.into(),
+        spec: Some(spec),
+        ..Default::default()
+    }
+}
+
+fn config(id: &str, spec: &rswarm_proto::types::ConfigSpec) -> Config {
+    Config {
+        id: id.into(),
+        spec: Some(spec.clone()),
+        ..Default::default()
+    }
+}
+
+fn named(name: &str) -> Option<rswarm_proto::types::Annotations> {
+    Some(rswarm_proto::types::Annotations {
+        name: name.into(),
+        ..Default::default()
+    })
+}
+
+/// What the cluster holds after a deploy of FILES as shop: the objects,
+/// the external ones, and the services as the control API stored them
+/// (references resolved to IDs).
+fn deployed_files() -> (Vec<Service>, Vec<Network>, Vec<Secret>, Vec<Config>) {
+    let p = plan_env("shop", FILES, "hunter2");
+    let mut secrets = vec![secret("s-pw", &p.secrets[0])];
+    secrets.push(Secret {
+        id: "s-team".into(),
+        spec: Some(rswarm_proto::types::SecretSpec {
+            annotations: named("team_token"),
+            data: vec![],
+        }),
+        ..Default::default()
+    });
+    let configs = vec![
+        config("c-conf", &p.configs[0]),
+        Config {
+            id: "c-certs".into(),
+            spec: Some(rswarm_proto::types::ConfigSpec {
+                annotations: named("certs"),
+                data: b"pem".to_vec(),
+            }),
+            ..Default::default()
+        },
+    ];
+    let cluster = Cluster {
+        secrets: &secrets,
+        configs: &configs,
+        ..Default::default()
+    };
+    let services = p
+        .services
+        .iter()
+        .enumerate()
+        .map(|(i, spec)| {
+            stored(
+                &format!("shop-svc{i}"),
+                super::diff_files::with_ids(spec, &cluster),
+                3,
+            )
+        })
+        .collect();
+    let networks = vec![Network {
+        id: "shop-net0".into(),
+        spec: p.networks.first().cloned(),
+        ..Default::default()
+    }];
+    (services, networks, secrets, configs)
+}
+
+#[test]
+fn a_first_deploy_creates_secrets_and_configs_before_networks_and_services() {
+    let p = plan_env("shop", FILES, "hunter2");
+    let team = Secret {
+        id: "s-team".into(),
+        spec: Some(rswarm_proto::types::SecretSpec {
+            annotations: named("team_token"),
+            data: vec![],
+        }),
+        ..Default::default()
+    };
+    let certs = Config {
+        id: "c-certs".into(),
+        spec: Some(rswarm_proto::types::ConfigSpec {
+            annotations: named("certs"),
+            data: b"pem".to_vec(),
+        }),
+        ..Default::default()
+    };
+    let (secrets, configs) = (vec![team], vec![certs]);
+    let cluster = Cluster {
+        secrets: &secrets,
+        configs: &configs,
+        ..Default::default()
+    };
+    let c = diff(&p, "shop", &cluster, false).unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(
+        announced(&c),
+        [
+            "Creating secret shop_pw",
+            "Creating config shop_conf",
+            "Creating network shop_default",
+            "Creating service shop_web",
+            "Creating service shop_worker",
+        ]
+    );
+    assert!(c.confirm_secrets.is_empty());
+    // The created secret carries the value; the service refers to the
+    // external secret by its ID, to the new one by name only.
+    match &c.actions[0] {
+        Action::CreateSecret(spec) => assert_eq!(spec.data, b"hunter2"),
+        other => panic!("{other:?}"),
+    }
+    match &c.actions[3] {
+        Action::CreateService(spec) => {
+            let refs = &spec
+                .task
+                .as_ref()
+                .and_then(|t| t.container.as_ref())
+                .expect("container")
+                .secrets;
+            let ids: Vec<(&str, &str)> = refs
+                .iter()
+                .map(|r| (r.secret_name.as_str(), r.secret_id.as_str()))
+                .collect();
+            assert_eq!(ids, [("shop_pw", ""), ("team_token", "s-team")]);
+        }
+        other => panic!("{other:?}"),
+    }
+    let e = anyhow::anyhow!("Error response from daemon: no space");
+    assert_eq!(
+        failure_report(&c.actions, 1, &e),
+        [
+            "failed to create config shop_conf: Error response from daemon: no space",
+            "changed: created secret shop_pw",
+            "not changed: config shop_conf (create failed), network shop_default (not created), service shop_web (not created), service shop_worker (not created)",
+        ]
+    );
+}
+
+#[test]
+fn missing_external_objects_are_refused_before_anything_is_created() {
+    let p = plan_env("shop", FILES, "hunter2");
+    let errors = match diff(&p, "shop", &Cluster::default(), false) {
+        Ok(c) => panic!("should fail: {:?}", announced(&c)),
+        Err(e) => e,
+    };
+    assert_eq!(
+        errors,
+        [
+            "secret \"team_token\" is declared as external, but could not be found. You need to create the secret before the stack is deployed",
+            "config \"certs\" is declared as external, but could not be found. You need to create the config before the stack is deployed",
+        ]
+    );
+}
+
+#[test]
+fn a_redeploy_with_the_same_secrets_changes_nothing_and_asks_to_confirm_them() {
+    let (services, networks, secrets, configs) = deployed_files();
+    let cluster = Cluster {
+        services: &services,
+        networks: &networks,
+        secrets: &secrets,
+        configs: &configs,
+    };
+    let p = plan_env("shop", FILES, "hunter2");
+    let c = diff(&p, "shop", &cluster, true).unwrap_or_else(|e| panic!("{e:?}"));
+    assert!(c.actions.is_empty(), "{:?}", announced(&c));
+    assert_eq!(c.unchanged.len(), 2);
+    // Only the control API sees a secret's value: it confirms this one.
+    assert_eq!(c.confirm_secrets, [p.secrets[0].clone()]);
+    // A changed secret value is the control API's to refuse; the plan is
+    // the same but for the value.
+    let changed = plan_env("shop", FILES, "other");
+    let c = diff(&changed, "shop", &cluster, false).unwrap_or_else(|e| panic!("{e:?}"));
+    assert!(c.actions.is_empty(), "{:?}", announced(&c));
+    assert_eq!(c.confirm_secrets[0].data, b"other");
+}
+
+#[test]
+fn a_changed_config_or_a_name_of_another_stack_is_refused() {
+    let (services, networks, mut secrets, configs) = deployed_files();
+    let changed = FILES.replace("'listen 80'", "'listen 81'");
+    let cluster = Cluster {
+        services: &services,
+        networks: &networks,
+        secrets: &secrets,
+        configs: &configs,
+    };
+    let errors = match diff(
+        &plan_env("shop", &changed, "hunter2"),
+        "shop",
+        &cluster,
+        false,
+    ) {
+        Ok(c) => panic!("should fail: {:?}", announced(&c)),
+        Err(e) => e,
+    };
+    assert_eq!(
+        errors,
+        ["config shop_conf exists with another value or labels: a config cannot be updated in place; remove it first (its services too) or use a new name"]
+    );
+    // shop_pw held by a secret of no stack.
+    if let Some(a) = secrets[0]
+        .spec
+        .as_mut()
+        .and_then(|s| s.annotations.as_mut())
+    {
+        a.labels.clear();
+    }
+    let cluster = Cluster {
+        services: &services,
+        networks: &networks,
+        secrets: &secrets,
+        configs: &configs,
+    };
+    let errors = match diff(&plan_env("shop", FILES, "hunter2"), "shop", &cluster, false) {
+        Ok(c) => panic!("should fail: {:?}", announced(&c)),
+        Err(e) => e,
+    };
+    assert_eq!(
+        errors,
+        ["secret shop_pw already exists and is not part of stack shop"]
+    );
+}
+
+#[test]
+fn prune_removes_the_stacks_secrets_and_configs_the_file_dropped_after_the_services() {
+    let (services, networks, mut secrets, mut configs) = deployed_files();
+    // Another stack's secret, which nothing here may touch.
+    let blog = plan_env(
+        "blog",
+        "services:\n  db:\n    image: busybox\nsecrets:\n  pw:\n    environment: PW\n",
+        "x",
+    );
+    secrets.push(secret("s-blog", &blog.secrets[0]));
+    configs.push(config(
+        "c-old",
+        &rswarm_proto::types::ConfigSpec {
+            annotations: Some(rswarm_proto::types::Annotations {
+                name: "shop_old".into(),
+                labels: [(NAMESPACE_LABEL.to_string(), "shop".to_string())].into(),
+            }),
+            data: b"x".to_vec(),
+        },
+    ));
+    let cluster = Cluster {
+        services: &services,
+        networks: &networks,
+        secrets: &secrets,
+        configs: &configs,
+    };
+    // The file without worker, without the secret: web no longer uses it.
+    let text = "services:
+  web:
+    image: busybox
+    command: [httpd, -f]
+    secrets: [{source: token, target: token.txt, mode: 0400}]
+    configs: [{source: conf, target: /etc/web.conf}]
+secrets:
+  token:
+    external: true
+    name: team_token
+configs:
+  conf:
+    content: 'listen 80'
+  certs:
+    external: true
+";
+    let p = plan_env("shop", text, "hunter2");
+    let c = diff(&p, "shop", &cluster, true).unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(
+        announced(&c),
+        [
+            "Removing service shop_worker",
+            "Updating service shop_web (id: shop-svc0)",
+            "Removing secret shop_pw",
+            "Removing config shop_old",
+        ]
+    );
+    let c = diff(&p, "shop", &cluster, false).unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(announced(&c), ["Updating service shop_web (id: shop-svc0)"]);
+}
+
+#[test]
+fn registry_credentials_go_with_every_service_but_do_not_make_a_change() {
+    let (services, networks) = deployed("shop", TWO);
+    let mut p = plan_of("shop", TWO);
+    let asked = std::cell::RefCell::new(Vec::new());
+    add_registry_auth(&mut p, |image| {
+        asked.borrow_mut().push(image.to_string());
+        Ok(Some(format!("auth-for-{image}")))
+    })
+    .expect("adds");
+    assert_eq!(*asked.borrow(), ["busybox", "busybox"]);
+    for s in &p.services {
+        let auth = s
+            .task
+            .as_ref()
+            .and_then(|t| t.container.as_ref())
+            .and_then(|c| c.pull_options.as_ref())
+            .map(|o| o.registry_auth.as_str());
+        assert_eq!(auth, Some("auth-for-busybox"));
+    }
+    // Stored services are answered without credentials: not a change.
+    let c = diff_ok(&p, &services, &networks, false);
+    assert!(c.actions.is_empty(), "{:?}", announced(&c));
+    // A changed service is updated with them; a registry without
+    // credentials gives none, and a failing lookup stops the deploy.
+    let mut edited = plan_of("shop", &TWO.replace("3600", "7200"));
+    add_registry_auth(&mut edited, |_| Ok(None)).expect("adds");
+    assert!(edited.services.iter().all(|s| s
+        .task
+        .as_ref()
+        .and_then(|t| t.container.as_ref())
+        .is_some_and(|c| c.pull_options.is_none())));
+    add_registry_auth(&mut edited, |i| Ok(Some(format!("a-{i}")))).expect("adds");
+    let c = diff_ok(&edited, &services, &networks, false);
+    match &c.actions[..] {
+        [Action::UpdateService { spec, .. }] => assert_eq!(
+            spec.task
+                .as_ref()
+                .and_then(|t| t.container.as_ref())
+                .and_then(|c| c.pull_options.as_ref())
+                .map(|o| o.registry_auth.as_str()),
+            Some("a-busybox")
+        ),
+        other => panic!("{other:?}"),
+    }
+    let e = add_registry_auth(&mut edited, |_| {
+        anyhow::bail!("config.json is not a JSON object")
+    })
+    .expect_err("fails");
+    assert_eq!(e.to_string(), "config.json is not a JSON object");
 }

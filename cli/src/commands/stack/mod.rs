@@ -2,8 +2,9 @@
 //! commands, flags and wording: `config` (the merged, interpolated files,
 //! without a daemon), `deploy`, `ls`, `services`, `ps` and `rm`.
 //!
-//! A stack is not an object of its own: it is the services and networks
-//! labelled `com.docker.stack.namespace=<stack>`, as in Docker. This module
+//! A stack is not an object of its own: it is the services, networks,
+//! secrets and configs labelled `com.docker.stack.namespace=<stack>`, as
+//! in Docker. This module
 //! owns the command line and the dispatch; `files` reads the `-c` files,
 //! `config` and `deploy` use them, `diff` decides what a deploy changes,
 //! `list` has `ls`, `services` and `ps`, and `rm` removes a stack.
@@ -89,6 +90,9 @@ pub struct DeployArgs {
     /// Query the registry to resolve image digest and supported platforms ("always", "changed", "never"); rswarm does "never" only
     #[arg(long, value_name = "string", default_value = "never")]
     resolve_image: String,
+    /// Send registry authentication details to Swarm agents
+    #[arg(long = "with-registry-auth")]
+    with_registry_auth: bool,
     #[arg(value_name = "STACK")]
     stack: String,
 }

@@ -53,10 +53,12 @@ fn deploy_takes_dockers_flags_and_defaults() {
         panic!("not a deploy");
     };
     assert_eq!(d.detach, Some(true));
-    // There is no --with-registry-auth yet: refused, not ignored.
-    assert!(
-        Cli::try_parse_from(["stack", "deploy", "-c", "a", "--with-registry-auth", "s"]).is_err()
-    );
+    assert!(!d.with_registry_auth);
+    let StackCommand::Deploy(d) = parse(&["deploy", "-c", "a.yml", "--with-registry-auth", "shop"])
+    else {
+        panic!("not a deploy");
+    };
+    assert!(d.with_registry_auth);
 }
 
 #[test]
