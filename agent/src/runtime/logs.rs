@@ -1,5 +1,6 @@
 //! Container output: FIFOs as stdout/stderr, one reader task per container,
-//! timestamped lines in `<bundle>/log.jsonl`.
+//! timestamped lines in `<bundle>/log.jsonl` kept as the container's
+//! [`LogPolicy`] says.
 //!
 //! The container gets each FIFO opened `O_RDWR`: its side always counts as a
 //! reader too, so a write never fails with `EPIPE`/`SIGPIPE`, even while the
@@ -12,11 +13,16 @@
 //!
 //! Each line becomes `{"ts":<ns since epoch>,"stream":1|2,"log":"<text>"}` in
 //! `log.jsonl` (the text lossily UTF-8, like Docker's json-file; the newline
-//! is kept; lines over 16 KiB are split). At 10 MiB the file is renamed
-//! `log.jsonl.1` (replacing the older one) and a new one started, so a
-//! container keeps at most about 20 MiB of logs. Followers get new lines
-//! through a broadcast channel; a follower more than 1024 lines behind skips
-//! the lines it missed.
+//! is kept; lines over 16 KiB are split). Before a line would take the file
+//! past the policy's `max_size`, the files shift (`log.jsonl.N-2` becomes
+//! `log.jsonl.N-1`, the oldest dropped, …, `log.jsonl` becomes
+//! `log.jsonl.1`) and a new `log.jsonl` starts, so `max_files` files are kept
+//! in total (with one file, it starts over empty); the default keeps 10 MiB
+//! × 2. The files are 0600 (task output may hold secrets). With
+//! [`LogPolicy::Discard`] the output is still read (the container never
+//! blocks on a full pipe) and dropped. History is read oldest file first.
+//! Followers get new lines through a broadcast channel; a follower more than
+//! 1024 lines behind skips the lines it missed.
 
 use std::collections::VecDeque;
 use std::ffi::OsStr;
@@ -37,22 +43,56 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 
 use super::runc::ChildStdio;
-use super::{lock, LogLine};
+use super::{lock, set_mode, LogLine, LogPolicy};
 
 pub(crate) const LOG_FILE: &str = "log.jsonl";
-pub(crate) const LOG_FILE_OLD: &str = "log.jsonl.1";
 const STDIN_FIFO: &str = "stdin.fifo";
 const STDOUT_FIFO: &str = "stdout.fifo";
 const STDERR_FIFO: &str = "stderr.fifo";
-/// Size at which log.jsonl is rotated.
-pub(crate) const MAX_LOG_BYTES: u64 = 10 * 1024 * 1024;
 /// Longest line kept whole.
 const MAX_LINE: usize = 16 * 1024;
 /// Pipe buffer asked for, so output survives a longer daemon downtime.
 const PIPE_SIZE: i32 = 1 << 20;
 
+/// `log.jsonl` (0) or a rotated `log.jsonl.N`: its number.
+fn log_file_index(name: &OsStr) -> Option<u32> {
+    let name = name.to_str()?;
+    if name == LOG_FILE {
+        return Some(0);
+    }
+    let n = name.strip_prefix(LOG_FILE)?.strip_prefix('.')?;
+    if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) || n.starts_with('0') {
+        return None;
+    }
+    n.parse().ok()
+}
+
 pub(crate) fn is_log_file(name: &OsStr) -> bool {
-    name == OsStr::new(LOG_FILE) || name == OsStr::new(LOG_FILE_OLD)
+    log_file_index(name).is_some()
+}
+
+/// The log files in `dir`, oldest first (`log.jsonl.N` … `log.jsonl`).
+fn log_file_names(dir: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| Some((log_file_index(&e.file_name())?, e.path())))
+        .collect();
+    found.sort_by_key(|f| std::cmp::Reverse(f.0));
+    found.into_iter().map(|(_, p)| p).collect()
+}
+
+/// Removes every log file of `dir`.
+pub(crate) fn remove_log_files(dir: &Path) -> std::io::Result<()> {
+    for p in log_file_names(dir) {
+        match std::fs::remove_file(&p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 #[derive(Serialize, Deserialize)]
@@ -155,9 +195,10 @@ pub(crate) fn reopen_fifos(dir: &Path) -> std::io::Result<Vec<(u8, OwnedFd)>> {
     ])
 }
 
-/// The log file of one container and its live followers.
+/// The log files of one container and its live followers.
 pub(crate) struct LogSink {
     dir: PathBuf,
+    policy: LogPolicy,
     inner: Mutex<SinkInner>,
 }
 
@@ -170,23 +211,37 @@ struct SinkInner {
 }
 
 fn open_append(path: &Path) -> std::io::Result<File> {
-    OpenOptions::new()
+    let f = OpenOptions::new()
         .create(true)
         .append(true)
-        .mode(0o640)
+        .mode(0o600)
         .custom_flags(libc::O_CLOEXEC)
-        .open(path)
+        .open(path)?;
+    // Exactly 0600, also for a file an older daemon made 0640.
+    set_mode(path, 0o600)?;
+    Ok(f)
+}
+
+fn rotated(dir: &Path, n: u32) -> PathBuf {
+    dir.join(format!("{LOG_FILE}.{n}"))
 }
 
 impl LogSink {
-    pub(super) fn open(dir: &Path) -> std::io::Result<Arc<LogSink>> {
-        let file = open_append(&dir.join(LOG_FILE))?;
-        let size = file.metadata()?.len();
+    pub(super) fn open(dir: &Path, policy: LogPolicy) -> std::io::Result<Arc<LogSink>> {
+        let (file, size) = match policy {
+            LogPolicy::Files { .. } => {
+                let file = open_append(&dir.join(LOG_FILE))?;
+                let size = file.metadata()?.len();
+                (Some(file), size)
+            }
+            LogPolicy::Discard => (None, 0),
+        };
         let (tx, _) = broadcast::channel(1024);
         Ok(Arc::new(LogSink {
             dir: dir.to_path_buf(),
+            policy,
             inner: Mutex::new(SinkInner {
-                file: Some(file),
+                file,
                 size,
                 tx: Some(tx),
                 warned: false,
@@ -194,7 +249,39 @@ impl LogSink {
         }))
     }
 
+    /// Shifts the files by one (the oldest kept one dropped) and opens a new,
+    /// empty `log.jsonl`.
+    fn rotate(&self, max_files: u32) -> std::io::Result<File> {
+        let cur = self.dir.join(LOG_FILE);
+        if max_files <= 1 {
+            std::fs::remove_file(&cur)?;
+            return open_append(&cur);
+        }
+        match std::fs::remove_file(rotated(&self.dir, max_files - 1)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        for n in (1..max_files - 1).rev() {
+            match std::fs::rename(rotated(&self.dir, n), rotated(&self.dir, n + 1)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        std::fs::rename(&cur, rotated(&self.dir, 1))?;
+        open_append(&cur)
+    }
+
     fn write(&self, line: LogLine) {
+        let LogPolicy::Files {
+            max_size,
+            max_files,
+        } = self.policy
+        else {
+            // Discard: read (so the container never blocks) and dropped.
+            return;
+        };
         let rec = Record {
             ts: line.timestamp_ns,
             stream: line.stream,
@@ -206,11 +293,8 @@ impl LogSink {
         };
         bytes.push(b'\n');
         let mut g = lock(&self.inner);
-        if g.size > 0 && g.size + bytes.len() as u64 > MAX_LOG_BYTES {
-            let cur = self.dir.join(LOG_FILE);
-            let res =
-                std::fs::rename(&cur, self.dir.join(LOG_FILE_OLD)).and_then(|_| open_append(&cur));
-            match res {
+        if g.size > 0 && g.size + bytes.len() as u64 > max_size {
+            match self.rotate(max_files) {
                 Ok(f) => {
                     g.file = Some(f);
                     g.size = 0;
@@ -250,6 +334,7 @@ impl LogSink {
         &self,
         follow: bool,
     ) -> (Vec<(File, u64)>, Option<broadcast::Receiver<LogLine>>) {
+        // Under the lock: no rotation between listing and opening.
         let g = lock(&self.inner);
         let files = open_log_files(&self.dir);
         let sub = if follow {
@@ -261,12 +346,13 @@ impl LogSink {
     }
 }
 
-/// log.jsonl.1 then log.jsonl, with their current lengths.
+/// The log files, oldest first (`log.jsonl.N` … `log.jsonl.1`, `log.jsonl`),
+/// with their current lengths.
 pub(crate) fn open_log_files(dir: &Path) -> Vec<(File, u64)> {
-    [LOG_FILE_OLD, LOG_FILE]
-        .iter()
-        .filter_map(|name| {
-            let f = File::open(dir.join(name)).ok()?;
+    log_file_names(dir)
+        .into_iter()
+        .filter_map(|p| {
+            let f = File::open(p).ok()?;
             let len = f.metadata().ok()?.len();
             Some((f, len))
         })
@@ -433,24 +519,35 @@ fn emit_lines(sink: &LogSink, stream: u8, partial: &mut Vec<u8>) {
 mod unit {
     use super::*;
 
-    #[test]
-    fn rotation_and_history() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let sink = LogSink::open(dir.path()).expect("sink");
-        let big = vec![b'x'; 1000];
-        let n = (MAX_LOG_BYTES / 1000) as usize + 10;
-        for i in 0..n {
-            sink.write(LogLine {
-                timestamp_ns: i as i64,
-                stream: 1,
-                data: big.clone(),
-            });
+    fn line(i: i64, data: &[u8]) -> LogLine {
+        LogLine {
+            timestamp_ns: i,
+            stream: 1,
+            data: data.to_vec(),
         }
-        assert!(dir.path().join(LOG_FILE_OLD).exists());
+    }
+
+    fn mode(p: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(p).expect("metadata").permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn default_rotation_keeps_two_files_of_10_mib() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sink = LogSink::open(dir.path(), LogPolicy::default()).expect("sink");
+        let big = vec![b'x'; 1000];
+        let max = 10 * 1024 * 1024;
+        let n = (max / 1000) as usize + 10;
+        for i in 0..n {
+            sink.write(line(i as i64, &big));
+        }
+        assert!(dir.path().join("log.jsonl.1").exists());
+        assert!(!dir.path().join("log.jsonl.2").exists());
         let size = std::fs::metadata(dir.path().join(LOG_FILE))
             .expect("log")
             .len();
-        assert!(size < MAX_LOG_BYTES);
+        assert!(size < max);
         let lines = read_history(open_log_files(dir.path()), 5, 0);
         assert_eq!(lines.len(), 5);
         assert_eq!(lines[4].timestamp_ns, n as i64 - 1);
@@ -459,9 +556,122 @@ mod unit {
     }
 
     #[test]
+    fn small_max_size_keeps_max_files_the_oldest_dropped_and_reads_in_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let policy = LogPolicy::Files {
+            max_size: 2000,
+            max_files: 3,
+        };
+        let sink = LogSink::open(dir.path(), policy).expect("sink");
+        let n = 500;
+        for i in 0..n {
+            sink.write(line(i, format!("line {i:05}\n").as_bytes()));
+        }
+        let names: Vec<String> = log_file_names(dir.path())
+            .iter()
+            .map(|p| {
+                p.file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        assert_eq!(names, ["log.jsonl.2", "log.jsonl.1", "log.jsonl"]);
+        for p in log_file_names(dir.path()) {
+            let len = std::fs::metadata(&p).expect("meta").len();
+            assert!(len <= 2000, "{} is {len} bytes", p.display());
+            assert_eq!(mode(&p), 0o600, "{}", p.display());
+        }
+        // Everything kept reads back oldest first, ending with the newest line,
+        // with no gap: the oldest lines were dropped, never the middle ones.
+        let lines = read_history(open_log_files(dir.path()), -1, 0);
+        assert!(
+            lines.len() < n as usize && lines.len() > 50,
+            "{}",
+            lines.len()
+        );
+        let first = lines[0].timestamp_ns;
+        assert!(first > 0);
+        for (k, l) in lines.iter().enumerate() {
+            assert_eq!(l.timestamp_ns, first + k as i64);
+            assert_eq!(l.data, format!("line {:05}\n", l.timestamp_ns).into_bytes());
+        }
+        assert_eq!(lines.last().map(|l| l.timestamp_ns), Some(n - 1));
+        // The tail spans files too.
+        let tail = read_history(open_log_files(dir.path()), 100, 0);
+        assert_eq!(tail.len(), 100);
+        assert_eq!(tail[0].timestamp_ns, n - 100);
+        remove_log_files(dir.path()).expect("remove");
+        assert!(log_file_names(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn one_file_starts_over() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let policy = LogPolicy::Files {
+            max_size: 1024,
+            max_files: 1,
+        };
+        let sink = LogSink::open(dir.path(), policy).expect("sink");
+        for i in 0..100 {
+            sink.write(line(i, b"0123456789\n"));
+        }
+        assert_eq!(log_file_names(dir.path()).len(), 1);
+        let lines = read_history(open_log_files(dir.path()), -1, 0);
+        assert_eq!(lines.last().map(|l| l.timestamp_ns), Some(99));
+        assert!(lines.len() < 100);
+    }
+
+    #[test]
+    fn discard_keeps_nothing_and_drains_the_pipe() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sink = LogSink::open(dir.path(), LogPolicy::Discard).expect("sink");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let (r, w) = nix::unistd::pipe().expect("pipe");
+        let reader = spawn_reader(rt.handle(), sink, vec![(1, r)]);
+        // Far more than a pipe holds: a writer would block forever if the
+        // output were not read.
+        let writer = std::thread::spawn(move || {
+            let mut f = File::from(w);
+            let chunk = vec![b'y'; 64 * 1024];
+            for _ in 0..64 {
+                f.write_all(&chunk).expect("write");
+            }
+        });
+        rt.block_on(async {
+            tokio::time::timeout(std::time::Duration::from_secs(20), reader)
+                .await
+                .expect("reader ends once the writer is gone")
+                .expect("join");
+        });
+        writer.join().expect("writer");
+        assert!(log_file_names(dir.path()).is_empty());
+        assert!(read_history(open_log_files(dir.path()), -1, 0).is_empty());
+    }
+
+    #[test]
+    fn only_log_files_are_log_files() {
+        for name in ["log.jsonl", "log.jsonl.1", "log.jsonl.42"] {
+            assert!(is_log_file(OsStr::new(name)), "{name}");
+        }
+        for name in [
+            "log.jsonl.",
+            "log.jsonl.01",
+            "log.jsonl.x",
+            "log.json",
+            "meta.json",
+        ] {
+            assert!(!is_log_file(OsStr::new(name)), "{name}");
+        }
+    }
+
+    #[test]
     fn line_splitting() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let sink = LogSink::open(dir.path()).expect("sink");
+        let sink = LogSink::open(dir.path(), LogPolicy::default()).expect("sink");
         let mut partial = b"a\nbb\nccc".to_vec();
         emit_lines(&sink, 2, &mut partial);
         assert_eq!(partial, b"ccc");
