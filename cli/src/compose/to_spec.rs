@@ -11,10 +11,11 @@
 //! `defaults()` and checked by the same `rswarm_proto::spec::validate`: a
 //! key and its flag are honoured by one code path. A key this conversion
 //! cannot honour yet (secrets, configs,
-//! update and rollback configs, logging, …)
+//! update and rollback configs, …)
 //! is refused, naming the file and key path; nothing is accepted and then
 //! ignored. Every problem of every service is collected before returning.
-//! Volumes (top-level and of type volume) are mapped in `to_spec_volumes`.
+//! Volumes (top-level and of type volume) are mapped in `to_spec_volumes`,
+//! `logging:` in `to_spec_logging`.
 
 use indexmap::IndexMap;
 use rswarm_proto::spec::capabilities::normalize_capability;
@@ -304,6 +305,7 @@ impl Conv<'_> {
         self.restart(name, s, &mut edits);
         self.container(name, s, &mut edits);
         self.dns(name, s, &mut edits);
+        self.logging(name, s, &mut edits);
         for (i, p) in s.ports.iter().enumerate() {
             let mut text = format!(
                 "target={},protocol={},mode={}",
@@ -355,7 +357,6 @@ impl Conv<'_> {
         let not_yet = [
             ("secrets", !s.secrets.is_empty(), "secrets are not supported yet"),
             ("configs", !s.configs.is_empty(), "configs are not supported yet"),
-            ("logging", s.logging.is_some(), "logging is not supported yet: tasks log to the node's local log"),
             (
                 "deploy.update_config",
                 d.update_config.is_some(),
@@ -558,6 +559,9 @@ fn is_cidr(s: &str) -> bool {
 
 #[path = "to_spec_dns.rs"]
 mod dns;
+
+#[path = "to_spec_logging.rs"]
+mod logging;
 
 #[cfg(test)]
 #[path = "to_spec_tests.rs"]
