@@ -1,7 +1,8 @@
 //! Task log drivers end to end on one host with real runc containers (the
 //! busybox image loaded with `image load`, no registry): `--log-opt
 //! max-size/max-file` rotate the task's log files on the node and `service
-//! logs` reads the newest lines across them in order; `--log-driver none`
+//! logs` reads the newest lines across them in order (the `local` driver
+//! gzipping the rotated ones); `--log-driver none`
 //! keeps nothing, never blocks a chatty task, and `service logs` says so in
 //! Docker's words; a driver rswarm does not have is refused at create.
 
@@ -41,6 +42,33 @@ fn log_files(h1: &Host, task: &Task) -> Vec<(String, u64, u32)> {
         .collect();
     files.sort();
     files
+}
+
+/// Waits until `service logs SERVICE` shows "line 400", then checks the
+/// lines are the newest ones, in order, with no gap and the oldest dropped;
+/// returns how many there are.
+fn newest_lines_in_order(h1: &Host, service: &str) -> usize {
+    let logs = wait_for(
+        CONVERGE,
+        &format!("line 400 in `service logs {service}`"),
+        || {
+            let out = h1.ok(&["service", "logs", "--raw", service]);
+            out.lines().any(|l| l == "line 400").then_some(out)
+        },
+    );
+    let numbers: Vec<u32> = logs
+        .lines()
+        .map(|l| {
+            l.strip_prefix("line ")
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("unexpected line {l:?} in:\n{logs}"))
+        })
+        .collect();
+    let first = numbers[0];
+    assert!(first > 1, "the oldest lines were dropped:\n{logs}");
+    let expected: Vec<u32> = (first..=400).collect();
+    assert_eq!(numbers, expected, "the newest lines, in order, no gap");
+    numbers.len()
 }
 
 #[test]
@@ -90,6 +118,21 @@ fn log_options_rotate_on_the_node_and_none_keeps_nothing() {
         "-c",
         "i=0; while [ $i -lt 400 ]; do i=$((i+1)); echo line $i; done; exec sleep 100000",
     ]);
+    h1.ok(&[
+        "service",
+        "create",
+        "--detach",
+        "--name",
+        "packed",
+        "--log-driver",
+        "local",
+        "--log-opt",
+        "max-size=2k",
+        IMAGE,
+        "sh",
+        "-c",
+        "i=0; while [ $i -lt 400 ]; do i=$((i+1)); echo line $i; done; exec sleep 100000",
+    ]);
     // `--none` drains: 4 MB is more than a pipe holds, so `/done` appears
     // only if the output is read.
     h1.ok(&[
@@ -118,22 +161,7 @@ fn log_options_rotate_on_the_node_and_none_keeps_nothing() {
     );
 
     let chatty = running(h1, "chatty");
-    let logs = wait_for(CONVERGE, "line 400 in `service logs chatty`", || {
-        let out = h1.ok(&["service", "logs", "--raw", "chatty"]);
-        out.lines().any(|l| l == "line 400").then_some(out)
-    });
-    let numbers: Vec<u32> = logs
-        .lines()
-        .map(|l| {
-            l.strip_prefix("line ")
-                .and_then(|n| n.parse().ok())
-                .unwrap_or_else(|| panic!("unexpected line {l:?} in:\n{logs}"))
-        })
-        .collect();
-    let first = numbers[0];
-    assert!(first > 1, "the oldest lines were dropped:\n{logs}");
-    let expected: Vec<u32> = (first..=400).collect();
-    assert_eq!(numbers, expected, "the newest lines, in order, no gap");
+    newest_lines_in_order(h1, "chatty");
 
     let files = log_files(h1, &chatty);
     let names: Vec<&str> = files.iter().map(|f| f.0.as_str()).collect();
@@ -146,6 +174,28 @@ fn log_options_rotate_on_the_node_and_none_keeps_nothing() {
         assert!(*size <= 2000, "{name} is {size} bytes: {files:?}");
         assert_eq!(*mode, 0o600, "{name}: {files:?}");
     }
+
+    // `local`: 5 files by default, the rotated ones gzipped.
+    let packed = running(h1, "packed");
+    let lines = newest_lines_in_order(h1, "packed");
+    let files = wait_for(CONVERGE, "the rotated files compressed", || {
+        let files = log_files(h1, &packed);
+        let names: Vec<&str> = files.iter().map(|f| f.0.as_str()).collect();
+        (names
+            == [
+                "log.jsonl",
+                "log.jsonl.1.gz",
+                "log.jsonl.2.gz",
+                "log.jsonl.3.gz",
+                "log.jsonl.4.gz",
+            ])
+        .then_some(files)
+    });
+    assert!(files.iter().all(|f| f.2 == 0o600), "{files:?}");
+    assert!(
+        lines > 3 * 36,
+        "five files keep more than three: {lines} lines"
+    );
 
     let quiet = running(h1, "quiet");
     wait_for(CONVERGE, "the none-logged task got past its output", || {

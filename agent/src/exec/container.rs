@@ -161,9 +161,11 @@ pub(crate) fn log_policy(
         LogSettings::Files {
             max_size,
             max_files,
+            compress,
         } => LogPolicy::Files {
             max_size,
             max_files,
+            compress,
         },
         LogSettings::Discard => LogPolicy::Discard,
     })

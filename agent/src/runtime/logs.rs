@@ -18,7 +18,9 @@
 //! `log.jsonl.N-1`, the oldest dropped, …, `log.jsonl` becomes
 //! `log.jsonl.1`) and a new `log.jsonl` starts, so `max_files` files are kept
 //! in total (with one file, it starts over empty); the default keeps 10 MiB
-//! × 2. The files are 0600 (task output may hold secrets). With
+//! × 2. With `compress`, a thread gzips the new `log.jsonl.1` into
+//! `log.jsonl.1.gz` (through `log.jsonl.1.gz.tmp`); the next rotation waits
+//! for it. The files are 0600 (task output may hold secrets). With
 //! [`LogPolicy::Discard`] the output is still read (the container never
 //! blocks on a full pipe) and dropped. History is read oldest file first.
 //! Followers get new lines through a broadcast channel; a follower more than
@@ -54,45 +56,97 @@ const MAX_LINE: usize = 16 * 1024;
 /// Pipe buffer asked for, so output survives a longer daemon downtime.
 const PIPE_SIZE: i32 = 1 << 20;
 
-/// `log.jsonl` (0) or a rotated `log.jsonl.N`: its number.
-fn log_file_index(name: &OsStr) -> Option<u32> {
+/// A gzipped log file being written.
+const GZ_TMP: &str = ".gz.tmp";
+
+/// `log.jsonl` (0) or a rotated `log.jsonl.N` / `log.jsonl.N.gz`: its
+/// number and whether it is gzipped.
+fn log_file_index(name: &OsStr) -> Option<(u32, bool)> {
     let name = name.to_str()?;
     if name == LOG_FILE {
-        return Some(0);
+        return Some((0, false));
     }
     let n = name.strip_prefix(LOG_FILE)?.strip_prefix('.')?;
+    let (n, gz) = match n.strip_suffix(".gz") {
+        Some(n) => (n, true),
+        None => (n, false),
+    };
     if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) || n.starts_with('0') {
         return None;
     }
-    n.parse().ok()
+    Some((n.parse().ok()?, gz))
 }
 
 pub(crate) fn is_log_file(name: &OsStr) -> bool {
     log_file_index(name).is_some()
 }
 
-/// The log files in `dir`, oldest first (`log.jsonl.N` … `log.jsonl`).
-fn log_file_names(dir: &Path) -> Vec<PathBuf> {
-    let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir(dir)
+/// The log files in `dir`, oldest first (`log.jsonl.N[.gz]` … `log.jsonl`),
+/// each with whether it is gzipped. While a file is being compressed both
+/// forms may exist for a moment: the plain one is read.
+fn log_file_names(dir: &Path) -> Vec<(PathBuf, bool)> {
+    let mut found: Vec<((u32, bool), PathBuf)> = std::fs::read_dir(dir)
         .into_iter()
         .flatten()
         .flatten()
         .filter_map(|e| Some((log_file_index(&e.file_name())?, e.path())))
         .collect();
-    found.sort_by_key(|f| std::cmp::Reverse(f.0));
-    found.into_iter().map(|(_, p)| p).collect()
+    // Newest number last; at one number the plain file (false) first.
+    found.sort_by_key(|((n, gz), _)| (std::cmp::Reverse(*n), *gz));
+    found.dedup_by_key(|((n, _), _)| *n);
+    found.into_iter().map(|((_, gz), p)| (p, gz)).collect()
 }
 
-/// Removes every log file of `dir`.
+fn remove_if_there(p: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(p) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Removes every log file of `dir` (and half-written compressed ones).
 pub(crate) fn remove_log_files(dir: &Path) -> std::io::Result<()> {
-    for p in log_file_names(dir) {
-        match std::fs::remove_file(&p) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
+    remove_compress_leftovers(dir)?;
+    for entry in std::fs::read_dir(dir)?.flatten() {
+        if is_log_file(&entry.file_name()) {
+            remove_if_there(&entry.path())?;
         }
     }
     Ok(())
+}
+
+/// Removes `*.gz.tmp` files a compression cut short left behind.
+fn remove_compress_leftovers(dir: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)?.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(LOG_FILE) && name.ends_with(GZ_TMP) {
+            remove_if_there(&entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+/// Gzips `plain` into `<plain>.gz` (0600, through a `.gz.tmp`), then
+/// removes `plain`.
+fn compress_file(plain: &Path) -> std::io::Result<()> {
+    let name = plain.file_name().unwrap_or_default().to_string_lossy();
+    let gz = plain.with_file_name(format!("{name}.gz"));
+    let tmp = plain.with_file_name(format!("{name}{GZ_TMP}"));
+    let mut input = File::open(plain)?;
+    let out = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(&tmp)?;
+    set_mode(&tmp, 0o600)?;
+    let mut enc = flate2::write::GzEncoder::new(out, flate2::Compression::default());
+    std::io::copy(&mut input, &mut enc)?;
+    enc.finish()?;
+    std::fs::rename(&tmp, &gz)?;
+    std::fs::remove_file(plain)
 }
 
 #[derive(Serialize, Deserialize)]
@@ -208,6 +262,8 @@ struct SinkInner {
     /// None once the container's output has ended.
     tx: Option<broadcast::Sender<LogLine>>,
     warned: bool,
+    /// The thread gzipping the last rotated file, if any.
+    compressing: Option<std::thread::JoinHandle<()>>,
 }
 
 fn open_append(path: &Path) -> std::io::Result<File> {
@@ -222,12 +278,17 @@ fn open_append(path: &Path) -> std::io::Result<File> {
     Ok(f)
 }
 
-fn rotated(dir: &Path, n: u32) -> PathBuf {
-    dir.join(format!("{LOG_FILE}.{n}"))
+fn rotated(dir: &Path, n: u32, gz: bool) -> PathBuf {
+    if gz {
+        dir.join(format!("{LOG_FILE}.{n}.gz"))
+    } else {
+        dir.join(format!("{LOG_FILE}.{n}"))
+    }
 }
 
 impl LogSink {
     pub(super) fn open(dir: &Path, policy: LogPolicy) -> std::io::Result<Arc<LogSink>> {
+        remove_compress_leftovers(dir)?;
         let (file, size) = match policy {
             LogPolicy::Files { .. } => {
                 let file = open_append(&dir.join(LOG_FILE))?;
@@ -245,38 +306,72 @@ impl LogSink {
                 size,
                 tx: Some(tx),
                 warned: false,
+                compressing: None,
             }),
         }))
     }
 
-    /// Shifts the files by one (the oldest kept one dropped) and opens a new,
-    /// empty `log.jsonl`.
-    fn rotate(&self, max_files: u32) -> std::io::Result<File> {
+    /// Shifts the files by one (the oldest kept one dropped), opens a new,
+    /// empty `log.jsonl` and, with `compress`, starts gzipping `log.jsonl.1`.
+    fn rotate(&self, g: &mut SinkInner, max_files: u32, compress: bool) -> std::io::Result<File> {
+        // The last compression ends before names shift under it.
+        if let Some(t) = g.compressing.take() {
+            let _ = t.join();
+        }
         let cur = self.dir.join(LOG_FILE);
         if max_files <= 1 {
             std::fs::remove_file(&cur)?;
             return open_append(&cur);
         }
-        match std::fs::remove_file(rotated(&self.dir, max_files - 1)) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
+        let last = max_files - 1;
+        for gz in [false, true] {
+            remove_if_there(&rotated(&self.dir, last, gz))?;
         }
-        for n in (1..max_files - 1).rev() {
-            match std::fs::rename(rotated(&self.dir, n), rotated(&self.dir, n + 1)) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
+        for n in (1..last).rev() {
+            for gz in [false, true] {
+                match std::fs::rename(rotated(&self.dir, n, gz), rotated(&self.dir, n + 1, gz)) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
             }
         }
-        std::fs::rename(&cur, rotated(&self.dir, 1))?;
-        open_append(&cur)
+        let first = rotated(&self.dir, 1, false);
+        std::fs::rename(&cur, &first)?;
+        let file = open_append(&cur)?;
+        if compress {
+            let dir = self.dir.clone();
+            let spawned = std::thread::Builder::new()
+                .name("log-compress".into())
+                .spawn(move || {
+                    if let Err(e) = compress_file(&first) {
+                        tracing::warn!(dir = %dir.display(), error = %e, "cannot compress a rotated container log");
+                    }
+                });
+            match spawned {
+                Ok(t) => g.compressing = Some(t),
+                Err(e) => {
+                    tracing::warn!(dir = %self.dir.display(), error = %e, "cannot start compressing a rotated container log")
+                }
+            }
+        }
+        Ok(file)
+    }
+
+    /// Waits for the compression under way, if any.
+    #[cfg(test)]
+    fn settle(&self) {
+        let t = lock(&self.inner).compressing.take();
+        if let Some(t) = t {
+            let _ = t.join();
+        }
     }
 
     fn write(&self, line: LogLine) {
         let LogPolicy::Files {
             max_size,
             max_files,
+            compress,
         } = self.policy
         else {
             // Discard: read (so the container never blocks) and dropped.
@@ -294,7 +389,7 @@ impl LogSink {
         bytes.push(b'\n');
         let mut g = lock(&self.inner);
         if g.size > 0 && g.size + bytes.len() as u64 > max_size {
-            match self.rotate(max_files) {
+            match self.rotate(&mut g, max_files, compress) {
                 Ok(f) => {
                     g.file = Some(f);
                     g.size = 0;
@@ -333,7 +428,7 @@ impl LogSink {
     pub(super) fn snapshot(
         &self,
         follow: bool,
-    ) -> (Vec<(File, u64)>, Option<broadcast::Receiver<LogLine>>) {
+    ) -> (Vec<LogFile>, Option<broadcast::Receiver<LogLine>>) {
         // Under the lock: no rotation between listing and opening.
         let g = lock(&self.inner);
         let files = open_log_files(&self.dir);
@@ -346,28 +441,52 @@ impl LogSink {
     }
 }
 
-/// The log files, oldest first (`log.jsonl.N` … `log.jsonl.1`, `log.jsonl`),
-/// with their current lengths.
-pub(crate) fn open_log_files(dir: &Path) -> Vec<(File, u64)> {
+/// One log file opened for reading.
+pub(crate) struct LogFile {
+    file: File,
+    /// The length to read up to (the file may grow meanwhile).
+    len: u64,
+    gzip: bool,
+}
+
+/// The log files, oldest first (`log.jsonl.N[.gz]` … `log.jsonl.1[.gz]`,
+/// `log.jsonl`), with their current lengths.
+pub(crate) fn open_log_files(dir: &Path) -> Vec<LogFile> {
     log_file_names(dir)
         .into_iter()
-        .filter_map(|p| {
-            let f = File::open(p).ok()?;
-            let len = f.metadata().ok()?.len();
-            Some((f, len))
+        .filter_map(|(p, gzip)| {
+            let (file, gzip) = match File::open(&p) {
+                Ok(f) => (f, gzip),
+                // Compressed between listing and opening.
+                Err(_) if !gzip => {
+                    let name = p.file_name()?.to_string_lossy();
+                    (
+                        File::open(p.with_file_name(format!("{name}.gz"))).ok()?,
+                        true,
+                    )
+                }
+                Err(_) => return None,
+            };
+            let len = file.metadata().ok()?.len();
+            Some(LogFile { file, len, gzip })
         })
         .collect()
 }
 
 /// Reads the lines of `files` with a timestamp ≥ `since_ns`, keeping the
 /// last `tail` (all when negative).
-pub(crate) fn read_history(files: Vec<(File, u64)>, tail: i64, since_ns: i64) -> Vec<LogLine> {
+pub(crate) fn read_history(files: Vec<LogFile>, tail: i64, since_ns: i64) -> Vec<LogLine> {
     let mut out = VecDeque::new();
     if tail == 0 {
         return Vec::new();
     }
-    for (f, len) in files {
-        for line in BufReader::new(f.take(len)).split(b'\n') {
+    for f in files {
+        let reader: Box<dyn BufRead> = if f.gzip {
+            Box::new(BufReader::new(flate2::read::GzDecoder::new(f.file)))
+        } else {
+            Box::new(BufReader::new(f.file.take(f.len)))
+        };
+        for line in reader.split(b'\n') {
             let Ok(line) = line else { break };
             let Ok(rec) = serde_json::from_slice::<Record>(&line) else {
                 continue;
@@ -390,7 +509,7 @@ pub(crate) fn read_history(files: Vec<(File, u64)>, tail: i64, since_ns: i64) ->
 
 /// Sends the history, then (with a subscription) the live lines.
 pub(crate) async fn serve(
-    files: Vec<(File, u64)>,
+    files: Vec<LogFile>,
     live: Option<broadcast::Receiver<LogLine>>,
     tail: i64,
     since_ns: i64,
@@ -516,176 +635,5 @@ fn emit_lines(sink: &LogSink, stream: u8, partial: &mut Vec<u8>) {
 }
 
 #[cfg(test)]
-mod unit {
-    use super::*;
-
-    fn line(i: i64, data: &[u8]) -> LogLine {
-        LogLine {
-            timestamp_ns: i,
-            stream: 1,
-            data: data.to_vec(),
-        }
-    }
-
-    fn mode(p: &Path) -> u32 {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::metadata(p).expect("metadata").permissions().mode() & 0o777
-    }
-
-    #[test]
-    fn default_rotation_keeps_two_files_of_10_mib() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let sink = LogSink::open(dir.path(), LogPolicy::default()).expect("sink");
-        let big = vec![b'x'; 1000];
-        let max = 10 * 1024 * 1024;
-        let n = (max / 1000) as usize + 10;
-        for i in 0..n {
-            sink.write(line(i as i64, &big));
-        }
-        assert!(dir.path().join("log.jsonl.1").exists());
-        assert!(!dir.path().join("log.jsonl.2").exists());
-        let size = std::fs::metadata(dir.path().join(LOG_FILE))
-            .expect("log")
-            .len();
-        assert!(size < max);
-        let lines = read_history(open_log_files(dir.path()), 5, 0);
-        assert_eq!(lines.len(), 5);
-        assert_eq!(lines[4].timestamp_ns, n as i64 - 1);
-        let since = read_history(open_log_files(dir.path()), -1, n as i64 - 3);
-        assert_eq!(since.len(), 3);
-    }
-
-    #[test]
-    fn small_max_size_keeps_max_files_the_oldest_dropped_and_reads_in_order() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let policy = LogPolicy::Files {
-            max_size: 2000,
-            max_files: 3,
-        };
-        let sink = LogSink::open(dir.path(), policy).expect("sink");
-        let n = 500;
-        for i in 0..n {
-            sink.write(line(i, format!("line {i:05}\n").as_bytes()));
-        }
-        let names: Vec<String> = log_file_names(dir.path())
-            .iter()
-            .map(|p| {
-                p.file_name()
-                    .unwrap_or_default()
-                    .to_string_lossy()
-                    .into_owned()
-            })
-            .collect();
-        assert_eq!(names, ["log.jsonl.2", "log.jsonl.1", "log.jsonl"]);
-        for p in log_file_names(dir.path()) {
-            let len = std::fs::metadata(&p).expect("meta").len();
-            assert!(len <= 2000, "{} is {len} bytes", p.display());
-            assert_eq!(mode(&p), 0o600, "{}", p.display());
-        }
-        // Everything kept reads back oldest first, ending with the newest line,
-        // with no gap: the oldest lines were dropped, never the middle ones.
-        let lines = read_history(open_log_files(dir.path()), -1, 0);
-        assert!(
-            lines.len() < n as usize && lines.len() > 50,
-            "{}",
-            lines.len()
-        );
-        let first = lines[0].timestamp_ns;
-        assert!(first > 0);
-        for (k, l) in lines.iter().enumerate() {
-            assert_eq!(l.timestamp_ns, first + k as i64);
-            assert_eq!(l.data, format!("line {:05}\n", l.timestamp_ns).into_bytes());
-        }
-        assert_eq!(lines.last().map(|l| l.timestamp_ns), Some(n - 1));
-        // The tail spans files too.
-        let tail = read_history(open_log_files(dir.path()), 100, 0);
-        assert_eq!(tail.len(), 100);
-        assert_eq!(tail[0].timestamp_ns, n - 100);
-        remove_log_files(dir.path()).expect("remove");
-        assert!(log_file_names(dir.path()).is_empty());
-    }
-
-    #[test]
-    fn one_file_starts_over() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let policy = LogPolicy::Files {
-            max_size: 1024,
-            max_files: 1,
-        };
-        let sink = LogSink::open(dir.path(), policy).expect("sink");
-        for i in 0..100 {
-            sink.write(line(i, b"0123456789\n"));
-        }
-        assert_eq!(log_file_names(dir.path()).len(), 1);
-        let lines = read_history(open_log_files(dir.path()), -1, 0);
-        assert_eq!(lines.last().map(|l| l.timestamp_ns), Some(99));
-        assert!(lines.len() < 100);
-    }
-
-    #[test]
-    fn discard_keeps_nothing_and_drains_the_pipe() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let sink = LogSink::open(dir.path(), LogPolicy::Discard).expect("sink");
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let (r, w) = nix::unistd::pipe().expect("pipe");
-        let reader = spawn_reader(rt.handle(), sink, vec![(1, r)]);
-        // Far more than a pipe holds: a writer would block forever if the
-        // output were not read.
-        let writer = std::thread::spawn(move || {
-            let mut f = File::from(w);
-            let chunk = vec![b'y'; 64 * 1024];
-            for _ in 0..64 {
-                f.write_all(&chunk).expect("write");
-            }
-        });
-        rt.block_on(async {
-            tokio::time::timeout(std::time::Duration::from_secs(20), reader)
-                .await
-                .expect("reader ends once the writer is gone")
-                .expect("join");
-        });
-        writer.join().expect("writer");
-        assert!(log_file_names(dir.path()).is_empty());
-        assert!(read_history(open_log_files(dir.path()), -1, 0).is_empty());
-    }
-
-    #[test]
-    fn only_log_files_are_log_files() {
-        for name in ["log.jsonl", "log.jsonl.1", "log.jsonl.42"] {
-            assert!(is_log_file(OsStr::new(name)), "{name}");
-        }
-        for name in [
-            "log.jsonl.",
-            "log.jsonl.01",
-            "log.jsonl.x",
-            "log.json",
-            "meta.json",
-        ] {
-            assert!(!is_log_file(OsStr::new(name)), "{name}");
-        }
-    }
-
-    #[test]
-    fn line_splitting() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let sink = LogSink::open(dir.path(), LogPolicy::default()).expect("sink");
-        let mut partial = b"a\nbb\nccc".to_vec();
-        emit_lines(&sink, 2, &mut partial);
-        assert_eq!(partial, b"ccc");
-        let mut long = vec![b'y'; MAX_LINE * 2 + 5];
-        long.push(b'\n');
-        emit_lines(&sink, 1, &mut long);
-        assert!(long.is_empty());
-        let lines = read_history(open_log_files(dir.path()), -1, 0);
-        let data: Vec<Vec<u8>> = lines.iter().map(|l| l.data.clone()).collect();
-        assert_eq!(data[0], b"a\n");
-        assert_eq!(data[1], b"bb\n");
-        assert_eq!(lines[0].stream, 2);
-        assert_eq!(data[2].len(), MAX_LINE);
-        assert_eq!(data[3].len(), MAX_LINE);
-        assert_eq!(data[4].len(), 6);
-    }
-}
+#[path = "logs_tests.rs"]
+mod unit;

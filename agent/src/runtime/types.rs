@@ -105,18 +105,25 @@ pub struct ContainerConfig {
 #[serde(rename_all = "snake_case")]
 pub enum LogPolicy {
     /// Lines in `log.jsonl`, rotated before it would pass `max_size` bytes;
-    /// `max_files` files kept in total (`log.jsonl`, `log.jsonl.1`, …).
-    Files { max_size: u64, max_files: u32 },
+    /// `max_files` files kept in total (`log.jsonl`, `log.jsonl.1`, …), the
+    /// rotated ones gzipped with `compress` (`log.jsonl.1.gz`, …).
+    Files {
+        max_size: u64,
+        max_files: u32,
+        #[serde(default)]
+        compress: bool,
+    },
     /// Output read and dropped: nothing kept, nothing to read back.
     Discard,
 }
 
 impl Default for LogPolicy {
-    /// 10 MiB × 2 files.
+    /// 10 MiB × 2 files, uncompressed.
     fn default() -> Self {
         LogPolicy::Files {
             max_size: 10 * 1024 * 1024,
             max_files: 2,
+            compress: false,
         }
     }
 }

@@ -97,6 +97,12 @@ mod tests {
             Some(("json-file".into(), vec![("max-file".into(), "4".into())]))
         );
         assert_eq!(
+            driver(
+                "services:\n  web:\n    image: busybox\n    logging: {options: {compress: \"true\"}}\n"
+            ),
+            Some(("json-file".into(), vec![("compress".into(), "true".into())]))
+        );
+        assert_eq!(
             driver("services:\n  web:\n    image: busybox\n    logging: {driver: none}\n"),
             Some(("none".into(), vec![]))
         );
@@ -119,7 +125,7 @@ mod tests {
     image: busybox
     logging:
       driver: json-file
-      options: {compress: \"true\"}
+      options: {tag: \"{{.Name}}\"}
 ",
         )
         .err()
@@ -129,7 +135,7 @@ mod tests {
             [
                 "app.yml: services.web.logging.driver: logging driver \"syslog\" is not supported: rswarm keeps task logs on the node (json-file, local or none)",
                 "app.yml: services.api.logging.options: invalid log opt max-size \"10x\": invalid size: '10x'",
-                "app.yml: services.db.logging.options: log opt 'compress' of the json-file log driver is not supported yet (rswarm takes max-size and max-file)",
+                "app.yml: services.db.logging.options: log opt 'tag' of the json-file log driver is not supported yet (rswarm takes max-size, max-file and compress)",
             ]
         );
     }

@@ -8,21 +8,23 @@
 //!
 //! - `json-file` (the default, also when no driver is set) and `local`
 //!   keep it in files rotated at `max-size` bytes, `max-file` files in total
-//!   (`log.jsonl`, `log.jsonl.1`, … the oldest dropped). Unset, `json-file`
-//!   keeps 10 MiB × 2 files (Docker's json-file keeps one unbounded file:
-//!   rswarm bounds the disk a chatty task can take), `local` 20 MiB × 5
-//!   (Docker's `local` defaults). `max-size` is read as Docker's json-file
-//!   reads it (go-units `FromHumanSize`: `10m` is 10,000,000 bytes).
+//!   (`log.jsonl`, `log.jsonl.1`, … the oldest dropped), the rotated ones
+//!   gzipped with `compress=true` (`log.jsonl.1.gz`, …). Unset, `json-file`
+//!   keeps 10 MiB × 2 files uncompressed (Docker's json-file keeps one
+//!   unbounded file: rswarm bounds the disk a chatty task can take), `local`
+//!   20 MiB × 5 compressed (Docker's `local` defaults). `max-size` is read as
+//!   Docker's json-file reads it (go-units `FromHumanSize`: `10m` is
+//!   10,000,000 bytes), `compress` as Go's `ParseBool`.
 //! - `none` keeps nothing: output is read and dropped, and `service logs`
 //!   answers Docker's "configured logging driver does not support reading".
 //!
 //! Every other driver (syslog, journald, gelf, fluentd, awslogs, …) and
-//! every other option (`compress`, `tag`, `labels`, …) is refused by name:
+//! every other option (`tag`, `labels`, `env`, …) is refused by name:
 //! a setting is never accepted and then ignored.
 
 use crate::types::Driver;
 
-use super::units::{human_size, parse_human_size, parse_int};
+use super::units::{human_size, parse_bool, parse_human_size, parse_int};
 use super::ValueError;
 
 /// The driver used when a spec names none.
@@ -34,14 +36,13 @@ pub const MAX_MAX_SIZE: u64 = 1 << 40;
 /// Most files `max-file` may keep.
 pub const MAX_MAX_FILE: u32 = 100;
 
-/// json-file's defaults in rswarm: 10 MiB per file, 2 files.
-const JSON_FILE_DEFAULTS: (u64, u32) = (10 * 1024 * 1024, 2);
-/// Docker's `local` defaults: 20 MiB per file, 5 files.
-const LOCAL_DEFAULTS: (u64, u32) = (20 * 1024 * 1024, 5);
+/// json-file's defaults in rswarm: 10 MiB per file, 2 files, uncompressed.
+const JSON_FILE_DEFAULTS: (u64, u32, bool) = (10 * 1024 * 1024, 2, false);
+/// Docker's `local` defaults: 20 MiB per file, 5 files, compressed.
+const LOCAL_DEFAULTS: (u64, u32, bool) = (20 * 1024 * 1024, 5, true);
 
 /// Options Docker's file drivers know that rswarm does not honour yet.
-const NOT_YET: [&str; 9] = [
-    "compress",
+const NOT_YET: [&str; 8] = [
     "labels",
     "labels-regex",
     "env",
@@ -56,8 +57,13 @@ const NOT_YET: [&str; 9] = [
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogSettings {
     /// Lines kept in files: a file is rotated before it would pass
-    /// `max_size` bytes, and `max_files` files are kept in total.
-    Files { max_size: u64, max_files: u32 },
+    /// `max_size` bytes, and `max_files` files are kept in total; with
+    /// `compress`, the rotated ones are gzipped.
+    Files {
+        max_size: u64,
+        max_files: u32,
+        compress: bool,
+    },
     /// Output read and dropped.
     Discard,
 }
@@ -67,6 +73,7 @@ impl Default for LogSettings {
         LogSettings::Files {
             max_size: JSON_FILE_DEFAULTS.0,
             max_files: JSON_FILE_DEFAULTS.1,
+            compress: JSON_FILE_DEFAULTS.2,
         }
     }
 }
@@ -84,7 +91,7 @@ pub fn driver_name(driver: Option<&Driver>) -> &str {
 pub fn settings(driver: Option<&Driver>) -> Result<LogSettings, ValueError> {
     let name = driver_name(driver);
     let options = driver.map(|d| &d.options);
-    let (mut max_size, mut max_files) = match name {
+    let (mut max_size, mut max_files, mut compress) = match name {
         "json-file" => JSON_FILE_DEFAULTS,
         "local" => LOCAL_DEFAULTS,
         "none" => {
@@ -108,9 +115,13 @@ pub fn settings(driver: Option<&Driver>) -> Result<LogSettings, ValueError> {
         match key.as_str() {
             "max-size" => max_size = parse_max_size(value)?,
             "max-file" => max_files = parse_max_file(value)?,
+            "compress" => {
+                compress = parse_bool(value)
+                    .map_err(|e| ValueError(format!("invalid log opt compress {value:?}: {e}")))?
+            }
             k if NOT_YET.contains(&k) => {
                 return Err(ValueError(format!(
-                    "log opt '{k}' of the {name} log driver is not supported yet (rswarm takes max-size and max-file)"
+                    "log opt '{k}' of the {name} log driver is not supported yet (rswarm takes max-size, max-file and compress)"
                 )))
             }
             k => {
@@ -123,6 +134,7 @@ pub fn settings(driver: Option<&Driver>) -> Result<LogSettings, ValueError> {
     Ok(LogSettings::Files {
         max_size,
         max_files,
+        compress,
     })
 }
 
@@ -209,6 +221,7 @@ mod tests {
         let ten = LogSettings::Files {
             max_size: 10 << 20,
             max_files: 2,
+            compress: false,
         };
         assert_eq!(settings(None), Ok(ten));
         assert_eq!(settings(Some(&driver("", &[]))), Ok(ten));
@@ -217,7 +230,8 @@ mod tests {
             settings(Some(&driver("local", &[]))),
             Ok(LogSettings::Files {
                 max_size: 20 << 20,
-                max_files: 5
+                max_files: 5,
+                compress: true
             })
         );
         assert_eq!(
@@ -235,14 +249,27 @@ mod tests {
             ))),
             Ok(LogSettings::Files {
                 max_size: 2000,
-                max_files: 3
+                max_files: 3,
+                compress: false
+            })
+        );
+        assert_eq!(
+            settings(Some(&driver(
+                "json-file",
+                &[("compress", "true"), ("max-file", "4")]
+            ))),
+            Ok(LogSettings::Files {
+                max_size: 10 << 20,
+                max_files: 4,
+                compress: true
             })
         );
         assert_eq!(
             settings(Some(&driver("local", &[("max-size", "1m")]))),
             Ok(LogSettings::Files {
                 max_size: 1_000_000,
-                max_files: 5
+                max_files: 5,
+                compress: true
             })
         );
     }
@@ -258,8 +285,12 @@ mod tests {
             "unknown log opt 'foo' for json-file log driver"
         );
         assert_eq!(
-            err("local", &[("compress", "true")]),
-            "log opt 'compress' of the local log driver is not supported yet (rswarm takes max-size and max-file)"
+            err("local", &[("tag", "{{.Name}}")]),
+            "log opt 'tag' of the local log driver is not supported yet (rswarm takes max-size, max-file and compress)"
+        );
+        assert_eq!(
+            err("local", &[("compress", "yes")]),
+            "invalid log opt compress \"yes\": strconv.ParseBool: parsing \"yes\": invalid syntax"
         );
         assert_eq!(
             err("none", &[("max-size", "1m")]),
