@@ -13,7 +13,7 @@
 //!     hostname hosts resolv.conf  bind-mounted (writable) on /etc/… in the container
 //!     stdout.fifo stderr.fifo   the container's stdout/stderr (not for tty containers)
 //!     stdin.fifo                only with `open_stdin`
-//!     log.jsonl log.jsonl.N     timestamped log lines, rotated per the task's log driver (logs.rs)
+//!     log.jsonl log.jsonl.N[.gz]  timestamped log lines, rotated per the task's log driver (logs.rs)
 //!     meta.json                 what live restore needs (tty or not, the log policy)
 //!     exit.json                 the exit status, once known
 //!     init.pid runc.log         pid and error log of `runc create`
