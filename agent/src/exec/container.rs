@@ -1,6 +1,7 @@
 //! The container controller: a task's container spec plus its image's
 //! config become a runtime `ContainerConfig` (command and entrypoint, env,
-//! user, workdir, hostname templates, mounts, limits), run by the runtime.
+//! user, workdir, hostname templates, mounts, limits, what is kept of its
+//! output from its log driver), run by the runtime.
 //! Image pulls go through the image store; failures to pull or to set up
 //! mounts reject the task with the reason a user needs (a missing bind
 //! source, a missing external volume). Named volumes come from the node's
@@ -27,7 +28,7 @@ use rswarm_proto::types::{mount::Type as MountType, Task};
 use super::{health, probe, Controller, ExecError, Existing, Exit};
 use crate::image::{ImageStore, LocalImage, PullAuth};
 use crate::runtime::{
-    ContainerConfig, ContainerStatus as RtStatus, MountConfig, MountKind, Runtime,
+    ContainerConfig, ContainerStatus as RtStatus, LogPolicy, MountConfig, MountKind, Runtime,
 };
 
 /// The longest an unhealthy task waits to leave its load balancers.
@@ -158,6 +159,26 @@ pub(crate) fn merge_env(image_env: &[String], spec_env: &[String]) -> Vec<String
     out
 }
 
+/// What the runtime keeps of a task's output, from its log driver (the
+/// spec's rules: `rswarm_proto::spec::logging`).
+pub(crate) fn log_policy(
+    driver: Option<&rswarm_proto::types::Driver>,
+) -> Result<LogPolicy, rswarm_proto::spec::ValueError> {
+    use rswarm_proto::spec::logging::{settings, LogSettings};
+    Ok(match settings(driver)? {
+        LogSettings::Files {
+            max_size,
+            max_files,
+            compress,
+        } => LogPolicy::Files {
+            max_size,
+            max_files,
+            compress,
+        },
+        LogSettings::Discard => LogPolicy::Discard,
+    })
+}
+
 impl ContainerController {
     fn rejected(e: impl std::fmt::Display) -> ExecError {
         ExecError::Rejected(e.to_string())
@@ -238,6 +259,8 @@ impl ContainerController {
             };
             mounts.push(mc);
         }
+        let log = log_policy(task.spec.as_ref().and_then(|s| s.log_driver.as_ref()))
+            .map_err(Self::rejected)?;
         let limits = task
             .spec
             .as_ref()
@@ -290,6 +313,7 @@ impl ContainerController {
             netns: None,
             labels: spec.labels.clone().into_iter().collect(),
             files: vec![],
+            log,
         };
         Ok((cfg, copies))
     }

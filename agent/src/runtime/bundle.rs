@@ -32,6 +32,9 @@ pub(super) const RUNC_LOG: &str = "runc.log";
 pub(super) struct Meta {
     pub(super) tty: bool,
     pub(super) open_stdin: bool,
+    /// Absent in bundles of older daemons: the default.
+    #[serde(default)]
+    pub(super) log: super::LogPolicy,
 }
 
 /// The exit status recorded in the bundle, if any.
@@ -208,13 +211,14 @@ impl Runtime {
         let meta = serde_json::to_vec(&Meta {
             tty: cfg.tty,
             open_stdin: cfg.open_stdin,
+            log: cfg.log,
         })
         .map_err(|e| RuntimeError::InvalidConfig(format!("encoding meta.json: {e}")))?;
         std::fs::write(dir.join(META), meta).map_err(|e| io("writing", &dir.join(META), e))?;
 
         let stdio = logs::ContainerStdio::prepare(dir, cfg.tty, cfg.open_stdin)
             .map_err(|e| io("creating log pipes in", dir, e))?;
-        let sink = LogSink::open(dir).map_err(|e| io("opening log in", dir, e))?;
+        let sink = LogSink::open(dir, cfg.log).map_err(|e| io("opening log in", dir, e))?;
         let _ = std::fs::remove_file(dir.join(RUNC_LOG));
         // config.json last: its presence marks a complete bundle.
         // 0600 whatever the umask: it holds the task's environment.

@@ -1,5 +1,6 @@
 //! Container output: FIFOs as stdout/stderr, one reader task per container,
-//! timestamped lines in `<bundle>/log.jsonl`.
+//! timestamped lines in `<bundle>/log.jsonl` kept as the container's
+//! [`LogPolicy`] says.
 //!
 //! The container gets each FIFO opened `O_RDWR`: its side always counts as a
 //! reader too, so a write never fails with `EPIPE`/`SIGPIPE`, even while the
@@ -12,11 +13,18 @@
 //!
 //! Each line becomes `{"ts":<ns since epoch>,"stream":1|2,"log":"<text>"}` in
 //! `log.jsonl` (the text lossily UTF-8, like Docker's json-file; the newline
-//! is kept; lines over 16 KiB are split). At 10 MiB the file is renamed
-//! `log.jsonl.1` (replacing the older one) and a new one started, so a
-//! container keeps at most about 20 MiB of logs. Followers get new lines
-//! through a broadcast channel; a follower more than 1024 lines behind skips
-//! the lines it missed.
+//! is kept; lines over 16 KiB are split). Before a line would take the file
+//! past the policy's `max_size`, the files shift (`log.jsonl.N-2` becomes
+//! `log.jsonl.N-1`, the oldest dropped, …, `log.jsonl` becomes
+//! `log.jsonl.1`) and a new `log.jsonl` starts, so `max_files` files are kept
+//! in total (with one file, it starts over empty); the default keeps 10 MiB
+//! × 2. With `compress`, a thread gzips the new `log.jsonl.1` into
+//! `log.jsonl.1.gz` (through `log.jsonl.1.gz.tmp`); the next rotation waits
+//! for it. The files are 0600 (task output may hold secrets). With
+//! [`LogPolicy::Discard`] the output is still read (the container never
+//! blocks on a full pipe) and dropped. History is read oldest file first.
+//! Followers get new lines through a broadcast channel; a follower more than
+//! 1024 lines behind skips the lines it missed.
 
 use std::collections::VecDeque;
 use std::ffi::OsStr;
@@ -37,22 +45,108 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 
 use super::runc::ChildStdio;
-use super::{lock, LogLine};
+use super::{lock, set_mode, LogLine, LogPolicy};
 
 pub(crate) const LOG_FILE: &str = "log.jsonl";
-pub(crate) const LOG_FILE_OLD: &str = "log.jsonl.1";
 const STDIN_FIFO: &str = "stdin.fifo";
 const STDOUT_FIFO: &str = "stdout.fifo";
 const STDERR_FIFO: &str = "stderr.fifo";
-/// Size at which log.jsonl is rotated.
-pub(crate) const MAX_LOG_BYTES: u64 = 10 * 1024 * 1024;
 /// Longest line kept whole.
 const MAX_LINE: usize = 16 * 1024;
 /// Pipe buffer asked for, so output survives a longer daemon downtime.
 const PIPE_SIZE: i32 = 1 << 20;
 
+/// A gzipped log file being written.
+const GZ_TMP: &str = ".gz.tmp";
+
+/// `log.jsonl` (0) or a rotated `log.jsonl.N` / `log.jsonl.N.gz`: its
+/// number and whether it is gzipped.
+fn log_file_index(name: &OsStr) -> Option<(u32, bool)> {
+    let name = name.to_str()?;
+    if name == LOG_FILE {
+        return Some((0, false));
+    }
+    let n = name.strip_prefix(LOG_FILE)?.strip_prefix('.')?;
+    let (n, gz) = match n.strip_suffix(".gz") {
+        Some(n) => (n, true),
+        None => (n, false),
+    };
+    if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) || n.starts_with('0') {
+        return None;
+    }
+    Some((n.parse().ok()?, gz))
+}
+
 pub(crate) fn is_log_file(name: &OsStr) -> bool {
-    name == OsStr::new(LOG_FILE) || name == OsStr::new(LOG_FILE_OLD)
+    log_file_index(name).is_some()
+}
+
+/// The log files in `dir`, oldest first (`log.jsonl.N[.gz]` … `log.jsonl`),
+/// each with whether it is gzipped. While a file is being compressed both
+/// forms may exist for a moment: the plain one is read.
+fn log_file_names(dir: &Path) -> Vec<(PathBuf, bool)> {
+    let mut found: Vec<((u32, bool), PathBuf)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| Some((log_file_index(&e.file_name())?, e.path())))
+        .collect();
+    // Newest number last; at one number the plain file (false) first.
+    found.sort_by_key(|((n, gz), _)| (std::cmp::Reverse(*n), *gz));
+    found.dedup_by_key(|((n, _), _)| *n);
+    found.into_iter().map(|((_, gz), p)| (p, gz)).collect()
+}
+
+fn remove_if_there(p: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(p) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Removes every log file of `dir` (and half-written compressed ones).
+pub(crate) fn remove_log_files(dir: &Path) -> std::io::Result<()> {
+    remove_compress_leftovers(dir)?;
+    for entry in std::fs::read_dir(dir)?.flatten() {
+        if is_log_file(&entry.file_name()) {
+            remove_if_there(&entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes `*.gz.tmp` files a compression cut short left behind.
+fn remove_compress_leftovers(dir: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)?.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(LOG_FILE) && name.ends_with(GZ_TMP) {
+            remove_if_there(&entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+/// Gzips `plain` into `<plain>.gz` (0600, through a `.gz.tmp`), then
+/// removes `plain`.
+fn compress_file(plain: &Path) -> std::io::Result<()> {
+    let name = plain.file_name().unwrap_or_default().to_string_lossy();
+    let gz = plain.with_file_name(format!("{name}.gz"));
+    let tmp = plain.with_file_name(format!("{name}{GZ_TMP}"));
+    let mut input = File::open(plain)?;
+    let out = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(&tmp)?;
+    set_mode(&tmp, 0o600)?;
+    let mut enc = flate2::write::GzEncoder::new(out, flate2::Compression::default());
+    std::io::copy(&mut input, &mut enc)?;
+    enc.finish()?;
+    std::fs::rename(&tmp, &gz)?;
+    std::fs::remove_file(plain)
 }
 
 #[derive(Serialize, Deserialize)]
@@ -155,9 +249,10 @@ pub(crate) fn reopen_fifos(dir: &Path) -> std::io::Result<Vec<(u8, OwnedFd)>> {
     ])
 }
 
-/// The log file of one container and its live followers.
+/// The log files of one container and its live followers.
 pub(crate) struct LogSink {
     dir: PathBuf,
+    policy: LogPolicy,
     inner: Mutex<SinkInner>,
 }
 
@@ -167,34 +262,121 @@ struct SinkInner {
     /// None once the container's output has ended.
     tx: Option<broadcast::Sender<LogLine>>,
     warned: bool,
+    /// The thread gzipping the last rotated file, if any.
+    compressing: Option<std::thread::JoinHandle<()>>,
 }
 
 fn open_append(path: &Path) -> std::io::Result<File> {
-    OpenOptions::new()
+    let f = OpenOptions::new()
         .create(true)
         .append(true)
-        .mode(0o640)
+        .mode(0o600)
         .custom_flags(libc::O_CLOEXEC)
-        .open(path)
+        .open(path)?;
+    // Exactly 0600, also for a file an older daemon made 0640.
+    set_mode(path, 0o600)?;
+    Ok(f)
+}
+
+fn rotated(dir: &Path, n: u32, gz: bool) -> PathBuf {
+    if gz {
+        dir.join(format!("{LOG_FILE}.{n}.gz"))
+    } else {
+        dir.join(format!("{LOG_FILE}.{n}"))
+    }
 }
 
 impl LogSink {
-    pub(super) fn open(dir: &Path) -> std::io::Result<Arc<LogSink>> {
-        let file = open_append(&dir.join(LOG_FILE))?;
-        let size = file.metadata()?.len();
+    pub(super) fn open(dir: &Path, policy: LogPolicy) -> std::io::Result<Arc<LogSink>> {
+        remove_compress_leftovers(dir)?;
+        let (file, size) = match policy {
+            LogPolicy::Files { .. } => {
+                let file = open_append(&dir.join(LOG_FILE))?;
+                let size = file.metadata()?.len();
+                (Some(file), size)
+            }
+            LogPolicy::Discard => (None, 0),
+        };
         let (tx, _) = broadcast::channel(1024);
         Ok(Arc::new(LogSink {
             dir: dir.to_path_buf(),
+            policy,
             inner: Mutex::new(SinkInner {
-                file: Some(file),
+                file,
                 size,
                 tx: Some(tx),
                 warned: false,
+                compressing: None,
             }),
         }))
     }
 
+    /// Shifts the files by one (the oldest kept one dropped), opens a new,
+    /// empty `log.jsonl` and, with `compress`, starts gzipping `log.jsonl.1`.
+    fn rotate(&self, g: &mut SinkInner, max_files: u32, compress: bool) -> std::io::Result<File> {
+        // The last compression ends before names shift under it.
+        if let Some(t) = g.compressing.take() {
+            let _ = t.join();
+        }
+        let cur = self.dir.join(LOG_FILE);
+        if max_files <= 1 {
+            std::fs::remove_file(&cur)?;
+            return open_append(&cur);
+        }
+        let last = max_files - 1;
+        for gz in [false, true] {
+            remove_if_there(&rotated(&self.dir, last, gz))?;
+        }
+        for n in (1..last).rev() {
+            for gz in [false, true] {
+                match std::fs::rename(rotated(&self.dir, n, gz), rotated(&self.dir, n + 1, gz)) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        let first = rotated(&self.dir, 1, false);
+        std::fs::rename(&cur, &first)?;
+        let file = open_append(&cur)?;
+        if compress {
+            let dir = self.dir.clone();
+            let spawned = std::thread::Builder::new()
+                .name("log-compress".into())
+                .spawn(move || {
+                    if let Err(e) = compress_file(&first) {
+                        tracing::warn!(dir = %dir.display(), error = %e, "cannot compress a rotated container log");
+                    }
+                });
+            match spawned {
+                Ok(t) => g.compressing = Some(t),
+                Err(e) => {
+                    tracing::warn!(dir = %self.dir.display(), error = %e, "cannot start compressing a rotated container log")
+                }
+            }
+        }
+        Ok(file)
+    }
+
+    /// Waits for the compression under way, if any.
+    #[cfg(test)]
+    fn settle(&self) {
+        let t = lock(&self.inner).compressing.take();
+        if let Some(t) = t {
+            let _ = t.join();
+        }
+    }
+
     fn write(&self, line: LogLine) {
+        let LogPolicy::Files {
+            max_size,
+            max_files,
+            compress,
+        } = self.policy
+        else {
+            // Discard: read (so the container never blocks) and dropped.
+            return;
+        };
         let rec = Record {
             ts: line.timestamp_ns,
             stream: line.stream,
@@ -206,11 +388,8 @@ impl LogSink {
         };
         bytes.push(b'\n');
         let mut g = lock(&self.inner);
-        if g.size > 0 && g.size + bytes.len() as u64 > MAX_LOG_BYTES {
-            let cur = self.dir.join(LOG_FILE);
-            let res =
-                std::fs::rename(&cur, self.dir.join(LOG_FILE_OLD)).and_then(|_| open_append(&cur));
-            match res {
+        if g.size > 0 && g.size + bytes.len() as u64 > max_size {
+            match self.rotate(&mut g, max_files, compress) {
                 Ok(f) => {
                     g.file = Some(f);
                     g.size = 0;
@@ -249,7 +428,8 @@ impl LogSink {
     pub(super) fn snapshot(
         &self,
         follow: bool,
-    ) -> (Vec<(File, u64)>, Option<broadcast::Receiver<LogLine>>) {
+    ) -> (Vec<LogFile>, Option<broadcast::Receiver<LogLine>>) {
+        // Under the lock: no rotation between listing and opening.
         let g = lock(&self.inner);
         let files = open_log_files(&self.dir);
         let sub = if follow {
@@ -261,27 +441,52 @@ impl LogSink {
     }
 }
 
-/// log.jsonl.1 then log.jsonl, with their current lengths.
-pub(crate) fn open_log_files(dir: &Path) -> Vec<(File, u64)> {
-    [LOG_FILE_OLD, LOG_FILE]
-        .iter()
-        .filter_map(|name| {
-            let f = File::open(dir.join(name)).ok()?;
-            let len = f.metadata().ok()?.len();
-            Some((f, len))
+/// One log file opened for reading.
+pub(crate) struct LogFile {
+    file: File,
+    /// The length to read up to (the file may grow meanwhile).
+    len: u64,
+    gzip: bool,
+}
+
+/// The log files, oldest first (`log.jsonl.N[.gz]` … `log.jsonl.1[.gz]`,
+/// `log.jsonl`), with their current lengths.
+pub(crate) fn open_log_files(dir: &Path) -> Vec<LogFile> {
+    log_file_names(dir)
+        .into_iter()
+        .filter_map(|(p, gzip)| {
+            let (file, gzip) = match File::open(&p) {
+                Ok(f) => (f, gzip),
+                // Compressed between listing and opening.
+                Err(_) if !gzip => {
+                    let name = p.file_name()?.to_string_lossy();
+                    (
+                        File::open(p.with_file_name(format!("{name}.gz"))).ok()?,
+                        true,
+                    )
+                }
+                Err(_) => return None,
+            };
+            let len = file.metadata().ok()?.len();
+            Some(LogFile { file, len, gzip })
         })
         .collect()
 }
 
 /// Reads the lines of `files` with a timestamp ≥ `since_ns`, keeping the
 /// last `tail` (all when negative).
-pub(crate) fn read_history(files: Vec<(File, u64)>, tail: i64, since_ns: i64) -> Vec<LogLine> {
+pub(crate) fn read_history(files: Vec<LogFile>, tail: i64, since_ns: i64) -> Vec<LogLine> {
     let mut out = VecDeque::new();
     if tail == 0 {
         return Vec::new();
     }
-    for (f, len) in files {
-        for line in BufReader::new(f.take(len)).split(b'\n') {
+    for f in files {
+        let reader: Box<dyn BufRead> = if f.gzip {
+            Box::new(BufReader::new(flate2::read::GzDecoder::new(f.file)))
+        } else {
+            Box::new(BufReader::new(f.file.take(f.len)))
+        };
+        for line in reader.split(b'\n') {
             let Ok(line) = line else { break };
             let Ok(rec) = serde_json::from_slice::<Record>(&line) else {
                 continue;
@@ -304,7 +509,7 @@ pub(crate) fn read_history(files: Vec<(File, u64)>, tail: i64, since_ns: i64) ->
 
 /// Sends the history, then (with a subscription) the live lines.
 pub(crate) async fn serve(
-    files: Vec<(File, u64)>,
+    files: Vec<LogFile>,
     live: Option<broadcast::Receiver<LogLine>>,
     tail: i64,
     since_ns: i64,
@@ -430,52 +635,5 @@ fn emit_lines(sink: &LogSink, stream: u8, partial: &mut Vec<u8>) {
 }
 
 #[cfg(test)]
-mod unit {
-    use super::*;
-
-    #[test]
-    fn rotation_and_history() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let sink = LogSink::open(dir.path()).expect("sink");
-        let big = vec![b'x'; 1000];
-        let n = (MAX_LOG_BYTES / 1000) as usize + 10;
-        for i in 0..n {
-            sink.write(LogLine {
-                timestamp_ns: i as i64,
-                stream: 1,
-                data: big.clone(),
-            });
-        }
-        assert!(dir.path().join(LOG_FILE_OLD).exists());
-        let size = std::fs::metadata(dir.path().join(LOG_FILE))
-            .expect("log")
-            .len();
-        assert!(size < MAX_LOG_BYTES);
-        let lines = read_history(open_log_files(dir.path()), 5, 0);
-        assert_eq!(lines.len(), 5);
-        assert_eq!(lines[4].timestamp_ns, n as i64 - 1);
-        let since = read_history(open_log_files(dir.path()), -1, n as i64 - 3);
-        assert_eq!(since.len(), 3);
-    }
-
-    #[test]
-    fn line_splitting() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let sink = LogSink::open(dir.path()).expect("sink");
-        let mut partial = b"a\nbb\nccc".to_vec();
-        emit_lines(&sink, 2, &mut partial);
-        assert_eq!(partial, b"ccc");
-        let mut long = vec![b'y'; MAX_LINE * 2 + 5];
-        long.push(b'\n');
-        emit_lines(&sink, 1, &mut long);
-        assert!(long.is_empty());
-        let lines = read_history(open_log_files(dir.path()), -1, 0);
-        let data: Vec<Vec<u8>> = lines.iter().map(|l| l.data.clone()).collect();
-        assert_eq!(data[0], b"a\n");
-        assert_eq!(data[1], b"bb\n");
-        assert_eq!(lines[0].stream, 2);
-        assert_eq!(data[2].len(), MAX_LINE);
-        assert_eq!(data[3].len(), MAX_LINE);
-        assert_eq!(data[4].len(), 6);
-    }
-}
+#[path = "logs_tests.rs"]
+mod unit;

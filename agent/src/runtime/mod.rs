@@ -14,8 +14,8 @@
 //!     stdout.fifo stderr.fifo   the container's stdout/stderr (not for tty containers)
 //!     stdin.fifo                only with `open_stdin`
 //!     files/                    a tmpfs with the secret and config files (files.rs)
-//!     log.jsonl log.jsonl.1     timestamped log lines, rotated at 10 MiB (logs.rs)
-//!     meta.json                 what live restore needs (tty or not)
+//!     log.jsonl log.jsonl.N[.gz]  timestamped log lines, rotated per the task's log driver (logs.rs)
+//!     meta.json                 what live restore needs (tty or not, the log policy)
 //!     exit.json                 the exit status, once known
 //!     init.pid runc.log         pid and error log of `runc create`
 //! <data-dir>/runc/              runc's state root (`runc --root`)
@@ -107,7 +107,7 @@ pub use init::container_init_main;
 pub use spec::{ALL_CAPS, DEFAULT_CAPS};
 pub use types::{
     ContainerConfig, ContainerFile, ContainerState, ContainerStatus, ExecConfig, ExitStatus,
-    LogLine, MountConfig, MountKind, RuntimeError,
+    LogLine, LogPolicy, MountConfig, MountKind, RuntimeError,
 };
 
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -283,7 +283,7 @@ impl Runtime {
                 (None, None)
             } else {
                 match logs::reopen_fifos(&dir).and_then(|fds| {
-                    let sink = LogSink::open(&dir)?;
+                    let sink = LogSink::open(&dir, meta.log)?;
                     Ok((sink, fds))
                 }) {
                     Ok((sink, fds)) => {
@@ -539,14 +539,9 @@ impl Runtime {
         let dir = self.dir(id);
         if dir.join(CONFIG).exists() {
             // Still a container: only the logs go.
-            for f in [logs::LOG_FILE, logs::LOG_FILE_OLD] {
-                match std::fs::remove_file(dir.join(f)) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(RuntimeError::io(format!("removing {f}"), e)),
-                }
-            }
-            return Ok(());
+            return logs::remove_log_files(&dir).map_err(|e| {
+                RuntimeError::io(format!("removing the logs in {}", dir.display()), e)
+            });
         }
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => Ok(()),

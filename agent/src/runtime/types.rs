@@ -1,6 +1,6 @@
 //! The runtime's vocabulary: what a container is made from
 //! (`ContainerConfig`, its mounts, an exec), what the runtime reports
-//! (state, exit status, log lines) and how it fails (`RuntimeError`).
+//! (state, exit status, log lines, what is kept of the output) and how it fails (`RuntimeError`).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -99,6 +99,36 @@ pub struct ContainerConfig {
     pub netns: Option<PathBuf>,
     /// Stored as OCI annotations.
     pub labels: HashMap<String, String>,
+    /// What is kept of the container's output (logs.rs).
+    pub log: LogPolicy,
+}
+
+/// What is kept of a container's output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogPolicy {
+    /// Lines in `log.jsonl`, rotated before it would pass `max_size` bytes;
+    /// `max_files` files kept in total (`log.jsonl`, `log.jsonl.1`, …), the
+    /// rotated ones gzipped with `compress` (`log.jsonl.1.gz`, …).
+    Files {
+        max_size: u64,
+        max_files: u32,
+        #[serde(default)]
+        compress: bool,
+    },
+    /// Output read and dropped: nothing kept, nothing to read back.
+    Discard,
+}
+
+impl Default for LogPolicy {
+    /// 10 MiB × 2 files, uncompressed.
+    fn default() -> Self {
+        LogPolicy::Files {
+            max_size: 10 * 1024 * 1024,
+            max_files: 2,
+            compress: false,
+        }
+    }
 }
 
 /// The kind of a mount.

@@ -10,11 +10,12 @@
 //! mounts through the flags' own long syntax), applied to the same
 //! `defaults()` and checked by the same `rswarm_proto::spec::validate`: a
 //! key and its flag are honoured by one code path. A key this conversion
-//! cannot honour yet (update and rollback configs, logging, …)
+//! cannot honour yet (update and rollback configs, …)
 //! is refused, naming the file and key path; nothing is accepted and then
 //! ignored. Every problem of every service is collected before returning.
 //! Volumes (top-level and of type volume) are mapped in `to_spec_volumes`,
-//! secrets and configs (objects and references) in `to_spec_secrets`.
+//! secrets and configs (objects and references) in `to_spec_secrets`,
+//! `logging:` in `to_spec_logging`.
 
 use indexmap::IndexMap;
 use rswarm_proto::spec::capabilities::normalize_capability;
@@ -317,6 +318,7 @@ impl Conv<'_> {
         self.restart(name, s, &mut edits);
         self.container(name, s, &mut edits);
         self.dns(name, s, &mut edits);
+        self.logging(name, s, &mut edits);
         for (i, p) in s.ports.iter().enumerate() {
             let mut text = format!(
                 "target={},protocol={},mode={}",
@@ -373,7 +375,6 @@ impl Conv<'_> {
     fn refuse_unsupported(&mut self, name: &str, s: &Service) {
         let d = &s.deploy;
         let not_yet = [
-            ("logging", s.logging.is_some(), "logging is not supported yet: tasks log to the node's local log"),
             (
                 "deploy.update_config",
                 d.update_config.is_some(),
@@ -576,6 +577,9 @@ fn is_cidr(s: &str) -> bool {
 
 #[path = "to_spec_dns.rs"]
 mod dns;
+
+#[path = "to_spec_logging.rs"]
+mod logging;
 
 #[cfg(test)]
 #[path = "to_spec_tests.rs"]

@@ -99,6 +99,12 @@ pub enum SpecEdit {
     EndpointMode(ResolutionMode),
     Update(UpdateField),
     Rollback(UpdateField),
+    /// `--log-driver` with its `--log-opt`s (Compose's `logging:`): the
+    /// task's whole log driver, replacing any before.
+    LogDriver {
+        name: String,
+        options: Vec<(String, String)>,
+    },
 }
 
 /// Docker's defaults for a service of `kind`: no name, no image yet, one
@@ -117,6 +123,7 @@ pub fn defaults(kind: ModeKind) -> ServiceSpec {
             placement: Some(Placement::default()),
             networks: vec![],
             force_update: 0,
+            log_driver: None,
         }),
         update: Some(default_update_config()),
         rollback: Some(default_update_config()),
@@ -214,6 +221,12 @@ fn apply_task(t: &mut TaskSpec, edit: SpecEdit) {
         E::Preference(p) => placement.preferences.push(p),
         E::MaxReplicasPerNode(n) => placement.max_replicas = n,
         E::Network(n) => t.networks.push(n),
+        E::LogDriver { name, options } => {
+            t.log_driver = Some(rswarm_proto::types::Driver {
+                name,
+                options: options.into_iter().collect(),
+            })
+        }
         other => apply_container(t.container.get_or_insert_with(Default::default), other),
     }
 }

@@ -13,6 +13,7 @@ use rswarm_proto::spec::constraints::{parse_preference, Constraint};
 use rswarm_proto::spec::dns::{
     parse_dns_option, parse_dns_search, parse_dns_server, parse_extra_host,
 };
+use rswarm_proto::spec::logging::{parse_log_opt, DEFAULT_DRIVER as DEFAULT_LOG_DRIVER};
 use rswarm_proto::spec::mounts::{parse_mount, resolve_bind_source};
 use rswarm_proto::spec::ports::parse_publish;
 use rswarm_proto::spec::secrets::{parse_reference, Kind};
@@ -223,6 +224,12 @@ pub struct ServiceFlags {
     /// Rollback order ("start-first", "stop-first") (default "stop-first")
     #[arg(long = "rollback-order", value_name = "string")]
     pub rollback_order: Option<String>,
+    /// Logging driver for service ("json-file", "local", "none")
+    #[arg(long = "log-driver", value_name = "string")]
+    pub log_driver: Option<String>,
+    /// Logging driver options (max-size, max-file)
+    #[arg(long = "log-opt", value_name = "list")]
+    pub log_opt: Vec<String>,
 }
 
 /// Where the flags' local inputs come from: the environment (bare `-e KEY`),
@@ -467,6 +474,7 @@ impl ServiceFlags {
         );
         edits.extend(self.update_edits(false)?);
         edits.extend(self.update_edits(true)?);
+        edits.extend(self.log_edits()?);
         Ok(edits)
     }
 
@@ -493,6 +501,22 @@ impl ServiceFlags {
             })
         });
         Ok(secrets.chain(configs).collect())
+    }
+
+    /// `--log-driver` and `--log-opt`: the task's log driver. Options
+    /// without a driver are json-file's (the default driver), not dropped as
+    /// Docker drops them; driver and options are checked together by
+    /// `validate()` (`rswarm_proto::spec::logging`).
+    fn log_edits(&self) -> Result<Option<SpecEdit>, SpecError> {
+        if self.log_driver.is_none() && self.log_opt.is_empty() {
+            return Ok(None);
+        }
+        let options = each("--log-opt", &self.log_opt, parse_log_opt)?;
+        let name = self
+            .log_driver
+            .clone()
+            .unwrap_or_else(|| DEFAULT_LOG_DRIVER.to_string());
+        Ok(Some(SpecEdit::LogDriver { name, options }))
     }
 
     /// The container's settings besides env, labels and mounts.

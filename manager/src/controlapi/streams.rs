@@ -1,7 +1,8 @@
 //! The streaming Services calls: `service logs` and `exec`. Agents keep
 //! their session with the leader, so a follower relays these calls to the
 //! leader; the leader asks the agents that hold the tasks (through their
-//! Subscriptions stream) and pipes what they send back.
+//! Subscriptions stream) and pipes what they send back. Tasks whose log
+//! driver is `none` keep no logs: asking for them is refused.
 
 use std::collections::{BTreeMap, HashMap};
 use std::pin::Pin;
@@ -44,6 +45,17 @@ fn leader_client(
     Ok(ServicesClient::new(ch))
 }
 
+/// Refuses to read the logs of tasks whose log driver keeps none (`none`),
+/// in Docker's words, instead of answering an empty stream.
+fn readable(driver: Option<&rswarm_proto::types::Driver>) -> Result<(), Status> {
+    if rswarm_proto::spec::logging::driver_name(driver) == "none" {
+        return Err(Status::failed_precondition(
+            "configured logging driver does not support reading",
+        ));
+    }
+    Ok(())
+}
+
 pub(super) async fn logs(
     store: Store,
     agents: Arc<AgentRegistry>,
@@ -61,6 +73,12 @@ pub(super) async fn logs(
     let mut tasks = vec![];
     for r in &selector.service_refs {
         let svc = resolve_service(&store, r)?;
+        readable(
+            svc.spec
+                .as_ref()
+                .and_then(|s| s.task.as_ref())
+                .and_then(|t| t.log_driver.as_ref()),
+        )?;
         tasks.extend(
             objects::list::<Task>(&store)?
                 .into_iter()
@@ -68,7 +86,9 @@ pub(super) async fn logs(
         );
     }
     for r in &selector.task_refs {
-        tasks.push(resolve_task(&store, r)?);
+        let task = resolve_task(&store, r)?;
+        readable(task.spec.as_ref().and_then(|t| t.log_driver.as_ref()))?;
+        tasks.push(task);
     }
     tasks.retain(|t| !t.node_id.is_empty());
     let nodes: HashMap<String, String> = objects::list::<Node>(&store)?

@@ -5,7 +5,8 @@
 //!   completions): [`MAX_REPLICAS`];
 //! - the encoded spec: [`MAX_SPEC_BYTES`];
 //! - the lists inside a spec (environment, labels, args, mounts, ports, ...):
-//!   [`MAX_LIST_ENTRIES`], mounts 100.
+//!   [`MAX_LIST_ENTRIES`], mounts 100;
+//! - a task's log files (`max-size`, `max-file`): in [`super::logging`].
 //!
 //! Why these numbers: these machines have 2 cores and ~23 GiB, and the
 //! largest service measured on them is ~2,000 tasks on 2 nodes. 10,000

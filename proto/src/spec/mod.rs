@@ -12,6 +12,8 @@
 //!   and `spread=` preferences.
 //! - [`dns`]: `--dns`, `--dns-search`, `--dns-option`, `--host` values and
 //!   the rules of a task's resolver settings and host entries.
+//! - [`logging`]: a task's log driver (json-file, local, none) and its
+//!   `max-size`/`max-file` options.
 //! - [`names`]: the DNS-name rule for service and network names.
 //! - [`capabilities`]: Linux capability names.
 //! - [`bounds`]: size limits every spec keeps.
@@ -26,6 +28,7 @@ pub mod bounds;
 pub mod capabilities;
 pub mod constraints;
 pub mod dns;
+pub mod logging;
 pub mod mounts;
 pub mod names;
 pub mod ports;

@@ -1,5 +1,5 @@
 //! Numbers, Go durations (`5s`, `1m30s`, `2160h`), memory sizes (`64M`,
-//! `1g`) and CPU counts as Docker's flags read them, refused with Docker's
+//! `1g`), decimal sizes (a log's `max-size=10m`) and CPU counts as Docker's flags read them, refused with Docker's
 //! (and Go's) words so messages match what users search for; and sizes
 //! written back the way Docker shows them (`6MiB`).
 
@@ -134,6 +134,18 @@ pub fn nanos_or(ns: i64, default: Duration) -> Duration {
 /// (`64M`, `1.5G`, `512k`, `2gb`, `100`), any case, an optional blank
 /// before the unit and an optional `i`/`b` after it. `64M` is 64 MiB.
 pub fn parse_memory_bytes(s: &str) -> Result<i64, ValueError> {
+    parse_size(s, 1024)
+}
+
+/// go-units' `FromHumanSize`: the same syntax as [`parse_memory_bytes`]
+/// in decimal units (`10m` is 10,000,000 bytes), as Docker's json-file log
+/// driver reads `max-size`.
+pub fn parse_human_size(s: &str) -> Result<i64, ValueError> {
+    parse_size(s, 1000)
+}
+
+/// A size with units that are powers of `base` (1024 or 1000).
+fn parse_size(s: &str, base: i64) -> Result<i64, ValueError> {
     let invalid = || ValueError(format!("invalid size: '{s}'"));
     let number_end = s
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -146,11 +158,11 @@ pub fn parse_memory_bytes(s: &str) -> Result<i64, ValueError> {
     let unit = unit.strip_prefix(' ').unwrap_or(unit);
     let mut rest = unit.chars();
     let multiplier: i64 = match rest.clone().next().map(|c| c.to_ascii_lowercase()) {
-        Some('k') => 1 << 10,
-        Some('m') => 1 << 20,
-        Some('g') => 1 << 30,
-        Some('t') => 1 << 40,
-        Some('p') => 1 << 50,
+        Some('k') => base,
+        Some('m') => base.pow(2),
+        Some('g') => base.pow(3),
+        Some('t') => base.pow(4),
+        Some('p') => base.pow(5),
         _ => 1,
     };
     if multiplier != 1 {
@@ -259,6 +271,15 @@ mod tests {
             Ok(v) => panic!("expected an error, got {v:?}"),
             Err(e) => e.to_string(),
         }
+    }
+
+    #[test]
+    fn human_sizes_are_decimal_like_go_units_from_human_size() {
+        assert_eq!(parse_human_size("2k"), Ok(2000));
+        assert_eq!(parse_human_size("10m"), Ok(10_000_000));
+        assert_eq!(parse_human_size("1.5KB"), Ok(1500));
+        assert_eq!(parse_human_size("100"), Ok(100));
+        assert_eq!(err(parse_human_size("10x")), "invalid size: '10x'");
     }
 
     #[test]

@@ -88,6 +88,7 @@ pub fn validate(spec: &ServiceSpec) -> Result<(), Problems> {
                     }
                 }
             }
+            out.extend(super::logging::problems(task.log_driver.as_ref()));
             let mut networks = HashSet::new();
             for n in &task.networks {
                 if n.target.is_empty() {

@@ -330,6 +330,14 @@ pub(crate) fn task_template_json(t: &TaskSpec) -> Value {
             .collect();
         m.insert("Networks".into(), networks);
     }
+    if let Some(d) = &t.log_driver {
+        let mut dm = Map::new();
+        dm.insert("Name".into(), d.name.clone().into());
+        if !d.options.is_empty() {
+            dm.insert("Options".into(), labels_json(&d.options));
+        }
+        m.insert("LogDriver".into(), Value::Object(dm));
+    }
     m.insert("ForceUpdate".into(), t.force_update.into());
     m.insert("Runtime".into(), "container".into());
     Value::Object(m)

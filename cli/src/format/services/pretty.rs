@@ -302,6 +302,20 @@ pub(super) fn service_pretty(service: &Service, now: i64) -> String {
         }
         out.push(' ');
     }
+    if let Some(d) = &task.log_driver {
+        // Docker's template: "Log Driver:", its name, then "LogOpts:".
+        out.push_str("\nLog Driver:");
+        if !d.name.is_empty() {
+            out.push_str(&format!("\n Name:\t\t{}", d.name));
+        }
+        if !d.options.is_empty() {
+            out.push_str("\n LogOpts:");
+            let sorted: BTreeMap<_, _> = d.options.iter().collect();
+            for (k, v) in sorted {
+                out.push_str(&format!("\n  {k}:\t\t{v}"));
+            }
+        }
+    }
     let mode = spec
         .endpoint
         .as_ref()

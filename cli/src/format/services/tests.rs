@@ -444,3 +444,35 @@ fn secrets_and_configs_show_as_references() {
         "{p}"
     );
 }
+
+#[test]
+fn inspect_and_pretty_show_the_log_driver() {
+    let svc = service(
+        "l0gl0gl0gl0gl0gl0gl0gl0gl",
+        "--name chatty --log-driver local --log-opt max-size=2k --log-opt max-file=3 busybox",
+    );
+    let v = service_inspect_json(&svc);
+    let t = &v["Spec"]["TaskTemplate"];
+    assert_eq!(
+        t["LogDriver"],
+        json!({"Name": "local", "Options": {"max-file": "3", "max-size": "2k"}})
+    );
+    // Docker's field order: after Placement and Networks, before ForceUpdate.
+    let keys: Vec<&String> = t
+        .as_object()
+        .map(|o| o.keys().collect())
+        .unwrap_or_default();
+    let at = |k: &str| keys.iter().position(|x| *x == k);
+    assert!(at("Placement") < at("LogDriver") && at("LogDriver") < at("ForceUpdate"));
+    let pretty = service_pretty(&svc, 0);
+    assert!(
+        pretty.contains("\nLog Driver:\n Name:\t\tlocal\n LogOpts:\n  max-file:\t\t3\n  max-size:\t\t2k\nEndpoint Mode:"),
+        "{pretty}"
+    );
+    // No driver set: nothing shown, as Docker.
+    let plain = service("p1a1np1a1np1a1np1a1np1a1n", "--name plain busybox");
+    assert!(service_inspect_json(&plain)["Spec"]["TaskTemplate"]
+        .get("LogDriver")
+        .is_none());
+    assert!(!service_pretty(&plain, 0).contains("Log Driver"));
+}

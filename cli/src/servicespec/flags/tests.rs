@@ -119,6 +119,7 @@ fn the_issues_example_becomes_this_spec() {
             }),
             networks: vec![],
             force_update: 0,
+            log_driver: None,
         }),
         mode: Some(Mode::Replicated(ReplicatedService { replicas: 6 })),
         update: Some(UpdateConfig {
@@ -500,5 +501,48 @@ fn secrets_and_configs_by_name_with_their_files() {
     assert_eq!(
         err("--secret a --secret src=b,target=a busybox"),
         "secret \"b\": target /run/secrets/a is used more than once"
+    );
+}
+
+#[test]
+fn log_driver_and_log_opts() {
+    let log = |line: &str| {
+        spec(line).task.and_then(|t| t.log_driver).map(|d| {
+            let mut options: Vec<(String, String)> = d.options.into_iter().collect();
+            options.sort();
+            (d.name, options)
+        })
+    };
+    assert_eq!(log("busybox"), None);
+    assert_eq!(
+        log("--log-driver local --log-opt max-size=2k --log-opt max-file=3 busybox"),
+        Some((
+            "local".into(),
+            vec![
+                ("max-file".into(), "3".into()),
+                ("max-size".into(), "2k".into())
+            ]
+        ))
+    );
+    // Options alone are the default driver's.
+    assert_eq!(
+        log("--log-opt max-file=3 busybox"),
+        Some(("json-file".into(), vec![("max-file".into(), "3".into())]))
+    );
+    assert_eq!(
+        log("--log-driver none busybox"),
+        Some(("none".into(), vec![]))
+    );
+    assert_eq!(
+        err("--log-driver syslog busybox"),
+        "logging driver \"syslog\" is not supported: rswarm keeps task logs on the node (json-file, local or none)"
+    );
+    assert_eq!(
+        err("--log-opt max-file=0 busybox"),
+        "max-file cannot be less than 1"
+    );
+    assert_eq!(
+        err("--log-opt =1 busybox"),
+        "invalid argument \"=1\" for \"--log-opt\" flag: invalid log opt \"=1\": expected key=value"
     );
 }

@@ -119,3 +119,25 @@ fn health_checks_are_valid_and_supported() {
     assert_eq!(validate(&s), Ok(()));
     assert_eq!(check_supported(&s), Ok(()), "the agent runs them");
 }
+
+#[test]
+fn the_log_driver_is_checked() {
+    let mut s = spec("web", "busybox", &[]);
+    if let Some(t) = s.task.as_mut() {
+        t.log_driver = Some(crate::types::Driver {
+            name: "journald".into(),
+            options: Default::default(),
+        });
+    }
+    assert_eq!(
+        problems(&s),
+        ["logging driver \"journald\" is not supported: rswarm keeps task logs on the node (json-file, local or none)"]
+    );
+    if let Some(t) = s.task.as_mut() {
+        t.log_driver = Some(crate::types::Driver {
+            name: "local".into(),
+            options: [("max-file".to_string(), "5".to_string())].into(),
+        });
+    }
+    assert_eq!(validate(&s), Ok(()));
+}
