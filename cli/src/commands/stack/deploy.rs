@@ -1,7 +1,8 @@
 //! `stack deploy`: the files are loaded and checked whole, turned into the
 //! stack's specs (`compose::to_spec`), compared with what the cluster has
 //! (`diff`), and only then changed, one call per object with Docker's line
-//! before it. A call that fails stops the deploy; what was and was not
+//! before it (`--resolve-image` pins images to registry digests first, in
+//! `resolve`). A call that fails stops the deploy; what was and was not
 //! changed is said, one line each. With `--detach=false` the command then
 //! waits for every service of the file to converge (`service create`'s
 //! wait, one service after another).
@@ -17,27 +18,15 @@ use tonic::transport::Channel;
 
 use super::diff::{diff, Action};
 use super::files::read_sources;
+use super::resolve::{pin_images, ResolveImage};
 use super::DeployArgs;
 use crate::client::{status_error, ClientOpts};
 use crate::commands::lists::all_services;
 use crate::commands::service::wait_for_convergence;
 use crate::compose::{self, to_spec, Problems};
 
-/// What `--resolve-image` may be; only `never` is what rswarm does.
-pub(super) fn check_resolve_image(value: &str) -> anyhow::Result<()> {
-    match value {
-        "never" => Ok(()),
-        "always" | "changed" => anyhow::bail!(
-            "--resolve-image {value} is not supported: rswarm's CLI does not query registries; each node resolves the image reference when it starts a task (--resolve-image never, the default here)"
-        ),
-        _ => anyhow::bail!(
-            "invalid value {value:?} for --resolve-image: must be always, changed or never"
-        ),
-    }
-}
-
 pub(super) async fn deploy(opts: &ClientOpts, a: DeployArgs) -> anyhow::Result<()> {
-    check_resolve_image(&a.resolve_image)?;
+    let resolve_image = ResolveImage::parse(&a.resolve_image)?;
     let (sources, dir) = read_sources(&a.compose_file)?;
     let environ = |k: &str| std::env::var(k).ok();
     let loaded =
@@ -51,7 +40,7 @@ pub(super) async fn deploy(opts: &ClientOpts, a: DeployArgs) -> anyhow::Result<(
         }
     }
     let label: Vec<&str> = sources.iter().map(|s| s.name.as_str()).collect();
-    let plan = to_spec::plan(&loaded.project, &a.stack, &label.join(", ")).map_err(Problems)?;
+    let mut plan = to_spec::plan(&loaded.project, &a.stack, &label.join(", ")).map_err(Problems)?;
 
     let (channel, _) = opts.connect().await?;
     let mut services = ServicesClient::new(channel.clone());
@@ -63,6 +52,8 @@ pub(super) async fn deploy(opts: &ClientOpts, a: DeployArgs) -> anyhow::Result<(
         .map_err(status_error)?
         .into_inner()
         .networks;
+    // `--resolve-image`: the images the services run, before comparing.
+    pin_images(resolve_image, &mut plan.services, &existing, &channel).await?;
     let changes = diff(&plan, &a.stack, &existing, &nets, a.prune).map_err(Problems)?;
 
     let mut ids: Vec<(String, String, bool)> = Vec::new();

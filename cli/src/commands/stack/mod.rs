@@ -5,7 +5,8 @@
 //! A stack is not an object of its own: it is the services and networks
 //! labelled `com.docker.stack.namespace=<stack>`, as in Docker. This module
 //! owns the command line and the dispatch; `files` reads the `-c` files,
-//! `config` and `deploy` use them, `diff` decides what a deploy changes,
+//! `config` and `deploy` use them, `resolve` pins images to registry
+//! digests (`--resolve-image`), `diff` decides what a deploy changes,
 //! `list` has `ls`, `services` and `ps`, and `rm` removes a stack.
 
 mod config;
@@ -13,6 +14,7 @@ mod deploy;
 mod diff;
 mod files;
 mod list;
+mod resolve;
 mod rm;
 
 use std::path::PathBuf;
@@ -86,7 +88,7 @@ pub struct DeployArgs {
     /// Suppress progress output
     #[arg(short, long)]
     quiet: bool,
-    /// Query the registry to resolve image digest and supported platforms ("always", "changed", "never"); rswarm does "never" only
+    /// Query the registry to resolve image digest ("always", "changed", "never")
     #[arg(long, value_name = "string", default_value = "never")]
     resolve_image: String,
     #[arg(value_name = "STACK")]
