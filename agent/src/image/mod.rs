@@ -158,6 +158,7 @@ pub struct ImageConfig {
     pub healthcheck_interval: Option<Duration>,
     pub healthcheck_timeout: Option<Duration>,
     pub healthcheck_start_period: Option<Duration>,
+    pub healthcheck_start_interval: Option<Duration>,
     pub healthcheck_retries: Option<u32>,
     /// `ExposedPorts` keys (`80/tcp`), sorted.
     pub exposed_ports: Vec<String>,
