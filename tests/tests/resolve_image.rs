@@ -8,6 +8,8 @@
 //! * after a new image is pushed under the same tag, a redeploy with
 //!   `changed` or `never` leaves the service alone (same digest, same task),
 //!   and one with `always` updates only that service to the new digest;
+//! * over a manager's `tcp://` port (no Images API there) it is refused
+//!   before anything is created;
 //! * an image loaded on the node (`image load`), which the registry does not
 //!   have, gets Docker's warning, keeps its reference as written and runs.
 
@@ -117,6 +119,42 @@ fn resolve_image_pins_digests_and_redeploys_only_what_changed() {
 "
         ),
     );
+
+    // Over a manager's tcp:// port there is no Images API to ask: refused
+    // up front, nothing created.
+    let certs = |file: &str| {
+        h1.data_dir()
+            .join("certificates")
+            .join(file)
+            .display()
+            .to_string()
+    };
+    let manager = format!("tcp://{}", h1.swarm_addr());
+    let (ca, cert, key) = (certs("ca.crt"), certs("node.crt"), certs("node.key"));
+    let out = h1.rswarm(&[
+        "-H",
+        &manager,
+        "--tlscacert",
+        &ca,
+        "--tlscert",
+        &cert,
+        "--tlskey",
+        &key,
+        "stack",
+        "deploy",
+        "-c",
+        &file,
+        "--resolve-image",
+        "always",
+        "shop",
+    ]);
+    assert_eq!(out.code(), Some(1), "{out}");
+    assert!(
+        out.stderr
+            .starts_with("--resolve-image always needs a node's local socket"),
+        "{out}"
+    );
+    assert_eq!(h1.ok(&["service", "ls", "-q"]), "");
 
     // `always`: both pinned to what the registry has; tasks run.
     let out = deploy(h1, &file, "always", "shop");
