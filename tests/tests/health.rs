@@ -4,7 +4,8 @@
 //! starts failing is taken out of the VIP and `tasks.<service>` before it is
 //! stopped (a client looping through the VIP sees no failed request), fails
 //! with Docker's "unhealthy container" error and is replaced; a check
-//! defined only in the image runs, and `--no-healthcheck` turns it off.
+//! defined only in the image runs, and `--no-healthcheck` turns it off;
+//! within the start period probes run every `--health-start-interval`.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -286,5 +287,75 @@ fn the_images_check_runs_and_no_healthcheck_turns_it_off() {
     assert!(
         still[0].is_running() && still[0].id == unchecked.id,
         "{still:?}"
+    );
+}
+
+/// `--health-start-interval`: within the start period, while the task is
+/// still starting, probes run every start interval (1 s here) rather than
+/// every interval (30 s) or Docker's default start interval (5 s).
+#[test]
+fn probes_run_every_start_interval_during_the_start_period() {
+    let cluster = Cluster::with_registry(1).unwrap();
+    cluster.init_swarm(1, 0).unwrap();
+    let h1 = cluster.host(1);
+    let image = cluster.registry().busybox();
+    h1.ok(&[
+        "service",
+        "create",
+        "--detach",
+        "--name",
+        "slow",
+        "--stop-grace-period",
+        "1s",
+        "--health-cmd",
+        "echo probe >> /tmp/probes; test -e /tmp/ok",
+        "--health-interval",
+        "30s",
+        "--health-start-period",
+        "60s",
+        "--health-start-interval",
+        "1s",
+        &image,
+        "sleep",
+        "3600",
+    ]);
+    let spec = h1.ok(&[
+        "service",
+        "inspect",
+        "slow",
+        "--format",
+        "{{.Spec.TaskTemplate.ContainerSpec.Healthcheck.StartInterval}}",
+    ]);
+    assert_eq!(spec.trim(), "1000000000");
+    h1.wait_running_tasks("slow", 1);
+    let task = tasks(h1, "slow")[0].id.clone();
+    let probes = || {
+        let out = h1.rswarm(&["exec", &task, "cat", "/tmp/probes"]);
+        out.stdout.lines().count()
+    };
+    wait_for(CONVERGE, "the first probe", || {
+        (probes() >= 1).then_some(())
+    });
+    let first = std::time::Instant::now();
+    // Failing probes within the start period: still starting, probed again
+    // every second (at 5 s apart, five would take 20 s).
+    wait_for(Duration::from_secs(30), "five probes", || {
+        (probes() >= 5).then_some(())
+    });
+    let took = first.elapsed();
+    assert!(
+        took < Duration::from_secs(12),
+        "four more probes took {took:?}: not every start interval"
+    );
+    let t = tasks(h1, "slow")[0].clone();
+    assert!(t.current.contains("(health: starting)"), "{t:?}");
+    // Passing now: healthy within a few seconds, not the 30 s interval.
+    h1.ok(&["exec", &task, "touch", "/tmp/ok"]);
+    wait_tasks(
+        h1,
+        "slow",
+        Duration::from_secs(10),
+        "the task healthy",
+        |ts| healthy_running(ts, 1),
     );
 }

@@ -174,14 +174,13 @@ fn a_stack_is_deployed_updated_pruned_and_removed_and_nothing_else_is_touched() 
         "-c",
         &ext,
         "--resolve-image",
-        "always",
+        "sometimes",
         "shop",
     ]);
     assert_eq!(out.code(), Some(1), "{out}");
-    assert!(
-        out.stderr.starts_with(
-            "--resolve-image always is not supported: rswarm's CLI does not query registries"
-        ),
+    assert_eq!(
+        out.stderr,
+        "invalid value \"sometimes\" for --resolve-image: must be always, changed or never\n",
         "{out}"
     );
     assert_eq!(service_names(h1), services_before);

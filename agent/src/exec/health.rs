@@ -2,7 +2,10 @@
 //! merges the spec's check with the image's (`HEALTHCHECK`): the spec's test
 //! wins when it has one, `["NONE"]` disables the check, each unset number
 //! falls back to the image's, then to Docker's defaults (interval 30 s,
-//! timeout 30 s, retries 3, start period 0). [`Tracker`] is the state
+//! timeout 30 s, retries 3, start period 0, start interval 5 s). Probes run
+//! every interval, except within the start period while the task is still
+//! `starting`, when they run every start interval (Docker 25+,
+//! [`Check::next_delay`]). [`Tracker`] is the state
 //! machine of probe results: a task starts `starting`; a probe that passes
 //! (exit 0) makes it `healthy` and clears the failing streak; one that fails
 //! (non-zero exit, could not run, or over its timeout) adds to the streak,
@@ -22,6 +25,7 @@ use crate::image::ImageConfig;
 pub(crate) const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 pub(crate) const DEFAULT_RETRIES: u32 = 3;
+pub(crate) const DEFAULT_START_INTERVAL: Duration = Duration::from_secs(5);
 /// The most of a probe's output kept (Docker's 4 KiB).
 pub(crate) const MAX_OUTPUT: usize = 4096;
 
@@ -33,7 +37,23 @@ pub(crate) struct Check {
     pub interval: Duration,
     pub timeout: Duration,
     pub start_period: Duration,
+    /// Between probes within the start period while still starting.
+    pub start_interval: Duration,
     pub retries: u32,
+}
+
+impl Check {
+    /// How long to wait before the next probe, `since_start` after the
+    /// container started, with the task's health `status` (Docker's
+    /// `getInterval`): the start interval within the start period while
+    /// the task is still starting, else the interval.
+    pub(crate) fn next_delay(&self, since_start: Duration, status: Health) -> Duration {
+        if since_start < self.start_period && status == Health::Starting {
+            self.start_interval
+        } else {
+            self.interval
+        }
+    }
 }
 
 /// The check a task with this spec and image runs; None when it has none
@@ -74,6 +94,11 @@ pub(crate) fn effective(spec: Option<&HealthConfig>, image: &ImageConfig) -> Opt
             spec.map(|h| h.start_period_ns),
             image.healthcheck_start_period,
             Duration::ZERO,
+        ),
+        start_interval: pick(
+            spec.map(|h| h.start_interval_ns),
+            image.healthcheck_start_interval,
+            DEFAULT_START_INTERVAL,
         ),
         retries: match spec.map(|h| h.retries).filter(|r| *r > 0) {
             Some(r) => r as u32,
@@ -204,6 +229,7 @@ mod tests {
             interval: Duration::from_secs(1),
             timeout: Duration::from_secs(1),
             start_period,
+            start_interval: Duration::from_millis(100),
             retries,
         }
     }
@@ -221,6 +247,7 @@ mod tests {
         assert_eq!(from_image.interval, Duration::from_secs(5));
         assert_eq!(from_image.timeout, DEFAULT_TIMEOUT);
         assert_eq!(from_image.start_period, Duration::ZERO);
+        assert_eq!(from_image.start_interval, DEFAULT_START_INTERVAL);
         assert_eq!(from_image.retries, 2);
 
         let spec = HealthConfig {
@@ -328,6 +355,48 @@ mod tests {
         assert!(!h.observe(t0 + Duration::from_secs(1), false));
         assert!(h.observe(t0 + Duration::from_secs(2), false));
         assert_eq!(h.status(), Health::Unhealthy);
+    }
+
+    #[test]
+    fn start_interval_comes_from_the_spec_then_the_image() {
+        let image = ImageConfig {
+            healthcheck: Some(vec!["CMD".into(), "/bin/check".into()]),
+            healthcheck_start_interval: Some(Duration::from_secs(2)),
+            ..Default::default()
+        };
+        let c = effective(None, &image).expect("a check");
+        assert_eq!(c.start_interval, Duration::from_secs(2));
+        let spec = HealthConfig {
+            start_interval_ns: 1_000_000_000,
+            ..Default::default()
+        };
+        let c = effective(Some(&spec), &image).expect("a check");
+        assert_eq!(c.start_interval, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn probes_run_every_start_interval_within_the_start_period_while_starting() {
+        let c = Check {
+            args: vec!["true".into()],
+            interval: Duration::from_secs(30),
+            timeout: Duration::from_secs(1),
+            start_period: Duration::from_secs(20),
+            start_interval: Duration::from_secs(1),
+            retries: 3,
+        };
+        let s = Duration::from_secs;
+        assert_eq!(c.next_delay(Duration::ZERO, Health::Starting), s(1));
+        assert_eq!(c.next_delay(s(19), Health::Starting), s(1));
+        // After the period, or once healthy (or unhealthy): the interval.
+        assert_eq!(c.next_delay(s(20), Health::Starting), s(30));
+        assert_eq!(c.next_delay(s(5), Health::Healthy), s(30));
+        assert_eq!(c.next_delay(s(5), Health::Unhealthy), s(30));
+        // No start period: the interval from the first probe on.
+        let plain = Check {
+            start_period: Duration::ZERO,
+            ..c
+        };
+        assert_eq!(plain.next_delay(Duration::ZERO, Health::Starting), s(30));
     }
 
     #[test]

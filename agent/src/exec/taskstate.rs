@@ -147,17 +147,19 @@ impl Driver {
     /// as they happen (the state stays RUNNING).
     async fn run(&mut self, updates: &mut watch::Receiver<Task>) -> End {
         let (ctl, task, check) = (self.ctl.clone(), self.task.clone(), self.check.clone());
-        let mut tracker = check.as_ref().map(|c| Tracker::new(c, Instant::now()));
+        let started = Instant::now();
+        let mut tracker = check.as_ref().map(|c| Tracker::new(c, started));
         let wait = ctl.wait(&task);
         tokio::pin!(wait);
         let stop = wait_stop(updates);
         tokio::pin!(stop);
         loop {
+            let status = tracker.as_ref().map_or(Health::Starting, Tracker::status);
             let probe = async {
                 let Some(c) = &check else {
                     return std::future::pending().await;
                 };
-                tokio::time::sleep(c.interval).await;
+                tokio::time::sleep(c.next_delay(started.elapsed(), status)).await;
                 let at = Instant::now();
                 (at, ctl.probe(&task, &c.args, c.timeout).await)
             };

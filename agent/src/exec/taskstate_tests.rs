@@ -391,6 +391,7 @@ fn quick_check(retries: u32) -> super::health::Check {
         interval: std::time::Duration::from_millis(10),
         timeout: std::time::Duration::from_secs(1),
         start_period: std::time::Duration::ZERO,
+        start_interval: std::time::Duration::from_millis(10),
         retries,
     }
 }

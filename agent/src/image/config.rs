@@ -58,6 +58,7 @@ struct RawHealthcheck {
     interval: Option<i64>,
     timeout: Option<i64>,
     start_period: Option<i64>,
+    start_interval: Option<i64>,
     retries: Option<i64>,
 }
 
@@ -131,6 +132,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<ParsedConfig, String> {
         healthcheck_interval: hc.as_ref().and_then(|h| nanos(h.interval)),
         healthcheck_timeout: hc.as_ref().and_then(|h| nanos(h.timeout)),
         healthcheck_start_period: hc.as_ref().and_then(|h| nanos(h.start_period)),
+        healthcheck_start_interval: hc.as_ref().and_then(|h| nanos(h.start_interval)),
         healthcheck_retries: hc
             .as_ref()
             .and_then(|h| h.retries)
@@ -167,7 +169,7 @@ mod tests {
                 "Entrypoint": ["/bin/app"], "Cmd": null, "Env": ["A=1"],
                 "WorkingDir": "/srv", "User": "1000:1000", "StopSignal": "SIGINT",
                 "Labels": null, "ExposedPorts": {"80/tcp": {}, "443/tcp": {}},
-                "Healthcheck": {"Test": ["CMD-SHELL", "true"], "Interval": 5000000000, "Retries": 3}
+                "Healthcheck": {"Test": ["CMD-SHELL", "true"], "Interval": 5000000000, "StartInterval": 500000000, "Retries": 3}
             },
             "rootfs": {"type": "layers", "diff_ids": ["sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"]}
         }"#;
@@ -183,6 +185,10 @@ mod tests {
         );
         assert_eq!(p.config.healthcheck_interval, Some(Duration::from_secs(5)));
         assert_eq!(p.config.healthcheck_retries, Some(3));
+        assert_eq!(
+            p.config.healthcheck_start_interval,
+            Some(Duration::from_millis(500))
+        );
         assert_eq!(p.created, 1704164645);
         assert_eq!(p.diff_ids.len(), 1);
         assert!(parse(b"{\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[\"md5:x\"]}}").is_err());

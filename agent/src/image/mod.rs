@@ -6,7 +6,9 @@
 //! asks the registry (concurrent pulls of one reference share one download),
 //! [`ImageStore::ensure`] uses the local copy when there is one,
 //! [`ImageStore::load`] imports `docker save` and OCI archives,
-//! [`ImageStore::remove`] untags and garbage-collects.
+//! [`ImageStore::remove`] untags and garbage-collects, and
+//! [`ImageStore::resolve`] asks a registry for a tag's digest without pulling
+//! (`stack deploy --resolve-image`).
 //!
 //! # Where things come from
 //! * [`normalize`] here — the spec library's one reference parser
@@ -156,6 +158,7 @@ pub struct ImageConfig {
     pub healthcheck_interval: Option<Duration>,
     pub healthcheck_timeout: Option<Duration>,
     pub healthcheck_start_period: Option<Duration>,
+    pub healthcheck_start_interval: Option<Duration>,
     pub healthcheck_retries: Option<u32>,
     /// `ExposedPorts` keys (`80/tcp`), sorted.
     pub exposed_ports: Vec<String>,

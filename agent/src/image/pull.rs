@@ -436,7 +436,7 @@ impl<'a> Session<'a> {
     }
 
     /// A manifest by tag or digest: (bytes, sha256 digest).
-    async fn manifest(&self, target: &str) -> Result<(Vec<u8>, String), ImageError> {
+    pub(super) async fn manifest(&self, target: &str) -> Result<(Vec<u8>, String), ImageError> {
         let (bytes, _) = self
             .client
             .pull_manifest_raw(&self.oci_ref(target), &self.auth, ACCEPT)
@@ -477,7 +477,7 @@ impl<'a> Session<'a> {
     /// Whether the repository exists, asked when a manifest is unknown:
     /// Distribution answers MANIFEST_UNKNOWN for a missing repository too,
     /// and Docker users expect "pull access denied" for that.
-    async fn repository_missing(&self) -> bool {
+    pub(super) async fn repository_missing(&self) -> bool {
         match self
             .client
             .list_tags(&self.oci_ref("latest"), &self.auth, Some(1), None)

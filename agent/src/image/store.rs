@@ -23,6 +23,7 @@ use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
 mod removal;
+mod resolve;
 
 use super::auth::PullAuth;
 use super::pull::{LayerRef, Registry, Session};

@@ -1005,3 +1005,67 @@ async fn login_checks_credentials_and_a_pull_uses_the_ones_sent_with_it() {
         .unwrap();
     assert_eq!(got.id, sha256_digest(&img.config));
 }
+
+/// `stack deploy --resolve-image`'s question: the digest a tag has on its
+/// registry, read without pulling; a new push under the tag answers the new
+/// digest; errors are a pull's; credentials sent with the request are used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resolve_answers_the_registry_digest_of_a_tag_without_pulling() {
+    let reg = TestRegistry::start(None);
+    let host = reg.host();
+    let client = pusher();
+    let anon = RegistryAuth::Anonymous;
+    let tmp = tempfile::tempdir().unwrap();
+    let store =
+        ImageStore::open_without_hub(&tmp.path().join("s"), RegistryConfig::default()).unwrap();
+    let r = format!("{host}/test/app:1");
+    let first = image(vec![base_layer()], host_arch(), "first");
+    let (d1, _) = push(&client, &anon, &r, &first, true).await;
+    assert_eq!(store.resolve(&r, None).await.unwrap(), d1);
+    assert!(store.list().is_empty(), "resolving pulls nothing");
+    assert_eq!(blob_count(&tmp.path().join("s")), 0);
+
+    let second = image(vec![base_layer()], host_arch(), "second");
+    let (d2, _) = push(&client, &anon, &r, &second, false).await;
+    assert_ne!(d1, d2);
+    assert_eq!(store.resolve(&r, None).await.unwrap(), d2);
+    // A reference with a digest is its own answer.
+    let pinned = format!("{host}/test/app:1@{d1}");
+    assert_eq!(store.resolve(&pinned, None).await.unwrap(), d1);
+
+    let e = store
+        .resolve(&format!("{host}/nope:1"), None)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!("pull access denied for {host}/nope, repository does not exist or may require 'docker login'")
+    );
+    let e = store
+        .resolve(&format!("{host}/test/app:2"), None)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!("manifest for {host}/test/app:2 not found: manifest unknown")
+    );
+    let e = store.resolve("127.0.0.1:1/app:1", None).await.unwrap_err();
+    assert!(
+        matches!(e, ImageError::Unreachable { .. }),
+        "{e}: a registry that is not there"
+    );
+
+    // Credentials sent with the request, for a registry that wants them.
+    let locked = TestRegistry::start(Some(("alice", "s3cret")));
+    let lhost = locked.host();
+    let creds = RegistryAuth::Basic("alice".into(), "s3cret".into());
+    let lr = format!("{lhost}/test/sent:1");
+    let (ld, _) = push(&pusher(), &creds, &lr, &first, false).await;
+    assert!(store.resolve(&lr, None).await.is_err());
+    let sent = PullAuth {
+        server: lhost.clone(),
+        username: "alice".into(),
+        password: "s3cret".into(),
+    };
+    assert_eq!(store.resolve(&lr, Some(&sent)).await.unwrap(), ld);
+}

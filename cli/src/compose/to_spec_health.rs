@@ -4,8 +4,8 @@
 //! string runs with the shell (`CMD-SHELL`, like `--health-cmd`), as a list
 //! it is taken as written (`CMD …`, `CMD-SHELL …`, `NONE`); `disable: true`
 //! is `NONE` (`--no-healthcheck`); a check without `test` keeps the
-//! image's test with the timings given. `start_interval` is refused: the
-//! agent has no such phase yet.
+//! image's test with the timings given, `start_interval` included (probes
+//! during the start period, `--health-start-interval`).
 
 use rswarm_proto::spec::units::parse_duration_ns;
 use rswarm_proto::types::HealthConfig;
@@ -26,12 +26,6 @@ pub(super) fn health_config(
         });
     }
     let key = |k: &str| format!("{at}.{k}");
-    if h.start_interval.is_some() {
-        errors.push((
-            key("start_interval"),
-            "start_interval is not supported yet: probes run every interval from the start".into(),
-        ));
-    }
     if h.test.len() == 1 {
         // ["CMD"] or ["CMD-SHELL"] alone: nothing to run.
         errors.push((key("test"), format!("{} needs a command", h.test[0])));
@@ -49,6 +43,7 @@ pub(super) fn health_config(
     let interval_ns = duration("interval", &h.interval);
     let timeout_ns = duration("timeout", &h.timeout);
     let start_period_ns = duration("start_period", &h.start_period);
+    let start_interval_ns = duration("start_interval", &h.start_interval);
     let retries = match h.retries.map(i32::try_from) {
         None => 0,
         Some(Ok(r)) => r,
@@ -69,6 +64,7 @@ pub(super) fn health_config(
         timeout_ns,
         start_period_ns,
         retries,
+        start_interval_ns,
     })
 }
 
@@ -89,12 +85,14 @@ mod tests {
         h.interval = Some("1m30s".into());
         h.timeout = Some("2s".into());
         h.start_period = Some("500ms".into());
+        h.start_interval = Some("250ms".into());
         h.retries = Some(4);
         let c = health_config(&h, "services.web.healthcheck").expect("valid");
         assert_eq!(c.test, ["CMD-SHELL", "wget -q -O- localhost"]);
         assert_eq!(c.interval_ns, 90_000_000_000);
         assert_eq!(c.timeout_ns, 2_000_000_000);
         assert_eq!(c.start_period_ns, 500_000_000);
+        assert_eq!(c.start_interval_ns, 250_000_000);
         assert_eq!(c.retries, 4);
     }
 
@@ -122,19 +120,19 @@ mod tests {
     fn bad_values_are_named_by_key() {
         let mut h = hc(&["CMD"]);
         h.interval = Some("soon".into());
-        h.start_interval = Some("1s".into());
+        h.start_interval = Some("1 s".into());
         h.retries = Some(u64::MAX);
         let e = health_config(&h, "services.web.healthcheck").expect_err("invalid");
         let paths: Vec<&str> = e.iter().map(|(p, _)| p.as_str()).collect();
         assert_eq!(
             paths,
             [
-                "services.web.healthcheck.start_interval",
                 "services.web.healthcheck.test",
                 "services.web.healthcheck.interval",
+                "services.web.healthcheck.start_interval",
                 "services.web.healthcheck.retries",
             ]
         );
-        assert!(e[2].1.starts_with("invalid value \"soon\""), "{}", e[2].1);
+        assert!(e[1].1.starts_with("invalid value \"soon\""), "{}", e[1].1);
     }
 }

@@ -341,6 +341,7 @@ fn a_healthcheck_is_the_same_spec_as_the_health_flags() {
       timeout: 1s
       retries: 5
       start_period: 10s
+      start_interval: 1s
   api:
     image: busybox
     healthcheck:
@@ -357,13 +358,15 @@ fn a_healthcheck_is_the_same_spec_as_the_health_flags() {
             .unwrap_or_default()
     };
     // What `--health-cmd 'wget -q -O- localhost' --health-interval 2s
-    // --health-timeout 1s --health-retries 5 --health-start-period 10s` gives.
+    // --health-timeout 1s --health-retries 5 --health-start-period 10s
+    // --health-start-interval 1s` gives.
     let expected = rswarm_proto::types::HealthConfig {
         test: vec!["CMD-SHELL".into(), "wget -q -O- localhost".into()],
         interval_ns: 2_000_000_000,
         timeout_ns: 1_000_000_000,
         start_period_ns: 10_000_000_000,
         retries: 5,
+        start_interval_ns: 1_000_000_000,
     };
     assert_eq!(health(0), expected);
     assert_eq!(health(1).test, ["CMD", "/bin/check", "--quick"]);

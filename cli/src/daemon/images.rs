@@ -1,12 +1,14 @@
-//! The local Images API (`rswarm image ls|pull|rm|load`): this node's image
-//! store, like `docker image` talks to its own dockerd.
+//! The local Images API (`rswarm image ls|pull|rm|load`, `rswarm login`'s
+//! check, and the registry digest `stack deploy --resolve-image` pins):
+//! this node's image store, like `docker image` talks to its own dockerd.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use rswarm_agent::image::{ImageStore, LocalImage};
+use rswarm_agent::image::{ImageError, ImageStore, LocalImage, PullAuth};
 use rswarm_proto::daemon::images_server::Images;
 use rswarm_proto::daemon::*;
+use rswarm_proto::spec::bounds::MAX_REGISTRY_AUTH_BYTES;
 use tonic::{Request, Response, Status};
 
 #[derive(Clone)]
@@ -86,6 +88,37 @@ impl Images for LocalImages {
         Ok(Response::new(RegistryLoginResponse {
             status: "Login Succeeded".into(),
         }))
+    }
+
+    /// `stack deploy --resolve-image`: the digest the reference's tag has
+    /// on its registry, asked with the rules of this node's pulls and the
+    /// credentials sent (for the registry they name); nothing is pulled.
+    async fn resolve_image(
+        &self,
+        req: Request<ResolveImageRequest>,
+    ) -> Result<Response<ResolveImageResponse>, Status> {
+        let req = req.into_inner();
+        if req.registry_auth.len() > MAX_REGISTRY_AUTH_BYTES {
+            return Err(Status::invalid_argument(format!(
+                "registry credentials are {} bytes, over the limit of {MAX_REGISTRY_AUTH_BYTES}",
+                req.registry_auth.len()
+            )));
+        }
+        let auth = match req.registry_auth.as_str() {
+            "" => None,
+            encoded => Some(
+                PullAuth::decode(encoded).map_err(|e| Status::invalid_argument(e.to_string()))?,
+            ),
+        };
+        let digest = self
+            .store
+            .resolve(&req.reference, auth.as_ref())
+            .await
+            .map_err(|e| match e {
+                ImageError::InvalidReference(_) => Status::invalid_argument(e.to_string()),
+                _ => Status::failed_precondition(e.to_string()),
+            })?;
+        Ok(Response::new(ResolveImageResponse { digest }))
     }
 
     async fn load_image(

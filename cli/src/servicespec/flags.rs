@@ -161,6 +161,9 @@ pub struct ServiceFlags {
     /// Start period for the container to initialize before counting retries towards unstable (ms|s|m|h)
     #[arg(long = "health-start-period", value_name = "duration")]
     pub health_start_period: Option<String>,
+    /// Time between running the check during the start period (ms|s|m|h)
+    #[arg(long = "health-start-interval", value_name = "duration")]
+    pub health_start_interval: Option<String>,
     /// Disable any container-specified HEALTHCHECK
     #[arg(long = "no-healthcheck")]
     pub no_healthcheck: bool,
@@ -603,6 +606,11 @@ impl ServiceFlags {
             &self.health_start_period,
             parse_duration_ns,
         )?;
+        let start_interval = opt(
+            "--health-start-interval",
+            &self.health_start_interval,
+            parse_duration_ns,
+        )?;
         let retries = opt("--health-retries", &self.health_retries, |v| {
             let n = parse_int(v)?;
             i32::try_from(n).map_err(|_| {
@@ -615,6 +623,7 @@ impl ServiceFlags {
             || interval.is_some()
             || timeout.is_some()
             || start_period.is_some()
+            || start_interval.is_some()
             || retries.is_some_and(|r| r != 0);
         if self.no_healthcheck {
             if any {
@@ -640,6 +649,7 @@ impl ServiceFlags {
             timeout_ns: timeout.unwrap_or(0),
             start_period_ns: start_period.unwrap_or(0),
             retries: retries.unwrap_or(0),
+            start_interval_ns: start_interval.unwrap_or(0),
         }))
     }
 

@@ -183,6 +183,7 @@ fn check_container(container: &crate::types::ContainerSpec, out: &mut Vec<String
             ("Interval", h.interval_ns),
             ("Timeout", h.timeout_ns),
             ("StartPeriod", h.start_period_ns),
+            ("StartInterval", h.start_interval_ns),
         ] {
             if ns != 0 && ns < MIN_HEALTH_DURATION_NS {
                 out.push(format!("{what} in Healthcheck cannot be less than 1ms"));

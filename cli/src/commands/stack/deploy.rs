@@ -3,8 +3,9 @@
 //! (`diff`; the stack's existing secrets are confirmed unchanged by the
 //! control API, which alone sees their values), and only then changed, one
 //! call per object with Docker's line before it ("Creating secret
-//! shop_db_password"). A call that fails stops the deploy; what was and was
-//! not changed is said, one line each. With `--with-registry-auth` each
+//! shop_db_password"; `--resolve-image` pins images to registry digests
+//! first, in `resolve`). A call that fails stops the deploy; what was and
+//! was not changed is said, one line each. With `--with-registry-auth` each
 //! service carries the user's credentials for its image's registry
 //! (`registry_auth`). With `--detach=false` the command then waits for
 //! every service of the file to converge (`service create`'s wait, one
@@ -25,6 +26,7 @@ use tonic::transport::Channel;
 
 use super::diff::{diff, Action, Cluster};
 use super::files::read_sources;
+use super::resolve::{pin_images, ResolveImage};
 use super::DeployArgs;
 use crate::client::{status_error, ClientOpts};
 use crate::commands::lists::all_services;
@@ -62,21 +64,8 @@ pub(super) fn add_registry_auth(
     Ok(())
 }
 
-/// What `--resolve-image` may be; only `never` is what rswarm does.
-pub(super) fn check_resolve_image(value: &str) -> anyhow::Result<()> {
-    match value {
-        "never" => Ok(()),
-        "always" | "changed" => anyhow::bail!(
-            "--resolve-image {value} is not supported: rswarm's CLI does not query registries; each node resolves the image reference when it starts a task (--resolve-image never, the default here)"
-        ),
-        _ => anyhow::bail!(
-            "invalid value {value:?} for --resolve-image: must be always, changed or never"
-        ),
-    }
-}
-
 pub(super) async fn deploy(opts: &ClientOpts, a: DeployArgs) -> anyhow::Result<()> {
-    check_resolve_image(&a.resolve_image)?;
+    let resolve_image = ResolveImage::parse(&a.resolve_image)?;
     let (sources, dir) = read_sources(&a.compose_file)?;
     let environ = |k: &str| std::env::var(k).ok();
     let loaded =
@@ -130,6 +119,8 @@ pub(super) async fn deploy(opts: &ClientOpts, a: DeployArgs) -> anyhow::Result<(
         secrets: &secrets,
         configs: &configs,
     };
+    // `--resolve-image`: the images the services run, before comparing.
+    pin_images(resolve_image, &mut plan.services, &existing, &channel).await?;
     let changes = diff(&plan, &a.stack, &cluster, a.prune).map_err(Problems)?;
     confirm_secrets(&mut c.secrets, &changes.confirm_secrets).await?;
 

@@ -6,7 +6,8 @@
 //! secrets and configs labelled `com.docker.stack.namespace=<stack>`, as
 //! in Docker. This module
 //! owns the command line and the dispatch; `files` reads the `-c` files,
-//! `config` and `deploy` use them, `diff` decides what a deploy changes,
+//! `config` and `deploy` use them, `resolve` pins images to registry
+//! digests (`--resolve-image`), `diff` decides what a deploy changes,
 //! `list` has `ls`, `services` and `ps`, and `rm` removes a stack.
 
 mod config;
@@ -14,6 +15,7 @@ mod deploy;
 mod diff;
 mod files;
 mod list;
+mod resolve;
 mod rm;
 
 use std::path::PathBuf;
@@ -87,7 +89,7 @@ pub struct DeployArgs {
     /// Suppress progress output
     #[arg(short, long)]
     quiet: bool,
-    /// Query the registry to resolve image digest and supported platforms ("always", "changed", "never"); rswarm does "never" only
+    /// Query the registry to resolve image digest ("always", "changed", "never")
     #[arg(long, value_name = "string", default_value = "never")]
     resolve_image: String,
     /// Send registry authentication details to Swarm agents

@@ -2,7 +2,7 @@
 
 use clap::{CommandFactory, Parser};
 
-use super::deploy::check_resolve_image;
+use super::resolve::ResolveImage;
 use super::*;
 
 #[derive(Parser, Debug)]
@@ -41,13 +41,14 @@ fn deploy_takes_dockers_flags_and_defaults() {
         "--detach=false",
         "-q",
         "--resolve-image",
-        "never",
+        "changed",
         "shop",
     ]) else {
         panic!("not a deploy");
     };
     assert_eq!(d.compose_file, ["a.yml", "-"]);
     assert_eq!(d.detach, Some(false));
+    assert_eq!(d.resolve_image, "changed");
     assert!(d.prune && d.quiet);
     let StackCommand::Deploy(d) = parse(&["up", "-c", "a.yml", "-d", "shop"]) else {
         panic!("not a deploy");
@@ -62,22 +63,16 @@ fn deploy_takes_dockers_flags_and_defaults() {
 }
 
 #[test]
-fn resolve_image_accepts_only_what_rswarm_does() {
-    assert!(check_resolve_image("never").is_ok());
-    let err = |v: &str| check_resolve_image(v).map_err(|e| e.to_string()).err();
+fn resolve_image_takes_dockers_three_values() {
+    assert_eq!(ResolveImage::parse("always").unwrap(), ResolveImage::Always);
     assert_eq!(
-        err("always"),
-        Some("--resolve-image always is not supported: rswarm's CLI does not query registries; each node resolves the image reference when it starts a task (--resolve-image never, the default here)".into())
+        ResolveImage::parse("changed").unwrap(),
+        ResolveImage::Changed
     );
-    assert!(
-        err("changed").is_some_and(|e| e.starts_with("--resolve-image changed is not supported"))
-    );
+    assert_eq!(ResolveImage::parse("never").unwrap(), ResolveImage::Never);
     assert_eq!(
-        err("sometimes"),
-        Some(
-            "invalid value \"sometimes\" for --resolve-image: must be always, changed or never"
-                .into()
-        )
+        ResolveImage::parse("sometimes").unwrap_err().to_string(),
+        "invalid value \"sometimes\" for --resolve-image: must be always, changed or never"
     );
 }
 

@@ -153,6 +153,7 @@ fn healthcheck_json(h: &HealthConfig) -> Value {
     put_int(&mut m, "Interval", h.interval_ns);
     put_int(&mut m, "Timeout", h.timeout_ns);
     put_int(&mut m, "StartPeriod", h.start_period_ns);
+    put_int(&mut m, "StartInterval", h.start_interval_ns);
     put_int(&mut m, "Retries", i64::from(h.retries));
     Value::Object(m)
 }

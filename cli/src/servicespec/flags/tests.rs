@@ -152,7 +152,7 @@ fn container_flags_fill_the_container_spec() {
          --mount type=bind,source=./data,target=/data,readonly --mount type=tmpfs,target=/t,tmpfs-size=64m \
          -w /srv -u app:app --group audio --hostname {{.Service.Name}}-{{.Task.Slot}} \
          --entrypoint /bin/sh --stop-signal SIGQUIT --stop-grace-period 30s --init --read-only -t \
-         --health-cmd true --health-interval 2s --health-retries 3 --ulimit nofile=1024:2048 \
+         --health-cmd true --health-interval 2s --health-start-interval 500ms --health-retries 3 --ulimit nofile=1024:2048 \
          --sysctl net.core.somaxconn=1024 --cap-add net_admin --cap-drop chown --network backend \
          busybox:1 -c true");
     let task = s.task.unwrap_or_default();
@@ -196,6 +196,7 @@ fn container_flags_fill_the_container_spec() {
     let h = c.healthcheck.unwrap_or_default();
     assert_eq!(h.test, vec!["CMD-SHELL".to_string(), "true".into()]);
     assert_eq!((h.interval_ns, h.retries), (2_000_000_000, 3));
+    assert_eq!(h.start_interval_ns, 500_000_000);
     assert_eq!(
         c.ulimits,
         vec![Ulimit {
@@ -427,6 +428,14 @@ fn invalid_combinations_are_refused() {
     assert_eq!(
         err("--health-interval 10us --health-cmd true busybox"),
         "Interval in Healthcheck cannot be less than 1ms"
+    );
+    assert_eq!(
+        err("--health-start-interval 10us --health-cmd true busybox"),
+        "StartInterval in Healthcheck cannot be less than 1ms"
+    );
+    assert_eq!(
+        err("--no-healthcheck --health-start-interval 1s busybox"),
+        "--no-healthcheck conflicts with --health-* options"
     );
 }
 
