@@ -70,7 +70,7 @@ impl ClusterBuilder {
     /// namespace on `10.77.0.2:5000` before the daemons, holding the busybox test
     /// image as `busybox:1` ([`Registry::busybox`]), and every daemon started with
     /// `--config <cluster dir>/daemon.json` saying `{"insecure-registries":
-    /// ["10.77.0.2:5000"]}`. Cannot be combined with a `--config` of your own in
+    /// ["10.77.0.2:5000", "10.77.0.2:5001"]}`. Cannot be combined with a `--config` of your own in
     /// [`ClusterBuilder::daemon_args`].
     pub fn with_registry(mut self) -> Self {
         self.registry = true;

@@ -11,7 +11,8 @@
 //! [`crate::Cluster::with_registry`]): the registry is started before the daemons,
 //! the busybox test image ([`crate::images::busybox`]) is pushed to it as `busybox:1`,
 //! and every daemon is started with `--config <cluster dir>/daemon.json` holding
-//! `{"insecure-registries": ["10.77.0.2:5000"]}`, as Docker's `daemon.json` would.
+//! `{"insecure-registries": ["10.77.0.2:5000", "10.77.0.2:5001"]}` (the second for
+//! [`Registry::start_with_auth`]), as Docker's `daemon.json` would.
 
 use std::fs::File;
 use std::io::{Read, Write};

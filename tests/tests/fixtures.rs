@@ -183,7 +183,7 @@ fn a_clusters_registry_serves_the_test_image_to_every_host() {
         serde_json::from_slice(&std::fs::read(cluster.dir().join("daemon.json")).unwrap()).unwrap();
     assert_eq!(
         config,
-        serde_json::json!({"insecure-registries": ["10.77.0.2:5000"]})
+        serde_json::json!({"insecure-registries": ["10.77.0.2:5000", "10.77.0.2:5001"]})
     );
 
     // Gone with the cluster.

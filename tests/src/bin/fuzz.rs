@@ -9,8 +9,9 @@
 //!    a peer can reach: image references (the CLI's and the agent's), durations,
 //!    sizes and the other number units, ports, mounts, placement constraints (the
 //!    CLI's and the scheduler's) and preferences, join tokens, the `--format`
-//!    template engine (parse, then execute over a service-like JSON value) and the
-//!    daemon config file. Inputs come from a seeded PRNG (`rand`'s `StdRng`): token
+//!    template engine (parse, then execute over a service-like JSON value), Compose
+//!    files (loaded, interpolated and planned into service specs, seeded with the
+//!    stack examples) and the daemon config file. Inputs come from a seeded PRNG (`rand`'s `StdRng`): token
 //!    soups from each grammar's alphabet, mutations of valid inputs, raw unicode,
 //!    and long repetitions. Every call runs under `catch_unwind`; panics are counted
 //!    and the first inputs that caused them printed.
@@ -52,6 +53,9 @@ use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::transport::{Channel, Endpoint};
 use tonic::Status;
 
+#[allow(dead_code, unused_imports, clippy::all)]
+#[path = "../../../cli/src/compose/mod.rs"]
+mod compose;
 #[allow(dead_code, unused_imports, clippy::all)]
 #[path = "../../../cli/src/daemon/config.rs"]
 mod daemon_config;
@@ -265,11 +269,89 @@ const DIGITS: &[&str] = &[
     "NaN",
 ];
 
+/// Pieces of Compose files: keys, YAML syntax, interpolation, anchors.
+fn compose_tokens() -> Vec<&'static str> {
+    vec![
+        "services:",
+        "\n",
+        "  ",
+        "    ",
+        "- ",
+        "web:",
+        "db:",
+        "image: busybox",
+        "image: ",
+        "command: ",
+        "ports:",
+        "\"80:80\"",
+        "8080:80/udp",
+        "deploy:",
+        "replicas: ",
+        "mode: global",
+        "mode: replicated-job",
+        "resources:",
+        "limits:",
+        "memory: 64M",
+        "cpus: \"0.5\"",
+        "${X}",
+        "${X:-d}",
+        "${X-d}",
+        "${X:?e}",
+        "$$",
+        "$",
+        "&a ",
+        "*a",
+        "<<: *a",
+        "x-y: ",
+        "secrets:",
+        "configs:",
+        "volumes:",
+        "networks:",
+        "depends_on:",
+        "condition: service_healthy",
+        "healthcheck:",
+        "test: [CMD, true]",
+        "interval: 1m30s",
+        "logging:",
+        "driver: json-file",
+        "options:",
+        "max-size: 1k",
+        "external: true",
+        "file: ./x",
+        "mode: 0440",
+        "target: ",
+        "source: ",
+        "environment:",
+        "A=1",
+        "labels:",
+        "{",
+        "}",
+        "[",
+        "]",
+        ",",
+        ":",
+        "'",
+        "\"",
+        "#",
+        "\t",
+        "~",
+        "null",
+        "true",
+        "0",
+        "-1",
+        "99999999999999999999",
+        "version: \"3.8\"",
+        "build: .",
+        "tmpfs: /t",
+    ]
+}
+
 fn targets(config_dir: &Path) -> Vec<Target> {
     use rswarm_proto::spec::{constraints, mounts, ports, reference, units};
     use servicespec::container;
     let hex64 = "0123456789abcdef".repeat(4);
     let digest_ref = format!("registry:5000/org/app:tag@sha256:{hex64}");
+    let compose_dir = config_dir.join("compose");
     let image_tokens: Vec<&'static str> = vec![
         "a",
         "b",
@@ -708,6 +790,28 @@ fn targets(config_dir: &Path) -> Vec<Target> {
                     t.execute(&value).is_ok()
                 }
                 Err(_) => false,
+            }),
+        },
+        Target {
+            name: "compose file",
+            tokens: compose_tokens(),
+            seeds: seeds(&[
+                include_str!("../../../stack-examples/web-redis/app.yml"),
+                include_str!("../../../stack-examples/three-tier/app.yml"),
+                include_str!("../../../stack-examples/monitoring-agent/app.yml"),
+                include_str!("../../../stack-examples/one-shot-job/app.yml"),
+                "x-base: &base\n  image: busybox\nservices:\n  a:\n    <<: *base\n    ports: [\"80:80\", {target: 81, published: 8081, mode: host}]\n    deploy: {replicas: 2, resources: {limits: {memory: 64M}}}\n",
+            ]),
+            run: Box::new(move |s| {
+                let sources = [compose::Source {
+                    name: "app.yml".into(),
+                    text: s.to_string(),
+                }];
+                let environ = |k: &str| (k == "X").then(|| "x".to_string());
+                match compose::load(&sources, &compose_dir, None, &environ) {
+                    Ok(loaded) => compose::to_spec::plan(&loaded.project, "st", "app.yml").is_ok(),
+                    Err(_) => false,
+                }
             }),
         },
         Target {
