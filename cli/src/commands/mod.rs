@@ -11,6 +11,7 @@ pub mod node;
 pub mod secret;
 pub mod service;
 pub mod stack;
+pub mod stored_commands;
 pub mod stored_files;
 pub mod swarm;
 pub mod system;

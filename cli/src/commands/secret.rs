@@ -3,15 +3,10 @@
 //! value, so none is ever printed.
 
 use clap::{Args, Subcommand};
-use rswarm_proto::control::secrets_client::SecretsClient;
-use rswarm_proto::control::*;
 use rswarm_proto::spec::secrets::Kind;
-use rswarm_proto::types::SecretSpec;
 
-use super::stored_files::{parse_filters, read_spec, report_removals};
-use crate::client::{status_error, ClientOpts};
-use crate::format::output::render_inspect;
-use crate::format::stored_files::{inspect_json, matches, pretty, render_list_of, StoredFile};
+use super::stored_commands::{self, Op};
+use crate::client::ClientOpts;
 
 #[derive(Subcommand, Debug)]
 pub enum SecretCommand {
@@ -68,90 +63,23 @@ pub struct InspectArgs {
 }
 
 pub async fn run(opts: &ClientOpts, cmd: SecretCommand) -> anyhow::Result<()> {
-    // Everything typed is checked before connecting.
-    let spec = match &cmd {
-        SecretCommand::Create(a) => {
-            let (annotations, data) = read_spec(Kind::Secret, &a.name, &a.file, &a.label)?;
-            Some(SecretSpec {
-                annotations: Some(annotations),
-                data,
-            })
-        }
-        _ => None,
+    let op = match cmd {
+        SecretCommand::Create(a) => Op::Create {
+            name: a.name,
+            file: a.file,
+            labels: a.label,
+        },
+        SecretCommand::Ls(a) => Op::Ls {
+            quiet: a.quiet,
+            filters: a.filter,
+            format: a.format,
+        },
+        SecretCommand::Inspect(a) => Op::Inspect {
+            format: a.format,
+            pretty: a.pretty,
+            refs: a.secrets,
+        },
+        SecretCommand::Rm { secrets } => Op::Rm(secrets),
     };
-    let filters = match &cmd {
-        SecretCommand::Ls(a) => parse_filters(&a.filter)?,
-        _ => vec![],
-    };
-    if let SecretCommand::Inspect(a) = &cmd {
-        if a.pretty && a.format.is_some() {
-            anyhow::bail!("--format is incompatible with human friendly format");
-        }
-    }
-    let (ch, _) = opts.connect().await?;
-    let mut client = SecretsClient::new(ch);
-    match cmd {
-        SecretCommand::Create(_) => {
-            let s = client
-                .create_secret(CreateSecretRequest {
-                    spec,
-                    reuse_if_same: false,
-                })
-                .await
-                .map_err(status_error)?
-                .into_inner();
-            println!("{}", s.id);
-        }
-        SecretCommand::Ls(a) => {
-            let all: Vec<StoredFile> = client
-                .list_secrets(ListSecretsRequest {})
-                .await
-                .map_err(status_error)?
-                .into_inner()
-                .secrets
-                .iter()
-                .map(StoredFile::from)
-                .filter(|o| matches(o, &filters))
-                .collect();
-            let now = super::task::now_nanos();
-            print!(
-                "{}",
-                render_list_of(&all, now, true, a.format.as_deref(), a.quiet)?
-            );
-        }
-        SecretCommand::Inspect(a) => {
-            let mut found = vec![];
-            for r in &a.secrets {
-                let s = client
-                    .get_secret(GetSecretRequest {
-                        secret_ref: r.clone(),
-                    })
-                    .await
-                    .map_err(status_error)?
-                    .into_inner();
-                found.push(StoredFile::from(&s));
-            }
-            if a.pretty {
-                print!("{}", pretty(&found, true));
-            } else {
-                let values: Vec<_> = found.iter().map(inspect_json).collect();
-                print!("{}", render_inspect(&values, a.format.as_deref())?);
-            }
-        }
-        SecretCommand::Rm { secrets } => {
-            let mut results = vec![];
-            for r in secrets {
-                let res = client
-                    .remove_secret(RemoveSecretRequest {
-                        secret_ref: r.clone(),
-                    })
-                    .await
-                    .map(|_| ())
-                    .map_err(status_error);
-                results.push((r, res));
-            }
-            report_removals(results)?;
-        }
-    }
-    Ok(())
+    stored_commands::run(opts, Kind::Secret, op).await
 }
