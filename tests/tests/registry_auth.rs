@@ -17,10 +17,10 @@
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use rswarm_tests::{wait_for, Cluster, CmdOutput, Registry};
+use rswarm_tests::{wait_for, Cluster, CmdOutput};
 
-const USER: &str = "alice";
-const PASSWORD: &str = "s3cret-pw";
+mod private_registry;
+use private_registry::{PASSWORD, USER};
 
 #[test]
 fn login_with_registry_auth_and_dns_flags() {
@@ -28,34 +28,14 @@ fn login_with_registry_auth_and_dns_flags() {
     cluster.init_swarm(1, 0).expect("a one-node swarm");
     let h1 = cluster.host(1);
 
-    let hash = bcrypt::hash_with_result(PASSWORD, 4)
-        .expect("bcrypt")
-        .format_for_version(bcrypt::Version::TwoY);
-    let private = Registry::start_with_auth(
-        cluster.switch_netns(),
-        &cluster.dir().join("private-registry"),
-        &format!("{USER}:{hash}\n"),
-        USER,
-        PASSWORD,
-    )
-    .expect("a registry with basic auth");
-    let image = private
-        .push(rswarm_tests::images::busybox(), "app:1")
-        .expect("push with credentials");
-    let server = private.addr().to_string();
-
-    let home = cluster.dir().join("home");
-    std::fs::create_dir_all(&home).expect("home");
-    let bin = h1.binary().display().to_string();
-    let sock = h1.socket().display().to_string();
+    let private = private_registry::start(&cluster);
+    let (image, server, home) = (
+        private.image.clone(),
+        private.server.clone(),
+        private.home.clone(),
+    );
     // The CLI as the user runs it, with its own HOME (and stdin from printf).
-    let cli = |args: &str| -> CmdOutput {
-        h1.exec(&[
-            "sh",
-            "-c",
-            &format!("HOME={} {bin} -H unix://{sock} {args}", home.display()),
-        ])
-    };
+    let cli = |args: &str| -> CmdOutput { private.cli(h1, args) };
 
     // A wrong password: one line, nothing stored.
     let out = cli(&format!(

@@ -5,45 +5,21 @@
 //! redeploy with the flag changes nothing (the credentials are not a
 //! change of the spec); nothing shows them.
 
-use rswarm_tests::{wait_for, Cluster, CmdOutput, Registry};
+use rswarm_tests::{wait_for, Cluster, CmdOutput};
 use std::time::Duration;
 
-const USER: &str = "alice";
-const PASSWORD: &str = "s3cret-pw";
+mod private_registry;
+use private_registry::{PASSWORD, USER};
 
 #[test]
 fn stack_deploy_with_registry_auth_sends_the_stored_credentials() {
     let cluster = Cluster::with_registry(1).expect("a host and a registry");
     cluster.init_swarm(1, 0).expect("a one-node swarm");
     let h1 = cluster.host(1);
-    let hash = bcrypt::hash_with_result(PASSWORD, 4)
-        .expect("bcrypt")
-        .format_for_version(bcrypt::Version::TwoY);
-    let private = Registry::start_with_auth(
-        cluster.switch_netns(),
-        &cluster.dir().join("private-registry"),
-        &format!("{USER}:{hash}\n"),
-        USER,
-        PASSWORD,
-    )
-    .expect("a registry with basic auth");
-    let image = private
-        .push(rswarm_tests::images::busybox(), "app:1")
-        .expect("push with credentials");
-    let server = private.addr().to_string();
-
-    let home = cluster.dir().join("home");
-    std::fs::create_dir_all(&home).expect("home");
-    let bin = h1.binary().display().to_string();
-    let sock = h1.socket().display().to_string();
+    let private = private_registry::start(&cluster);
+    let (image, server) = (private.image.clone(), private.server.clone());
     // The CLI as the user runs it, with its own HOME.
-    let cli = |args: &str| -> CmdOutput {
-        h1.exec(&[
-            "sh",
-            "-c",
-            &format!("HOME={} {bin} -H unix://{sock} {args}", home.display()),
-        ])
-    };
+    let cli = |args: &str| -> CmdOutput { private.cli(h1, args) };
     let out = cli(&format!("login -u {USER} -p {PASSWORD} {server}"));
     assert!(out.success(), "{out}");
 

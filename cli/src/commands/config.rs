@@ -5,7 +5,7 @@
 use clap::{Args, Subcommand};
 use rswarm_proto::spec::secrets::Kind;
 
-use super::stored_commands::{self, Op};
+use super::stored_commands::{self, LsArgs, Op};
 use crate::client::ClientOpts;
 
 #[derive(Subcommand, Debug)]
@@ -35,19 +35,6 @@ pub struct CreateArgs {
     /// A file, or - for standard input
     #[arg(value_name = "file|-")]
     pub file: String,
-}
-
-#[derive(Args, Debug)]
-pub struct LsArgs {
-    /// Only display IDs
-    #[arg(short, long)]
-    pub quiet: bool,
-    /// Filter output based on conditions provided
-    #[arg(short, long, value_name = "filter")]
-    pub filter: Vec<String>,
-    /// Format output using a custom template, or "json"
-    #[arg(long, value_name = "string")]
-    pub format: Option<String>,
 }
 
 #[derive(Args, Debug)]

@@ -3,6 +3,7 @@
 //! only declare their flags and help and hand over an [`Op`]. The one place
 //! the kinds differ, which gRPC service is called, is [`Client`].
 
+use clap::Args;
 use rswarm_proto::control::configs_client::ConfigsClient;
 use rswarm_proto::control::secrets_client::SecretsClient;
 use rswarm_proto::control::*;
@@ -14,6 +15,20 @@ use super::stored_files::{parse_filters, read_spec, report_removals};
 use crate::client::{status_error, ClientOpts};
 use crate::format::output::render_inspect;
 use crate::format::stored_files::{inspect_json, matches, pretty, render_list_of, StoredFile};
+
+/// `ls`'s flags, the same for both kinds.
+#[derive(Args, Debug)]
+pub struct LsArgs {
+    /// Only display IDs
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Filter output based on conditions provided
+    #[arg(short, long, value_name = "filter")]
+    pub filter: Vec<String>,
+    /// Format output using a custom template, or "json"
+    #[arg(long, value_name = "string")]
+    pub format: Option<String>,
+}
 
 /// One subcommand, with its arguments, whatever the kind.
 pub enum Op {
