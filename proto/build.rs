@@ -14,6 +14,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let fds = protox::compile(files, ["protos"])?;
     tonic_prost_build::configure()
+        // A secret's value must never reach a log or an error through `{:?}`:
+        // its Debug is written by hand (`spec::secrets`), without the bytes.
+        .skip_debug([".rswarm.types.SecretSpec"])
         .build_server(true)
         .build_client(true)
         .compile_fds(fds)?;

@@ -13,11 +13,26 @@
 //!   ([`reference_problems`]);
 //! - `--secret` and `--config` values in Docker's syntax
 //!   ([`parse_reference`]).
+//!
+//! It also gives `SecretSpec` its `Debug`, which shows the value's length
+//! only (prost's generated one would print the bytes).
 
 use crate::types::{Annotations, ContainerSpec, SecretFileTarget};
 
 use super::bounds::MAX_LIST_ENTRIES;
 use super::{csv_fields, ValueError};
+
+impl std::fmt::Debug for crate::types::SecretSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretSpec")
+            .field("annotations", &self.annotations)
+            .field(
+                "data",
+                &format_args!("<{} bytes, redacted>", self.data.len()),
+            )
+            .finish()
+    }
+}
 
 /// Values must be shorter than this (Docker's 500 KiB).
 pub const MAX_DATA_BYTES: usize = 500 * 1024;
@@ -260,6 +275,30 @@ pub fn reference_problems(c: &ContainerSpec) -> Vec<String> {
 mod tests {
     use super::*;
     use crate::types::{ConfigReference, SecretReference};
+
+    #[test]
+    fn a_secret_specs_debug_shows_no_value() {
+        let spec = crate::types::SecretSpec {
+            annotations: Some(Annotations {
+                name: "db_pw".into(),
+                labels: Default::default(),
+            }),
+            data: b"hunter2-value".to_vec(),
+        };
+        let shown = format!(
+            "{spec:?} {:?}",
+            crate::types::Secret {
+                spec: Some(spec.clone()),
+                ..Default::default()
+            }
+        );
+        assert!(!shown.contains("104, 117"), "{shown}"); // the bytes of "hu"
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(
+            shown.contains("db_pw") && shown.contains("<13 bytes, redacted>"),
+            "{shown}"
+        );
+    }
 
     #[test]
     fn names_follow_dockers_rule() {
