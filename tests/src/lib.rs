@@ -83,6 +83,8 @@
 pub mod cluster;
 pub mod command;
 pub mod containers;
+pub mod cpu_window;
+pub mod dockerd;
 pub mod host;
 pub mod images;
 pub mod lists;
@@ -90,6 +92,7 @@ pub mod load;
 mod mounts;
 pub mod network;
 pub mod preflight;
+pub mod procfs;
 pub mod registry;
 pub mod spawn;
 pub mod wait;
