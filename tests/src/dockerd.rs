@@ -233,11 +233,17 @@ impl DockerEngine {
 
     /// Runs `docker -H unix://… ARGS` (Debian's CLI, its config in our directory).
     pub fn cli(&self, args: &[&str], timeout: Duration) -> CmdOutput {
+        let (argv, config) = self.cli_command(args);
+        command::run(&argv, &[("DOCKER_CONFIG", &config)], timeout)
+    }
+
+    /// What [`DockerEngine::cli`] runs: the command line and `DOCKER_CONFIG`'s value
+    /// (for running it on another thread).
+    pub fn cli_command(&self, args: &[&str]) -> (Vec<String>, String) {
         let host = format!("unix://{}", self.socket.display());
         let mut all = vec![DOCKER_BIN, "-H", &host];
         all.extend_from_slice(args);
-        let config = self.cli_config.display().to_string();
-        command::run(&argv(&all), &[("DOCKER_CONFIG", &config)], timeout)
+        (argv(&all), self.cli_config.display().to_string())
     }
 
     pub fn cli_ok(&self, args: &[&str]) -> anyhow::Result<String> {

@@ -94,6 +94,7 @@ pub mod network;
 pub mod preflight;
 pub mod procfs;
 pub mod registry;
+pub mod request_loop;
 pub mod spawn;
 pub mod wait;
 

@@ -1,0 +1,557 @@
+//! `bench-update`: `service update --force` of a 10-replica web service, rswarm side
+//! by side with Docker Swarm (Debian's `docker.io`, Docker Engine 20.10) on the same
+//! machine, same image, one node: how long the rolling update takes, and how many
+//! requests failed while it ran.
+//!
+//! **The service.** 10 replicas of the busybox test image
+//! ([`rswarm_tests::images::busybox`], loaded from the same `docker save` archive
+//! into both, tagged `bench/busybox:1`) running `sh -c 'mkdir -p /www && hostname >
+//! /www/index.html && exec httpd -f -p 80 -h /www'`: httpd is the container's PID 1
+//! and has no SIGTERM handler, so a task stops only at the end of its stop grace
+//! period (SIGKILL), serving until then. Two cases, each with a fresh service:
+//! 1. parallelism 1, delay 0s, monitor 0s, stop grace period 1s (given as flags);
+//! 2. Swarm's defaults: no `--update-*` or `--stop-grace-period` flag (parallelism 1,
+//!    delay 0s, monitor 5s, stop grace 10s). `--quick` skips this case.
+//!
+//! **Time.** The clock starts when `service update --force web` (not detached: it
+//! returns once the update has converged, Docker's CLI after its "verify" wait) is
+//! invoked. Reported: when the CLI returned; when the store first showed every task
+//! of the new `force_update` Running and no task of the old one Running (polled every
+//! 100 ms: rswarm's `GetService`/`ListTasks`, Docker's `GET /services/web` and
+//! `GET /tasks`), which does not depend on a CLI's verify wait; and the service's
+//! UpdateStatus at the end with `CompletedAt − StartedAt`.
+//!
+//! **Failed requests.** Clients in this program send `GET /` on a new connection
+//! each time, without pause, each with a 2 s deadline for the whole exchange
+//! ([`rswarm_tests::request_loop`]), counting answers with status 200 and the
+//! rest, from when the update is invoked until 2 s after it converged (CLI returned
+//! and store converged):
+//! - **overlay (both):** from inside a client task's network namespace (a service
+//!   `client` running `sleep 3600` on the overlay network `benchnet`, which `web` is
+//!   on too), `tasks.web` is resolved before every request through the embedded DNS
+//!   at 127.0.0.11:53 (an `A` query of our own), and the request goes to the answers
+//!   in turn, so a task still in DNS after it stopped serving is hit. Docker's
+//!   service uses `--endpoint-mode dnsrr`: its VIPs and routing mesh need IPVS,
+//!   which this kernel lacks (see /work/shared/ENVIRONMENT.md), and host-mode
+//!   published ports cannot give 10 replicas on one node the same port.
+//! - **routing mesh (rswarm only):** rswarm's service publishes `-p 8080:80` (VIP
+//!   endpoint mode) and a second client sends to the node's address port 8080 from
+//!   the node's network namespace. Docker: n/a (no IPVS).
+//!
+//! rswarm runs on a one-node cluster of the `rswarm-tests` harness; Docker in a
+//! `dockerd` of our own ([`rswarm_tests::dockerd`], removed afterwards on every
+//! path). Every figure is printed with the load average and the machine's CPU use
+//! during the update, and the CPU time the daemons used: other builds may share the
+//! machine. rswarm's update runs with two clients, Docker's with one.
+//!
+//! ```text
+//! cargo build --release -p rswarm
+//! cargo run --release -p rswarm-tests --bin bench-update               # both cases
+//! cargo run --release -p rswarm-tests --bin bench-update -- --quick    # case 1 only
+//! ```
+//! Other flags: `--skip-rswarm`, `--skip-docker`. Run it as root.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use rswarm_tests::command::{self, CmdOutput};
+use rswarm_tests::cpu_window::{wait_for_quiet, LoadAvg, Window, WindowStart};
+use rswarm_tests::request_loop::{RequestLoop, Tally, Target};
+
+#[path = "bench-update/docker.rs"]
+mod docker;
+#[path = "bench-update/rswarm.rs"]
+mod rswarm;
+
+/// Replicas of the web service.
+const REPLICAS: usize = 10;
+/// The image both orchestrators run (loaded from the same archive).
+const IMAGE_REF: &str = "bench/busybox:1";
+/// The web server: PID 1, no SIGTERM handler.
+const WEB_CMD: &str = "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 80 -h /www";
+const WEB: &str = "web";
+const CLIENT: &str = "client";
+const NETWORK: &str = "benchnet";
+/// rswarm's published port.
+const PUBLISHED: u16 = 8080;
+/// The whole of one request: DNS, connect, answer.
+const REQUEST_DEADLINE: Duration = Duration::from_secs(2);
+/// From invocation to converged, at most.
+const UPDATE_TIMEOUT: Duration = Duration::from_secs(600);
+/// Requests still counted after the update converged.
+const TAIL: Duration = Duration::from_secs(2);
+/// How often the store is polled during the update.
+const POLL: Duration = Duration::from_millis(100);
+/// A new service to all replicas running, at most.
+const CONVERGE_TIMEOUT: Duration = Duration::from_secs(180);
+/// Before the update, the clients must see this many answers in a row...
+const STEADY_STREAK: u64 = 50;
+/// ...within this time.
+const STEADY_WAIT: Duration = Duration::from_secs(60);
+/// The longest wait for a quiet machine before an update.
+const QUIET_WAIT: Duration = Duration::from_secs(30);
+
+/// One way to configure the service.
+struct Case {
+    label: &'static str,
+    flags: &'static [&'static str],
+}
+
+const CASES: [Case; 2] = [
+    Case {
+        label: "parallelism 1, delay 0s, monitor 0s, stop grace 1s",
+        flags: &[
+            "--update-parallelism",
+            "1",
+            "--update-delay",
+            "0s",
+            "--update-monitor",
+            "0s",
+            "--stop-grace-period",
+            "1s",
+        ],
+    },
+    Case {
+        label: "Swarm's defaults (parallelism 1, delay 0s, monitor 5s, stop grace 10s)",
+        flags: &[],
+    },
+];
+
+const USAGE: &str =
+    "usage: bench-update [--quick] [--skip-rswarm] [--skip-docker]  (as root; see the source docs)";
+
+struct Settings {
+    cases: usize,
+    rswarm: bool,
+    docker: bool,
+}
+
+impl Settings {
+    fn from_args() -> anyhow::Result<Settings> {
+        let mut settings = Settings {
+            cases: CASES.len(),
+            rswarm: true,
+            docker: true,
+        };
+        for arg in std::env::args().skip(1) {
+            match arg.as_str() {
+                "--quick" => settings.cases = 1,
+                "--skip-rswarm" => settings.rswarm = false,
+                "--skip-docker" => settings.docker = false,
+                "-h" | "--help" => {
+                    println!("{USAGE}");
+                    std::process::exit(0);
+                }
+                other => bail!("unknown argument {other:?} ({USAGE})"),
+            }
+        }
+        Ok(settings)
+    }
+}
+
+/// What an orchestrator does for the measurement.
+trait Side {
+    fn name(&self) -> &'static str;
+    /// Creates the `web` service with `case`'s flags and waits for all replicas.
+    fn create_web(&self, case: &Case) -> anyhow::Result<()>;
+    /// The service's `force_update` now.
+    fn force_update(&self) -> anyhow::Result<u64>;
+    /// Tasks of the service: (of a `force_update` above `before`: Running and meant
+    /// to run; of `before` or older: Running).
+    fn progress(&self, before: u64) -> anyhow::Result<(usize, usize)>;
+    /// The service's UpdateStatus: its state and message, `CompletedAt − StartedAt`.
+    fn update_status(&self) -> anyhow::Result<(String, Option<Duration>)>;
+    /// The `service update --force web` command line and its environment.
+    fn update_command(&self) -> (Vec<String>, Vec<(String, String)>);
+    /// Removes `web` and waits until its containers are gone.
+    fn remove_web(&self) -> anyhow::Result<()>;
+    /// CPU ticks of the daemon(s): (own, reaped children).
+    fn cpu(&self) -> (u64, u64);
+    /// The network namespace of the client task.
+    fn client_netns(&self) -> anyhow::Result<PathBuf>;
+    /// Where the routing-mesh client runs and sends to, if there is a mesh.
+    fn mesh(&self) -> Option<(PathBuf, Target)>;
+    /// The tail of the daemon's log, for errors.
+    fn log_tail(&self) -> String;
+}
+
+/// Requests during an update.
+struct Requests {
+    ok: u64,
+    failed: u64,
+    /// The failures' reasons with counts.
+    reasons: Vec<(String, usize)>,
+    /// The first failures: seconds after the update was invoked, reason.
+    first: Vec<(f64, String)>,
+    /// Distinct answers (task hostnames) over the whole run.
+    answered_by: usize,
+}
+
+impl Requests {
+    fn between(before: (u64, u64), tally: &Tally, from: Instant, to: Instant) -> Requests {
+        let failures = tally.failures_between(from, to);
+        Requests {
+            ok: tally.ok.saturating_sub(before.0),
+            failed: tally.failed.saturating_sub(before.1),
+            reasons: Tally::reasons(&failures),
+            first: failures
+                .iter()
+                .take(5)
+                .map(|f| ((f.at - from).as_secs_f64(), f.reason.clone()))
+                .collect(),
+            answered_by: tally.bodies.len(),
+        }
+    }
+
+    fn show(&self) -> String {
+        let mut text = format!(
+            "{} failed of {} ({} answered; answers came from {} tasks over the run)",
+            self.failed,
+            self.ok + self.failed,
+            self.ok,
+            self.answered_by
+        );
+        if !self.reasons.is_empty() {
+            let reasons: Vec<String> = self
+                .reasons
+                .iter()
+                .map(|(r, n)| format!("{n}x {r}"))
+                .collect();
+            let first: Vec<String> = self
+                .first
+                .iter()
+                .map(|(at, r)| format!("+{at:.2} s {r}"))
+                .collect();
+            text += &format!(
+                "\n      reasons: {}\n      first: {}",
+                reasons.join("; "),
+                first.join("; ")
+            );
+        }
+        text
+    }
+}
+
+/// The figures of one update.
+struct Outcome {
+    cli: Duration,
+    cli_ok: bool,
+    converged: Option<Duration>,
+    status: String,
+    status_span: Option<Duration>,
+    window: Window,
+    overlay: Requests,
+    mesh: Option<Requests>,
+}
+
+fn main() -> ExitCode {
+    let settings = match Settings::from_args() {
+        Ok(settings) => settings,
+        Err(err) => {
+            eprintln!("bench-update: {err:#}");
+            return ExitCode::from(2);
+        }
+    };
+    println!(
+        "bench-update: {} CPUs, load average {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        LoadAvg::read().show()
+    );
+    let archive = match image_archive() {
+        Ok(archive) => archive,
+        Err(err) => {
+            eprintln!("bench-update: cannot make the image archive: {err:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let cases = &CASES[..settings.cases];
+    let mut failed = Vec::new();
+    let mut results: Vec<(&str, Vec<Option<Outcome>>)> = Vec::new();
+    for (name, wanted) in [("rswarm", settings.rswarm), ("Docker", settings.docker)] {
+        if !wanted {
+            continue;
+        }
+        println!("\n=== {name}: service update --force, {REPLICAS} replicas ===");
+        let started = Instant::now();
+        let outcomes = match name {
+            "rswarm" => rswarm::phase(&archive, cases),
+            _ => docker::phase(&archive, cases),
+        };
+        match outcomes {
+            Ok(outcomes) => {
+                if outcomes.iter().any(Option::is_none) {
+                    failed.push(name);
+                }
+                results.push((name, outcomes));
+            }
+            Err(err) => {
+                eprintln!("bench-update: the {name} phase failed: {err:#}");
+                failed.push(name);
+            }
+        }
+        println!(
+            "({name} phase took {:.0} s)",
+            started.elapsed().as_secs_f64()
+        );
+    }
+    print_summary(cases, &results);
+    if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("bench-update: failed: {}", failed.join(", "));
+        ExitCode::FAILURE
+    }
+}
+
+/// The busybox test image as a `docker save` archive tagged [`IMAGE_REF`].
+fn image_archive() -> anyhow::Result<PathBuf> {
+    let path = rswarm_tests::images::images_dir().join("bench-busybox.tar");
+    rswarm_tests::images::busybox().write_docker_archive(&path, IMAGE_REF)?;
+    Ok(path)
+}
+
+/// Every case on one side: an outcome per case (None when it failed, said why).
+fn run_cases(side: &dyn Side, cases: &[Case]) -> Vec<Option<Outcome>> {
+    let mut outcomes = Vec::new();
+    for case in cases {
+        println!("\n--- {}: {} ---", side.name(), case.label);
+        let outcome = measure(side, case);
+        if let Err(err) = side.remove_web() {
+            eprintln!(
+                "bench-update: {}: removing the service: {err:#}",
+                side.name()
+            );
+        }
+        match outcome {
+            Ok(outcome) => outcomes.push(Some(outcome)),
+            Err(err) => {
+                eprintln!(
+                    "bench-update: {}: {}: {err:#}\n{}",
+                    side.name(),
+                    case.label,
+                    side.log_tail()
+                );
+                outcomes.push(None);
+            }
+        }
+    }
+    outcomes
+}
+
+/// One update of a fresh service while the clients run.
+fn measure(side: &dyn Side, case: &Case) -> anyhow::Result<Outcome> {
+    let created = Instant::now();
+    side.create_web(case)?;
+    println!(
+        "{REPLICAS}/{REPLICAS} running {:.1} s after service create",
+        created.elapsed().as_secs_f64()
+    );
+    let overlay = RequestLoop::start(
+        &side.client_netns()?,
+        Target::Resolve {
+            server: "127.0.0.11:53".parse().context("the DNS address")?,
+            name: format!("tasks.{WEB}"),
+            port: 80,
+        },
+        REQUEST_DEADLINE,
+    )?;
+    let mesh = match side.mesh() {
+        Some((netns, target)) => Some(RequestLoop::start(&netns, target, REQUEST_DEADLINE)?),
+        None => None,
+    };
+    for client in std::iter::once(&overlay).chain(mesh.as_ref()) {
+        if !client.wait_steady(STEADY_STREAK, STEADY_WAIT) {
+            bail!(
+                "{}: not {STEADY_STREAK} answers in a row within {STEADY_WAIT:?} before the \
+                 update: {}",
+                client.target().show(),
+                Requests::between((0, 0), &client.tally(), created, Instant::now()).show()
+            );
+        }
+    }
+    wait_for_quiet(QUIET_WAIT);
+    let before = side.force_update()?;
+    let counts_before = (overlay.counts(), mesh.as_ref().map(RequestLoop::counts));
+    let (argv, env) = side.update_command();
+    println!(
+        "service update --force at {} (UTC); clients: {} and {}",
+        utc_now(),
+        overlay.target().show(),
+        mesh.as_ref()
+            .map_or("no mesh".into(), |m| m.target().show())
+    );
+    let window = WindowStart::now(|| side.cpu());
+    let started = Instant::now();
+    let cli = std::thread::spawn(move || {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let out = command::run(&argv, &env, UPDATE_TIMEOUT);
+        (out, Instant::now())
+    });
+    let mut converged = None;
+    let mut last = String::from("not polled yet");
+    while converged.is_none() && started.elapsed() < UPDATE_TIMEOUT {
+        match side.progress(before) {
+            Ok((new, old)) => {
+                last = format!("{new} new tasks running, {old} old ones running");
+                if new >= REPLICAS && old == 0 {
+                    converged = Some(started.elapsed());
+                }
+            }
+            Err(err) => last = format!("{err:#}"),
+        }
+        std::thread::sleep(POLL);
+    }
+    let (out, cli_done): (CmdOutput, Instant) = cli
+        .join()
+        .map_err(|_| anyhow::anyhow!("the update CLI's thread panicked"))?;
+    let cli_time = cli_done - started;
+    let window = window.end(|| side.cpu());
+    std::thread::sleep(TAIL);
+    let end = Instant::now();
+    let overlay = Requests::between(counts_before.0, &overlay.stop(), started, end);
+    let mesh = match (mesh, counts_before.1) {
+        (Some(m), Some(before)) => Some(Requests::between(before, &m.stop(), started, end)),
+        _ => None,
+    };
+    let (status, status_span) = side.update_status()?;
+    println!(
+        "CLI returned after {:.2} s ({}); store converged after {}; UpdateStatus {status} \
+         (completed - started: {})\n  {}\n  requests, overlay ({REQUEST_DEADLINE:?} deadline): {}",
+        cli_time.as_secs_f64(),
+        if out.success() {
+            "exit 0".to_string()
+        } else {
+            format!("FAILED: {}", out.stderr.trim())
+        },
+        converged.map_or(format!("- (not within {UPDATE_TIMEOUT:?}: {last})"), |d| {
+            format!("{:.2} s", d.as_secs_f64())
+        }),
+        status_span.map_or("-".into(), |d| format!("{:.2} s", d.as_secs_f64())),
+        window.show(&format!("{} daemon(s)", side.name())),
+        overlay.show()
+    );
+    if let Some(mesh) = &mesh {
+        println!("  requests, routing mesh: {}", mesh.show());
+    }
+    if !out.success() {
+        println!("  the CLI's output:\n{out}");
+    }
+    Ok(Outcome {
+        cli: cli_time,
+        cli_ok: out.success(),
+        converged,
+        status,
+        status_span,
+        window,
+        overlay,
+        mesh,
+    })
+}
+
+fn print_summary(cases: &[Case], results: &[(&str, Vec<Option<Outcome>>)]) {
+    println!(
+        "\n=== summary: service update --force, {REPLICAS} replicas of {IMAGE_REF} (httpd as PID 1), \
+         one node ==="
+    );
+    let get = |who: &str, i: usize| -> Option<&Outcome> {
+        results
+            .iter()
+            .find(|(name, _)| *name == who)
+            .and_then(|(_, outcomes)| outcomes.get(i))
+            .and_then(Option::as_ref)
+    };
+    let secs =
+        |d: Option<Duration>| d.map_or("n/a".into(), |d| format!("{:.2} s", d.as_secs_f64()));
+    let reqs = |r: Option<&Requests>| {
+        r.map_or("n/a".into(), |r| {
+            format!("{} failed / {}", r.failed, r.ok + r.failed)
+        })
+    };
+    for (i, case) in cases.iter().enumerate() {
+        let (ours, theirs) = (get("rswarm", i), get("Docker", i));
+        println!("{}:", case.label);
+        let row = |what: &str, a: String, b: String| {
+            println!("  {what:<44} rswarm {a:>20}   Docker {b:>20}");
+        };
+        row(
+            "CLI `service update --force` returned",
+            secs(ours.filter(|o| o.cli_ok).map(|o| o.cli)),
+            secs(theirs.filter(|o| o.cli_ok).map(|o| o.cli)),
+        );
+        row(
+            "store: all new tasks running, no old one",
+            secs(ours.and_then(|o| o.converged)),
+            secs(theirs.and_then(|o| o.converged)),
+        );
+        row(
+            "UpdateStatus CompletedAt - StartedAt",
+            secs(ours.and_then(|o| o.status_span)),
+            secs(theirs.and_then(|o| o.status_span)),
+        );
+        row(
+            "failed requests, overlay (tasks.web DNS)",
+            reqs(ours.map(|o| &o.overlay)),
+            reqs(theirs.map(|o| &o.overlay)),
+        );
+        row(
+            "failed requests, routing mesh :8080",
+            reqs(ours.and_then(|o| o.mesh.as_ref())),
+            if theirs.is_some() {
+                "n/a (no IPVS)".into()
+            } else {
+                "n/a".into()
+            },
+        );
+        for (who, outcome) in [("rswarm", ours), ("Docker", theirs)] {
+            if let Some(o) = outcome {
+                println!(
+                    "  {who}: UpdateStatus {}; {}",
+                    o.status,
+                    o.window.show_short()
+                );
+            }
+        }
+    }
+    for (who, outcomes) in results {
+        if outcomes.iter().any(Option::is_none) {
+            println!("{who}: some cases FAILED (see above)");
+        }
+    }
+}
+
+/// The wall-clock time as the daemons log it (UTC, `HH:MM:SS.mmm`).
+fn utc_now() -> String {
+    chrono::Utc::now().format("%H:%M:%S%.3fZ").to_string()
+}
+
+/// Waits until `ready` gives Some (polled every 200 ms), at most `limit`.
+fn wait_until<T>(
+    limit: Duration,
+    what: &str,
+    mut ready: impl FnMut() -> anyhow::Result<Option<T>>,
+) -> anyhow::Result<T> {
+    let started = Instant::now();
+    let mut last = String::new();
+    loop {
+        match ready() {
+            Ok(Some(value)) => return Ok(value),
+            Ok(None) => {}
+            Err(err) => last = format!(" (last: {err:#})"),
+        }
+        if started.elapsed() > limit {
+            bail!("{what}: not within {limit:?}{last}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// `/proc/<pid>/ns/net`.
+fn netns_of(pid: u32) -> anyhow::Result<PathBuf> {
+    let path = PathBuf::from(format!("/proc/{pid}/ns/net"));
+    if !Path::new(&path).exists() {
+        bail!("no process {pid}");
+    }
+    Ok(path)
+}
