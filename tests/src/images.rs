@@ -105,26 +105,36 @@ pub fn busybox() -> &'static TestImage {
 /// Built once per test process, like [`busybox`].
 pub fn busybox_with_healthcheck() -> &'static TestImage {
     static IMAGE: OnceLock<TestImage> = OnceLock::new();
-    IMAGE.get_or_init(|| {
-        let dir = images_dir().join("busybox-health");
-        let build = || -> anyhow::Result<TestImage> {
-            if dir.exists() {
-                std::fs::remove_dir_all(&dir)?;
-            }
-            let rootfs = dir.join("rootfs");
-            make_busybox_rootfs(&rootfs)?;
-            let healthcheck = serde_json::json!({
-                "Test": ["CMD-SHELL", "test ! -e /tmp/sick"],
-                "Interval": 1_000_000_000u64,
-                "Timeout": 1_000_000_000u64,
-                "Retries": 2,
-            });
-            write_oci_layout_with(&dir.join("oci"), &rootfs, "1", Some(healthcheck))
-        };
-        build().unwrap_or_else(|err| {
-            panic!("rswarm-tests: cannot build the healthchecked busybox image: {err:#}")
-        })
-    })
+    IMAGE.get_or_init(|| busybox_checked("busybox-health", "test ! -e /tmp/sick"))
+}
+
+/// The busybox image with a `HEALTHCHECK` that always fails (`CMD-SHELL
+/// false`, every second, 2 retries): a "bad release" for rolling-update
+/// tests. Built once per test process.
+pub fn busybox_with_failing_healthcheck() -> &'static TestImage {
+    static IMAGE: OnceLock<TestImage> = OnceLock::new();
+    IMAGE.get_or_init(|| busybox_checked("busybox-sick", "false"))
+}
+
+/// Builds the busybox image into `images_dir()/<name>` with the check
+/// `CMD-SHELL <test>` every second, 1 s timeout, 2 retries.
+fn busybox_checked(name: &str, test: &str) -> TestImage {
+    let dir = images_dir().join(name);
+    let build = || -> anyhow::Result<TestImage> {
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)?;
+        }
+        let rootfs = dir.join("rootfs");
+        make_busybox_rootfs(&rootfs)?;
+        let healthcheck = serde_json::json!({
+            "Test": ["CMD-SHELL", test],
+            "Interval": 1_000_000_000u64,
+            "Timeout": 1_000_000_000u64,
+            "Retries": 2,
+        });
+        write_oci_layout_with(&dir.join("oci"), &rootfs, "1", Some(healthcheck))
+    };
+    build().unwrap_or_else(|err| panic!("rswarm-tests: cannot build the {name} image: {err:#}"))
 }
 
 /// `/tmp/rsw<pid>img`: this process's test images. Created on first use, removed when

@@ -403,9 +403,20 @@ fn check_tasks_and_leftovers(
                 let all: BTreeSet<String> = containers.iter().map(|c| c.id.clone()).collect();
                 let bundles = dir_names(&host.data_dir().join("containers"));
                 let mounts = mounted_ids(host.data_dir());
+                // What is wrong first (CI shows only the start of a long message).
+                let not_running: Vec<_> = want.difference(&live).collect();
+                let extra_live: Vec<_> = live.difference(&want).collect();
+                let foreign: Vec<_> = all
+                    .iter()
+                    .chain(&bundles)
+                    .chain(&mounts)
+                    .filter(|id| !tasks.contains(*id))
+                    .collect();
                 last = format!(
-                    "containers {containers:?}\nbundles {bundles:?}\nmounts {mounts:?}\n\
-                 tasks meant to run {want:?}\nall tasks {tasks:?}"
+                    "meant to run, not running {not_running:?}; running, not meant to \
+                     {extra_live:?}; containers, bundles or mounts of no task {foreign:?}\n\
+                     containers {containers:?}\nbundles {bundles:?}\nmounts {mounts:?}\n\
+                     tasks meant to run {want:?}\nall tasks {tasks:?}"
                 );
                 (live == want
                     && all.is_subset(&tasks)
@@ -415,7 +426,7 @@ fn check_tasks_and_leftovers(
             },
         );
         if let Err(err) = settled {
-            panic!("{}: {err}\n{last}", host.name());
+            panic!("{}: {last}\n({err})", host.name());
         }
     }
 

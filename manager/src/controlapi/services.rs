@@ -13,9 +13,10 @@ use std::collections::HashSet;
 
 use rswarm_proto::control::{ListTasksRequest, UpdateServiceRequest};
 use rswarm_proto::types::service_dependency::Condition;
+use rswarm_proto::types::update_status::State as UpdateState;
 use rswarm_proto::types::{
     service_spec::Mode, Endpoint, EndpointSpec, Network, PortConfig, Service, ServiceSpec, Task,
-    TaskState,
+    TaskState, UpdateStatus,
 };
 use rswarm_raft::{Op, Store, StoreError};
 
@@ -264,8 +265,12 @@ pub async fn update(store: &Store, req: UpdateServiceRequest) -> Result<Service,
             }
             let endpoint_spec = new.endpoint.clone().unwrap_or_default();
             let ports = allocate_ports(store, &service.id, &endpoint_spec)?;
-            if new.task != old.task {
+            let task_changed = new.task != old.task;
+            if task_changed {
                 service.spec_version += 1;
+            }
+            if let Some(status) = update_started(service, task_changed, req.rollback) {
+                service.update_status = Some(status);
             }
             service.previous_spec = Some(old);
             service.spec = Some(new);
@@ -276,6 +281,29 @@ pub async fn update(store: &Store, req: UpdateServiceRequest) -> Result<Service,
         },
     )
     .await
+}
+
+/// The update status a spec change starts: a rollback, an update of the
+/// task template, or the resumption of a paused one (Docker resumes a paused
+/// update on the next `service update`). `None`: the status stays.
+fn update_started(service: &Service, task_changed: bool, rollback: bool) -> Option<UpdateStatus> {
+    let now = objects::now_nanos();
+    let status = |state: UpdateState, message: &str| UpdateStatus {
+        state: state as i32,
+        started_at: now,
+        completed_at: 0,
+        message: message.into(),
+    };
+    if rollback {
+        return Some(status(
+            UpdateState::RollbackStarted,
+            "manually requested rollback",
+        ));
+    }
+    let paused = service.update_status.as_ref().is_some_and(|u| {
+        u.state == UpdateState::Paused as i32 || u.state == UpdateState::RollbackPaused as i32
+    });
+    (task_changed || paused).then(|| status(UpdateState::Updating, "update in progress"))
 }
 
 pub async fn remove(store: &Store, reference: &str) -> Result<(), ManagerError> {

@@ -17,9 +17,10 @@ use std::collections::HashMap;
 
 use rswarm_proto::types::{Node, NodeState, Service, Task, TaskState};
 
-use super::plan::{fill_slot, Plan, Slot};
+use super::plan::{Plan, Slot};
 use super::restart::{Clock, RestartSupervisor, SlotKey};
 use super::task;
+use super::update::{self, Rollout};
 use super::view::ClusterView;
 use crate::scheduler::filter::platform_supported;
 use rswarm_proto::spec::constraints::Constraint;
@@ -108,6 +109,7 @@ pub(crate) fn reconcile(
 ) {
     let rules = NodeRules::of(svc);
     let by_node = tasks_by_node(view, svc, plan);
+    let mut roll = Rollout::new(svc, &view.nodes);
     for node in view.nodes.values() {
         let eligible = rules.eligibility(node);
         let tasks = by_node
@@ -133,8 +135,8 @@ pub(crate) fn reconcile(
             slot: 0,
             node_id: node.id.clone(),
         };
-        fill_slot(
-            svc,
+        update::fill_slot(
+            &mut roll,
             Slot { key, tasks, live },
             eligible.create,
             sup,
@@ -142,4 +144,5 @@ pub(crate) fn reconcile(
             plan,
         );
     }
+    update::advance(view, roll, clock, plan);
 }

@@ -5,7 +5,8 @@
 //! - `global`: one task per eligible node, including nodes that join later;
 //! - `jobs`: replicated and global jobs, run to completion;
 //! - `restart`: the restart policy (condition, delay, attempts, window);
-//! - `update`: replacing tasks of an older spec, all in one pass;
+//! - `update`: rolling updates and rollbacks, batch by batch as a service's
+//!   update config says, their progress kept in the service's update status;
 //! - `depends`: `depends_on`, a service's first tasks wait for its
 //!   dependencies;
 //! - `reaper`: task history per slot, and removed services' tasks;
@@ -269,7 +270,12 @@ impl Orchestrator {
             self.restarts.forget_missing(&tasks, &services);
         }
 
-        let Plan { puts, deletes, .. } = plan;
+        let Plan {
+            puts,
+            deletes,
+            services,
+            ..
+        } = plan;
         let mut service_of: HashMap<String, String> = HashMap::new();
         let mut batch = Batch::default();
         for t in puts {
@@ -289,11 +295,15 @@ impl Orchestrator {
             }
             batch.delete_task(view, &id);
         }
-        if batch.is_empty() {
+        if batch.is_empty() && services.is_empty() {
             return (Dirty::default(), None);
         }
         let writes = batch.len();
-        let committed = commit(store, view, batch, between_chunks).await;
+        let committed = if batch.is_empty() {
+            Default::default()
+        } else {
+            commit(store, view, batch, between_chunks).await
+        };
         tracing::debug!(
             writes,
             written = committed.written,
@@ -306,7 +316,22 @@ impl Orchestrator {
                 again.services.insert(svc.clone());
             }
         }
-        let error = match committed.error {
+        let mut error = committed.error;
+        if error.is_none() {
+            for svc in services {
+                match write_service(store, view, svc).await {
+                    Ok(()) => {}
+                    Err(StoreError::Conflict { id, .. }) => {
+                        again.services.insert(id);
+                    }
+                    Err(e) => {
+                        error = Some(e);
+                        break;
+                    }
+                }
+            }
+        }
+        let error = match error {
             Some(e @ (StoreError::NoLeader | StoreError::Shutdown)) => Some(e),
             Some(e) => {
                 tracing::warn!(error = %e, "orchestrator could not write its decisions; retrying in {STORE_ERROR_PAUSE:?}");
@@ -317,4 +342,27 @@ impl Orchestrator {
         };
         (again, error)
     }
+}
+
+/// Writes a service the loop changed (its update status, or a rollback's
+/// spec), guarded by the version it was read at, and puts it in the view.
+async fn write_service(
+    store: &Store,
+    view: &mut ClusterView<()>,
+    svc: rswarm_proto::types::Service,
+) -> Result<(), StoreError> {
+    if !store.is_leader() {
+        return Err(StoreError::NoLeader);
+    }
+    let index = store.write(vec![crate::objects::put(&svc)]).await?;
+    let mut svc = svc;
+    let meta = svc.meta.get_or_insert_with(Default::default);
+    meta.version = Some(rswarm_proto::types::Version { index });
+    tracing::info!(
+        service = %svc.id,
+        state = ?update::update_state(&svc),
+        "orchestrator: update status"
+    );
+    view.services.insert(svc.id.clone(), svc);
+    Ok(())
 }

@@ -2,7 +2,8 @@
 //! remove, tasks to delete, and when to look again. The reconcilers read the
 //! view and fill a plan; the loop then writes it as one batch. Also the step
 //! every mode shares: keep one live task per slot, and refill a slot that has
-//! none (through the restart policy).
+//! none (through the restart policy). Services are written too, for a
+//! rolling update's status.
 
 use std::collections::HashSet;
 use std::time::Instant;
@@ -27,14 +28,12 @@ pub(crate) struct Plan {
     touched: HashSet<String>,
     /// The earliest instant a delayed restart of the current service is due.
     pub wake_at: Option<Instant>,
+    /// Services to write back (a rolling update's status, a rollback), each
+    /// guarded by the version it was read at.
+    pub services: Vec<Service>,
 }
 
 impl Plan {
-    /// Whether the plan already writes this task.
-    pub(super) fn touches(&self, id: &str) -> bool {
-        self.touched.contains(id)
-    }
-
     /// Ask `t` to reach `desired` (SHUTDOWN or REMOVE) unless it already is.
     pub(super) fn stop(&mut self, t: &Task, desired: TaskState) {
         if t.desired_state >= desired as i32 || !self.touched.insert(t.id.clone()) {
@@ -54,6 +53,12 @@ impl Plan {
         }
     }
 
+    /// Write `svc` (its update status or, for a rollback, its spec) after
+    /// this pass's tasks.
+    pub(super) fn write_service(&mut self, svc: Service) {
+        self.services.push(svc);
+    }
+
     pub(super) fn wake(&mut self, at: Instant) {
         self.wake_at = Some(self.wake_at.map_or(at, |w| w.min(at)));
     }
@@ -70,7 +75,7 @@ pub(crate) fn keep_one<'a>(
     live.sort_by(|a, b| {
         let rank = |t: &Task| {
             (
-                t.spec_version >= svc.spec_version,
+                update::is_current(t, svc),
                 task::state(t),
                 task::created_at(t),
             )
@@ -106,10 +111,11 @@ pub(crate) enum Filled {
     Empty,
 }
 
-/// Makes sure the slot has one live task of the current spec: keeps one and
-/// replaces it if outdated, or refills an empty slot per the restart policy.
-/// Without `may_create` (a paused node, a job at its concurrency limit) it
-/// only keeps what is there.
+/// Makes sure a job's slot has one live task: keeps one, or refills an
+/// empty slot per the restart policy. Without `may_create` (a paused node, a
+/// job at its concurrency limit) it only keeps what is there. (Services
+/// that run until stopped go through `update::fill_slot`, which also rolls
+/// outdated tasks forward.)
 pub(crate) fn fill_slot(
     svc: &Service,
     slot: Slot<'_>,
@@ -118,25 +124,28 @@ pub(crate) fn fill_slot(
     clock: Clock,
     plan: &mut Plan,
 ) -> Filled {
-    let node = (!slot.key.node_id.is_empty()).then_some(slot.key.node_id.as_str());
-    if let Some(keep) = keep_one(slot.live, svc, plan) {
-        if may_create && update::is_outdated(keep, svc) {
-            update::replace_outdated_task(svc, keep, clock, plan);
-        }
+    if keep_one(slot.live, svc, plan).is_some() {
         return Filled::Kept;
     }
     if !may_create {
         return Filled::Empty;
     }
-    match sup.next_for_empty_slot(&slot.key, slot.tasks, svc, clock) {
+    refill(svc, &slot.key, slot.tasks, sup, clock, plan)
+}
+
+/// Gives a slot without a live task its next task, per the restart policy.
+pub(crate) fn refill(
+    svc: &Service,
+    key: &SlotKey,
+    tasks: &[&Task],
+    sup: &mut RestartSupervisor,
+    clock: Clock,
+    plan: &mut Plan,
+) -> Filled {
+    let node = (!key.node_id.is_empty()).then_some(key.node_id.as_str());
+    match sup.next_for_empty_slot(key, tasks, svc, clock) {
         SlotAction::Create { restart_count } => {
-            plan.create(new_task(
-                svc,
-                slot.key.slot,
-                node,
-                restart_count,
-                clock.nanos,
-            ));
+            plan.create(new_task(svc, key.slot, node, restart_count, clock.nanos));
             Filled::Created
         }
         SlotAction::WaitUntil(at) => {

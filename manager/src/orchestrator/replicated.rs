@@ -9,16 +9,18 @@
 //!   is Down, drained or removed is asked to shut down, and its slot is
 //!   refilled per the restart policy (`restart`); the scheduler places the
 //!   new task on a node that can take it.
-//! - A live task of an older spec is replaced (`update`).
+//! - A live task of an older spec is replaced, as the rolling update
+//!   (`update`) says.
 
 use std::collections::BTreeMap;
 
 use rswarm_proto::types::{Service, Task, TaskState};
 
-use super::plan::{fill_slot, Plan, Slot, MAX_CREATES_PER_SERVICE};
+use super::plan::{Plan, Slot, MAX_CREATES_PER_SERVICE};
 use super::reaper;
 use super::restart::{Clock, RestartSupervisor, SlotKey};
 use super::task::{self, new_task};
+use super::update::{self, Rollout};
 use super::view::ClusterView;
 
 pub(crate) fn reconcile(
@@ -29,6 +31,7 @@ pub(crate) fn reconcile(
     clock: Clock,
     plan: &mut Plan,
 ) {
+    let mut roll = Rollout::new(svc, &view.nodes);
     let mut slots: BTreeMap<u64, Vec<&Task>> = BTreeMap::new();
     for t in view.service_tasks(&svc.id) {
         slots.entry(t.slot).or_default().push(t);
@@ -54,7 +57,7 @@ pub(crate) fn reconcile(
             slot,
             node_id: String::new(),
         };
-        fill_slot(svc, Slot { key, tasks, live }, true, sup, clock, plan);
+        update::fill_slot(&mut roll, Slot { key, tasks, live }, true, sup, clock, plan);
     }
     // Missing slots are created in bounded batches (one million replicas
     // is never one plan); the loop comes back at once for the rest.
@@ -63,6 +66,7 @@ pub(crate) fn reconcile(
         if slots.contains_key(&slot) {
             continue;
         }
+        roll.note_empty_slot();
         if created == MAX_CREATES_PER_SERVICE {
             plan.wake(clock.instant);
             break;
@@ -70,4 +74,5 @@ pub(crate) fn reconcile(
         plan.create(new_task(svc, slot, None, 0, clock.nanos));
         created += 1;
     }
+    update::advance(view, roll, clock, plan);
 }

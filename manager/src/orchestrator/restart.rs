@@ -134,7 +134,7 @@ impl RestartSupervisor {
         }) else {
             return SlotAction::Create { restart_count: 0 };
         };
-        if !mode.is_job() && latest.spec_version < svc.spec_version {
+        if !super::update::is_current(latest, svc) {
             return SlotAction::Create { restart_count: 0 };
         }
         if !task::ended_on_its_own(latest) {

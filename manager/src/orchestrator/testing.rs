@@ -270,8 +270,8 @@ impl TestSwarm {
         id
     }
 
-    /// Changes a service as `service update` does (bumping spec_version when
-    /// the task template changes).
+    /// Changes a service as `service update` does (bumping spec_version and
+    /// starting an update when the task template changes).
     pub(crate) async fn update_service(&self, id: &str, change: impl Fn(&mut ServiceSpec)) {
         self.retry_on_conflict(|| {
             let mut s = objects::get::<Service>(&self.store, id).ok()??;
@@ -279,6 +279,12 @@ impl TestSwarm {
             change(&mut spec);
             if spec.task != s.spec.as_ref().and_then(|old| old.task.clone()) {
                 s.spec_version += 1;
+                s.update_status = Some(rswarm_proto::types::UpdateStatus {
+                    state: rswarm_proto::types::update_status::State::Updating as i32,
+                    started_at: objects::now_nanos(),
+                    completed_at: 0,
+                    message: "update in progress".into(),
+                });
             }
             s.spec = Some(spec);
             Some(objects::put(&s))

@@ -22,7 +22,7 @@ use rswarm_raft::{Change, Op, Store, StoreError};
 use tokio::sync::broadcast::error::TryRecvError;
 use tokio::sync::broadcast::Receiver;
 
-use super::task;
+use super::{task, update};
 use crate::error::ManagerError;
 use crate::objects::{self, KIND_CLUSTER, KIND_NODE, KIND_SERVICE, KIND_TASK};
 
@@ -208,7 +208,8 @@ impl<O: TaskObserver> ClusterView<O> {
     /// Whether a task's update can change what a loop decides. An agent
     /// walking a task through ACCEPTED … RUNNING, the scheduler's assignment
     /// to a usable node, or a new pending message do not; the end of a task,
-    /// a new desired state or spec, or a task landing on a lost node do.
+    /// a new desired state or spec, a task landing on a lost node, or (while
+    /// its service is updating) a task becoming ready or no longer ready do.
     /// (Without this, every status report would reconcile the whole service.)
     fn change_matters(&self, old: &Task, new: &Task) -> bool {
         if old.desired_state != new.desired_state
@@ -219,6 +220,15 @@ impl<O: TaskObserver> ClusterView<O> {
             || old.service_id != new.service_id
             || (task::state(old) == rswarm_proto::types::TaskState::New as i32)
                 != (task::state(new) == rswarm_proto::types::TaskState::New as i32)
+        {
+            return true;
+        }
+        // A rolling update waits for its new tasks to become ready.
+        if update::is_ready(old) != update::is_ready(new)
+            && self
+                .services
+                .get(&new.service_id)
+                .is_some_and(update::is_rolling)
         {
             return true;
         }
