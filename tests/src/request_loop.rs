@@ -57,6 +57,8 @@ impl Target {
 pub struct Failure {
     /// When it was sent.
     pub at: Instant,
+    /// Where it went (None: the name did not resolve).
+    pub to: Option<SocketAddr>,
     pub reason: String,
 }
 
@@ -209,16 +211,17 @@ fn run(target: &Target, timeout: Duration, stop: &AtomicBool, tally: &Mutex<Tall
     while !stop.load(Ordering::Relaxed) {
         let sent = Instant::now();
         let deadline = sent + timeout;
+        let to_addr = |addr: SocketAddr| get(addr, deadline).map_err(|e| (Some(addr), e));
         let result = match target {
-            Target::Addr(addr) => get(*addr, deadline),
+            Target::Addr(addr) => to_addr(*addr),
             Target::Resolve { server, name, port } => match resolve(*server, name, deadline) {
-                Ok(addrs) if addrs.is_empty() => Err(format!("dns: no address for {name}")),
+                Ok(addrs) if addrs.is_empty() => Err((None, format!("dns: no address for {name}"))),
                 Ok(addrs) => {
                     turn = turn.wrapping_add(1);
                     let ip = addrs[turn % addrs.len()];
-                    get(SocketAddr::V4(SocketAddrV4::new(ip, *port)), deadline)
+                    to_addr(SocketAddr::V4(SocketAddrV4::new(ip, *port)))
                 }
-                Err(err) => Err(format!("dns: {err}")),
+                Err(err) => Err((None, format!("dns: {err}"))),
             },
         };
         let Ok(mut t) = tally.lock() else { return };
@@ -228,10 +231,14 @@ fn run(target: &Target, timeout: Duration, stop: &AtomicBool, tally: &Mutex<Tall
                 t.ok += 1;
                 *t.bodies.entry(body).or_default() += 1;
             }
-            Err(reason) => {
+            Err((to, reason)) => {
                 t.failed += 1;
                 if t.failures.len() < KEPT_FAILURES {
-                    t.failures.push(Failure { at: sent, reason });
+                    t.failures.push(Failure {
+                        at: sent,
+                        to,
+                        reason,
+                    });
                 }
             }
         }

@@ -51,6 +51,8 @@
 //! ```
 //! Other flags: `--skip-rswarm`, `--skip-docker`. Run it as root.
 
+use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -96,26 +98,33 @@ const QUIET_WAIT: Duration = Duration::from_secs(30);
 /// One way to configure the service.
 struct Case {
     label: &'static str,
-    flags: &'static [&'static str],
+    /// `--update-*` flags of `service create`.
+    update_flags: &'static [&'static str],
+    /// The same as an UpdateConfig: (parallelism, delay, monitor); None: unset.
+    update: Option<(u64, Duration, Duration)>,
+    /// Other flags of `service create`.
+    task_flags: &'static [&'static str],
 }
 
 const CASES: [Case; 2] = [
     Case {
         label: "parallelism 1, delay 0s, monitor 0s, stop grace 1s",
-        flags: &[
+        update_flags: &[
             "--update-parallelism",
             "1",
             "--update-delay",
             "0s",
             "--update-monitor",
             "0s",
-            "--stop-grace-period",
-            "1s",
         ],
+        update: Some((1, Duration::ZERO, Duration::ZERO)),
+        task_flags: &["--stop-grace-period", "1s"],
     },
     Case {
         label: "Swarm's defaults (parallelism 1, delay 0s, monitor 5s, stop grace 10s)",
-        flags: &[],
+        update_flags: &[],
+        update: None,
+        task_flags: &[],
     },
 ];
 
@@ -163,8 +172,11 @@ trait Side {
     fn progress(&self, before: u64) -> anyhow::Result<(usize, usize)>;
     /// The service's UpdateStatus: its state and message, `CompletedAt − StartedAt`.
     fn update_status(&self) -> anyhow::Result<(String, Option<Duration>)>;
-    /// The `service update --force web` command line and its environment.
-    fn update_command(&self) -> (Vec<String>, Vec<(String, String)>);
+    /// The `service update --force web` command line and its environment; None
+    /// when this orchestrator's CLI has no such command.
+    fn update_command(&self) -> Option<Invocation>;
+    /// Forces the update through the API instead (when there is no CLI command).
+    fn update_by_api(&self) -> anyhow::Result<()>;
     /// Removes `web` and waits until its containers are gone.
     fn remove_web(&self) -> anyhow::Result<()>;
     /// CPU ticks of the daemon(s): (own, reaped children).
@@ -173,8 +185,16 @@ trait Side {
     fn client_netns(&self) -> anyhow::Result<PathBuf>;
     /// Where the routing-mesh client runs and sends to, if there is a mesh.
     fn mesh(&self) -> Option<(PathBuf, Target)>;
+    /// Which task has (or had) address `ip`, in words, from the store.
+    fn whose(&self, ip: std::net::IpAddr, before: u64) -> Option<String>;
     /// The tail of the daemon's log, for errors.
     fn log_tail(&self) -> String;
+}
+
+/// A command line to run on another thread.
+struct Invocation {
+    argv: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 /// Requests during an update.
@@ -183,8 +203,8 @@ struct Requests {
     failed: u64,
     /// The failures' reasons with counts.
     reasons: Vec<(String, usize)>,
-    /// The first failures: seconds after the update was invoked, reason.
-    first: Vec<(f64, String)>,
+    /// The first failures: seconds after the update was invoked, address, reason.
+    first: Vec<(f64, Option<SocketAddr>, String)>,
     /// Distinct answers (task hostnames) over the whole run.
     answered_by: usize,
 }
@@ -199,7 +219,7 @@ impl Requests {
             first: failures
                 .iter()
                 .take(5)
-                .map(|f| ((f.at - from).as_secs_f64(), f.reason.clone()))
+                .map(|f| ((f.at - from).as_secs_f64(), f.to, f.reason.clone()))
                 .collect(),
             answered_by: tally.bodies.len(),
         }
@@ -222,7 +242,10 @@ impl Requests {
             let first: Vec<String> = self
                 .first
                 .iter()
-                .map(|(at, r)| format!("+{at:.2} s {r}"))
+                .map(|(at, to, r)| {
+                    let to = to.map_or(String::new(), |to| format!("{to} "));
+                    format!("+{at:.2} s {to}{r}")
+                })
                 .collect();
             text += &format!(
                 "\n      reasons: {}\n      first: {}",
@@ -236,7 +259,8 @@ impl Requests {
 
 /// The figures of one update.
 struct Outcome {
-    cli: Duration,
+    /// None: no CLI command, the update went through the API.
+    cli: Option<Duration>,
     cli_ok: bool,
     converged: Option<Duration>,
     status: String,
@@ -327,11 +351,17 @@ fn run_cases(side: &dyn Side, cases: &[Case]) -> Vec<Option<Outcome>> {
         match outcome {
             Ok(outcome) => outcomes.push(Some(outcome)),
             Err(err) => {
-                eprintln!(
-                    "bench-update: {}: {}: {err:#}\n{}",
-                    side.name(),
-                    case.label,
+                let err = format!("{err:#}");
+                // The harness's errors carry the daemon log's tail already.
+                let tail = if err.contains("daemon log") {
+                    String::new()
+                } else {
                     side.log_tail()
+                };
+                eprintln!(
+                    "bench-update: {}: {}: {err}\n{tail}",
+                    side.name(),
+                    case.label
                 );
                 outcomes.push(None);
             }
@@ -374,7 +404,7 @@ fn measure(side: &dyn Side, case: &Case) -> anyhow::Result<Outcome> {
     wait_for_quiet(QUIET_WAIT);
     let before = side.force_update()?;
     let counts_before = (overlay.counts(), mesh.as_ref().map(RequestLoop::counts));
-    let (argv, env) = side.update_command();
+    let command = side.update_command();
     println!(
         "service update --force at {} (UTC); clients: {} and {}",
         utc_now(),
@@ -384,11 +414,18 @@ fn measure(side: &dyn Side, case: &Case) -> anyhow::Result<Outcome> {
     );
     let window = WindowStart::now(|| side.cpu());
     let started = Instant::now();
-    let cli = std::thread::spawn(move || {
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let out = command::run(&argv, &env, UPDATE_TIMEOUT);
-        (out, Instant::now())
-    });
+    let cli = match command {
+        Some(Invocation { argv, env }) => Some(std::thread::spawn(move || {
+            let env: Vec<(&str, &str)> =
+                env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let out = command::run(&argv, &env, UPDATE_TIMEOUT);
+            (out, Instant::now())
+        })),
+        None => {
+            side.update_by_api()?;
+            None
+        }
+    };
     let mut converged = None;
     let mut last = String::from("not polled yet");
     while converged.is_none() && started.elapsed() < UPDATE_TIMEOUT {
@@ -403,10 +440,16 @@ fn measure(side: &dyn Side, case: &Case) -> anyhow::Result<Outcome> {
         }
         std::thread::sleep(POLL);
     }
-    let (out, cli_done): (CmdOutput, Instant) = cli
-        .join()
-        .map_err(|_| anyhow::anyhow!("the update CLI's thread panicked"))?;
-    let cli_time = cli_done - started;
+    let cli: Option<(CmdOutput, Instant)> = match cli {
+        Some(thread) => Some(
+            thread
+                .join()
+                .map_err(|_| anyhow::anyhow!("the update CLI's thread panicked"))?,
+        ),
+        None => None,
+    };
+    let cli_ok = cli.as_ref().is_some_and(|(out, _)| out.success());
+    let cli_time = cli.as_ref().map(|(_, done)| *done - started);
     let window = window.end(|| side.cpu());
     std::thread::sleep(TAIL);
     let end = Instant::now();
@@ -417,13 +460,13 @@ fn measure(side: &dyn Side, case: &Case) -> anyhow::Result<Outcome> {
     };
     let (status, status_span) = side.update_status()?;
     println!(
-        "CLI returned after {:.2} s ({}); store converged after {}; UpdateStatus {status} \
+        "CLI: {}; store converged after {}; UpdateStatus {status} \
          (completed - started: {})\n  {}\n  requests, overlay ({REQUEST_DEADLINE:?} deadline): {}",
-        cli_time.as_secs_f64(),
-        if out.success() {
-            "exit 0".to_string()
-        } else {
-            format!("FAILED: {}", out.stderr.trim())
+        match (&cli, cli_time) {
+            (Some((out, _)), Some(time)) if out.success() =>
+                format!("returned after {:.2} s (exit 0)", time.as_secs_f64()),
+            (Some((out, _)), _) => format!("FAILED: {}", out.stderr.trim()),
+            _ => "none (no `service update` command: forced through the API)".to_string(),
         },
         converged.map_or(format!("- (not within {UPDATE_TIMEOUT:?}: {last})"), |d| {
             format!("{:.2} s", d.as_secs_f64())
@@ -435,12 +478,21 @@ fn measure(side: &dyn Side, case: &Case) -> anyhow::Result<Outcome> {
     if let Some(mesh) = &mesh {
         println!("  requests, routing mesh: {}", mesh.show());
     }
-    if !out.success() {
+    let failed_at: BTreeSet<IpAddr> = std::iter::once(&overlay)
+        .chain(mesh.as_ref())
+        .flat_map(|r| r.first.iter().filter_map(|(_, to, _)| to.map(|to| to.ip())))
+        .collect();
+    for ip in failed_at {
+        if let Some(whose) = side.whose(ip, before) {
+            println!("  {ip} is {whose}");
+        }
+    }
+    if let Some((out, _)) = cli.as_ref().filter(|(out, _)| !out.success()) {
         println!("  the CLI's output:\n{out}");
     }
     Ok(Outcome {
         cli: cli_time,
-        cli_ok: out.success(),
+        cli_ok,
         converged,
         status,
         status_span,
@@ -477,8 +529,8 @@ fn print_summary(cases: &[Case], results: &[(&str, Vec<Option<Outcome>>)]) {
         };
         row(
             "CLI `service update --force` returned",
-            secs(ours.filter(|o| o.cli_ok).map(|o| o.cli)),
-            secs(theirs.filter(|o| o.cli_ok).map(|o| o.cli)),
+            secs(ours.filter(|o| o.cli_ok).and_then(|o| o.cli)),
+            secs(theirs.filter(|o| o.cli_ok).and_then(|o| o.cli)),
         );
         row(
             "store: all new tasks running, no old one",

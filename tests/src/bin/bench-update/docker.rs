@@ -13,8 +13,8 @@ use rswarm_tests::request_loop::Target;
 use serde_json::Value;
 
 use crate::{
-    netns_of, run_cases, wait_until, Case, Outcome, Side, CLIENT, CONVERGE_TIMEOUT, IMAGE_REF,
-    NETWORK, REPLICAS, WEB, WEB_CMD,
+    netns_of, run_cases, wait_until, Case, Invocation, Outcome, Side, CLIENT, CONVERGE_TIMEOUT,
+    IMAGE_REF, NETWORK, REPLICAS, WEB, WEB_CMD,
 };
 
 pub fn phase(archive: &Path, cases: &[Case]) -> anyhow::Result<Vec<Option<Outcome>>> {
@@ -122,7 +122,8 @@ impl Side for Docker {
             "--replicas",
             &replicas,
         ];
-        args.extend_from_slice(case.flags);
+        args.extend_from_slice(case.update_flags);
+        args.extend_from_slice(case.task_flags);
         args.extend_from_slice(&[
             "--endpoint-mode",
             "dnsrr",
@@ -183,15 +184,27 @@ impl Side for Docker {
         ))
     }
 
-    fn update_command(&self) -> (Vec<String>, Vec<(String, String)>) {
+    fn update_command(&self) -> Option<Invocation> {
         let (argv, config) = self
             .engine
             .cli_command(&["service", "update", "--force", WEB]);
-        (argv, vec![("DOCKER_CONFIG".into(), config)])
+        Some(Invocation {
+            argv,
+            env: vec![("DOCKER_CONFIG".into(), config)],
+        })
+    }
+
+    fn update_by_api(&self) -> anyhow::Result<()> {
+        bail!("Docker's update goes through its CLI")
     }
 
     fn remove_web(&self) -> anyhow::Result<()> {
-        self.engine.cli_ok(&["service", "rm", WEB])?;
+        let out = self
+            .engine
+            .cli(&["service", "rm", WEB], dockerd::CLI_TIMEOUT);
+        if !out.success() && !out.stderr.contains("not found") {
+            bail!("`docker service rm {WEB}` failed\n{out}");
+        }
         wait_until(Duration::from_secs(120), "web's containers to go", || {
             Ok(self.containers(WEB)?.is_empty().then_some(()))
         })
@@ -218,6 +231,29 @@ impl Side for Docker {
 
     fn mesh(&self) -> Option<(PathBuf, Target)> {
         None
+    }
+
+    fn whose(&self, ip: std::net::IpAddr, before: u64) -> Option<String> {
+        let tasks = self.tasks(WEB).ok()?;
+        let wanted = ip.to_string();
+        let task = tasks.iter().find(|t| {
+            t["NetworksAttachments"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|n| n["Addresses"].as_array().into_iter().flatten())
+                .any(|a| a.as_str().and_then(|a| a.split('/').next()) == Some(wanted.as_str()))
+        })?;
+        let force = task["Spec"]["ForceUpdate"].as_u64().unwrap_or(0);
+        Some(format!(
+            "{} task {} (slot {}): state {}, desired {}, {:?}",
+            if force > before { "the new" } else { "the old" },
+            task["ID"].as_str().unwrap_or("?"),
+            task["Slot"],
+            task["Status"]["State"].as_str().unwrap_or("?"),
+            task["DesiredState"].as_str().unwrap_or("?"),
+            task["Status"]["Message"].as_str().unwrap_or("")
+        ))
     }
 
     fn log_tail(&self) -> String {

@@ -8,16 +8,16 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use hyper_util::rt::TokioIo;
 use rswarm_proto::control::services_client::ServicesClient;
-use rswarm_proto::control::{GetServiceRequest, ListTasksRequest};
-use rswarm_proto::types::{update_status, Service, Task, TaskState};
+use rswarm_proto::control::{GetServiceRequest, ListTasksRequest, UpdateServiceRequest};
+use rswarm_proto::types::{update_status, Service, ServiceSpec, Task, TaskState};
 use rswarm_tests::procfs::cpu_ticks_of;
 use rswarm_tests::request_loop::Target;
 use rswarm_tests::{Cluster, Host};
 use tonic::transport::{Channel, Endpoint};
 
 use crate::{
-    netns_of, run_cases, wait_until, Case, Outcome, Side, CLIENT, CONVERGE_TIMEOUT, IMAGE_REF,
-    NETWORK, PUBLISHED, REPLICAS, WEB, WEB_CMD,
+    netns_of, run_cases, wait_until, Case, Invocation, Outcome, Side, CLIENT, CONVERGE_TIMEOUT,
+    IMAGE_REF, NETWORK, PUBLISHED, REPLICAS, WEB, WEB_CMD,
 };
 
 /// One API request.
@@ -30,10 +30,11 @@ pub fn phase(archive: &Path, cases: &[Case]) -> anyhow::Result<Vec<Option<Outcom
     cluster.init_swarm(1, 0)?;
     let host = cluster.host(1);
     let help = host.rswarm(&["service", "update", "--help"]);
-    if !help.success() || !help.stdout.contains("--force") {
-        bail!(
-            "this rswarm has no `service update --force` (`rswarm service update --help`: {})",
-            help.stderr.trim()
+    let has_update_cli = help.success() && help.stdout.contains("--force");
+    if !has_update_cli {
+        println!(
+            "this rswarm has no `service update --force` command: the update is forced \
+             through the Services API (UpdateService with task.force_update + 1), no CLI time"
         );
     }
     host.try_ok(&["image", "load", "-i", &archive.display().to_string()])?;
@@ -47,6 +48,7 @@ pub fn phase(archive: &Path, cases: &[Case]) -> anyhow::Result<Vec<Option<Outcom
         host,
         runtime,
         client,
+        has_update_cli,
     };
     host.try_ok(&[
         "service",
@@ -68,6 +70,7 @@ struct Rswarm<'a> {
     host: &'a Host,
     runtime: tokio::runtime::Runtime,
     client: ServicesClient<Channel>,
+    has_update_cli: bool,
 }
 
 impl Rswarm<'_> {
@@ -105,6 +108,43 @@ impl Rswarm<'_> {
         }
     }
 
+    /// UpdateService with `change` applied to the spec just read.
+    fn update_spec(&self, change: impl FnOnce(&mut ServiceSpec)) -> anyhow::Result<()> {
+        let service = self.service(WEB)?;
+        let mut spec = service.spec.context("the service has no spec")?;
+        change(&mut spec);
+        let request = UpdateServiceRequest {
+            service_ref: service.id,
+            spec_version: service.meta.and_then(|m| m.spec_version),
+            spec: Some(spec),
+            rollback: false,
+        };
+        let mut client = self.client.clone();
+        let answer = self.runtime.block_on(async {
+            tokio::time::timeout(REQUEST_TIMEOUT, client.update_service(request)).await
+        });
+        match answer {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(status)) => bail!("UpdateService: {}", status.message()),
+            Err(_) => bail!("UpdateService: no answer within {REQUEST_TIMEOUT:?}"),
+        }
+    }
+
+    /// The case's update settings, written through the API when the CLI does not
+    /// take the `--update-*` flags yet (a change outside the task template: no task
+    /// is replaced).
+    fn set_update_config(
+        &self,
+        (parallelism, delay, monitor): (u64, Duration, Duration),
+    ) -> anyhow::Result<()> {
+        self.update_spec(|spec| {
+            let update = spec.update.get_or_insert_with(Default::default);
+            update.parallelism = parallelism;
+            update.delay_ns = delay.as_nanos() as i64;
+            update.monitor_ns = monitor.as_nanos() as i64;
+        })
+    }
+
     fn running(task: &Task) -> bool {
         task.status.as_ref().map(|s| s.state) == Some(TaskState::Running as i32)
     }
@@ -134,7 +174,10 @@ impl Side for Rswarm<'_> {
         let replicas = REPLICAS.to_string();
         let published = format!("{PUBLISHED}:80");
         let mut args = vec!["service", "create", "--detach", "--replicas", &replicas];
-        args.extend_from_slice(case.flags);
+        if self.has_update_cli {
+            args.extend_from_slice(case.update_flags);
+        }
+        args.extend_from_slice(case.task_flags);
         args.extend_from_slice(&[
             "--network",
             NETWORK,
@@ -148,6 +191,11 @@ impl Side for Rswarm<'_> {
             WEB_CMD,
         ]);
         self.host.try_ok(&args)?;
+        if !self.has_update_cli {
+            if let Some(update) = case.update {
+                self.set_update_config(update)?;
+            }
+        }
         self.wait_running(WEB, REPLICAS)
     }
 
@@ -191,7 +239,10 @@ impl Side for Rswarm<'_> {
         Ok((format!("{state} {:?}", status.message), span))
     }
 
-    fn update_command(&self) -> (Vec<String>, Vec<(String, String)>) {
+    fn update_command(&self) -> Option<Invocation> {
+        if !self.has_update_cli {
+            return None;
+        }
         let argv = [
             self.host.binary().display().to_string(),
             "-H".into(),
@@ -201,11 +252,21 @@ impl Side for Rswarm<'_> {
             "--force".into(),
             WEB.into(),
         ];
-        (argv.to_vec(), Vec::new())
+        Some(Invocation {
+            argv: argv.to_vec(),
+            env: Vec::new(),
+        })
+    }
+
+    fn update_by_api(&self) -> anyhow::Result<()> {
+        self.update_spec(|spec| spec.task.get_or_insert_with(Default::default).force_update += 1)
     }
 
     fn remove_web(&self) -> anyhow::Result<()> {
-        self.host.try_ok(&["service", "rm", WEB])?;
+        let out = self.host.rswarm(&["service", "rm", WEB]);
+        if !out.success() && !out.stderr.contains("no such service") {
+            bail!("`rswarm service rm {WEB}` failed\n{out}");
+        }
         // The client's container is the one left.
         wait_until(Duration::from_secs(120), "web's containers to go", || {
             let left = rswarm_tests::containers::try_list(&self.host.runc_root())?;
@@ -239,11 +300,34 @@ impl Side for Rswarm<'_> {
         ))
     }
 
+    fn whose(&self, ip: std::net::IpAddr, before: u64) -> Option<String> {
+        let tasks = self.tasks(WEB).ok()?;
+        let wanted = ip.to_string();
+        let task = tasks.iter().find(|t| {
+            t.networks.iter().any(|n| {
+                n.addresses
+                    .iter()
+                    .any(|a| a.split('/').next() == Some(wanted.as_str()))
+            })
+        })?;
+        let force = task.spec.as_ref().map_or(0, |s| s.force_update);
+        let status = task.status.clone().unwrap_or_default();
+        Some(format!(
+            "{} task {} (slot {}): state {}, desired {}, {:?}",
+            if force > before { "the new" } else { "the old" },
+            task.id,
+            task.slot,
+            TaskState::try_from(status.state).map_or("?", |s| s.as_str_name()),
+            TaskState::try_from(task.desired_state).map_or("?", |s| s.as_str_name()),
+            status.message
+        ))
+    }
+
     fn log_tail(&self) -> String {
         format!(
-            "--- {} daemon log (last 30 lines) ---\n{}",
+            "--- {} daemon log (last 20 lines) ---\n{}",
             self.host.name(),
-            self.host.daemon_log_tail(30)
+            self.host.daemon_log_tail(20)
         )
     }
 }
