@@ -72,6 +72,13 @@
 //! also be written as a `docker save` or OCI archive for `rswarm image load`.
 //! [`Host::containers`] lists what runc runs for a host's daemon.
 //!
+//! # For the benchmarks
+//!
+//! [`dockerd`] runs a Docker Engine of our own beside rswarm (Docker Swarm figures
+//! on the same machine), [`procfs`] reads processes' CPU and memory, [`cpu_window`]
+//! the load and CPU use over a measurement, and [`request_loop`] sends HTTP requests
+//! without pause from inside a network namespace, counting the failed ones.
+//!
 //! # Preconditions
 //!
 //! The harness must run as root with `ip` (iproute2) and `nsenter` (util-linux)
