@@ -10,7 +10,7 @@
 //! before every request with a DNS query of our own (an `A` query over UDP to a
 //! given server, such as the embedded DNS at `127.0.0.11:53` inside a task's
 //! namespace, which the netns's `/etc/resolv.conf` would not name), the request
-//! going to the answers in turn, so a stale address in an answer is hit. A request
+//! going to one of the answers at random, so a stale address in an answer is hit. A request
 //! succeeds when the answer's status is 200. [`RequestLoop::tally`] reads the counts
 //! at any time, so a caller takes the difference over a window; each failure is
 //! kept with its time and reason.
@@ -33,7 +33,7 @@ pub enum Target {
     /// One address, e.g. a node's published port.
     Addr(SocketAddr),
     /// `name` resolved before each request through the DNS server `server`, then
-    /// port `port` of one of its addresses (in turn).
+    /// port `port` of one of its addresses (at random).
     Resolve {
         server: SocketAddr,
         name: String,
@@ -74,6 +74,8 @@ pub struct Tally {
     pub bodies: BTreeMap<String, u64>,
     /// When the last request was sent.
     pub last_sent: Option<Instant>,
+    /// The addresses of the latest DNS answer ([`Target::Resolve`]).
+    pub last_resolved: Vec<Ipv4Addr>,
 }
 
 /// How many failures a [`Tally`] keeps with their reasons.
@@ -207,24 +209,29 @@ impl Drop for RequestLoop {
 }
 
 fn run(target: &Target, timeout: Duration, stop: &AtomicBool, tally: &Mutex<Tally>) {
-    let mut turn: usize = 0;
     while !stop.load(Ordering::Relaxed) {
         let sent = Instant::now();
         let deadline = sent + timeout;
         let to_addr = |addr: SocketAddr| get(addr, deadline).map_err(|e| (Some(addr), e));
+        let mut resolved = None;
         let result = match target {
             Target::Addr(addr) => to_addr(*addr),
             Target::Resolve { server, name, port } => match resolve(*server, name, deadline) {
                 Ok(addrs) if addrs.is_empty() => Err((None, format!("dns: no address for {name}"))),
                 Ok(addrs) => {
-                    turn = turn.wrapping_add(1);
-                    let ip = addrs[turn % addrs.len()];
+                    // At random: a server's own order (rotated per query, say)
+                    // must not hide an address from the client.
+                    let ip = addrs[rand::random::<usize>() % addrs.len()];
+                    resolved = Some(addrs);
                     to_addr(SocketAddr::V4(SocketAddrV4::new(ip, *port)))
                 }
                 Err(err) => Err((None, format!("dns: {err}"))),
             },
         };
         let Ok(mut t) = tally.lock() else { return };
+        if let Some(addrs) = resolved {
+            t.last_resolved = addrs;
+        }
         t.last_sent = Some(sent);
         match result {
             Ok(body) => {

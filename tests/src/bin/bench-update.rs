@@ -29,8 +29,8 @@
 //! - **overlay (both):** from inside a client task's network namespace (a service
 //!   `client` running `sleep 3600` on the overlay network `benchnet`, which `web` is
 //!   on too), `tasks.web` is resolved before every request through the embedded DNS
-//!   at 127.0.0.11:53 (an `A` query of our own), and the request goes to the answers
-//!   in turn, so a task still in DNS after it stopped serving is hit. Docker's
+//!   at 127.0.0.11:53 (an `A` query of our own), and the request goes to one of the
+//!   answers at random, so a task still in DNS after it stopped serving is hit. Docker's
 //!   service uses `--endpoint-mode dnsrr`: its VIPs and routing mesh need IPVS,
 //!   which this kernel lacks (see /work/shared/ENVIRONMENT.md), and host-mode
 //!   published ports cannot give 10 replicas on one node the same port.
@@ -84,6 +84,8 @@ const REQUEST_DEADLINE: Duration = Duration::from_secs(2);
 const UPDATE_TIMEOUT: Duration = Duration::from_secs(600);
 /// Requests still counted after the update converged.
 const TAIL: Duration = Duration::from_secs(2);
+/// How long to wait after convergence for the UpdateStatus to say completed.
+const STATUS_WAIT: Duration = Duration::from_secs(30);
 /// How often the store is polled during the update.
 const POLL: Duration = Duration::from_millis(100);
 /// A new service to all replicas running, at most.
@@ -207,6 +209,8 @@ struct Requests {
     first: Vec<(f64, Option<SocketAddr>, String)>,
     /// Distinct answers (task hostnames) over the whole run.
     answered_by: usize,
+    /// Addresses in the last DNS answer (None: no DNS).
+    last_resolved: Option<usize>,
 }
 
 impl Requests {
@@ -222,16 +226,20 @@ impl Requests {
                 .map(|f| ((f.at - from).as_secs_f64(), f.to, f.reason.clone()))
                 .collect(),
             answered_by: tally.bodies.len(),
+            last_resolved: (!tally.last_resolved.is_empty()).then_some(tally.last_resolved.len()),
         }
     }
 
     fn show(&self) -> String {
         let mut text = format!(
-            "{} failed of {} ({} answered; answers came from {} tasks over the run)",
+            "{} failed of {} ({} answered; answers came from {} tasks over the run{})",
             self.failed,
             self.ok + self.failed,
             self.ok,
-            self.answered_by
+            self.answered_by,
+            self.last_resolved.map_or(String::new(), |n| format!(
+                "; the last DNS answer had {n} addresses"
+            ))
         );
         if !self.reasons.is_empty() {
             let reasons: Vec<String> = self
@@ -458,7 +466,15 @@ fn measure(side: &dyn Side, case: &Case) -> anyhow::Result<Outcome> {
         (Some(m), Some(before)) => Some(Requests::between(before, &m.stop(), started, end)),
         _ => None,
     };
-    let (status, status_span) = side.update_status()?;
+    // The updater may still be in its last batch's monitor period.
+    let waited = Instant::now();
+    let (status, status_span) = loop {
+        let (status, span) = side.update_status()?;
+        if span.is_some() || waited.elapsed() > STATUS_WAIT {
+            break (status, span);
+        }
+        std::thread::sleep(POLL);
+    };
     println!(
         "CLI: {}; store converged after {}; UpdateStatus {status} \
          (completed - started: {})\n  {}\n  requests, overlay ({REQUEST_DEADLINE:?} deadline): {}",
