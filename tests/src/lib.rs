@@ -74,7 +74,8 @@
 //!
 //! # For the benchmarks
 //!
-//! [`dockerd`] runs a Docker Engine of our own beside rswarm (Docker Swarm figures
+//! [`control`] finds the `rswarm` binary and opens a Services API client, [`dockerd`]
+//! runs a Docker Engine of our own beside rswarm (Docker Swarm figures
 //! on the same machine), [`procfs`] reads processes' CPU and memory, [`cpu_window`]
 //! the load and CPU use over a measurement, and [`request_loop`] sends HTTP requests
 //! without pause from inside a network namespace, counting the failed ones.
@@ -90,6 +91,7 @@
 pub mod cluster;
 pub mod command;
 pub mod containers;
+pub mod control;
 pub mod cpu_window;
 pub mod dockerd;
 pub mod host;

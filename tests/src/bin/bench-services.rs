@@ -52,16 +52,15 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use hyper_util::rt::TokioIo;
 use rswarm_proto::control::services_client::ServicesClient;
 use rswarm_proto::control::ListTasksRequest;
 use rswarm_proto::types::TaskState;
-use rswarm_tests::command;
 use rswarm_tests::cpu_window::{wait_for_quiet, LoadAvg, Window, WindowStart};
 use rswarm_tests::dockerd::{self, percent_encode, DockerEngine};
 use rswarm_tests::procfs::{cpu_ticks_of, MemSample, Procs};
+use rswarm_tests::{command, control};
 use rswarm_tests::{images, Cluster, Host};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 /// Tasks per service.
 const REPLICAS: usize = 100;
@@ -161,7 +160,7 @@ fn main() -> ExitCode {
         }
     };
     let binary = if settings.rswarm {
-        match product_binary() {
+        match control::bench_binary() {
             Ok(binary) => Some(binary),
             Err(err) => {
                 eprintln!("bench-services: {err:#}");
@@ -256,30 +255,6 @@ fn main() -> ExitCode {
         eprintln!("bench-services: failed phases: {}", failed.join(", "));
         ExitCode::FAILURE
     }
-}
-
-/// `$RSWARM_BIN`, else the `rswarm` beside this program (same target dir and profile).
-fn product_binary() -> anyhow::Result<PathBuf> {
-    if let Some(path) = std::env::var_os("RSWARM_BIN") {
-        let path = PathBuf::from(path);
-        if !path.is_file() {
-            bail!("RSWARM_BIN={} does not exist", path.display());
-        }
-        return Ok(path);
-    }
-    let exe = std::env::current_exe().context("finding this program's path")?;
-    let beside = exe
-        .parent()
-        .map(|dir| dir.join("rswarm"))
-        .context("this program has no directory")?;
-    if !beside.is_file() {
-        bail!(
-            "no rswarm binary at {}: build it in the same profile first \
-             (cargo build --release -p rswarm), or set RSWARM_BIN",
-            beside.display()
-        );
-    }
-    Ok(beside)
 }
 
 /// The busybox test image as a `docker save` archive tagged [`IMAGE_REF`], in this
@@ -383,7 +358,7 @@ fn rswarm_phase(binary: &Path, archive: &Path, settings: &Settings) -> anyhow::R
         .enable_all()
         .build()
         .context("starting a tokio runtime")?;
-    let mut client = runtime.block_on(connect(host.socket().to_path_buf()))?;
+    let mut client = runtime.block_on(control::services_client(host.socket().to_path_buf()))?;
 
     std::thread::sleep(settings.settle);
     let idle = rswarm_memory(host)?;
@@ -588,23 +563,6 @@ fn rswarm_phase(binary: &Path, archive: &Path, settings: &Settings) -> anyhow::R
     };
     figures.print_rounds("rswarm");
     Ok(figures)
-}
-
-/// A Services API client over a daemon's unix socket.
-async fn connect(socket: PathBuf) -> anyhow::Result<ServicesClient<Channel>> {
-    let shown = socket.display().to_string();
-    let channel = Endpoint::try_from("http://localhost")?
-        .connect_timeout(Duration::from_secs(5))
-        .connect_with_connector(tower::service_fn(move |_| {
-            let socket = socket.clone();
-            async move {
-                let stream = tokio::net::UnixStream::connect(socket).await?;
-                Ok::<_, std::io::Error>(TokioIo::new(stream))
-            }
-        }))
-        .await
-        .with_context(|| format!("connecting to {shown}"))?;
-    Ok(ServicesClient::new(channel))
 }
 
 fn log_tail(host: &Host) -> String {

@@ -6,14 +6,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use hyper_util::rt::TokioIo;
 use rswarm_proto::control::services_client::ServicesClient;
 use rswarm_proto::control::{GetServiceRequest, ListTasksRequest, UpdateServiceRequest};
 use rswarm_proto::types::{update_status, Service, ServiceSpec, Task, TaskState};
+use rswarm_tests::control;
 use rswarm_tests::procfs::cpu_ticks_of;
 use rswarm_tests::request_loop::Target;
 use rswarm_tests::{Cluster, Host};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::{
     netns_of, run_cases, wait_until, Case, Invocation, Outcome, Side, CLIENT, CONVERGE_TIMEOUT,
@@ -24,7 +24,7 @@ use crate::{
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub fn phase(archive: &Path, cases: &[Case]) -> anyhow::Result<Vec<Option<Outcome>>> {
-    let binary = product_binary()?;
+    let binary = control::bench_binary()?;
     println!("rswarm binary {}", binary.display());
     let cluster = Cluster::builder(1).binary(&binary).start()?;
     cluster.init_swarm(1, 0)?;
@@ -43,7 +43,7 @@ pub fn phase(archive: &Path, cases: &[Case]) -> anyhow::Result<Vec<Option<Outcom
         .enable_all()
         .build()
         .context("starting a tokio runtime")?;
-    let client = runtime.block_on(connect(host.socket().to_path_buf()))?;
+    let client = runtime.block_on(control::services_client(host.socket().to_path_buf()))?;
     let side = Rswarm {
         host,
         runtime,
@@ -330,45 +330,4 @@ impl Side for Rswarm<'_> {
             self.host.daemon_log_tail(20)
         )
     }
-}
-
-/// `$RSWARM_BIN`, else the `rswarm` beside this program (same target dir and profile).
-fn product_binary() -> anyhow::Result<PathBuf> {
-    if let Some(path) = std::env::var_os("RSWARM_BIN") {
-        let path = PathBuf::from(path);
-        if !path.is_file() {
-            bail!("RSWARM_BIN={} does not exist", path.display());
-        }
-        return Ok(path);
-    }
-    let exe = std::env::current_exe().context("finding this program's path")?;
-    let beside = exe
-        .parent()
-        .map(|dir| dir.join("rswarm"))
-        .context("this program has no directory")?;
-    if !beside.is_file() {
-        bail!(
-            "no rswarm binary at {}: build it in the same profile first \
-             (cargo build --release -p rswarm), or set RSWARM_BIN",
-            beside.display()
-        );
-    }
-    Ok(beside)
-}
-
-/// A Services API client over a daemon's unix socket.
-async fn connect(socket: PathBuf) -> anyhow::Result<ServicesClient<Channel>> {
-    let shown = socket.display().to_string();
-    let channel = Endpoint::try_from("http://localhost")?
-        .connect_timeout(Duration::from_secs(5))
-        .connect_with_connector(tower::service_fn(move |_| {
-            let socket = socket.clone();
-            async move {
-                let stream = tokio::net::UnixStream::connect(socket).await?;
-                Ok::<_, std::io::Error>(TokioIo::new(stream))
-            }
-        }))
-        .await
-        .with_context(|| format!("connecting to {shown}"))?;
-    Ok(ServicesClient::new(channel))
 }
