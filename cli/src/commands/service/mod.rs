@@ -31,7 +31,7 @@ use crate::format;
 use crate::servicespec::update::UpdateFlags;
 use crate::servicespec::ServiceFlags;
 
-pub(crate) use converge::wait_for_convergence;
+pub(crate) use converge::{follow, Following};
 pub(crate) use ls::{ls_selected, ServiceFilter};
 
 use create::create;

@@ -44,22 +44,16 @@ pub(super) async fn update(opts: &ClientOpts, a: UpdateArgs) -> anyhow::Result<(
                 edits::apply(&mut spec, [SpecEdit::RegistryAuth(auth)]);
             }
         }
-        // Only a changed task template starts an update (new tasks, an
-        // update status); anything else converges as a scale does.
-        let following = if spec.task != current.task {
-            Following::Update
-        } else {
-            Following::Change
-        };
         let request = UpdateServiceRequest {
             service_ref: service.id.clone(),
             spec_version: service.meta.as_ref().and_then(|m| m.spec_version),
             spec: Some(spec),
             rollback: false,
         };
-        (request, following)
+        (request, Following::Update)
     };
-    send(&mut services, request).await?;
+    let updated = send(&mut services, request).await?;
+    let following = followed_as(&service, &updated, following);
     println!("{}", a.service);
     if a.detach.unwrap_or(false) {
         return Ok(());
@@ -75,23 +69,29 @@ pub(super) async fn rollback(opts: &ClientOpts, a: RollbackArgs) -> anyhow::Resu
     let (channel, _) = opts.connect().await?;
     let mut services = ServicesClient::new(channel.clone());
     let service = get_service(&mut services, &a.service).await?;
-    send(&mut services, rollback_request(&service)).await?;
+    let updated = send(&mut services, rollback_request(&service)).await?;
+    let following = followed_as(&service, &updated, Following::Rollback);
     println!("{}", a.service);
     if a.detach.unwrap_or(false) {
         return Ok(());
     }
     let mut control = ControlClient::new(channel);
     followed(
-        follow(
-            &mut services,
-            &mut control,
-            &service.id,
-            a.quiet,
-            Following::Rollback,
-        )
-        .await,
+        follow(&mut services, &mut control, &service.id, a.quiet, following).await,
         &a.service,
     )
+}
+
+/// Only a changed task template starts an update or rollback (the manager
+/// moves the service's spec_version on, makes new tasks and sets the update
+/// status); anything else converges as a scale does, whatever status an
+/// earlier update left.
+fn followed_as(before: &Service, after: &Service, requested: Following) -> Following {
+    if after.spec_version > before.spec_version {
+        requested
+    } else {
+        Following::Change
+    }
 }
 
 /// Back to the previous spec, refused if the spec changed since it was read.
@@ -104,15 +104,16 @@ fn rollback_request(service: &Service) -> UpdateServiceRequest {
     }
 }
 
+/// Sends the update; answers the service as stored after it.
 async fn send(
     services: &mut ServicesClient<tonic::transport::Channel>,
     request: UpdateServiceRequest,
-) -> anyhow::Result<()> {
-    services
+) -> anyhow::Result<Service> {
+    Ok(services
         .update_service(request)
         .await
-        .map_err(status_error)?;
-    Ok(())
+        .map_err(status_error)?
+        .into_inner())
 }
 
 /// The service was changed: losing sight of its progress is said, but is
