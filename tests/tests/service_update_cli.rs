@@ -6,7 +6,9 @@
 //! `service rollback` goes back to the previous spec; `--detach` returns at
 //! once; `--force` replaces tasks with no other change; a bad flag (or one
 //! that does not apply to the service) is refused in Docker's words and
-//! changes nothing.
+//! changes nothing. A stack's changed service takes its Compose
+//! `update_config`/`rollback_config` and is updated in the background
+//! (`stack deploy` does not wait).
 //!
 //! The rolling updater and its update status belong to the manager: the
 //! checks of what it writes (`UpdateStatus`, `rollback: manually requested
@@ -340,4 +342,74 @@ fn bad_flags_change_nothing_detach_returns_at_once_and_force_replaces() {
     let now = running_ids(h, "app");
     assert_eq!(now.len(), 2);
     assert!(kept.is_subset(&now), "{kept:?} {now:?}");
+}
+
+/// A stack whose one service has Compose's update and rollback configs;
+/// `value` is its `V` environment variable.
+fn stack_file(image: &str, value: &str) -> String {
+    format!(
+        "services:
+  web:
+    image: {image}
+    command: [sleep, \"3600\"]
+    environment:
+      V: \"{value}\"
+    deploy:
+      replicas: 2
+      update_config: {{parallelism: 1, delay: 1s, monitor: 2s, order: start-first, failure_action: rollback, max_failure_ratio: 0.5}}
+      rollback_config: {{parallelism: 2, order: stop-first}}
+"
+    )
+}
+
+#[test]
+fn a_changed_stack_service_rolls_per_its_update_config_in_the_background() {
+    let cluster = Cluster::with_registry(1).unwrap();
+    cluster.init_swarm(1, 0).unwrap();
+    let h = cluster.host(1);
+    let image = cluster.registry().busybox();
+    let file = cluster.dir().join("app.yml");
+    let path = file.display().to_string();
+    std::fs::write(&file, stack_file(&image, "1")).unwrap();
+    h.ok(&["stack", "deploy", "-c", &path, "shop"]);
+    h.wait_running_tasks("shop_web", 2);
+    let v = inspect(h, "shop_web");
+    assert_eq!(
+        v["Spec"]["UpdateConfig"],
+        serde_json::json!({
+            "Parallelism": 1,
+            "Delay": 1_000_000_000u64,
+            "FailureAction": "rollback",
+            "Monitor": 2_000_000_000u64,
+            "MaxFailureRatio": 0.5,
+            "Order": "start-first"
+        })
+    );
+    assert_eq!(v["Spec"]["RollbackConfig"]["Parallelism"], 2);
+    assert_eq!(v["Spec"]["RollbackConfig"]["Order"], "stop-first");
+    let first = running_ids(h, "shop_web");
+
+    // The changed file: the deploy returns without waiting for the update
+    // (Docker's stack deploy is detached), the update runs on.
+    std::fs::write(&file, stack_file(&image, "2")).unwrap();
+    let started = Instant::now();
+    let out = h.ok(&["stack", "deploy", "-c", &path, "shop"]);
+    let took = started.elapsed();
+    assert!(out.contains("Updating service shop_web"), "{out}");
+    assert!(!out.contains("overall progress"), "{out}");
+    assert!(took < Duration::from_secs(15), "stack deploy took {took:?}");
+    let v = inspect(h, "shop_web");
+    assert_eq!(
+        v["Spec"]["TaskTemplate"]["ContainerSpec"]["Env"],
+        serde_json::json!(["V=2"])
+    );
+    wait_replaced(h, "shop_web", 2, &first);
+    let mut updater = UpdaterChecks::default();
+    let completed = rswarm_tests::try_wait_for(CONVERGE, "the update to complete", || {
+        (inspect(h, "shop_web")["UpdateStatus"]["State"] == "completed").then_some(())
+    });
+    if let Err(e) = completed {
+        updater.check(false, format!("UpdateStatus of shop_web: {e:#}"));
+    }
+    updater.assert_all();
 }
