@@ -255,3 +255,62 @@ fn booleans_can_be_set_and_unset() {
     assert!(!c.read_only);
     assert!(c.init);
 }
+
+#[test]
+fn the_other_add_rm_pairs_change_their_lists() {
+    let before = created(
+        "--name web --config c1 --network front --group audio --ulimit nofile=10:20 --sysctl net.core.somaxconn=100 --placement-pref spread=node.labels.zone --dns-search a.example --dns-option ndots:2 busybox",
+    );
+    let after = updated(
+        &before,
+        "--config-add c2 --config-rm c1 --network-add back --network-rm front --group-add video --group-add audio --group-rm audio --ulimit-add nproc=5:6 --ulimit-rm nofile --sysctl-add net.ipv4.ip_forward=1 --sysctl-rm net.core.somaxconn --placement-pref-add spread=node.labels.rack --placement-pref-rm spread=node.labels.zone --dns-search-add b.example --dns-option-rm ndots:2 --host-add db:10.0.0.9 --host-add db:10.0.0.9 web",
+    )
+    .expect("valid");
+    let c = container(&after);
+    assert_eq!(
+        c.configs
+            .iter()
+            .map(|r| r.config_name.as_str())
+            .collect::<Vec<_>>(),
+        vec!["c2"]
+    );
+    assert_eq!(c.groups, vec!["video".to_string()]);
+    assert_eq!(
+        c.ulimits
+            .iter()
+            .map(|u| u.name.as_str())
+            .collect::<Vec<_>>(),
+        vec!["nproc"]
+    );
+    assert_eq!(
+        c.sysctls.keys().map(String::as_str).collect::<Vec<_>>(),
+        vec!["net.ipv4.ip_forward"]
+    );
+    assert_eq!(
+        c.hosts,
+        vec!["10.0.0.9 db".to_string()],
+        "no duplicate line"
+    );
+    let dns = c.dns_config.unwrap_or_default();
+    assert_eq!(
+        dns.search,
+        vec!["a.example".to_string(), "b.example".to_string()]
+    );
+    assert!(dns.options.is_empty());
+    let t = after.task.unwrap_or_default();
+    assert_eq!(
+        t.networks
+            .iter()
+            .map(|n| n.target.as_str())
+            .collect::<Vec<_>>(),
+        vec!["back"]
+    );
+    assert_eq!(
+        t.placement.map(|p| p
+            .preferences
+            .into_iter()
+            .map(|x| x.spread_descriptor)
+            .collect::<Vec<_>>()),
+        Some(vec!["node.labels.rack".to_string()])
+    );
+}
