@@ -510,9 +510,11 @@ pub(crate) async fn wait_for_convergence(
 /// Follows a service until it converges (see [`wait_for_convergence`]).
 /// For an update or rollback only the tasks of the current spec count, and
 /// the update status decides as Docker's display does: a pause or (for an
-/// update) a rollback that completed fails the wait with its message; while
-/// the updater moves, a slow batch is not "stuck"; a task's failure is the
-/// updater's to judge, not the end of the wait.
+/// update) a rollback that completed fails the wait with its message; the
+/// wait ends when the status says completed (rollback completed for a
+/// rollback) and the tasks run; while the updater moves, a slow batch is not
+/// "stuck"; a task's failure is the updater's to judge, not the end of the
+/// wait.
 pub(crate) async fn follow(
     services: &mut ServicesClient<Channel>,
     control: &mut ControlClient<Channel>,
@@ -598,13 +600,19 @@ pub(crate) async fn follow(
             let monitor = Duration::from_nanos(monitor_ns as u64);
             let since = *converged_at.get_or_insert_with(Instant::now);
             let stable_for = since.elapsed();
-            // The updater watched the monitor period already when it says
-            // the update finished.
-            if stable_for >= monitor || matches!(turn, StatusTurn::Finished) {
+            // With an update status the updater decides when it is over (it
+            // watched its own monitor period); without one, the tasks must
+            // stay up for the monitor period.
+            let finished = match turn {
+                StatusTurn::Finished => true,
+                StatusTurn::Nothing => stable_for >= monitor,
+                StatusTurn::Moving | StatusTurn::Fails(_) => false,
+            };
+            if finished {
                 writer.draw(&snap, note.as_deref(), Some("verify: Service converged"));
                 return Ok(());
             }
-            let left = (monitor - stable_for).as_secs_f64().ceil() as u64;
+            let left = (monitor.saturating_sub(stable_for).as_secs_f64().ceil() as u64).max(1);
             let footer = if writer.tty {
                 format!("verify: Waiting {left} seconds to verify that tasks are stable...")
             } else {
