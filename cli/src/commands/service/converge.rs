@@ -2,8 +2,8 @@
 //! `rollback` do: looks at the service's tasks (one line per slot or node,
 //! Docker's progress numbering), draws Docker's progress display, and
 //! decides when it is done, failed (the task's own error), blocked or stuck.
-//! An update or rollback counts only the tasks of the service's current spec
-//! (`task.spec_version == service.spec_version`, Docker's up-to-date tasks)
+//! An update or rollback counts only the tasks of the service's current task
+//! template (Docker's up-to-date tasks, by the manager's rule)
 //! and follows the service's update status as Docker does: `rollback:
 //! <message>` when a rollback starts, an error when the update or rollback
 //! pauses, or when an update ends rolled back.
@@ -116,6 +116,15 @@ fn newest(a: &Task, b: &Task) -> std::cmp::Ordering {
     created(a).cmp(&created(b)).then_with(|| a.id.cmp(&b.id))
 }
 
+/// The task runs the service's current task template (Docker's up-to-date
+/// tasks), by the manager's rule: the service's spec_version or a newer
+/// one, or an older one with the same template (after a rollback, the tasks
+/// an update never reached are current again).
+fn is_current(t: &Task, service: &Service) -> bool {
+    t.spec_version >= service.spec_version
+        || t.spec.as_ref() == service.spec.as_ref().and_then(|s| s.task.as_ref())
+}
+
 /// Which tasks a look counts and how its header reads.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(super) struct View {
@@ -166,7 +175,7 @@ pub(super) fn snapshot_view(
         .iter()
         .filter(|t| t.service_id == service.id)
         .filter(|t| !kind.is_job() || t.job_iteration == iteration)
-        .filter(|t| !view.up_to_date || t.spec_version == service.spec_version)
+        .filter(|t| !view.up_to_date || is_current(t, service))
         .collect();
     let progress = |running: u64, total: u64| {
         if view.rolling_back {

@@ -313,6 +313,12 @@ fn an_update_counts_only_tasks_of_the_current_spec() {
     let names = HashMap::new();
     let mut service = svc(2);
     service.spec_version = 2;
+    if let Some(spec) = service.spec.as_mut() {
+        spec.task = Some(rswarm_proto::types::TaskSpec {
+            force_update: 1,
+            ..Default::default()
+        });
+    }
     let task = |id: &str, slot: u64, state: TaskState, version: u64| Task {
         spec_version: version,
         ..t(id, slot, state, version as i64, "")
@@ -340,6 +346,20 @@ fn an_update_counts_only_tasks_of_the_current_spec() {
         s.header,
         "overall progress: rolling back update: 1 out of 2 tasks"
     );
+    // After a rollback, a task the update never reached runs the current
+    // template again: it counts.
+    let template = rswarm_proto::types::TaskSpec {
+        force_update: 7,
+        ..Default::default()
+    };
+    if let Some(spec) = service.spec.as_mut() {
+        spec.task = Some(template.clone());
+    }
+    let mut kept = task("old2", 2, TaskState::Running, 1);
+    kept.spec = Some(template);
+    let tasks = [task("new1", 1, TaskState::Running, 2), kept];
+    let s = snapshot_view(&service, &tasks, &names, &HashSet::new(), false, back);
+    assert!(s.done, "{s:?}");
 }
 
 #[test]
