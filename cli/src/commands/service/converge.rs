@@ -116,15 +116,6 @@ fn newest(a: &Task, b: &Task) -> std::cmp::Ordering {
     created(a).cmp(&created(b)).then_with(|| a.id.cmp(&b.id))
 }
 
-/// The task runs the service's current task template (Docker's up-to-date
-/// tasks), by the manager's rule: the service's spec_version or a newer
-/// one, or an older one with the same template (after a rollback, the tasks
-/// an update never reached are current again).
-fn is_current(t: &Task, service: &Service) -> bool {
-    t.spec_version >= service.spec_version
-        || t.spec.as_ref() == service.spec.as_ref().and_then(|s| s.task.as_ref())
-}
-
 /// Which tasks a look counts and how its header reads.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(super) struct View {
@@ -175,7 +166,9 @@ pub(super) fn snapshot_view(
         .iter()
         .filter(|t| t.service_id == service.id)
         .filter(|t| !kind.is_job() || t.job_iteration == iteration)
-        .filter(|t| !view.up_to_date || is_current(t, service))
+        .filter(|t| {
+            !view.up_to_date || rswarm_proto::spec::rollout::runs_current_template(t, service)
+        })
         .collect();
     let progress = |running: u64, total: u64| {
         if view.rolling_back {
