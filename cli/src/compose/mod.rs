@@ -18,6 +18,7 @@ pub mod to_spec;
 mod to_spec_depends;
 mod to_spec_health;
 mod to_spec_secrets;
+mod to_spec_update;
 mod to_spec_volumes;
 mod value;
 mod yaml;

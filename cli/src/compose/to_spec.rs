@@ -315,6 +315,18 @@ impl Conv<'_> {
             }
         }
         self.resources(name, s, &mut edits);
+        let configs = [
+            (&s.deploy.update_config, "update_config", false),
+            (&s.deploy.rollback_config, "rollback_config", true),
+        ];
+        for (config, key, rollback) in configs {
+            let Some(u) = config else { continue };
+            let at = format!("services.{name}.deploy.{key}");
+            match super::to_spec_update::update_edits(u, &at, rollback) {
+                Ok(e) => edits.extend(e),
+                Err(errors) => errors.iter().for_each(|(p, why)| self.refuse(p, why)),
+            }
+        }
         self.restart(name, s, &mut edits);
         self.container(name, s, &mut edits);
         self.dns(name, s, &mut edits);
@@ -374,23 +386,11 @@ impl Conv<'_> {
     /// Keys the model reads that no edit honours yet: refused by name.
     fn refuse_unsupported(&mut self, name: &str, s: &Service) {
         let d = &s.deploy;
-        let not_yet = [
-            (
-                "deploy.update_config",
-                d.update_config.is_some(),
-                "update_config is not supported yet: rswarm does not run rolling updates yet, so the setting would be ignored",
-            ),
-            (
-                "deploy.rollback_config",
-                d.rollback_config.is_some(),
-                "rollback_config is not supported yet: rswarm does not run rolling updates yet, so the setting would be ignored",
-            ),
-            (
-                "deploy.resources.reservations.pids",
-                d.reservations.pids.is_some(),
-                "a pids reservation is not supported (only a limit)",
-            ),
-        ];
+        let not_yet = [(
+            "deploy.resources.reservations.pids",
+            d.reservations.pids.is_some(),
+            "a pids reservation is not supported (only a limit)",
+        )];
         for (key, present, why) in not_yet {
             if present {
                 self.refuse(&format!("services.{name}.{key}"), why);

@@ -210,6 +210,7 @@ fn what_cannot_be_honoured_yet_is_refused_with_its_key_path() {
     volumes: [data:/data]
     deploy:
       update_config: {parallelism: 2}
+      resources: {reservations: {pids: 5}}
   db:
     image: busybox
 secrets:
@@ -220,12 +221,47 @@ volumes:
   data: {}
 ",
     );
-    // Secrets and configs are honoured (`to_spec_secrets`): only the rest.
+    // Secrets, configs and update_config are honoured: only the rest.
     assert_eq!(
         e,
-        [
-            "app.yml: services.web.deploy.update_config: update_config is not supported yet: rswarm does not run rolling updates yet, so the setting would be ignored",
-        ]
+        ["app.yml: services.web.deploy.resources.reservations: unknown key \"pids\"",]
+    );
+}
+
+#[test]
+fn update_and_rollback_configs_are_the_same_spec_as_their_flags() {
+    use crate::servicespec::flags::tests::{no_env, Create};
+    use crate::servicespec::flags::{read_local_file, LocalInputs};
+    use clap::Parser;
+    let p = ok("services:
+  web:
+    image: busybox
+    deploy:
+      update_config: {parallelism: 2, delay: 10s, failure_action: rollback, monitor: 1s, max_failure_ratio: 0.5, order: start-first}
+      rollback_config: {parallelism: 0, order: start-first}
+");
+    let line = "--update-parallelism 2 --update-delay 10s --update-failure-action rollback --update-monitor 1s --update-max-failure-ratio 0.5 --update-order start-first --rollback-parallelism 0 --rollback-order start-first busybox";
+    let create = Create::try_parse_from(std::iter::once("create").chain(line.split_whitespace()))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let local = LocalInputs {
+        env: &no_env,
+        read_file: &read_local_file,
+        cwd: Path::new("/").to_path_buf(),
+    };
+    let flags = create
+        .flags
+        .to_spec_with("busybox", &[], &local)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(p.services[0].update, flags.update);
+    assert_eq!(p.services[0].rollback, flags.rollback);
+    assert_eq!(p.services[0].update.map(|u| u.parallelism), Some(2));
+    let e = errors("services:\n  web:\n    image: busybox\n    deploy:\n      rollback_config: {failure_action: rollback, delay: soon}\n");
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert!(
+        e[0].starts_with(
+            "app.yml: services.web.deploy.rollback_config.delay: invalid value \"soon\""
+        ),
+        "{e:?}"
     );
 }
 

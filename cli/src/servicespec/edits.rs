@@ -1,7 +1,7 @@
 //! What the user's flags mean, apart from how they were typed: a list of
 //! [`SpecEdit`]s applied to a spec. `service create` applies them to
-//! [`defaults`] (Docker's defaults for the mode); `service update` will apply
-//! the same edits to the current spec. Every value here is already parsed
+//! [`defaults`] (Docker's defaults for the mode); `service update` applies
+//! the same edits, with `Remove` and `ForceUpdate`, to the current spec. Every value here is already parsed
 //! and normalised (`flags` turns text into edits, naming the flag when a
 //! value is wrong); applying cannot fail, and the result is checked whole by
 //! `rswarm_proto::spec::validate`.
@@ -18,6 +18,7 @@ use rswarm_proto::types::{
 };
 
 use super::policy::{default_restart_policy, default_update_config, ModeKind};
+use super::removals::{remove, Removal};
 
 /// One field of an update (or rollback) config.
 #[derive(Debug, Clone, PartialEq)]
@@ -105,6 +106,12 @@ pub enum SpecEdit {
         name: String,
         options: Vec<(String, String)>,
     },
+    /// `service update`'s `*-rm` flags (and the first half of an `*-add`
+    /// that replaces an entry): one entry taken out by its key.
+    Remove(Removal),
+    /// `service update --force`: the task template's `force_update` counter
+    /// moves on, so every task is replaced even with no other change.
+    ForceUpdate,
 }
 
 /// Docker's defaults for a service of `kind`: no name, no image yet, one
@@ -153,6 +160,7 @@ fn apply_one(spec: &mut ServiceSpec, edit: SpecEdit) {
         E::Mode(m) => spec.mode = Some(m),
         E::Publish(p) => endpoint(spec).ports.push(p),
         E::EndpointMode(m) => endpoint(spec).mode = m as i32,
+        E::Remove(r) => remove(spec, r),
         E::Update(f) => update_field(spec.update.get_or_insert_with(default_update_config), f),
         E::Rollback(f) => update_field(spec.rollback.get_or_insert_with(default_update_config), f),
         other => apply_task(task(spec), other),
@@ -221,6 +229,7 @@ fn apply_task(t: &mut TaskSpec, edit: SpecEdit) {
         E::Preference(p) => placement.preferences.push(p),
         E::MaxReplicasPerNode(n) => placement.max_replicas = n,
         E::Network(n) => t.networks.push(n),
+        E::ForceUpdate => t.force_update = t.force_update.wrapping_add(1),
         E::LogDriver { name, options } => {
             t.log_driver = Some(rswarm_proto::types::Driver {
                 name,

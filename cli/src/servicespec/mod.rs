@@ -7,7 +7,11 @@
 //! - `container`: env (`-e`, `--env-file`), labels, ulimits, sysctls, stop
 //!   signals, `--entrypoint` words.
 //! - `policy`: service mode, restart policy, update and rollback config.
-//! - `flags`: the `service create` flags (clap) and the edits they mean.
+//! - `flags`: the `service create` flags (clap) and the edits they mean;
+//!   `shared`: the flags `service update` takes as they are.
+//! - `update`: the `service update` flags (the `*-add`/`*-rm` pairs,
+//!   `--image`, `--force`, ...) as edits of the current spec; `removals`:
+//!   what an `*-rm` flag takes out.
 //! - `edits`: `SpecEdit`, `defaults` and `apply`.
 //!
 //! The parsers of values shared with the control API, the scheduler and the
@@ -21,6 +25,9 @@ pub mod container;
 pub mod edits;
 pub mod flags;
 pub mod policy;
+pub mod removals;
+pub mod shared;
+pub mod update;
 
 #[cfg(test)]
 mod agreement;

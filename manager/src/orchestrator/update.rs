@@ -80,10 +80,7 @@ pub(crate) fn default_config() -> UpdateConfig {
 /// The task runs the service's current task template (always true for jobs,
 /// which are not updated in place).
 pub(crate) fn is_current(t: &Task, svc: &Service) -> bool {
-    if ModeKind::of(svc).is_job() || t.spec_version >= svc.spec_version {
-        return true;
-    }
-    t.spec.as_ref() == svc.spec.as_ref().and_then(|s| s.task.as_ref())
+    ModeKind::of(svc).is_job() || rswarm_proto::spec::rollout::runs_current_template(t, svc)
 }
 
 /// RUNNING and, with a health check, healthy: the task serves.

@@ -17,6 +17,7 @@
 //! - [`names`]: the DNS-name rule for service and network names.
 //! - [`capabilities`]: Linux capability names.
 //! - [`bounds`]: size limits every spec keeps.
+//! - [`rollout`]: which tasks run a service's current template.
 //! - [`secrets`]: secret and config names, values and a container's
 //!   references to them.
 //! - [`validate`]: every problem of a whole spec, and what the cluster does
@@ -33,6 +34,7 @@ pub mod mounts;
 pub mod names;
 pub mod ports;
 pub mod reference;
+pub mod rollout;
 pub mod secrets;
 pub mod units;
 mod validate;

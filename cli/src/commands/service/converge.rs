@@ -1,7 +1,12 @@
-//! Waiting for a service to converge, as `create` and `scale` do: looks at
-//! the service's tasks (one line per slot or node, Docker's progress
-//! numbering), draws Docker's progress display, and decides when it is done,
-//! failed (the task's own error), blocked or stuck.
+//! Waiting for a service to converge, as `create`, `scale`, `update` and
+//! `rollback` do: looks at the service's tasks (one line per slot or node,
+//! Docker's progress numbering), draws Docker's progress display, and
+//! decides when it is done, failed (the task's own error), blocked or stuck.
+//! An update or rollback counts only the tasks of the service's current task
+//! template (Docker's up-to-date tasks, by the manager's rule)
+//! and follows the service's update status as Docker does: `rollback:
+//! <message>` when a rollback starts, an error when the update or rollback
+//! pauses, or when an update ends rolled back.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{IsTerminal, Write};
@@ -11,6 +16,7 @@ use rswarm_proto::control::control_client::ControlClient;
 use rswarm_proto::control::services_client::ServicesClient;
 use rswarm_proto::control::ListTasksRequest;
 use rswarm_proto::types::service_spec::Mode;
+use rswarm_proto::types::update_status::State as UpdateState;
 use rswarm_proto::types::{Service, Task, TaskState};
 use tonic::transport::Channel;
 
@@ -110,17 +116,46 @@ fn newest(a: &Task, b: &Task) -> std::cmp::Ordering {
     created(a).cmp(&created(b)).then_with(|| a.id.cmp(&b.id))
 }
 
-/// Looks at a service's tasks the way Docker's progress display does: one
-/// line per slot (replicated) or node (global), the newest task that is
-/// meant to run; done when every line runs (or, for jobs, enough tasks
-/// completed). `ignore` holds failed tasks from before the wait started;
-/// `allow_empty` lets a global service with no eligible node count as done.
+/// Which tasks a look counts and how its header reads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct View {
+    /// Only the tasks of the service's current spec (an update).
+    pub(super) up_to_date: bool,
+    /// The header says `rolling back update:`.
+    pub(super) rolling_back: bool,
+}
+
+/// [`snapshot_view`] counting every task (`create`, `scale`).
+#[cfg(test)]
 pub(super) fn snapshot(
     service: &Service,
     tasks: &[Task],
     node_names: &HashMap<String, String>,
     ignore: &HashSet<String>,
     allow_empty: bool,
+) -> Snapshot {
+    snapshot_view(
+        service,
+        tasks,
+        node_names,
+        ignore,
+        allow_empty,
+        View::default(),
+    )
+}
+
+/// Looks at a service's tasks the way Docker's progress display does: one
+/// line per slot (replicated) or node (global), the newest task that is
+/// meant to run; done when every line runs (or, for jobs, enough tasks
+/// completed). `ignore` holds failed tasks from before the wait started;
+/// `allow_empty` lets a global service with no eligible node count as done.
+pub(super) fn snapshot_view(
+    service: &Service,
+    tasks: &[Task],
+    node_names: &HashMap<String, String>,
+    ignore: &HashSet<String>,
+    allow_empty: bool,
+    view: View,
 ) -> Snapshot {
     let name = service_name(service);
     let spec = service.spec.as_ref();
@@ -131,7 +166,17 @@ pub(super) fn snapshot(
         .iter()
         .filter(|t| t.service_id == service.id)
         .filter(|t| !kind.is_job() || t.job_iteration == iteration)
+        .filter(|t| {
+            !view.up_to_date || rswarm_proto::spec::rollout::runs_current_template(t, service)
+        })
         .collect();
+    let progress = |running: u64, total: u64| {
+        if view.rolling_back {
+            format!("overall progress: rolling back update: {running} out of {total} tasks")
+        } else {
+            format!("overall progress: {running} out of {total} tasks")
+        }
+    };
     let task_label = |t: &Task| -> String {
         if t.slot != 0 {
             format!("{name}.{}", t.slot)
@@ -194,7 +239,7 @@ pub(super) fn snapshot(
     let (total, header, done) = match mode {
         Some(Mode::Replicated(r)) => (
             r.replicas,
-            format!("overall progress: {running} out of {} tasks", r.replicas),
+            progress(running, r.replicas),
             running == r.replicas && current.len() as u64 == r.replicas,
         ),
         Some(Mode::ReplicatedJob(j)) => (
@@ -221,7 +266,7 @@ pub(super) fn snapshot(
             let total = current.len() as u64;
             (
                 total,
-                format!("overall progress: {running} out of {total} tasks"),
+                progress(running, total),
                 (total > 0 || allow_empty) && running == total,
             )
         }
@@ -327,11 +372,12 @@ impl ProgressWriter {
         )
     }
 
-    fn draw(&mut self, snap: &Snapshot, footer: Option<&str>) {
+    fn draw(&mut self, snap: &Snapshot, note: Option<&str>, footer: Option<&str>) {
         if self.quiet {
             return;
         }
-        let mut text = vec![snap.header.clone()];
+        let mut text: Vec<String> = note.iter().map(|n| n.to_string()).collect();
+        text.push(snap.header.clone());
         text.extend(
             snap.lines
                 .iter()
@@ -373,6 +419,76 @@ const BLOCKED_TIMEOUT: Duration = Duration::from_secs(15);
 const EMPTY_GRACE: Duration = Duration::from_secs(3);
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
 
+/// What a wait follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Following {
+    /// A new service: every failed task is a failure.
+    Create,
+    /// A changed service whose task template did not change (`scale`, a
+    /// stack's service): failed tasks from before are history.
+    Change,
+    /// `service update` of the task template: up-to-date tasks and the
+    /// update status.
+    Update,
+    /// `service rollback` (or `update --rollback`).
+    Rollback,
+}
+
+/// What the service's update status means for a wait.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum StatusTurn {
+    /// Nothing to act on (no status, or one the wait does not follow).
+    Nothing,
+    /// The update (or rollback) finished: converged tasks end the wait.
+    Finished,
+    /// Still moving: no timeout while the updater works.
+    Moving,
+    /// The wait fails with this line.
+    Fails(String),
+}
+
+/// Docker's reading of an update status while following `following`;
+/// `note`/`rolling_back` take the `rollback: <message>` line and header.
+pub(super) fn status_turn(
+    service: &Service,
+    following: Following,
+    note: &mut Option<String>,
+    rolling_back: &mut bool,
+) -> StatusTurn {
+    if !matches!(following, Following::Update | Following::Rollback) {
+        return StatusTurn::Nothing;
+    }
+    let Some(u) = service.update_status.as_ref() else {
+        return StatusTurn::Nothing;
+    };
+    match u.state() {
+        UpdateState::Unknown => StatusTurn::Nothing,
+        UpdateState::Updating => {
+            *rolling_back = false;
+            StatusTurn::Moving
+        }
+        UpdateState::Completed => StatusTurn::Finished,
+        UpdateState::Paused => StatusTurn::Fails(format!("service update paused: {}", u.message)),
+        UpdateState::RollbackStarted => {
+            if note.is_none() && !u.message.is_empty() {
+                *note = Some(format!("rollback: {}", u.message));
+            }
+            *rolling_back = true;
+            StatusTurn::Moving
+        }
+        UpdateState::RollbackPaused => {
+            StatusTurn::Fails(format!("service rollback paused: {}", u.message))
+        }
+        UpdateState::RollbackCompleted if following == Following::Update => {
+            StatusTurn::Fails(format!("service rolled back: {}", u.message))
+        }
+        UpdateState::RollbackCompleted => {
+            *rolling_back = true;
+            StatusTurn::Finished
+        }
+    }
+}
+
 /// Waits until the service converges: every task running (then stable for
 /// the update monitor period, Docker's "verify" step), or a job complete.
 /// Fails with the task's error when one fails or is rejected, or when
@@ -385,13 +501,42 @@ pub(crate) async fn wait_for_convergence(
     quiet: bool,
     existing: bool,
 ) -> anyhow::Result<()> {
+    let following = if existing {
+        Following::Change
+    } else {
+        Following::Create
+    };
+    follow(services, control, service_id, quiet, following).await
+}
+
+/// Follows a service until it converges (see [`wait_for_convergence`]).
+/// For an update or rollback only the tasks of the current spec count, and
+/// the update status decides as Docker's display does: a pause or (for an
+/// update) a rollback that completed fails the wait with its message; the
+/// wait ends when the status says completed (rollback completed for a
+/// rollback) and the tasks run; while the updater moves, a slow batch is not
+/// "stuck"; a task's failure is the updater's to judge, not the end of the
+/// wait.
+pub(crate) async fn follow(
+    services: &mut ServicesClient<Channel>,
+    control: &mut ControlClient<Channel>,
+    service_id: &str,
+    quiet: bool,
+    following: Following,
+) -> anyhow::Result<()> {
     let mut writer = ProgressWriter::new(quiet);
     let (mut node_names, _) = node_directory(control).await.map_err(lost)?;
     let started = Instant::now();
-    let mut ignore: Option<HashSet<String>> = if existing { None } else { Some(HashSet::new()) };
+    let mut ignore: Option<HashSet<String>> = if following == Following::Create {
+        Some(HashSet::new())
+    } else {
+        None
+    };
     let mut last: Option<Snapshot> = None;
     let mut last_change = Instant::now();
     let mut converged_at: Option<Instant> = None;
+    let mut note: Option<String> = None;
+    let mut rolling_back = following == Following::Rollback;
     loop {
         let service = get_service(services, service_id).await.map_err(lost)?;
         let name = service_name(&service).to_string();
@@ -417,15 +562,27 @@ pub(crate) async fn wait_for_convergence(
                 .map(|t| t.id.clone())
                 .collect()
         });
-        let snap = snapshot(
+        let turn = status_turn(&service, following, &mut note, &mut rolling_back);
+        let view = View {
+            up_to_date: matches!(following, Following::Update | Following::Rollback),
+            rolling_back,
+        };
+        let snap = snapshot_view(
             &service,
             &tasks,
             &node_names,
             ignore,
             started.elapsed() >= EMPTY_GRACE,
+            view,
         );
-        if let Some(failure) = &snap.failure {
-            writer.draw(&snap, None);
+        if let StatusTurn::Fails(message) = turn {
+            writer.draw(&snap, note.as_deref(), None);
+            anyhow::bail!("{message}");
+        }
+        // With an update status, a failed task is the updater's to judge.
+        let judged_here = matches!(turn, StatusTurn::Nothing);
+        if let Some(failure) = snap.failure.as_ref().filter(|_| judged_here) {
+            writer.draw(&snap, note.as_deref(), None);
             anyhow::bail!("service {name} did not converge: {failure}");
         }
         if last.as_ref() != Some(&snap) {
@@ -433,7 +590,7 @@ pub(crate) async fn wait_for_convergence(
         }
         if snap.done {
             if snap.is_job {
-                writer.draw(&snap, Some("job complete"));
+                writer.draw(&snap, note.as_deref(), Some("job complete"));
                 return Ok(());
             }
             let monitor_ns = service
@@ -445,11 +602,19 @@ pub(crate) async fn wait_for_convergence(
             let monitor = Duration::from_nanos(monitor_ns as u64);
             let since = *converged_at.get_or_insert_with(Instant::now);
             let stable_for = since.elapsed();
-            if stable_for >= monitor {
-                writer.draw(&snap, Some("verify: Service converged"));
+            // With an update status the updater decides when it is over (it
+            // watched its own monitor period); without one, the tasks must
+            // stay up for the monitor period.
+            let finished = match turn {
+                StatusTurn::Finished => true,
+                StatusTurn::Nothing => stable_for >= monitor,
+                StatusTurn::Moving | StatusTurn::Fails(_) => false,
+            };
+            if finished {
+                writer.draw(&snap, note.as_deref(), Some("verify: Service converged"));
                 return Ok(());
             }
-            let left = (monitor - stable_for).as_secs_f64().ceil() as u64;
+            let left = (monitor.saturating_sub(stable_for).as_secs_f64().ceil() as u64).max(1);
             let footer = if writer.tty {
                 format!("verify: Waiting {left} seconds to verify that tasks are stable...")
             } else {
@@ -458,16 +623,17 @@ pub(crate) async fn wait_for_convergence(
                     monitor.as_secs_f64().ceil() as u64
                 )
             };
-            writer.draw(&snap, Some(&footer));
+            writer.draw(&snap, note.as_deref(), Some(&footer));
         } else {
             converged_at = None;
-            writer.draw(&snap, None);
+            writer.draw(&snap, note.as_deref(), None);
             let limit = if snap.blocked {
                 BLOCKED_TIMEOUT
             } else {
                 NO_PROGRESS_TIMEOUT
             };
-            if last_change.elapsed() >= limit {
+            let updater_moving = matches!(turn, StatusTurn::Moving) && !snap.blocked;
+            if last_change.elapsed() >= limit && !updater_moving {
                 let what = snap
                     .waiting_on
                     .clone()

@@ -18,11 +18,6 @@ pub(super) async fn create(opts: &ClientOpts, a: CreateArgs) -> anyhow::Result<(
         .split_first()
         .ok_or_else(|| anyhow::anyhow!("\"service create\" requires at least 1 argument"))?;
     // Everything is parsed and checked before the first call.
-    if let Some(flag) = a.flags.not_yet_honoured() {
-        anyhow::bail!(
-            "{flag} is not supported yet: rswarm does not run rolling updates yet, so the setting would be ignored"
-        );
-    }
     // The flags' edits over the defaults, validated (bounds included) by the
     // spec library the manager also runs: refusing early avoids sending 1 MB.
     let mut spec = a.flags.to_spec(image, args)?;

@@ -1,20 +1,23 @@
-//! `rswarm service create | inspect | logs | ls | ps | rm | scale`, with
-//! Docker's flags, output and wording. `create` and `scale` wait for the
-//! service to converge (Docker's progress display) unless `--detach`, and
-//! fail with the tasks' own error when they cannot start. Specs are built
+//! `rswarm service create | inspect | logs | ls | ps | rm | rollback |
+//! scale | update`, with Docker's flags, output and wording. `create`,
+//! `scale`, `update` and `rollback` wait for the service to converge
+//! (Docker's progress display) unless `--detach`, and fail with the tasks'
+//! own error (or the update's pause or rollback) when they cannot. Specs are built
 //! and checked by `servicespec` before anything is sent; tables and JSON
 //! come from `format::services` and `format::tasks`.
 //!
 //! This module owns the command line (the subcommands and their flags), the
 //! dispatch, the lookups the subcommands share, and the one-call `inspect`
-//! and `rm`; the rest live in `create`, `scale`, `converge` (waiting for a
-//! service to converge), `ls` and `logs`; `ps` is in `commands::task`.
+//! and `rm`; the rest live in `create`, `scale`, `update` (with
+//! `rollback`), `converge` (waiting for a service to converge), `ls` and
+//! `logs`; `ps` is in `commands::task`.
 
 mod converge;
 mod create;
 mod logs;
 mod ls;
 mod scale;
+mod update;
 
 use clap::{Args, Subcommand};
 use rswarm_proto::control::services_client::ServicesClient;
@@ -25,15 +28,17 @@ use tonic::transport::Channel;
 use super::task::{self, now_nanos, ServicePsArgs};
 use crate::client::{status_error, ClientOpts};
 use crate::format;
+use crate::servicespec::update::UpdateFlags;
 use crate::servicespec::ServiceFlags;
 
-pub(crate) use converge::wait_for_convergence;
+pub(crate) use converge::{follow, Following};
 pub(crate) use ls::{ls_selected, ServiceFilter};
 
 use create::create;
 use logs::logs;
 use ls::ls;
 use scale::scale;
+use update::{rollback, update};
 
 #[derive(Subcommand, Debug)]
 pub enum ServiceCommand {
@@ -51,8 +56,55 @@ pub enum ServiceCommand {
     /// Remove one or more services
     #[command(alias = "remove")]
     Rm(RmArgs),
+    /// Revert changes to a service's configuration
+    Rollback(RollbackArgs),
     /// Scale one or multiple replicated services
     Scale(ScaleArgs),
+    /// Update a service
+    Update(Box<UpdateArgs>),
+}
+
+#[derive(Args, Debug)]
+pub struct UpdateArgs {
+    #[command(flatten)]
+    pub flags: UpdateFlags,
+    /// Exit immediately instead of waiting for the service to converge
+    #[arg(
+        short = 'd',
+        long,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_name = "bool"
+    )]
+    pub detach: Option<bool>,
+    /// Suppress progress output
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Send registry authentication details to swarm agents
+    #[arg(long = "with-registry-auth")]
+    pub with_registry_auth: bool,
+    #[arg(value_name = "SERVICE")]
+    pub service: String,
+}
+
+#[derive(Args, Debug)]
+pub struct RollbackArgs {
+    /// Exit immediately instead of waiting for the service to converge
+    #[arg(
+        short = 'd',
+        long,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_name = "bool"
+    )]
+    pub detach: Option<bool>,
+    /// Suppress progress output
+    #[arg(short, long)]
+    pub quiet: bool,
+    #[arg(value_name = "SERVICE")]
+    pub service: String,
 }
 
 #[derive(Args, Debug)]
@@ -170,7 +222,9 @@ pub async fn run(opts: &ClientOpts, cmd: ServiceCommand) -> anyhow::Result<()> {
         ServiceCommand::Ls(a) => ls(opts, a).await,
         ServiceCommand::Ps(a) => task::service_ps(opts, a).await,
         ServiceCommand::Rm(a) => rm(opts, a).await,
+        ServiceCommand::Rollback(a) => rollback(opts, a).await,
         ServiceCommand::Scale(a) => scale(opts, a).await,
+        ServiceCommand::Update(a) => update(opts, *a).await,
     }
 }
 

@@ -2,7 +2,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::converge::{snapshot, ProgressWriter};
+use super::converge::{
+    snapshot, snapshot_view, status_turn, Following, ProgressWriter, StatusTurn, View,
+};
 use super::logs::{log_prefix, log_timestamp, parse_since, parse_tail, LogContext};
 use super::ls::{parse_service_filters, service_matches};
 use super::scale::parse_scales;
@@ -278,4 +280,174 @@ fn log_prefixes_match_docker() {
         parse_since("2017-05-16T22:52:44Z", 0).map_err(|e| e.to_string()),
         Ok(1_494_975_164_000_000_000)
     );
+}
+
+#[test]
+fn update_and_rollback_parse_as_docker_spells_them() {
+    let parse = |line: &str| {
+        Cli::try_parse_from(std::iter::once("service").chain(line.split_whitespace()))
+            .map(|c| c.cmd)
+            .map_err(|e| e.to_string())
+    };
+    match parse("update --image busybox:2 --env-add A=1 -d --force web") {
+        Ok(ServiceCommand::Update(a)) => {
+            assert_eq!(a.service, "web");
+            assert_eq!(a.detach, Some(true));
+            assert!(a.flags.force);
+            assert_eq!(a.flags.image.as_deref(), Some("busybox:2"));
+        }
+        other => panic!("{other:?}"),
+    }
+    match parse("rollback -q web") {
+        Ok(ServiceCommand::Rollback(a)) => assert!(a.quiet && a.detach.is_none()),
+        other => panic!("{other:?}"),
+    }
+    // Create's flags that update spells differently are not update's.
+    assert!(parse("update -e A=1 web").is_err());
+    assert!(parse("update --name x web").is_err());
+    assert!(parse("update web other").is_err());
+}
+
+#[test]
+fn an_update_counts_only_tasks_of_the_current_spec() {
+    let names = HashMap::new();
+    let mut service = svc(2);
+    service.spec_version = 2;
+    if let Some(spec) = service.spec.as_mut() {
+        spec.task = Some(rswarm_proto::types::TaskSpec {
+            force_update: 1,
+            ..Default::default()
+        });
+    }
+    let task = |id: &str, slot: u64, state: TaskState, version: u64| Task {
+        spec_version: version,
+        ..t(id, slot, state, version as i64, "")
+    };
+    let tasks = [
+        task("old1", 1, TaskState::Running, 1),
+        task("old2", 2, TaskState::Running, 1),
+        task("new1", 1, TaskState::Running, 2),
+    ];
+    let all = snapshot(&service, &tasks, &names, &HashSet::new(), false);
+    assert!(all.done, "every slot runs some task");
+    let view = View {
+        up_to_date: true,
+        rolling_back: false,
+    };
+    let s = snapshot_view(&service, &tasks, &names, &HashSet::new(), false, view);
+    assert_eq!(s.header, "overall progress: 1 out of 2 tasks");
+    assert!(!s.done);
+    let back = View {
+        up_to_date: true,
+        rolling_back: true,
+    };
+    let s = snapshot_view(&service, &tasks, &names, &HashSet::new(), false, back);
+    assert_eq!(
+        s.header,
+        "overall progress: rolling back update: 1 out of 2 tasks"
+    );
+    // After a rollback, a task the update never reached runs the current
+    // template again: it counts.
+    let template = rswarm_proto::types::TaskSpec {
+        force_update: 7,
+        ..Default::default()
+    };
+    if let Some(spec) = service.spec.as_mut() {
+        spec.task = Some(template.clone());
+    }
+    let mut kept = task("old2", 2, TaskState::Running, 1);
+    kept.spec = Some(template);
+    let tasks = [task("new1", 1, TaskState::Running, 2), kept];
+    let s = snapshot_view(&service, &tasks, &names, &HashSet::new(), false, back);
+    assert!(s.done, "{s:?}");
+}
+
+#[test]
+fn the_update_status_decides_as_dockers_display() {
+    use rswarm_proto::types::update_status::State;
+    use rswarm_proto::types::UpdateStatus;
+    let with = |state: State, message: &str| {
+        let mut s = svc(1);
+        s.update_status = Some(UpdateStatus {
+            state: state as i32,
+            message: message.into(),
+            ..Default::default()
+        });
+        s
+    };
+    let turn = |s: &Service, f: Following| {
+        let (mut note, mut back) = (None, false);
+        let t = status_turn(s, f, &mut note, &mut back);
+        (t, note, back)
+    };
+    assert_eq!(
+        turn(
+            &with(State::Updating, "update in progress"),
+            Following::Update
+        ),
+        (StatusTurn::Moving, None, false)
+    );
+    assert_eq!(
+        turn(
+            &with(
+                State::Paused,
+                "update paused due to failure or early termination of task x"
+            ),
+            Following::Update
+        )
+        .0,
+        StatusTurn::Fails(
+            "service update paused: update paused due to failure or early termination of task x"
+                .into()
+        )
+    );
+    assert_eq!(
+        turn(
+            &with(State::RollbackStarted, "manually requested rollback"),
+            Following::Rollback
+        ),
+        (
+            StatusTurn::Moving,
+            Some("rollback: manually requested rollback".into()),
+            true
+        )
+    );
+    assert_eq!(
+        turn(
+            &with(State::RollbackPaused, "rollback paused"),
+            Following::Rollback
+        )
+        .0,
+        StatusTurn::Fails("service rollback paused: rollback paused".into())
+    );
+    assert_eq!(
+        turn(
+            &with(State::RollbackCompleted, "rollback completed"),
+            Following::Update
+        )
+        .0,
+        StatusTurn::Fails("service rolled back: rollback completed".into())
+    );
+    assert_eq!(
+        turn(
+            &with(State::RollbackCompleted, "rollback completed"),
+            Following::Rollback
+        )
+        .0,
+        StatusTurn::Finished
+    );
+    assert_eq!(
+        turn(
+            &with(State::Completed, "update completed"),
+            Following::Update
+        )
+        .0,
+        StatusTurn::Finished
+    );
+    // A create or scale does not follow an earlier update's status.
+    assert_eq!(
+        turn(&with(State::Paused, "x"), Following::Change).0,
+        StatusTurn::Nothing
+    );
+    assert_eq!(turn(&svc(1), Following::Update).0, StatusTurn::Nothing);
 }

@@ -9,7 +9,10 @@
 //! service carries the user's credentials for its image's registry
 //! (`registry_auth`). With `--detach=false` the command then waits for
 //! every service of the file to converge (`service create`'s wait, one
-//! service after another).
+//! service after another; a service whose task template changed is
+//! followed as `service update` follows it: its new tasks and its update
+//! status). Without it nothing waits: a changed service rolls per its
+//! update config in the background, as Docker's detached deploy does.
 
 use rswarm_proto::control::configs_client::ConfigsClient;
 use rswarm_proto::control::control_client::ControlClient;
@@ -30,7 +33,7 @@ use super::resolve::{pin_images, ResolveImage};
 use super::DeployArgs;
 use crate::client::{status_error, ClientOpts};
 use crate::commands::lists::all_services;
-use crate::commands::service::wait_for_convergence;
+use crate::commands::service::{follow, Following};
 use crate::compose::to_spec::StackPlan;
 use crate::compose::{self, to_spec, Problems};
 use crate::servicespec::edits::{self, SpecEdit};
@@ -124,15 +127,21 @@ pub(super) async fn deploy(opts: &ClientOpts, a: DeployArgs) -> anyhow::Result<(
     let changes = diff(&plan, &a.stack, &cluster, a.prune).map_err(Problems)?;
     confirm_secrets(&mut c.secrets, &changes.confirm_secrets).await?;
 
-    let mut ids: Vec<(String, String, bool)> = Vec::new();
+    let mut ids: Vec<(String, String, Following)> = Vec::new();
     for (i, action) in changes.actions.iter().enumerate() {
         println!("{}", action.announce());
         match apply(&mut c, action).await {
-            Ok(Some(id)) => ids.push((
-                id,
-                action.name().to_string(),
-                matches!(action, Action::UpdateService { .. }),
-            )),
+            Ok(Some((id, spec_version))) => {
+                // The service's spec_version moves on only when its task
+                // template changed: then an update runs.
+                let before = existing.iter().find(|s| s.id == id).map(|s| s.spec_version);
+                let following = match before {
+                    None => Following::Create,
+                    Some(v) if v < spec_version => Following::Update,
+                    Some(_) => Following::Change,
+                };
+                ids.push((id, action.name().to_string(), following));
+            }
             Ok(None) => {}
             Err(e) => return Err(Problems(failure_report(&changes.actions, i, &e)).into()),
         }
@@ -142,7 +151,7 @@ pub(super) async fn deploy(opts: &ClientOpts, a: DeployArgs) -> anyhow::Result<(
             changes
                 .unchanged
                 .iter()
-                .map(|(id, name)| (id.clone(), name.clone(), true)),
+                .map(|(id, name)| (id.clone(), name.clone(), Following::Change)),
         );
         // The file's order, which the plan keeps.
         let order = |name: &str| {
@@ -184,7 +193,9 @@ async fn confirm_secrets(
 }
 
 /// Makes one call; answers the service's ID for a created or updated one.
-async fn apply(c: &mut Clients, action: &Action) -> anyhow::Result<Option<String>> {
+/// Makes one change; for a service, answers its ID and (service) spec
+/// version as stored after the change.
+async fn apply(c: &mut Clients, action: &Action) -> anyhow::Result<Option<(String, u64)>> {
     let (services, networks) = (&mut c.services, &mut c.networks);
     match action {
         Action::CreateSecret(spec) => {
@@ -252,7 +263,7 @@ async fn apply(c: &mut Clients, action: &Action) -> anyhow::Result<Option<String
                 .await
                 .map_err(status_error)?
                 .into_inner();
-            Ok(Some(s.id))
+            Ok(Some((s.id, s.spec_version)))
         }
         Action::UpdateService {
             id,
@@ -261,7 +272,7 @@ async fn apply(c: &mut Clients, action: &Action) -> anyhow::Result<Option<String
             ..
         } => {
             // Refused if someone changed the spec since it was read.
-            services
+            let s = services
                 .update_service(UpdateServiceRequest {
                     service_ref: id.clone(),
                     spec_version: *spec_version,
@@ -269,8 +280,9 @@ async fn apply(c: &mut Clients, action: &Action) -> anyhow::Result<Option<String
                     rollback: false,
                 })
                 .await
-                .map_err(status_error)?;
-            Ok(Some(id.clone()))
+                .map_err(status_error)?
+                .into_inner();
+            Ok(Some((s.id, s.spec_version)))
         }
     }
 }
@@ -308,22 +320,21 @@ pub(super) fn failure_report(actions: &[Action], failed: usize, e: &anyhow::Erro
     lines
 }
 
-/// Waits for each service (ID, name, existed before) to converge, one after
+/// Waits for each service (ID, name, what to follow) to converge, one after
 /// another; every service that does not is reported.
 async fn wait_all(
     channel: Channel,
-    ids: &[(String, String, bool)],
+    ids: &[(String, String, Following)],
     quiet: bool,
 ) -> anyhow::Result<()> {
     let mut services = ServicesClient::new(channel.clone());
     let mut control = ControlClient::new(channel);
     let mut errors = Vec::new();
-    for (id, name, existed) in ids {
+    for (id, name, following) in ids {
         if !quiet {
             println!("{name}");
         }
-        if let Err(e) = wait_for_convergence(&mut services, &mut control, id, quiet, *existed).await
-        {
+        if let Err(e) = follow(&mut services, &mut control, id, quiet, *following).await {
             errors.push(format!("{e}"));
         }
     }

@@ -476,3 +476,52 @@ fn inspect_and_pretty_show_the_log_driver() {
         .is_none());
     assert!(!service_pretty(&plain, 0).contains("Log Driver"));
 }
+
+#[test]
+fn inspect_and_pretty_show_the_update_status() {
+    use rswarm_proto::types::update_status::State;
+    use rswarm_proto::types::UpdateStatus;
+    let sec = 1_000_000_000i64;
+    let now = 1_700_000_000 * sec;
+    let mut svc = service("upd8upd8upd8upd8upd8upd8u", "--name web busybox");
+    svc.update_status = Some(UpdateStatus {
+        state: State::Completed as i32,
+        started_at: now - 90 * sec,
+        completed_at: now - 30 * sec,
+        message: "update completed".into(),
+    });
+    let v = service_inspect_json(&svc);
+    assert_eq!(v["UpdateStatus"]["State"], json!("completed"));
+    assert_eq!(v["UpdateStatus"]["Message"], json!("update completed"));
+    assert!(v["UpdateStatus"]["StartedAt"].is_string());
+    assert!(v["UpdateStatus"]["CompletedAt"].is_string());
+    let pretty = service_pretty(&svc, now);
+    assert!(
+        pretty.contains("\nUpdateStatus:\n State:\t\tcompleted\n Started:\tAbout a minute ago\n Completed:\t30 seconds ago\n Message:\tupdate completed\n"),
+        "{pretty}"
+    );
+    // Docker's state words, and no Completed line before completion.
+    let words = [
+        (State::Updating, "updating"),
+        (State::Paused, "paused"),
+        (State::RollbackStarted, "rollback_started"),
+        (State::RollbackPaused, "rollback_paused"),
+        (State::RollbackCompleted, "rollback_completed"),
+    ];
+    for (state, word) in words {
+        if let Some(u) = svc.update_status.as_mut() {
+            u.state = state as i32;
+        }
+        assert_eq!(
+            service_inspect_json(&svc)["UpdateStatus"]["State"],
+            json!(word)
+        );
+        let pretty = service_pretty(&svc, now);
+        assert!(pretty.contains(&format!(" State:\t\t{word}\n")), "{pretty}");
+        assert!(!pretty.contains("Completed:"), "{pretty}");
+    }
+    // A service never updated has none.
+    let plain = service("p1a1np1a1np1a1np1a1np1a1n", "--name plain busybox");
+    assert!(service_inspect_json(&plain).get("UpdateStatus").is_none());
+    assert!(!service_pretty(&plain, now).contains("UpdateStatus"));
+}

@@ -30,31 +30,6 @@ pub(crate) fn no_env(_: &str) -> Option<String> {
     None
 }
 
-#[test]
-fn flags_not_acted_on_yet_are_named_for_refusal() {
-    let given = |line: &str| {
-        let argv = std::iter::once("create").chain(line.split_whitespace());
-        Create::try_parse_from(argv)
-            .map_err(|e| e.to_string())
-            .map(|c| c.flags.not_yet_honoured())
-    };
-    assert_eq!(given("busybox"), Ok(None));
-    assert_eq!(given("--no-healthcheck busybox"), Ok(None));
-    assert_eq!(
-        given("--health-cmd true busybox"),
-        Ok(None),
-        "health checks run"
-    );
-    assert_eq!(
-        given("--update-delay 5s busybox"),
-        Ok(Some("--update-delay"))
-    );
-    assert_eq!(
-        given("--rollback-order start-first busybox"),
-        Ok(Some("--rollback-order"))
-    );
-}
-
 fn spec_from(line: &str) -> Result<ServiceSpec, String> {
     let argv = std::iter::once("create").chain(line.split_whitespace());
     let create = Create::try_parse_from(argv).map_err(|e| e.to_string())?;
