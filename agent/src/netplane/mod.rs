@@ -12,6 +12,8 @@
 //! - The routing mesh: this node's own address on `ingress` (a veth into the
 //!   ingress sandbox), and table `ip rswarm_mesh` in the node's namespace for
 //!   every published port (`rules::node_ports`).
+//! - When a task stops, what conntrack still holds for connections
+//!   translated to it is deleted (`forget`); while it drains, not.
 //! - Leftovers (sandboxes of networks no local task uses, namespaces no
 //!   process uses any more) are swept, also after a crash (`sweep`).
 //!
@@ -19,6 +21,7 @@
 //! transaction, so a state message that does not touch a task's services
 //! costs nothing.
 
+mod forget;
 mod rules;
 mod sweep;
 
@@ -64,6 +67,8 @@ pub struct NetPlane {
     local: std::sync::Mutex<HashMap<String, LocalTask>>,
     /// Serialises rule and device updates; holds what was applied.
     applied: Mutex<Applied>,
+    /// Addresses of stopped tasks whose connections are to be forgotten.
+    forget: tokio::sync::mpsc::UnboundedSender<Vec<Ipv4Addr>>,
 }
 
 fn ip_of(cidr: &str) -> Option<Ipv4Addr> {
@@ -82,7 +87,7 @@ impl NetPlane {
         let upstreams = DnsServer::read_host_resolv_conf(Path::new("/etc/resolv.conf"));
         let dns = DnsServer::new(upstreams).map_err(|e| format!("embedded DNS server: {e}"))?;
         let (state, _) = watch::channel(NetworkStateMessage::default());
-        let plane = Arc::new(NetPlane {
+        let plane = Arc::new_cyclic(|me| NetPlane {
             overlay,
             netns_dir: netns_dir.to_path_buf(),
             dns,
@@ -91,6 +96,7 @@ impl NetPlane {
             serving: Mutex::new(HashMap::new()),
             local: std::sync::Mutex::new(HashMap::new()),
             applied: Mutex::new(Applied::default()),
+            forget: forget::start(me.clone()),
         });
         // Leftovers are swept on a timer, whether or not new state arrives
         // (the last task of a network went, and nothing else changed).
@@ -190,6 +196,9 @@ impl NetPlane {
     /// A new picture from the leader: devices, peers, DNS records and rules
     /// follow it.
     pub async fn apply(&self, msg: NetworkStateMessage) {
+        // Tasks that left the picture have stopped: their connections go.
+        let gone = rules::gone_backends(&self.state.borrow(), &msg);
+        self.forget_later(gone);
         // send_replace stores the state even while nobody is waiting for it.
         self.state.send_replace(msg.clone());
         let mut applied = self.applied.lock().await;
@@ -528,12 +537,21 @@ impl NetPlane {
     }
 
     /// The task is gone: its DNS, interfaces, rules and namespace go too.
+    /// Its process has ended, so what conntrack holds for connections to
+    /// its addresses goes too (on this node at once; the others do it when
+    /// it leaves the network state).
     pub async fn release_task(&self, task_id: &str) {
-        let known = self
-            .local
-            .lock()
-            .map(|mut m| m.remove(task_id).is_some())
-            .unwrap_or(false);
+        let entry = self.local.lock().ok().and_then(|mut m| m.remove(task_id));
+        let known = entry.is_some();
+        let mut addrs: Vec<Ipv4Addr> = self
+            .state
+            .borrow()
+            .endpoints
+            .iter()
+            .filter(|e| e.task_id == task_id)
+            .filter_map(|e| ip_of(&e.addr))
+            .collect();
+        addrs.extend(entry.and_then(|t| t.gateway));
         if let Some(h) = self.serving.lock().await.remove(task_id) {
             h.stop();
         }
@@ -544,6 +562,7 @@ impl NetPlane {
         }
         if known {
             self.refresh_rules().await;
+            self.forget_later(addrs);
         }
     }
 
