@@ -415,3 +415,56 @@ fn connections_to_a_task_that_is_gone_end_instead_of_hanging() {
     );
     assert!(after < Duration::from_secs(20), "took {after:?}");
 }
+
+/// What the drain adds to `service rm` of 100 tasks on an overlay network
+/// on one node (each task drains, all at once): the time from `service rm`
+/// until no container of it runs, and until none is left. A figure, not a
+/// check: `cargo test -p rswarm-tests --test zero_downtime -- --ignored
+/// --nocapture` (compare binaries with `RSWARM_BIN`).
+#[test]
+#[ignore = "benchmark; run explicitly"]
+fn bench_service_rm_of_100_tasks_on_a_network() {
+    let cluster = Cluster::with_registry(1).unwrap();
+    cluster.init_swarm(1, 0).unwrap();
+    let h1 = cluster.host(1);
+    let image = cluster.registry().busybox();
+    h1.ok(&["network", "create", "--subnet", "10.34.0.0/22", "benchnet"]);
+    for round in 1..=2 {
+        let created = Instant::now();
+        h1.ok(&[
+            "service",
+            "create",
+            "--detach",
+            "--name",
+            "bench",
+            "--network",
+            "benchnet",
+            "--replicas",
+            "100",
+            &image,
+            "sh",
+            "-c",
+            WEB,
+        ]);
+        wait_for(Duration::from_secs(600), "100 running tasks", || {
+            (running(h1, "bench") == 100).then_some(())
+        });
+        let up = created.elapsed();
+        let rm = Instant::now();
+        h1.ok(&["service", "rm", "bench"]);
+        let stopped = wait_for(Duration::from_secs(300), "no running container", || {
+            let live = h1
+                .containers()
+                .iter()
+                .filter(|c| c.status == "running")
+                .count();
+            (live == 0).then(|| rm.elapsed())
+        });
+        let gone = wait_for(Duration::from_secs(300), "no container", || {
+            h1.containers().is_empty().then(|| rm.elapsed())
+        });
+        eprintln!(
+            "round {round}: 100 tasks up in {up:?}; service rm: all stopped after {stopped:?}, all removed after {gone:?}"
+        );
+    }
+}

@@ -19,7 +19,10 @@
 //!
 //! Rules are applied only when they change, each table in one nftables
 //! transaction, so a state message that does not touch a task's services
-//! costs nothing.
+//! costs nothing. The mesh and the VIP tables of tasks that serve go first;
+//! those of tasks that do not (starting, stopping) last, so a task that
+//! drains waits only for the first part (`wait_not_backend`), not for the
+//! tables of a hundred tasks stopping with it.
 
 mod forget;
 mod rules;
@@ -28,6 +31,7 @@ mod sweep;
 use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -69,6 +73,11 @@ pub struct NetPlane {
     applied: Mutex<Applied>,
     /// Addresses of stopped tasks whose connections are to be forgotten.
     forget: tokio::sync::mpsc::UnboundedSender<Vec<Ipv4Addr>>,
+    /// How many state messages were stored (counted before each is).
+    generation: AtomicU64,
+    /// The newest generation whose mesh and serving tasks' VIP tables are
+    /// applied.
+    served: watch::Sender<u64>,
 }
 
 fn ip_of(cidr: &str) -> Option<Ipv4Addr> {
@@ -97,6 +106,8 @@ impl NetPlane {
             local: std::sync::Mutex::new(HashMap::new()),
             applied: Mutex::new(Applied::default()),
             forget: forget::start(me.clone()),
+            generation: AtomicU64::new(0),
+            served: watch::channel(0).0,
         });
         // Leftovers are swept on a timer, whether or not new state arrives
         // (the last task of a network went, and nothing else changed).
@@ -185,12 +196,22 @@ impl NetPlane {
                 }
             }
         };
-        if tokio::time::timeout(max, gone).await.is_err() {
+        let deadline = tokio::time::Instant::now() + max;
+        if tokio::time::timeout_at(deadline, gone).await.is_err() {
             tracing::warn!(task = %task_id, "still a backend of its services after {max:?}");
+            return;
         }
-        // `apply` stores the picture before it applies it: wait for that
-        // apply to finish.
-        drop(self.applied.lock().await);
+        // `apply` stores the picture before it applies it: wait until the
+        // rules that send traffic to tasks (the mesh, the VIP tables of the
+        // tasks that serve) follow it.
+        let seen = self.generation.load(Ordering::SeqCst);
+        let mut served = self.served.subscribe();
+        if tokio::time::timeout_at(deadline, served.wait_for(|g| *g >= seen))
+            .await
+            .is_err()
+        {
+            tracing::warn!(task = %task_id, "the rules were not applied within {max:?}");
+        }
     }
 
     /// A new picture from the leader: devices, peers, DNS records and rules
@@ -199,6 +220,8 @@ impl NetPlane {
         // Tasks that left the picture have stopped: their connections go.
         let gone = rules::gone_backends(&self.state.borrow(), &msg);
         self.forget_later(gone);
+        // Counted before stored: whoever sees this message sees its number.
+        let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
         // send_replace stores the state even while nobody is waiting for it.
         self.state.send_replace(msg.clone());
         let mut applied = self.applied.lock().await;
@@ -235,7 +258,8 @@ impl NetPlane {
         applied.host_leg = leg;
 
         self.dns.set_records(Self::records(&msg));
-        self.sync_rules(&mut applied, &msg, &local).await;
+        self.sync_rules(&mut applied, &msg, &local, generation)
+            .await;
     }
 
     /// This node's own address on `ingress`, if it has one.
@@ -297,42 +321,64 @@ impl NetPlane {
         }
     }
 
-    /// Apply the VIP and published-port rules that changed.
+    /// Apply the VIP and published-port rules that changed: the mesh and
+    /// the VIP tables of local tasks that serve, then (`served` says so)
+    /// those of the others.
     async fn sync_rules(
         &self,
         applied: &mut Applied,
         msg: &NetworkStateMessage,
         local: &HashMap<String, LocalTask>,
+        generation: u64,
     ) {
-        self.sync_vips(applied, msg, local).await;
         self.sync_mesh(applied, msg, local).await;
+        applied.vips.retain(|id, _| local.contains_key(id));
+        let serving: HashSet<&str> = msg
+            .endpoints
+            .iter()
+            .filter(|e| e.running && e.node_id == self.node_id)
+            .map(|e| e.task_id.as_str())
+            .collect();
+        let (first, last): (HashMap<_, _>, HashMap<_, _>) = local
+            .iter()
+            .partition(|(id, _)| serving.contains(id.as_str()));
+        self.sync_vips(applied, msg, first).await;
+        self.served.send_if_modified(|g| {
+            let newer = generation > *g;
+            *g = (*g).max(generation);
+            newer
+        });
+        self.sync_vips(applied, msg, last).await;
     }
 
     /// The rules again, after a local task came or went (its devices and
     /// the peers come with the network state).
     async fn refresh_rules(&self) {
+        // Read before the state: the number may be older than the state
+        // read, never newer.
+        let generation = self.generation.load(Ordering::SeqCst);
         let msg = self.state.borrow().clone();
         let local = self.local_tasks();
         let mut applied = self.applied.lock().await;
-        self.sync_rules(&mut applied, &msg, &local).await;
+        self.sync_rules(&mut applied, &msg, &local, generation)
+            .await;
     }
 
-    /// Apply the VIP tables of the local tasks whose VIP set changed.
+    /// Apply the VIP tables of the tasks of `local` whose VIP set changed.
     async fn sync_vips(
         &self,
         applied: &mut Applied,
         msg: &NetworkStateMessage,
-        local: &HashMap<String, LocalTask>,
+        local: HashMap<&String, &LocalTask>,
     ) {
-        applied.vips.retain(|id, _| local.contains_key(id));
         let mut work = vec![];
         for (id, t) in local {
             if t.networks.is_empty() {
                 continue;
             }
             let want = rules::task_vips(msg, &t.networks);
-            if applied.vips.get(id) != Some(&want) {
-                work.push((id.clone(), self.overlay.task_netns_path(id), want));
+            if applied.vips.get(id.as_str()) != Some(&want) {
+                work.push(((*id).clone(), self.overlay.task_netns_path(id), want));
             }
         }
         if work.is_empty() {

@@ -53,6 +53,8 @@ const AF_INET: u8 = libc::AF_INET as u8;
 const HEADER: usize = 16;
 const NFGENMSG: usize = 4;
 const RECV_BUF: usize = 256 * 1024;
+/// The longest a read from the kernel may take.
+const RECV_TIMEOUT_SECS: libc::time_t = 5;
 
 /// One entry to delete: its original tuple and zone attributes, as the
 /// kernel sent them (a delete names the entry by them).
@@ -245,6 +247,24 @@ pub(crate) fn forget(netns: &Path, backends: &[Ipv4Addr]) -> Result<usize, NftEr
             Socket::new(NETLINK_NETFILTER).map_err(|e| io_err("opening ctnetlink", e))?;
         sock.bind_auto()
             .map_err(|e| io_err("binding ctnetlink", e))?;
+        // The kernel answers at once; a stuck read must not hold a thread.
+        let timeout = libc::timeval {
+            tv_sec: RECV_TIMEOUT_SECS,
+            tv_usec: 0,
+        };
+        // SAFETY: setsockopt on a socket we own, with a valid timeval.
+        let set = unsafe {
+            libc::setsockopt(
+                std::os::fd::AsRawFd::as_raw_fd(&sock),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                std::ptr::addr_of!(timeout).cast(),
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            )
+        };
+        if set != 0 {
+            return Err(io_err("setting a read timeout", io::Error::last_os_error()));
+        }
         let mut buf = Vec::with_capacity(RECV_BUF);
         let doomed: Vec<Entry> = dump(&sock, &mut buf)?
             .into_iter()
