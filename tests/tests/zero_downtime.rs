@@ -453,18 +453,35 @@ fn bench_service_rm_of_100_tasks_on_a_network() {
         let rm = Instant::now();
         h1.ok(&["service", "rm", "bench"]);
         let stopped = wait_for(Duration::from_secs(300), "no running container", || {
-            let live = h1
-                .containers()
-                .iter()
-                .filter(|c| c.status == "running")
-                .count();
+            let (_, live) = runc_count(h1)?;
             (live == 0).then(|| rm.elapsed())
         });
         let gone = wait_for(Duration::from_secs(300), "no container", || {
-            h1.containers().is_empty().then(|| rm.elapsed())
+            let (all, _) = runc_count(h1)?;
+            (all == 0).then(|| rm.elapsed())
         });
         eprintln!(
             "round {round}: 100 tasks up in {up:?}; service rm: all stopped after {stopped:?}, all removed after {gone:?}"
         );
     }
+}
+
+/// (containers, running containers) per `runc list`; None when the list
+/// failed (a container deleted while it was read).
+fn runc_count(h: &Host) -> Option<(usize, usize)> {
+    let out = h.runc(&["list"]);
+    if !out.success() {
+        return None;
+    }
+    let rows: Vec<&str> = out
+        .stdout
+        .lines()
+        .skip(1)
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    let live = rows
+        .iter()
+        .filter(|l| l.split_whitespace().nth(2) == Some("running"))
+        .count();
+    Some((rows.len(), live))
 }

@@ -1,7 +1,7 @@
 //! Forgetting the connections of backends that have stopped: conntrack
 //! entries whose reply comes from a stopped task's address are deleted in
-//! the node's namespace (the routing mesh, host-mode ports) and in every
-//! local task's namespace (its VIPs), so a connection the mesh or a VIP
+//! the node's namespace (the routing mesh, host-mode ports) and in the
+//! namespace of every local task that serves (its VIPs), so a connection the mesh or a VIP
 //! carried to that task ends at the client's next packet (a reset from a
 //! live backend, or a refusal) instead of hanging until it times out.
 //!
@@ -84,22 +84,27 @@ impl NetPlane {
     /// task's gateway address) and in which namespaces.
     fn forget_plan(&self, addrs: BTreeSet<Ipv4Addr>) -> (Vec<Ipv4Addr>, Vec<PathBuf>) {
         let local = self.local_tasks();
-        let serving: BTreeSet<Ipv4Addr> = {
+        let (serving, clients): (BTreeSet<Ipv4Addr>, BTreeSet<String>) = {
             let state = self.state.borrow();
-            state
-                .endpoints
-                .iter()
-                .filter(|e| e.running)
-                .filter_map(|e| ip_of(&e.addr))
-                .chain(local.values().filter_map(|t| t.gateway))
-                .collect()
+            let running = state.endpoints.iter().filter(|e| e.running);
+            (
+                running
+                    .clone()
+                    .filter_map(|e| ip_of(&e.addr))
+                    .chain(local.values().filter_map(|t| t.gateway))
+                    .collect(),
+                running.map(|e| e.task_id.clone()).collect(),
+            )
         };
         let addrs = addrs.into_iter().filter(|a| !serving.contains(a)).collect();
+        // The VIP tables of local tasks that serve: a task that is starting
+        // or stopping itself (`service rm` of many) is no client worth a
+        // pass over its table.
         let mut spaces = vec![PathBuf::from(NODE_NETNS)];
         spaces.extend(
             local
                 .iter()
-                .filter(|(_, t)| !t.networks.is_empty())
+                .filter(|(id, t)| !t.networks.is_empty() && clients.contains(id.as_str()))
                 .map(|(id, _)| self.overlay.task_netns_path(id))
                 .filter(|p| p.exists()),
         );

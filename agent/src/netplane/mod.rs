@@ -20,9 +20,12 @@
 //! Rules are applied only when they change, each table in one nftables
 //! transaction, so a state message that does not touch a task's services
 //! costs nothing. The mesh and the VIP tables of tasks that serve go first;
-//! those of tasks that do not (starting, stopping) last, so a task that
-//! drains waits only for the first part (`wait_not_backend`), not for the
-//! tables of a hundred tasks stopping with it.
+//! those of tasks that do not (starting) last, so a task that drains waits
+//! only for the first part (`wait_not_backend`). The VIP tables of tasks
+//! that drain are left as they are until they stop: what they send in their
+//! last moments may still pick a backend that is draining too (it is still
+//! reachable until it stops), and `service rm` of a hundred tasks does not
+//! rewrite a hundred tables that are about to go.
 
 mod forget;
 mod rules;
@@ -78,6 +81,9 @@ pub struct NetPlane {
     /// The newest generation whose mesh and serving tasks' VIP tables are
     /// applied.
     served: watch::Sender<u64>,
+    /// Local tasks draining before their stop: their own VIP tables are
+    /// left as they are until they go.
+    draining: std::sync::Mutex<HashSet<String>>,
 }
 
 fn ip_of(cidr: &str) -> Option<Ipv4Addr> {
@@ -108,6 +114,7 @@ impl NetPlane {
             forget: forget::start(me.clone()),
             generation: AtomicU64::new(0),
             served: watch::channel(0).0,
+            draining: std::sync::Mutex::new(HashSet::new()),
         });
         // Leftovers are swept on a timer, whether or not new state arrives
         // (the last task of a network went, and nothing else changed).
@@ -183,6 +190,9 @@ impl NetPlane {
     /// as a running backend (the rules and DNS that follow it are applied
     /// with it), or after `max`.
     pub async fn wait_not_backend(&self, task_id: &str, max: Duration) {
+        if let Ok(mut d) = self.draining.lock() {
+            d.insert(task_id.to_string());
+        }
         let mut rx = self.state.subscribe();
         let gone = async {
             loop {
@@ -339,8 +349,10 @@ impl NetPlane {
             .filter(|e| e.running && e.node_id == self.node_id)
             .map(|e| e.task_id.as_str())
             .collect();
+        let draining = self.draining.lock().map(|d| d.clone()).unwrap_or_default();
         let (first, last): (HashMap<_, _>, HashMap<_, _>) = local
             .iter()
+            .filter(|(id, _)| !draining.contains(id.as_str()))
             .partition(|(id, _)| serving.contains(id.as_str()));
         self.sync_vips(applied, msg, first).await;
         self.served.send_if_modified(|g| {
@@ -386,6 +398,8 @@ impl NetPlane {
         }
         let done = tokio::task::spawn_blocking(move || {
             work.into_iter()
+                // A task released meanwhile: its namespace is gone with it.
+                .filter(|(_, path, _)| path.exists())
                 .filter_map(
                     |(id, path, want)| match nft::apply_task_vips(&path, &want) {
                         Ok(()) => Some((id, want)),
@@ -588,6 +602,9 @@ impl NetPlane {
     /// it leaves the network state).
     pub async fn release_task(&self, task_id: &str) {
         let entry = self.local.lock().ok().and_then(|mut m| m.remove(task_id));
+        if let Ok(mut d) = self.draining.lock() {
+            d.remove(task_id);
+        }
         let known = entry.is_some();
         let mut addrs: Vec<Ipv4Addr> = self
             .state
