@@ -1,7 +1,8 @@
 //! What the nftables rules of this node should be, computed from the
 //! leader's network state and the node's own tasks: the service VIPs each
 //! local task sees, and the ports this node publishes (ingress routing mesh
-//! and host mode). Pure functions; `super` applies the results.
+//! and host mode), and which backends have left for good. Pure functions;
+//! `super` applies the results.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::Ipv4Addr;
@@ -157,6 +158,33 @@ pub(super) fn node_ports(state: &NetworkStateMessage, local: &[&LocalTask]) -> V
     out
 }
 
+/// The task addresses `prev` had and `next` has not at all: their tasks
+/// have stopped (a stopping task stays listed, not serving, until it has),
+/// so what conntrack still holds for them can go. Nothing when `next` is
+/// no real picture (no networks).
+pub(super) fn gone_backends(
+    prev: &NetworkStateMessage,
+    next: &NetworkStateMessage,
+) -> Vec<Ipv4Addr> {
+    if next.networks.is_empty() {
+        return vec![];
+    }
+    let still: HashSet<Ipv4Addr> = next
+        .endpoints
+        .iter()
+        .filter_map(|e| ip_of(&e.addr))
+        .collect();
+    let mut gone: Vec<Ipv4Addr> = prev
+        .endpoints
+        .iter()
+        .filter_map(|e| ip_of(&e.addr))
+        .filter(|ip| !still.contains(ip))
+        .collect();
+    gone.sort();
+    gone.dedup();
+    gone
+}
+
 /// The host-mode ports of a task (from its endpoint, published ports set).
 pub(super) fn host_ports(task: &rswarm_proto::types::Task) -> Vec<PortConfig> {
     task.endpoint
@@ -303,6 +331,27 @@ mod tests {
         assert_eq!((ports[1].published, ports[1].target), (9090, 90));
         assert!(ports[1].host_mode);
         assert_eq!(ports[1].backends.len(), 2);
+    }
+
+    #[test]
+    fn addresses_that_left_the_picture_are_gone_not_those_that_stopped_serving() {
+        let prev = state();
+        let mut next = state();
+        // 10.20.0.3 stopped (gone); 10.20.0.4 stops serving (drains).
+        next.endpoints.retain(|e| e.addr != "10.20.0.3/24");
+        next.endpoints[0].running = false;
+        let ip = |s: &str| s.parse::<Ipv4Addr>().unwrap();
+        assert_eq!(gone_backends(&prev, &next), vec![ip("10.20.0.3")]);
+        assert!(gone_backends(&prev, &prev).is_empty());
+        // An empty picture (no networks) is not taken to mean all are gone.
+        assert!(gone_backends(&prev, &NetworkStateMessage::default()).is_empty());
+        // An address on two networks, still on one: not gone.
+        let mut both = state();
+        both.endpoints.push(ep("api", "ing", "10.20.0.3/24", true));
+        let mut one = both.clone();
+        one.endpoints
+            .retain(|e| !(e.addr == "10.20.0.3/24" && e.network_id == "back"));
+        assert!(gone_backends(&both, &one).is_empty());
     }
 
     #[test]
