@@ -115,8 +115,15 @@ fn main() -> anyhow::Result<()> {
         );
     }
     let ids = load::container_ids(h);
-    let (rm, _) = load::remove(&cluster, "metrics", &ids, Duration::from_secs(600));
-    println!("service rm returned after {:.1} s", rm.as_secs_f64());
+    let (rm, clean) = load::remove(&cluster, "metrics", &ids, Duration::from_secs(600));
+    println!(
+        "service rm returned after {:.2} s; no container left after {}",
+        rm.as_secs_f64(),
+        clean.map_or("(timed out)".to_string(), |t| format!(
+            "{:.1} s",
+            t.as_secs_f64()
+        ))
+    );
     println!("load average after {}", load::loadavg());
     Ok(())
 }
