@@ -29,6 +29,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rswarm_overlay::dns::{self, DnsServer, Records, ServeHandle, ServiceRecord, TaskRecord, View};
+use rswarm_overlay::metrics::OverlayMetrics;
 use rswarm_overlay::nft::{self, PublishedPort, VipService};
 use rswarm_overlay::{mac_for, NetworkConfig, Overlay, Peer};
 use rswarm_proto::dispatcher::{NetworkStateMessage, NodeEndpoint};
@@ -64,6 +65,8 @@ pub struct NetPlane {
     local: std::sync::Mutex<HashMap<String, LocalTask>>,
     /// Serialises rule and device updates; holds what was applied.
     applied: Mutex<Applied>,
+    /// DNS queries and service backends are counted there.
+    metrics: OverlayMetrics,
 }
 
 fn ip_of(cidr: &str) -> Option<Ipv4Addr> {
@@ -75,12 +78,14 @@ impl NetPlane {
         netns_dir: &Path,
         local_ip: Ipv4Addr,
         node_id: String,
+        metrics: OverlayMetrics,
     ) -> Result<Arc<NetPlane>, String> {
         let overlay = Overlay::new(netns_dir, local_ip)
             .await
             .map_err(|e| format!("overlay data plane: {e}"))?;
         let upstreams = DnsServer::read_host_resolv_conf(Path::new("/etc/resolv.conf"));
         let dns = DnsServer::new(upstreams).map_err(|e| format!("embedded DNS server: {e}"))?;
+        dns.set_metrics(metrics.clone());
         let (state, _) = watch::channel(NetworkStateMessage::default());
         let plane = Arc::new(NetPlane {
             overlay,
@@ -91,6 +96,7 @@ impl NetPlane {
             serving: Mutex::new(HashMap::new()),
             local: std::sync::Mutex::new(HashMap::new()),
             applied: Mutex::new(Applied::default()),
+            metrics,
         });
         // Leftovers are swept on a timer, whether or not new state arrives
         // (the last task of a network went, and nothing else changed).
@@ -297,6 +303,9 @@ impl NetPlane {
     ) {
         self.sync_vips(applied, msg, local).await;
         self.sync_mesh(applied, msg, local).await;
+        let tasks: Vec<&LocalTask> = local.values().collect();
+        self.metrics
+            .set_backends(rules::backend_counts(msg, &tasks));
     }
 
     /// The rules again, after a local task came or went (its devices and
