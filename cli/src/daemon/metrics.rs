@@ -1,12 +1,15 @@
 //! Prometheus metrics of the node, served on `--metrics-addr` (`/metrics`,
-//! text exposition format). Values are read from the node runtime at scrape
-//! time: swarm membership, Raft state, and nodes by status on managers.
+//! text exposition format): the node's registry, where the agent and the
+//! data plane registered what they measure, and values read from the node
+//! runtime at scrape time: swarm membership, Raft state, and nodes by
+//! status on managers.
 
 use std::sync::Arc;
 
 use anyhow::Context;
 use axum::{extract::State, http::header, response::IntoResponse, routing::get, Router};
-use prometheus_client::encoding::{text::encode, EncodeLabelSet};
+use prometheus_client::encoding::text::{encode_eof, encode_registry};
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::{family::Family, gauge::Gauge};
 use prometheus_client::registry::Registry;
 use rswarm_proto::types::Node;
@@ -25,8 +28,15 @@ struct StateLabels {
     state: String,
 }
 
+/// The node runtime and the registry the crates registered in.
+#[derive(Clone)]
+struct Served {
+    node: Arc<NodeRuntime>,
+    registry: Arc<Registry>,
+}
+
 /// Render the node's metrics now.
-pub(crate) async fn render(node: &NodeRuntime) -> String {
+pub(crate) async fn render(node: &NodeRuntime, shared: &Registry) -> String {
     let info = node.info().await;
     let nodes: Vec<Node> = node.nodes().await;
     let mut registry = Registry::with_prefix("rswarm");
@@ -118,30 +128,37 @@ pub(crate) async fn render(node: &NodeRuntime) -> String {
         }
     }
     let mut out = String::new();
-    if let Err(e) = encode(&mut out, &registry) {
+    let encoded = encode_registry(&mut out, &registry)
+        .and_then(|()| encode_registry(&mut out, shared))
+        .and_then(|()| encode_eof(&mut out));
+    if let Err(e) = encoded {
         tracing::error!(error = %e, "encoding metrics");
     }
     out
 }
 
-async fn handler(State(node): State<Arc<NodeRuntime>>) -> impl IntoResponse {
+async fn handler(State(s): State<Served>) -> impl IntoResponse {
     (
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        render(&node).await,
+        render(&s.node, &s.registry).await,
     )
 }
 
 /// Serve `/metrics` on `addr` until the process ends.
-pub(crate) async fn serve(addr: &str, node: Arc<NodeRuntime>) -> anyhow::Result<()> {
+pub(crate) async fn serve(
+    addr: &str,
+    node: Arc<NodeRuntime>,
+    registry: Arc<Registry>,
+) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding the metrics listener on {addr}"))?;
     let app = Router::new()
         .route("/metrics", get(handler))
-        .with_state(node);
+        .with_state(Served { node, registry });
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "metrics server stopped");

@@ -141,6 +141,11 @@ async fn serve(args: DaemonArgs, cfg: DaemonConfig) -> anyhow::Result<()> {
     let volumes_dir = data_dir.join("volumes");
     let volumes = rswarm_agent::volumes::VolumeStore::open(&volumes_dir)
         .with_context(|| format!("opening the volume store in {}", volumes_dir.display()))?;
+    // The node's one metrics registry: each crate registers what it measures.
+    let mut registry = prometheus_client::registry::Registry::with_prefix("rswarm");
+    let agent_metrics = rswarm_agent::metrics::AgentMetrics::register(&mut registry);
+    let overlay_metrics = rswarm_agent::metrics::OverlayMetrics::register(&mut registry);
+    let registry = std::sync::Arc::new(registry);
     let settings = node::NodeSettings {
         data: state::DataDir::new(data_dir.clone()),
         node_name: node_name.clone(),
@@ -152,7 +157,8 @@ async fn serve(args: DaemonArgs, cfg: DaemonConfig) -> anyhow::Result<()> {
             runtime.clone(),
             images_in_use.clone(),
             volumes.clone(),
-        ),
+        )
+        .with_metrics(agent_metrics, overlay_metrics),
         dek,
     };
     let container_runtime = runtime;
@@ -163,10 +169,11 @@ async fn serve(args: DaemonArgs, cfg: DaemonConfig) -> anyhow::Result<()> {
     }
     match args.metrics_addr.or(cfg.metrics_addr.clone()) {
         Some(addr) => {
-            metrics::serve(&addr, runtime.clone()).await?;
+            metrics::serve(&addr, runtime.clone(), registry.clone()).await?;
             tracing::info!(addr = %addr, "serving Prometheus metrics on /metrics");
         }
-        None => match metrics::serve(DEFAULT_METRICS_ADDR, runtime.clone()).await {
+        None => match metrics::serve(DEFAULT_METRICS_ADDR, runtime.clone(), registry.clone()).await
+        {
             Ok(()) => tracing::info!(
                 addr = DEFAULT_METRICS_ADDR,
                 "serving Prometheus metrics on /metrics"
