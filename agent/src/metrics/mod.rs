@@ -40,11 +40,11 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::{Registry, Unit};
 
-pub(crate) use tasks::TaskTable;
 /// The data plane's metrics (DNS, service backends), which the agent's net
 /// plane feeds; re-exported so the daemon registers them without a
 /// dependency on the overlay crate.
 pub use rswarm_overlay::metrics::OverlayMetrics;
+pub(crate) use tasks::TaskTable;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PullLabels {
