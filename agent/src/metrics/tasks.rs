@@ -143,8 +143,14 @@ impl Collector for TaskTable {
         let tx = Family::<TaskLabels, Counter>::default();
         let restarts = Family::<TaskLabels, Counter>::default();
         let health = Family::<HealthLabels, Gauge>::default();
-        for e in self.running() {
-            let stats = cgroups::stats(&e.cgroup);
+        let running = self.running();
+        let hierarchies = if running.is_empty() {
+            cgroups::Hierarchies::default()
+        } else {
+            cgroups::Hierarchies::detect()
+        };
+        for e in running {
+            let stats = hierarchies.stats(&e.cgroup);
             let l = &e.labels;
             if let Some(s) = stats.cpu_seconds {
                 cpu.get_or_create(l).inc_by(s);

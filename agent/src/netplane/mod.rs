@@ -14,6 +14,9 @@
 //!   every published port (`rules::node_ports`).
 //! - Leftovers (sandboxes of networks no local task uses, namespaces no
 //!   process uses any more) are swept, also after a crash (`sweep`).
+//! - The metrics: the embedded DNS server counts its queries, and each
+//!   time rules are synced the backends of every service's VIP and routing
+//!   mesh go to `OverlayMetrics` (`rules::backend_counts`).
 //!
 //! Rules are applied only when they change, each table in one nftables
 //! transaction, so a state message that does not touch a task's services

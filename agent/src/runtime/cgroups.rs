@@ -1,7 +1,7 @@
 //! The few cgroup files the agent reads itself: a container's OOM-kill
 //! count (to tell an OOM kill from any other SIGKILL), whether swap is
 //! accounted, and a running container's CPU time and memory usage and limit
-//! ([`stats`], for the metrics; v1 `cpuacct.usage` and `memory.*_in_bytes`,
+//! ([`Hierarchies::stats`], for the metrics; v1 `cpuacct.usage` and `memory.*_in_bytes`,
 //! v2 `cpu.stat` and `memory.current`/`memory.max`). runc creates, limits and removes the cgroups; nothing here
 //! writes to them. After `runc delete`, [`remove_leftovers`] removes the
 //! empty cgroup directories a failed or interrupted runc left behind (on
@@ -31,7 +31,7 @@ pub(crate) fn v1_memory_mount() -> Option<PathBuf> {
 
 /// Mount point of the cgroup v1 hierarchy of `controller`, from
 /// /proc/self/mountinfo.
-pub(crate) fn v1_mount(controller: &str) -> Option<PathBuf> {
+fn v1_mount(controller: &str) -> Option<PathBuf> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
     v1_mount_in(&info, controller)
 }
@@ -63,34 +63,63 @@ pub(crate) struct Stats {
     pub memory_limit_bytes: Option<u64>,
 }
 
-/// The resource use of cgroup `cgroup` now (v2, or v1 and hybrid hosts).
-pub(crate) fn stats(cgroup: &str) -> Stats {
-    let rel = cgroup.trim_start_matches('/');
-    let read = |dir: Option<PathBuf>, file: &str| -> Option<String> {
-        std::fs::read_to_string(dir?.join(rel).join(file)).ok()
-    };
-    if is_unified() {
-        let dir = Some(PathBuf::from("/sys/fs/cgroup"));
-        let current = read(dir.clone(), "memory.current").and_then(|t| parse_u64(&t));
-        let stat = read(dir.clone(), "memory.stat").unwrap_or_default();
-        Stats {
-            cpu_seconds: read(dir.clone(), "cpu.stat").and_then(|t| parse_v2_cpu_seconds(&t)),
-            memory_bytes: current
-                .map(|c| c.saturating_sub(stat_field(&stat, "inactive_file").unwrap_or(0))),
-            memory_limit_bytes: read(dir, "memory.max").and_then(|t| parse_limit(&t)),
+/// Where the controllers the stats come from are mounted; found once per
+/// scrape (mountinfo is read once, not per task).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Hierarchies {
+    /// The v2 root, on a pure v2 host.
+    unified: Option<PathBuf>,
+    cpuacct: Option<PathBuf>,
+    memory: Option<PathBuf>,
+}
+
+impl Hierarchies {
+    /// This host's hierarchies now (v2, or v1 and hybrid hosts).
+    pub(crate) fn detect() -> Hierarchies {
+        if is_unified() {
+            return Hierarchies {
+                unified: Some(PathBuf::from("/sys/fs/cgroup")),
+                ..Default::default()
+            };
         }
-    } else {
-        let cpu = v1_mount("cpuacct");
-        let mem = v1_memory_mount();
-        let usage = read(mem.clone(), "memory.usage_in_bytes").and_then(|t| parse_u64(&t));
-        let stat = read(mem.clone(), "memory.stat").unwrap_or_default();
-        Stats {
-            cpu_seconds: read(cpu, "cpuacct.usage")
-                .and_then(|t| parse_u64(&t))
-                .map(|ns| ns as f64 / 1e9),
-            memory_bytes: usage
-                .map(|u| u.saturating_sub(stat_field(&stat, "total_inactive_file").unwrap_or(0))),
-            memory_limit_bytes: read(mem, "memory.limit_in_bytes").and_then(|t| parse_limit(&t)),
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        Hierarchies {
+            unified: None,
+            cpuacct: v1_mount_in(&info, "cpuacct"),
+            memory: v1_mount_in(&info, "memory"),
+        }
+    }
+
+    /// The resource use of cgroup `cgroup` now.
+    pub(crate) fn stats(&self, cgroup: &str) -> Stats {
+        let rel = cgroup.trim_start_matches('/');
+        let read = |dir: Option<&PathBuf>, file: &str| -> Option<String> {
+            std::fs::read_to_string(dir?.join(rel).join(file)).ok()
+        };
+        if let Some(root) = &self.unified {
+            let dir = Some(root);
+            let current = read(dir, "memory.current").and_then(|t| parse_u64(&t));
+            let stat = read(dir, "memory.stat").unwrap_or_default();
+            Stats {
+                cpu_seconds: read(dir, "cpu.stat").and_then(|t| parse_v2_cpu_seconds(&t)),
+                memory_bytes: current
+                    .map(|c| c.saturating_sub(stat_field(&stat, "inactive_file").unwrap_or(0))),
+                memory_limit_bytes: read(dir, "memory.max").and_then(|t| parse_limit(&t)),
+            }
+        } else {
+            let mem = self.memory.as_ref();
+            let usage = read(mem, "memory.usage_in_bytes").and_then(|t| parse_u64(&t));
+            let stat = read(mem, "memory.stat").unwrap_or_default();
+            Stats {
+                cpu_seconds: read(self.cpuacct.as_ref(), "cpuacct.usage")
+                    .and_then(|t| parse_u64(&t))
+                    .map(|ns| ns as f64 / 1e9),
+                memory_bytes: usage.map(|u| {
+                    u.saturating_sub(stat_field(&stat, "total_inactive_file").unwrap_or(0))
+                }),
+                memory_limit_bytes: read(mem, "memory.limit_in_bytes")
+                    .and_then(|t| parse_limit(&t)),
+            }
         }
     }
 }
@@ -275,6 +304,79 @@ mod unit {
         assert_eq!(stat_field(mem, "inactive_file"), Some(2048));
         assert_eq!(stat_field(mem, "total_inactive_file"), Some(99));
         assert_eq!(stat_field(mem, "inactive"), None);
+    }
+
+    fn fixture(files: &[(&str, &str)]) -> PathBuf {
+        let base = std::env::temp_dir().join(format!(
+            "rswarm-cgstats-{}-{}",
+            std::process::id(),
+            files.len()
+        ));
+        let _ = std::fs::remove_dir_all(&base);
+        for (path, text) in files {
+            let p = base.join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        }
+        base
+    }
+
+    #[test]
+    fn stats_from_v1_and_v2_files() {
+        let v2 = fixture(&[
+            (
+                "rswarm/c1/cpu.stat",
+                "usage_usec 2500000\nuser_usec 2000000\n",
+            ),
+            ("rswarm/c1/memory.current", "10485760\n"),
+            (
+                "rswarm/c1/memory.stat",
+                "anon 8388608\ninactive_file 1048576\n",
+            ),
+            ("rswarm/c1/memory.max", "67108864\n"),
+        ]);
+        let h = Hierarchies {
+            unified: Some(v2.clone()),
+            ..Default::default()
+        };
+        assert_eq!(
+            h.stats("/rswarm/c1"),
+            Stats {
+                cpu_seconds: Some(2.5),
+                memory_bytes: Some(10485760 - 1048576),
+                memory_limit_bytes: Some(64 << 20),
+            }
+        );
+        // A container gone: nothing.
+        assert_eq!(h.stats("/rswarm/gone"), Stats::default());
+        std::fs::remove_dir_all(v2).unwrap();
+
+        let v1 = fixture(&[
+            ("cpu,cpuacct/rswarm/c1/cpuacct.usage", "1500000000\n"),
+            ("memory/rswarm/c1/memory.usage_in_bytes", "4194304\n"),
+            (
+                "memory/rswarm/c1/memory.stat",
+                "cache 0\ntotal_inactive_file 4096\n",
+            ),
+            (
+                "memory/rswarm/c1/memory.limit_in_bytes",
+                "9223372036854771712\n",
+            ),
+        ]);
+        let h = Hierarchies {
+            unified: None,
+            cpuacct: Some(v1.join("cpu,cpuacct")),
+            memory: Some(v1.join("memory")),
+        };
+        assert_eq!(
+            h.stats("/rswarm/c1"),
+            Stats {
+                cpu_seconds: Some(1.5),
+                memory_bytes: Some(4194304 - 4096),
+                memory_limit_bytes: None,
+            }
+        );
+        std::fs::remove_dir_all(v1).unwrap();
     }
 
     #[test]
