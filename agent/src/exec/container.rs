@@ -79,6 +79,8 @@ pub(crate) struct ContainerController {
     pub netplane: Option<Arc<crate::netplane::NetPlane>>,
     /// The secrets and configs the managers sent for this node's tasks.
     pub files: Arc<crate::taskfiles::TaskFiles>,
+    /// Container start latency is observed there.
+    pub metrics: crate::metrics::AgentMetrics,
 }
 
 /// How long a task waits for a secret or config the managers have not sent.
@@ -362,7 +364,10 @@ impl ContainerController {
             }
             None => {}
         }
+        let began = std::time::Instant::now();
         self.runtime.create(&cfg).await.map_err(Self::rejected)?;
+        self.metrics
+            .container_created(container_id(task), began.elapsed());
         let rootfs = self.runtime.rootfs(&cfg.id);
         for (target, data) in copies {
             let (root, at) = (rootfs.clone(), target.clone());
@@ -461,10 +466,15 @@ impl Controller for ContainerController {
     }
 
     async fn start(&self, task: &Task) -> Result<u32, ExecError> {
-        self.runtime
-            .start(container_id(task))
-            .await
-            .map_err(|e| ExecError::Failed(e.to_string()))
+        let began = std::time::Instant::now();
+        let res = self.runtime.start(container_id(task)).await;
+        match &res {
+            Ok(_) => self
+                .metrics
+                .container_started(container_id(task), began.elapsed()),
+            Err(_) => self.metrics.container_gone(container_id(task)),
+        }
+        res.map_err(|e| ExecError::Failed(e.to_string()))
     }
 
     async fn wait(&self, task: &Task) -> Result<Exit, ExecError> {
@@ -494,6 +504,7 @@ impl Controller for ContainerController {
     }
 
     async fn remove(&self, task: &Task) -> Result<(), ExecError> {
+        self.metrics.container_gone(container_id(task));
         self.runtime
             .remove(container_id(task))
             .await

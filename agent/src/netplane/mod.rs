@@ -16,6 +16,9 @@
 //!   translated to it is deleted (`forget`); while it drains, not.
 //! - Leftovers (sandboxes of networks no local task uses, namespaces no
 //!   process uses any more) are swept, also after a crash (`sweep`).
+//! - The metrics: the embedded DNS server counts its queries, and each
+//!   time rules are synced the backends of every service's VIP and routing
+//!   mesh go to `OverlayMetrics` (`rules::backend_counts`).
 //!
 //! Rules are applied only when they change, each table in one nftables
 //! transaction, so a state message that does not touch a task's services
@@ -39,6 +42,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rswarm_overlay::dns::{self, DnsServer, Records, ServeHandle, ServiceRecord, TaskRecord, View};
+use rswarm_overlay::metrics::OverlayMetrics;
 use rswarm_overlay::nft::{self, PublishedPort, VipService};
 use rswarm_overlay::{mac_for, NetworkConfig, Overlay, Peer};
 use rswarm_proto::dispatcher::{NetworkStateMessage, NodeEndpoint};
@@ -84,6 +88,8 @@ pub struct NetPlane {
     /// Local tasks draining before their stop: their own VIP tables are
     /// left as they are until they go.
     draining: std::sync::Mutex<HashSet<String>>,
+    /// DNS queries and service backends are counted there.
+    metrics: OverlayMetrics,
 }
 
 fn ip_of(cidr: &str) -> Option<Ipv4Addr> {
@@ -95,12 +101,14 @@ impl NetPlane {
         netns_dir: &Path,
         local_ip: Ipv4Addr,
         node_id: String,
+        metrics: OverlayMetrics,
     ) -> Result<Arc<NetPlane>, String> {
         let overlay = Overlay::new(netns_dir, local_ip)
             .await
             .map_err(|e| format!("overlay data plane: {e}"))?;
         let upstreams = DnsServer::read_host_resolv_conf(Path::new("/etc/resolv.conf"));
         let dns = DnsServer::new(upstreams).map_err(|e| format!("embedded DNS server: {e}"))?;
+        dns.set_metrics(metrics.clone());
         let (state, _) = watch::channel(NetworkStateMessage::default());
         let plane = Arc::new_cyclic(|me| NetPlane {
             overlay,
@@ -115,6 +123,7 @@ impl NetPlane {
             generation: AtomicU64::new(0),
             served: watch::channel(0).0,
             draining: std::sync::Mutex::new(HashSet::new()),
+            metrics,
         });
         // Leftovers are swept on a timer, whether or not new state arrives
         // (the last task of a network went, and nothing else changed).
@@ -361,6 +370,9 @@ impl NetPlane {
             newer
         });
         self.sync_vips(applied, msg, last).await;
+        let tasks: Vec<&LocalTask> = local.values().collect();
+        self.metrics
+            .set_backends(rules::backend_counts(msg, &tasks));
     }
 
     /// The rules again, after a local task came or went (its devices and

@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::Ipv4Addr;
 
+use rswarm_overlay::metrics::{BackendCounts, BackendKind};
 use rswarm_overlay::nft::{Backend, Proto, PublishedPort, VipService};
 use rswarm_proto::dispatcher::NetworkStateMessage;
 use rswarm_proto::types::{port_config::Protocol, port_config::PublishMode, PortConfig};
@@ -185,6 +186,51 @@ pub(super) fn gone_backends(
     gone
 }
 
+/// The backends of each service in this node's data plane, by service name:
+/// `Vip` for a service with a VIP on a (non-ingress) network one of this
+/// node's tasks is on (its running tasks on that network; the most over its
+/// networks), `Mesh` for a service publishing a port in ingress mode (its
+/// running tasks on `ingress`, cluster-wide), as [`task_vips`] and
+/// [`node_ports`] balance over them.
+pub(super) fn backend_counts(state: &NetworkStateMessage, local: &[&LocalTask]) -> BackendCounts {
+    let ingress = ingress_id(state);
+    let backends = backends(state);
+    let local_nets: HashSet<&str> = local
+        .iter()
+        .flat_map(|t| t.networks.iter().map(String::as_str))
+        .collect();
+    let mut out = BackendCounts::new();
+    for s in &state.services {
+        let name = if s.name.is_empty() {
+            s.service_id.clone()
+        } else {
+            s.name.clone()
+        };
+        let n = backends
+            .get(&(s.service_id.as_str(), s.network_id.as_str()))
+            .map(|b| b.len() as u64)
+            .unwrap_or(0);
+        let kind = if Some(s.network_id.as_str()) == ingress {
+            let publishes = s
+                .ports
+                .iter()
+                .any(|p| p.publish_mode == PublishMode::Ingress as i32 && p.published_port != 0);
+            if !publishes {
+                continue;
+            }
+            BackendKind::Mesh
+        } else {
+            if ip_of(&s.vip).is_none() || !local_nets.contains(s.network_id.as_str()) {
+                continue;
+            }
+            BackendKind::Vip
+        };
+        let e = out.entry((name, kind)).or_insert(0);
+        *e = (*e).max(n);
+    }
+    out
+}
+
 /// The host-mode ports of a task (from its endpoint, published ports set).
 pub(super) fn host_ports(task: &rswarm_proto::types::Task) -> Vec<PortConfig> {
     task.endpoint
@@ -352,6 +398,29 @@ mod tests {
         one.endpoints
             .retain(|e| !(e.addr == "10.20.0.3/24" && e.network_id == "back"));
         assert!(gone_backends(&both, &one).is_empty());
+    }
+
+    #[test]
+    fn backends_per_service_vip_where_a_local_task_sees_it_and_mesh_for_ingress_ports() {
+        let on_back = LocalTask {
+            networks: vec!["back".into()],
+            ..Default::default()
+        };
+        let counts = backend_counts(&state(), &[&on_back]);
+        let want: BackendCounts = [
+            (("api".to_string(), BackendKind::Vip), 2),
+            (("web".to_string(), BackendKind::Mesh), 1),
+            (("web".to_string(), BackendKind::Vip), 1),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(counts, want);
+        // No local task on `back`: no VIP there in this node's data plane.
+        let counts = backend_counts(&state(), &[]);
+        assert_eq!(
+            counts.keys().collect::<Vec<_>>(),
+            vec![&("web".to_string(), BackendKind::Mesh)]
+        );
     }
 
     #[test]

@@ -73,6 +73,8 @@ pub(crate) struct Handles {
     pub node: NodeGauges,
     pub manager: rswarm_manager::metrics::ManagerMetrics,
     pub raft: rswarm_raft::RaftMetrics,
+    pub agent: rswarm_agent::metrics::AgentMetrics,
+    pub overlay: rswarm_agent::metrics::OverlayMetrics,
 }
 
 /// The daemon's registry and the handles registered in it: the one place
@@ -83,6 +85,8 @@ pub(crate) fn build() -> (Registry, Handles) {
         node: NodeGauges::register(&mut registry),
         manager: rswarm_manager::metrics::ManagerMetrics::register(&mut registry),
         raft: rswarm_raft::RaftMetrics::register(&mut registry),
+        agent: rswarm_agent::metrics::AgentMetrics::register(&mut registry),
+        overlay: rswarm_agent::metrics::OverlayMetrics::register(&mut registry),
     };
     (registry, handles)
 }

@@ -153,7 +153,8 @@ async fn serve(args: DaemonArgs, cfg: DaemonConfig) -> anyhow::Result<()> {
             runtime.clone(),
             images_in_use.clone(),
             volumes.clone(),
-        ),
+        )
+        .with_metrics(metrics.agent.clone(), metrics.overlay.clone()),
         dek,
         metrics: metrics.clone(),
     };
