@@ -208,7 +208,6 @@ fn secrets_give_their_name_and_never_their_data() {
                 ..Default::default()
             }),
             data: b"hunter2".to_vec(),
-            ..Default::default()
         }),
         sealed: b"sealed-bytes".to_vec(),
         ..Default::default()
