@@ -4,7 +4,8 @@
 //! going down (its daemon killed), in that order; `--since`/`--until` bound
 //! a past window and end the command; `--filter type=node` shows only
 //! nodes; `--format json` prints Docker's message shape; bad values are
-//! refused in Docker's words.
+//! refused in Docker's words; a following `events` survives a restart of
+//! its manager's daemon.
 
 use std::time::Duration;
 
@@ -100,7 +101,6 @@ fn events_show_a_service_create_a_task_start_and_a_node_going_down_in_order() {
         ))
     });
     assert!(follow.is_running(), "events follows until stopped");
-    follow.kill();
     // Docker's line: a fixed-width time, then type, action, ID and attributes.
     let time = create.split(' ').next().unwrap_or_default();
     assert_eq!(
@@ -205,4 +205,25 @@ fn events_show_a_service_create_a_task_start_and_a_node_going_down_in_order() {
     );
     let err = h1.fails(&["events", "--since", &until, "--until", &since]);
     assert!(err.contains("cannot be after `until` time"), "{err}");
+
+    // The manager the command talks to restarts: the command reconnects,
+    // says that events of the restart may be missing, and goes on.
+    h1.restart();
+    h1.ok(&["service", "scale", "--detach", "web=2"]);
+    wait_for(CONVERGE, "the scale's event after the restart", || {
+        let out = follow.output();
+        out.lines()
+            .any(|l| l.contains(" service update ") && l.contains("replicas.new=2"))
+            .then_some(())
+    });
+    let out = follow.output();
+    assert!(
+        out.contains("Warning: this manager has events only from"),
+        "{out}"
+    );
+    assert!(
+        follow.is_running(),
+        "events goes on after the restart\n{out}"
+    );
+    follow.kill();
 }

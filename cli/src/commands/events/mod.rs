@@ -32,7 +32,7 @@ use crate::commands::task::now_nanos;
 use render::Output;
 
 /// How long a lost stream is retried before the command gives up.
-const RECONNECT_FOR: Duration = Duration::from_secs(15);
+const RECONNECT_FOR: Duration = Duration::from_secs(30);
 /// Most `--filter` flags.
 const MAX_FILTERS: usize = 64;
 
