@@ -5,7 +5,8 @@
 //! a past window and end the command; `--filter type=node` shows only
 //! nodes; `--format json` prints Docker's message shape; bad values are
 //! refused in Docker's words; a following `events` survives a restart of
-//! its manager's daemon.
+//! its manager's daemon. On three managers, `events` following on a
+//! follower goes on through a leader change (the leader's daemon killed).
 
 use std::time::Duration;
 
@@ -225,5 +226,44 @@ fn events_show_a_service_create_a_task_start_and_a_node_going_down_in_order() {
         follow.is_running(),
         "events goes on after the restart\n{out}"
     );
+    follow.kill();
+}
+
+#[test]
+fn a_following_events_on_a_follower_goes_on_through_a_leader_change() {
+    let cluster = Cluster::start(3).expect("three hosts");
+    cluster.init_swarm(3, 0).expect("a swarm of three managers");
+    let (h1, h2) = (cluster.host(1), cluster.host(2));
+    let h1_id = h1.node_id();
+    let socket = format!("unix://{}", h2.socket().display());
+    let binary = h2.binary().display().to_string();
+    let mut follow =
+        h2.spawn_in_background(&[&binary, "-H", &socket, "events", "--filter", "type=node"]);
+    std::thread::sleep(Duration::from_secs(1));
+
+    // The leader (host1, which founded the swarm) dies: host2's stream
+    // tells that host1 went down, and goes on with what the new leader writes.
+    h1.kill();
+    wait_for(FAILOVER, "host1 going down in host2's events", || {
+        follow
+            .output()
+            .lines()
+            .any(|l| l.contains(&h1_id) && l.contains("state.new=down"))
+            .then_some(())
+    });
+    h2.ok(&["node", "update", "--availability", "drain", "host3"]);
+    wait_for(CONVERGE, "host3's drain in host2's events", || {
+        follow
+            .output()
+            .lines()
+            .any(|l| l.contains("name=host3") && l.contains("availability.new=drain"))
+            .then_some(())
+    });
+    let out = follow.output();
+    assert!(follow.is_running(), "events goes on\n{out}");
+    assert!(!out.contains("Warning"), "nothing was missed\n{out}");
+    for l in out.lines() {
+        assert_eq!(l.split(' ').nth(1), Some("node"), "{out}");
+    }
     follow.kill();
 }
