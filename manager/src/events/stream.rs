@@ -36,9 +36,10 @@ struct Start {
 }
 
 impl Start {
-    /// Whether the request replays kept events at all.
+    /// Whether the request replays kept events at all: as Docker, with
+    /// `since` or `until` (all kept events up to it).
     fn replays(&self) -> bool {
-        self.since_ns.is_some() || self.resume_index > 0
+        self.since_ns.is_some() || self.until_ns.is_some() || self.resume_index > 0
     }
 
     /// Whether a kept event is one the client asked for and has not seen.

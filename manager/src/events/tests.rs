@@ -343,6 +343,12 @@ async fn since_and_until_bound_a_past_window_and_end_the_stream() {
     let (ids, warnings) = collect(log.clone(), req).await;
     assert_eq!(ids, vec![2, 3, 4]);
     assert!(warnings.is_empty(), "{warnings:?}");
+    // `until` alone: every kept event up to it, as Docker.
+    let req = EventsRequest {
+        until_ns: Some(now - 1_000 + 200),
+        ..Default::default()
+    };
+    assert_eq!(collect(log.clone(), req).await.0, vec![1, 2]);
     // Resuming after the second event at index 2 skips what was seen.
     let req = EventsRequest {
         since_ns: Some(0),
