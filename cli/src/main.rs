@@ -88,6 +88,8 @@ enum Command {
     /// Manage volumes on the node
     #[command(subcommand)]
     Volume(commands::volume::VolumeCommand),
+    /// Get real time events from the swarm
+    Events(commands::events::EventsArgs),
     /// Return low-level information on tasks
     Inspect(commands::inspect::InspectArgs),
     /// Log in to a registry
@@ -225,6 +227,7 @@ fn run_client(opts: client::ClientOpts, command: Command) -> anyhow::Result<()> 
             Command::Volume(c) => commands::volume::run(&opts, c).await,
             Command::Secret(c) => commands::secret::run(&opts, c).await,
             Command::Config(c) => commands::config::run(&opts, c).await,
+            Command::Events(a) => commands::events::run(&opts, a).await,
             Command::Inspect(a) => commands::inspect::run(&opts, a).await,
             Command::Login(a) => commands::login::login(&opts, a).await,
             Command::Logout(a) => commands::login::logout(a),

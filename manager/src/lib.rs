@@ -8,7 +8,8 @@
 //! nodes (`certificates`, signing in `ca`), the dispatcher (`dispatcher`),
 //! the first objects of a new swarm (`bootstrap`), and the leader-only loops
 //! (`orchestrator`, `allocator`, `scheduler`, Raft membership following node
-//! roles in `roles`) started and stopped by the leader supervisor (`leader`).
+//! roles in `roles`) started and stopped by the leader supervisor (`leader`),
+//! and on every manager the cluster events of `rswarm events` (`events`).
 //!
 //! Not here: the node process itself (the `rswarm` binary's `daemon`, which
 //! composes this crate and the agent), and the store's consensus
@@ -25,6 +26,7 @@ pub mod certificates;
 pub mod controlapi;
 pub(crate) mod dispatcher;
 mod error;
+pub mod events;
 pub mod grpc;
 pub mod leader;
 pub(crate) mod listener;
@@ -124,6 +126,10 @@ pub struct Manager {
     /// The leader supervisor: runs the leader-only loops while this
     /// manager leads.
     leader: JoinHandle<()>,
+    /// Recent cluster events, made from this manager's store (`events`).
+    events: Arc<events::EventLog>,
+    /// The task recording them.
+    recorder: JoinHandle<()>,
     tcp: Mutex<Option<TcpServer>>,
     metrics: metrics::ManagerMetrics,
 }
@@ -145,7 +151,11 @@ impl Manager {
             leader::every_loop(dispatcher.clone(), metrics.clone()),
         );
         metrics.attach(&store);
+        let events = Arc::new(events::EventLog::default());
+        let recorder = events.record(store.clone());
         Arc::new(Manager {
+            events,
+            recorder,
             store,
             cluster_id,
             connector,
@@ -162,7 +172,7 @@ impl Manager {
     }
 
     pub fn control(&self) -> ControlApi {
-        ControlApi::new(self.store.clone())
+        ControlApi::new(self.store.clone(), self.events.clone())
     }
 
     pub fn networks(&self) -> controlapi::networks::NetworksApi {
@@ -272,6 +282,8 @@ impl Manager {
     pub async fn stop(&self) {
         self.metrics.detach();
         self.leader.abort();
+        self.recorder.abort();
+        self.events.close();
         self.stop_tcp();
         if let Err(e) = self.store.shutdown().await {
             tracing::warn!(error = %e, "store shutdown");

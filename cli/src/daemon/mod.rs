@@ -28,6 +28,11 @@ use rswarm_proto::daemon::images_server::ImagesServer;
 use rswarm_proto::daemon::volumes_server::VolumesServer;
 use tokio::net::UnixListener;
 
+/// How long, after SIGTERM, calls still open on the control socket may
+/// finish before the daemon stops anyway (a following `events` or
+/// `service logs -f` never finishes on its own).
+const SOCKET_DRAIN: std::time::Duration = std::time::Duration::from_secs(3);
+
 pub(crate) use config::DaemonConfig;
 pub(crate) use keys::open_node_key_file;
 
@@ -187,6 +192,7 @@ async fn serve(args: DaemonArgs, cfg: DaemonConfig) -> anyhow::Result<()> {
         },
     }
     let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
+    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let route = std::sync::Arc::new(localapi::NodeRoute {
         node: runtime.clone(),
     });
@@ -203,8 +209,18 @@ async fn serve(args: DaemonArgs, cfg: DaemonConfig) -> anyhow::Result<()> {
             store: volumes,
             runtime: container_runtime,
         }))
-        .serve_with_incoming_shutdown(incoming, shutdown_signal());
-    server.await.context("serving the control socket")?;
+        .serve_with_incoming_shutdown(incoming, async {
+            shutdown_signal().await;
+            let _ = stopping_tx.send(());
+        });
+    tokio::pin!(server);
+    tokio::select! {
+        served = &mut server => served.context("serving the control socket")?,
+        _ = async {
+            let _ = stopping_rx.await;
+            tokio::time::sleep(SOCKET_DRAIN).await;
+        } => tracing::info!("calls still open on the control socket are cut"),
+    }
     tracing::info!("shutting down");
     runtime.shutdown().await;
     let _ = std::fs::remove_file(&socket);

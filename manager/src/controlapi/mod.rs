@@ -1,5 +1,5 @@
 //! The Control API: what `rswarm node …`, `swarm …`, `service …`,
-//! `network …`, `secret …` and `config …` call on a manager. Reads come from this manager's copy of
+//! `network …`, `secret …`, `config …` and `events` call on a manager. Reads come from this manager's copy of
 //! the store; writes go through Raft (forwarded to the leader by the store).
 
 pub(crate) mod cluster;
@@ -14,6 +14,8 @@ pub mod services;
 pub mod spec_write;
 pub(crate) mod stored_files;
 mod streams;
+
+pub(crate) use streams::BoxStream;
 
 use rswarm_proto::control::control_server::Control;
 use rswarm_proto::control::*;
@@ -31,11 +33,12 @@ use crate::dispatcher::agents::AgentRegistry;
 #[derive(Clone)]
 pub struct ControlApi {
     store: Store,
+    events: Arc<crate::events::EventLog>,
 }
 
 impl ControlApi {
-    pub fn new(store: Store) -> Self {
-        Self { store }
+    pub fn new(store: Store, events: Arc<crate::events::EventLog>) -> Self {
+        Self { store, events }
     }
 }
 
@@ -109,6 +112,16 @@ impl Control for ControlApi {
         Ok(Response::new(
             crate::ca::rotation::start(&self.store).await?,
         ))
+    }
+
+    type EventsStream = streams::BoxStream<EventsResponse>;
+
+    async fn events(
+        &self,
+        req: Request<EventsRequest>,
+    ) -> Result<Response<Self::EventsStream>, Status> {
+        let s = crate::events::events(self.events.clone(), req.into_inner()).await?;
+        Ok(Response::new(s))
     }
 }
 

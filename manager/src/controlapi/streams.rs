@@ -29,7 +29,7 @@ use super::services::{resolve_service, resolve_task};
 use crate::dispatcher::agents::AgentRegistry;
 use crate::objects;
 
-pub(super) type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+pub(crate) type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
 /// A channel to the current leader, for relaying streams.
 fn leader_client(
