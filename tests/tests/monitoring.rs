@@ -309,17 +309,43 @@ fn prometheus_scrapes_every_node_and_the_dashboard_queries_only_served_metrics()
         .unwrap();
     cluster.init_swarm(1, 2).unwrap();
     let h1 = cluster.host(1);
-    // Tasks on every node, so the per-task families have samples too.
+    // Work for every family the dashboard reads (a family without a sample
+    // is not served at all): tasks on every node with a memory limit and a
+    // health check, behind a VIP and the mesh, asking the embedded DNS; and
+    // a task no node can take (pending, with its reason).
     let image = cluster.registry().busybox();
+    h1.ok(&["network", "create", "--subnet", "10.31.0.0/24", "backend"]);
     h1.ok(&[
         "service",
         "create",
+        "--detach",
         "--name",
         "web",
+        "--network",
+        "backend",
         "--replicas",
         "3",
         "--publish",
         "8080:80",
+        "--limit-memory",
+        "64M",
+        "--health-cmd",
+        "true",
+        "--health-interval",
+        "1s",
+        &image,
+        "sh",
+        "-c",
+        "while true; do nslookup web >/dev/null 2>&1; sleep 1; done",
+    ]);
+    h1.ok(&[
+        "service",
+        "create",
+        "--detach",
+        "--name",
+        "stuck",
+        "--constraint",
+        "node.labels.nowhere==true",
         &image,
         "sleep",
         "3600",
@@ -452,18 +478,25 @@ fn prometheus_scrapes_every_node_and_the_dashboard_queries_only_served_metrics()
         assert_eq!(answer["status"], "success", "{expr}: {answer}");
     }
 
-    // Every metric the dashboard uses is served by the nodes.
-    let mut served = BTreeSet::new();
-    for h in cluster.hosts() {
-        let url = format!("http://{}:{METRICS_PORT}/metrics", h.addr());
-        let text = get(h1, &url).unwrap_or_else(|| panic!("{url} does not answer from host1"));
-        served.extend(served_names(&text));
-    }
-    served.extend(PROMETHEUS_OWN.map(str::to_string));
+    // Every metric the dashboard uses is served by the nodes (a family shows
+    // from its first sample on: a DNS query, a pull, a pending pass).
     let used: BTreeSet<String> = exprs(&dash).iter().flat_map(|e| metric_names(e)).collect();
-    let missing: Vec<&String> = used.difference(&served).collect();
+    let mut missing = Vec::new();
+    let served = try_wait_for(
+        Duration::from_secs(30),
+        "the dashboard's metrics to be served",
+        || {
+            let mut served: BTreeSet<String> = PROMETHEUS_OWN.map(str::to_string).into();
+            for h in cluster.hosts() {
+                let url = format!("http://{}:{METRICS_PORT}/metrics", h.addr());
+                served.extend(served_names(&get(h1, &url)?));
+            }
+            missing = used.difference(&served).cloned().collect();
+            missing.is_empty().then_some(())
+        },
+    );
     assert!(
-        missing.is_empty(),
+        served.is_ok(),
         "the dashboard queries metrics no node serves: {missing:?}"
     );
     assert!(
