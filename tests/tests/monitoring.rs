@@ -3,7 +3,9 @@
 //! Prometheus (Debian's `prometheus`) given the example's `prometheus.yml`
 //! and the node list its `targets.sh` writes scrapes every node of a 3-host
 //! cluster with every target `up`, evaluates every query of the dashboard,
-//! and every metric those queries use is served by the nodes' `/metrics`.
+//! every metric those queries use is served by the nodes' `/metrics`, and
+//! the overview shows the cluster as it is (3 nodes ready, 1 leader, a
+//! service's 3 running replicas).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -69,6 +71,16 @@ fn exprs(dash: &Value) -> Vec<String> {
                 .to_string()
         })
         .collect()
+}
+
+/// The first query of the panel titled `title`.
+fn panel_expr(dash: &Value, title: &str) -> String {
+    all_panels(dash)
+        .into_iter()
+        .find(|p| p["title"] == title)
+        .and_then(|p| p["targets"][0]["expr"].as_str())
+        .unwrap_or_else(|| panic!("no panel {title:?} with a query"))
+        .to_string()
 }
 
 /// The metric names an expression uses: its identifiers outside label
@@ -499,6 +511,33 @@ fn prometheus_scrapes_every_node_and_the_dashboard_queries_only_served_metrics()
         served.is_ok(),
         "the dashboard queries metrics no node serves: {missing:?}"
     );
+
+    // The overview's stats show the cluster as it is.
+    for (title, want) in [
+        ("Nodes ready", "3"),
+        ("Managers", "1"),
+        ("Raft leaders", "1"),
+        ("Nodes scraped", "1"),
+    ] {
+        let expr = panel_expr(&dash, title);
+        let mut got = Value::Null;
+        let seen = try_wait_for(Duration::from_secs(30), title, || {
+            got = api(h1, "/api/v1/query", Some(&expr));
+            (got["data"]["result"][0]["value"][1] == want).then_some(())
+        });
+        assert!(seen.is_ok(), "{title} ({expr}) is not {want}: {got}");
+    }
+    let running = panel_expr(&dash, "Running replicas");
+    let mut got = Value::Null;
+    let seen = try_wait_for(Duration::from_secs(30), "web's running replicas", || {
+        got = api(h1, "/api/v1/query", Some(&running));
+        let web = got["data"]["result"]
+            .as_array()?
+            .iter()
+            .find(|r| r["metric"]["service"] == "web")?;
+        (web["value"][1] == "3").then_some(())
+    });
+    assert!(seen.is_ok(), "web does not show 3 running replicas: {got}");
     assert!(
         prometheus.is_running(),
         "prometheus died:\n{}",
