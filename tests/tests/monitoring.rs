@@ -5,7 +5,10 @@
 //! cluster with every target `up`, evaluates every query of the dashboard,
 //! every metric those queries use is served by the nodes' `/metrics`, and
 //! the overview shows the cluster as it is (3 nodes ready, 1 leader, a
-//! service's 3 running replicas).
+//! service's 3 running replicas). Then the stack itself is deployed (its
+//! Prometheus is Debian's binary mounted into the test image, Grafana a
+//! stand-in that only shows its provisioning files): its Prometheus, on the
+//! labelled manager, has every node up, asked through the routing mesh.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -17,8 +20,9 @@ use serde_json::Value;
 /// Where the daemons of the e2e test serve their metrics (every address of
 /// the host: Prometheus runs on host1 and scrapes host2 and host3 too).
 const METRICS_PORT: u16 = 9323;
-/// Where the test's Prometheus listens, in host1's namespace.
-const PROMETHEUS_ADDR: &str = "127.0.0.1:9090";
+/// Where the test's own Prometheus listens, in host1's namespace (not
+/// 9090: the stack publishes that one on every node).
+const PROMETHEUS_ADDR: &str = "127.0.0.1:19090";
 
 /// Metrics Prometheus makes itself for every target (not served by a node).
 const PROMETHEUS_OWN: [&str; 2] = ["up", "scrape_duration_seconds"];
@@ -538,6 +542,97 @@ fn prometheus_scrapes_every_node_and_the_dashboard_queries_only_served_metrics()
         (web["value"][1] == "3").then_some(())
     });
     assert!(seen.is_ok(), "web does not show 3 running replicas: {got}");
+
+    // The stack itself, its Prometheus in a task: the test registry has no
+    // prom/prometheus, so an override runs Debian's binary (and the libc it
+    // links) mounted into the busybox image; everything else (the config,
+    // the targets mount, the placement, port 9090) is app.yml's.
+    h1.ok(&["node", "update", "--label-add", "monitoring=true", "host1"]);
+    let override_file = dir.join("override.yml");
+    std::fs::write(
+        &override_file,
+        "services:\n  prometheus:\n    entrypoint: [/usr/bin/prometheus]\n    volumes:\n\
+         \x20     - {type: bind, source: /usr/bin/prometheus, target: /usr/bin/prometheus, read_only: true}\n\
+         \x20     - {type: bind, source: /lib/x86_64-linux-gnu, target: /lib/x86_64-linux-gnu, read_only: true}\n\
+         \x20     - {type: bind, source: /lib64, target: /lib64, read_only: true}\n\
+         \x20 grafana:\n    command: [sleep, \"3600\"]\n",
+    )
+    .unwrap();
+    let deploy = h1.exec(&[
+        "env",
+        &format!("PROMETHEUS_IMAGE={image}"),
+        &format!("GRAFANA_IMAGE={image}"),
+        &format!("MONITORING_TARGETS_DIR={}", dir.join("targets").display()),
+        &binary,
+        "-H",
+        &socket,
+        "stack",
+        "deploy",
+        "-c",
+        &app,
+        "-c",
+        &override_file.display().to_string(),
+        "mon",
+    ]);
+    assert!(deploy.success(), "stack deploy: {deploy}");
+    let h2 = cluster.host(2);
+    let mut last = String::new();
+    let waited = try_wait_for(
+        Duration::from_secs(90),
+        "the stack's Prometheus to have every node up",
+        || {
+            let out = h2.exec(&[
+                "curl",
+                "-sS",
+                "-m",
+                "5",
+                "http://127.0.0.1:9090/api/v1/targets",
+            ]);
+            last = out.to_string();
+            let v: Value = serde_json::from_str(&out.stdout).ok()?;
+            let active = v["data"]["activeTargets"].as_array()?;
+            let up: BTreeSet<String> = active
+                .iter()
+                .filter(|t| t["health"] == "up")
+                .filter_map(|t| t["labels"]["instance"].as_str().map(str::to_string))
+                .collect();
+            (active.len() == 3 && up == hostnames).then_some(())
+        },
+    );
+    if let Err(e) = waited {
+        let ps = h1.rswarm(&["stack", "ps", "--no-trunc", "mon"]);
+        panic!("{e}: last answer through the mesh on host2: {last}\n{ps}");
+    }
+    let placed = h1.ok(&[
+        "service",
+        "ps",
+        "--filter",
+        "desired-state=running",
+        "--format",
+        "{{.Node}}",
+        "mon_prometheus",
+    ]);
+    assert_eq!(placed.trim(), "host1", "on the labelled manager");
+    // Grafana's task finds its provisioning where Grafana reads it.
+    h1.wait_running_tasks("mon_grafana", 1);
+    for (inside, file) in [
+        (
+            "/etc/grafana/provisioning/datasources/rswarm.yml",
+            "grafana/datasource.yml",
+        ),
+        (
+            "/etc/grafana/provisioning/dashboards/rswarm.yml",
+            "grafana/dashboards.yml",
+        ),
+        ("/etc/grafana/dashboards/rswarm.json", "grafana/rswarm.json"),
+    ] {
+        let got = h1.ok(&["exec", "mon_grafana.1", "cat", inside]);
+        assert!(
+            got == read(&example_dir().join(file)),
+            "{inside} is not {file}"
+        );
+    }
+
     assert!(
         prometheus.is_running(),
         "prometheus died:\n{}",
