@@ -19,25 +19,32 @@ rswarm=${RSWARM:-rswarm}
 interval=${INTERVAL:-0}
 
 write_once() {
-    ids=$($rswarm node ls -q)
+    # Each step checked by hand: `set -e` does not apply in `write_once || ...`,
+    # and a failed listing must keep the last file, not empty it.
+    ids=$($rswarm node ls -q) || return 1
+    [ -n "$ids" ] || return 1
+    # shellcheck disable=SC2086 # ids are one word each
+    nodes=$($rswarm node inspect --format '{{.Status.Addr}} {{.Description.Hostname}} {{.Spec.Role}}' $ids) || return 1
     tmp="$out.tmp.$$"
-    {
+    printf '%s\n' "$nodes" | {
         printf '['
         sep=''
-        # shellcheck disable=SC2086 # ids are one word each
-        $rswarm node inspect --format '{{.Status.Addr}} {{.Description.Hostname}} {{.Spec.Role}}' $ids |
-            while read -r addr hostname role; do
-                case "$addr" in '' | '<no value>' | 0.0.0.0) continue ;; esac
-                printf '%s\n  {"targets": ["%s:%s"], "labels": {"hostname": "%s", "node_role": "%s"}}' \
-                    "$sep" "$addr" "$port" "$hostname" "$role"
-                sep=','
-            done
+        while read -r addr hostname role; do
+            # Only an IP address (a node with none yet reads `<no value>`).
+            case "$addr" in '' | 0.0.0.0 | *[!0-9a-fA-F.:]*) continue ;; esac
+            printf '%s\n  {"targets": ["%s:%s"], "labels": {"hostname": "%s", "node_role": "%s"}}' \
+                "$sep" "$addr" "$port" "$hostname" "$role"
+            sep=','
+        done
         printf '\n]\n'
-    } >"$tmp"
+    } >"$tmp" || return 1
     mv "$tmp" "$out"
 }
 
-write_once
+write_once || {
+    echo "targets.sh: cannot list the nodes with \`$rswarm node ls\` (run it on a manager)" >&2
+    exit 1
+}
 while [ "$interval" -gt 0 ]; do
     sleep "$interval"
     write_once || echo "targets.sh: could not list the nodes; keeping the last $out" >&2
