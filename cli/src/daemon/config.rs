@@ -28,6 +28,8 @@ pub(crate) struct DaemonConfig {
     pub node_name: Option<String>,
     /// Prometheus metrics listener (the `--metrics-addr` flag wins).
     pub metrics_addr: Option<String>,
+    /// Web dashboard listener on managers (the `--dashboard-addr` flag wins).
+    pub dashboard_addr: Option<String>,
     /// Registries reached over plain HTTP: `host:port` entries or CIDRs.
     #[serde(default)]
     pub insecure_registries: Vec<String>,
