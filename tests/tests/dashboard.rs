@@ -7,6 +7,7 @@
 //! through the dashboard changes the service; a scale from the CLI shows in
 //! the dashboard within 2 s; `--rotate` refuses the old token at once; a
 //! worker has no dashboard (503). The page's load time and size are printed.
+//! `--dashboard-addr` moves the listener.
 //! A second story drives the page in Debian's headless chromium (when it is
 //! installed) through the DevTools protocol (`rswarm_tests::browser`).
 
@@ -75,9 +76,14 @@ fn desired(h: &Host, service: &str) -> String {
     .to_string()
 }
 
-/// Two managers and a worker, with `web` (2 replicas) and `api` (1) running.
-fn swarm() -> Cluster {
-    let cluster = Cluster::with_registry(3).expect("three hosts and a registry");
+/// Two managers and a worker, with `web` (2 replicas) and `api` (1)
+/// running; `daemon_args` for every daemon.
+fn swarm(daemon_args: &[&str]) -> Cluster {
+    let cluster = Cluster::builder(3)
+        .with_registry()
+        .daemon_args(daemon_args)
+        .start()
+        .expect("three hosts and a registry");
     cluster.init_swarm(2, 1).expect("two managers and a worker");
     let h1 = cluster.host(1);
     let image = cluster.registry().busybox();
@@ -102,7 +108,7 @@ fn swarm() -> Cluster {
 
 #[test]
 fn the_dashboard_needs_the_token_shows_the_cluster_and_scales() {
-    let cluster = swarm();
+    let cluster = swarm(&[]);
     let (h1, h2, h3) = (cluster.host(1), cluster.host(2), cluster.host(3));
 
     // No token made yet, none offered, a wrong one: nothing shown, nothing done.
@@ -211,6 +217,77 @@ fn the_dashboard_needs_the_token_shows_the_cluster_and_scales() {
     );
     eprintln!("dashboard: CLI scale visible after {:?}", start.elapsed());
 
+    // Force-update, roll back and drain, through the dashboard.
+    let force = |h: &Host| {
+        h.ok(&[
+            "service",
+            "inspect",
+            "api",
+            "--format",
+            "{{.Spec.TaskTemplate.ForceUpdate}}",
+        ])
+        .trim()
+        .to_string()
+    };
+    let (code, body) = http(
+        h1,
+        "POST",
+        "/api/services/api/force-update",
+        Some(&token),
+        Some("{}"),
+    );
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(force(h1), "1");
+    wait_for(
+        Duration::from_secs(60),
+        "the forced update to finish",
+        || {
+            let s = state(h1, &token);
+            let api = service(&s, "api");
+            (api["update"]["state"] == "completed" && api["running"] == 1).then_some(())
+        },
+    );
+    let (code, body) = http(
+        h1,
+        "POST",
+        "/api/services/api/rollback",
+        Some(&token),
+        Some("{}"),
+    );
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(force(h1), "0", "rolled back to the spec before the force");
+    let h3_id = h3.node_id();
+    let path = format!("/api/nodes/{h3_id}/availability");
+    let (code, body) = http(
+        h1,
+        "POST",
+        &path,
+        Some(&token),
+        Some(r#"{"availability":"drain"}"#),
+    );
+    assert_eq!(code, 200, "{body}");
+    let availability = || {
+        h1.ok(&[
+            "node",
+            "inspect",
+            "host3",
+            "--format",
+            "{{.Spec.Availability}}",
+        ])
+        .trim()
+        .to_string()
+    };
+    assert_eq!(availability(), "drain");
+    let (code, body) = http(
+        h1,
+        "POST",
+        &path,
+        Some(&token),
+        Some(r#"{"availability":"active"}"#),
+    );
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(availability(), "active");
+
     // The page and the state document: load time and size (curl from the host).
     for path in ["/", "/api/state"] {
         let auth = format!("Authorization: Bearer {token}");
@@ -246,13 +323,15 @@ fn the_page_in_headless_chromium_shows_the_cluster_and_scales() {
         eprintln!("SKIP: no chromium (apt-get install -y chromium)");
         return;
     };
-    let cluster = swarm();
+    // The flag moves the dashboard (checked here: the other story uses the default).
+    let cluster = swarm(&["--dashboard-addr", "127.0.0.1:9555"]);
     let h1 = cluster.host(1);
     let token = h1.ok(&["dashboard", "token", "-q"]).trim().to_string();
     let mut page = cdp::Browser::start(h1, &browser);
 
     // Without the credential: the login form only.
-    page.open(&format!("{DASHBOARD}/"), None);
+    let url = "http://127.0.0.1:9555/";
+    page.open(url, None);
     let text = page.eval_string("document.body.innerText");
     assert!(
         text.contains("dashboard token") && !text.contains("web"),
@@ -260,7 +339,7 @@ fn the_page_in_headless_chromium_shows_the_cluster_and_scales() {
     );
 
     // With it: every service and node, within the first polls.
-    page.open(&format!("{DASHBOARD}/"), Some(&token));
+    page.open(url, Some(&token));
     let start = Instant::now();
     page.wait_true(
         "every service and node on the page",

@@ -133,6 +133,12 @@ mod tests {
     }
 
     #[test]
+    fn reads_the_dashboard_address() {
+        let c = load(r#"{"dashboard-addr":"10.0.0.1:9999"}"#).unwrap();
+        assert_eq!(c.dashboard_addr.as_deref(), Some("10.0.0.1:9999"));
+    }
+
+    #[test]
     fn reads_known_keys() {
         let c = load(r#"{"labels":["zone=a","ssd=true"],"log-level":"debug","data-root":"/x"}"#)
             .unwrap();
