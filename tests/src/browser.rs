@@ -183,6 +183,16 @@ impl Browser {
         r["result"]["value"].clone()
     }
 
+    /// A PNG of the tab as it looks now.
+    pub fn screenshot(&mut self, path: &std::path::Path) {
+        use base64::Engine;
+        let r = self.call("Page.captureScreenshot", json!({ "format": "png" }));
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(r["data"].as_str().unwrap_or_default())
+            .expect("a base64 screenshot");
+        std::fs::write(path, png).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    }
+
     pub fn eval_string(&mut self, expr: &str) -> String {
         match self.eval(expr) {
             Value::String(s) => s,

@@ -7,7 +7,8 @@
 //! through the dashboard changes the service; a scale from the CLI shows in
 //! the dashboard within 2 s; `--rotate` refuses the old token at once; a
 //! worker has no dashboard (503). The page's load time and size are printed.
-//! `--dashboard-addr` moves the listener.
+//! `--dashboard-addr` moves the listener. RSWARM_DASHBOARD_SCREENSHOT=FILE.png
+//! saves how the page looks.
 //! A second story drives the page in Debian's headless chromium (when it is
 //! installed) through the DevTools protocol (`rswarm_tests::browser`).
 
@@ -354,6 +355,10 @@ fn the_page_in_headless_chromium_shows_the_cluster_and_scales() {
         "(() => { const n = performance.getEntriesByType('navigation')[0]; const r = performance.getEntriesByType('resource').filter(e => e.name.includes('/api/state'))[0]; return `page ${n.duration.toFixed(1)} ms ${n.transferSize} bytes transferred (${n.decodedBodySize} decoded); first /api/state ${r ? r.duration.toFixed(1) + ' ms ' + r.transferSize + ' bytes' : 'n/a'}`; })()",
     );
     eprintln!("dashboard figure: {nav}");
+
+    if let Ok(path) = std::env::var("RSWARM_DASHBOARD_SCREENSHOT") {
+        page.screenshot(std::path::Path::new(&path));
+    }
 
     // A scale from the CLI shows on the page within 2 s.
     h1.ok(&["service", "scale", "--detach", "web=3"]);

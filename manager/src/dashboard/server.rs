@@ -51,6 +51,24 @@ const LOGIN_HTML: &str = concat!(
     include_str!("assets/login.html"),
 );
 
+/// What the pages may load: only their own inline script and style, and
+/// fetches to this origin; no framing (no clickjacking of the actions).
+const CSP: &str = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+fn html(code: StatusCode, body: String) -> Response {
+    (
+        code,
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+            (header::CONTENT_SECURITY_POLICY, CSP),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
 fn json_error(code: StatusCode, msg: &str) -> Response {
     (
         code,
@@ -74,16 +92,10 @@ fn status_response(s: Status) -> Response {
 }
 
 fn login_page(message: &str) -> Response {
-    let page = LOGIN_HTML.replace("{{message}}", message);
-    (
+    html(
         StatusCode::UNAUTHORIZED,
-        [
-            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            (header::CACHE_CONTROL, "no-store"),
-        ],
-        page,
+        LOGIN_HTML.replace("{{message}}", message),
     )
-        .into_response()
 }
 
 /// The credential a request offers: the bearer token, else the cookie.
@@ -146,14 +158,7 @@ fn store_of(req: &Request) -> Result<Store, Refusal> {
 }
 
 async fn page() -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            (header::CACHE_CONTROL, "no-store"),
-        ],
-        APP_HTML,
-    )
-        .into_response()
+    html(StatusCode::OK, APP_HTML.to_string())
 }
 
 async fn state(req: Request) -> Response {
@@ -302,7 +307,8 @@ async fn not_found() -> Response {
     json_error(StatusCode::NOT_FOUND, "no such dashboard path")
 }
 
-/// The dashboard's routes, all behind the token check but the login POST.
+/// The dashboard's routes, all behind the token check but the login and
+/// logout POSTs (logging out of a rotated token must work).
 pub fn router(source: Arc<dyn StoreSource>) -> Router {
     let guarded = Router::new()
         .route("/", get(page))
@@ -311,7 +317,6 @@ pub fn router(source: Arc<dyn StoreSource>) -> Router {
         .route("/api/services/{id}/force-update", post(force_update))
         .route("/api/services/{id}/rollback", post(rollback))
         .route("/api/nodes/{id}/availability", post(availability))
-        .route("/logout", post(logout))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
             source.clone(),
@@ -319,6 +324,7 @@ pub fn router(source: Arc<dyn StoreSource>) -> Router {
         ));
     Router::new()
         .route("/login", post(login))
+        .route("/logout", post(logout))
         .with_state(source)
         .merge(guarded)
 }

@@ -153,8 +153,10 @@ async fn the_state_shows_services_nodes_tasks_and_raft() {
     assert_eq!(on_node.len(), 2, "{body}");
     assert_eq!(v["raft"]["state"], "Leader");
     assert!(v["raft"]["term"].as_u64().unwrap() >= 1);
-    let (code, _, page) = send(&swarm.store, get("/", Some(&token))).await;
+    let (code, headers, page) = send(&swarm.store, get("/", Some(&token))).await;
     assert_eq!(code, StatusCode::OK);
+    let csp = headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+    assert!(csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"));
     assert!(page.contains("/api/state"), "the app page");
     for loads in ["src=", "<link", "@import", "url("] {
         assert!(
