@@ -186,6 +186,10 @@ fn the_dashboard_needs_the_token_shows_the_cluster_and_scales() {
     }
     let (code, body) = http(h3, "GET", "/api/state", Some(&token), None);
     assert_eq!(code, 503, "a worker has no dashboard: {body}");
+    let err = h3.fails(&["dashboard", "token"]);
+    assert!(err.contains("not a swarm manager"), "{err}");
+    let (code, body) = http(h1, "GET", "/api/nosuch", Some(&token), None);
+    assert_eq!(code, 404, "{body}");
 
     // A scale through the dashboard (on the follower manager) changes the service.
     let (code, body) = http(
