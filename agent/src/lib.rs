@@ -14,13 +14,17 @@
 //! - `taskfiles`: the secrets and configs sent for this node's tasks, in
 //!   memory only, mounted into each task on a tmpfs of its own;
 //! - `volumes`: the node's named volumes (Docker's `local` driver), made
-//!   for tasks and served to `rswarm volume` by the daemon.
+//!   for tasks and served to `rswarm volume` by the daemon;
+//! - `metrics`: what the agent measures (per-task CPU, memory, network,
+//!   restarts and health read at scrape time; image pulls; container start
+//!   latency), registered once in the daemon's registry.
 
 #![warn(unreachable_pub)]
 
 pub(crate) mod exec;
 pub mod image;
 pub(crate) mod managers;
+pub mod metrics;
 pub mod netplane;
 pub(crate) mod renewal;
 pub(crate) mod reporter;

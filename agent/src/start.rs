@@ -10,10 +10,12 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use rswarm_overlay::metrics::OverlayMetrics;
 use tokio::sync::mpsc;
 
 use crate::exec::container::{ContainerController, NodeFacts};
 use crate::image::ImageStore;
+use crate::metrics::AgentMetrics;
 use crate::netplane::NetPlane;
 use crate::runtime::Runtime;
 use crate::session::{AgentConfig, AgentEvent, AgentHandle};
@@ -34,6 +36,10 @@ pub struct AgentSettings {
     pub volumes: Arc<VolumeStore>,
     /// The overlay data plane, once made (at the first start in a swarm).
     netplane: tokio::sync::Mutex<Option<Arc<NetPlane>>>,
+    /// What the agent measures (see [`AgentSettings::with_metrics`]).
+    metrics: AgentMetrics,
+    /// What the data plane measures.
+    overlay_metrics: OverlayMetrics,
 }
 
 impl AgentSettings {
@@ -53,7 +59,19 @@ impl AgentSettings {
             images_in_use,
             volumes,
             netplane: tokio::sync::Mutex::new(None),
+            metrics: AgentMetrics::default(),
+            overlay_metrics: OverlayMetrics::default(),
         }
+    }
+
+    /// Measure into these handles (registered once in the daemon's
+    /// registry): the tasks, image pulls and container starts into
+    /// `agent`, DNS and service backends into `overlay`.
+    pub fn with_metrics(mut self, agent: AgentMetrics, overlay: OverlayMetrics) -> Self {
+        self.images.set_metrics(agent.clone());
+        self.metrics = agent;
+        self.overlay_metrics = overlay;
+        self
     }
 
     /// Forget the data plane (the node left the swarm or the daemon stops);
@@ -87,7 +105,13 @@ impl AgentSettings {
         if plane.is_none() {
             match host_ipv4(advertise_addr) {
                 Some(ip) => {
-                    match NetPlane::new(&self.data_dir.join("netns"), ip, node_id.to_string()).await
+                    match NetPlane::new(
+                        &self.data_dir.join("netns"),
+                        ip,
+                        node_id.to_string(),
+                        self.overlay_metrics.clone(),
+                    )
+                    .await
                     {
                         Ok(p) => *plane = Some(p),
                         Err(e) => {
@@ -126,12 +150,14 @@ pub async fn start(
         in_use: settings.images_in_use.clone(),
         netplane: netplane.clone(),
         files: files.clone(),
+        metrics: settings.metrics.clone(),
     };
     let deps = WorkerDeps {
         controller: Arc::new(controller),
         runtime: settings.runtime.clone(),
         netplane,
         files,
+        tasks: settings.metrics.tasks.clone(),
     };
     crate::session::start(cfg, events, Some(deps))
 }

@@ -30,6 +30,8 @@ pub(crate) struct WorkerDeps {
     pub netplane: Option<Arc<crate::netplane::NetPlane>>,
     /// Where the secrets and configs of the stream go (memory only).
     pub files: Arc<crate::taskfiles::TaskFiles>,
+    /// The tasks driven here, as the metrics read them.
+    pub tasks: Arc<crate::metrics::TaskTable>,
 }
 
 struct Running {
@@ -44,8 +46,19 @@ pub(crate) fn spawn(
 }
 
 async fn run(deps: WorkerDeps, mut leader: watch::Receiver<LeaderChannel>) {
-    let (report_tx, report_rx) = mpsc::unbounded_channel::<Report>();
+    let (to_reporter, report_rx) = mpsc::unbounded_channel::<Report>();
     let _reporter = AbortOnDrop(crate::reporter::spawn(report_rx, leader.clone()));
+    // Every report passes the metrics' task table on its way.
+    let (report_tx, mut reports) = mpsc::unbounded_channel::<Report>();
+    let table = deps.tasks.clone();
+    let _tap = AbortOnDrop(tokio::spawn(async move {
+        while let Some(r) = reports.recv().await {
+            table.observe(&r.task_id, &r.status);
+            if to_reporter.send(r).is_err() {
+                return;
+            }
+        }
+    }));
     let tasks: Arc<Mutex<HashMap<String, Running>>> = Arc::new(Mutex::new(HashMap::new()));
     let mut first_complete_seen = false;
     loop {
@@ -150,6 +163,7 @@ async fn run(deps: WorkerDeps, mut leader: watch::Receiver<LeaderChannel>) {
                 }
                 match map.get(&task.id) {
                     Some(r) if !r.updates.is_closed() => {
+                        deps.tasks.track(&task);
                         let _ = r.updates.send(task);
                     }
                     _ => {
@@ -161,8 +175,11 @@ async fn run(deps: WorkerDeps, mut leader: watch::Receiver<LeaderChannel>) {
                         let reports = report_tx.clone();
                         let all = tasks.clone();
                         let id = task.id.clone();
+                        let table = deps.tasks.clone();
+                        table.track(&task);
                         tokio::spawn(async move {
                             taskstate::drive(ctl, task, rx, reports).await;
+                            table.forget(&id);
                             let mut m = all.lock().await;
                             if m.get(&id)
                                 .map(|r| r.updates.receiver_count() == 0)

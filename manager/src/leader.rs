@@ -68,12 +68,22 @@ impl LeaderLoop {
     }
 }
 
-/// Every leader-only loop of a manager whose dispatcher is `dispatcher`.
-pub(crate) fn every_loop(dispatcher: DispatcherService) -> Vec<LeaderLoop> {
+/// Every leader-only loop of a manager whose dispatcher is `dispatcher`,
+/// measuring into `metrics`.
+pub(crate) fn every_loop(
+    dispatcher: DispatcherService,
+    metrics: crate::metrics::ManagerMetrics,
+) -> Vec<LeaderLoop> {
+    let orchestrated = metrics.orchestrator.clone();
+    let scheduled = metrics.scheduler.clone();
     vec![
-        LeaderLoop::new("orchestrator", orchestrator::run),
+        LeaderLoop::new("orchestrator", move |store| {
+            orchestrator::run_measured(store, orchestrated.clone())
+        }),
         LeaderLoop::new("allocator", allocator::run),
-        LeaderLoop::new("scheduler", scheduler::run),
+        LeaderLoop::new("scheduler", move |store| {
+            scheduler::run_measured(store, scheduled.clone())
+        }),
         LeaderLoop::new("housekeeping", move |store| {
             housekeeping(store, dispatcher.clone())
         }),

@@ -30,6 +30,7 @@ pub mod grpc;
 pub mod leader;
 pub(crate) mod listener;
 mod membership;
+pub mod metrics;
 pub mod objects;
 pub mod orchestrator;
 pub(crate) mod roles;
@@ -125,14 +126,26 @@ pub struct Manager {
     /// manager leads.
     leader: JoinHandle<()>,
     tcp: Mutex<Option<TcpServer>>,
+    metrics: metrics::ManagerMetrics,
 }
 
 impl Manager {
     /// Start the manager on an opened store: the leader supervisor (which
-    /// runs the leader-only loops while this manager leads).
-    pub fn start(store: Store, cluster_id: String, connector: Arc<TlsConnector>) -> Arc<Manager> {
-        let dispatcher = dispatcher::DispatcherService::new(store.clone());
-        let leader = leader::supervise(store.clone(), leader::every_loop(dispatcher.clone()));
+    /// runs the leader-only loops while this manager leads). It measures
+    /// into `metrics` and shows its store's cluster view there until stopped.
+    pub fn start(
+        store: Store,
+        cluster_id: String,
+        connector: Arc<TlsConnector>,
+        metrics: metrics::ManagerMetrics,
+    ) -> Arc<Manager> {
+        let dispatcher =
+            dispatcher::DispatcherService::new(store.clone()).measured(metrics.dispatcher.clone());
+        let leader = leader::supervise(
+            store.clone(),
+            leader::every_loop(dispatcher.clone(), metrics.clone()),
+        );
+        metrics.attach(&store);
         Arc::new(Manager {
             store,
             cluster_id,
@@ -141,6 +154,7 @@ impl Manager {
             dispatcher,
             leader,
             tcp: Mutex::new(None),
+            metrics,
         })
     }
 
@@ -183,10 +197,10 @@ impl Manager {
                 self.store.clone(),
             )))
             .add_service(DispatcherServer::new(self.dispatcher.clone()))
-            .add_service(TasksServer::new(dispatcher::tasks::TasksService::new(
-                self.store.clone(),
-                self.agents.clone(),
-            )))
+            .add_service(TasksServer::new(
+                dispatcher::tasks::TasksService::new(self.store.clone(), self.agents.clone())
+                    .measured(self.metrics.dispatcher.clone()),
+            ))
             .add_service(NetworkStateServer::new(
                 dispatcher::netstate::NetworkStateService::new(self.store.clone()),
             ))
@@ -257,6 +271,7 @@ impl Manager {
 
     /// Stop loops, the TCP server and the store.
     pub async fn stop(&self) {
+        self.metrics.detach();
         self.leader.abort();
         self.stop_tcp();
         if let Err(e) = self.store.shutdown().await {

@@ -49,6 +49,11 @@ pub struct ManagerSettings {
     /// Seals the Raft store at rest.
     pub data_key: DataKey,
     pub how: Start,
+    /// Where the manager's loops and dispatcher measure (registered once
+    /// per daemon: a manager may start and stop several times in its life).
+    pub metrics: crate::metrics::ManagerMetrics,
+    /// Where its Raft store measures.
+    pub raft_metrics: rswarm_raft::RaftMetrics,
 }
 
 /// The root CA of a new swarm and this node's manager certificate from it.
@@ -86,6 +91,7 @@ pub async fn start(s: ManagerSettings) -> Result<Arc<Manager>, ManagerError> {
         s.advertise_addr.clone(),
     );
     cfg.data_key = Some(s.data_key.clone());
+    cfg.metrics = s.raft_metrics.clone();
     if let Start::ForceNewCluster = s.how {
         force_new_cluster(&cfg).await?;
     }
@@ -105,7 +111,12 @@ pub async fn start(s: ManagerSettings) -> Result<Arc<Manager>, ManagerError> {
     if matches!(s.how, Start::Found(_) | Start::ForceNewCluster) {
         membership::wait_leader(&store, Duration::from_secs(10)).await?;
     }
-    let manager = Manager::start(store.clone(), s.cluster_id.clone(), connector);
+    let manager = Manager::start(
+        store.clone(),
+        s.cluster_id.clone(),
+        connector,
+        s.metrics.clone(),
+    );
     if let Err(e) = manager.serve_tcp(&s.listen_addr, &s.tls).await {
         manager.stop().await;
         return Err(ManagerError::Internal(format!(

@@ -85,6 +85,7 @@
 //!
 //! Not here yet: encryption (`--opt encrypted`, WireGuard).
 pub mod dns;
+pub mod metrics;
 pub mod nft;
 
 mod addr;

@@ -37,6 +37,9 @@ pub struct StoreConfig {
     /// Encryption at rest: log entries, object values and snapshots are sealed
     /// with this key before they reach the disk (`None`: stored in clear).
     pub data_key: Option<crate::DataKey>,
+    /// Where this store reports its Raft metrics (the daemon registers them
+    /// once and hands the same handles to every store it opens).
+    pub metrics: crate::RaftMetrics,
 }
 
 impl StoreConfig {
@@ -53,6 +56,7 @@ impl StoreConfig {
             snapshot_log_bytes: 64 << 20,
             write_timeout: Duration::from_secs(5),
             data_key: None,
+            metrics: crate::RaftMetrics::default(),
         }
     }
 

@@ -14,6 +14,7 @@
 mod config;
 mod error;
 mod forward;
+pub mod metrics;
 mod network;
 mod service;
 mod store;
@@ -25,6 +26,7 @@ mod tests;
 
 pub use config::StoreConfig;
 pub use error::StoreError;
+pub use metrics::RaftMetrics;
 pub use network::Connector;
 pub use store::sealed::{DataKey, SealError};
 pub use store::Store;

@@ -109,6 +109,11 @@ impl Inner {
         self.shut_down.load(Ordering::SeqCst)
     }
 
+    /// Where this store reports its Raft metrics.
+    pub(crate) fn metrics(&self) -> &crate::RaftMetrics {
+        &self.cfg.metrics
+    }
+
     pub(crate) fn set_fault(&self, reason: Option<String>) {
         *self
             .fault
@@ -172,6 +177,7 @@ impl Store {
         });
         tokio::spawn(heal::watch(Arc::downgrade(&inner)));
         tokio::spawn(compaction::watch(Arc::downgrade(&inner)));
+        tokio::spawn(crate::metrics::follow(Arc::downgrade(&inner)));
         Ok(Store { inner })
     }
 
@@ -321,7 +327,15 @@ impl Store {
         if let Some(reason) = self.inner.fault() {
             return Err(StoreError::WriteFailed(reason));
         }
-        match self.inner.raft().client_write(req).await {
+        let started = std::time::Instant::now();
+        let written = self.inner.raft().client_write(req).await;
+        if written.is_ok() {
+            self.inner
+                .metrics()
+                .proposal_seconds
+                .observe(started.elapsed().as_secs_f64());
+        }
+        match written {
             Ok(resp) => Ok(match resp.data {
                 Response::Applied => ProposeReply::Committed {
                     index: resp.log_id.index,
@@ -691,8 +705,8 @@ async fn start_raft(
         cfg.raft_id,
         config,
         Network::new(connector.clone()),
-        log::LogStore::new(db.clone()),
-        state_machine::StateMachine::new(db.clone(), changes.clone()),
+        log::LogStore::new(db.clone(), cfg.metrics.clone()),
+        state_machine::StateMachine::new(db.clone(), changes.clone(), cfg.metrics.clone()),
     )
     .await
     .map_err(|e| StoreError::Raft(format!("starting raft for manager {}: {e}", cfg.raft_id)))

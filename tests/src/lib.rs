@@ -99,6 +99,7 @@ pub mod host;
 pub mod images;
 pub mod lists;
 pub mod load;
+pub mod metrics;
 mod mounts;
 pub mod network;
 pub mod preflight;

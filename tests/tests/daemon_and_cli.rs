@@ -109,7 +109,10 @@ fn labels_from_the_config_metrics_and_a_restart_that_resumes() {
     };
     let m = scrape(h1);
     assert!(m.contains("rswarm_raft_leader 1"), "{m}");
-    assert!(m.contains("rswarm_nodes{state=\"ready\"} 2"), "{m}");
+    assert!(
+        m.contains("rswarm_nodes{state=\"ready\",availability=\"active\"} 2"),
+        "{m}"
+    );
     let m = scrape(h2);
     assert!(
         m.contains("role=\"worker\"") && m.contains("rswarm_swarm_active 1"),

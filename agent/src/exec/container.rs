@@ -11,9 +11,10 @@
 //! VIP and published-port rules, namespace), as Docker disconnects a stopped
 //! container: a stopped task must not stay a backend of its host-mode ports.
 //! The stopped container itself stays, for its logs, until it is removed.
-//! Health probes run in the container (`probe`); an unhealthy task is
-//! drained (waits until the node's data plane no longer has it as a
-//! backend) before it is stopped. A task's secrets and configs come from
+//! Health probes run in the container (`probe`). A task on networks is
+//! drained before it is stopped, whether the manager stops it or it turned
+//! unhealthy: `drain` waits until the node's data plane no longer has it as
+//! a backend, then a margin for the other nodes. A task's secrets and configs come from
 //! the node's in-memory `taskfiles` and go on the container's own tmpfs
 //! (the runtime's `files`); a task whose secret this node was not sent is
 //! rejected with that reason, never started without it.
@@ -31,10 +32,27 @@ use crate::runtime::{
     ContainerConfig, ContainerStatus as RtStatus, LogPolicy, MountConfig, MountKind, Runtime,
 };
 
-/// The longest an unhealthy task waits to leave its load balancers.
-const DRAIN_WAIT: Duration = Duration::from_secs(5);
-/// Time given to the other nodes once this one has applied the change.
-const DRAIN_MARGIN: Duration = Duration::from_millis(300);
+/// The longest a task waits to leave its load balancers before its stop
+/// signal. The network state that takes it out follows the same store
+/// change as the stop (or comes right after the agent's "unhealthy"
+/// report) and normally arrives within tens of milliseconds; this bound
+/// only matters when it does not come at all (no leader, a lost stream),
+/// and a stop must then not wait long.
+const DRAIN_WAIT: Duration = Duration::from_secs(3);
+/// Time given, once this node no longer has the task as a backend, before
+/// the stop signal. This node cannot see the others' data plane, so the
+/// margin covers what separates them from this one: the leader sends the
+/// same network state to every node at once (folded for 25 ms), and a node
+/// applies it in one nftables transaction per namespace whose rules
+/// changed, a few milliseconds each, so the other nodes are normally done
+/// well within 100 ms; and requests already in flight to the task when the
+/// rules changed (conntrack keeps them on it) finish, if short. Longer
+/// requests are the application's to finish after the stop signal, within
+/// its stop grace period. 300 ms is about three times the usual spread on a
+/// loaded node, and small beside Docker's 10 s grace period. Drains of
+/// different tasks run at once (one driver per task), so `service rm` of
+/// many tasks takes the margin once, not once per task.
+pub(crate) const DRAIN_MARGIN: Duration = Duration::from_millis(300);
 
 /// Default stop grace period (Docker's: 10 s).
 pub(crate) const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
@@ -61,6 +79,8 @@ pub(crate) struct ContainerController {
     pub netplane: Option<Arc<crate::netplane::NetPlane>>,
     /// The secrets and configs the managers sent for this node's tasks.
     pub files: Arc<crate::taskfiles::TaskFiles>,
+    /// Container start latency is observed there.
+    pub metrics: crate::metrics::AgentMetrics,
 }
 
 /// How long a task waits for a secret or config the managers have not sent.
@@ -344,7 +364,10 @@ impl ContainerController {
             }
             None => {}
         }
+        let began = std::time::Instant::now();
         self.runtime.create(&cfg).await.map_err(Self::rejected)?;
+        self.metrics
+            .container_created(container_id(task), began.elapsed());
         let rootfs = self.runtime.rootfs(&cfg.id);
         for (target, data) in copies {
             let (root, at) = (rootfs.clone(), target.clone());
@@ -443,10 +466,15 @@ impl Controller for ContainerController {
     }
 
     async fn start(&self, task: &Task) -> Result<u32, ExecError> {
-        self.runtime
-            .start(container_id(task))
-            .await
-            .map_err(|e| ExecError::Failed(e.to_string()))
+        let began = std::time::Instant::now();
+        let res = self.runtime.start(container_id(task)).await;
+        match &res {
+            Ok(_) => self
+                .metrics
+                .container_started(container_id(task), began.elapsed()),
+            Err(_) => self.metrics.container_gone(container_id(task)),
+        }
+        res.map_err(|e| ExecError::Failed(e.to_string()))
     }
 
     async fn wait(&self, task: &Task) -> Result<Exit, ExecError> {
@@ -476,6 +504,7 @@ impl Controller for ContainerController {
     }
 
     async fn remove(&self, task: &Task) -> Result<(), ExecError> {
+        self.metrics.container_gone(container_id(task));
         self.runtime
             .remove(container_id(task))
             .await
@@ -528,7 +557,9 @@ impl Controller for ContainerController {
     async fn drain(&self, task: &Task) {
         if let Some(plane) = &self.netplane {
             if !task.networks.is_empty() {
+                let started = std::time::Instant::now();
                 plane.wait_not_backend(&task.id, DRAIN_WAIT).await;
+                tracing::debug!(task = %task.id, waited = ?started.elapsed(), "out of the load balancers");
                 // The other nodes apply the same picture at about the same time.
                 tokio::time::sleep(DRAIN_MARGIN).await;
             }

@@ -72,7 +72,7 @@ pub(crate) trait Controller: Send + Sync + 'static {
         health::Probe::not_run("this executor cannot run health probes")
     }
     /// Returns once the task is no longer a backend of its services' VIPs,
-    /// routing mesh and DNS (the manager was told it is unhealthy), or after
-    /// a bounded wait.
+    /// routing mesh and DNS (the manager asked for its stop, or was told it
+    /// is unhealthy), or after a bounded wait. Called before `shutdown`.
     async fn drain(&self, _task: &Task) {}
 }

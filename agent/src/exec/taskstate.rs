@@ -7,7 +7,9 @@
 //! clean up). A container found already running (live restore) is adopted;
 //! a task whose container is gone once made, or whose container's state
 //! cannot be read, fails rather than run a second container. Once a stop is
-//! asked, a container not yet started never starts.
+//! asked, a container not yet started never starts; a running one is
+//! drained (out of its VIPs, the routing mesh and DNS) before it gets its
+//! stop signal, whether the manager stops it or its health check failed.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -357,6 +359,10 @@ pub(crate) async fn drive(
                 d.report(state, &msg, &err).await;
             }
             End::Stop => {
+                // Out of the VIPs, the mesh and DNS first (the manager took
+                // it out when it asked for the stop), then the stop signal:
+                // no new connection is sent to a task that is stopping.
+                d.ctl.drain(&d.task).await;
                 if let Err(e) = d.ctl.shutdown(&d.task).await {
                     tracing::warn!(task = %id, error = %e, "stopping the task");
                 }

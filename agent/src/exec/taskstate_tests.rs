@@ -411,6 +411,38 @@ async fn a_checked_task_runs_starting_then_healthy() {
     d.set_desired(TaskState::Shutdown);
     let end = d.end().await;
     assert_eq!(end.status.state, TaskState::Shutdown as i32);
+    let calls = fake.calls("t1");
+    let at = |op| calls.iter().position(|c| *c == op).expect(op);
+    assert!(at("drain") < at("shutdown"), "{calls:?}");
+}
+
+#[tokio::test]
+async fn a_task_the_manager_stops_is_drained_before_its_stop_signal() {
+    for desired in [TaskState::Shutdown, TaskState::Remove] {
+        let fake = FakeController::new();
+        let mut d = drive_task(&fake, assigned("t1"));
+        d.until(TaskState::Running).await;
+        d.set_desired(desired);
+        let end = d.end().await;
+        assert_eq!(end.status.state, TaskState::Shutdown as i32);
+        let calls = fake.calls("t1");
+        let at = |op| calls.iter().position(|c| *c == op).expect(op);
+        assert_eq!(
+            calls.iter().filter(|c| **c == "drain").count(),
+            1,
+            "{calls:?}"
+        );
+        assert!(at("drain") < at("shutdown"), "{desired:?}: {calls:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_task_stopped_before_it_started_is_not_drained() {
+    let fake = FakeController::new();
+    let mut t = assigned("t1");
+    t.desired_state = TaskState::Shutdown as i32;
+    let mut d = drive_task(&fake, t);
+    assert_eq!(d.end().await.status.state, TaskState::Shutdown as i32);
     assert!(!fake.calls("t1").contains(&"drain"));
 }
 

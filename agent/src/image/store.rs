@@ -81,6 +81,8 @@ pub struct ImageStore {
     state: Mutex<State>,
     inflight: Mutex<HashMap<String, PullFuture>>,
     layer_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Where pulls are counted, once the daemon gives its handles.
+    metrics: std::sync::OnceLock<crate::metrics::AgentMetrics>,
 }
 
 /// Unpins on drop.
@@ -207,6 +209,7 @@ impl ImageStore {
             }),
             inflight: Mutex::new(HashMap::new()),
             layer_locks: Mutex::new(HashMap::new()),
+            metrics: std::sync::OnceLock::new(),
         });
         {
             let mut st = store.lock();
@@ -502,6 +505,11 @@ impl ImageStore {
         self.pull_with(&r.to_string(), auth).await
     }
 
+    /// Counts every download from now on into `metrics` (the first call wins).
+    pub fn set_metrics(&self, metrics: crate::metrics::AgentMetrics) {
+        let _ = self.metrics.set(metrics);
+    }
+
     /// Pulls from the registry (always asking it, even for a tag present
     /// locally). Concurrent pulls of one reference share one download.
     pub async fn pull(&self, reference: &str) -> Result<LocalImage, ImageError> {
@@ -547,7 +555,11 @@ impl ImageStore {
                         key: key.clone(),
                     };
                     tokio::spawn(async move {
+                        let began = std::time::Instant::now();
                         let res = this.pull_endpoints(&r, auth.as_ref()).await;
+                        if let Some(m) = this.metrics.get() {
+                            m.image_pulled(res.is_ok(), began.elapsed());
+                        }
                         drop(guard);
                         let _ = tx.send(res);
                     });

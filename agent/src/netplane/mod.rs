@@ -12,23 +12,37 @@
 //! - The routing mesh: this node's own address on `ingress` (a veth into the
 //!   ingress sandbox), and table `ip rswarm_mesh` in the node's namespace for
 //!   every published port (`rules::node_ports`).
+//! - When a task stops, what conntrack still holds for connections
+//!   translated to it is deleted (`forget`); while it drains, not.
 //! - Leftovers (sandboxes of networks no local task uses, namespaces no
 //!   process uses any more) are swept, also after a crash (`sweep`).
+//! - The metrics: the embedded DNS server counts its queries, and each
+//!   time rules are synced the backends of every service's VIP and routing
+//!   mesh go to `OverlayMetrics` (`rules::backend_counts`).
 //!
 //! Rules are applied only when they change, each table in one nftables
 //! transaction, so a state message that does not touch a task's services
-//! costs nothing.
+//! costs nothing. The mesh and the VIP tables of tasks that serve go first;
+//! those of tasks that do not (starting) last, so a task that drains waits
+//! only for the first part (`wait_not_backend`). The VIP tables of tasks
+//! that drain are left as they are until they stop: what they send in their
+//! last moments may still pick a backend that is draining too (it is still
+//! reachable until it stops), and `service rm` of a hundred tasks does not
+//! rewrite a hundred tables that are about to go.
 
+mod forget;
 mod rules;
 mod sweep;
 
 use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use rswarm_overlay::dns::{self, DnsServer, Records, ServeHandle, ServiceRecord, TaskRecord, View};
+use rswarm_overlay::metrics::OverlayMetrics;
 use rswarm_overlay::nft::{self, PublishedPort, VipService};
 use rswarm_overlay::{mac_for, NetworkConfig, Overlay, Peer};
 use rswarm_proto::dispatcher::{NetworkStateMessage, NodeEndpoint};
@@ -64,6 +78,18 @@ pub struct NetPlane {
     local: std::sync::Mutex<HashMap<String, LocalTask>>,
     /// Serialises rule and device updates; holds what was applied.
     applied: Mutex<Applied>,
+    /// Addresses of stopped tasks whose connections are to be forgotten.
+    forget: tokio::sync::mpsc::UnboundedSender<Vec<Ipv4Addr>>,
+    /// How many state messages were stored (counted before each is).
+    generation: AtomicU64,
+    /// The newest generation whose mesh and serving tasks' VIP tables are
+    /// applied.
+    served: watch::Sender<u64>,
+    /// Local tasks draining before their stop: their own VIP tables are
+    /// left as they are until they go.
+    draining: std::sync::Mutex<HashSet<String>>,
+    /// DNS queries and service backends are counted there.
+    metrics: OverlayMetrics,
 }
 
 fn ip_of(cidr: &str) -> Option<Ipv4Addr> {
@@ -75,14 +101,16 @@ impl NetPlane {
         netns_dir: &Path,
         local_ip: Ipv4Addr,
         node_id: String,
+        metrics: OverlayMetrics,
     ) -> Result<Arc<NetPlane>, String> {
         let overlay = Overlay::new(netns_dir, local_ip)
             .await
             .map_err(|e| format!("overlay data plane: {e}"))?;
         let upstreams = DnsServer::read_host_resolv_conf(Path::new("/etc/resolv.conf"));
         let dns = DnsServer::new(upstreams).map_err(|e| format!("embedded DNS server: {e}"))?;
+        dns.set_metrics(metrics.clone());
         let (state, _) = watch::channel(NetworkStateMessage::default());
-        let plane = Arc::new(NetPlane {
+        let plane = Arc::new_cyclic(|me| NetPlane {
             overlay,
             netns_dir: netns_dir.to_path_buf(),
             dns,
@@ -91,6 +119,11 @@ impl NetPlane {
             serving: Mutex::new(HashMap::new()),
             local: std::sync::Mutex::new(HashMap::new()),
             applied: Mutex::new(Applied::default()),
+            forget: forget::start(me.clone()),
+            generation: AtomicU64::new(0),
+            served: watch::channel(0).0,
+            draining: std::sync::Mutex::new(HashSet::new()),
+            metrics,
         });
         // Leftovers are swept on a timer, whether or not new state arrives
         // (the last task of a network went, and nothing else changed).
@@ -166,6 +199,9 @@ impl NetPlane {
     /// as a running backend (the rules and DNS that follow it are applied
     /// with it), or after `max`.
     pub async fn wait_not_backend(&self, task_id: &str, max: Duration) {
+        if let Ok(mut d) = self.draining.lock() {
+            d.insert(task_id.to_string());
+        }
         let mut rx = self.state.subscribe();
         let gone = async {
             loop {
@@ -179,17 +215,32 @@ impl NetPlane {
                 }
             }
         };
-        if tokio::time::timeout(max, gone).await.is_err() {
+        let deadline = tokio::time::Instant::now() + max;
+        if tokio::time::timeout_at(deadline, gone).await.is_err() {
             tracing::warn!(task = %task_id, "still a backend of its services after {max:?}");
+            return;
         }
-        // `apply` stores the picture before it applies it: wait for that
-        // apply to finish.
-        drop(self.applied.lock().await);
+        // `apply` stores the picture before it applies it: wait until the
+        // rules that send traffic to tasks (the mesh, the VIP tables of the
+        // tasks that serve) follow it.
+        let seen = self.generation.load(Ordering::SeqCst);
+        let mut served = self.served.subscribe();
+        if tokio::time::timeout_at(deadline, served.wait_for(|g| *g >= seen))
+            .await
+            .is_err()
+        {
+            tracing::warn!(task = %task_id, "the rules were not applied within {max:?}");
+        }
     }
 
     /// A new picture from the leader: devices, peers, DNS records and rules
     /// follow it.
     pub async fn apply(&self, msg: NetworkStateMessage) {
+        // Tasks that left the picture have stopped: their connections go.
+        let gone = rules::gone_backends(&self.state.borrow(), &msg);
+        self.forget_later(gone);
+        // Counted before stored: whoever sees this message sees its number.
+        let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
         // send_replace stores the state even while nobody is waiting for it.
         self.state.send_replace(msg.clone());
         let mut applied = self.applied.lock().await;
@@ -226,7 +277,8 @@ impl NetPlane {
         applied.host_leg = leg;
 
         self.dns.set_records(Self::records(&msg));
-        self.sync_rules(&mut applied, &msg, &local).await;
+        self.sync_rules(&mut applied, &msg, &local, generation)
+            .await;
     }
 
     /// This node's own address on `ingress`, if it has one.
@@ -288,42 +340,69 @@ impl NetPlane {
         }
     }
 
-    /// Apply the VIP and published-port rules that changed.
+    /// Apply the VIP and published-port rules that changed: the mesh and
+    /// the VIP tables of local tasks that serve, then (`served` says so)
+    /// those of the others.
     async fn sync_rules(
         &self,
         applied: &mut Applied,
         msg: &NetworkStateMessage,
         local: &HashMap<String, LocalTask>,
+        generation: u64,
     ) {
-        self.sync_vips(applied, msg, local).await;
         self.sync_mesh(applied, msg, local).await;
+        applied.vips.retain(|id, _| local.contains_key(id));
+        let serving: HashSet<&str> = msg
+            .endpoints
+            .iter()
+            .filter(|e| e.running && e.node_id == self.node_id)
+            .map(|e| e.task_id.as_str())
+            .collect();
+        let draining = self.draining.lock().map(|d| d.clone()).unwrap_or_default();
+        let (first, last): (HashMap<_, _>, HashMap<_, _>) = local
+            .iter()
+            .filter(|(id, _)| !draining.contains(id.as_str()))
+            .partition(|(id, _)| serving.contains(id.as_str()));
+        self.sync_vips(applied, msg, first).await;
+        self.served.send_if_modified(|g| {
+            let newer = generation > *g;
+            *g = (*g).max(generation);
+            newer
+        });
+        self.sync_vips(applied, msg, last).await;
+        let tasks: Vec<&LocalTask> = local.values().collect();
+        self.metrics
+            .set_backends(rules::backend_counts(msg, &tasks));
     }
 
     /// The rules again, after a local task came or went (its devices and
     /// the peers come with the network state).
     async fn refresh_rules(&self) {
+        // Read before the state: the number may be older than the state
+        // read, never newer.
+        let generation = self.generation.load(Ordering::SeqCst);
         let msg = self.state.borrow().clone();
         let local = self.local_tasks();
         let mut applied = self.applied.lock().await;
-        self.sync_rules(&mut applied, &msg, &local).await;
+        self.sync_rules(&mut applied, &msg, &local, generation)
+            .await;
     }
 
-    /// Apply the VIP tables of the local tasks whose VIP set changed.
+    /// Apply the VIP tables of the tasks of `local` whose VIP set changed.
     async fn sync_vips(
         &self,
         applied: &mut Applied,
         msg: &NetworkStateMessage,
-        local: &HashMap<String, LocalTask>,
+        local: HashMap<&String, &LocalTask>,
     ) {
-        applied.vips.retain(|id, _| local.contains_key(id));
         let mut work = vec![];
         for (id, t) in local {
             if t.networks.is_empty() {
                 continue;
             }
             let want = rules::task_vips(msg, &t.networks);
-            if applied.vips.get(id) != Some(&want) {
-                work.push((id.clone(), self.overlay.task_netns_path(id), want));
+            if applied.vips.get(id.as_str()) != Some(&want) {
+                work.push(((*id).clone(), self.overlay.task_netns_path(id), want));
             }
         }
         if work.is_empty() {
@@ -331,6 +410,8 @@ impl NetPlane {
         }
         let done = tokio::task::spawn_blocking(move || {
             work.into_iter()
+                // A task released meanwhile: its namespace is gone with it.
+                .filter(|(_, path, _)| path.exists())
                 .filter_map(
                     |(id, path, want)| match nft::apply_task_vips(&path, &want) {
                         Ok(()) => Some((id, want)),
@@ -528,12 +609,24 @@ impl NetPlane {
     }
 
     /// The task is gone: its DNS, interfaces, rules and namespace go too.
+    /// Its process has ended, so what conntrack holds for connections to
+    /// its addresses goes too (on this node at once; the others do it when
+    /// it leaves the network state).
     pub async fn release_task(&self, task_id: &str) {
-        let known = self
-            .local
-            .lock()
-            .map(|mut m| m.remove(task_id).is_some())
-            .unwrap_or(false);
+        let entry = self.local.lock().ok().and_then(|mut m| m.remove(task_id));
+        if let Ok(mut d) = self.draining.lock() {
+            d.remove(task_id);
+        }
+        let known = entry.is_some();
+        let mut addrs: Vec<Ipv4Addr> = self
+            .state
+            .borrow()
+            .endpoints
+            .iter()
+            .filter(|e| e.task_id == task_id)
+            .filter_map(|e| ip_of(&e.addr))
+            .collect();
+        addrs.extend(entry.and_then(|t| t.gateway));
         if let Some(h) = self.serving.lock().await.remove(task_id) {
             h.stop();
         }
@@ -544,6 +637,7 @@ impl NetPlane {
         }
         if known {
             self.refresh_rules().await;
+            self.forget_later(addrs);
         }
     }
 

@@ -1,11 +1,13 @@
 //! What the nftables rules of this node should be, computed from the
 //! leader's network state and the node's own tasks: the service VIPs each
 //! local task sees, and the ports this node publishes (ingress routing mesh
-//! and host mode). Pure functions; `super` applies the results.
+//! and host mode), and which backends have left for good. Pure functions;
+//! `super` applies the results.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::Ipv4Addr;
 
+use rswarm_overlay::metrics::{BackendCounts, BackendKind};
 use rswarm_overlay::nft::{Backend, Proto, PublishedPort, VipService};
 use rswarm_proto::dispatcher::NetworkStateMessage;
 use rswarm_proto::types::{port_config::Protocol, port_config::PublishMode, PortConfig};
@@ -157,6 +159,78 @@ pub(super) fn node_ports(state: &NetworkStateMessage, local: &[&LocalTask]) -> V
     out
 }
 
+/// The task addresses `prev` had and `next` has not at all: their tasks
+/// have stopped (a stopping task stays listed, not serving, until it has),
+/// so what conntrack still holds for them can go. Nothing when `next` is
+/// no real picture (no networks).
+pub(super) fn gone_backends(
+    prev: &NetworkStateMessage,
+    next: &NetworkStateMessage,
+) -> Vec<Ipv4Addr> {
+    if next.networks.is_empty() {
+        return vec![];
+    }
+    let still: HashSet<Ipv4Addr> = next
+        .endpoints
+        .iter()
+        .filter_map(|e| ip_of(&e.addr))
+        .collect();
+    let mut gone: Vec<Ipv4Addr> = prev
+        .endpoints
+        .iter()
+        .filter_map(|e| ip_of(&e.addr))
+        .filter(|ip| !still.contains(ip))
+        .collect();
+    gone.sort();
+    gone.dedup();
+    gone
+}
+
+/// The backends of each service in this node's data plane, by service name:
+/// `Vip` for a service with a VIP on a (non-ingress) network one of this
+/// node's tasks is on (its running tasks on that network; the most over its
+/// networks), `Mesh` for a service publishing a port in ingress mode (its
+/// running tasks on `ingress`, cluster-wide), as [`task_vips`] and
+/// [`node_ports`] balance over them.
+pub(super) fn backend_counts(state: &NetworkStateMessage, local: &[&LocalTask]) -> BackendCounts {
+    let ingress = ingress_id(state);
+    let backends = backends(state);
+    let local_nets: HashSet<&str> = local
+        .iter()
+        .flat_map(|t| t.networks.iter().map(String::as_str))
+        .collect();
+    let mut out = BackendCounts::new();
+    for s in &state.services {
+        let name = if s.name.is_empty() {
+            s.service_id.clone()
+        } else {
+            s.name.clone()
+        };
+        let n = backends
+            .get(&(s.service_id.as_str(), s.network_id.as_str()))
+            .map(|b| b.len() as u64)
+            .unwrap_or(0);
+        let kind = if Some(s.network_id.as_str()) == ingress {
+            let publishes = s
+                .ports
+                .iter()
+                .any(|p| p.publish_mode == PublishMode::Ingress as i32 && p.published_port != 0);
+            if !publishes {
+                continue;
+            }
+            BackendKind::Mesh
+        } else {
+            if ip_of(&s.vip).is_none() || !local_nets.contains(s.network_id.as_str()) {
+                continue;
+            }
+            BackendKind::Vip
+        };
+        let e = out.entry((name, kind)).or_insert(0);
+        *e = (*e).max(n);
+    }
+    out
+}
+
 /// The host-mode ports of a task (from its endpoint, published ports set).
 pub(super) fn host_ports(task: &rswarm_proto::types::Task) -> Vec<PortConfig> {
     task.endpoint
@@ -303,6 +377,50 @@ mod tests {
         assert_eq!((ports[1].published, ports[1].target), (9090, 90));
         assert!(ports[1].host_mode);
         assert_eq!(ports[1].backends.len(), 2);
+    }
+
+    #[test]
+    fn addresses_that_left_the_picture_are_gone_not_those_that_stopped_serving() {
+        let prev = state();
+        let mut next = state();
+        // 10.20.0.3 stopped (gone); 10.20.0.4 stops serving (drains).
+        next.endpoints.retain(|e| e.addr != "10.20.0.3/24");
+        next.endpoints[0].running = false;
+        let ip = |s: &str| s.parse::<Ipv4Addr>().unwrap();
+        assert_eq!(gone_backends(&prev, &next), vec![ip("10.20.0.3")]);
+        assert!(gone_backends(&prev, &prev).is_empty());
+        // An empty picture (no networks) is not taken to mean all are gone.
+        assert!(gone_backends(&prev, &NetworkStateMessage::default()).is_empty());
+        // An address on two networks, still on one: not gone.
+        let mut both = state();
+        both.endpoints.push(ep("api", "ing", "10.20.0.3/24", true));
+        let mut one = both.clone();
+        one.endpoints
+            .retain(|e| !(e.addr == "10.20.0.3/24" && e.network_id == "back"));
+        assert!(gone_backends(&both, &one).is_empty());
+    }
+
+    #[test]
+    fn backends_per_service_vip_where_a_local_task_sees_it_and_mesh_for_ingress_ports() {
+        let on_back = LocalTask {
+            networks: vec!["back".into()],
+            ..Default::default()
+        };
+        let counts = backend_counts(&state(), &[&on_back]);
+        let want: BackendCounts = [
+            (("api".to_string(), BackendKind::Vip), 2),
+            (("web".to_string(), BackendKind::Mesh), 1),
+            (("web".to_string(), BackendKind::Vip), 1),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(counts, want);
+        // No local task on `back`: no VIP there in this node's data plane.
+        let counts = backend_counts(&state(), &[]);
+        assert_eq!(
+            counts.keys().collect::<Vec<_>>(),
+            vec![&("web".to_string(), BackendKind::Mesh)]
+        );
     }
 
     #[test]

@@ -1,6 +1,8 @@
-//! The few cgroup files the runtime reads itself: a container's OOM-kill
-//! count (to tell an OOM kill from any other SIGKILL) and whether swap is
-//! accounted. runc creates, limits and removes the cgroups; nothing here
+//! The few cgroup files the agent reads itself: a container's OOM-kill
+//! count (to tell an OOM kill from any other SIGKILL), whether swap is
+//! accounted, and a running container's CPU time and memory usage and limit
+//! ([`Hierarchies::stats`], for the metrics; v1 `cpuacct.usage` and `memory.*_in_bytes`,
+//! v2 `cpu.stat` and `memory.current`/`memory.max`). runc creates, limits and removes the cgroups; nothing here
 //! writes to them. After `runc delete`, [`remove_leftovers`] removes the
 //! empty cgroup directories a failed or interrupted runc left behind (on
 //! v1 and hybrid hosts every controller has its own directory).
@@ -24,19 +26,129 @@ pub(crate) fn is_unified() -> bool {
 
 /// Mount point of the cgroup v1 memory controller, from /proc/self/mountinfo.
 pub(crate) fn v1_memory_mount() -> Option<PathBuf> {
+    v1_mount("memory")
+}
+
+/// Mount point of the cgroup v1 hierarchy of `controller`, from
+/// /proc/self/mountinfo.
+fn v1_mount(controller: &str) -> Option<PathBuf> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    info.lines().find_map(|line| {
+    v1_mount_in(&info, controller)
+}
+
+/// [`v1_mount`] over the text of a mountinfo file.
+pub(crate) fn v1_mount_in(mountinfo: &str, controller: &str) -> Option<PathBuf> {
+    mountinfo.lines().find_map(|line| {
         let (left, right) = line.split_once(" - ")?;
         let mut r = right.split(' ');
         let fstype = r.next()?;
         let _source = r.next()?;
         let super_opts = r.next()?;
-        if fstype != "cgroup" || !super_opts.split(',').any(|o| o == "memory") {
+        if fstype != "cgroup" || !super_opts.split(',').any(|o| o == controller) {
             return None;
         }
         let mount_point = left.split(' ').nth(4)?;
         Some(PathBuf::from(unescape_mountinfo(mount_point)))
     })
+}
+
+/// A running container's resource use, from its cgroup.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct Stats {
+    /// CPU time used, user and system (seconds).
+    pub cpu_seconds: Option<f64>,
+    /// Memory in use, without the inactive page cache (as `docker stats`).
+    pub memory_bytes: Option<u64>,
+    /// The memory limit; None when unlimited.
+    pub memory_limit_bytes: Option<u64>,
+}
+
+/// Where the controllers the stats come from are mounted; found once per
+/// scrape (mountinfo is read once, not per task).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Hierarchies {
+    /// The v2 root, on a pure v2 host.
+    unified: Option<PathBuf>,
+    cpuacct: Option<PathBuf>,
+    memory: Option<PathBuf>,
+}
+
+impl Hierarchies {
+    /// This host's hierarchies now (v2, or v1 and hybrid hosts).
+    pub(crate) fn detect() -> Hierarchies {
+        if is_unified() {
+            return Hierarchies {
+                unified: Some(PathBuf::from("/sys/fs/cgroup")),
+                ..Default::default()
+            };
+        }
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        Hierarchies {
+            unified: None,
+            cpuacct: v1_mount_in(&info, "cpuacct"),
+            memory: v1_mount_in(&info, "memory"),
+        }
+    }
+
+    /// The resource use of cgroup `cgroup` now.
+    pub(crate) fn stats(&self, cgroup: &str) -> Stats {
+        let rel = cgroup.trim_start_matches('/');
+        let read = |dir: Option<&PathBuf>, file: &str| -> Option<String> {
+            std::fs::read_to_string(dir?.join(rel).join(file)).ok()
+        };
+        if let Some(root) = &self.unified {
+            let dir = Some(root);
+            let current = read(dir, "memory.current").and_then(|t| parse_u64(&t));
+            let stat = read(dir, "memory.stat").unwrap_or_default();
+            Stats {
+                cpu_seconds: read(dir, "cpu.stat").and_then(|t| parse_v2_cpu_seconds(&t)),
+                memory_bytes: current
+                    .map(|c| c.saturating_sub(stat_field(&stat, "inactive_file").unwrap_or(0))),
+                memory_limit_bytes: read(dir, "memory.max").and_then(|t| parse_limit(&t)),
+            }
+        } else {
+            let mem = self.memory.as_ref();
+            let usage = read(mem, "memory.usage_in_bytes").and_then(|t| parse_u64(&t));
+            let stat = read(mem, "memory.stat").unwrap_or_default();
+            Stats {
+                cpu_seconds: read(self.cpuacct.as_ref(), "cpuacct.usage")
+                    .and_then(|t| parse_u64(&t))
+                    .map(|ns| ns as f64 / 1e9),
+                memory_bytes: usage.map(|u| {
+                    u.saturating_sub(stat_field(&stat, "total_inactive_file").unwrap_or(0))
+                }),
+                memory_limit_bytes: read(mem, "memory.limit_in_bytes")
+                    .and_then(|t| parse_limit(&t)),
+            }
+        }
+    }
+}
+
+fn parse_u64(text: &str) -> Option<u64> {
+    text.trim().parse().ok()
+}
+
+/// v2 `cpu.stat`: `usage_usec N` in seconds.
+pub(crate) fn parse_v2_cpu_seconds(text: &str) -> Option<f64> {
+    stat_field(text, "usage_usec").map(|us| us as f64 / 1e6)
+}
+
+/// A `key value` line of a stat file (`memory.stat`, `cpu.stat`).
+pub(crate) fn stat_field(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once(' ')?;
+        (k == key).then(|| v.trim().parse().ok()).flatten()
+    })
+}
+
+/// A memory limit file: v2 `max` or v1's page-rounded `i64::MAX` (anything
+/// from 2^62 up) mean no limit.
+pub(crate) fn parse_limit(text: &str) -> Option<u64> {
+    let t = text.trim();
+    if t == "max" {
+        return None;
+    }
+    t.parse::<u64>().ok().filter(|v| *v < (1u64 << 62))
 }
 
 /// mountinfo escapes space, tab, newline and backslash as `\ooo`.
@@ -162,6 +274,119 @@ fn collect_dirs(dir: &Path, out: &mut Vec<PathBuf>) {
 #[cfg(test)]
 mod unit {
     use super::*;
+
+    #[test]
+    fn v1_controller_mounts_are_found_in_mountinfo() {
+        let info = "\
+24 30 0:22 / /sys/fs/cgroup ro,nosuid,nodev,noexec shared:9 - tmpfs tmpfs ro,mode=755
+25 24 0:23 / /sys/fs/cgroup/unified rw,nosuid,nodev,noexec,relatime shared:10 - cgroup2 cgroup2 rw,nsdelegate
+28 24 0:26 / /sys/fs/cgroup/cpu,cpuacct rw,nosuid,nodev,noexec,relatime shared:14 - cgroup cgroup rw,cpu,cpuacct
+31 24 0:29 / /sys/fs/cgroup/memory rw,nosuid,nodev,noexec,relatime shared:17 - cgroup cgroup rw,memory
+";
+        assert_eq!(
+            v1_mount_in(info, "cpuacct"),
+            Some(PathBuf::from("/sys/fs/cgroup/cpu,cpuacct"))
+        );
+        assert_eq!(
+            v1_mount_in(info, "memory"),
+            Some(PathBuf::from("/sys/fs/cgroup/memory"))
+        );
+        // The cgroup2 mount is not a v1 controller, and `cpu` is not `cpuset`.
+        assert_eq!(v1_mount_in(info, "cpuset"), None);
+    }
+
+    #[test]
+    fn v2_cpu_stat_and_memory_stat_fields() {
+        let cpu = "usage_usec 1500000\nuser_usec 1000000\nsystem_usec 500000\n";
+        assert_eq!(parse_v2_cpu_seconds(cpu), Some(1.5));
+        assert_eq!(parse_v2_cpu_seconds("user_usec 3\n"), None);
+        let mem = "anon 1024\nfile 4096\ninactive_file 2048\ntotal_inactive_file 99\n";
+        assert_eq!(stat_field(mem, "inactive_file"), Some(2048));
+        assert_eq!(stat_field(mem, "total_inactive_file"), Some(99));
+        assert_eq!(stat_field(mem, "inactive"), None);
+    }
+
+    fn fixture(files: &[(&str, &str)]) -> PathBuf {
+        let base = std::env::temp_dir().join(format!(
+            "rswarm-cgstats-{}-{}",
+            std::process::id(),
+            files.len()
+        ));
+        let _ = std::fs::remove_dir_all(&base);
+        for (path, text) in files {
+            let p = base.join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        }
+        base
+    }
+
+    #[test]
+    fn stats_from_v1_and_v2_files() {
+        let v2 = fixture(&[
+            (
+                "rswarm/c1/cpu.stat",
+                "usage_usec 2500000\nuser_usec 2000000\n",
+            ),
+            ("rswarm/c1/memory.current", "10485760\n"),
+            (
+                "rswarm/c1/memory.stat",
+                "anon 8388608\ninactive_file 1048576\n",
+            ),
+            ("rswarm/c1/memory.max", "67108864\n"),
+        ]);
+        let h = Hierarchies {
+            unified: Some(v2.clone()),
+            ..Default::default()
+        };
+        assert_eq!(
+            h.stats("/rswarm/c1"),
+            Stats {
+                cpu_seconds: Some(2.5),
+                memory_bytes: Some(10485760 - 1048576),
+                memory_limit_bytes: Some(64 << 20),
+            }
+        );
+        // A container gone: nothing.
+        assert_eq!(h.stats("/rswarm/gone"), Stats::default());
+        std::fs::remove_dir_all(v2).unwrap();
+
+        let v1 = fixture(&[
+            ("cpu,cpuacct/rswarm/c1/cpuacct.usage", "1500000000\n"),
+            ("memory/rswarm/c1/memory.usage_in_bytes", "4194304\n"),
+            (
+                "memory/rswarm/c1/memory.stat",
+                "cache 0\ntotal_inactive_file 4096\n",
+            ),
+            (
+                "memory/rswarm/c1/memory.limit_in_bytes",
+                "9223372036854771712\n",
+            ),
+        ]);
+        let h = Hierarchies {
+            unified: None,
+            cpuacct: Some(v1.join("cpu,cpuacct")),
+            memory: Some(v1.join("memory")),
+        };
+        assert_eq!(
+            h.stats("/rswarm/c1"),
+            Stats {
+                cpu_seconds: Some(1.5),
+                memory_bytes: Some(4194304 - 4096),
+                memory_limit_bytes: None,
+            }
+        );
+        std::fs::remove_dir_all(v1).unwrap();
+    }
+
+    #[test]
+    fn memory_limits_v1_and_v2_with_no_limit_as_none() {
+        assert_eq!(parse_limit("max\n"), None);
+        assert_eq!(parse_limit("67108864\n"), Some(64 << 20));
+        // v1 without a limit: i64::MAX rounded down to a page.
+        assert_eq!(parse_limit("9223372036854771712\n"), None);
+        assert_eq!(parse_limit("garbage"), None);
+    }
 
     #[test]
     fn leftovers_go_in_every_hierarchy_and_nothing_else() {

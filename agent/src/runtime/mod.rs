@@ -67,7 +67,7 @@
 //! Docker's default seccomp profile is not applied.
 
 mod bundle;
-mod cgroups;
+pub(crate) mod cgroups;
 mod console;
 mod exec;
 mod files;

@@ -89,6 +89,7 @@ async fn rig(before: impl FnOnce(&Path, &FakeController)) -> Rig {
         runtime,
         netplane: None,
         files: files.clone(),
+        tasks: Default::default(),
     };
     let worker = spawn(deps, rx);
     Rig {

@@ -1,6 +1,13 @@
-//! Prometheus metrics of the node, served on `--metrics-addr` (`/metrics`,
-//! text exposition format). Values are read from the node runtime at scrape
-//! time: swarm membership, Raft state, and nodes by status on managers.
+//! The daemon's Prometheus metrics: ONE registry (prefix `rswarm`) made at
+//! startup by [`build`], the one place where every crate registers its
+//! handles (`register(&mut registry)`), served on `--metrics-addr`
+//! (`/metrics`, text exposition format) by [`serve`].
+//!
+//! The crates measure where the work is done and get their handles through
+//! their settings (the manager's and Raft's in `NodeSettings`, given to
+//! every manager the node starts). The daemon itself only owns the node's
+//! identity gauges (`rswarm_node_info`, `rswarm_swarm_active`), set from the
+//! node runtime at each scrape.
 
 use std::sync::Arc;
 
@@ -9,7 +16,7 @@ use axum::{extract::State, http::header, response::IntoResponse, routing::get, R
 use prometheus_client::encoding::{text::encode, EncodeLabelSet};
 use prometheus_client::metrics::{family::Family, gauge::Gauge};
 use prometheus_client::registry::Registry;
-use rswarm_proto::types::Node;
+use rswarm_proto::daemon::InfoResponse;
 
 use super::node::NodeRuntime;
 
@@ -20,132 +27,161 @@ struct InfoLabels {
     role: String,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct StateLabels {
-    state: String,
+/// The node's own gauges, set from `info()` at scrape time.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct NodeGauges {
+    info: Family<InfoLabels, Gauge>,
+    active: Gauge,
 }
 
-/// Render the node's metrics now.
-pub(crate) async fn render(node: &NodeRuntime) -> String {
-    let info = node.info().await;
-    let nodes: Vec<Node> = node.nodes().await;
-    let mut registry = Registry::with_prefix("rswarm");
-
-    let node_info = Family::<InfoLabels, Gauge>::default();
-    registry.register(
-        "node_info",
-        "The node's identity (value 1)",
-        node_info.clone(),
-    );
-    let role = if info.local_node_state == "inactive" {
-        ""
-    } else if info.role == rswarm_proto::types::NodeRole::Manager as i32 {
-        "manager"
-    } else {
-        "worker"
-    };
-    node_info
-        .get_or_create(&InfoLabels {
-            version: info.version.clone(),
-            node_id: info.node_id.clone(),
-            role: role.into(),
-        })
-        .set(1);
-
-    let active = Gauge::<i64>::default();
-    registry.register(
-        "swarm_active",
-        "1 if this node is part of a swarm",
-        active.clone(),
-    );
-    active.set((info.local_node_state == "active") as i64);
-
-    if let Some(raft) = &info.raft {
-        let leader = Gauge::<i64>::default();
+impl NodeGauges {
+    fn register(registry: &mut Registry) -> Self {
+        let g = NodeGauges::default();
+        registry.register("node_info", "The node's identity (value 1)", g.info.clone());
         registry.register(
-            "raft_leader",
-            "1 if this manager is the Raft leader",
-            leader.clone(),
+            "swarm_active",
+            "1 if this node is part of a swarm",
+            g.active.clone(),
         );
-        leader.set((raft.state == "Leader") as i64);
-        let term = Gauge::<i64>::default();
-        registry.register("raft_term", "Current Raft term", term.clone());
-        term.set(raft.term as i64);
-        let applied = Gauge::<i64>::default();
-        registry.register(
-            "raft_applied_index",
-            "Last Raft log index applied to the store",
-            applied.clone(),
-        );
-        applied.set(raft.last_applied as i64);
-        let snapshot = Gauge::<i64>::default();
-        registry.register(
-            "raft_snapshot_index",
-            "Raft log index of the last snapshot",
-            snapshot.clone(),
-        );
-        snapshot.set(raft.snapshot_index as i64);
-        let voters = Gauge::<i64>::default();
-        registry.register(
-            "raft_voters",
-            "Voting members of the Raft group",
-            voters.clone(),
-        );
-        voters.set(raft.voters.len() as i64);
-
-        let by_state = Family::<StateLabels, Gauge>::default();
-        registry.register("nodes", "Nodes in the swarm by status", by_state.clone());
-        for state in ["ready", "down", "unknown", "disconnected"] {
-            by_state
-                .get_or_create(&StateLabels {
-                    state: state.into(),
-                })
-                .set(0);
-        }
-        for n in &nodes {
-            let s = n.status.as_ref().map(|s| s.state).unwrap_or(0);
-            let name = rswarm_proto::types::NodeState::try_from(s)
-                .map(|s| match s {
-                    rswarm_proto::types::NodeState::Ready => "ready",
-                    rswarm_proto::types::NodeState::Down => "down",
-                    rswarm_proto::types::NodeState::Disconnected => "disconnected",
-                    rswarm_proto::types::NodeState::Unknown => "unknown",
-                })
-                .unwrap_or("unknown");
-            by_state
-                .get_or_create(&StateLabels { state: name.into() })
-                .inc();
-        }
+        g
     }
+
+    /// Show what `info` says about the node.
+    fn set(&self, info: &InfoResponse) {
+        let role = if info.local_node_state == "inactive" {
+            ""
+        } else if info.role == rswarm_proto::types::NodeRole::Manager as i32 {
+            "manager"
+        } else {
+            "worker"
+        };
+        self.info.clear();
+        self.info
+            .get_or_create(&InfoLabels {
+                version: info.version.clone(),
+                node_id: info.node_id.clone(),
+                role: role.into(),
+            })
+            .set(1);
+        self.active.set((info.local_node_state == "active") as i64);
+    }
+}
+
+/// Every crate's metric handles, registered once for the daemon's life.
+#[derive(Clone, Debug)]
+pub(crate) struct Handles {
+    pub node: NodeGauges,
+    pub manager: rswarm_manager::metrics::ManagerMetrics,
+    pub raft: rswarm_raft::RaftMetrics,
+    pub agent: rswarm_agent::metrics::AgentMetrics,
+    pub overlay: rswarm_agent::metrics::OverlayMetrics,
+}
+
+/// The daemon's registry and the handles registered in it: the one place
+/// where a crate's metrics join the registry.
+pub(crate) fn build() -> (Registry, Handles) {
+    let mut registry = Registry::with_prefix("rswarm");
+    let handles = Handles {
+        node: NodeGauges::register(&mut registry),
+        manager: rswarm_manager::metrics::ManagerMetrics::register(&mut registry),
+        raft: rswarm_raft::RaftMetrics::register(&mut registry),
+        agent: rswarm_agent::metrics::AgentMetrics::register(&mut registry),
+        overlay: rswarm_agent::metrics::OverlayMetrics::register(&mut registry),
+    };
+    (registry, handles)
+}
+
+/// What the `/metrics` handler needs.
+struct Served {
+    registry: Registry,
+    node_gauges: NodeGauges,
+    node: Arc<NodeRuntime>,
+}
+
+/// Render the registry now.
+fn render(registry: &Registry) -> String {
     let mut out = String::new();
-    if let Err(e) = encode(&mut out, &registry) {
+    if let Err(e) = encode(&mut out, registry) {
         tracing::error!(error = %e, "encoding metrics");
     }
     out
 }
 
-async fn handler(State(node): State<Arc<NodeRuntime>>) -> impl IntoResponse {
+async fn handler(State(s): State<Arc<Served>>) -> impl IntoResponse {
+    s.node_gauges.set(&s.node.info().await);
+    // The cluster view reads the store: off the async workers.
+    let served = s.clone();
+    let body = tokio::task::spawn_blocking(move || render(&served.registry))
+        .await
+        .unwrap_or_default();
     (
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        render(&node).await,
+        body,
     )
 }
 
-/// Serve `/metrics` on `addr` until the process ends.
-pub(crate) async fn serve(addr: &str, node: Arc<NodeRuntime>) -> anyhow::Result<()> {
+/// Serve `registry` on `addr` (`/metrics`) until the process ends.
+pub(crate) async fn serve(
+    addr: &str,
+    registry: Registry,
+    node_gauges: NodeGauges,
+    node: Arc<NodeRuntime>,
+) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding the metrics listener on {addr}"))?;
     let app = Router::new()
         .route("/metrics", get(handler))
-        .with_state(node);
+        .with_state(Arc::new(Served {
+            registry,
+            node_gauges,
+            node,
+        }));
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "metrics server stopped");
         }
     });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_registry_carries_the_node_manager_and_raft_families() {
+        let (registry, handles) = build();
+        handles.node.set(&InfoResponse {
+            version: "1.2.3".into(),
+            node_id: "n1".into(),
+            local_node_state: "active".into(),
+            role: rswarm_proto::types::NodeRole::Manager as i32,
+            ..Default::default()
+        });
+        let out = render(&registry);
+        for line in [
+            "rswarm_node_info{version=\"1.2.3\",node_id=\"n1\",role=\"manager\"} 1",
+            "rswarm_swarm_active 1",
+            "# TYPE rswarm_raft_term gauge",
+            "# TYPE rswarm_scheduler_tasks_scheduled counter",
+            "# TYPE rswarm_dispatcher_sessions gauge",
+        ] {
+            assert!(out.contains(line), "missing {line:?} in:\n{out}");
+        }
+        handles.node.set(&InfoResponse {
+            version: "1.2.3".into(),
+            local_node_state: "inactive".into(),
+            ..Default::default()
+        });
+        let out = render(&registry);
+        assert!(out.contains("rswarm_swarm_active 0"), "{out}");
+        assert!(
+            !out.contains("node_id=\"n1\""),
+            "the old identity is gone:\n{out}"
+        );
+    }
 }

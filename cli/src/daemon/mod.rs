@@ -147,6 +147,7 @@ async fn serve(args: DaemonArgs, cfg: DaemonConfig) -> anyhow::Result<()> {
     let volumes_dir = data_dir.join("volumes");
     let volumes = rswarm_agent::volumes::VolumeStore::open(&volumes_dir)
         .with_context(|| format!("opening the volume store in {}", volumes_dir.display()))?;
+    let (metrics_registry, metrics) = metrics::build();
     let settings = node::NodeSettings {
         data: state::DataDir::new(data_dir.clone()),
         node_name: node_name.clone(),
@@ -158,8 +159,10 @@ async fn serve(args: DaemonArgs, cfg: DaemonConfig) -> anyhow::Result<()> {
             runtime.clone(),
             images_in_use.clone(),
             volumes.clone(),
-        ),
+        )
+        .with_metrics(metrics.agent.clone(), metrics.overlay.clone()),
         dek,
+        metrics: metrics.clone(),
     };
     let container_runtime = runtime;
     let runtime = node::NodeRuntime::new(settings);
@@ -169,10 +172,17 @@ async fn serve(args: DaemonArgs, cfg: DaemonConfig) -> anyhow::Result<()> {
     }
     match args.metrics_addr.or(cfg.metrics_addr.clone()) {
         Some(addr) => {
-            metrics::serve(&addr, runtime.clone()).await?;
+            metrics::serve(&addr, metrics_registry, metrics.node, runtime.clone()).await?;
             tracing::info!(addr = %addr, "serving Prometheus metrics on /metrics");
         }
-        None => match metrics::serve(DEFAULT_METRICS_ADDR, runtime.clone()).await {
+        None => match metrics::serve(
+            DEFAULT_METRICS_ADDR,
+            metrics_registry,
+            metrics.node,
+            runtime.clone(),
+        )
+        .await
+        {
             Ok(()) => tracing::info!(
                 addr = DEFAULT_METRICS_ADDR,
                 "serving Prometheus metrics on /metrics"

@@ -37,6 +37,7 @@ use tonic::{Request, Response, Status};
 
 use crate::certificates::{host_of, manager_addrs};
 use crate::error::ManagerError;
+use crate::metrics::DispatcherMetrics;
 use crate::{auth, objects};
 
 /// Default heartbeat period (Swarm's: 5 s).
@@ -58,6 +59,7 @@ pub(crate) const WEIGHT_UNREACHABLE: i32 = 1;
 pub(crate) struct DispatcherService {
     store: Store,
     seen: Arc<Mutex<Seen>>,
+    metrics: DispatcherMetrics,
 }
 
 /// What the failure detector remembers between passes.
@@ -178,7 +180,14 @@ impl DispatcherService {
         Self {
             store,
             seen: Arc::new(Mutex::new(Seen::default())),
+            metrics: DispatcherMetrics::default(),
         }
+    }
+
+    /// This dispatcher counting missed heartbeats into `metrics`.
+    pub(crate) fn measured(mut self, metrics: DispatcherMetrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     fn managers(&self) -> Vec<Manager> {
@@ -226,7 +235,10 @@ impl DispatcherService {
             });
             tracing::warn!(node = %id, "node missed its heartbeats; marking it down");
             match self.store.write(vec![objects::put(&node)]).await {
-                Ok(_) | Err(StoreError::Conflict { .. }) => {}
+                Ok(_) => {
+                    self.metrics.heartbeats_missed.inc();
+                }
+                Err(StoreError::Conflict { .. }) => {}
                 Err(e) => return Err(e.into()),
             }
         }

@@ -1,19 +1,22 @@
 //! The network state agents need for their data plane: every overlay
 //! network, every task endpoint (address, node, whether it serves: running
-//! and, with a health check, healthy) and every
+//! and, with a health check, healthy; `listed` says which tasks are in it)
+//! and every
 //! service VIP with its published ports, and every node's own addresses
 //! (its `ingress` address, for the routing mesh). Sent whole on connect and
 //! again after each change (changes within 25 ms are folded into one
 //! message). The leader serves it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use rswarm_proto::dispatcher::network_state_server::NetworkState;
 use rswarm_proto::dispatcher::{
     NetworkEndpoint, NetworkStateMessage, NetworkStateRequest, NodeEndpoint, ServiceEndpoint,
 };
-use rswarm_proto::types::{endpoint_spec::ResolutionMode, Network, Node, Service, Task, TaskState};
+use rswarm_proto::types::{
+    endpoint_spec::ResolutionMode, Network, Node, NodeState, Service, Task, TaskState,
+};
 use rswarm_raft::Store;
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
@@ -34,6 +37,29 @@ pub(crate) fn serves(t: &Task) -> bool {
     t.status.as_ref().is_some_and(|s| {
         s.state == TaskState::Running as i32 && (s.health.is_empty() || s.health == "healthy")
     })
+}
+
+/// Whether a task's endpoints are in the picture (`None`: not at all) and
+/// whether it serves. A task the manager asked to stop (desired state past
+/// RUNNING) serves no more from that moment, so every node takes it out of
+/// its VIPs, mesh and DNS before the task's agent sends it its stop signal
+/// (the agent waits for that, `drain`). Its endpoints stay listed until it
+/// reports that it has stopped, or its node is no longer up: the nodes keep
+/// their route to it for the connections it is finishing, and its leaving
+/// the picture tells them when to drop what conntrack still holds for it.
+pub(crate) fn listed(t: &Task, node_up: bool) -> Option<bool> {
+    if t.node_id.is_empty() || t.networks.is_empty() {
+        return None;
+    }
+    let state = t.status.as_ref().map(|s| s.state).unwrap_or(0);
+    if state > TaskState::Running as i32 {
+        return None;
+    }
+    if t.desired_state > TaskState::Running as i32 {
+        let started = state == TaskState::Running as i32;
+        return (started && node_up).then_some(false);
+    }
+    Some(serves(t))
 }
 
 #[derive(Clone)]
@@ -69,8 +95,14 @@ pub(crate) fn snapshot(store: &Store) -> Result<NetworkStateMessage, ManagerErro
             }
         }
     }
+    let up: HashSet<&str> = node_list
+        .iter()
+        .filter(|n| n.status.as_ref().map(|s| s.state) == Some(NodeState::Ready as i32))
+        .map(|n| n.id.as_str())
+        .collect();
     let nodes: HashMap<String, String> = node_list
-        .into_iter()
+        .iter()
+        .cloned()
         .map(|n| (n.id.clone(), n.status.map(|s| s.addr).unwrap_or_default()))
         .collect();
     let services = objects::list::<Service>(store)?;
@@ -88,16 +120,9 @@ pub(crate) fn snapshot(store: &Store) -> Result<NetworkStateMessage, ManagerErro
         .collect();
     let mut endpoints = vec![];
     for t in objects::list::<Task>(store)? {
-        if t.node_id.is_empty()
-            || t.networks.is_empty()
-            || t.desired_state > TaskState::Running as i32
-        {
+        let Some(running) = listed(&t, up.contains(t.node_id.as_str())) else {
             continue;
-        }
-        let state = t.status.as_ref().map(|s| s.state).unwrap_or(0);
-        if state > TaskState::Running as i32 {
-            continue;
-        }
+        };
         let (service_name, stack) = names.get(&t.service_id).cloned().unwrap_or_default();
         for att in &t.networks {
             for addr in &att.addresses {
@@ -110,7 +135,7 @@ pub(crate) fn snapshot(store: &Store) -> Result<NetworkStateMessage, ManagerErro
                     addr: addr.clone(),
                     node_id: t.node_id.clone(),
                     node_addr: nodes.get(&t.node_id).cloned().unwrap_or_default(),
-                    running: serves(&t),
+                    running,
                     aliases: att.aliases.clone(),
                     stack: stack.clone(),
                 });
@@ -278,5 +303,38 @@ mod tests {
         assert!(!serves(&task(TaskState::Starting, "")));
         assert!(!serves(&task(TaskState::Failed, "unhealthy")));
         assert!(!serves(&Task::default()));
+    }
+
+    fn placed(state: TaskState, desired: TaskState) -> Task {
+        Task {
+            node_id: "n1".into(),
+            networks: vec![rswarm_proto::types::NetworkAttachment {
+                network_id: "net".into(),
+                addresses: vec!["10.0.0.5/24".into()],
+                aliases: vec![],
+            }],
+            desired_state: desired as i32,
+            ..task(state, "")
+        }
+    }
+
+    #[test]
+    fn a_task_asked_to_stop_serves_no_more_but_stays_listed_until_it_stopped() {
+        use TaskState::*;
+        assert_eq!(listed(&placed(Running, Running), true), Some(true));
+        assert_eq!(listed(&placed(Starting, Running), true), Some(false));
+        // Draining: out of the load balancers, still reachable.
+        assert_eq!(listed(&placed(Running, Shutdown), true), Some(false));
+        assert_eq!(listed(&placed(Running, Remove), true), Some(false));
+        // Stopped, or never started, or its node is gone: not listed.
+        assert_eq!(listed(&placed(Shutdown, Shutdown), true), None);
+        assert_eq!(listed(&placed(Starting, Shutdown), true), None);
+        assert_eq!(listed(&placed(Running, Shutdown), false), None);
+        assert_eq!(listed(&placed(Complete, Running), true), None);
+        // A task on a node that is down but still wanted stays as it was.
+        assert_eq!(listed(&placed(Running, Running), false), Some(true));
+        let mut unplaced = placed(Running, Running);
+        unplaced.node_id.clear();
+        assert_eq!(listed(&unplaced, true), None);
     }
 }

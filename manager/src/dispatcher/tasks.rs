@@ -23,17 +23,29 @@ use super::agents::{AgentExecStream, AgentRegistry};
 use super::files::NodeFiles;
 use crate::controlapi::services::BoxStreamAlias;
 use crate::error::ManagerError;
+use crate::metrics::{AssignmentKind, DispatcherMetrics};
 use crate::{auth, objects};
 
 #[derive(Clone)]
 pub(crate) struct TasksService {
     store: Store,
     agents: Arc<AgentRegistry>,
+    metrics: DispatcherMetrics,
 }
 
 impl TasksService {
     pub(crate) fn new(store: Store, agents: Arc<AgentRegistry>) -> Self {
-        Self { store, agents }
+        Self {
+            store,
+            agents,
+            metrics: DispatcherMetrics::default(),
+        }
+    }
+
+    /// This service measuring sessions and messages into `metrics`.
+    pub(crate) fn measured(mut self, metrics: DispatcherMetrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     fn not_leader(&self) -> Status {
@@ -108,13 +120,16 @@ impl Tasks for TasksService {
         let mut watch = store.watch();
         let initial = complete_set(&store, &node)?;
         let (tx, rx) = mpsc::channel::<Result<AssignmentsMessage, Status>>(16);
+        let metrics = self.metrics.clone();
         tokio::spawn(async move {
+            let _session = metrics.session();
             let mut known: HashSet<String> = initial.iter().map(|t| t.id.clone()).collect();
             let mut files = NodeFiles::default();
             let first = complete_message(&store, initial, &mut files);
             if tx.send(Ok(first)).await.is_err() {
                 return;
             }
+            metrics.sent(AssignmentKind::Complete);
             let mut leadership = tokio::time::interval(Duration::from_secs(1));
             loop {
                 let mut changes = vec![];
@@ -193,9 +208,15 @@ impl Tasks for TasksService {
                         changes,
                     }
                 };
+                let kind = if resync {
+                    AssignmentKind::Complete
+                } else {
+                    AssignmentKind::Incremental
+                };
                 if tx.send(Ok(msg)).await.is_err() {
                     return;
                 }
+                metrics.sent(kind);
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))

@@ -106,6 +106,7 @@ impl Dirty {
 #[derive(Default)]
 struct Orchestrator {
     restarts: RestartSupervisor,
+    metrics: crate::metrics::OrchestratorMetrics,
     /// Services to look at again when a delayed restart is due.
     wakeups: BinaryHeap<Reverse<(Instant, String)>>,
     /// Services held back by `depends_on`, with the reason last logged.
@@ -115,6 +116,14 @@ struct Orchestrator {
 /// Orchestrates for one leadership term: runs until the leader supervisor
 /// (`crate::leader`) aborts it, or the store fails under it.
 pub async fn run(store: Store) -> Result<(), ManagerError> {
+    run_measured(store, Default::default()).await
+}
+
+/// [`run`], measuring into `metrics`.
+pub(crate) async fn run_measured(
+    store: Store,
+    metrics: crate::metrics::OrchestratorMetrics,
+) -> Result<(), ManagerError> {
     let store = &store;
     let mut changes = store.watch();
     let mut view = ClusterView::load(store, ())?;
@@ -123,7 +132,10 @@ pub async fn run(store: Store) -> Result<(), ManagerError> {
         tasks = view.tasks.len(),
         "orchestrator: leading"
     );
-    let mut orch = Orchestrator::default();
+    let mut orch = Orchestrator {
+        metrics,
+        ..Default::default()
+    };
     let mut dirty = Dirty::everything();
     let mut last_full = Instant::now();
     loop {
@@ -274,6 +286,7 @@ impl Orchestrator {
             puts,
             deletes,
             services,
+            restarts,
             ..
         } = plan;
         let mut service_of: HashMap<String, String> = HashMap::new();
@@ -310,6 +323,13 @@ impl Orchestrator {
             rolled_back = committed.rolled_back.len(),
             "orchestrator pass"
         );
+        if committed.error.is_none() {
+            let restarted = restarts
+                .iter()
+                .filter(|id| !committed.rolled_back.contains(id))
+                .count();
+            self.metrics.restarts.inc_by(restarted as u64);
+        }
         let mut again = Dirty::default();
         for id in &committed.rolled_back {
             if let Some(svc) = service_of.get(id) {

@@ -31,6 +31,9 @@ pub(crate) struct Plan {
     /// Services to write back (a rolling update's status, a rollback), each
     /// guarded by the version it was read at.
     pub services: Vec<Service>,
+    /// New tasks (ID) that restart a slot whose task ended on its own (the
+    /// restart policy's doing; counted in `rswarm_orchestrator_restarts_total`).
+    pub restarts: Vec<String>,
 }
 
 impl Plan {
@@ -145,7 +148,13 @@ pub(crate) fn refill(
     let node = (!key.node_id.is_empty()).then_some(key.node_id.as_str());
     match sup.next_for_empty_slot(key, tasks, svc, clock) {
         SlotAction::Create { restart_count } => {
-            plan.create(new_task(svc, key.slot, node, restart_count, clock.nanos));
+            let t = new_task(svc, key.slot, node, restart_count, clock.nanos);
+            // Only the restart policy raises the count above the slot's.
+            let before = tasks.iter().map(|t| t.restart_count).max().unwrap_or(0);
+            if restart_count > before {
+                plan.restarts.push(t.id.clone());
+            }
+            plan.create(t);
             Filled::Created
         }
         SlotAction::WaitUntil(at) => {

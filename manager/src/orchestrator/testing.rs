@@ -74,6 +74,8 @@ pub(crate) async fn bare_store() -> (Store, tempfile::TempDir) {
 
 pub(crate) struct TestSwarm {
     pub store: Store,
+    /// What its loops measured.
+    pub metrics: crate::metrics::ManagerMetrics,
     loops: Vec<JoinHandle<()>>,
     _dir: tempfile::TempDir,
 }
@@ -106,16 +108,23 @@ impl TestSwarm {
             .write(vec![objects::put(&cluster)])
             .await
             .expect("write cluster");
+        let metrics = crate::metrics::ManagerMetrics::default();
+        let (orchestrated, scheduled) = (metrics.orchestrator.clone(), metrics.scheduler.clone());
         let loops = vec![crate::leader::supervise(
             store.clone(),
             vec![
-                LeaderLoop::new("orchestrator", super::run),
+                LeaderLoop::new("orchestrator", move |store| {
+                    super::run_measured(store, orchestrated.clone())
+                }),
                 LeaderLoop::new("allocator", crate::allocator::run),
-                LeaderLoop::new("scheduler", crate::scheduler::run),
+                LeaderLoop::new("scheduler", move |store| {
+                    crate::scheduler::run_measured(store, scheduled.clone())
+                }),
             ],
         )];
         TestSwarm {
             store,
+            metrics,
             loops,
             _dir: dir,
         }

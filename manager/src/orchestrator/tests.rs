@@ -98,6 +98,11 @@ async fn node_down_has_its_tasks_replaced_on_the_other_nodes() {
     }
     // Node loss is not a failure of the task: the replacement keeps the count.
     assert!(tasks.iter().all(|t| t.restart_count == 0));
+    assert_eq!(
+        swarm.metrics.orchestrator.restarts.get(),
+        0,
+        "refilling a lost node's slots is no restart"
+    );
     let slots: BTreeSet<u64> = running(&tasks).iter().map(|t| t.slot).collect();
     assert_eq!(slots, (1..=6).collect());
 }
@@ -150,6 +155,11 @@ async fn on_failure_with_max_attempts_3_restarts_exactly_three_times() {
     let counts: BTreeSet<u32> = tasks.iter().map(|t| t.restart_count).collect();
     assert_eq!(tasks.len(), 4, "one task and exactly three restarts");
     assert_eq!(counts, BTreeSet::from([0, 1, 2, 3]));
+    assert_eq!(
+        swarm.metrics.orchestrator.restarts.get(),
+        4,
+        "three restarts of crash, one of the marker"
+    );
     assert!(tasks.iter().all(|t| t.slot == 1));
     assert!(
         tasks

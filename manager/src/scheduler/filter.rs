@@ -68,6 +68,8 @@ pub(crate) trait Filter: Sync {
     fn check(&self, req: &Request, node: Candidate<'_>) -> bool;
     /// Why `nodes_failed` nodes were refused, for the task's message.
     fn explain(&self, nodes_failed: usize) -> String;
+    /// The rule's name as a metric label (`rswarm_scheduler_pending_tasks`).
+    fn reason(&self) -> &'static str;
 }
 
 /// "1 node" / "3 nodes".
@@ -93,6 +95,9 @@ impl Filter for ReadyFilter {
     fn explain(&self, n: usize) -> String {
         format!("{} not available for new tasks", nodes(n))
     }
+    fn reason(&self) -> &'static str {
+        "node_unavailable"
+    }
 }
 
 /// The node has the memory the task reserves, after its other tasks' reservations.
@@ -108,6 +113,9 @@ impl Filter for MemoryFilter {
     fn explain(&self, n: usize) -> String {
         format!("insufficient memory on {}", nodes(n))
     }
+    fn reason(&self) -> &'static str {
+        "insufficient_memory"
+    }
 }
 
 /// The node has the CPU the task reserves, after its other tasks' reservations.
@@ -122,6 +130,9 @@ impl Filter for CpuFilter {
     }
     fn explain(&self, n: usize) -> String {
         format!("insufficient CPU on {}", nodes(n))
+    }
+    fn reason(&self) -> &'static str {
+        "insufficient_cpu"
     }
 }
 
@@ -141,6 +152,9 @@ impl Filter for ConstraintFilter {
     fn explain(&self, n: usize) -> String {
         format!("scheduling constraints not satisfied on {}", nodes(n))
     }
+    fn reason(&self) -> &'static str {
+        "constraints"
+    }
 }
 
 /// The node's OS and architecture are among the task's platforms.
@@ -155,6 +169,9 @@ impl Filter for PlatformFilter {
     }
     fn explain(&self, n: usize) -> String {
         format!("unsupported platform on {}", nodes(n))
+    }
+    fn reason(&self) -> &'static str {
+        "platform"
     }
 }
 
@@ -171,6 +188,9 @@ impl Filter for HostPortFilter {
     fn explain(&self, n: usize) -> String {
         format!("host-mode port already in use on {}", nodes(n))
     }
+    fn reason(&self) -> &'static str {
+        "host_port_in_use"
+    }
 }
 
 /// The node runs fewer than `max_replicas` tasks of the service.
@@ -185,6 +205,9 @@ impl Filter for MaxReplicasFilter {
     }
     fn explain(&self, n: usize) -> String {
         format!("max replicas per node limit exceed on {}", nodes(n))
+    }
+    fn reason(&self) -> &'static str {
+        "max_replicas_per_node"
     }
 }
 

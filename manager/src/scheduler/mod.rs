@@ -40,6 +40,7 @@ use self::filter::{Candidate, Request};
 use self::nodeinfo::{Accounting, NodeInfo};
 use self::pipeline::Pipeline;
 use crate::error::ManagerError;
+use crate::metrics::SchedulerMetrics;
 use crate::objects::now_nanos;
 use crate::orchestrator::view::{commit, drain, Batch, ClusterView, Drained};
 use crate::orchestrator::STORE_ERROR_PAUSE;
@@ -57,14 +58,40 @@ pub(crate) struct Scheduler {
     batch: Batch,
     now: i64,
     empty: NodeInfo,
+    metrics: SchedulerMetrics,
+    /// Tasks this pass assigned, with how long (seconds) each was pending.
+    /// (`None`: the task carries no pending time.)
+    placed: Vec<(String, Option<f64>)>,
+    /// Tasks this pass could not place, by reason.
+    unplaced: BTreeMap<&'static str, i64>,
+}
+
+/// Clears the pending gauge when the scheduler stops (leadership lost): a
+/// follower places nothing.
+struct ClearPending(SchedulerMetrics);
+
+impl Drop for ClearPending {
+    fn drop(&mut self) {
+        self.0.pending.clear();
+    }
 }
 
 /// Schedules for one leadership term: runs until the leader supervisor
 /// (`crate::leader`) aborts it, or the store fails under it.
 pub async fn run(store: Store) -> Result<(), ManagerError> {
+    run_measured(store, SchedulerMetrics::default()).await
+}
+
+/// [`run`], measuring into `metrics`.
+pub(crate) async fn run_measured(
+    store: Store,
+    metrics: SchedulerMetrics,
+) -> Result<(), ManagerError> {
     let store = &store;
+    let _clear = ClearPending(metrics.clone());
     let mut changes = store.watch();
-    let mut sched = Scheduler::new(ClusterView::load(store, Accounting::default())?);
+    let mut sched =
+        Scheduler::new(ClusterView::load(store, Accounting::default())?).measured(metrics.clone());
     tracing::info!(
         nodes = sched.view.nodes.len(),
         pending = sched.view.observer.pending.len(),
@@ -77,7 +104,9 @@ pub async fn run(store: Store) -> Result<(), ManagerError> {
         if changed && !sched.view.observer.pending.is_empty() {
             changed = false;
             sched.plan_pass();
+            metrics.set_pending(&sched.unplaced);
             let batch = std::mem::take(&mut sched.batch);
+            let placed = std::mem::take(&mut sched.placed);
             if !batch.is_empty() {
                 let writes = batch.len();
                 let committed = commit(store, &mut sched.view, batch, |v| {
@@ -92,6 +121,9 @@ pub async fn run(store: Store) -> Result<(), ManagerError> {
                     rolled_back = committed.rolled_back.len(),
                     "scheduler pass"
                 );
+                if committed.error.is_none() {
+                    sched.count_placed(placed, &committed.rolled_back);
+                }
                 match committed.error {
                     Some(e @ (StoreError::NoLeader | StoreError::Shutdown)) => return Err(e.into()),
                     Some(e) => {
@@ -103,6 +135,9 @@ pub async fn run(store: Store) -> Result<(), ManagerError> {
                 retry = !committed.rolled_back.is_empty();
             }
         } else {
+            if sched.view.observer.pending.is_empty() {
+                metrics.pending.clear();
+            }
             changed = false;
         }
         changed |= retry;
@@ -123,7 +158,8 @@ pub async fn run(store: Store) -> Result<(), ManagerError> {
             Drained::CaughtUp => {}
             Drained::Lagged => {
                 tracing::debug!("scheduler fell behind the change stream; reloading");
-                sched = Scheduler::new(ClusterView::load(store, Accounting::default())?);
+                sched = Scheduler::new(ClusterView::load(store, Accounting::default())?)
+                    .measured(metrics.clone());
                 changed = true;
             }
             Drained::Closed => return Ok(()),
@@ -138,6 +174,29 @@ impl Scheduler {
             batch: Batch::default(),
             now: now_nanos(),
             empty: NodeInfo::default(),
+            metrics: SchedulerMetrics::default(),
+            placed: Vec::new(),
+            unplaced: BTreeMap::new(),
+        }
+    }
+
+    /// This scheduler measuring into `metrics`.
+    pub(crate) fn measured(mut self, metrics: SchedulerMetrics) -> Scheduler {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Counts the tasks a pass placed whose writes were not rolled back.
+    pub(crate) fn count_placed(&self, placed: Vec<(String, Option<f64>)>, rolled_back: &[String]) {
+        let rolled_back: std::collections::HashSet<&str> =
+            rolled_back.iter().map(String::as_str).collect();
+        for (id, pending_for) in placed {
+            if !rolled_back.contains(id.as_str()) {
+                self.metrics.scheduled.inc();
+                if let Some(secs) = pending_for {
+                    self.metrics.latency.observe(secs);
+                }
+            }
         }
     }
 
@@ -149,6 +208,8 @@ impl Scheduler {
     /// Decides for every pending task, filling `self.batch`.
     pub(crate) fn plan_pass(&mut self) {
         self.now = now_nanos();
+        self.placed.clear();
+        self.unplaced.clear();
         let mut preassigned: Vec<String> = Vec::new();
         let mut groups: BTreeMap<(String, u64), Vec<(u64, String)>> = BTreeMap::new();
         for id in &self.view.observer.pending {
@@ -194,6 +255,10 @@ impl Scheduler {
             self.assign(id, &node_id);
         } else {
             let message = pipeline.explain(std::iter::once(candidate));
+            *self
+                .unplaced
+                .entry(pipeline.reason(std::iter::once(candidate)))
+                .or_default() += 1;
             self.set_pending_message(id, &message);
         }
     }
@@ -228,6 +293,11 @@ impl Scheduler {
             node: n,
             info: self.info(&n.id),
         }));
+        let reason = pipeline.reason(self.view.nodes.values().map(|n| Candidate {
+            node: n,
+            info: self.info(&n.id),
+        }));
+        *self.unplaced.entry(reason).or_default() += queue.len() as i64;
         for id in queue {
             self.set_pending_message(&id, &message);
         }
@@ -241,6 +311,11 @@ impl Scheduler {
         let mut t = t.clone();
         t.node_id = node_id.to_string();
         let status = t.status.get_or_insert_with(TaskStatus::default);
+        let pending_since = status.timestamp;
+        self.placed.push((
+            task_id.to_string(),
+            (pending_since > 0).then(|| pending_seconds(pending_since, self.now)),
+        ));
         status.state = TaskState::Assigned as i32;
         status.message = ASSIGNED_MESSAGE.into();
         status.err.clear();
@@ -265,4 +340,10 @@ impl Scheduler {
         status.err = message.to_string();
         self.batch.put_task(&mut self.view, t);
     }
+}
+
+/// Seconds from `since` to `now` (unix ns), never negative (clocks of
+/// different managers may disagree).
+fn pending_seconds(since: i64, now: i64) -> f64 {
+    (now.saturating_sub(since).max(0) as f64) / 1e9
 }

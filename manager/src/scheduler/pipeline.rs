@@ -30,6 +30,33 @@ impl<'r> Pipeline<'r> {
         self.first_failure(c).is_none()
     }
 
+    /// The metric label of why none of `candidates` can take the task: the
+    /// rule that refused the most of them (the first in order on a tie),
+    /// `no_nodes` without candidates.
+    pub(crate) fn reason<'a>(
+        &self,
+        candidates: impl Iterator<Item = Candidate<'a>>,
+    ) -> &'static str {
+        let mut failures = vec![0usize; self.filters.len()];
+        let mut any = false;
+        for c in candidates {
+            any = true;
+            if let Some(i) = self.first_failure(c) {
+                failures[i] += 1;
+            }
+        }
+        if !any {
+            return "no_nodes";
+        }
+        let mut best: Option<(usize, usize)> = None;
+        for (i, n) in failures.iter().enumerate() {
+            if *n > 0 && best.is_none_or(|(_, m)| *n > m) {
+                best = Some((i, *n));
+            }
+        }
+        best.map_or("no_suitable_node", |(i, _)| self.filters[i].reason())
+    }
+
     /// The pending message for a task none of `candidates` can take.
     pub(crate) fn explain<'a>(&self, candidates: impl Iterator<Item = Candidate<'a>>) -> String {
         let mut failures = vec![0usize; self.filters.len()];
@@ -122,5 +149,15 @@ mod tests {
             "no suitable node (1 node not available for new tasks; max replicas per node limit exceed on 2 nodes)"
         );
         assert_eq!(pipeline.explain(std::iter::empty()), "no suitable node");
+        assert_eq!(
+            pipeline.reason(candidates.into_iter()),
+            "max_replicas_per_node",
+            "two nodes refused for max replicas outweigh one drained"
+        );
+        assert_eq!(
+            pipeline.reason(candidates[..1].iter().copied()),
+            "node_unavailable"
+        );
+        assert_eq!(pipeline.reason(std::iter::empty()), "no_nodes");
     }
 }

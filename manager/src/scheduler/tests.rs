@@ -74,6 +74,11 @@ async fn six_replicas_spread_two_per_node() {
         .filter_map(|t| t.annotations.as_ref().map(|a| a.name.clone()))
         .collect();
     assert_eq!(names, (1..=6).map(|i| format!("web.{i}")).collect());
+    let m = &swarm.metrics.scheduler;
+    assert_eq!(m.scheduled.get(), 6, "every placement counted once");
+    assert_eq!(m.latency.count(), 6, "and its pending time observed");
+    assert!(m.latency.sum() >= 0.0);
+    assert!(m.pending.is_empty(), "nothing left pending");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -142,6 +147,17 @@ async fn constraints_confine_tasks() {
             "no suitable node (scheduling constraints not satisfied on 3 nodes)".to_string()
         ])
     );
+    let pending = &swarm.metrics.scheduler.pending;
+    assert_eq!(
+        pending
+            .get(&crate::metrics::ReasonLabels {
+                reason: "constraints"
+            })
+            .map(|g| g.get()),
+        Some(1),
+        "the pending task counted under its reason"
+    );
+    assert_eq!(pending.len(), 1, "and under no other");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -40,6 +40,8 @@ pub(crate) struct Shared {
     pub(crate) forward_timeout: Duration,
     /// Rotates multi-address answers so clients that take the first spread out.
     rotate: AtomicUsize,
+    /// Where queries are counted, once the daemon gives its handles.
+    pub(crate) metrics: std::sync::OnceLock<crate::metrics::OverlayMetrics>,
 }
 
 impl Shared {
@@ -52,6 +54,7 @@ impl Shared {
             upstream,
             forward_timeout,
             rotate: AtomicUsize::new(0),
+            metrics: std::sync::OnceLock::new(),
         }
     }
 
@@ -111,7 +114,21 @@ impl RequestHandler for TaskHandler {
         request: &Request,
         mut response_handle: R,
     ) -> ResponseInfo {
-        let reply = self.answer(request).await;
+        let (reply, source) = self.answer(request).await;
+        if let Some(m) = self.shared.metrics.get() {
+            let qtype = request
+                .queries
+                .queries()
+                .first()
+                .map(|q| q.query_type().to_string())
+                .unwrap_or_default();
+            m.dns_query(
+                &qtype,
+                rcode_label(reply.metadata.response_code),
+                source,
+                reply.answers.len(),
+            );
+        }
 
         let edns = request.edns.as_ref().map(|req| {
             let mut edns = Edns::new();
@@ -144,21 +161,22 @@ impl RequestHandler for TaskHandler {
 }
 
 impl TaskHandler {
-    async fn answer(&self, request: &Request) -> Reply {
+    /// The reply and where it came from (`cluster` or `upstream`).
+    async fn answer(&self, request: &Request) -> (Reply, &'static str) {
         if request.metadata.op_code != OpCode::Query {
-            return Reply::new(request, ResponseCode::NotImp, false);
+            return (Reply::new(request, ResponseCode::NotImp, false), "cluster");
         }
         let query = match request.request_info() {
             Ok(info) => info.query,
-            Err(_) => return Reply::new(request, ResponseCode::FormErr, false),
+            Err(_) => return (Reply::new(request, ResponseCode::FormErr, false), "cluster"),
         };
         let qclass = query.query_class();
         if qclass == DNSClass::IN || qclass == DNSClass::ANY {
             if let Some(reply) = self.answer_local(request, query) {
-                return reply;
+                return (reply, "cluster");
             }
         }
-        self.forward(request, query).await
+        (self.forward(request, query).await, "upstream")
     }
 
     /// Answers from the table, or `None` when the name is not the cluster's.
@@ -223,6 +241,19 @@ impl TaskHandler {
                 Err(_) => Err(NetError::Timeout),
             };
         relay(request, result)
+    }
+}
+
+/// The response code as a metric label.
+fn rcode_label(code: ResponseCode) -> &'static str {
+    match code {
+        ResponseCode::NoError => "noerror",
+        ResponseCode::FormErr => "formerr",
+        ResponseCode::ServFail => "servfail",
+        ResponseCode::NXDomain => "nxdomain",
+        ResponseCode::NotImp => "notimp",
+        ResponseCode::Refused => "refused",
+        _ => "other",
     }
 }
 

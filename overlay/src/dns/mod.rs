@@ -223,6 +223,11 @@ impl DnsServer {
         })
     }
 
+    /// Counts every query from now on into `metrics` (the first call wins).
+    pub fn set_metrics(&self, metrics: crate::metrics::OverlayMetrics) {
+        let _ = self.shared.metrics.set(metrics);
+    }
+
     /// Replaces the whole record set; the next query of every task sees it.
     pub fn set_records(&self, records: Records) {
         self.shared.set_table(Table::build(&records));

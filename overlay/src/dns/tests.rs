@@ -322,6 +322,32 @@ async fn no_upstream_answers_servfail() {
     assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_are_counted_by_type_result_and_source() {
+    let (up, _count) = fake_upstream().await;
+    let s = serve_on(
+        test_ip(),
+        vec![up],
+        Duration::from_secs(3),
+        sample(),
+        view(&[N1], None),
+    );
+    let metrics = crate::metrics::OverlayMetrics::default();
+    s.server.set_metrics(metrics.clone());
+    udp_query(s.udp(), "api", RecordType::A).await;
+    tcp_query(s.tcp(), "api", RecordType::A).await;
+    udp_query(s.udp(), "api", RecordType::AAAA).await;
+    udp_query(s.udp(), "nope", RecordType::A).await;
+    udp_query(s.udp(), "example.test", RecordType::A).await;
+    udp_query(s.udp(), "missing.test", RecordType::A).await;
+    assert_eq!(metrics.dns_queries_counted("A", "noerror", "cluster"), 2);
+    assert_eq!(metrics.dns_queries_counted("AAAA", "noerror", "cluster"), 1);
+    assert_eq!(metrics.dns_queries_counted("A", "nxdomain", "cluster"), 1);
+    assert_eq!(metrics.dns_queries_counted("A", "noerror", "upstream"), 1);
+    assert_eq!(metrics.dns_queries_counted("A", "nxdomain", "upstream"), 1);
+    assert_eq!(metrics.dns_queries_counted("A", "servfail", "upstream"), 0);
+}
+
 /// A fake upstream resolver on loopback: `example.test A` → 192.0.2.1, every
 /// other name NXDOMAIN. Counts the queries it gets.
 async fn fake_upstream() -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {

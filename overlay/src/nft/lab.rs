@@ -363,6 +363,18 @@ impl Conn {
         self.greeting.split(' ').nth(1).unwrap_or("")
     }
 
+    /// How long a read waits before it fails with `WouldBlock`.
+    pub(crate) fn set_read_timeout(&self, timeout: Duration) {
+        let _ = self.stream.set_read_timeout(Some(timeout));
+    }
+
+    /// Reads one line (the echo of a line sent earlier).
+    pub(crate) fn read_line(&mut self) -> io::Result<String> {
+        let mut back = String::new();
+        self.reader.read_line(&mut back)?;
+        Ok(back.trim().to_string())
+    }
+
     /// Sends a line and reads the echo.
     pub(crate) fn echo(&mut self, line: &str) -> io::Result<String> {
         self.stream.write_all(format!("{line}\n").as_bytes())?;

@@ -154,19 +154,29 @@
 //!   table cannot overrule a `drop` in another table's chain on the same hook
 //!   (e.g. Docker's iptables `FORWARD` policy `DROP`).
 //!
+//! # Connections of a backend that left ([`forget_backends`])
+//!
+//! Taking a backend out of the rules leaves its established connections on
+//! it (conntrack holds the NAT binding): that is what lets a draining task
+//! finish them. Once the task is gone, the caller deletes the conntrack
+//! entries whose reply source is its address, in each namespace where a VIP
+//! or the mesh translated connections to it (`conntrack`): the client's
+//! next packet then meets the rules afresh and gets a reset from a live
+//! backend (or is refused when none is left) instead of hanging until its
+//! retransmissions give up; a UDP flow moves to a live backend.
+//!
 //! # Left for later
 //!
-//! * Conntrack entries of a removed backend are not flushed: an established
-//!   TCP connection keeps going to it (usually what one wants while it drains),
-//!   and so does a UDP flow until its entry expires (30 s idle, 120 s once
-//!   answered both ways).
 //! * IPv4 only (the cluster's networks are IPv4).
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
+mod conntrack;
 mod exec;
 mod rules;
 
+#[cfg(test)]
+mod conntrack_tests;
 #[cfg(test)]
 mod lab;
 #[cfg(test)]
@@ -326,6 +336,15 @@ pub fn apply_node_mesh(
         }
     }
     exec::apply(netns, &ruleset, MESH_TABLE)
+}
+
+/// Deletes, in the namespace at `netns`, the conntrack entries of
+/// connections translated to one of `backends` (their reply source), so
+/// that a connection to a backend that is gone ends at the client's next
+/// packet instead of hanging. Call it once the backends' tasks have stopped,
+/// not while they drain. Returns how many entries went.
+pub fn forget_backends(netns: &Path, backends: &[Ipv4Addr]) -> Result<usize, NftError> {
+    conntrack::forget(netns, backends)
 }
 
 /// Delete our tables (`ip rswarm`, `ip rswarm_mesh`, `ip rswarm_gw`) from

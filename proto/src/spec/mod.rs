@@ -34,6 +34,7 @@ pub mod mounts;
 pub mod names;
 pub mod ports;
 pub mod reference;
+pub mod replicas;
 pub mod rollout;
 pub mod secrets;
 pub mod units;

@@ -25,16 +25,21 @@ type NodeId = u64;
 #[derive(Clone)]
 pub(crate) struct LogStore {
     db: Db,
+    metrics: crate::RaftMetrics,
     flusher: mpsc::UnboundedSender<LogFlushed<TypeConfig>>,
 }
 
 impl LogStore {
     /// Must be called inside a tokio runtime: it starts the flusher task, which
     /// ends once every clone of this store is dropped.
-    pub(crate) fn new(db: Db) -> Self {
+    pub(crate) fn new(db: Db, metrics: crate::RaftMetrics) -> Self {
         let (flusher, pending) = mpsc::unbounded_channel();
         tokio::spawn(flush_appends(db.clone(), pending));
-        LogStore { db, flusher }
+        LogStore {
+            db,
+            metrics,
+            flusher,
+        }
     }
 }
 
@@ -234,6 +239,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         &mut self,
         committed: Option<LogId<NodeId>>,
     ) -> Result<(), StorageError<NodeId>> {
+        if let Some(c) = committed {
+            self.metrics
+                .commit_index
+                .set(i64::try_from(c.index).unwrap_or(i64::MAX));
+        }
         let result = match committed {
             Some(c) => {
                 to_json(&c).and_then(|v| Ok(self.db.log.insert(COMMITTED_KEY, v).map(|_| ())?))

@@ -47,11 +47,20 @@ pub(crate) struct SnapshotObject {
 pub(crate) struct StateMachine {
     db: Db,
     changes: broadcast::Sender<Change>,
+    metrics: crate::RaftMetrics,
 }
 
 impl StateMachine {
-    pub(crate) fn new(db: Db, changes: broadcast::Sender<Change>) -> Self {
-        StateMachine { db, changes }
+    pub(crate) fn new(
+        db: Db,
+        changes: broadcast::Sender<Change>,
+        metrics: crate::RaftMetrics,
+    ) -> Self {
+        StateMachine {
+            db,
+            changes,
+            metrics,
+        }
     }
 
     fn publish(&self, changes: Vec<Change>) {
@@ -290,6 +299,7 @@ fn snapshot_err(
 /// Builds a snapshot from a copy taken when the builder was made.
 pub(crate) struct SnapshotBuilder {
     db: Db,
+    metrics: crate::RaftMetrics,
     content: Result<SnapshotContent, String>,
 }
 
@@ -318,6 +328,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         };
         let data = to_json(content).map_err(|e| snapshot_err(Some(&meta), e))?;
         save_snapshot(&self.db, &meta, &data).map_err(|e| snapshot_err(Some(&meta), e))?;
+        self.metrics.snapshot(data.len());
         tracing::info!(snapshot = %meta, objects = content.objects.len(), bytes = data.len(), "built raft snapshot");
         Ok(Snapshot {
             meta,
@@ -342,6 +353,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     {
         let mut responses = Vec::new();
         for entry in entries {
+            let started = std::time::Instant::now();
             let (response, changes) = apply_entry(&self.db, &entry).map_err(|e| {
                 StorageError::from(StorageIOError::apply(
                     entry.log_id,
@@ -357,6 +369,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             {
                 tracing::debug!(index = entry.log_id.index, %kind, %id, expected, actual, "write batch rejected");
             }
+            self.metrics
+                .apply_seconds
+                .observe(started.elapsed().as_secs_f64());
             self.publish(changes);
             responses.push(response);
         }
@@ -366,6 +381,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         SnapshotBuilder {
             db: self.db.clone(),
+            metrics: self.metrics.clone(),
             content: copy_state(&self.db).map_err(|e| e.to_string()),
         }
     }
@@ -391,6 +407,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .flush_async()
             .await
             .map_err(|e| snapshot_err(Some(meta), e.into()))?;
+        self.metrics.snapshot(data.len());
         tracing::info!(snapshot = %meta, changes = changes.len(), "installed raft snapshot");
         self.publish(changes);
         Ok(())

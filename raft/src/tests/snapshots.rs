@@ -66,6 +66,14 @@ async fn a_new_manager_catches_up_from_a_snapshot() {
             .map(|p| p.index)
             .unwrap_or(0);
         assert!(first.store.status().snapshot_index >= 40);
+        // The metrics saw it: snapshots built with their size, every write
+        // proposed here timed, the commit index at the last write at least.
+        let metrics = &first.cfg.metrics;
+        assert!(metrics.snapshots.get() >= 1);
+        assert!(metrics.snapshot_bytes.get() > 0);
+        assert!(metrics.proposal_seconds.count() >= 71);
+        assert!(metrics.apply_seconds.count() >= 71);
+        assert!(metrics.commit_index.get() >= last as i64);
 
         // The log from index 0 is gone, so a joining manager can only catch up by snapshot.
         let second = Node::fresh(root.path(), 2, &small_snapshots).await;
@@ -93,6 +101,10 @@ async fn a_new_manager_catches_up_from_a_snapshot() {
             "the new manager's log starts after its snapshot"
         );
         assert_eq!(second.store.status().voters, vec![1, 2]);
+        assert!(
+            second.cfg.metrics.snapshots.get() >= 1,
+            "an installed snapshot is counted"
+        );
 
         let mine = first.store.list("config").expect("list");
         let theirs = second.store.list("config").expect("list");

@@ -1,5 +1,6 @@
-//! `rswarm info` and the node's metrics: what this node is in its swarm,
-//! with the manager's own part (Raft, node counts) when it is one.
+//! `rswarm info`: what this node is in its swarm, with the manager's own
+//! part (Raft, node counts) when it is one. The node's identity gauges
+//! (`super::super::metrics`) read it too.
 
 use rswarm_proto::daemon::{InfoResponse, ManagerPeer};
 use rswarm_proto::types::NodeRole;
@@ -57,15 +58,5 @@ impl NodeRuntime {
             m.fill_info(&mut out);
         }
         out
-    }
-
-    /// The nodes this manager knows (empty on workers).
-    pub(crate) async fn nodes(&self) -> Vec<rswarm_proto::types::Node> {
-        let inner = self.inner.lock().await;
-        inner
-            .manager
-            .as_ref()
-            .map(|m| m.nodes())
-            .unwrap_or_default()
     }
 }

@@ -43,6 +43,9 @@ pub(crate) struct NodeSettings {
     /// The node's data encryption key (keys.rs): seals the Raft store and the
     /// TLS key on disk. `None` while the node is locked (autolock).
     pub dek: Option<rswarm_raft::DataKey>,
+    /// The daemon's metric handles (`super::metrics::build`), handed to
+    /// every manager this node starts.
+    pub metrics: super::metrics::Handles,
 }
 
 pub(crate) struct NodeRuntime {
@@ -214,6 +217,8 @@ impl NodeRuntime {
             tls: node_tls,
             data_key: self.dek().map_err(|e| anyhow::anyhow!("{}", e.message()))?,
             how,
+            metrics: self.settings.metrics.manager.clone(),
+            raft_metrics: self.settings.metrics.raft.clone(),
         })
         .await?;
         inner.manager = Some(manager);

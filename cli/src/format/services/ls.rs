@@ -1,12 +1,13 @@
 //! `service ls`: Docker's default table and column titles, the task counts
-//! behind REPLICAS (Docker's `ServiceStatus`), the MODE, REPLICAS ("6/6",
+//! behind REPLICAS (Docker's `ServiceStatus`, whose rule lives in
+//! `rswarm_proto::spec::replicas`), the MODE, REPLICAS ("6/6",
 //! "2/5 (3/5 completed)") and PORTS ("*:8080->80/tcp") cells, one row per
 //! service, and the sorted listing handed to `output`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use rswarm_proto::types::service_spec::Mode;
-use rswarm_proto::types::{PortConfig, Service, ServiceSpec, Task, TaskState};
+use rswarm_proto::types::{PortConfig, Service, ServiceSpec};
 use serde_json::{Map, Value};
 
 use crate::format::humanize::natural_cmp;
@@ -37,66 +38,9 @@ pub(super) const SERVICE_LS: ListFormat<'static> = ListFormat {
     row_type: "service",
 };
 
-/// How many of a service's tasks run, should run, and (jobs) completed:
-/// Docker's `ServiceStatus`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct ServiceCounts {
-    pub running: u64,
-    pub desired: u64,
-    pub completed: u64,
-}
-
-/// Counts a service's tasks the way Docker's daemon does for `service ls`:
-/// running = tasks in Running state on nodes that are not down; desired =
-/// the replicas (replicated), the tasks not being shut down (global), or the
-/// job tasks still to finish (jobs), counting only the current job run.
-pub(crate) fn service_counts(
-    service: &Service,
-    tasks: &[Task],
-    down_nodes: &HashSet<String>,
-) -> ServiceCounts {
-    let spec = service.spec.as_ref();
-    let mode = spec.and_then(|s| s.mode.as_ref());
-    let iteration = service.job_status.as_ref().map_or(0, |j| j.job_iteration);
-    let is_job = matches!(mode, Some(Mode::ReplicatedJob(_) | Mode::GlobalJob(_)));
-    let mine = tasks
-        .iter()
-        .filter(|t| t.service_id == service.id)
-        .filter(|t| !is_job || t.job_iteration == iteration);
-    let mut counts = ServiceCounts::default();
-    let mut not_shut_down = 0u64;
-    let mut unfinished_job_tasks = 0u64;
-    for t in mine {
-        let state = t.status.as_ref().map(|s| s.state()).unwrap_or_default();
-        // A task being stopped (scale-down, removal) may still report Running
-        // for a moment; like Docker, count only tasks meant to run.
-        if state == TaskState::Running
-            && t.desired_state() <= TaskState::Complete
-            && !down_nodes.contains(&t.node_id)
-        {
-            counts.running += 1;
-        }
-        if state == TaskState::Complete {
-            counts.completed += 1;
-        }
-        if t.desired_state() <= TaskState::Running {
-            not_shut_down += 1;
-        }
-        if t.desired_state() <= TaskState::Complete && state < TaskState::Complete {
-            unfinished_job_tasks += 1;
-        }
-    }
-    counts.desired = match mode {
-        Some(Mode::Replicated(r)) => r.replicas,
-        None => 0,
-        Some(Mode::Global(_)) => not_shut_down,
-        Some(Mode::ReplicatedJob(j)) => j
-            .max_concurrent
-            .min(j.total_completions.saturating_sub(counts.completed)),
-        Some(Mode::GlobalJob(_)) => unfinished_job_tasks,
-    };
-    counts
-}
+// The REPLICAS counts are Docker's `ServiceStatus`, one rule shared with
+// the manager's metrics.
+pub(crate) use rswarm_proto::spec::replicas::{counts as service_counts, ServiceCounts};
 
 /// The MODE word: `replicated`, `global`, `replicated job`, `global job`.
 pub(super) fn mode_word(mode: Option<&Mode>) -> &'static str {
