@@ -85,6 +85,9 @@ enum Command {
     /// Manage Swarm configs
     #[command(subcommand)]
     Config(commands::config::ConfigCommand),
+    /// Manage the web dashboard served by managers
+    #[command(subcommand)]
+    Dashboard(commands::dashboard::DashboardCommand),
     /// Manage volumes on the node
     #[command(subcommand)]
     Volume(commands::volume::VolumeCommand),
@@ -225,6 +228,7 @@ fn run_client(opts: client::ClientOpts, command: Command) -> anyhow::Result<()> 
             Command::Exec(a) => commands::exec::run(&opts, a).await,
             Command::Network(c) => commands::network::run(&opts, c).await,
             Command::Volume(c) => commands::volume::run(&opts, c).await,
+            Command::Dashboard(c) => commands::dashboard::run(&opts, c).await,
             Command::Secret(c) => commands::secret::run(&opts, c).await,
             Command::Config(c) => commands::config::run(&opts, c).await,
             Command::Events(a) => commands::events::run(&opts, a).await,

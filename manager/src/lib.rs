@@ -24,6 +24,7 @@ pub mod bootstrap;
 pub mod ca;
 pub mod certificates;
 pub mod controlapi;
+pub mod dashboard;
 pub(crate) mod dispatcher;
 mod error;
 pub mod events;

@@ -88,6 +88,7 @@
 //! (`tests/packages.txt`). It panics and says what
 //! is missing; it never skips a test silently.
 
+pub mod browser;
 pub mod cluster;
 pub mod command;
 pub mod containers;

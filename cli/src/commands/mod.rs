@@ -1,6 +1,7 @@
 //! The client commands, one module per Docker command group.
 
 pub mod config;
+pub mod dashboard;
 pub mod events;
 pub mod exec;
 pub mod image;

@@ -28,6 +28,8 @@ pub(crate) struct DaemonConfig {
     pub node_name: Option<String>,
     /// Prometheus metrics listener (the `--metrics-addr` flag wins).
     pub metrics_addr: Option<String>,
+    /// Web dashboard listener on managers (the `--dashboard-addr` flag wins).
+    pub dashboard_addr: Option<String>,
     /// Registries reached over plain HTTP: `host:port` entries or CIDRs.
     #[serde(default)]
     pub insecure_registries: Vec<String>,
@@ -128,6 +130,12 @@ mod tests {
         let p = dir.path().join("daemon.json");
         std::fs::write(&p, text)?;
         DaemonConfig::load(&p)
+    }
+
+    #[test]
+    fn reads_the_dashboard_address() {
+        let c = load(r#"{"dashboard-addr":"10.0.0.1:9999"}"#).unwrap();
+        assert_eq!(c.dashboard_addr.as_deref(), Some("10.0.0.1:9999"));
     }
 
     #[test]

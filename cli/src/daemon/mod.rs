@@ -10,6 +10,7 @@
 //! serves.
 
 mod config;
+mod dashboard;
 mod images;
 mod keys;
 mod localapi;
@@ -51,6 +52,9 @@ pub(crate) struct DaemonArgs {
     /// Address for Prometheus metrics (host:port) [default: 127.0.0.1:9323]
     #[arg(long, value_name = "ADDR")]
     pub metrics_addr: Option<String>,
+    /// Address of the web dashboard on managers (host:port) [default: 127.0.0.1:9324]
+    #[arg(long, value_name = "ADDR")]
+    pub dashboard_addr: Option<String>,
     /// Daemon configuration file (JSON)
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -60,6 +64,8 @@ pub(crate) const DEFAULT_DATA_DIR: &str = "/var/lib/rswarm";
 pub(crate) const DEFAULT_SOCKET: &str = "/run/rswarm/rswarm.sock";
 /// Metrics listen on the node's loopback unless configured otherwise.
 pub(crate) const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9323";
+/// The dashboard listens on the node's loopback unless configured otherwise.
+pub(crate) const DEFAULT_DASHBOARD_ADDR: &str = "127.0.0.1:9324";
 
 pub(crate) fn run(args: DaemonArgs) -> anyhow::Result<()> {
     let cfg = match &args.config {
@@ -191,6 +197,8 @@ async fn serve(args: DaemonArgs, cfg: DaemonConfig) -> anyhow::Result<()> {
             }
         },
     }
+    let dashboard_addr = args.dashboard_addr.or(cfg.dashboard_addr.clone());
+    dashboard::serve(dashboard_addr, runtime.clone()).await?;
     let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let route = std::sync::Arc::new(localapi::NodeRoute {

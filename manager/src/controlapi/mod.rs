@@ -123,6 +123,15 @@ impl Control for ControlApi {
         let s = crate::events::events(self.events.clone(), req.into_inner()).await?;
         Ok(Response::new(s))
     }
+
+    async fn dashboard_token(
+        &self,
+        req: Request<DashboardTokenRequest>,
+    ) -> Result<Response<DashboardTokenResponse>, Status> {
+        let token =
+            crate::dashboard::token::get_or_rotate(&self.store, req.into_inner().rotate).await?;
+        Ok(Response::new(DashboardTokenResponse { token }))
+    }
 }
 
 /// The Services service of one manager: services, tasks, logs and exec.

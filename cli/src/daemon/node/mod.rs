@@ -162,7 +162,7 @@ impl NodeRuntime {
 
     /// This node's manager; refused with Docker's words while the node is
     /// locked or not a manager.
-    async fn manager(&self) -> Result<Arc<Manager>, Status> {
+    pub(crate) async fn manager(&self) -> Result<Arc<Manager>, Status> {
         self.dek()?;
         let inner = self.inner.lock().await;
         match (&inner.state, &inner.manager) {
