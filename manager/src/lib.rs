@@ -173,7 +173,7 @@ impl Manager {
     }
 
     pub fn control(&self) -> ControlApi {
-        ControlApi::new(self.store.clone(), self.events.clone())
+        ControlApi::new(self.store.clone()).with_events(self.events.clone())
     }
 
     pub fn networks(&self) -> controlapi::networks::NetworksApi {

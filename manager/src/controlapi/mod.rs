@@ -33,12 +33,23 @@ use crate::dispatcher::agents::AgentRegistry;
 #[derive(Clone)]
 pub struct ControlApi {
     store: Store,
-    events: Arc<crate::events::EventLog>,
+    /// The manager's event log; without one (the dashboard's own calls),
+    /// `Events` is unavailable.
+    events: Option<Arc<crate::events::EventLog>>,
 }
 
 impl ControlApi {
-    pub fn new(store: Store, events: Arc<crate::events::EventLog>) -> Self {
-        Self { store, events }
+    pub fn new(store: Store) -> Self {
+        Self {
+            store,
+            events: None,
+        }
+    }
+
+    /// Serves `Events` from this manager's event log.
+    pub fn with_events(mut self, events: Arc<crate::events::EventLog>) -> Self {
+        self.events = Some(events);
+        self
     }
 }
 
@@ -120,7 +131,11 @@ impl Control for ControlApi {
         &self,
         req: Request<EventsRequest>,
     ) -> Result<Response<Self::EventsStream>, Status> {
-        let s = crate::events::events(self.events.clone(), req.into_inner()).await?;
+        let log = self
+            .events
+            .clone()
+            .ok_or_else(|| Status::unavailable("this manager does not record events"))?;
+        let s = crate::events::events(log, req.into_inner()).await?;
         Ok(Response::new(s))
     }
 
