@@ -168,6 +168,11 @@ impl Manager {
         })
     }
 
+    /// This manager's cluster events (`rswarm events`, the dashboard).
+    pub fn events(&self) -> Arc<events::EventLog> {
+        self.events.clone()
+    }
+
     pub fn store(&self) -> &Store {
         &self.store
     }

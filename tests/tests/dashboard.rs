@@ -184,6 +184,22 @@ fn the_dashboard_needs_the_token_shows_the_cluster_and_scales() {
             .count();
         assert_eq!(running, 3, "{s}");
     }
+    // The manager's own cluster events, as `rswarm events` has them: not
+    // without the token, the services' creation and their tasks' start with it.
+    let (code, body) = http(h1, "GET", "/api/events", None, None);
+    assert_eq!(code, 401, "{body}");
+    for h in [h1, h2] {
+        let (code, body) = http(h, "GET", "/api/events", Some(&token), None);
+        assert_eq!(code, 200, "{body}");
+        let events: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let has = |ty: &str, action: &str, name: &str| {
+            events.as_array().unwrap().iter().any(|e| {
+                e["type"] == ty && e["action"] == action && e["name"].as_str() == Some(name)
+            })
+        };
+        assert!(has("service", "create", "api"), "{body}");
+        assert!(has("task", "start", "api.1"), "{body}");
+    }
     let (code, body) = http(h3, "GET", "/api/state", Some(&token), None);
     assert_eq!(code, 503, "a worker has no dashboard: {body}");
     let err = h3.fails(&["dashboard", "token"]);
@@ -375,6 +391,12 @@ fn the_page_in_headless_chromium_shows_the_cluster_and_scales() {
     eprintln!(
         "dashboard: CLI scale on the page after {:?}",
         start.elapsed()
+    );
+    // The cluster's events stream into the page's list: the scale is there.
+    page.wait_true(
+        "the scale's event in the page's list",
+        "[...document.querySelectorAll('#events li')].some(li => li.textContent.includes('service update web'))",
+        Duration::from_secs(5),
     );
 
     // A scale from the page changes the service.

@@ -19,6 +19,10 @@ impl rswarm_manager::dashboard::StoreSource for Source {
     async fn store(&self) -> Result<Store, Status> {
         Ok(self.0.manager().await?.store().clone())
     }
+
+    async fn events(&self) -> Option<Arc<rswarm_manager::events::EventLog>> {
+        self.0.manager().await.ok().map(|m| m.events())
+    }
 }
 
 pub(crate) async fn serve(addr: Option<String>, node: Arc<NodeRuntime>) -> anyhow::Result<()> {

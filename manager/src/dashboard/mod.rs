@@ -1,7 +1,8 @@
 //! The built-in web dashboard a manager serves (`rswarm daemon
 //! --dashboard-addr`, default 127.0.0.1:9324): one page, its HTML, CSS and
 //! plain JavaScript compiled into the binary (`assets/`; nothing is loaded
-//! from anywhere else), polling one JSON document (`view`) every second and
+//! from anywhere else), polling one JSON document (`view`) and the manager's
+//! newest cluster events (`/api/events`, those of `rswarm events`) every second and
 //! offering the daily actions (`actions`: scale, force-update, rollback,
 //! node availability) through the Control API's own code.
 //!

@@ -24,7 +24,16 @@ use crate::error::ManagerError;
 #[tonic::async_trait]
 pub trait StoreSource: Send + Sync + 'static {
     async fn store(&self) -> Result<Store, Status>;
+
+    /// The manager's event log, for the page's list of recent events
+    /// (none: the list stays empty).
+    async fn events(&self) -> Option<Arc<crate::events::EventLog>> {
+        None
+    }
 }
+
+/// Events the page lists.
+const RECENT_EVENTS: usize = 30;
 
 type Source = Arc<dyn StoreSource>;
 
@@ -142,6 +151,9 @@ async fn require_token(State(source): State<Source>, req: Request, next: Next) -
     }
     let mut req = req;
     req.extensions_mut().insert(store);
+    if let Some(log) = source.events().await {
+        req.extensions_mut().insert(log);
+    }
     next.run(req).await
 }
 
@@ -177,6 +189,42 @@ async fn state(req: Request) -> Response {
             .into_response(),
         Err(e) => status_response(e),
     }
+}
+
+/// The manager's newest events (`rswarm events`' own), newest first, a
+/// task's intermediate steps left out.
+async fn recent_events(req: Request) -> Response {
+    let events = req
+        .extensions()
+        .get::<Arc<crate::events::EventLog>>()
+        // A task's steps between created and running are left out.
+        .map(|log| {
+            log.recent(RECENT_EVENTS, |e| {
+                !(e.r#type == "task" && e.action == "update")
+            })
+        })
+        .unwrap_or_default();
+    let list: Vec<serde_json::Value> = events
+        .iter()
+        .map(|e| {
+            let attrs = e.actor.as_ref().map(|a| &a.attributes);
+            serde_json::json!({
+                "time_nano": e.time_nano,
+                "type": e.r#type,
+                "action": e.action,
+                "id": e.actor.as_ref().map(|a| a.id.as_str()).unwrap_or_default(),
+                "name": attrs.and_then(|a| a.get("name")).map(String::as_str).unwrap_or_default(),
+            })
+        })
+        .collect();
+    (
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        serde_json::Value::Array(list).to_string(),
+    )
+        .into_response()
 }
 
 /// A JSON body of at most [`MAX_BODY`] bytes, sent as JSON.
@@ -313,6 +361,7 @@ pub fn router(source: Arc<dyn StoreSource>) -> Router {
     let guarded = Router::new()
         .route("/", get(page))
         .route("/api/state", get(state))
+        .route("/api/events", get(recent_events))
         .route("/api/services/{id}/scale", post(scale))
         .route("/api/services/{id}/force-update", post(force_update))
         .route("/api/services/{id}/rollback", post(rollback))

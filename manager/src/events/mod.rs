@@ -97,6 +97,19 @@ impl EventLog {
         Some((kept, live))
     }
 
+    /// The newest `n` kept events that `keep` accepts, newest first (the
+    /// dashboard's list).
+    pub fn recent(&self, n: usize, keep: impl Fn(&Event) -> bool) -> Vec<Arc<Event>> {
+        let ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
+        ring.events
+            .iter()
+            .rev()
+            .filter(|e| keep(e))
+            .take(n)
+            .cloned()
+            .collect()
+    }
+
     /// Ends every open stream (the manager is stopping).
     pub fn close(&self) {
         let _ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());

@@ -1,10 +1,10 @@
 "use strict";
-// The dashboard page: polls /api/state every second and renders it; actions
-// POST JSON to /api/... with the cookie the login form set.
+// The dashboard page: polls /api/state and /api/events (the manager's own
+// cluster events, as `rswarm events` shows them) every second and renders
+// them; actions POST JSON to /api/... with the cookie the login form set.
+
 const $ = (id) => document.getElementById(id);
 const history = []; // [time, running tasks, ready nodes], last 5 minutes
-const events = [];  // changes seen between polls, newest first
-let last = null;
 
 function el(tag, attrs, ...kids) {
   const e = document.createElement(tag);
@@ -81,29 +81,12 @@ function renderNodes(nodes, tasks) {
   }
 }
 
-function diff(prev, cur) {
-  const now = new Date().toLocaleTimeString();
-  const note = (text) => { events.unshift(`${now} ${text}`); };
-  const index = (list, key) => Object.fromEntries(list.map((x) => [x[key], x]));
-  const ps = index(prev.services, "id"), pn = index(prev.nodes, "id"), pt = index(prev.tasks, "id");
-  for (const s of cur.services) {
-    const o = ps[s.id];
-    if (!o) note(`service ${s.name} created`);
-    else if (o.desired !== s.desired) note(`service ${s.name} desired ${o.desired} → ${s.desired}`);
-    if (o && (o.update && o.update.state) !== (s.update && s.update.state) && s.update) note(`service ${s.name} update ${s.update.state}`);
-  }
-  for (const s of prev.services) if (!cur.services.some((x) => x.id === s.id)) note(`service ${s.name} removed`);
-  for (const n of cur.nodes) {
-    const o = pn[n.id];
-    if (o && o.state !== n.state) note(`node ${n.hostname} ${o.state} → ${n.state}`);
-    if (o && o.availability !== n.availability) note(`node ${n.hostname} availability ${n.availability}`);
-  }
-  for (const t of cur.tasks) {
-    const o = pt[t.id];
-    if (o && o.state !== t.state) note(`task ${t.name} ${o.state} → ${t.state}`);
-  }
-  events.length = Math.min(events.length, 30);
-  $("events").replaceChildren(...events.map((e) => el("li", {}, e)));
+async function pollEvents() {
+  const r = await fetch("/api/events", {credentials: "same-origin", cache: "no-store"});
+  if (!r.ok) return;
+  const list = await r.json();
+  $("events").replaceChildren(...list.map((e) => el("li", {},
+    `${new Date(e.time_nano / 1e6).toLocaleTimeString()} ${e.type} ${e.action} ${e.name || e.id.slice(0, 12)}`)));
 }
 
 function renderChart() {
@@ -132,8 +115,7 @@ async function poll() {
     history.push([Date.now(), s.tasks.filter((t) => t.state === "running").length,
       s.nodes.filter((n) => n.state === "ready").length]);
     renderChart();
-    if (last) diff(last, s);
-    last = s;
+    await pollEvents();
     $("updated").textContent = "updated " + new Date().toLocaleTimeString();
     document.body.dataset.loaded = "1";
   } catch (e) {
