@@ -152,16 +152,17 @@ fn a_nodes_metrics_show_its_tasks_pulls_starts_dns_and_backends() {
         "start time {start_sum}"
     );
 
-    // Backends in host2's data plane: both tasks behind the mesh and the VIP.
-    let svc = [("service", "web"), ("kind", "mesh")];
+    // Backends in host2's data plane: both tasks behind the mesh and the VIP
+    // once the network state saying both serve has arrived (the agent knows
+    // its own task healthy before the managers' picture says so).
+    let mesh = [("service", "web"), ("kind", "mesh")];
+    let vip = [("service", "web"), ("kind", "vip")];
+    let m = wait_for(CONVERGE, "both tasks behind the mesh on host2", || {
+        let m = scrape(h2);
+        (sample(&m, "rswarm_service_backends", &mesh) == Some(2.0)).then_some(m)
+    });
     assert_eq!(
-        sample(&m, "rswarm_service_backends", &svc),
-        Some(2.0),
-        "{m}"
-    );
-    let svc = [("service", "web"), ("kind", "vip")];
-    assert_eq!(
-        sample(&m, "rswarm_service_backends", &svc),
+        sample(&m, "rswarm_service_backends", &vip),
         Some(2.0),
         "{m}"
     );
