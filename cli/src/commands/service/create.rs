@@ -36,11 +36,19 @@ pub(super) async fn create(opts: &ClientOpts, a: CreateArgs) -> anyhow::Result<(
         .map_err(status_error)?
         .into_inner();
     println!("{}", service.id);
-    if a.detach.unwrap_or(false) {
+    if a.progress.detach.unwrap_or(false) {
         return Ok(());
     }
     let mut control = ControlClient::new(channel);
-    match wait_for_convergence(&mut services, &mut control, &service.id, a.quiet, false).await {
+    match wait_for_convergence(
+        &mut services,
+        &mut control,
+        &service.id,
+        a.progress.quiet,
+        false,
+    )
+    .await
+    {
         // The service exists: losing sight of its progress is not a failure
         // of the create.
         Err(e) if e.is::<ProgressLost>() => {

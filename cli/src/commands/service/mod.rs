@@ -64,10 +64,11 @@ pub enum ServiceCommand {
     Update(Box<UpdateArgs>),
 }
 
+/// `-d/--detach[=bool]` and `-q/--quiet`: whether and how a command that
+/// changes a service follows it until it converges (create, update,
+/// rollback).
 #[derive(Args, Debug)]
-pub struct UpdateArgs {
-    #[command(flatten)]
-    pub flags: UpdateFlags,
+pub struct ProgressArgs {
     /// Exit immediately instead of waiting for the service to converge
     #[arg(
         short = 'd',
@@ -81,6 +82,14 @@ pub struct UpdateArgs {
     /// Suppress progress output
     #[arg(short, long)]
     pub quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct UpdateArgs {
+    #[command(flatten)]
+    pub flags: UpdateFlags,
+    #[command(flatten)]
+    pub progress: ProgressArgs,
     /// Send registry authentication details to swarm agents
     #[arg(long = "with-registry-auth")]
     pub with_registry_auth: bool,
@@ -90,19 +99,8 @@ pub struct UpdateArgs {
 
 #[derive(Args, Debug)]
 pub struct RollbackArgs {
-    /// Exit immediately instead of waiting for the service to converge
-    #[arg(
-        short = 'd',
-        long,
-        num_args = 0..=1,
-        require_equals = true,
-        default_missing_value = "true",
-        value_name = "bool"
-    )]
-    pub detach: Option<bool>,
-    /// Suppress progress output
-    #[arg(short, long)]
-    pub quiet: bool,
+    #[command(flatten)]
+    pub progress: ProgressArgs,
     #[arg(value_name = "SERVICE")]
     pub service: String,
 }
@@ -111,19 +109,8 @@ pub struct RollbackArgs {
 pub struct CreateArgs {
     #[command(flatten)]
     pub flags: ServiceFlags,
-    /// Exit immediately instead of waiting for the service to converge
-    #[arg(
-        short = 'd',
-        long,
-        num_args = 0..=1,
-        require_equals = true,
-        default_missing_value = "true",
-        value_name = "bool"
-    )]
-    pub detach: Option<bool>,
-    /// Suppress progress output
-    #[arg(short, long)]
-    pub quiet: bool,
+    #[command(flatten)]
+    pub progress: ProgressArgs,
     /// Send registry authentication details to swarm agents
     #[arg(long = "with-registry-auth")]
     pub with_registry_auth: bool,

@@ -42,7 +42,7 @@ fn create_takes_dockers_command_line() {
     let ServiceCommand::Create(a) = cmd else {
         panic!("not create: {cmd:?}");
     };
-    assert_eq!(a.detach, Some(true));
+    assert_eq!(a.progress.detach, Some(true));
     assert_eq!(
         a.image_and_args,
         ["registry.local:5000/busybox:1", "httpd", "-f", "-p", "80"]
@@ -61,7 +61,7 @@ fn create_takes_dockers_command_line() {
     else {
         panic!("not create");
     };
-    assert_eq!(a.detach, Some(false));
+    assert_eq!(a.progress.detach, Some(false));
     assert!(parse("create --bogus busybox").is_err());
     let ServiceCommand::Create(a) =
         parse("create busybox -x --name y").unwrap_or_else(|e| panic!("{e}"))
@@ -292,14 +292,14 @@ fn update_and_rollback_parse_as_docker_spells_them() {
     match parse("update --image busybox:2 --env-add A=1 -d --force web") {
         Ok(ServiceCommand::Update(a)) => {
             assert_eq!(a.service, "web");
-            assert_eq!(a.detach, Some(true));
+            assert_eq!(a.progress.detach, Some(true));
             assert!(a.flags.force);
             assert_eq!(a.flags.image.as_deref(), Some("busybox:2"));
         }
         other => panic!("{other:?}"),
     }
     match parse("rollback -q web") {
-        Ok(ServiceCommand::Rollback(a)) => assert!(a.quiet && a.detach.is_none()),
+        Ok(ServiceCommand::Rollback(a)) => assert!(a.progress.quiet && a.progress.detach.is_none()),
         other => panic!("{other:?}"),
     }
     // Create's flags that update spells differently are not update's.

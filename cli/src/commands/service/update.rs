@@ -55,12 +55,19 @@ pub(super) async fn update(opts: &ClientOpts, a: UpdateArgs) -> anyhow::Result<(
     let updated = send(&mut services, request).await?;
     let following = followed_as(&service, &updated, following);
     println!("{}", a.service);
-    if a.detach.unwrap_or(false) {
+    if a.progress.detach.unwrap_or(false) {
         return Ok(());
     }
     let mut control = ControlClient::new(channel);
     followed(
-        follow(&mut services, &mut control, &service.id, a.quiet, following).await,
+        follow(
+            &mut services,
+            &mut control,
+            &service.id,
+            a.progress.quiet,
+            following,
+        )
+        .await,
         &a.service,
     )
 }
@@ -72,12 +79,19 @@ pub(super) async fn rollback(opts: &ClientOpts, a: RollbackArgs) -> anyhow::Resu
     let updated = send(&mut services, rollback_request(&service)).await?;
     let following = followed_as(&service, &updated, Following::Rollback);
     println!("{}", a.service);
-    if a.detach.unwrap_or(false) {
+    if a.progress.detach.unwrap_or(false) {
         return Ok(());
     }
     let mut control = ControlClient::new(channel);
     followed(
-        follow(&mut services, &mut control, &service.id, a.quiet, following).await,
+        follow(
+            &mut services,
+            &mut control,
+            &service.id,
+            a.progress.quiet,
+            following,
+        )
+        .await,
         &a.service,
     )
 }
