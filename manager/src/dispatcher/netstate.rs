@@ -31,13 +31,8 @@ const STACK_LABEL: &str = "com.docker.stack.namespace";
 const FOLD: Duration = Duration::from_millis(25);
 
 /// A task is a backend of its VIPs, the routing mesh and `tasks.<service>`
-/// while it is RUNNING and, when it has a health check, healthy: not while
-/// it is still "starting", nor once it is "unhealthy" (Docker's rule).
-pub(crate) fn serves(t: &Task) -> bool {
-    t.status.as_ref().is_some_and(|s| {
-        s.state == TaskState::Running as i32 && (s.health.is_empty() || s.health == "healthy")
-    })
-}
+/// while it serves (the orchestrator's rule, one home for both).
+pub(crate) use crate::orchestrator::task::serves;
 
 /// Whether a task's endpoints are in the picture (`None`: not at all) and
 /// whether it serves. A task the manager asked to stop (desired state past

@@ -169,6 +169,16 @@ pub(crate) fn exit_code(t: &Task) -> i32 {
         .unwrap_or(0)
 }
 
+/// The task serves: RUNNING and, when it has a health check, healthy (not
+/// while still "starting", nor once "unhealthy": Docker's rule). Only such a
+/// task is a backend of its VIPs, the routing mesh and `tasks.<service>`,
+/// and a rolling update counts a new task as updated only then.
+pub(crate) fn serves(t: &Task) -> bool {
+    t.status.as_ref().is_some_and(|s| {
+        s.state == TaskState::Running as i32 && (s.health.is_empty() || s.health == "healthy")
+    })
+}
+
 /// The task has stopped running, whatever the reason (COMPLETE and above).
 pub(crate) fn has_ended(t: &Task) -> bool {
     state(t) >= TaskState::Complete as i32

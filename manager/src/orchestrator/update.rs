@@ -6,8 +6,8 @@
 //! or ROLLBACK_STARTED for `service rollback`). A live task is *current* when
 //! it runs the service's task template (same `spec_version`, or an older one
 //! with the same content: after a rollback, tasks never updated are current
-//! again) and *outdated* otherwise; it is *ready* once it is RUNNING and, with
-//! a health check, healthy.
+//! again) and *outdated* otherwise; it is *ready* once it serves
+//! (`task::serves`: RUNNING and, with a health check, healthy).
 //!
 //! Nothing is kept in memory: every pass reads the update's progress from
 //! the store (the service's `UpdateStatus` and its tasks), so a new leader
@@ -81,13 +81,6 @@ pub(crate) fn default_config() -> UpdateConfig {
 /// which are not updated in place).
 pub(crate) fn is_current(t: &Task, svc: &Service) -> bool {
     ModeKind::of(svc).is_job() || rswarm_proto::spec::rollout::runs_current_template(t, svc)
-}
-
-/// RUNNING and, with a health check, healthy: the task serves.
-pub(crate) fn is_ready(t: &Task) -> bool {
-    t.status.as_ref().is_some_and(|s| {
-        s.state == TaskState::Running as i32 && (s.health.is_empty() || s.health == "healthy")
-    })
 }
 
 /// The state of the service's update, UNKNOWN without one.
@@ -217,7 +210,7 @@ pub(crate) fn fill_slot<'a>(
     let (current, outdated): (Vec<&Task>, Vec<&Task>) =
         slot.live.into_iter().partition(|t| is_current(t, svc));
     if let Some(new) = keep_one(current, svc, plan) {
-        if is_ready(new) {
+        if task::serves(new) {
             for old in outdated {
                 plan.stop(old, TaskState::Shutdown);
             }

@@ -224,7 +224,7 @@ impl<O: TaskObserver> ClusterView<O> {
             return true;
         }
         // A rolling update waits for its new tasks to become ready.
-        if update::is_ready(old) != update::is_ready(new)
+        if task::serves(old) != task::serves(new)
             && self
                 .services
                 .get(&new.service_id)
