@@ -107,7 +107,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let binary = match product_binary() {
+    let binary = match rswarm_tests::control::bench_binary() {
         Ok(binary) => binary,
         Err(err) => {
             eprintln!("bench-foundation: {err:#}");
@@ -159,30 +159,6 @@ fn main() -> ExitCode {
 
 /// A phase: runs on its own cluster and returns the labelled lines of its figures.
 type PhaseFn = fn(&Path, &Settings) -> anyhow::Result<Vec<String>>;
-
-/// `$RSWARM_BIN`, else the `rswarm` beside this program (same target dir and profile).
-fn product_binary() -> anyhow::Result<PathBuf> {
-    if let Some(path) = std::env::var_os("RSWARM_BIN") {
-        let path = PathBuf::from(path);
-        if !path.is_file() {
-            bail!("RSWARM_BIN={} does not exist", path.display());
-        }
-        return Ok(path);
-    }
-    let exe = std::env::current_exe().context("finding this program's path")?;
-    let beside = exe
-        .parent()
-        .map(|dir| dir.join("rswarm"))
-        .context("this program has no directory")?;
-    if !beside.is_file() {
-        bail!(
-            "no rswarm binary at {}: build it in the same profile first \
-             (cargo build --release -p rswarm), or set RSWARM_BIN",
-            beside.display()
-        );
-    }
-    Ok(beside)
-}
 
 // ----- 1. leader failover -----
 
