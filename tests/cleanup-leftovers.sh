@@ -92,6 +92,37 @@ for ns in $(ip netns list 2>/dev/null | awk '{print $1}'); do
     ip netns delete "$ns" && say "deleted namespace $ns of dead test process $owner"
 done
 
+# 3b. Namespaces of the overlay crate's tests (rsov<pid><tag><n>[ab], see
+#     overlay/tests/common) whose test process is gone.
+for ns in $(ip netns list 2>/dev/null | awk '{print $1}'); do
+    [[ $ns =~ ^rsov([0-9]+)[a-z] ]] || continue
+    owner=${BASH_REMATCH[1]}
+    alive "$owner" && continue
+    ip netns delete "$ns" && say "deleted namespace $ns of dead overlay test process $owner"
+done
+
+# 3c. WireGuard leftovers (rswg<…>, overlay/src/wireguard): a UAPI socket
+#     /var/run/wireguard/rswg*.sock nobody listens on any more (its userspace
+#     device died with its process), and persistent TUNs named rswg* (rswarm never
+#     makes one persistent; the tests fake leftovers with them), in the root
+#     namespace and in every named one. Kernel WireGuard links in a namespace
+#     die with it (step 3); one in the root namespace belongs to a real daemon.
+listening=$(ss -xlH 2>/dev/null | awk '{print $5}')
+for sock in /var/run/wireguard/rswg*.sock; do
+    [ -e "$sock" ] || continue
+    grep -qxF "$sock" <<<"$listening" && continue
+    rm -f "$sock" && say "removed stale WireGuard socket $sock"
+done
+for ns in "" $(ip netns list 2>/dev/null | awk '{print $1}'); do
+    nsopt=()
+    [ -n "$ns" ] && nsopt=(-n "$ns")
+    for dev in $(ip "${nsopt[@]}" -o link show 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1 | grep '^rswg'); do
+        if ip "${nsopt[@]}" -d link show "$dev" 2>/dev/null | grep -q 'tun type tun.*persist on'; then
+            ip "${nsopt[@]}" link delete "$dev" && say "deleted persistent TUN $dev ${ns:+in namespace $ns}"
+        fi
+    done
+done
+
 # 4. Directories: unmount (lazily, deepest first) whatever is mounted below them, then
 #    remove them without crossing into any mount that is still there.
 mounts_under() {

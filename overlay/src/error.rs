@@ -62,6 +62,14 @@ pub enum OverlayError {
         #[source]
         source: crate::nft::NftError,
     },
+    /// The WireGuard device refused or failed an operation.
+    #[error("{context}: {reason}")]
+    WireGuard {
+        /// What was being done, e.g. "set the peers on WireGuard interface rswgab".
+        context: String,
+        /// Why it failed.
+        reason: String,
+    },
 }
 
 impl OverlayError {

@@ -95,6 +95,7 @@ mod fdb;
 mod links;
 mod netns;
 mod vxlan;
+pub mod wireguard;
 
 pub use addr::mac_for;
 pub use dataplane::gateway::{
@@ -103,3 +104,7 @@ pub use dataplane::gateway::{
 pub use dataplane::{NetworkConfig, Overlay, Peer};
 pub use error::OverlayError;
 pub use vxlan::{OVERLAY_MTU, VXLAN_PORT};
+pub use wireguard::{
+    remove_leftover, Implementation, PeerState, PrivateKey, PublicKey, Tunnel, TunnelPeer,
+    ENCRYPTED_OVERLAY_MTU, TUNNEL_POOL, WIREGUARD_MTU, WIREGUARD_PORT,
+};

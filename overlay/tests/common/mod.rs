@@ -11,6 +11,8 @@
 
 #![allow(dead_code)]
 
+pub mod capture;
+
 use std::future::Future;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
