@@ -25,6 +25,7 @@ use crate::fdb;
 use crate::links::{Netlink, LOOPBACK};
 use crate::netns;
 use crate::vxlan::{self, SandboxSpec, BRIDGE, OVERLAY_MTU, VXLAN};
+use crate::wireguard::{ENCRYPTED_OVERLAY_MTU, TUNNEL_POOL};
 
 pub(crate) mod gateway;
 mod host_leg;
@@ -49,6 +50,12 @@ pub struct NetworkConfig {
     /// `--internal`: recorded on the sandbox; the agent gives a task whose
     /// networks are all internal no gateway bridge, hence no way out.
     pub internal: bool,
+    /// `--opt encrypted`: the node's WireGuard tunnel address (in
+    /// [`crate::TUNNEL_POOL`], on the node's [`crate::Tunnel`]), used as the
+    /// VXLAN source; the network's devices get MTU
+    /// [`crate::ENCRYPTED_OVERLAY_MTU`] and its [`Peer::node_ip`]s must be the
+    /// other nodes' tunnel addresses. `None`: a clear network.
+    pub encrypted_local_ip: Option<Ipv4Addr>,
 }
 
 /// A task of a network running on another node.
@@ -58,7 +65,8 @@ pub struct Peer {
     pub ip: Ipv4Addr,
     /// The task's MAC on the network (normally [`mac_for`]`(ip)`).
     pub mac: [u8; 6],
-    /// The advertise address of the node the task runs on (the VXLAN remote).
+    /// The advertise address of the node the task runs on (the VXLAN
+    /// remote); on an encrypted network, that node's tunnel address.
     pub node_ip: Ipv4Addr,
 }
 
@@ -67,6 +75,8 @@ pub struct Peer {
 struct NetInfo {
     gateway: Ipv4Addr,
     prefix: u8,
+    /// MTU of the network's devices (1450, or 1370 when encrypted).
+    mtu: u32,
 }
 
 /// The data path of one node: network sandboxes and task namespaces under
@@ -193,6 +203,22 @@ impl Overlay {
                 format!("not in {}", net.subnet),
             ));
         }
+        if let Some(ip) = net.encrypted_local_ip {
+            if !addr::contains(TUNNEL_POOL.0, TUNNEL_POOL.1, ip) {
+                return Err(OverlayError::invalid(
+                    "tunnel address",
+                    &ip.to_string(),
+                    format!(
+                        "network {} is encrypted: its VXLAN source must be the node's tunnel address, in {}/{}",
+                        net.id, TUNNEL_POOL.0, TUNNEL_POOL.1
+                    ),
+                ));
+            }
+        }
+        let mtu = match net.encrypted_local_ip {
+            Some(_) => ENCRYPTED_OVERLAY_MTU,
+            None => OVERLAY_MTU,
+        };
         let _guard = self.lock.lock().await;
         let path = self.network_netns_path(&net.id);
         let created = netns::create_at(&path).map_err(|e| {
@@ -213,10 +239,18 @@ impl Overlay {
             gateway,
             prefix,
             internal: net.internal,
-            local_ip: self.local_ip,
+            local_ip: net.encrypted_local_ip.unwrap_or(self.local_ip),
+            mtu,
         };
         vxlan::ensure_sandbox(&host, &sandbox, sandbox_fd.as_fd(), &spec).await?;
-        self.remember(&net.id, NetInfo { gateway, prefix });
+        self.remember(
+            &net.id,
+            NetInfo {
+                gateway,
+                prefix,
+                mtu,
+            },
+        );
         if created {
             tracing::info!(network = %net.id, vni = net.vni, subnet = %net.subnet, "overlay network sandbox created");
         }
@@ -296,13 +330,18 @@ impl Overlay {
             .into_iter()
             .next()
             .ok_or_else(|| OverlayError::NoSuchNetwork(network_id.to_string()))?;
-        let info = NetInfo { gateway, prefix };
+        let info = NetInfo {
+            gateway,
+            prefix,
+            mtu: bridge.mtu.unwrap_or(OVERLAY_MTU),
+        };
         self.remember(network_id, info);
         Ok(info)
     }
 
     /// Connect a task to a network: a veth pair with `eth<iface_index>` (MAC
-    /// from the address, the address `ip_cidr`, MTU 1450, up) in the task's
+    /// from the address, the address `ip_cidr`, the network's MTU: 1450, or
+    /// 1370 when encrypted; up) in the task's
     /// namespace and its peer enslaved to the sandbox's `br0`. The task gets
     /// the connected route to the network's subnet and nothing else: no
     /// default route, whatever the network (a task's way out is the gateway
@@ -352,8 +391,10 @@ impl Overlay {
         let peer = addr::sandbox_veth_name(task_id);
         let mac = mac_for(ip);
         let (inside, outside) = task
-            .ensure_veth_pair(&eth, mac, &sandbox, &peer, sandbox_fd.as_fd(), OVERLAY_MTU)
+            .ensure_veth_pair(&eth, mac, &sandbox, &peer, sandbox_fd.as_fd(), info.mtu)
             .await?;
+        task.set_mtu(&inside, info.mtu).await?;
+        sandbox.set_mtu(&outside, info.mtu).await?;
 
         // The sandbox end: named after the task, in the bridge, up.
         let bridge = sandbox.must_link(BRIDGE).await?;
@@ -416,7 +457,8 @@ impl Overlay {
     /// Set the remote tasks of a network from the full list: static FDB
     /// entries (MAC -> node) and neighbour entries (IP -> MAC) on `vxlan0`;
     /// missing ones are added, stale ones deleted. Peers on this node
-    /// (`node_ip` = the local address) are skipped.
+    /// (`node_ip` = the local address, or the VXLAN source of the network:
+    /// our tunnel address on an encrypted network) are skipped.
     pub async fn set_peers(&self, network_id: &str, peers: &[Peer]) -> Result<(), OverlayError> {
         check_id("network id", network_id)?;
         let _guard = self.lock.lock().await;
@@ -432,7 +474,7 @@ impl Overlay {
             .ok_or_else(|| OverlayError::NoSuchNetwork(network_id.to_string()))?;
         let want: Vec<fdb::Entry> = peers
             .iter()
-            .filter(|p| p.node_ip != self.local_ip)
+            .filter(|p| p.node_ip != self.local_ip && Some(p.node_ip) != vxlan.vxlan_local)
             .map(|p| fdb::Entry {
                 ip: p.ip,
                 mac: p.mac,

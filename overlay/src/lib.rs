@@ -63,7 +63,7 @@
 //!   lists; [`Overlay::remove_everything`] removes all of it, the gateway
 //!   bridge and its table included (leaving the swarm).
 //! * **MTU** 1450 on every overlay device (1500 minus VXLAN's 50 bytes), 1500
-//!   on the gateway bridge.
+//!   on the gateway bridge; 1370 on an encrypted network's devices.
 //!
 //! One process in the node's namespace drives all of this: each operation
 //! opens a netlink socket *inside* the namespace it changes (a short-lived
@@ -83,7 +83,23 @@
 //!
 //! The embedded server at 127.0.0.11 inside each task's namespace.
 //!
-//! Not here yet: encryption (`--opt encrypted`, WireGuard).
+//! # Encrypted networks ([`wireguard`])
+//!
+//! VXLAN over WireGuard: each node has one WireGuard interface ([`Tunnel`],
+//! `rswg…`, kernel or boringtun's userspace device in this process) with a
+//! tunnel address from [`TUNNEL_POOL`] (100.127.0.0/16), routed through it,
+//! with an `unreachable` fallback so nothing to a tunnel address leaves in
+//! clear. An encrypted network ([`NetworkConfig::encrypted_local_ip`]) uses
+//! the tunnel addresses as its VXLAN endpoints, so its packets cross the wire
+//! only as WireGuard UDP (port [`WIREGUARD_PORT`]), and its devices have MTU
+//! [`ENCRYPTED_OVERLAY_MTU`] (1420 - 50). Clear networks are untouched.
+//!
+//! ```text
+//!  sandbox "1-<net>"                           node namespace
+//!  vxlan0 (local 100.127.0.1, MTU 1370) ---->  UDP 4789 100.127.0.1 -> 100.127.0.2
+//!                                              route 100.127.0.0/16 dev rswg… (MTU 1420)
+//!                                              rswg… = WireGuard: UDP 51820 10.99.0.1 -> 10.99.0.2
+//! ```
 pub mod dns;
 pub mod metrics;
 pub mod nft;

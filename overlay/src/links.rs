@@ -54,6 +54,8 @@ pub(crate) struct Link {
     pub(crate) up: bool,
     pub(crate) mtu: Option<u32>,
     pub(crate) vni: Option<u32>,
+    /// For a VXLAN device: its `local` (source) address.
+    pub(crate) vxlan_local: Option<Ipv4Addr>,
     /// For a bridge port: whether it is isolated (`IFLA_BRPORT_ISOLATED`).
     pub(crate) isolated: Option<bool>,
 }
@@ -77,6 +79,7 @@ impl Link {
             up: msg.header.flags.contains(LinkFlags::Up),
             mtu: None,
             vni: None,
+            vxlan_local: None,
             isolated: None,
         };
         for attr in &msg.attributes {
@@ -92,8 +95,14 @@ impl Link {
                             LinkInfo::Kind(k) => link.kind = Some(k.clone()),
                             LinkInfo::Data(InfoData::Vxlan(v)) => {
                                 for item in v {
-                                    if let netlink_packet_route::link::InfoVxlan::Id(id) = item {
-                                        link.vni = Some(*id);
+                                    match item {
+                                        netlink_packet_route::link::InfoVxlan::Id(id) => {
+                                            link.vni = Some(*id)
+                                        }
+                                        netlink_packet_route::link::InfoVxlan::Local(ip) => {
+                                            link.vxlan_local = Some(*ip)
+                                        }
+                                        _ => {}
                                     }
                                 }
                             }
@@ -250,6 +259,15 @@ impl Netlink {
             return Ok(());
         }
         self.set(&link.name, LinkUnspec::new_with_index(link.index).up())
+            .await
+    }
+
+    /// Give a link this MTU (nothing is done if it has it).
+    pub(crate) async fn set_mtu(&self, link: &Link, mtu: u32) -> Result<(), OverlayError> {
+        if link.mtu == Some(mtu) {
+            return Ok(());
+        }
+        self.set(&link.name, LinkUnspec::new_with_index(link.index).mtu(mtu))
             .await
     }
 

@@ -10,6 +10,13 @@
 //! "create in the host, then move", in one step, so a crash can never leave a
 //! VXLAN device behind in the host namespace.
 //!
+//! For an encrypted network `local` is the node's WireGuard tunnel address
+//! instead of its advertise address: the remotes in the FDB are the other
+//! nodes' tunnel addresses, routed through the WireGuard interface, so the
+//! network's VXLAN packets cross the wire only inside WireGuard (see
+//! [`crate::wireguard`]); its devices have the MTU
+//! [`crate::wireguard::ENCRYPTED_OVERLAY_MTU`] (1370) instead of 1450.
+//!
 //! `vxlan0` has `learning off` (forwarding entries come only from
 //! [`crate::fdb`]) and `proxy on` (it answers ARP requests from the bridge out
 //! of its static neighbour table, so no ARP broadcast crosses the wire: a
@@ -43,7 +50,11 @@ pub(crate) struct SandboxSpec {
     pub(crate) gateway: Ipv4Addr,
     pub(crate) prefix: u8,
     pub(crate) internal: bool,
+    /// The VXLAN source: the node's address, or for an encrypted network
+    /// its tunnel address (so the packets are routed into WireGuard).
     pub(crate) local_ip: Ipv4Addr,
+    /// [`OVERLAY_MTU`], or [`crate::wireguard::ENCRYPTED_OVERLAY_MTU`].
+    pub(crate) mtu: u32,
 }
 
 /// The alias written on `br0`: the network, its VNI and whether it is
@@ -56,9 +67,10 @@ pub(crate) fn bridge_alias(spec: &SandboxSpec) -> String {
 }
 
 /// Make the sandbox match `spec`: `lo` up, `br0` (gateway address, MAC from
-/// the gateway, MTU 1450) up, `vxlan0` (right VNI, port, local address)
-/// enslaved and up. Creates what is missing, replaces a `vxlan0` with other
-/// settings, and leaves correct devices alone.
+/// the gateway, the network's MTU) up, `vxlan0` (right VNI, port, local
+/// address, MTU) enslaved and up. Creates what is missing, replaces a
+/// `vxlan0` with other settings (a network turning encrypted or clear gets a
+/// new one, with the other source address), and leaves correct devices alone.
 pub(crate) async fn ensure_sandbox(
     host: &Netlink,
     sandbox: &Netlink,
@@ -77,7 +89,7 @@ pub(crate) async fn ensure_sandbox(
                 sandbox.del(l.index, BRIDGE).await?;
             }
             let msg = LinkBridge::new(BRIDGE)
-                .mtu(OVERLAY_MTU)
+                .mtu(spec.mtu)
                 .address(mac_for(spec.gateway).to_vec())
                 .build();
             sandbox.add(BRIDGE, msg).await?;
@@ -110,7 +122,13 @@ pub(crate) async fn ensure_sandbox(
     // The VXLAN device: its settings cannot all be changed in place, so a
     // mismatching one is replaced.
     let vxlan = match sandbox.link(VXLAN).await? {
-        Some(l) if l.is(InfoKind::Vxlan) && l.vni == Some(spec.vni) => l,
+        Some(l)
+            if l.is(InfoKind::Vxlan)
+                && l.vni == Some(spec.vni)
+                && l.vxlan_local == Some(spec.local_ip) =>
+        {
+            l
+        }
         other => {
             if let Some(l) = other {
                 sandbox.del(l.index, VXLAN).await?;
@@ -122,7 +140,7 @@ pub(crate) async fn ensure_sandbox(
                 .proxy(true)
                 .l2miss(false)
                 .l3miss(false)
-                .mtu(OVERLAY_MTU)
+                .mtu(spec.mtu)
                 .setns_by_fd(sandbox_fd.as_raw_fd())
                 .build();
             host.add(
@@ -133,6 +151,9 @@ pub(crate) async fn ensure_sandbox(
             sandbox.must_link(VXLAN).await?
         }
     };
+    sandbox.set_mtu(&vxlan, spec.mtu).await?;
+    // The bridge's own MTU last, once its VXLAN port has the new one.
+    sandbox.set_mtu(&bridge, spec.mtu).await?;
     if vxlan.controller != Some(bridge.index) {
         sandbox
             .set(

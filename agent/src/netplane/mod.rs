@@ -163,6 +163,8 @@ impl NetPlane {
             subnet: ipam.subnet.clone(),
             gateway: ipam.gateway.clone(),
             internal: n.spec.as_ref().map(|s| s.internal).unwrap_or(false),
+            // Encrypted networks are wired by the agent's WireGuard part.
+            encrypted_local_ip: None,
         })
     }
 

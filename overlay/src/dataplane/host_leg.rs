@@ -3,7 +3,7 @@
 //!
 //! ```text
 //!  node namespace (the daemon's)                              sandbox "1-<net>"
-//!  rswi<hash> 10.0.0.7/24 (02:42:0a:00:00:07, MTU 1450) === hostleg0 --(port)-- br0 -- vxlan0 ... other nodes
+//!  rswi<hash> 10.0.0.7/24 (02:42:0a:00:00:07, the network's MTU) === hostleg0 --(port)-- br0 -- vxlan0 ... other nodes
 //!  10.0.0.0/24 dev rswi<hash>  (connected route)
 //! ```
 //!
@@ -32,7 +32,7 @@ use crate::addr::{self, check_id, mac_for, parse_cidr, HOST_LEG_PEER, HOST_LEG_P
 use crate::error::OverlayError;
 use crate::links::Netlink;
 use crate::netns;
-use crate::vxlan::{BRIDGE, OVERLAY_MTU};
+use crate::vxlan::BRIDGE;
 
 impl Overlay {
     /// The node's interface on a network made by [`Overlay::attach_host`]:
@@ -43,7 +43,7 @@ impl Overlay {
 
     /// Give the node itself an address on a network: a veth pair whose node
     /// end (returned, `rswi<hash>`) carries `ip_cidr` (e.g. `10.0.0.7/24`,
-    /// MTU 1450, MAC [`mac_for`] the address, up) and whose other end is a
+    /// the network's MTU, MAC [`mac_for`] the address, up) and whose other end is a
     /// port of the network's `br0`. The node gets a connected route to the
     /// network's subnet through it; `net.ipv4.ip_forward` is set to 1.
     ///
@@ -96,9 +96,11 @@ impl Overlay {
                 &sandbox,
                 HOST_LEG_PEER,
                 sandbox_fd.as_fd(),
-                OVERLAY_MTU,
+                info.mtu,
             )
             .await?;
+        node.set_mtu(&outside, info.mtu).await?;
+        sandbox.set_mtu(&inside, info.mtu).await?;
         if !existed {
             tracing::info!(network = %network_id, device = %name, %ip, "node attached to the network");
         }

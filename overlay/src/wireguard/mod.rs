@@ -8,12 +8,12 @@
 //! network is a peer ([`TunnelPeer`]: its public key, `<address>:<port>`,
 //! allowed IP `<its tunnel address>/32`). An encrypted network's VXLAN uses
 //! the tunnel addresses as its endpoints, so its packets are routed into the
-//! tunnel and cross the wire only as WireGuard UDP (see [`crate::vxlan`]).
+//! tunnel and cross the wire only as WireGuard UDP (see `vxlan`).
 //!
 //! The kernel's WireGuard is used when a link of kind `wireguard` can be made;
 //! otherwise boringtun's userspace device over `/dev/net/tun` runs inside
-//! this process ([`userspace`]). Either way the device is configured through
-//! `wireguard-control`. Keys: [`keys`]. Routes and addresses: `net`.
+//! this process (`userspace`). Either way the device is configured through
+//! `wireguard-control`. Keys: `keys`. Routes and addresses: `net`.
 
 mod kernel;
 mod keys;

@@ -125,12 +125,13 @@ fn open(ns: &std::fs::File, dev: &std::ffi::CStr) -> Result<i32, String> {
     }
 }
 
-/// How many frames contain `needle` anywhere.
+/// How many times `needle` occurs in the frames (a frame may be a GSO
+/// super-packet carrying many segments).
 pub fn count_containing(frames: &[Vec<u8>], needle: &[u8]) -> usize {
     frames
         .iter()
-        .filter(|f| f.windows(needle.len()).any(|w| w == needle))
-        .count()
+        .map(|f| f.windows(needle.len()).filter(|w| *w == needle).count())
+        .sum()
 }
 
 /// The UDP ports (source, destination) of an Ethernet/IPv4/UDP frame.

@@ -278,6 +278,7 @@ pub fn net(id: &str, vni: u32, subnet: &str, gateway: &str, internal: bool) -> N
         subnet: subnet.to_string(),
         gateway: gateway.to_string(),
         internal,
+        encrypted_local_ip: None,
     }
 }
 
