@@ -27,6 +27,7 @@ use crate::netns;
 use crate::vxlan::{self, SandboxSpec, BRIDGE, OVERLAY_MTU, VXLAN};
 use crate::wireguard::{ENCRYPTED_OVERLAY_MTU, TUNNEL_POOL};
 
+mod encrypted;
 pub(crate) mod gateway;
 mod host_leg;
 
@@ -103,6 +104,8 @@ pub struct Overlay {
     gateways: std::sync::Mutex<gateway::Pool>,
     /// Forwarding and the egress NAT were applied by this instance.
     gateway_ready: AtomicBool,
+    /// The VNIs of encrypted networks, guarded in table `ip rswarm_wg`.
+    encrypted: std::sync::Mutex<encrypted::Guard>,
 }
 
 impl std::fmt::Debug for Overlay {
@@ -141,6 +144,7 @@ impl Overlay {
             networks: std::sync::Mutex::new(HashMap::new()),
             gateways: std::sync::Mutex::new(pool),
             gateway_ready: AtomicBool::new(false),
+            encrypted: std::sync::Mutex::new(encrypted::Guard::default()),
         })
     }
 
@@ -242,6 +246,10 @@ impl Overlay {
             local_ip: net.encrypted_local_ip.unwrap_or(self.local_ip),
             mtu,
         };
+        // An encrypted VNI is guarded before its vxlan0 exists; a network
+        // turning clear loses the guard first.
+        self.guard_encrypted(&net.id, net.encrypted_local_ip.map(|_| net.vni))
+            .await?;
         vxlan::ensure_sandbox(&host, &sandbox, sandbox_fd.as_fd(), &spec).await?;
         self.remember(
             &net.id,
@@ -288,7 +296,7 @@ impl Overlay {
         netns::remove_at(&path)
             .map_err(|e| OverlayError::io(format!("remove {}", path.display()), e))?;
         self.forget(network_id);
-        Ok(())
+        self.guard_encrypted(network_id, None).await
     }
 
     /// Create a task's network namespace (with `lo` up, so 127.0.0.11 and any

@@ -334,7 +334,7 @@ impl Overlay {
 
     /// Run `f` with the path of the node's namespace on the blocking pool
     /// (`nft` is a process to wait for).
-    async fn in_node_ns_blocking<T: Send + 'static>(
+    pub(super) async fn in_node_ns_blocking<T: Send + 'static>(
         &self,
         what: &str,
         f: impl FnOnce(&std::path::Path) -> Result<T, nft::NftError> + Send + 'static,

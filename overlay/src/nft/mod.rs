@@ -11,10 +11,22 @@
 //! | `ip rswarm` | each task's namespace | [`apply_task_vips`]: service VIPs |
 //! | `ip rswarm_mesh` | the node's namespace | [`apply_node_mesh`]: published ports |
 //! | `ip rswarm_gw` | the node's namespace | the gateway bridge's egress NAT, applied by [`crate::Overlay::attach_gateway`] |
+//! | `ip rswarm_wg` | the node's namespace | drops clear VXLAN of encrypted networks, applied by [`crate::Overlay::ensure_network`] |
 //!
 //! One name per purpose, so that they can live in one namespace without one
-//! call wiping another's rules. [`remove_all`] deletes the three and nothing
+//! call wiping another's rules. [`remove_all`] deletes the four and nothing
 //! else.
+//!
+//! The encrypted networks' guard (their VNIs; deleted when there are none):
+//!
+//! ```text
+//! table ip rswarm_wg {
+//!   chain input { type filter hook input priority -10; policy accept;
+//!     udp dport 4789 @th,96,24 { 4200, 4300 } ip saddr != 100.127.0.0/16 drop
+//!     udp dport 4789 @th,96,24 { 4200, 4300 } fib saddr . iif oif missing drop
+//!   }
+//! }
+//! ```
 //!
 //! The gateway table is one rule (the subnet and bridge are
 //! [`crate::GATEWAY_SUBNET`] and [`crate::GATEWAY_BRIDGE`]):
@@ -182,7 +194,7 @@ mod lab;
 #[cfg(test)]
 mod tests;
 
-pub use rules::{GATEWAY_TABLE, MESH_CT_MARK, MESH_TABLE, VIP_TABLE};
+pub use rules::{ENCRYPTED_TABLE, GATEWAY_TABLE, MESH_CT_MARK, MESH_TABLE, VIP_TABLE};
 
 /// A transport protocol of a VIP port or a published port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -347,11 +359,11 @@ pub fn forget_backends(netns: &Path, backends: &[Ipv4Addr]) -> Result<usize, Nft
     conntrack::forget(netns, backends)
 }
 
-/// Delete our tables (`ip rswarm`, `ip rswarm_mesh`, `ip rswarm_gw`) from
-/// the namespace, in one transaction; missing tables are fine. Nobody else's
-/// rules are touched.
+/// Delete our tables (`ip rswarm`, `ip rswarm_mesh`, `ip rswarm_gw`,
+/// `ip rswarm_wg`) from the namespace, in one transaction; missing tables are
+/// fine. Nobody else's rules are touched.
 pub fn remove_all(netns: &Path) -> Result<(), NftError> {
-    let ruleset = rules::remove_tables(&[VIP_TABLE, MESH_TABLE, GATEWAY_TABLE]);
+    let ruleset = rules::remove_tables(&[VIP_TABLE, MESH_TABLE, GATEWAY_TABLE, ENCRYPTED_TABLE]);
     exec::apply(netns, &ruleset, "remove rswarm tables")
 }
 
@@ -375,6 +387,17 @@ pub(crate) fn remove_gateway_nat(netns: &Path) -> Result<(), NftError> {
         &rules::remove_tables(&[GATEWAY_TABLE]),
         "remove table rswarm_gw",
     )
+}
+
+/// The guard of encrypted networks in the node's namespace: replaces table
+/// `ip rswarm_wg` so that VXLAN packets with one of `vnis` are dropped unless
+/// they came out of the WireGuard tunnel; with no VNIs the table is deleted.
+pub(crate) fn apply_encrypted_guard(
+    netns: &Path,
+    vnis: &std::collections::BTreeSet<u32>,
+) -> Result<(), NftError> {
+    let ruleset = rules::encrypted_guard(vnis, crate::VXLAN_PORT, crate::TUNNEL_POOL);
+    exec::apply(netns, &ruleset, ENCRYPTED_TABLE)
 }
 
 /// The JSON `nft -j -f -` is given by [`apply_task_vips`] (for logs and

@@ -8,7 +8,7 @@ use std::net::Ipv4Addr;
 use nftables::batch::Batch;
 use nftables::expr::{
     BinaryOperation, Expression, Fib, FibFlag, FibResult, Map, Meta, MetaKey, NamedExpression,
-    NgMode, Numgen, Payload, PayloadField, Prefix, SetItem, Verdict, CT,
+    NgMode, Numgen, Payload, PayloadBase, PayloadField, PayloadRaw, Prefix, SetItem, Verdict, CT,
 };
 use nftables::schema::{Chain, NfListObject, Nftables, Rule, Table};
 use nftables::stmt::{JumpTarget, Mangle, Match, Operator, Reject, RejectType, Statement, NAT};
@@ -23,6 +23,9 @@ pub const MESH_TABLE: &str = "rswarm_mesh";
 /// The table of the gateway bridge's egress NAT in a node's namespace
 /// (family `ip`).
 pub const GATEWAY_TABLE: &str = "rswarm_gw";
+/// The table in a node's namespace that drops VXLAN packets of encrypted
+/// networks which did not come out of the WireGuard tunnel (family `ip`).
+pub const ENCRYPTED_TABLE: &str = "rswarm_wg";
 /// The conntrack mark bit set on connections the mesh masquerades (OR-ed
 /// into the mark, other bits untouched).
 pub const MESH_CT_MARK: u32 = 0x0200_0000;
@@ -575,4 +578,68 @@ pub(crate) fn gateway_nat(
         Some("no task-to-task traffic through the gateway bridge".into()),
     );
     Ok(tx.finish())
+}
+
+// ---- encrypted networks ----------------------------------------------------------
+
+/// The transaction that replaces table `ip rswarm_wg` (or only deletes it
+/// when `vnis` is empty): in the `input` hook, a VXLAN packet (UDP
+/// `vxlan_port`) whose VNI (`@th,96,24`) is one of `vnis` is dropped unless
+/// its source is a tunnel address (`pool`) reachable back through the
+/// interface it came in on (`fib saddr . iif oif`, i.e. it came out of the
+/// WireGuard interface): nobody on the wire can inject clear VXLAN frames
+/// into an encrypted network (what Docker's `u32` VNI match does for IPsec).
+pub(crate) fn encrypted_guard(
+    vnis: &BTreeSet<u32>,
+    vxlan_port: u16,
+    pool: (Ipv4Addr, u8),
+) -> Nftables<'static> {
+    if vnis.is_empty() {
+        return remove_tables(&[ENCRYPTED_TABLE]);
+    }
+    let mut tx = TableTx::replace(ENCRYPTED_TABLE);
+    tx.base_chain("input", NfChainType::Filter, NfHook::Input, -10);
+    let vxlan_of_encrypted = || {
+        vec![
+            eq(payload("udp", "dport"), num(u32::from(vxlan_port))),
+            eq(
+                Expression::Named(NamedExpression::Payload(Payload::PayloadRaw(PayloadRaw {
+                    base: PayloadBase::TH,
+                    offset: 96,
+                    len: 24,
+                }))),
+                anon_set(vnis.iter().map(|v| num(*v))),
+            ),
+        ]
+    };
+    let mut not_from_pool = vxlan_of_encrypted();
+    not_from_pool.push(matches(
+        payload("ip", "saddr"),
+        Operator::NEQ,
+        Expression::Named(NamedExpression::Prefix(Prefix {
+            addr: Box::new(ip(pool.0)),
+            len: u32::from(pool.1),
+        })),
+    ));
+    not_from_pool.push(Statement::Drop(None));
+    tx.rule(
+        "input",
+        not_from_pool,
+        Some("encrypted VXLAN from outside the tunnel pool".into()),
+    );
+    let mut not_via_tunnel = vxlan_of_encrypted();
+    not_via_tunnel.push(eq(
+        Expression::Named(NamedExpression::Fib(Fib {
+            result: FibResult::Oif,
+            flags: HashSet::from([FibFlag::Saddr, FibFlag::Iif]),
+        })),
+        Expression::Boolean(false),
+    ));
+    not_via_tunnel.push(Statement::Drop(None));
+    tx.rule(
+        "input",
+        not_via_tunnel,
+        Some("encrypted VXLAN that did not come out of the tunnel".into()),
+    );
+    tx.finish()
 }
